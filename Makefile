@@ -1,0 +1,56 @@
+# tclearn — set-up, checks and benchmarks. Every target installs what it needs.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt
+NODE_MODULES := contracts/node_modules
+
+.PHONY: demo test lint types contracts contracts-check bench install dev chain-tools clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q --upgrade pip
+
+$(VENV)/.stamp-install: $(PY) pyproject.toml constraints.txt
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.stamp-dev: $(VENV)/.stamp-install
+	$(PIP) -e '.[dev]'
+	touch $@
+
+$(NODE_MODULES)/.stamp: contracts/package.json contracts/package-lock.json
+	cd contracts && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(VENV)/.stamp-install
+dev: $(VENV)/.stamp-dev
+chain-tools: $(NODE_MODULES)/.stamp
+
+demo: install
+	$(VENV)/bin/tclearn demo --out out/demo
+
+lint: dev
+	$(VENV)/bin/ruff check tclearn tests bench
+	$(VENV)/bin/ruff format --check tclearn tests bench
+
+types: dev
+	$(VENV)/bin/mypy
+
+## Recompile the contract and rewrite contracts/build/Coalition.json.
+contracts: dev chain-tools
+	$(PY) -m tclearn.ledger.compiler
+
+## Fail if the committed artifact is not what the source compiles to.
+contracts-check: dev chain-tools
+	$(PY) -m tclearn.ledger.compiler --check
+
+test: dev chain-tools lint types contracts-check
+	$(PY) -m pytest -q -p no:cacheprovider
+
+bench: dev chain-tools
+	$(PY) bench/gas.py
+	$(PY) bench/ledger_latency.py
+
+clean:
+	rm -rf $(VENV) $(NODE_MODULES) .pytest_cache .mypy_cache .ruff_cache out

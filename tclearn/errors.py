@@ -1,0 +1,108 @@
+"""The one exception tree of tclearn.
+
+Every error a user can cause is a `TclearnError` with a stable `code`; services map codes to HTTP
+statuses in one place and the CLI prints `str(error)` as one line with a non-zero exit. Messages name
+the bad value and, where there is one, the way out.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class TclearnError(Exception):
+    """Root of every error tclearn raises on purpose."""
+
+    code: ClassVar[str] = "tclearn_error"
+    http_status: ClassVar[int] = 400
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, **self.details}
+
+
+class ConfigError(TclearnError):
+    """A configuration file or option is missing, malformed or inconsistent."""
+
+    code = "config_error"
+
+
+class NotFoundError(TclearnError):
+    """A file, model, member or blob that was named does not exist."""
+
+    code = "not_found"
+    http_status = 404
+
+
+class AuthError(TclearnError):
+    """The caller could not be authenticated (bad password, signature, key)."""
+
+    code = "auth_error"
+    http_status = 401
+
+
+class IntegrityError(TclearnError):
+    """Stored bytes do not match the hash that vouches for them."""
+
+    code = "integrity_error"
+    http_status = 400
+
+
+# --- ledger -----------------------------------------------------------------------------------------
+
+
+class LedgerError(TclearnError):
+    """Something went wrong talking to the chain or the Coalition contract."""
+
+    code = "ledger_error"
+    http_status = 502
+
+
+class ChainUnreachable(LedgerError):
+    """The JSON-RPC endpoint does not answer."""
+
+    code = "chain_unreachable"
+
+
+class WrongChain(LedgerError):
+    """The endpoint serves another chain than the deployment was made on."""
+
+    code = "wrong_chain"
+    http_status = 409
+
+
+class NoContract(LedgerError):
+    """No Coalition contract (or another contract) lives at the given address."""
+
+    code = "no_contract"
+    http_status = 404
+
+
+class TransactionTimeout(LedgerError):
+    """A transaction was sent but no receipt arrived in time."""
+
+    code = "transaction_timeout"
+    http_status = 504
+
+
+class ContractRevert(LedgerError):
+    """The contract refused a call; `error` is the contract's custom error name."""
+
+    code = "contract_revert"
+    http_status = 409
+
+    def __init__(self, message: str, *, error: str, args: dict[str, Any] | None = None) -> None:
+        super().__init__(message, error=error, args=args or {})
+        self.error = error
+        self.error_args = args or {}
+
+
+class NodeError(LedgerError):
+    """A local chain node (anvil, ganache) could not be started or stopped."""
+
+    code = "node_error"
+    http_status = 500
