@@ -1,0 +1,56 @@
+"""One declarative base and a small engine/session holder for every table tclearn keeps locally.
+
+`Database("sqlite:///path.db")` (or any SQLAlchemy URL) creates the tables it knows on first use.
+Tables are declared next to the code that owns them, on `Base`, and are created here by
+`Database.create_all`, so importing a module that declares tables before connecting is enough.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from tclearn.errors import ConfigError
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every tclearn table."""
+
+
+def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+class Database:
+    """An engine plus a session factory; tables are created on construction."""
+
+    def __init__(self, url: str = "sqlite://") -> None:
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////:memory:"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.engine: Engine = create_engine(url)
+        except (ArgumentError, ValueError) as exc:
+            raise ConfigError(f"invalid database URL {url!r}: {exc}") from None
+        if self.engine.dialect.name == "sqlite" and url not in ("sqlite://", "sqlite:///:memory:"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.url = url
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        Base.metadata.create_all(self.engine)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session whose transaction commits on success and rolls back on any error."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
