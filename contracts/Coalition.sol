@@ -30,32 +30,50 @@ contract Coalition {
         string name;
     }
 
-    /// @dev Two packed slots plus two hashes; the URI is in the Submitted event only.
+    /// @dev Two hashes plus ONE packed slot: proposer and general are member indices (uint16), so a vote
+    ///      reads and rewrites a single slot. The URI is in the Submitted event only.
     struct Model {
         bytes32 modelHash;
         bytes32 metadataHash;
-        // slot A
-        address proposer;
         uint48 parentId;
+        uint16 proposer;
+        uint16 general;
+        State state;
+        uint16 eligible;
+        uint16 approvals;
+        uint16 rejections;
+        uint40 generalDeadline;
+        uint40 votingDeadline;
+    }
+
+    /// @dev What getModel returns: the stored model with member indices resolved to addresses.
+    struct ModelView {
+        bytes32 modelHash;
+        bytes32 metadataHash;
+        address proposer;
+        uint256 parentId;
         State state;
         uint16 eligible;
         uint16 rejections;
-        // slot B
         address general;
-        uint40 generalDeadline;
-        uint40 votingDeadline;
+        uint64 generalDeadline;
+        uint64 votingDeadline;
         uint16 approvals;
     }
 
+    uint16 private constant NO_MEMBER = type(uint16).max;
+
     // ---- storage --------------------------------------------------------------------------------
+    // slot 0: admin, variant; slot 1: the global test set; slot 2: everything `submit` reads.
     address public admin;
     uint8 public variant;
+    bytes32 public globalTestSetHash;
     uint64 public generalTimeout;
     uint64 public votingTimeout;
     uint48 public head;
-    bytes32 public globalTestSetHash;
+    uint48 private count;
 
-    Model[] private models;
+    mapping(uint256 => Model) private models;
     mapping(bytes32 => uint256) private idPlusOneByHash;
     mapping(address => Member) private members;
     address[] private memberList;
@@ -136,11 +154,12 @@ contract Coalition {
         generalTimeout = generalTimeout_;
         votingTimeout = votingTimeout_;
         globalTestSetHash = globalTestSetHash_;
-        models.push();
         Model storage g = models[0];
         g.modelHash = genesisHash;
-        g.proposer = msg.sender;
+        g.proposer = NO_MEMBER;
+        g.general = NO_MEMBER;
         g.state = State.Committed;
+        count = 1;
         idPlusOneByHash[genesisHash] = 1;
         emit AdminTransferred(address(0), msg.sender);
         emit GlobalTestSetChanged(globalTestSetHash_);
@@ -160,7 +179,7 @@ contract Coalition {
         Member storage m = members[account];
         if (m.active) revert AlreadyMember(account);
         if (m.joinedAt == 0) {
-            if (memberList.length >= type(uint16).max) revert TooManyMembers();
+            if (memberList.length >= NO_MEMBER) revert TooManyMembers();
             m.index = uint16(memberList.length);
             memberList.push(account);
         }
@@ -224,18 +243,18 @@ contract Coalition {
         if (validatorPosPlusOne[msg.sender] != 0) eligible -= 1;
         if (eligible == 0) revert NoValidators();
 
-        id = models.length;
+        id = count;
         address general = _drawFirst(id, msg.sender, eligible);
         uint40 deadline = uint40(block.timestamp + generalTimeout);
-        models.push();
+        count = uint48(id + 1);
         Model storage c = models[id];
         c.modelHash = modelHash;
         c.metadataHash = metadataHash;
-        c.proposer = msg.sender;
         c.parentId = uint48(parentId);
+        c.proposer = m.index;
+        c.general = members[general].index;
         c.state = State.Submitted;
         c.eligible = uint16(eligible);
-        c.general = general;
         c.generalDeadline = deadline;
         idPlusOneByHash[modelHash] = id + 1;
         emit Submitted(id, parentId, msg.sender, general, modelHash, uri, metadataHash, uint16(eligible), deadline);
@@ -246,7 +265,8 @@ contract Coalition {
         Model storage c = _live(id);
         if (c.state == State.Stale) return;
         if (c.state != State.Submitted) revert WrongState(id, c.state);
-        if (msg.sender != c.general) revert NotGeneral(msg.sender, c.general);
+        Member storage m = members[msg.sender];
+        if (!m.active || m.index != c.general) revert NotGeneral(msg.sender, memberList[c.general]);
         if (block.timestamp > c.generalDeadline) revert DeadlinePassed(id, c.generalDeadline);
         if (reportHash == bytes32(0)) revert ZeroHash();
         if (!integrityOk) {
@@ -266,11 +286,11 @@ contract Coalition {
         if (c.state == State.Stale) return;
         if (c.state != State.Submitted) revert WrongState(id, c.state);
         if (block.timestamp <= c.generalDeadline) revert DeadlineNotReached(id, c.generalDeadline);
-        address previous = c.general;
-        address general = _drawNext(id, c.proposer, previous);
+        address previous = memberList[c.general];
+        address general = _drawNext(id, memberList[c.proposer], previous);
         if (general == address(0)) revert NoOtherGeneral(id);
         uint40 deadline = uint40(block.timestamp + generalTimeout);
-        c.general = general;
+        c.general = members[general].index;
         c.generalDeadline = deadline;
         emit GeneralReassigned(id, previous, general, deadline);
     }
@@ -282,7 +302,7 @@ contract Coalition {
         if (block.timestamp > c.votingDeadline) revert DeadlinePassed(id, c.votingDeadline);
         Member storage m = members[msg.sender];
         if (!m.active || m.roles & VALIDATOR == 0) revert NotValidator(msg.sender);
-        if (msg.sender == c.proposer) revert ProposerCannotVote(msg.sender, id);
+        if (m.index == c.proposer) revert ProposerCannotVote(msg.sender, id);
         if (m.validatorSince > id) revert NotEligible(msg.sender, id);
         uint256 word = m.index >> 8;
         uint256 bit = uint256(1) << (m.index & 255);
@@ -331,12 +351,23 @@ contract Coalition {
     // ---- views ------------------------------------------------------------------------------------
 
     function modelCount() external view returns (uint256) {
-        return models.length;
+        return count;
     }
 
-    function getModel(uint256 id) external view returns (Model memory) {
-        if (id >= models.length) revert UnknownModel(id);
-        return models[id];
+    function getModel(uint256 id) external view returns (ModelView memory v) {
+        if (id >= count) revert UnknownModel(id);
+        Model storage c = models[id];
+        v.modelHash = c.modelHash;
+        v.metadataHash = c.metadataHash;
+        v.proposer = _addressOf(c.proposer);
+        v.parentId = c.parentId;
+        v.state = c.state;
+        v.eligible = c.eligible;
+        v.rejections = c.rejections;
+        v.general = _addressOf(c.general);
+        v.generalDeadline = c.generalDeadline;
+        v.votingDeadline = c.votingDeadline;
+        v.approvals = c.approvals;
     }
 
     function modelIdOf(bytes32 modelHash) external view returns (uint256) {
@@ -371,7 +402,7 @@ contract Coalition {
 
     /// @dev Loads a candidate; if it is pending on a parent that is no longer head, marks it Stale.
     function _live(uint256 id) private returns (Model storage c) {
-        if (id >= models.length) revert UnknownModel(id);
+        if (id >= count) revert UnknownModel(id);
         c = models[id];
         if ((c.state == State.Submitted || c.state == State.Open) && c.parentId != head) {
             c.state = State.Stale;
@@ -385,7 +416,7 @@ contract Coalition {
         if (becomes && !was) {
             validators.push(account);
             validatorPosPlusOne[account] = validators.length;
-            m.validatorSince = uint48(models.length);
+            m.validatorSince = count;
         } else if (was && !becomes) {
             uint256 pos = validatorPosPlusOne[account] - 1;
             address last = validators[validators.length - 1];
@@ -397,13 +428,17 @@ contract Coalition {
         m.roles = roles;
     }
 
+    function _addressOf(uint16 index) private view returns (address) {
+        return index == NO_MEMBER ? address(0) : memberList[index];
+    }
+
     function _seed(uint256 id, address previous) private view returns (uint256) {
         return uint256(keccak256(abi.encodePacked(block.prevrandao, blockhash(block.number - 1), id, previous)));
     }
 
     /// @dev The first general: `seed mod eligible` over the active validators with the proposer's slot
     ///      skipped, so every eligible validator is equally likely. Every active validator is eligible
-    ///      for a new id (validatorSince <= models.length).
+    ///      for a new id (validatorSince <= count).
     function _drawFirst(uint256 id, address proposer, uint256 eligible) private view returns (address) {
         uint256 r = _seed(id, address(0)) % eligible;
         uint256 proposerPos = validatorPosPlusOne[proposer];

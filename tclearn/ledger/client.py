@@ -1,0 +1,382 @@
+"""`LedgerClient`: the Coalition contract seen from Python, with typed results and gas figures.
+
+Every write is signed by the actor passed in (its own key, raw transaction). Before anything is
+sent, the call is simulated (`eth_estimateGas`): a call the contract would refuse raises
+`ContractRevert` naming the contract's custom error, and no transaction is sent.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
+from web3.exceptions import TimeExhausted, Web3Exception
+
+from tclearn.errors import ConfigError, ContractRevert, LedgerError, NoContract, TransactionTimeout
+from tclearn.ledger.artifact import load_artifact
+from tclearn.ledger.chain import Chain
+from tclearn.ledger.events import LedgerEvent, decode_log, fetch_events
+from tclearn.ledger.reverts import decode_revert, revert_data
+from tclearn.protocol import to_fixed
+from tclearn.types import Member, ModelRecord, ModelState, Role, Variant
+
+PRIORITY_FEE = 1_000_000_000  # 1 gwei tip on chains with EIP-1559 fees
+GAS_MARGIN = 1.2  # estimates are exact on py-evm and anvil; a margin absorbs state changing meanwhile
+
+
+@dataclass(frozen=True)
+class TxResult:
+    tx_hash: str
+    block_number: int
+    gas_used: int
+    events: tuple[LedgerEvent, ...]
+
+    def event(self, name: str) -> LedgerEvent | None:
+        return next((e for e in self.events if e.name == name), None)
+
+    def has(self, name: str) -> bool:
+        return self.event(name) is not None
+
+
+@dataclass(frozen=True)
+class Submission:
+    model_id: int
+    general: str
+    eligible: int
+    general_deadline: int
+    tx: TxResult
+
+
+@dataclass(frozen=True)
+class VoteOutcome:
+    """What a vote did: recorded, and whether it decided the candidate."""
+
+    state: ModelState  # OPEN (still undecided), COMMITTED, REJECTED or STALE
+    tx: TxResult
+
+
+class _Sender:
+    """Hands out nonces for one account, safely across threads."""
+
+    def __init__(self, account: LocalAccount) -> None:
+        self.account = account
+        self.lock = threading.Lock()
+        self.next_nonce: int | None = None
+
+
+class LedgerClient:
+    """The Coalition contract at `address` on `chain`."""
+
+    def __init__(self, chain: Chain, address: str, *, receipt_timeout: float = 120.0) -> None:
+        self.chain = chain
+        self.w3 = chain.w3
+        self.artifact = load_artifact()
+        try:
+            self.address = to_checksum_address(address)
+        except ValueError:
+            raise ConfigError(f"{address!r} is not an Ethereum address") from None
+        code = bytes(self.w3.eth.get_code(self.address))
+        if not code:
+            raise NoContract(f"no contract at {self.address} on chain {chain.chain_id}")
+        if "0x" + code.hex() != self.artifact.deployed_bytecode:
+            raise NoContract(
+                f"the contract at {self.address} is not the Coalition contract of this tclearn version "
+                f"(compiled by solc {self.artifact.compiler})"
+            )
+        self.contract = self.w3.eth.contract(address=self.address, abi=self.artifact.abi)
+        self.receipt_timeout = receipt_timeout
+        self._senders: dict[str, _Sender] = {}
+        self._senders_lock = threading.Lock()
+
+    # ---- deployment ------------------------------------------------------------------------------
+
+    @classmethod
+    def deploy(
+        cls,
+        chain: Chain,
+        deployer: LocalAccount,
+        *,
+        variant: Variant,
+        genesis_hash: bytes,
+        genesis_uri: str,
+        global_test_set_hash: bytes = b"\x00" * 32,
+        general_timeout: int = 3600,
+        voting_timeout: int = 86400,
+    ) -> tuple[LedgerClient, TxResult]:
+        """Deploys a new coalition whose genesis model is `genesis_hash`; returns it and the receipt."""
+        artifact = load_artifact()
+        factory = chain.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+        args = (int(variant), genesis_hash, genesis_uri, global_test_set_hash, general_timeout, voting_timeout)
+        fn = factory.constructor(*args)
+        sender = _Sender(deployer)
+        receipt = _send(chain, sender, fn, None, "deploy", artifact, timeout=120.0)
+        client = cls(chain, receipt["contractAddress"])
+        return client, client._result(receipt)
+
+    # ---- transactions ------------------------------------------------------------------------------
+
+    def _sender(self, account: LocalAccount) -> _Sender:
+        with self._senders_lock:
+            sender = self._senders.get(account.address)
+            if sender is None:
+                sender = self._senders[account.address] = _Sender(account)
+            return sender
+
+    def _result(self, receipt: Any) -> TxResult:
+        events = (decode_log(log, self.artifact) for log in receipt["logs"] if log["address"] == self.address)
+        return TxResult(
+            tx_hash="0x" + bytes(receipt["transactionHash"]).hex(),
+            block_number=int(receipt["blockNumber"]),
+            gas_used=int(receipt["gasUsed"]),
+            events=tuple(e for e in events if e is not None),
+        )
+
+    def _transact(self, account: LocalAccount, action: str, fn_name: str, *args: Any) -> TxResult:
+        fn = getattr(self.contract.functions, fn_name)(*args)
+        receipt = _send(self.chain, self._sender(account), fn, self.address, action, self.artifact,
+                        timeout=self.receipt_timeout)
+        return self._result(receipt)
+
+    def register_member(
+        self, admin: LocalAccount, account: str, roles: Role, encryption_key: bytes = b"\x00" * 32, name: str = ""
+    ) -> TxResult:
+        key = _bytes32(encryption_key, "encryption key")
+        return self._transact(admin, f"register {account}", "registerMember", _address(account), int(roles), key, name)
+
+    def set_roles(self, admin: LocalAccount, account: str, roles: Role) -> TxResult:
+        return self._transact(admin, f"set roles of {account}", "setRoles", _address(account), int(roles))
+
+    def deactivate_member(self, admin: LocalAccount, account: str) -> TxResult:
+        return self._transact(admin, f"deactivate {account}", "deactivateMember", _address(account))
+
+    def transfer_admin(self, admin: LocalAccount, new_admin: str) -> TxResult:
+        return self._transact(admin, "transfer admin", "transferAdmin", _address(new_admin))
+
+    def set_global_test_set(self, admin: LocalAccount, test_set_hash: bytes) -> TxResult:
+        return self._transact(admin, "set global test set", "setGlobalTestSet", _bytes32(test_set_hash, "hash"))
+
+    def set_encryption_key(self, member: LocalAccount, encryption_key: bytes) -> TxResult:
+        key = _bytes32(encryption_key, "encryption key")
+        return self._transact(member, "set encryption key", "setEncryptionKey", key)
+
+    def submit(
+        self, member: LocalAccount, parent_id: int, model_hash: bytes, uri: str, metadata_hash: bytes
+    ) -> Submission:
+        tx = self._transact(
+            member, "submit", "submit", parent_id, _bytes32(model_hash, "model hash"), uri,
+            _bytes32(metadata_hash, "metadata hash"),
+        )
+        ev = tx.event("Submitted")
+        assert ev is not None, "a successful submit always emits Submitted"
+        a = ev.args
+        return Submission(a["id"], a["general"], a["eligible"], a["generalDeadline"], tx)
+
+    def open_candidate(self, general: LocalAccount, model_id: int, integrity_ok: bool, report_hash: bytes) -> TxResult:
+        report = _bytes32(report_hash, "report hash")
+        tx = self._transact(general, f"open candidate {model_id}", "openCandidate", model_id, integrity_ok, report)
+        _raise_if_staled(tx, model_id)
+        return tx
+
+    def reassign_general(self, caller: LocalAccount, model_id: int) -> TxResult:
+        tx = self._transact(caller, f"reassign general of {model_id}", "reassignGeneral", model_id)
+        _raise_if_staled(tx, model_id)
+        return tx
+
+    def vote(
+        self,
+        validator: LocalAccount,
+        model_id: int,
+        approve: bool,
+        score_global: float,
+        score_local: float,
+        evidence_hash: bytes,
+    ) -> VoteOutcome:
+        tx = self._transact(
+            validator, f"vote on {model_id}", "vote", model_id, approve, to_fixed(score_global),
+            to_fixed(score_local), _bytes32(evidence_hash, "evidence hash"),
+        )
+        _raise_if_staled(tx, model_id)
+        state = ModelState.OPEN
+        if tx.has("Committed"):
+            state = ModelState.COMMITTED
+        elif tx.has("Rejected"):
+            state = ModelState.REJECTED
+        return VoteOutcome(state, tx)
+
+    def expire(self, caller: LocalAccount, model_id: int) -> TxResult:
+        tx = self._transact(caller, f"expire {model_id}", "expire", model_id)
+        _raise_if_staled(tx, model_id)
+        return tx
+
+    def mark_stale(self, caller: LocalAccount, model_id: int) -> TxResult:
+        return self._transact(caller, f"mark {model_id} stale", "markStale", model_id)
+
+    # ---- views ----------------------------------------------------------------------------------------
+
+    def _view(self, fn_name: str, *args: Any) -> Any:
+        try:
+            return getattr(self.contract.functions, fn_name)(*args).call()
+        except (Web3Exception, Exception) as exc:
+            data = revert_data(exc)
+            if data is None:
+                raise LedgerError(f"reading {fn_name} failed: {exc}") from None
+            raise decode_revert(self.artifact, data, fn_name) from None
+
+    def head(self) -> int:
+        return int(self._view("head"))
+
+    def variant(self) -> Variant:
+        return Variant(self._view("variant"))
+
+    def admin(self) -> str:
+        return str(self._view("admin"))
+
+    def global_test_set_hash(self) -> bytes:
+        return bytes(self._view("globalTestSetHash"))
+
+    def timeouts(self) -> tuple[int, int]:
+        return int(self._view("generalTimeout")), int(self._view("votingTimeout"))
+
+    def model_count(self) -> int:
+        return int(self._view("modelCount"))
+
+    def validator_count(self) -> int:
+        return int(self._view("validatorCount"))
+
+    def has_voted(self, model_id: int, validator: str) -> bool:
+        return bool(self._view("hasVoted", model_id, _address(validator)))
+
+    def model_id_of(self, model_hash: bytes) -> int | None:
+        try:
+            return int(self._view("modelIdOf", _bytes32(model_hash, "model hash")))
+        except ContractRevert:
+            return None
+
+    def get_model(self, model_id: int, *, with_uri: bool = True) -> ModelRecord:
+        m = self._view("getModel", model_id)
+        uri = self.model_uri(model_id) if with_uri else None
+        return ModelRecord(
+            id=model_id, model_hash=bytes(m[0]), metadata_hash=bytes(m[1]), proposer=m[2], parent_id=m[3],
+            state=ModelState(m[4]), eligible=m[5], rejections=m[6], general=m[7], general_deadline=m[8],
+            voting_deadline=m[9], approvals=m[10], uri=uri,
+        )
+
+    def model_uri(self, model_id: int) -> str | None:
+        """The URI the proposer gave in `Submitted` (kept in the log, not in contract storage)."""
+        topic = "0x" + model_id.to_bytes(32, "big").hex()
+        submitted = next(t for t, e in self.artifact.events.items() if e["name"] == "Submitted")
+        events = fetch_events(self.w3, self.address, 0, self.chain.latest_block(),
+                              topics=["0x" + submitted.hex(), topic])
+        return str(events[0].args["uri"]) if events else None
+
+    def get_member(self, account: str) -> Member | None:
+        m = self._view("getMember", _address(account))
+        if m[4] == 0:  # joinedAt: never registered
+            return None
+        return Member(
+            address=_address(account), roles=Role(m[0]), active=bool(m[1]), index=m[2], validator_since=m[3],
+            joined_at=m[4], encryption_key=bytes(m[5]), name=m[6],
+        )
+
+    def members(self) -> list[Member]:
+        """Every account ever registered, active or not, in registration order."""
+        accounts = [self._view("memberAt", i) for i in range(int(self._view("memberCount")))]
+        return [m for m in (self.get_member(a) for a in accounts) if m is not None]
+
+    def events(self, from_block: int = 0, to_block: int | None = None) -> list[LedgerEvent]:
+        end = self.chain.latest_block() if to_block is None else to_block
+        return fetch_events(self.w3, self.address, from_block, end)
+
+
+# ---- helpers -------------------------------------------------------------------------------------------
+
+
+def _address(value: str) -> str:
+    try:
+        return to_checksum_address(value)
+    except (ValueError, TypeError):
+        raise ConfigError(f"{value!r} is not an Ethereum address") from None
+
+
+def _bytes32(value: bytes, what: str) -> bytes:
+    if not isinstance(value, bytes | bytearray) or len(value) != 32:
+        raise ConfigError(f"{what} must be 32 bytes, got {value!r:.80}")
+    return bytes(value)
+
+
+def _raise_if_staled(tx: TxResult, model_id: int) -> None:
+    if tx.has("Staled"):
+        raise ContractRevert(
+            f"candidate {model_id} is stale: another candidate on its parent was committed; nothing else was done",
+            error="Stale",
+            args={"id": model_id},
+        )
+
+
+def _fee_fields(chain: Chain) -> dict[str, int]:
+    base_fee = chain.w3.eth.get_block("latest").get("baseFeePerGas")
+    if base_fee is None:
+        return {"gasPrice": int(chain.w3.eth.gas_price)}
+    return {"maxFeePerGas": 2 * int(base_fee) + PRIORITY_FEE, "maxPriorityFeePerGas": PRIORITY_FEE}
+
+
+def _simulate(fn: Any, params: dict[str, Any], action: str, artifact: Any) -> int:
+    try:
+        return int(fn.estimate_gas(params))
+    except (Web3Exception, Exception) as exc:
+        data = revert_data(exc)
+        if data is None:
+            raise LedgerError(f"{action} failed before sending: {exc}") from None
+        raise decode_revert(artifact, data, action) from None
+
+
+def _send(
+    chain: Chain, sender: _Sender, fn: Any, to: str | None, action: str, artifact: Any, *, timeout: float
+) -> Any:
+    account = sender.account
+    gas = _simulate(fn, {"from": account.address}, action, artifact)
+    with sender.lock:
+        if sender.next_nonce is None:
+            sender.next_nonce = int(chain.w3.eth.get_transaction_count(account.address, "pending"))
+        tx = fn.build_transaction(
+            {
+                "from": account.address,
+                "nonce": sender.next_nonce,
+                "gas": int(gas * GAS_MARGIN) + 10_000,
+                "chainId": chain.chain_id,
+                **_fee_fields(chain),
+            }
+        )
+        signed = account.sign_transaction(tx)
+        try:
+            tx_hash = chain.w3.eth.send_raw_transaction(signed.raw_transaction)
+        except (Web3Exception, Exception) as exc:
+            sender.next_nonce = None  # re-read from the node next time (e.g. nonce too low)
+            data = revert_data(exc)
+            if data is not None:
+                raise decode_revert(artifact, data, action) from None
+            raise LedgerError(f"{action}: the node refused the transaction: {exc}") from None
+        sender.next_nonce += 1
+    try:
+        receipt = chain.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout)
+    except TimeExhausted:
+        raise TransactionTimeout(f"{action}: no receipt for {tx_hash.hex()} within {timeout:.0f} s") from None
+    if receipt["status"] != 1:
+        _explain_failure(chain, fn, account, receipt, action, artifact)
+    return receipt
+
+
+def _explain_failure(chain: Chain, fn: Any, account: LocalAccount, receipt: Any, action: str, artifact: Any) -> None:
+    """A mined transaction reverted (the state changed after the simulation): say why."""
+    replay: Callable[[], Any] = lambda: fn.call({"from": account.address})  # noqa: E731
+    try:
+        replay()
+    except (Web3Exception, Exception) as exc:
+        data = revert_data(exc)
+        if data is not None:
+            raise decode_revert(artifact, data, action) from None
+    raise LedgerError(f"{action}: transaction {bytes(receipt['transactionHash']).hex()} reverted")

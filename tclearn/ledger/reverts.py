@@ -1,0 +1,87 @@
+"""Turns a contract revert, however the node reports it, into a `ContractRevert` naming the error.
+
+JSON-RPC nodes (Anvil, Ganache) report the revert data in web3's `ContractCustomError.data`; the
+embedded eth-tester chain raises `TransactionFailed("execution reverted: b'...'")`. Both end here.
+"""
+
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+from eth_abi import decode as abi_decode
+from eth_utils import to_checksum_address
+from hexbytes import HexBytes
+
+from tclearn.errors import ContractRevert
+from tclearn.ledger.artifact import Artifact
+from tclearn.types import ModelState
+
+_MESSAGES = {
+    "NotAdmin": "{caller} is not the coalition admin",
+    "NotMember": "{account} is not an active member with the member role",
+    "NotValidator": "{account} is not an active validator",
+    "NotGeneral": "{caller} is not the general of this candidate (the general is {general})",
+    "NotEligible": "{validator} became a validator after candidate {id} was submitted and cannot vote on it",
+    "AlreadyMember": "{account} is already an active member",
+    "InvalidRoles": "roles bitmask {roles} is invalid (use 1..15: member=1, validator=2, auditor=4, supervisor=8)",
+    "InvalidVariant": "variant {variant} is invalid (1=A, 2=B, 3=C)",
+    "InvalidTimeout": "general and voting timeouts must be positive",
+    "ZeroAddress": "the zero address is not allowed",
+    "ZeroHash": "a zero hash is not allowed",
+    "UnknownModel": "no model with id {id}",
+    "StaleParent": "parent model {parentId} is not the head ({head}); rebase on the head and submit again",
+    "DuplicateModel": "model hash {modelHash} was already submitted as model {existingId}",
+    "NoValidators": "no validator other than the proposer is registered; nobody could check this candidate",
+    "NoOtherGeneral": "no other eligible validator can be drawn as general for candidate {id}",
+    "AlreadyVoted": "{validator} has already voted on candidate {id}",
+    "ProposerCannotVote": "{proposer} proposed candidate {id} and cannot vote on it",
+    "WrongState": "candidate {id} is {state}, which does not allow this",
+    "DeadlinePassed": "the deadline of candidate {id} passed at {deadline}",
+    "DeadlineNotReached": "the deadline of candidate {id} is {deadline}, not reached yet",
+    "TooManyMembers": "the member registry is full",
+}
+
+
+def revert_data(exc: BaseException) -> bytes | None:
+    """The raw revert bytes carried by `exc`, or None if it is not a revert."""
+    data = getattr(exc, "data", None)
+    if isinstance(data, str) and data.startswith("0x"):
+        return bytes(HexBytes(data))
+    if isinstance(data, dict) and isinstance(data.get("data"), str):
+        return bytes(HexBytes(data["data"]))
+    if type(exc).__name__ == "TransactionFailed" and exc.args:
+        message = str(exc.args[0])
+        tail = message.removeprefix("execution reverted: ")
+        if tail.startswith(("b'", 'b"')):
+            try:
+                value = ast.literal_eval(tail)
+            except (SyntaxError, ValueError):
+                return None
+            return value if isinstance(value, bytes) else None
+        return tail.encode()
+    return None
+
+
+def _render(value: Any, type_: str, name: str) -> Any:
+    if type_ == "address":
+        return to_checksum_address(value)
+    if type_ == "bytes32":
+        return "0x" + bytes(value).hex()
+    if name == "state":
+        return ModelState(value).name.lower()
+    if name in ("parentId", "existingId", "id") and value == 2**256 - 1:
+        return "(none)"
+    return value
+
+
+def decode_revert(artifact: Artifact, data: bytes, action: str) -> ContractRevert:
+    """A `ContractRevert` for `data`, with the custom error's name and a readable message."""
+    spec = artifact.errors.get(data[:4])
+    if spec is None:
+        reason = data.decode(errors="replace") if data and data[:4] != b"\x08\xc3y\xa0" else data.hex()
+        return ContractRevert(f"{action} reverted: {reason or 'no reason given'}", error="Unknown")
+    values = abi_decode(list(spec.arg_types), data[4:])
+    args = {n: _render(v, t, n) for n, t, v in zip(spec.arg_names, spec.arg_types, values, strict=True)}
+    detail = _MESSAGES.get(spec.name, spec.name).format(**args)
+    return ContractRevert(f"{action} refused ({spec.name}): {detail}", error=spec.name, args=args)
