@@ -43,16 +43,25 @@ _MESSAGES = {
 }
 
 
+def _hex_payload(value: Any) -> bytes | None:
+    if isinstance(value, str) and value.startswith("0x") and len(value) >= 10:
+        return bytes(HexBytes(value))
+    if isinstance(value, dict):  # Ganache: {"result": "0x...", ...}; some nodes: {"data": "0x..."}
+        for key in ("data", "result"):
+            found = _hex_payload(value.get(key))
+            if found is not None:
+                return found
+    return None
+
+
 def revert_data(exc: BaseException) -> bytes | None:
     """The raw revert bytes carried by `exc`, or None if it is not a revert."""
-    data = getattr(exc, "data", None)
-    if isinstance(data, str) and data.startswith("0x"):
-        return bytes(HexBytes(data))
-    if isinstance(data, dict) and isinstance(data.get("data"), str):
-        return bytes(HexBytes(data["data"]))
-    if type(exc).__name__ == "TransactionFailed" and exc.args:
-        message = str(exc.args[0])
-        tail = message.removeprefix("execution reverted: ")
+    for candidate in (getattr(exc, "data", None), *exc.args[1:]):
+        found = _hex_payload(candidate)
+        if found is not None:
+            return found
+    if type(exc).__name__ == "TransactionFailed" and exc.args:  # the embedded eth-tester chain
+        tail = str(exc.args[0]).removeprefix("execution reverted: ")
         if tail.startswith(("b'", 'b"')):
             try:
                 value = ast.literal_eval(tail)

@@ -1,0 +1,107 @@
+"""Fixtures shared by every test: chains (embedded, and real Anvil/Ganache nodes) and coalitions on them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from eth_account.signers.local import LocalAccount
+
+from tclearn.ledger.chain import Chain, connect, embedded_chain
+from tclearn.ledger.client import LedgerClient
+from tclearn.ledger.node import LocalNode
+from tclearn.types import Role, Variant
+
+ACCOUNTS = 20
+
+
+@dataclass
+class Coalition:
+    """A deployed coalition and the dev accounts playing its parts."""
+
+    chain: Chain
+    client: LedgerClient
+    admin: LocalAccount
+    hospitals: list[LocalAccount]  # registered members (validators unless said otherwise)
+    spare: list[LocalAccount]  # funded accounts that are not members
+
+    def account(self, address: str) -> LocalAccount:
+        return next(a for a in [self.admin, *self.hospitals, *self.spare] if a.address == address)
+
+    def submit(self, proposer: LocalAccount, parent: int | None = None) -> int:
+        parent = self.client.head() if parent is None else parent
+        return self.client.submit(proposer, parent, os.urandom(32), "vault://test", os.urandom(32)).model_id
+
+    def open(self, model_id: int, ok: bool = True) -> LocalAccount:
+        general = self.account(self.client.get_model(model_id, with_uri=False).general)
+        self.client.open_candidate(general, model_id, ok, os.urandom(32))
+        return general
+
+    def voters(self, model_id: int) -> list[LocalAccount]:
+        proposer = self.client.get_model(model_id, with_uri=False).proposer
+        return [h for h in self.hospitals if h.address != proposer]
+
+
+def deploy_coalition(
+    chain: Chain,
+    validators: int = 4,
+    members: int = 0,
+    *,
+    general_timeout: int = 600,
+    voting_timeout: int = 600,
+    variant: Variant = Variant.B,
+) -> Coalition:
+    admin, *rest = chain.dev_keys
+    client, _ = LedgerClient.deploy(
+        chain, admin, variant=variant, genesis_hash=os.urandom(32), genesis_uri="vault://genesis",
+        general_timeout=general_timeout, voting_timeout=voting_timeout,
+    )
+    hospitals = rest[: validators + members]
+    for i, h in enumerate(hospitals):
+        roles = Role.MEMBER | Role.VALIDATOR if i < validators else Role.MEMBER
+        client.register_member(admin, h.address, roles, os.urandom(32), f"hospital-{i}")
+    return Coalition(chain, client, admin, hospitals, rest[validators + members :])
+
+
+def node_chain(node: LocalNode) -> Chain:
+    chain = connect(node.url)
+    from tclearn.ledger.accounts import dev_accounts
+
+    chain.dev_keys = dev_accounts(ACCOUNTS)
+    return chain
+
+
+@pytest.fixture(scope="session")
+def anvil_node() -> Iterator[LocalNode]:
+    with LocalNode("anvil", accounts=ACCOUNTS) as node:
+        yield node
+
+
+@pytest.fixture(scope="session")
+def ganache_node() -> Iterator[LocalNode]:
+    with LocalNode("ganache", accounts=ACCOUNTS) as node:
+        yield node
+
+
+@pytest.fixture
+def chain() -> Chain:
+    """A fresh embedded chain for each test."""
+    return embedded_chain(ACCOUNTS)
+
+
+@pytest.fixture(
+    params=["embedded", pytest.param("anvil", marks=pytest.mark.anvil), pytest.param("ganache", marks=pytest.mark.ganache)]
+)
+def any_chain(request: pytest.FixtureRequest) -> Chain:
+    """The same test on the embedded chain, a real Anvil node and a real Ganache node."""
+    if request.param == "embedded":
+        return embedded_chain(ACCOUNTS)
+    return node_chain(request.getfixturevalue(f"{request.param}_node"))
+
+
+@pytest.fixture
+def coalition(chain: Chain) -> Coalition:
+    """Four validating hospitals on a fresh embedded chain."""
+    return deploy_coalition(chain)
