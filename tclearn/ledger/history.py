@@ -1,0 +1,160 @@
+"""Rebuilds the coalition's whole history — members, lineage, generals, votes — from events alone.
+
+A pure fold over decoded events (no chain access), so that an auditor needs nothing but the logs,
+and tests can check it against the contract's own views.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tclearn.ledger.events import LedgerEvent
+from tclearn.protocol import from_fixed
+from tclearn.types import ModelState, RejectReason, Role
+
+
+@dataclass
+class MemberHistory:
+    address: str
+    name: str
+    roles: Role
+    active: bool
+    encryption_key: bytes
+
+
+@dataclass
+class VoteRecord:
+    validator: str
+    approve: bool
+    score_global: float
+    score_local: float
+    evidence_hash: bytes
+    block: int
+
+
+@dataclass
+class CandidateHistory:
+    id: int
+    parent_id: int
+    proposer: str
+    model_hash: bytes
+    metadata_hash: bytes
+    uri: str
+    eligible: int
+    generals: list[str]  # the first draw, then every reassignment
+    state: ModelState = ModelState.SUBMITTED
+    report_hash: bytes | None = None
+    reject_reason: RejectReason | None = None
+    votes: list[VoteRecord] = field(default_factory=list)
+    submitted_block: int = 0
+
+    @property
+    def general(self) -> str:
+        return self.generals[-1]
+
+    @property
+    def approvals(self) -> int:
+        return sum(v.approve for v in self.votes)
+
+    @property
+    def rejections(self) -> int:
+        return sum(not v.approve for v in self.votes)
+
+
+@dataclass
+class LedgerHistory:
+    admin: str = ""
+    head: int = 0
+    global_test_set_hash: bytes = b""
+    members: dict[str, MemberHistory] = field(default_factory=dict)
+    candidates: dict[int, CandidateHistory] = field(default_factory=dict)
+
+    def name_of(self, address: str) -> str:
+        member = self.members.get(address)
+        return member.name if member and member.name else address
+
+    def lineage(self) -> list[int]:
+        """Committed model ids from genesis to head."""
+        chain, current = [], self.head
+        while True:
+            chain.append(current)
+            if current == 0:
+                return chain[::-1]
+            current = self.candidates[current].parent_id
+
+
+def _apply(h: LedgerHistory, ev: LedgerEvent) -> None:
+    a: dict[str, Any] = ev.args
+    if ev.name == "AdminTransferred":
+        h.admin = a["newAdmin"]
+    elif ev.name == "GlobalTestSetChanged":
+        h.global_test_set_hash = a["hash"]
+    elif ev.name == "MemberRegistered":
+        h.members[a["account"]] = MemberHistory(a["account"], a["name"], Role(a["roles"]), True, a["encryptionKey"])
+    elif ev.name == "RolesChanged":
+        member = h.members[a["account"]]
+        member.roles, member.active = Role(a["roles"]), a["active"]
+    elif ev.name == "EncryptionKeyChanged":
+        h.members[a["account"]].encryption_key = a["encryptionKey"]
+    elif ev.name == "Submitted":
+        h.candidates[a["id"]] = CandidateHistory(
+            a["id"], a["parentId"], a["proposer"], a["modelHash"], a["metadataHash"], a["uri"], a["eligible"],
+            [a["general"]], submitted_block=ev.block_number,
+        )
+    elif ev.name == "GeneralReassigned":
+        h.candidates[a["id"]].generals.append(a["general"])
+    elif ev.name == "CandidateOpened":
+        c = h.candidates[a["id"]]
+        c.state, c.report_hash = ModelState.OPEN, a["reportHash"]
+    elif ev.name == "Voted":
+        h.candidates[a["id"]].votes.append(
+            VoteRecord(a["validator"], a["approve"], from_fixed(a["scoreGlobal"]), from_fixed(a["scoreLocal"]),
+                       a["evidenceHash"], ev.block_number)
+        )
+    elif ev.name == "Committed":
+        h.candidates[a["id"]].state, h.head = ModelState.COMMITTED, a["id"]
+    elif ev.name == "Rejected":
+        c = h.candidates[a["id"]]
+        c.state, c.reject_reason = ModelState.REJECTED, RejectReason(a["reason"])
+        if c.reject_reason == RejectReason.INTEGRITY:
+            c.report_hash = a["evidenceHash"]
+    elif ev.name == "Expired":
+        h.candidates[a["id"]].state = ModelState.EXPIRED
+    elif ev.name == "Staled":
+        h.candidates[a["id"]].state = ModelState.STALE
+
+
+def rebuild(events: Iterable[LedgerEvent]) -> LedgerHistory:
+    """Folds events (in chain order) into the coalition's history."""
+    history = LedgerHistory()
+    for ev in events:
+        _apply(history, ev)
+    return history
+
+
+def to_json(h: LedgerHistory) -> dict[str, Any]:
+    """A JSON-ready view of the history (hashes as 0x-hex)."""
+    hx = lambda b: "0x" + b.hex() if b is not None else None  # noqa: E731
+    return {
+        "admin": h.admin,
+        "head": h.head,
+        "lineage": h.lineage(),
+        "global_test_set_hash": hx(h.global_test_set_hash),
+        "members": [
+            {"address": m.address, "name": m.name, "roles": m.roles.names(), "active": m.active,
+             "encryption_key": hx(m.encryption_key)}
+            for m in h.members.values()
+        ],
+        "models": [
+            {"id": c.id, "parent_id": c.parent_id, "state": c.state.name.lower(), "proposer": c.proposer,
+             "generals": c.generals, "model_hash": hx(c.model_hash), "metadata_hash": hx(c.metadata_hash),
+             "uri": c.uri, "eligible": c.eligible, "approvals": c.approvals, "rejections": c.rejections,
+             "report_hash": hx(c.report_hash),
+             "reject_reason": c.reject_reason.name.lower() if c.reject_reason else None,
+             "votes": [{"validator": v.validator, "approve": v.approve, "score_global": v.score_global,
+                        "score_local": v.score_local, "evidence_hash": hx(v.evidence_hash)} for v in c.votes]}
+            for c in h.candidates.values()
+        ],
+    }
