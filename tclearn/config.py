@@ -18,7 +18,7 @@ from tclearn.errors import ConfigError, NotFoundError
 from tclearn.types import Role, Variant
 
 
-def _hex32(value: Any) -> bytes:
+def hex32(value: Any) -> bytes:
     if isinstance(value, bytes) and len(value) == 32:
         return value
     text = str(value).removeprefix("0x")
@@ -37,7 +37,7 @@ def _address(value: Any) -> str:
     return to_checksum_address(value)
 
 
-Hex32 = Annotated[bytes, BeforeValidator(_hex32)]
+Hex32 = Annotated[bytes, BeforeValidator(hex32)]
 Address = Annotated[str, BeforeValidator(_address)]
 
 

@@ -55,8 +55,13 @@ def deploy_coalition(
 ) -> Coalition:
     admin, *rest = chain.dev_keys
     client, _ = LedgerClient.deploy(
-        chain, admin, variant=variant, genesis_hash=os.urandom(32), genesis_uri="vault://genesis",
-        general_timeout=general_timeout, voting_timeout=voting_timeout,
+        chain,
+        admin,
+        variant=variant,
+        genesis_hash=os.urandom(32),
+        genesis_uri="vault://genesis",
+        general_timeout=general_timeout,
+        voting_timeout=voting_timeout,
     )
     hospitals = rest[: validators + members]
     for i, h in enumerate(hospitals):
@@ -92,7 +97,11 @@ def chain() -> Chain:
 
 
 @pytest.fixture(
-    params=["embedded", pytest.param("anvil", marks=pytest.mark.anvil), pytest.param("ganache", marks=pytest.mark.ganache)]
+    params=[
+        "embedded",
+        pytest.param("anvil", marks=pytest.mark.anvil),
+        pytest.param("ganache", marks=pytest.mark.ganache),
+    ]
 )
 def any_chain(request: pytest.FixtureRequest) -> Chain:
     """The same test on the embedded chain, a real Anvil node and a real Ganache node."""

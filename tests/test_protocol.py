@@ -16,8 +16,18 @@ from tclearn.protocol import (
 )
 
 # eligible -> (approvals that commit, rejections that reject), worked out by hand from 2/3
-QUORUM = {1: (1, 1), 2: (2, 1), 3: (2, 2), 4: (3, 2), 5: (4, 2), 6: (4, 3), 7: (5, 3), 8: (6, 3), 9: (6, 4),
-          10: (7, 4)}
+QUORUM = {
+    1: (1, 1),
+    2: (2, 1),
+    3: (2, 2),
+    4: (3, 2),
+    5: (4, 2),
+    6: (4, 3),
+    7: (5, 3),
+    8: (6, 3),
+    9: (6, 4),
+    10: (7, 4),
+}
 
 
 @pytest.mark.parametrize(("eligible", "expected"), QUORUM.items())

@@ -110,7 +110,14 @@ class LedgerClient:
         """Deploys a new coalition whose genesis model is `genesis_hash`; returns it and the receipt."""
         artifact = load_artifact()
         factory = chain.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
-        args = (int(variant), genesis_hash, genesis_uri, global_test_set_hash, general_timeout, voting_timeout)
+        args = (
+            int(variant),
+            genesis_hash,
+            genesis_uri,
+            global_test_set_hash,
+            general_timeout,
+            voting_timeout,
+        )
         fn = factory.constructor(*args)
         sender = _Sender(deployer)
         receipt = _send(chain, sender, fn, None, "deploy", artifact, timeout=120.0)
@@ -137,12 +144,24 @@ class LedgerClient:
 
     def _transact(self, account: LocalAccount, action: str, fn_name: str, *args: Any) -> TxResult:
         fn = getattr(self.contract.functions, fn_name)(*args)
-        receipt = _send(self.chain, self._sender(account), fn, self.address, action, self.artifact,
-                        timeout=self.receipt_timeout)
+        receipt = _send(
+            self.chain,
+            self._sender(account),
+            fn,
+            self.address,
+            action,
+            self.artifact,
+            timeout=self.receipt_timeout,
+        )
         return self._result(receipt)
 
     def register_member(
-        self, admin: LocalAccount, account: str, roles: Role, encryption_key: bytes = b"\x00" * 32, name: str = ""
+        self,
+        admin: LocalAccount,
+        account: str,
+        roles: Role,
+        encryption_key: bytes = b"\x00" * 32,
+        name: str = "",
     ) -> TxResult:
         key = _bytes32(encryption_key, "encryption key")
         return self._transact(admin, f"register {account}", "registerMember", _address(account), int(roles), key, name)
@@ -167,7 +186,12 @@ class LedgerClient:
         self, member: LocalAccount, parent_id: int, model_hash: bytes, uri: str, metadata_hash: bytes
     ) -> Submission:
         tx = self._transact(
-            member, "submit", "submit", parent_id, _bytes32(model_hash, "model hash"), uri,
+            member,
+            "submit",
+            "submit",
+            parent_id,
+            _bytes32(model_hash, "model hash"),
+            uri,
             _bytes32(metadata_hash, "metadata hash"),
         )
         ev = tx.event("Submitted")
@@ -196,8 +220,14 @@ class LedgerClient:
         evidence_hash: bytes,
     ) -> VoteOutcome:
         tx = self._transact(
-            validator, f"vote on {model_id}", "vote", model_id, approve, to_fixed(score_global),
-            to_fixed(score_local), _bytes32(evidence_hash, "evidence hash"),
+            validator,
+            f"vote on {model_id}",
+            "vote",
+            model_id,
+            approve,
+            to_fixed(score_global),
+            to_fixed(score_local),
+            _bytes32(evidence_hash, "evidence hash"),
         )
         _raise_if_staled(tx, model_id)
         state = ModelState.OPEN
@@ -260,17 +290,28 @@ class LedgerClient:
         m = self._view("getModel", model_id)
         uri = self.model_uri(model_id) if with_uri else None
         return ModelRecord(
-            id=model_id, model_hash=bytes(m[0]), metadata_hash=bytes(m[1]), proposer=m[2], parent_id=m[3],
-            state=ModelState(m[4]), eligible=m[5], rejections=m[6], general=m[7], general_deadline=m[8],
-            voting_deadline=m[9], approvals=m[10], uri=uri,
+            id=model_id,
+            model_hash=bytes(m[0]),
+            metadata_hash=bytes(m[1]),
+            proposer=m[2],
+            parent_id=m[3],
+            state=ModelState(m[4]),
+            eligible=m[5],
+            rejections=m[6],
+            general=m[7],
+            general_deadline=m[8],
+            voting_deadline=m[9],
+            approvals=m[10],
+            uri=uri,
         )
 
     def model_uri(self, model_id: int) -> str | None:
         """The URI the proposer gave in `Submitted` (kept in the log, not in contract storage)."""
         topic = "0x" + model_id.to_bytes(32, "big").hex()
         submitted = next(t for t, e in self.artifact.events.items() if e["name"] == "Submitted")
-        events = fetch_events(self.w3, self.address, 0, self.chain.latest_block(),
-                              topics=["0x" + submitted.hex(), topic])
+        events = fetch_events(
+            self.w3, self.address, 0, self.chain.latest_block(), topics=["0x" + submitted.hex(), topic]
+        )
         return str(events[0].args["uri"]) if events else None
 
     def get_member(self, account: str) -> Member | None:
@@ -278,8 +319,14 @@ class LedgerClient:
         if m[4] == 0:  # joinedAt: never registered
             return None
         return Member(
-            address=_address(account), roles=Role(m[0]), active=bool(m[1]), index=m[2], validator_since=m[3],
-            joined_at=m[4], encryption_key=bytes(m[5]), name=m[6],
+            address=_address(account),
+            roles=Role(m[0]),
+            active=bool(m[1]),
+            index=m[2],
+            validator_since=m[3],
+            joined_at=m[4],
+            encryption_key=bytes(m[5]),
+            name=m[6],
         )
 
     def members(self) -> list[Member]:
@@ -311,7 +358,7 @@ def _bytes32(value: bytes, what: str) -> bytes:
 def _raise_if_staled(tx: TxResult, model_id: int) -> None:
     if tx.has("Staled"):
         raise ContractRevert(
-            f"candidate {model_id} is stale: another candidate on its parent was committed; nothing else was done",
+            f"candidate {model_id} is stale: another candidate on its parent was committed; nothing else done",
             error="Stale",
             args={"id": model_id},
         )
@@ -334,9 +381,7 @@ def _simulate(fn: Any, params: dict[str, Any], action: str, artifact: Any) -> in
         raise decode_revert(artifact, data, action) from None
 
 
-def _send(
-    chain: Chain, sender: _Sender, fn: Any, to: str | None, action: str, artifact: Any, *, timeout: float
-) -> Any:
+def _send(chain: Chain, sender: _Sender, fn: Any, to: str | None, action: str, artifact: Any, *, timeout: float) -> Any:
     account = sender.account
     gas = _simulate(fn, {"from": account.address}, action, artifact)
     with sender.lock:

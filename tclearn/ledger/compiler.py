@@ -39,13 +39,16 @@ def pinned_solc_version() -> str:
     return str(package["devDependencies"]["solc"])
 
 
-def _native_solc(version: str) -> Path | None:
-    """A native solc of exactly `version` on PATH, if any (never installs one)."""
+def _native_solc(version: str) -> tuple[Path, str] | None:
+    """A native solc of exactly `version` on PATH and its full version, if any (never installs one)."""
     path = shutil.which("solc")
     if path is None:
         return None
     out = subprocess.run([path, "--version"], capture_output=True, text=True, check=False).stdout
-    return Path(path) if f"Version: {version}+" in out else None
+    for line in out.splitlines():
+        if line.startswith(f"Version: {version}+"):
+            return Path(path), line.removeprefix("Version: ").strip()
+    return None
 
 
 def _compile_standard(source: str) -> tuple[str, dict[str, Any]]:
@@ -55,8 +58,8 @@ def _compile_standard(source: str) -> tuple[str, dict[str, Any]]:
     if native is not None:
         import solcx
 
-        output = solcx.compile_standard(standard, solc_binary=native)
-        return str(solcx.get_solc_version(with_commit_hash=True, solc_binary=native)), output
+        path, full_version = native
+        return full_version, solcx.compile_standard(standard, solc_binary=path)
     node_modules = CONTRACTS / "node_modules"
     if not (node_modules / "solc").is_dir():
         raise ConfigError(f"solc-js is not installed in {node_modules}; run `make chain-tools`")

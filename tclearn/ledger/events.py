@@ -58,7 +58,11 @@ def decode_log(log: Any, artifact: Artifact | None = None) -> LedgerEvent | None
     for item, value in zip(plain, values, strict=True):
         args[item["name"]] = _normalise(value, item["type"])
     return LedgerEvent(
-        spec["name"], args, int(log["blockNumber"]), int(log["logIndex"]), "0x" + bytes(log["transactionHash"]).hex()
+        spec["name"],
+        args,
+        int(log["blockNumber"]),
+        int(log["logIndex"]),
+        "0x" + bytes(log["transactionHash"]).hex(),
     )
 
 
@@ -115,7 +119,8 @@ class EventReader:
                 s.add(EventCursor(name=name, chain_id=chain_id, contract=address, block=start_block - 1, log_index=-1))
             elif (cursor.chain_id, cursor.contract.lower()) != (chain_id, address.lower()):
                 raise ConfigError(
-                    f"event cursor {name!r} belongs to contract {cursor.contract} on chain {cursor.chain_id}, "
+                    f"event cursor {name!r} belongs to contract {cursor.contract} "
+                    f"on chain {cursor.chain_id}, "
                     f"not {address} on chain {chain_id}; use another state database or cursor name"
                 )
 

@@ -100,8 +100,15 @@ def _apply(h: LedgerHistory, ev: LedgerEvent) -> None:
         h.members[a["account"]].encryption_key = a["encryptionKey"]
     elif ev.name == "Submitted":
         h.candidates[a["id"]] = CandidateHistory(
-            a["id"], a["parentId"], a["proposer"], a["modelHash"], a["metadataHash"], a["uri"], a["eligible"],
-            [a["general"]], submitted_block=ev.block_number,
+            a["id"],
+            a["parentId"],
+            a["proposer"],
+            a["modelHash"],
+            a["metadataHash"],
+            a["uri"],
+            a["eligible"],
+            [a["general"]],
+            submitted_block=ev.block_number,
         )
     elif ev.name == "GeneralReassigned":
         h.candidates[a["id"]].generals.append(a["general"])
@@ -110,8 +117,14 @@ def _apply(h: LedgerHistory, ev: LedgerEvent) -> None:
         c.state, c.report_hash = ModelState.OPEN, a["reportHash"]
     elif ev.name == "Voted":
         h.candidates[a["id"]].votes.append(
-            VoteRecord(a["validator"], a["approve"], from_fixed(a["scoreGlobal"]), from_fixed(a["scoreLocal"]),
-                       a["evidenceHash"], ev.block_number)
+            VoteRecord(
+                a["validator"],
+                a["approve"],
+                from_fixed(a["scoreGlobal"]),
+                from_fixed(a["scoreLocal"]),
+                a["evidenceHash"],
+                ev.block_number,
+            )
         )
     elif ev.name == "Committed":
         h.candidates[a["id"]].state, h.head = ModelState.COMMITTED, a["id"]
@@ -143,18 +156,41 @@ def to_json(h: LedgerHistory) -> dict[str, Any]:
         "lineage": h.lineage(),
         "global_test_set_hash": hx(h.global_test_set_hash),
         "members": [
-            {"address": m.address, "name": m.name, "roles": m.roles.names(), "active": m.active,
-             "encryption_key": hx(m.encryption_key)}
+            {
+                "address": m.address,
+                "name": m.name,
+                "roles": m.roles.names(),
+                "active": m.active,
+                "encryption_key": hx(m.encryption_key),
+            }
             for m in h.members.values()
         ],
         "models": [
-            {"id": c.id, "parent_id": c.parent_id, "state": c.state.name.lower(), "proposer": c.proposer,
-             "generals": c.generals, "model_hash": hx(c.model_hash), "metadata_hash": hx(c.metadata_hash),
-             "uri": c.uri, "eligible": c.eligible, "approvals": c.approvals, "rejections": c.rejections,
-             "report_hash": hx(c.report_hash),
-             "reject_reason": c.reject_reason.name.lower() if c.reject_reason else None,
-             "votes": [{"validator": v.validator, "approve": v.approve, "score_global": v.score_global,
-                        "score_local": v.score_local, "evidence_hash": hx(v.evidence_hash)} for v in c.votes]}
+            {
+                "id": c.id,
+                "parent_id": c.parent_id,
+                "state": c.state.name.lower(),
+                "proposer": c.proposer,
+                "generals": c.generals,
+                "model_hash": hx(c.model_hash),
+                "metadata_hash": hx(c.metadata_hash),
+                "uri": c.uri,
+                "eligible": c.eligible,
+                "approvals": c.approvals,
+                "rejections": c.rejections,
+                "report_hash": hx(c.report_hash),
+                "reject_reason": c.reject_reason.name.lower() if c.reject_reason else None,
+                "votes": [
+                    {
+                        "validator": v.validator,
+                        "approve": v.approve,
+                        "score_global": v.score_global,
+                        "score_local": v.score_local,
+                        "evidence_hash": hx(v.evidence_hash),
+                    }
+                    for v in c.votes
+                ],
+            }
             for c in h.candidates.values()
         ],
     }

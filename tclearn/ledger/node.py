@@ -15,6 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import requests
 
@@ -48,14 +49,35 @@ def node_binary(kind: str) -> Path:
 
 def _command(kind: str, binary: Path, port: int, accounts: int, state: Path | None) -> list[str]:
     if kind == "anvil":
-        cmd = [str(binary), "--host", "127.0.0.1", "--port", str(port), "--mnemonic", DEV_MNEMONIC,
-               "--accounts", str(accounts), "--silent"]
+        cmd = [
+            str(binary),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--mnemonic",
+            DEV_MNEMONIC,
+            "--accounts",
+            str(accounts),
+            "--silent",
+        ]
         if state is not None:
             cmd += ["--state", str(state)]
         return cmd
-    cmd = [str(binary), "--server.host", "127.0.0.1", "--server.port", str(port),
-           "--wallet.mnemonic", DEV_MNEMONIC, "--wallet.totalAccounts", str(accounts),
-           "--chain.chainId", "1337", "--logging.quiet"]
+    cmd = [
+        str(binary),
+        "--server.host",
+        "127.0.0.1",
+        "--server.port",
+        str(port),
+        "--wallet.mnemonic",
+        DEV_MNEMONIC,
+        "--wallet.totalAccounts",
+        str(accounts),
+        "--chain.chainId",
+        "1337",
+        "--logging.quiet",
+    ]
     if state is not None:
         state.mkdir(parents=True, exist_ok=True)
         cmd += ["--database.dbPath", str(state)]
@@ -79,7 +101,7 @@ class LocalNode:
 
     def _answers(self) -> bool:
         try:
-            body = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
+            body: dict[str, Any] = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
             return "result" in requests.post(self.url, json=body, timeout=1).json()
         except (requests.RequestException, ValueError):
             return False

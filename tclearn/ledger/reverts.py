@@ -24,7 +24,7 @@ _MESSAGES = {
     "NotGeneral": "{caller} is not the general of this candidate (the general is {general})",
     "NotEligible": "{validator} became a validator after candidate {id} was submitted and cannot vote on it",
     "AlreadyMember": "{account} is already an active member",
-    "InvalidRoles": "roles bitmask {roles} is invalid (use 1..15: member=1, validator=2, auditor=4, supervisor=8)",
+    "InvalidRoles": "roles bitmask {roles} is invalid (1..15: member=1, validator=2, auditor=4, supervisor=8)",
     "InvalidVariant": "variant {variant} is invalid (1=A, 2=B, 3=C)",
     "InvalidTimeout": "general and voting timeouts must be positive",
     "ZeroAddress": "the zero address is not allowed",

@@ -44,14 +44,26 @@ def test_genesis_is_committed_head_and_logged(coalition: Coalition) -> None:
 
 @pytest.mark.parametrize(
     ("variant", "genesis", "general_timeout", "error"),
-    [(0, H(32), 60, "InvalidVariant"), (4, H(32), 60, "InvalidVariant"), (1, b"\0" * 32, 60, "ZeroHash"),
-     (1, H(32), 0, "InvalidTimeout")],
+    [
+        (0, H(32), 60, "InvalidVariant"),
+        (4, H(32), 60, "InvalidVariant"),
+        (1, b"\0" * 32, 60, "ZeroHash"),
+        (1, H(32), 0, "InvalidTimeout"),
+    ],
 )
-def test_bad_deployment_is_refused(chain: Chain, variant: int, genesis: bytes, general_timeout: int, error: str) -> None:
+def test_bad_deployment_is_refused(
+    chain: Chain, variant: int, genesis: bytes, general_timeout: int, error: str
+) -> None:
     admin = chain.dev_keys[0]
     with refused(error, chain, admin.address):
-        LedgerClient.deploy(chain, admin, variant=variant, genesis_hash=genesis, genesis_uri="g",  # type: ignore[arg-type]
-                            general_timeout=general_timeout)
+        LedgerClient.deploy(
+            chain,
+            admin,
+            variant=variant,
+            genesis_hash=genesis,
+            genesis_uri="g",  # type: ignore[arg-type]
+            general_timeout=general_timeout,
+        )
 
 
 def test_membership_lifecycle(coalition: Coalition) -> None:

@@ -41,7 +41,12 @@ def test_history_from_logs_matches_the_contract(coalition: Coalition) -> None:
     for mid in range(c.model_count()):
         view, past = c.get_model(mid), history.candidates[mid]
         assert (past.state, past.approvals, past.rejections, past.general, past.model_hash, past.uri) == (
-            view.state, view.approvals, view.rejections, view.general, view.model_hash, view.uri
+            view.state,
+            view.approvals,
+            view.rejections,
+            view.general,
+            view.model_hash,
+            view.uri,
         ), mid
     assert history.candidates[broken].reject_reason == RejectReason.INTEGRITY
     assert history.candidates[voted_down].reject_reason == RejectReason.VOTES

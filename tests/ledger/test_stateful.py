@@ -37,7 +37,11 @@ class ProtocolModel(RuleBasedStateMachine):
     @initialize()
     def deploy(self) -> None:
         self.co: Coalition = deploy_coalition(
-            embedded_chain(12), validators=VALIDATORS, members=1, general_timeout=TIMEOUT, voting_timeout=TIMEOUT
+            embedded_chain(12),
+            validators=VALIDATORS,
+            members=1,
+            general_timeout=TIMEOUT,
+            voting_timeout=TIMEOUT,
         )
         self.head = 0
         self.epoch = 0  # advanced by every jump in time longer than both timeouts
@@ -75,14 +79,18 @@ class ProtocolModel(RuleBasedStateMachine):
         proposer = self.co.hospitals[who]
         parent = self.head + 1 + len(self.candidates) if stale_parent else self.head
         if parent != self.head:
-            self._expect("StaleParent", lambda: self.co.client.submit(proposer, parent, os.urandom(32), "u", os.urandom(32)))
+            self._expect(
+                "StaleParent",
+                lambda: self.co.client.submit(proposer, parent, os.urandom(32), "u", os.urandom(32)),
+            )
             return
         s = self.co.client.submit(proposer, parent, os.urandom(32), "u", os.urandom(32))
         expected_eligible = VALIDATORS - (1 if proposer.address in self.validators else 0)
         assert s.eligible == expected_eligible
         assert s.general in self.validators and s.general != proposer.address
-        self.candidates[s.model_id] = Candidate(parent, proposer.address, s.general, s.eligible,
-                                                deadline_epoch=self.epoch)
+        self.candidates[s.model_id] = Candidate(
+            parent, proposer.address, s.general, s.eligible, deadline_epoch=self.epoch
+        )
 
     @rule(data=st.data(), ok=st.booleans(), as_general=st.booleans())
     def open(self, data: st.DataObject, ok: bool, as_general: bool) -> None:
@@ -186,7 +194,12 @@ class ProtocolModel(RuleBasedStateMachine):
         assert client.head() == self.head
         for cid, c in self.candidates.items():
             m = client.get_model(cid, with_uri=False)
-            assert (m.state, m.approvals, m.rejections, m.general) == (c.state, c.approvals, c.rejections, c.general), cid
+            assert (m.state, m.approvals, m.rejections, m.general) == (
+                c.state,
+                c.approvals,
+                c.rejections,
+                c.general,
+            ), cid
 
 
 TestProtocolModel = ProtocolModel.TestCase

@@ -1,0 +1,36 @@
+"""The `tclearn` command: wires each command group; user mistakes print one line, never a traceback."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from tclearn.cli import account, chain, coalition, demo, ledger, member
+from tclearn.cli.common import console
+from tclearn.errors import TclearnError
+
+app = typer.Typer(
+    help="tclearn: trusted-coalition learning on an Ethereum ledger.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(chain.app, name="chain")
+app.add_typer(account.app, name="account")
+app.add_typer(coalition.app, name="coalition")
+app.add_typer(member.app, name="member")
+app.add_typer(ledger.app, name="ledger")
+app.command("demo")(demo.demo)
+
+
+def main() -> None:
+    """Entry point: Typer reports usage errors itself (exit 2); tclearn errors print one line (exit 1)."""
+    try:
+        app()
+    except TclearnError as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

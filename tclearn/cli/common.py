@@ -1,0 +1,46 @@
+"""What several CLI commands share: the console, signers and opening a deployment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from eth_account.signers.local import LocalAccount
+from rich.console import Console
+
+from tclearn.config import Deployment, load_deployment
+from tclearn.errors import ConfigError
+from tclearn.ledger.accounts import dev_accounts, keystore_password, load_keystore
+from tclearn.ledger.chain import Chain, connect
+from tclearn.ledger.client import LedgerClient
+
+console = Console()
+DEV_CHAIN_IDS = {31337, 1337}  # Anvil, Ganache
+
+KeystoreOpt = typer.Option(None, "--keystore", help="Encrypted keystore of the signing account.")
+DevAccountOpt = typer.Option(
+    None, "--dev-account", help="Sign with funded dev account N (local Anvil/Ganache chains only)."
+)
+DeploymentOpt = typer.Option(Path("deployment.json"), "--deployment", "-d", help="Deployment file.")
+UrlOpt = typer.Option(None, "--chain", help="JSON-RPC URL (default: the URL in the deployment file).")
+
+
+def signer(chain: Chain, keystore: Path | None, dev_account: int | None) -> LocalAccount:
+    """The account that signs: a keystore (password from env or prompt) or a dev account."""
+    if (keystore is None) == (dev_account is None):
+        raise ConfigError("give exactly one of --keystore FILE or --dev-account N")
+    if keystore is not None:
+        return load_keystore(keystore, keystore_password())
+    assert dev_account is not None
+    if chain.chain_id not in DEV_CHAIN_IDS and not chain.embedded:
+        raise ConfigError(f"--dev-account is only for local dev chains; chain {chain.chain_id} needs --keystore")
+    if not 0 <= dev_account < 100:
+        raise ConfigError(f"--dev-account must be between 0 and 99, got {dev_account}")
+    return dev_accounts(dev_account + 1)[dev_account]
+
+
+def open_deployment(path: Path, url: str | None = None) -> tuple[Deployment, LedgerClient]:
+    """Reads the deployment file, connects (checking the chain id) and checks the contract is there."""
+    deployment = load_deployment(path)
+    chain = connect(url or deployment.url, expected_chain_id=deployment.chain_id)
+    return deployment, LedgerClient(chain, deployment.address)

@@ -1,0 +1,64 @@
+"""`tclearn ledger show`: the coalition as the chain records it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from tclearn.cli.common import DeploymentOpt, UrlOpt, console, open_deployment
+from tclearn.ledger.history import LedgerHistory, rebuild, to_json
+
+app = typer.Typer(help="Read the ledger.", no_args_is_help=True)
+
+
+def _short(value: bytes | None) -> str:
+    return "0x" + value.hex()[:12] + "…" if value else "-"
+
+
+def _render(h: LedgerHistory) -> None:
+    members = Table(title="Members")
+    for col in ("name", "address", "roles", "active"):
+        members.add_column(col)
+    for m in h.members.values():
+        members.add_row(m.name or "-", m.address, ",".join(m.roles.names()), "yes" if m.active else "no")
+    console.print(members)
+    models = Table(title=f"Models (head = {h.head}, lineage {' -> '.join(map(str, h.lineage()))})")
+    for col in ("id", "parent", "state", "proposer", "general", "votes +/-/eligible", "model hash", "uri"):
+        models.add_column(col)
+    for c in h.candidates.values():
+        models.add_row(
+            str(c.id),
+            "-" if c.id == 0 else str(c.parent_id),
+            c.state.name.lower(),
+            "-" if c.id == 0 else h.name_of(c.proposer),
+            "-" if c.id == 0 else h.name_of(c.general),
+            f"{c.approvals}/{c.rejections}/{c.eligible}",
+            _short(c.model_hash),
+            c.uri,
+        )
+    console.print(models)
+
+
+@app.command("show")
+def show(
+    deployment: Path = DeploymentOpt,
+    url: str | None = UrlOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """Members, models, generals and votes, rebuilt from the contract's logs."""
+    dep, client = open_deployment(deployment, url)
+    history = rebuild(client.events(from_block=dep.block))
+    if as_json:
+        payload = {
+            "chain_id": dep.chain_id,
+            "address": dep.address,
+            "variant": dep.variant,
+            **to_json(history),
+        }
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    console.print(f"Coalition [bold]{dep.address}[/] on chain {dep.chain_id}, variant {dep.variant}")
+    _render(history)

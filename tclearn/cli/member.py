@@ -1,0 +1,78 @@
+"""`tclearn member`: register members, change their roles, deactivate them (admin only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tclearn.cli.common import (
+    DeploymentOpt,
+    DevAccountOpt,
+    KeystoreOpt,
+    UrlOpt,
+    console,
+    open_deployment,
+    signer,
+)
+from tclearn.config import hex32
+from tclearn.errors import ConfigError
+from tclearn.types import Role
+
+app = typer.Typer(help="Coalition members (admin only).", no_args_is_help=True)
+
+
+@app.command("add")
+def add(
+    address: str = typer.Argument(..., help="The member's account address."),
+    roles: str = typer.Option(
+        "member,validator", "--roles", help="Comma-separated: member, validator, auditor, supervisor."
+    ),
+    name: str = typer.Option("", "--name", help="A human-readable name, e.g. the hospital."),
+    encryption_key: str = typer.Option("0x" + "00" * 32, "--encryption-key", help="X25519 public key (32 bytes hex)."),
+    deployment: Path = DeploymentOpt,
+    url: str | None = UrlOpt,
+    keystore: Path | None = KeystoreOpt,
+    dev_account: int | None = DevAccountOpt,
+) -> None:
+    """Register ADDRESS (or re-activate it) with ROLES."""
+    flags = Role.parse(roles)
+    try:
+        key = hex32(encryption_key)
+    except ValueError as exc:
+        raise ConfigError(f"--encryption-key: {exc}") from None
+    _, client = open_deployment(deployment, url)
+    tx = client.register_member(signer(client.chain, keystore, dev_account), address, flags, key, name)
+    console.print(
+        f"registered {name or address} as {', '.join(flags.names())} (block {tx.block_number}, {tx.gas_used} gas)"
+    )
+
+
+@app.command("roles")
+def set_roles(
+    address: str = typer.Argument(...),
+    roles: str = typer.Option(..., "--roles", help="The new roles, comma-separated."),
+    deployment: Path = DeploymentOpt,
+    url: str | None = UrlOpt,
+    keystore: Path | None = KeystoreOpt,
+    dev_account: int | None = DevAccountOpt,
+) -> None:
+    """Replace the roles of an active member."""
+    flags = Role.parse(roles)
+    _, client = open_deployment(deployment, url)
+    client.set_roles(signer(client.chain, keystore, dev_account), address, flags)
+    console.print(f"{address} now holds {', '.join(flags.names())}")
+
+
+@app.command("remove")
+def remove(
+    address: str = typer.Argument(...),
+    deployment: Path = DeploymentOpt,
+    url: str | None = UrlOpt,
+    keystore: Path | None = KeystoreOpt,
+    dev_account: int | None = DevAccountOpt,
+) -> None:
+    """Deactivate a member: it keeps its history but can no longer submit or vote."""
+    _, client = open_deployment(deployment, url)
+    client.deactivate_member(signer(client.chain, keystore, dev_account), address)
+    console.print(f"{address} deactivated")

@@ -1,0 +1,1 @@
+"""Coalition duties: the rules members, generals and validators follow in a round."""

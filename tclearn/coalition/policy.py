@@ -1,0 +1,35 @@
+"""The acceptance policy a validator applies: a pure function of the candidate's and the head's scores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tclearn.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Scores:
+    """A model's score on the global test set G and on the validator's own local set L (higher is better)."""
+
+    global_: float
+    local: float
+
+
+@dataclass(frozen=True)
+class AcceptancePolicy:
+    """Approve iff the candidate is not worse than the head by more than the tolerance, on G and on L."""
+
+    tolerance_global: float = 0.01
+    tolerance_local: float = 0.02
+
+    def __post_init__(self) -> None:
+        for name in ("tolerance_global", "tolerance_local"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise ConfigError(f"{name} must be between 0 and 1, got {value}")
+
+    def accepts(self, candidate: Scores, head: Scores) -> bool:
+        return (
+            candidate.global_ >= head.global_ - self.tolerance_global
+            and candidate.local >= head.local - self.tolerance_local
+        )
