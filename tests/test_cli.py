@@ -1,0 +1,169 @@
+"""The CLI against a real Anvil node: chain up, accounts, deploy, members, ledger show, demo, bad input."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tclearn.cli.app import app
+from tclearn.errors import ConfigError, NoContract, NotFoundError, TclearnError, WrongChain
+from tclearn.ledger.accounts import dev_accounts
+from tclearn.ledger.node import LocalNode, free_port
+
+runner = CliRunner()
+GENESIS = "0x" + "ab" * 32
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> object:
+    result = runner.invoke(app, list(args), env=env)
+    if isinstance(result.exception, TclearnError):
+        raise result.exception
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def _config(tmp_path: Path, url: str, **extra: str) -> Path:
+    member = dev_accounts(3)[1].address
+    lines = [
+        'variant = "B"',
+        f'genesis_hash = "{GENESIS}"',
+        'genesis_uri = "vault://genesis"',
+        "general_timeout = 60",
+        *(f"{k} = {v}" for k, v in extra.items()),
+        "[chain]",
+        f'url = "{url}"',
+        "[[members]]",
+        f'address = "{member}"',
+        'roles = ["member", "validator"]',
+        'name = "St Luke"',
+    ]
+    path = tmp_path / "coalition.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_deploy_add_member_and_show(anvil_node: LocalNode, tmp_path: Path) -> None:
+    cfg, dep = _config(tmp_path, anvil_node.url), tmp_path / "deployment.json"
+    invoke("coalition", "deploy", "--config", str(cfg), "--out", str(dep), "--dev-account", "0")
+    deployment = json.loads(dep.read_text())
+    assert deployment["chain_id"] == 31337 and deployment["variant"] == "B"
+    newcomer = dev_accounts(4)[3].address
+    invoke(
+        "member",
+        "add",
+        newcomer,
+        "--roles",
+        "validator,member",
+        "--name",
+        "St Mary",
+        "-d",
+        str(dep),
+        "--dev-account",
+        "0",
+    )
+    shown = json.loads(invoke("ledger", "show", "-d", str(dep), "--json").output)  # type: ignore[attr-defined]
+    assert [m["name"] for m in shown["members"]] == ["St Luke", "St Mary"]
+    assert shown["models"][0]["model_hash"] == GENESIS and shown["lineage"] == [0]
+    table = invoke("ledger", "show", "-d", str(dep), env={"COLUMNS": "250"}).output  # type: ignore[attr-defined]
+    assert "St Mary" in table and "committed" in table
+    with pytest.raises(ConfigError, match="already exists"):
+        invoke("coalition", "deploy", "--config", str(cfg), "--out", str(dep), "--dev-account", "0")
+
+
+def test_signing_with_a_keystore(anvil_node: LocalNode, tmp_path: Path) -> None:
+    env = {"TCLEARN_KEYSTORE_PASSWORD": "s3cret"}
+    keystore = tmp_path / "admin.json"
+    invoke("account", "import", str(keystore), "--dev-account", "0", env=env)
+    cfg, dep = _config(tmp_path, anvil_node.url), tmp_path / "d.json"
+    invoke("coalition", "deploy", "-c", str(cfg), "-o", str(dep), "--keystore", str(keystore), env=env)
+    assert json.loads(dep.read_text())["deployer"] == dev_accounts(1)[0].address
+    from tclearn.errors import AuthError
+
+    with pytest.raises(AuthError, match="wrong password"):
+        invoke(
+            "member",
+            "remove",
+            dev_accounts(2)[1].address,
+            "-d",
+            str(dep),
+            "--keystore",
+            str(keystore),
+            env={"TCLEARN_KEYSTORE_PASSWORD": "wrong"},
+        )
+
+
+def test_bad_input_is_named(anvil_node: LocalNode, tmp_path: Path) -> None:
+    with pytest.raises(NotFoundError, match=r"missing\.toml"):
+        invoke("coalition", "deploy", "-c", str(tmp_path / "missing.toml"), "--dev-account", "0")
+    bad = _config(tmp_path, anvil_node.url, voting_timeout="-5")
+    with pytest.raises(ConfigError, match="voting_timeout"):
+        invoke("coalition", "deploy", "-c", str(bad), "-o", str(tmp_path / "x.json"), "--dev-account", "0")
+    cfg, dep = _config(tmp_path, anvil_node.url), tmp_path / "d.json"
+    invoke("coalition", "deploy", "-c", str(cfg), "-o", str(dep), "--dev-account", "0")
+    deployment = json.loads(dep.read_text())
+    (tmp_path / "wrong-chain.json").write_text(json.dumps({**deployment, "chain_id": 5}))
+    with pytest.raises(WrongChain, match="chain id 31337"):
+        invoke("ledger", "show", "-d", str(tmp_path / "wrong-chain.json"))
+    (tmp_path / "no-contract.json").write_text(json.dumps({**deployment, "address": deployment["deployer"]}))
+    with pytest.raises(NoContract):
+        invoke("ledger", "show", "-d", str(tmp_path / "no-contract.json"))
+    with pytest.raises(ConfigError, match="unknown role 'doctor'"):
+        invoke("member", "add", deployment["deployer"], "--roles", "doctor", "-d", str(dep), "--dev-account", "0")
+    with pytest.raises(ConfigError, match="exactly one of"):
+        invoke("member", "remove", deployment["deployer"], "-d", str(dep))
+
+
+def test_user_mistake_prints_one_line_and_no_traceback(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "tclearn.cli.app", "ledger", "show", "-d", str(tmp_path / "nope.json")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert "nope.json does not exist" in proc.stdout and "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_chain_up_writes_keys_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    port, keys = free_port(), tmp_path / "keys.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tclearn.cli.app", "chain", "up", "--port", str(port), "--keys", str(keys)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not keys.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        written = json.loads(keys.read_text())
+        assert written["url"] == f"http://127.0.0.1:{port}"
+        assert written["accounts"][0]["address"] == dev_accounts(1)[0].address
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert "anvil stopped" in out
+    assert not LocalNode("anvil", port)._answers()
+
+
+def test_demo_json_summary(tmp_path: Path) -> None:
+    result = invoke("demo", "--rounds", "4", "--members", "4", "--byzantine", "1", "--json", "--out", str(tmp_path))
+    summary = json.loads(result.output)  # type: ignore[attr-defined]
+    assert summary == json.loads((tmp_path / "summary.json").read_text())
+    assert summary["poisoned_submitted"] == 1 and summary["poisoned_committed"] == 0
+    assert summary["committed"] == 3 and summary["gas"]["vote"] > 0
+
+
+def test_module_entry_point_help() -> None:
+    proc = subprocess.run([sys.executable, "-m", "tclearn.cli.app", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "coalition" in proc.stdout
