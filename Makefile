@@ -20,7 +20,7 @@ $(VENV)/.stamp-dev: $(VENV)/.stamp-install
 	touch $@
 
 $(NODE_MODULES)/.stamp: contracts/package.json contracts/package-lock.json
-	cd contracts && npm ci --no-audit --no-fund --loglevel=error
+	cd contracts && npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
 install: $(VENV)/.stamp-install
