@@ -113,13 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         committed = ARTIFACT.read_text() if ARTIFACT.exists() else ""
         if committed != fresh:
-            print(f"error: {ARTIFACT.relative_to(REPO)} is out of date; run `make contracts`", file=sys.stderr)
+            print(f"error: {ARTIFACT} is out of date; run `make contracts`", file=sys.stderr)
             return 1
-        print(f"{ARTIFACT.relative_to(REPO)} matches {SOURCE.relative_to(REPO)}")
+        print(f"{ARTIFACT} matches {SOURCE}")
         return 0
     ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
     ARTIFACT.write_text(fresh)
-    print(f"wrote {ARTIFACT.relative_to(REPO)}")
+    print(f"wrote {ARTIFACT}")
     return 0
 
 
