@@ -39,6 +39,14 @@ def signer(chain: Chain, keystore: Path | None, dev_account: int | None) -> Loca
     return dev_accounts(dev_account + 1)[dev_account]
 
 
+def open_as(
+    deployment: Path, url: str | None, keystore: Path | None, dev_account: int | None
+) -> tuple[LedgerClient, LocalAccount]:
+    """The deployment's client and the account that will sign through it."""
+    _, client = open_deployment(deployment, url)
+    return client, signer(client.chain, keystore, dev_account)
+
+
 def open_deployment(path: Path, url: str | None = None) -> tuple[Deployment, LedgerClient]:
     """Reads the deployment file, connects (checking the chain id) and checks the contract is there."""
     deployment = load_deployment(path)

@@ -6,15 +6,7 @@ from pathlib import Path
 
 import typer
 
-from tclearn.cli.common import (
-    DeploymentOpt,
-    DevAccountOpt,
-    KeystoreOpt,
-    UrlOpt,
-    console,
-    open_deployment,
-    signer,
-)
+from tclearn.cli.common import DeploymentOpt, DevAccountOpt, KeystoreOpt, UrlOpt, console, open_as
 from tclearn.config import hex32
 from tclearn.errors import ConfigError
 from tclearn.types import Role
@@ -41,8 +33,8 @@ def add(
         key = hex32(encryption_key)
     except ValueError as exc:
         raise ConfigError(f"--encryption-key: {exc}") from None
-    _, client = open_deployment(deployment, url)
-    tx = client.register_member(signer(client.chain, keystore, dev_account), address, flags, key, name)
+    client, admin = open_as(deployment, url, keystore, dev_account)
+    tx = client.register_member(admin, address, flags, key, name)
     console.print(
         f"registered {name or address} as {', '.join(flags.names())} (block {tx.block_number}, {tx.gas_used} gas)"
     )
@@ -59,8 +51,8 @@ def set_roles(
 ) -> None:
     """Replace the roles of an active member."""
     flags = Role.parse(roles)
-    _, client = open_deployment(deployment, url)
-    client.set_roles(signer(client.chain, keystore, dev_account), address, flags)
+    client, admin = open_as(deployment, url, keystore, dev_account)
+    client.set_roles(admin, address, flags)
     console.print(f"{address} now holds {', '.join(flags.names())}")
 
 
@@ -73,6 +65,6 @@ def remove(
     dev_account: int | None = DevAccountOpt,
 ) -> None:
     """Deactivate a member: it keeps its history but can no longer submit or vote."""
-    _, client = open_deployment(deployment, url)
-    client.deactivate_member(signer(client.chain, keystore, dev_account), address)
+    client, admin = open_as(deployment, url, keystore, dev_account)
+    client.deactivate_member(admin, address)
     console.print(f"{address} deactivated")
