@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tclearn.errors import IntegrityError, NotFoundError, TooLargeError
+from tclearn.errors import ConflictError, IntegrityError, NotFoundError, TooLargeError
 
 if TYPE_CHECKING:
     from tests.vault.conftest import StoreCase
@@ -132,3 +132,12 @@ def test_keyring_document_beside_blob(case: StoreCase) -> None:
     case.store.write_keyring(address, document)
 
     assert case.store.read_keyring(address) == document
+
+
+def test_rewrite_over_a_damaged_copy_is_a_conflict(case: StoreCase) -> None:
+    data = os.urandom(5000)
+    address = case.store.put(data)
+    case.backing.fs.pipe_file(case.backing.blob_path(address), data[:-1])
+
+    with pytest.raises(ConflictError, match=address):
+        case.store.put(data)
