@@ -60,7 +60,7 @@ class _SpoolWriter(BlobWriter):
         finally:
             self.abort()
 
-    def abort(self) -> None:
+    def _discard(self) -> None:
         self._file.close()
 
 

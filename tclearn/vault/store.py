@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import queue
 import re
+import threading
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
@@ -33,16 +35,53 @@ def check_sha256(sha256: str) -> str:
     return sha256
 
 
+class BackgroundSha256:
+    """sha256 computed on a helper thread, so hashing overlaps disk, network and AES work.
+
+    hashlib releases the GIL while it hashes large buffers; a bounded queue keeps at most a few chunks
+    in flight. Chunks must not be mutated after `update` (bytes are immutable; views are copied).
+    """
+
+    def __init__(self, depth: int = 4) -> None:
+        self._digest = hashlib.sha256()
+        self._queue: queue.Queue[bytes | None] = queue.Queue(depth)
+        self._thread = threading.Thread(target=self._run, name="vault-sha256", daemon=True)
+        self._thread.start()
+        self._result: str | None = None
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            self._digest.update(chunk)
+
+    def update(self, chunk: bytes | memoryview) -> None:
+        self._queue.put(chunk if isinstance(chunk, bytes) else bytes(chunk))
+
+    def hexdigest(self) -> str:
+        if self._result is None:
+            self._queue.put(None)
+            self._thread.join()
+            self._result = self._digest.hexdigest()
+        return self._result
+
+    def close(self) -> None:
+        """Stop the helper thread without a result (an aborted read or write)."""
+        if self._result is None and self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+
 def verified(chunks: Iterable[bytes], sha256: str) -> Iterator[bytes]:
     """Yield `chunks` unchanged, then raise `IntegrityError` if their sha256 is not `sha256`."""
-    digest = hashlib.sha256()
-    for chunk in chunks:
-        digest.update(chunk)
-        yield chunk
-    if digest.hexdigest() != sha256:
-        raise IntegrityError(
-            f"blob {sha256} is corrupt: its bytes hash to {digest.hexdigest()}", sha256=sha256
-        )
+    digest = BackgroundSha256()
+    try:
+        for chunk in chunks:
+            digest.update(chunk)
+            yield chunk
+        actual = digest.hexdigest()
+    finally:
+        digest.close()
+    if actual != sha256:
+        raise IntegrityError(f"blob {sha256} is corrupt: its bytes hash to {actual}", sha256=sha256)
 
 
 class BlobWriter(ABC):
@@ -52,7 +91,7 @@ class BlobWriter(ABC):
         self.expected = check_sha256(expected) if expected is not None else None
         self.max_bytes = max_bytes
         self.size = 0
-        self._digest = hashlib.sha256()
+        self._digest = BackgroundSha256()
 
     def write(self, chunk: bytes | memoryview) -> None:
         self.size += len(chunk)
@@ -90,9 +129,13 @@ class BlobWriter(ABC):
     @abstractmethod
     def _publish(self, sha256: str) -> None: ...
 
-    @abstractmethod
     def abort(self) -> None:
         """Drop whatever was written; safe to call twice."""
+        self._digest.close()
+        self._discard()
+
+    @abstractmethod
+    def _discard(self) -> None: ...
 
 
 class BlobStore(ABC):
@@ -166,7 +209,7 @@ class _FsspecWriter(BlobWriter):
         finally:
             self.abort()
 
-    def abort(self) -> None:
+    def _discard(self) -> None:
         if self._done:
             return
         self._done = True
