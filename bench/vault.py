@@ -76,6 +76,14 @@ def raw_aesgcm(size: int) -> None:
         aead.encrypt(nonce, chunk, None)  # a fixed nonce is fine for timing only
 
 
+def raw_write(size: int, path: Path) -> None:
+    """Plain buffered file writes of the same chunks: the disk side of a put, without hashing."""
+    with open(path, "wb") as handle:
+        for chunk in blob(size):
+            handle.write(chunk)
+    path.unlink()
+
+
 def rss_kib(pid: int) -> dict[str, int]:
     fields = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
