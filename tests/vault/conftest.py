@@ -14,6 +14,7 @@ import pytest
 import uvicorn
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from fastapi import FastAPI
 
 from services.vault.app import create_app
 from tclearn.state.db import Database
@@ -62,9 +63,9 @@ class LiveVault:
     directory: StaticDirectory
 
 
-def _serve(app: object) -> Iterator[str]:
+def _serve(app: FastAPI) -> Iterator[str]:
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))  # type: ignore[arg-type]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import socket
+import time
 from typing import TYPE_CHECKING
 
 import httpx
@@ -166,3 +168,23 @@ def test_public_reads(public_vault: LiveVault, member: LocalAccount) -> None:
         anonymous.access_log()
     writer.close()
     anonymous.close()
+
+
+def test_connection_dropped_mid_upload_leaves_nothing(live_vault: LiveVault, member: LocalAccount) -> None:
+    data = b"y" * 200_000
+    address = hashlib.sha256(data).hexdigest()
+    path = f"/blobs/{address}"
+    headers = sign_request(member.key, "PUT", path, address)
+    host, port = live_vault.url.removeprefix("http://").split(":")
+    request = f"PUT {path} HTTP/1.1\r\nhost: {host}\r\ncontent-length: {len(data)}\r\n"
+    request += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(request.encode() + data[:100_000])
+        time.sleep(0.3)  # let the server start writing before the connection drops
+
+    deadline = time.monotonic() + 3
+    while live_vault.store.fs.find(f"{live_vault.store.root}/tmp") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert live_vault.store.fs.find(f"{live_vault.store.root}/tmp") == []
+    assert not live_vault.store.exists(address)
