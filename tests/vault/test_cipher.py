@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tclearn.errors import IntegrityError
 from tclearn.vault.cipher import HEADER, TAG_SIZE, decrypt_stream, encrypt_stream
@@ -71,3 +73,11 @@ def test_not_a_sealed_model() -> None:
         decrypt(b"PK" + bytes(40))
     with pytest.raises(IntegrityError, match="shorter than its header"):
         decrypt(b"TCLV")
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.binary(max_size=700), chunk=st.integers(1, 200), split=st.integers(1, 300))
+def test_round_trip_property(data: bytes, chunk: int, split: int) -> None:
+    sealed = b"".join(encrypt_stream([data], KEY, chunk))
+    assert len(sealed) == HEADER.size + (len(data) // chunk + 1) * TAG_SIZE + len(data)
+    assert decrypt(sealed, split=split) == data
