@@ -130,3 +130,10 @@ class AccessDenied(TclearnError):
 
     code = "access_denied"
     http_status = 403
+
+
+class VaultUnavailable(TclearnError):
+    """The vault service cannot be reached or the connection broke off."""
+
+    code = "vault_unavailable"
+    http_status = 502

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from tclearn.errors import IntegrityError, TclearnError
+from tclearn.errors import IntegrityError, TclearnError, VaultUnavailable
 from tclearn.vault.signing import EMPTY_SHA256, sign_request
 from tclearn.vault.store import CHUNK_SIZE, DEFAULT_MAX_BYTES, BlobStore, BlobWriter, check_sha256, verified
 
@@ -87,10 +87,17 @@ class HttpStore(BlobStore):
     def _headers(self, method: str, path: str, body_sha256: str = EMPTY_SHA256) -> dict[str, str]:
         return {} if self.private_key is None else sign_request(self.private_key, method, path, body_sha256)
 
+    def _request(self, method: str, path: str, *, stream: bool = False, **kwargs: Any) -> httpx.Response:
+        """One request; transport failures become `VaultUnavailable` naming the vault."""
+        try:
+            return self.client.send(self.client.build_request(method, path, **kwargs), stream=stream)
+        except httpx.TransportError as exc:
+            raise VaultUnavailable(
+                f"{method} {self.base_url}{path} failed: {exc.__class__.__name__}: {exc}", url=self.base_url
+            ) from None
+
     def _send(self, method: str, path: str, body_sha256: str = EMPTY_SHA256, **kwargs: Any) -> httpx.Response:
-        response = self.client.request(
-            method, path, headers=self._headers(method, path, body_sha256), **kwargs
-        )
+        response = self._request(method, path, headers=self._headers(method, path, body_sha256), **kwargs)
         if response.status_code >= 400 and not (method == "HEAD" and response.status_code == 404):
             raise error_from_response(response)
         return response
@@ -100,7 +107,7 @@ class HttpStore(BlobStore):
         path = f"/blobs/{check_sha256(sha256)}"
         headers = {"content-length": str(size)} if size is not None else {}
         request_headers = {**self._headers("PUT", path, sha256), **headers}
-        response = self.client.request("PUT", path, content=chunks, headers=request_headers)
+        response = self._request("PUT", path, content=chunks, headers=request_headers)
         if response.status_code >= 400:
             raise error_from_response(response)
         return str(response.json()["sha256"])
@@ -122,8 +129,7 @@ class HttpStore(BlobStore):
 
     def iter_blob(self, sha256: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         path = f"/blobs/{check_sha256(sha256)}"
-        request = self.client.build_request("GET", path, headers=self._headers("GET", path))
-        response = self.client.send(request, stream=True)
+        response = self._request("GET", path, headers=self._headers("GET", path), stream=True)
         if response.status_code >= 400:
             response.read()
             response.close()
@@ -132,7 +138,7 @@ class HttpStore(BlobStore):
 
     def read_keyring(self, sha256: str) -> bytes | None:
         path = f"/keyrings/{check_sha256(sha256)}"
-        response = self.client.get(path, headers=self._headers("GET", path))
+        response = self._request("GET", path, headers=self._headers("GET", path))
         if response.status_code == 404 and response.json().get("code") == "not_found":
             return None
         if response.status_code >= 400:

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from eth_account.signers.local import LocalAccount
 
-from tclearn.errors import AccessDenied, AuthError
+from tclearn.errors import AccessDenied, AuthError, TooLargeError, VaultUnavailable
 from tclearn.vault.directory import StaticDirectory
 from tclearn.vault.http import HttpStore
 from tclearn.vault.signing import (
@@ -188,3 +188,20 @@ def test_connection_dropped_mid_upload_leaves_nothing(live_vault: LiveVault, mem
         time.sleep(0.05)
     assert live_vault.store.fs.find(f"{live_vault.store.root}/tmp") == []
     assert not live_vault.store.exists(address)
+
+
+def test_unreachable_vault_is_one_clear_error(member: LocalAccount) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = HttpStore(f"http://127.0.0.1:{port}", member.key)
+    with pytest.raises(VaultUnavailable, match=f"127.0.0.1:{port}"):
+        client.get("ab" * 32)
+    client.close()
+
+
+def test_oversized_upload_refused_before_the_body(live_vault: LiveVault, member: LocalAccount) -> None:
+    client = HttpStore(live_vault.url, member.key)
+    with pytest.raises(TooLargeError, match="size limit"):
+        client.put(b"z" * (8 << 20))
+    client.close()
