@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -146,6 +147,10 @@ def app_from_env() -> FastAPI:
     """The service as configured by `TCLEARN_VAULT_*` variables (see `VaultSettings`)."""
     settings = VaultSettings()
     directory = StaticDirectory.from_file(settings.members) if settings.members else StaticDirectory({})
+    if not directory.encryption_keys() and not settings.members:
+        logging.getLogger(__name__).warning(
+            "no member file given: every signed request will be refused (403)"
+        )
     return create_app(
         FsspecStore(settings.store, settings.max_bytes),
         Database(settings.database),
