@@ -15,6 +15,8 @@ from typing import IO, Any
 from urllib.parse import urlencode
 
 import httpx
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
 
 from tclearn.errors import IntegrityError, TclearnError, VaultUnavailable
 from tclearn.vault.signing import EMPTY_SHA256, sign_request
@@ -77,7 +79,7 @@ class HttpStore(BlobStore):
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.private_key = private_key
+        self.account: LocalAccount | None = None if private_key is None else Account.from_key(private_key)
         self.max_bytes = max_bytes
         self.client = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
 
@@ -85,7 +87,7 @@ class HttpStore(BlobStore):
         self.client.close()
 
     def _headers(self, method: str, path: str, body_sha256: str = EMPTY_SHA256) -> dict[str, str]:
-        return {} if self.private_key is None else sign_request(self.private_key, method, path, body_sha256)
+        return {} if self.account is None else sign_request(self.account, method, path, body_sha256)
 
     def _request(self, method: str, path: str, *, stream: bool = False, **kwargs: Any) -> httpx.Response:
         """One request; transport failures become `VaultUnavailable` naming the vault."""

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 
 from eth_account import Account
 from eth_account.messages import encode_defunct
+from eth_account.signers.local import LocalAccount
 
 from tclearn.errors import AccessDenied, AuthError
 from tclearn.vault.directory import MemberDirectory, checksum
@@ -32,14 +33,14 @@ def canonical_request(method: str, path: str, body_sha256: str, timestamp: int, 
 
 
 def sign_request(
-    private_key: str | bytes,
+    signer: LocalAccount | str | bytes,
     method: str,
     path: str,
     body_sha256: str = EMPTY_SHA256,
     now: float | None = None,
 ) -> dict[str, str]:
-    """Headers that authenticate one request as the account behind `private_key`."""
-    account = Account.from_key(private_key)
+    """Headers that authenticate one request as `signer` (an account or its private key)."""
+    account = signer if isinstance(signer, LocalAccount) else Account.from_key(signer)
     timestamp = int(time.time() if now is None else now)
     nonce = secrets.token_hex(16)
     message = encode_defunct(text=canonical_request(method, path, body_sha256, timestamp, nonce))

@@ -155,3 +155,15 @@ def test_envelope_over_the_vault_service(live_vault: LiveVault) -> None:
     assert opened(first, model, account(1).address, keys[account(1).address]) == PLAINTEXT
     for client in (first, second, late):
         client.close()
+
+
+def test_conflicting_wrap_over_http_is_409(live_vault: LiveVault) -> None:
+    client = HttpStore(live_vault.url, account(1).key)
+    key = X25519PrivateKey.generate()
+    model = seal(client, [PLAINTEXT], {account(1).address: public_bytes(key)})
+    forged = Keyring(model, {account(1).address: wrap_key(os.urandom(32), public_bytes(key), model)})
+
+    with pytest.raises(ConflictError, match=account(1).address):
+        client.write_keyring(model, forged.to_bytes())
+    assert opened(client, model, account(1).address, key) == PLAINTEXT
+    client.close()
