@@ -31,6 +31,7 @@ from tclearn.vault.signing import ADDRESS_HEADER, EMPTY_SHA256, RequestVerifier
 from tclearn.vault.store import CHUNK_SIZE, BlobStore, BlobWriter, FsspecStore, check_sha256
 
 ANONYMOUS = "anonymous"
+MAX_KEYRING_BYTES = 1 << 20  # a wrap is ~300 bytes of JSON: room for thousands of members
 
 
 def _write_all(writer: BlobWriter, chunks: list[bytes]) -> None:
@@ -124,10 +125,14 @@ def create_app(
     @app.post("/keyrings/{sha256}")
     async def post_keyring(sha256: str, request: Request) -> Response:
         check_sha256(sha256)
-        body = await request.body()
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_KEYRING_BYTES:
+                raise TooLargeError(f"keyring exceeds {MAX_KEYRING_BYTES} bytes", limit=MAX_KEYRING_BYTES)
         account = caller(request, hashlib.sha256(body).hexdigest())
         blob_size(sha256)
-        incoming = Keyring.from_bytes(body, sha256)
+        incoming = Keyring.from_bytes(bytes(body), sha256)
         async with keyring_lock:
             merged = await run_in_threadpool(add_wraps, store, incoming)
         record_access(db, account, "add-wraps", sha256, len(body))

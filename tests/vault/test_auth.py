@@ -205,3 +205,11 @@ def test_oversized_upload_refused_before_the_body(live_vault: LiveVault, member:
     with pytest.raises(TooLargeError, match="size limit"):
         client.put(b"z" * (8 << 20))
     client.close()
+
+
+def test_oversized_keyring_is_refused(live_vault: LiveVault, member: LocalAccount) -> None:
+    client = HttpStore(live_vault.url, member.key)
+    address = client.put(b"model")
+    with pytest.raises(TooLargeError, match="keyring exceeds"):
+        client.write_keyring(address, b" " * (2 << 20))
+    client.close()
