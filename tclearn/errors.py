@@ -106,3 +106,34 @@ class NodeError(LedgerError):
 
     code = "node_error"
     http_status = 500
+
+
+# --- vault ------------------------------------------------------------------------------------------
+
+
+class ConflictError(TclearnError):
+    """The vault already holds different content under the same name."""
+
+    code = "conflict"
+    http_status = 409
+
+
+class TooLargeError(TclearnError):
+    """A blob exceeds the vault's configured size limit."""
+
+    code = "too_large"
+    http_status = 413
+
+
+class AccessDenied(TclearnError):
+    """The caller is authenticated but not allowed (not an active member, not a recipient)."""
+
+    code = "access_denied"
+    http_status = 403
+
+
+class VaultUnavailable(TclearnError):
+    """The vault service cannot be reached or the connection broke off."""
+
+    code = "vault_unavailable"
+    http_status = 502

@@ -1,0 +1,1 @@
+"""Deployable services: thin HTTP layers over the tclearn library."""

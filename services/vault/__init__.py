@@ -1,0 +1,1 @@
+"""The model vault service (`tclearn vault serve`)."""

@@ -1,0 +1,165 @@
+"""The vault service: a thin FastAPI layer over `tclearn.vault` (store, signed requests, access log).
+
+    PUT  /blobs/{sha256}      stream a blob in; the body must hash to the path    201 / 400 / 409 / 413
+    GET  /blobs/{sha256}      stream a blob out (re-hashed while it is read)      200 / 404
+    HEAD /blobs/{sha256}      its size                                            200 / 404
+    GET  /keyrings/{sha256}   the keyring of wrapped data keys beside a blob      200 / 404
+    POST /keyrings/{sha256}   merge wraps into it (grant a model to a new member) 200 / 404 / 409
+    GET  /access-log          who read and wrote what, for auditors               200
+
+Run it with `tclearn vault serve` or `uvicorn --factory services.vault.app:app_from_env`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+
+from fastapi import FastAPI, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.requests import ClientDisconnect
+
+from tclearn.errors import NotFoundError, TclearnError, TooLargeError
+from tclearn.state.db import Database
+from tclearn.vault.access_log import access_entries, record_access
+from tclearn.vault.config import VaultSettings
+from tclearn.vault.directory import MemberDirectory, StaticDirectory
+from tclearn.vault.envelope import Keyring, add_wraps
+from tclearn.vault.signing import ADDRESS_HEADER, EMPTY_SHA256, RequestVerifier
+from tclearn.vault.store import CHUNK_SIZE, BlobStore, BlobWriter, FsspecStore, check_sha256
+
+ANONYMOUS = "anonymous"
+MAX_KEYRING_BYTES = 1 << 20  # a wrap is ~300 bytes of JSON: room for thousands of members
+
+
+def _write_all(writer: BlobWriter, chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        writer.write(chunk)
+
+
+def create_app(
+    store: BlobStore,
+    db: Database,
+    directory: MemberDirectory,
+    *,
+    public_reads: bool = False,
+    max_skew_s: int = 300,
+) -> FastAPI:
+    verifier = RequestVerifier(directory, max_skew_s)
+    keyring_lock = asyncio.Lock()
+    app = FastAPI(title="tclearn vault", version="1")
+
+    @app.exception_handler(TclearnError)
+    async def tclearn_error(_request: Request, exc: TclearnError) -> JSONResponse:
+        return JSONResponse(exc.to_dict(), status_code=exc.http_status)
+
+    def caller(request: Request, body_sha256: str, *, read: bool = False) -> str:
+        if read and public_reads and ADDRESS_HEADER not in request.headers:
+            return ANONYMOUS
+        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return verifier.verify(request.method, path, request.headers, body_sha256)
+
+    @app.put("/blobs/{sha256}", status_code=201)
+    async def put_blob(sha256: str, request: Request) -> dict[str, object]:
+        check_sha256(sha256)
+        account = caller(request, sha256)
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > store.max_bytes:
+            raise TooLargeError(
+                f"blob of {declared} bytes exceeds the vault size limit of {store.max_bytes} bytes",
+                limit=store.max_bytes,
+            )
+        writer = await run_in_threadpool(store.writer, sha256)
+        try:
+            pending: list[bytes] = []
+            pending_size = 0
+            async for chunk in request.stream():
+                pending.append(chunk)
+                pending_size += len(chunk)
+                if pending_size >= CHUNK_SIZE:
+                    await run_in_threadpool(_write_all, writer, pending)
+                    pending, pending_size = [], 0
+            await run_in_threadpool(_write_all, writer, pending)
+            stored = await run_in_threadpool(writer.commit)
+        except ClientDisconnect:
+            writer.abort()
+            raise TclearnError(f"upload of {sha256} was interrupted; nothing was stored") from None
+        except BaseException:
+            writer.abort()
+            raise
+        await run_in_threadpool(record_access, db, account, "put", stored, writer.size)
+        return {"sha256": stored, "size": writer.size}
+
+    def blob_size(sha256: str) -> int:
+        size = store.size(check_sha256(sha256))
+        if size is None:
+            raise NotFoundError(f"the vault holds no blob {sha256}", sha256=sha256)
+        return size
+
+    @app.head("/blobs/{sha256}")
+    def head_blob(sha256: str, request: Request) -> Response:
+        caller(request, EMPTY_SHA256, read=True)
+        return Response(headers={"content-length": str(blob_size(sha256))})
+
+    @app.get("/blobs/{sha256}")
+    def get_blob(sha256: str, request: Request) -> StreamingResponse:
+        account = caller(request, EMPTY_SHA256, read=True)
+        size = blob_size(sha256)
+        chunks = store.iter_blob(sha256)
+        record_access(db, account, "get", sha256, size)
+        return StreamingResponse(
+            chunks, media_type="application/octet-stream", headers={"content-length": str(size)}
+        )
+
+    @app.get("/keyrings/{sha256}")
+    def get_keyring(sha256: str, request: Request) -> Response:
+        account = caller(request, EMPTY_SHA256, read=True)
+        document = store.read_keyring(check_sha256(sha256))
+        if document is None:
+            raise NotFoundError(f"the vault holds no keyring for {sha256}", sha256=sha256)
+        record_access(db, account, "get-keyring", sha256, len(document))
+        return Response(document, media_type="application/json")
+
+    @app.post("/keyrings/{sha256}")
+    async def post_keyring(sha256: str, request: Request) -> Response:
+        check_sha256(sha256)
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_KEYRING_BYTES:
+                raise TooLargeError(f"keyring exceeds {MAX_KEYRING_BYTES} bytes", limit=MAX_KEYRING_BYTES)
+        account = caller(request, hashlib.sha256(body).hexdigest())
+        blob_size(sha256)
+        incoming = Keyring.from_bytes(bytes(body), sha256)
+        async with keyring_lock:
+            merged = await run_in_threadpool(add_wraps, store, incoming)
+        record_access(db, account, "add-wraps", sha256, len(body))
+        return Response(merged.to_bytes(), media_type="application/json")
+
+    @app.get("/access-log")
+    def access_log(
+        request: Request, account: str | None = None, sha256: str | None = None, limit: int = 1000
+    ) -> list[dict[str, object]]:
+        caller(request, EMPTY_SHA256)
+        return [e.to_json() for e in access_entries(db, account=account, sha256=sha256, limit=limit)]
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The service as configured by `TCLEARN_VAULT_*` variables (see `VaultSettings`)."""
+    settings = VaultSettings()
+    directory = StaticDirectory.from_file(settings.members) if settings.members else StaticDirectory({})
+    if not settings.members:
+        logging.getLogger(__name__).warning(
+            "no member file given: every signed request will be refused (403)"
+        )
+    return create_app(
+        FsspecStore(settings.store, settings.max_bytes),
+        Database(settings.database),
+        directory,
+        public_reads=settings.public_reads,
+        max_skew_s=settings.max_skew_s,
+    )

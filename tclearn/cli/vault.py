@@ -1,0 +1,129 @@
+"""`tclearn vault ...`: run the vault service, make member keys, store and fetch (sealed) models.
+
+Mounted under `tclearn vault` by `tclearn/cli/app.py`. Requests to a vault are signed with the
+Ethereum key in `TCLEARN_ETH_KEY` (hex); X25519 key files are decrypted with `TCLEARN_KEY_PASSWORD`
+or a prompt.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import typer
+
+from tclearn.errors import ConfigError
+from tclearn.vault.directory import StaticDirectory
+from tclearn.vault.envelope import grant, public_bytes, recipients_of, seal, unseal
+from tclearn.vault.http import HttpStore
+from tclearn.vault.keys import generate_key, key_password, load_key, save_key
+from tclearn.vault.store import CHUNK_SIZE, DEFAULT_MAX_BYTES
+
+ETH_KEY_ENV = "TCLEARN_ETH_KEY"
+
+app = typer.Typer(help="Model vault: content-addressed blob storage with envelope encryption.")
+
+VaultOption = typer.Option("http://127.0.0.1:8700", "--vault", envvar="TCLEARN_VAULT_URL", help="vault URL")
+
+
+def _client(vault: str, anonymous: bool = False) -> HttpStore:
+    key = os.environ.get(ETH_KEY_ENV)
+    if key is None and not anonymous:
+        raise ConfigError(f"set {ETH_KEY_ENV} to the hex private key of your coalition account")
+    return HttpStore(vault, key)
+
+
+def _read(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK_SIZE):
+            yield chunk
+
+
+def _write(path: Path, chunks: Iterator[bytes]) -> None:
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with open(partial, "wb") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+@app.command()
+def serve(
+    store: str = typer.Option("file://./vault-data/store", help="fsspec URL of the blob store"),
+    database: str = typer.Option("sqlite:///./vault-data/access.db", help="SQLAlchemy URL of the access log"),
+    members: Path | None = typer.Option(None, help="JSON member file {address: x25519 hex or null}"),
+    max_bytes: int = typer.Option(DEFAULT_MAX_BYTES, help="largest blob accepted"),
+    public_reads: bool = typer.Option(False, help="variant A: allow unsigned reads"),
+    host: str = typer.Option("127.0.0.1"),
+    port: int = typer.Option(8700),
+) -> None:
+    """Run the vault service (put it behind TLS for anything but loopback)."""
+    import uvicorn
+
+    settings = {
+        "STORE": store,
+        "DATABASE": database,
+        "MAX_BYTES": str(max_bytes),
+        "PUBLIC_READS": str(public_reads),
+    }
+    if members is not None:
+        settings["MEMBERS"] = str(members)
+    os.environ.update({f"TCLEARN_VAULT_{k}": v for k, v in settings.items()})
+    uvicorn.run("services.vault.app:app_from_env", factory=True, host=host, port=port)
+
+
+@app.command()
+def keygen(path: Path = typer.Argument(..., help="where to write the encrypted X25519 key")) -> None:
+    """Make a member encryption key; prints the public key to register on chain."""
+    public = save_key(path, generate_key(), key_password("New key password: "))
+    typer.echo(public.hex())
+
+
+@app.command()
+def put(path: Path, vault: str = VaultOption) -> None:
+    """Store a file in clear (variant A); prints its sha256."""
+    typer.echo(_client(vault).put_stream(_read(path)))
+
+
+@app.command()
+def get(sha256: str, out: Path, vault: str = VaultOption, anonymous: bool = False) -> None:
+    """Fetch a blob into OUT, checking its hash."""
+    _write(out, _client(vault, anonymous).iter_blob(sha256))
+
+
+@app.command("seal")
+def seal_command(path: Path, members: Path, vault: str = VaultOption) -> None:
+    """Encrypt a file for every member with a key in the member file (variant B); prints the model hash."""
+    recipients = recipients_of(StaticDirectory.from_file(members))
+    typer.echo(seal(_client(vault), _read(path), recipients))
+
+
+@app.command("unseal")
+def unseal_command(sha256: str, out: Path, key: Path, vault: str = VaultOption) -> None:
+    """Decrypt a sealed model into OUT with your X25519 key file."""
+    client = _client(vault)
+    private = load_key(key, key_password())
+    _write(out, unseal(client, sha256, client_address(), private))
+
+
+@app.command("grant")
+def grant_command(sha256: str, members: Path, key: Path, vault: str = VaultOption) -> None:
+    """Add wraps of a model you can read for members of the member file who lack one."""
+    private = load_key(key, key_password())
+    keyring = grant(
+        _client(vault), sha256, client_address(), private, recipients_of(StaticDirectory.from_file(members))
+    )
+    typer.echo(f"{len(keyring.wraps)} recipient(s); you are {public_bytes(private).hex()[:16]}...")
+
+
+def client_address() -> str:
+    from eth_account import Account
+
+    key = os.environ.get(ETH_KEY_ENV)
+    if key is None:
+        raise ConfigError(f"set {ETH_KEY_ENV} to the hex private key of your coalition account")
+    return str(Account.from_key(key).address)

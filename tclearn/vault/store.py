@@ -1,0 +1,279 @@
+"""Content-addressed blob storage: the `BlobStore` interface and its fsspec implementation.
+
+A blob is named by the lowercase hex sha256 of its bytes. Writes stream through a `BlobWriter` that
+hashes as it goes into a temporary object and renames it into place only when the hash matches, so an
+interrupted or refused write leaves nothing behind. Reads stream too and re-hash: the last chunk is
+followed by an `IntegrityError` naming the hash when the stored bytes no longer match their name.
+Beside every blob the store may keep a keyring (small JSON bytes, see `envelope.py`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import queue
+import re
+import threading
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import fsspec
+
+from tclearn.errors import ConfigError, ConflictError, IntegrityError, NotFoundError, TooLargeError
+
+CHUNK_SIZE = 1 << 20
+DEFAULT_MAX_BYTES = 2 << 30
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def check_sha256(sha256: str) -> str:
+    """Return `sha256` if it is 64 lowercase hex digits, else raise naming the bad value."""
+    if not isinstance(sha256, str) or not _SHA256_RE.match(sha256):
+        raise IntegrityError(f"invalid sha256 {sha256!r}: expected 64 lowercase hex digits", sha256=sha256)
+    return sha256
+
+
+class BackgroundSha256:
+    """sha256 computed on a helper thread, so hashing overlaps disk, network and AES work.
+
+    hashlib releases the GIL while it hashes large buffers; a bounded queue keeps at most a few chunks
+    in flight. Chunks must not be mutated after `update` (bytes are immutable; views are copied).
+    """
+
+    def __init__(self, depth: int = 4) -> None:
+        self._digest = hashlib.sha256()
+        self._queue: queue.Queue[bytes | None] = queue.Queue(depth)
+        self._thread = threading.Thread(target=self._run, name="vault-sha256", daemon=True)
+        self._thread.start()
+        self._result: str | None = None
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            self._digest.update(chunk)
+
+    def update(self, chunk: bytes | memoryview) -> None:
+        self._queue.put(chunk if isinstance(chunk, bytes) else bytes(chunk))
+
+    def hexdigest(self) -> str:
+        if self._result is None:
+            self._queue.put(None)
+            self._thread.join()
+            self._result = self._digest.hexdigest()
+        return self._result
+
+    def close(self) -> None:
+        """Stop the helper thread without a result (an aborted read or write)."""
+        if self._result is None and self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+
+def verified(chunks: Iterable[bytes], sha256: str) -> Iterator[bytes]:
+    """Yield `chunks` unchanged, then raise `IntegrityError` if their sha256 is not `sha256`."""
+    digest = BackgroundSha256()
+    try:
+        for chunk in chunks:
+            digest.update(chunk)
+            yield chunk
+        actual = digest.hexdigest()
+    finally:
+        digest.close()
+    if actual != sha256:
+        raise IntegrityError(f"blob {sha256} is corrupt: its bytes hash to {actual}", sha256=sha256)
+
+
+class BlobWriter(ABC):
+    """One streaming write; `commit()` publishes it, `abort()` (or an exception) drops it."""
+
+    def __init__(self, expected: str | None, max_bytes: int) -> None:
+        self.expected = check_sha256(expected) if expected is not None else None
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._digest = BackgroundSha256()
+
+    def write(self, chunk: bytes | memoryview) -> None:
+        self.size += len(chunk)
+        if self.size > self.max_bytes:
+            self.abort()
+            raise TooLargeError(
+                f"blob exceeds the vault size limit of {self.max_bytes} bytes", limit=self.max_bytes
+            )
+        self._digest.update(chunk)
+        self._write(chunk)
+
+    def commit(self) -> str:
+        """Check the hash, publish the blob under it and return it."""
+        actual = self._digest.hexdigest()
+        if self.expected is not None and actual != self.expected:
+            self.abort()
+            raise IntegrityError(
+                f"body hashes to {actual}, not to the address {self.expected}",
+                sha256=self.expected,
+                actual=actual,
+            )
+        self._publish(actual)
+        return actual
+
+    def __enter__(self) -> BlobWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is not None:
+            self.abort()
+
+    @abstractmethod
+    def _write(self, chunk: bytes | memoryview) -> None: ...
+
+    @abstractmethod
+    def _publish(self, sha256: str) -> None: ...
+
+    def abort(self) -> None:
+        """Drop whatever was written; safe to call twice."""
+        self._digest.close()
+        self._discard()
+
+    @abstractmethod
+    def _discard(self) -> None: ...
+
+
+class BlobStore(ABC):
+    """Blobs addressed by sha256, plus one keyring document beside each blob."""
+
+    max_bytes: int = DEFAULT_MAX_BYTES
+
+    @abstractmethod
+    def writer(self, expected: str | None = None) -> BlobWriter:
+        """A streaming writer; `expected` is the address the bytes must hash to."""
+
+    @abstractmethod
+    def iter_blob(self, sha256: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        """Stream a blob, re-hashing it; raises `NotFoundError` before the first chunk if absent."""
+
+    @abstractmethod
+    def size(self, sha256: str) -> int | None:
+        """Size in bytes, or None when the store does not hold the blob."""
+
+    @abstractmethod
+    def read_keyring(self, sha256: str) -> bytes | None:
+        """The keyring document stored beside the blob, or None."""
+
+    @abstractmethod
+    def write_keyring(self, sha256: str, document: bytes) -> None:
+        """Replace the keyring document beside the blob (callers merge, see `envelope.Keyring`)."""
+
+    def put_stream(self, chunks: Iterable[bytes], expected: str | None = None) -> str:
+        with self.writer(expected) as writer:
+            for chunk in chunks:
+                writer.write(chunk)
+            return writer.commit()
+
+    def put(self, data: bytes, expected: str | None = None) -> str:
+        return self.put_stream([data], expected)
+
+    def get(self, sha256: str) -> bytes:
+        return b"".join(self.iter_blob(sha256))
+
+    def exists(self, sha256: str) -> bool:
+        return self.size(sha256) is not None
+
+
+class _FsspecWriter(BlobWriter):
+    def __init__(self, store: FsspecStore, expected: str | None) -> None:
+        super().__init__(expected, store.max_bytes)
+        self._store = store
+        self._tmp = f"{store.root}/tmp/{uuid.uuid4().hex}"
+        self._file: Any = store.fs.open(self._tmp, "wb")
+        self._done = False
+
+    def _write(self, chunk: bytes | memoryview) -> None:
+        self._file.write(chunk)
+
+    def _publish(self, sha256: str) -> None:
+        self._file.close()
+        target = self._store.blob_path(sha256)
+        existing = self._store.size(sha256)
+        try:
+            if existing is not None:
+                # Same address, verified bytes: identical content unless the stored copy was damaged.
+                if existing != self.size:
+                    raise ConflictError(
+                        f"the vault already holds a different {existing}-byte blob at {sha256}",
+                        sha256=sha256,
+                    )
+                return
+            self._store.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+            self._store.fs.mv(self._tmp, target)
+            self._done = True
+        finally:
+            self.abort()
+
+    def _discard(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        with contextlib.suppress(Exception):
+            self._file.close()
+        with contextlib.suppress(FileNotFoundError):
+            self._store.fs.rm(self._tmp)
+
+
+class FsspecStore(BlobStore):
+    """Blobs under any fsspec URL: `file:///srv/vault` (default), `memory://name`, `s3://bucket/x`."""
+
+    def __init__(self, url: str, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        if max_bytes <= 0:
+            raise ConfigError(f"max_bytes must be positive, got {max_bytes}")
+        try:
+            fs, root = fsspec.core.url_to_fs(url)
+        except (ImportError, ValueError) as exc:
+            raise ConfigError(f"cannot open vault storage {url!r}: {exc}") from None
+        self.fs: Any = fs
+        self.root: str = root.rstrip("/")
+        self.url = url
+        self.max_bytes = max_bytes
+        self.fs.makedirs(f"{self.root}/tmp", exist_ok=True)
+
+    def blob_path(self, sha256: str) -> str:
+        check_sha256(sha256)
+        return f"{self.root}/blobs/{sha256[:2]}/{sha256}"
+
+    def keyring_path(self, sha256: str) -> str:
+        check_sha256(sha256)
+        return f"{self.root}/keyrings/{sha256[:2]}/{sha256}.json"
+
+    def writer(self, expected: str | None = None) -> BlobWriter:
+        return _FsspecWriter(self, expected)
+
+    def size(self, sha256: str) -> int | None:
+        try:
+            return int(self.fs.size(self.blob_path(sha256)))
+        except FileNotFoundError:
+            return None
+
+    def iter_blob(self, sha256: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        try:
+            handle = self.fs.open(self.blob_path(sha256), "rb")
+        except FileNotFoundError:
+            raise NotFoundError(f"the vault holds no blob {sha256}", sha256=sha256) from None
+        return verified(_read_chunks(handle, chunk_size), sha256)
+
+    def read_keyring(self, sha256: str) -> bytes | None:
+        try:
+            return bytes(self.fs.cat_file(self.keyring_path(sha256)))
+        except FileNotFoundError:
+            return None
+
+    def write_keyring(self, sha256: str, document: bytes) -> None:
+        path = self.keyring_path(sha256)
+        tmp = f"{self.root}/tmp/{uuid.uuid4().hex}.json"
+        self.fs.pipe_file(tmp, document)
+        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        self.fs.mv(tmp, path)
+
+
+def _read_chunks(handle: Any, chunk_size: int) -> Iterator[bytes]:
+    with handle:
+        while chunk := handle.read(chunk_size):
+            yield chunk

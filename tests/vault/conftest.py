@@ -1,0 +1,122 @@
+"""Fixtures of the vault suite: member accounts, a directory, stores and a live vault service."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import uvicorn
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from fastapi import FastAPI
+
+from services.vault.app import create_app
+from tclearn.state.db import Database
+from tclearn.vault.directory import StaticDirectory
+from tclearn.vault.http import HttpStore
+from tclearn.vault.store import BlobStore, FsspecStore
+
+SMALL_LIMIT = 1 << 20  # 1 MiB: lets the suite test the size limit without big blobs
+
+
+def account(index: int) -> LocalAccount:
+    return Account.from_key(index.to_bytes(32, "big"))
+
+
+@pytest.fixture
+def small_limit() -> int:
+    return SMALL_LIMIT
+
+
+@pytest.fixture
+def member() -> LocalAccount:
+    return account(1)
+
+
+@pytest.fixture
+def outsider() -> LocalAccount:
+    return account(99)
+
+
+@pytest.fixture
+def directory(member: LocalAccount) -> StaticDirectory:
+    return StaticDirectory({member.address: None, account(2).address: None})
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LiveVault:
+    url: str
+    store: FsspecStore
+    db: Database
+    directory: StaticDirectory
+
+
+def _serve(app: FastAPI) -> Iterator[str]:
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("vault test server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_vault(tmp_path: Path, directory: StaticDirectory) -> Iterator[LiveVault]:
+    store = FsspecStore(f"file://{tmp_path}/server-store", max_bytes=SMALL_LIMIT)
+    db = Database(f"sqlite:///{tmp_path}/access.db")
+    app = create_app(store, db, directory)
+    for url in _serve(app):
+        yield LiveVault(url, store, db, directory)
+    db.dispose()
+
+
+@pytest.fixture
+def public_vault(tmp_path: Path, directory: StaticDirectory) -> Iterator[LiveVault]:
+    store = FsspecStore(f"file://{tmp_path}/public-store", max_bytes=SMALL_LIMIT)
+    db = Database(f"sqlite:///{tmp_path}/public-access.db")
+    for url in _serve(create_app(store, db, directory, public_reads=True)):
+        yield LiveVault(url, store, db, directory)
+    db.dispose()
+
+
+@dataclass
+class StoreCase:
+    """A store under test plus the fsspec store that really holds its bytes (to tamper with)."""
+
+    store: BlobStore
+    backing: FsspecStore
+
+
+@pytest.fixture(params=["memory", "file", "http"])
+def case(request: pytest.FixtureRequest, tmp_path: Path, member: LocalAccount) -> Iterator[StoreCase]:
+    if request.param == "memory":
+        store = FsspecStore(f"memory://vault-{uuid.uuid4().hex}", max_bytes=SMALL_LIMIT)
+        yield StoreCase(store, store)
+    elif request.param == "file":
+        store = FsspecStore(f"file://{tmp_path}/store", max_bytes=SMALL_LIMIT)
+        yield StoreCase(store, store)
+    else:
+        live: LiveVault = request.getfixturevalue("live_vault")
+        client = HttpStore(live.url, member.key, max_bytes=SMALL_LIMIT)
+        yield StoreCase(client, live.store)
+        client.close()
