@@ -48,11 +48,11 @@ class HospitalProfile:
             raise ConfigError(f"noise must be in (0, 1], got {self.noise}")
 
 
-# Deliberately far apart: dim and low-contrast vs bright; tiny many discs vs few large ones.
+# Deliberately far apart: bright vs dim vs inverted contrast; many tiny discs vs few large ones.
 BASE_PROFILES: tuple[HospitalProfile, ...] = (
     HospitalProfile(1.0, 0.0, 1.0, 0.05, 2, 5, 5, 0.95),
     HospitalProfile(0.45, 0.05, 0.7, 0.30, 7, 12, 2, 0.70),
-    HospitalProfile(0.8, 0.2, 1.4, 0.15, 4, 8, 3, 0.85),
+    HospitalProfile(0.8, 0.2, -1.0, 0.15, 4, 8, 3, 0.85),  # inverted contrast: dark findings
     HospitalProfile(0.6, 0.35, 0.5, 0.20, 3, 10, 4, 0.60),
 )
 
@@ -91,9 +91,8 @@ def make_sample(
         random_state=rng,
     )
     if not positive:
-        # Same noise model, no discs: redraw a background-only image.
+        # The same background noise as around the discs of a positive image, without the discs.
         image = rng.uniform(0, profile.noise, size=(size, size))
-        image = image / max(float(image.max()), 1e-6)
         labels = np.zeros_like(labels)
     shifted = profile.intensity_offset + profile.intensity_scale * (0.5 + profile.contrast * (image - 0.5))
     pixels = np.clip(np.round(np.clip(shifted, 0.0, 1.0) * 255), 0, 255).astype(np.uint8)
