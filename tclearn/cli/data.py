@@ -22,7 +22,7 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except TclearnError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
+        typer.echo(f"error: {exc}", err=True)  # one unwrapped line, whatever the terminal width
         raise typer.Exit(1) from None
 
 

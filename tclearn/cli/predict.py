@@ -26,7 +26,8 @@ def predict(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
 ) -> None:
     """Masks -> connected components -> boxes with probabilities -> overlay PNGs and predictions.json."""
-    from tclearn.learning.predict import load_model, predict_folder
+    from tclearn.learning.modelfile import load_model
+    from tclearn.learning.predict import predict_folder
 
     with user_errors():
         net, cfg = load_model(model, config)

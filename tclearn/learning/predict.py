@@ -1,9 +1,8 @@
 """Prediction for people: masks -> connected components -> boxes with probabilities -> overlay PNGs + JSON.
 
-A model file is a torch state dict (`.pt`/`.pth`) or a safetensors file, with its model config as JSON
-beside it (`<file>.json` or `config.json`) or given explicitly. Input is a folder of images (PNG, JPEG,
-TIFF, NIfTI, DICOM), or a folder with `images/` and optional `masks/`; where a ground-truth mask exists it
-is drawn beside the prediction.
+Models come from `modelfile.load_model` (a state dict file with its config JSON). Input is a folder of
+images (PNG, JPEG, TIFF, NIfTI, DICOM), or a folder with `images/` and optional `masks/`; where a
+ground-truth mask exists it is drawn beside the prediction.
 """
 
 from __future__ import annotations
@@ -20,10 +19,10 @@ from skimage.measure import label, regionprops
 from torch import nn
 from torch.nn import functional
 
-from tclearn.errors import ConfigError, DataError, NotFoundError
+from tclearn.errors import ConfigError, DataError
 from tclearn.learning.data import find_mask, list_images, read_image, read_mask, stem
 from tclearn.learning.evaluate import probabilities
-from tclearn.learning.models import SEGMENTATION, ModelConfig, build_model
+from tclearn.learning.models import SEGMENTATION, ModelConfig
 from tclearn.learning.train import choose_device
 
 PAD_MULTIPLE = 16  # U-Nets need sizes divisible by the product of their strides
@@ -50,57 +49,6 @@ def find_boxes(prob: np.ndarray, threshold: float = 0.5, name: str = "finding") 
         probability, area = float(region.intensity_mean), int(region.area)
         boxes.append(Box(name, min_row, min_col, max_row, max_col, probability, area))
     return sorted(boxes, key=lambda b: (-b.area, b.min_row, b.min_col))
-
-
-def load_state(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(path))
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise DataError(f"cannot read model file {str(path)!r}: {exc}", path=str(path)) from None
-    if not isinstance(state, dict):
-        raise DataError(f"model file {str(path)!r} does not hold a state dict", path=str(path))
-    return state
-
-
-def _config_from(path: Path) -> ModelConfig:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read model config {str(path)!r}: {exc}") from None
-    # Either the config itself or model metadata holding it under "model".
-    return ModelConfig.from_dict(
-        data["model"] if isinstance(data, dict) and "arch" not in data and "model" in data else data
-    )
-
-
-def load_model(model: str | Path, config: Path | None = None) -> tuple[nn.Module, ModelConfig]:
-    """A model FILE with its config; a ledger model ID is not resolvable here (yet)."""
-    path = Path(model)
-    if not path.is_file():
-        raise NotFoundError(
-            f"no model file {str(model)!r}; resolving ledger model IDs is not wired yet — "
-            "pass a .pt or .safetensors file"
-        )
-    candidates = [config] if config else [path.with_suffix(".json"), path.parent / "config.json"]
-    config_path = next((c for c in candidates if c is not None and c.is_file()), None)
-    if config_path is None:
-        raise ConfigError(
-            f"no model config for {str(path)!r}: "
-            f"put {path.with_suffix('.json').name} beside it or pass --config"
-        )
-    cfg = _config_from(config_path)
-    net = build_model(cfg)
-    try:
-        net.load_state_dict(load_state(path))
-    except RuntimeError as exc:
-        raise ConfigError(
-            f"weights in {str(path)!r} do not fit the {cfg.arch} config: {str(exc)[:300]}"
-        ) from None
-    return net, cfg
 
 
 @torch.no_grad()

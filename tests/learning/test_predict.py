@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 from tclearn.cli.data import app as data_app
 from tclearn.cli.predict import app as predict_app
 from tclearn.errors import ConfigError, NotFoundError
+from tclearn.learning.modelfile import load_model
 from tclearn.learning.models import build_model
-from tclearn.learning.predict import find_boxes, load_model, overlay, predict_folder
+from tclearn.learning.predict import find_boxes, overlay, predict_folder
 
 CONFIG = {"arch": "unet", "options": {"channels": [4, 8], "strides": [2]}}
 runner = CliRunner()
