@@ -6,7 +6,7 @@
 - evaluate: images/s of `evaluate` (Dice + IoU) on the global test set;
 - coalition: Dice on G of each hospital trained alone, of pooled data, and of one FedAvg round.
 
-Usage: PYTHONPATH=. python bench/train.py [--threads 1] [--repeats 3] [--epochs 2] [--size 64]
+Usage: PYTHONPATH=. python bench/train.py [--threads 1] [--repeats 5] [--epochs 10] [--size 64]
 """
 
 from __future__ import annotations
@@ -127,8 +127,8 @@ def bench_coalition(root: Path, hospitals: int, epochs: int) -> dict[str, float]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--hospitals", type=int, default=3)
     parser.add_argument("--coalition-epochs", type=int, default=10)
