@@ -23,6 +23,7 @@ def predict(
         None, "--config", help="Model config JSON (default: beside the model)."
     ),
     threshold: float = typer.Option(0.5, help="Foreground probability threshold."),
+    min_area: int = typer.Option(4, "--min-area", min=1, help="Smallest box kept, in pixels."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
 ) -> None:
     """Masks -> connected components -> boxes with probabilities -> overlay PNGs and predictions.json."""
@@ -31,7 +32,7 @@ def predict(
 
     with user_errors():
         net, cfg = load_model(model, config)
-        report = predict_folder(net, cfg, input, out, threshold, device)
+        report = predict_folder(net, cfg, input, out, threshold, device, min_area)
     boxes = sum(len(r["boxes"]) for r in report["images"].values())
     Console().print(
         f"{len(report['images'])} images, {boxes} boxes -> {out}/predictions.json, {out}/overlays/"

@@ -40,13 +40,18 @@ class Box:
     area: int
 
 
-def find_boxes(prob: np.ndarray, threshold: float = 0.5, name: str = "finding") -> list[Box]:
-    """Connected components of `prob > threshold`, each with its mean probability, largest first."""
+def find_boxes(
+    prob: np.ndarray, threshold: float = 0.5, name: str = "finding", min_area: int = 1
+) -> list[Box]:
+    """Connected components of `prob > threshold` of at least `min_area` pixels, each with its mean
+    probability, largest first."""
     components = label(prob > threshold, connectivity=2)
     boxes = []
     for region in regionprops(components, intensity_image=prob):
         min_row, min_col, max_row, max_col = (int(v) for v in region.bbox)
         probability, area = float(region.intensity_mean), int(region.area)
+        if area < min_area:
+            continue
         boxes.append(Box(name, min_row, min_col, max_row, max_col, probability, area))
     return sorted(boxes, key=lambda b: (-b.area, b.min_row, b.min_col))
 
@@ -98,6 +103,7 @@ def predict_folder(
     out_dir: str | Path,
     threshold: float = 0.5,
     device: str = "auto",
+    min_area: int = 1,
 ) -> dict[str, Any]:
     """Predict every image under `input_dir`; write overlays and `predictions.json` to `out_dir`."""
     if config.arch not in SEGMENTATION or config.spatial_dims != 2:
@@ -120,7 +126,7 @@ def predict_folder(
                 f"the model expects {config.in_channels} channel(s), 2D",
                 path=str(file),
             )
-        boxes = find_boxes(predict_probability(model, image, device), threshold)
+        boxes = find_boxes(predict_probability(model, image, device), threshold, min_area=min_area)
         truth = None
         if masks_dir is not None:
             truth = find_boxes(read_mask(find_mask(file, masks_dir))[0], 0.5, "truth")
@@ -129,6 +135,6 @@ def predict_folder(
             "boxes": [asdict(b) for b in boxes],
             **({"truth": [asdict(b) for b in truth]} if truth is not None else {}),
         }
-    report = {"model": config.to_dict(), "threshold": threshold, "images": results}
+    report = {"model": config.to_dict(), "threshold": threshold, "min_area": min_area, "images": results}
     (out / "predictions.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     return report

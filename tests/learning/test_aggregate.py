@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tclearn.errors import AggregationError
 from tclearn.learning.aggregate import fedavg, median, trimmed_mean
@@ -72,3 +74,20 @@ def test_integer_buffers_keep_dtype_and_inputs_untouched() -> None:
 def test_bad_inputs_raise(call) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(AggregationError):
         call()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(st.floats(-1e6, 1e6), min_size=3, max_size=3), min_size=1, max_size=7))
+def test_robust_aggregates_stay_within_the_inputs(rows: list[list[float]]) -> None:
+    states = [{"w": torch.tensor(r, dtype=torch.float64)} for r in rows]
+    stacked = torch.stack([s["w"] for s in states])
+    low, high = stacked.min(0).values - 1e-6, stacked.max(0).values + 1e-6
+    for out in (median(states), trimmed_mean(states, 0.2), fedavg([(s, 1) for s in states])):
+        assert bool(((out["w"] >= low) & (out["w"] <= high)).all())
+
+
+@given(st.lists(st.floats(-100, 100), min_size=2, max_size=2), st.integers(1, 5))
+def test_identical_states_aggregate_to_themselves(values: list[float], copies: int) -> None:
+    state = {"w": torch.tensor(values, dtype=torch.float64)}
+    for out in (median([state] * copies), trimmed_mean([state] * copies), fedavg([(state, 3)] * copies)):
+        assert torch.allclose(out["w"], state["w"])

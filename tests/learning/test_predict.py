@@ -33,6 +33,7 @@ def test_boxes_from_components() -> None:
     ]
     assert boxes[0].probability == pytest.approx(0.7)
     assert find_boxes(np.zeros((4, 4), np.float32)) == []
+    assert [b.area for b in find_boxes(prob, min_area=7)] == [20]
 
 
 def test_overlay_puts_truth_beside_prediction() -> None:

@@ -98,3 +98,47 @@ def test_evaluation_is_deterministic_and_in_range(data: ImageData) -> None:
 )
 def test_precision_recall(pred: list[int], truth: list[int], expected: tuple[float, float]) -> None:
     assert precision_recall(torch.tensor(pred), torch.tensor(truth), 2) == pytest.approx(expected)
+
+
+class CancelAfter(CancelToken):
+    """Cancels itself after `steps` checks, as another thread would mid-run."""
+
+    def __init__(self, steps: int) -> None:
+        super().__init__()
+        self.left = steps
+
+    @property
+    def cancelled(self) -> bool:
+        self.left -= 1
+        return self.left < 0
+
+
+def test_cancellation_mid_run_reports_steps_done(data: ImageData) -> None:
+    with pytest.raises(TrainingCancelled) as info:
+        train_increment(build_model(UNET), data, TrainConfig(epochs=3, batch_size=2), cancel=CancelAfter(5))
+    assert info.value.details["steps"] == 5
+
+
+def test_progress_bar_runs(data: ImageData) -> None:
+    inc = train_increment(build_model(UNET), data, TrainConfig(batch_size=4, progress=True))
+    assert inc.facts.steps == 2
+
+
+def test_3d_nifti_folder_trains_and_evaluates(tmp_path: Path) -> None:
+    import nibabel as nib
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for kind in ("images", "masks"):
+        (tmp_path / kind).mkdir()
+    for k in range(4):
+        mask = np.zeros((16, 16, 16), np.uint8)
+        mask[4 + k : 9 + k, 5:10, 3:8] = 1
+        image = (mask * 0.8 + rng.uniform(0, 0.2, mask.shape)).astype(np.float32)
+        nib.save(nib.Nifti1Image(image, np.eye(4)), tmp_path / "images" / f"v{k}.nii.gz")
+        nib.save(nib.Nifti1Image(mask, np.eye(4)), tmp_path / "masks" / f"v{k}.nii.gz")
+    data = load_segmentation(tmp_path)
+    assert tuple(data.images.shape) == (4, 1, 16, 16, 16)
+    model = build_model({**UNET, "spatial_dims": 3})
+    model.load_state_dict(train_increment(model, data, TrainConfig(epochs=2, batch_size=2)).weights)
+    assert 0.0 <= evaluate(model, data).score <= 1.0
