@@ -121,8 +121,6 @@ def _normalise(array: np.ndarray) -> np.ndarray:
     if np.issubdtype(array.dtype, np.integer):
         info = np.iinfo(array.dtype)
         return (array.astype(np.float32) - info.min) / float(info.max - info.min)
-    if array.dtype == np.bool_:
-        return array.astype(np.float32)
     return array.astype(np.float32)
 
 

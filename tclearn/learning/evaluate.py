@@ -14,7 +14,7 @@ from torch import nn
 
 from tclearn.errors import DataError
 from tclearn.learning.data import ImageData, Task
-from tclearn.learning.train import choose_device
+from tclearn.learning.train import choose_device, forward_checked
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,7 @@ def predict_logits(
     model.eval()
     model.to(dev)
     try:
+        forward_checked(model, data.images[:1].to(dev), data.targets[:1], data.task)
         outs = [
             model(data.images[i : i + batch_size].to(dev)).float().cpu()
             for i in range(0, len(data), batch_size)

@@ -147,6 +147,23 @@ def make_optimiser(config: TrainConfig, params: Iterator[nn.Parameter]) -> torch
             return torch.optim.SGD(params, lr=config.lr, momentum=0.9)
 
 
+def forward_checked(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Task) -> torch.Tensor:
+    """`model(x)`, with a `ConfigError` instead of a torch traceback when model and data do not fit."""
+    try:
+        out = model(x)
+    except RuntimeError as exc:
+        raise ConfigError(
+            f"the model does not fit inputs of shape {tuple(x.shape[1:])}: {str(exc)[:200]}"
+        ) from None
+    fits = out.shape[2:] == y.shape[2:] if task is Task.SEGMENTATION else out.ndim == 2
+    if not fits:
+        raise ConfigError(
+            f"model output {tuple(out.shape[1:])} does not fit {task.value} targets {tuple(y.shape[1:])}; "
+            "is the architecture for this task?"
+        )
+    return out
+
+
 @contextmanager
 def _progress(enabled: bool, total: int) -> Iterator[Callable[[], None]]:
     if not enabled:
@@ -194,9 +211,11 @@ def train_increment(
                     optimiser.zero_grad(set_to_none=True)
                     amp = torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext()
                     with amp:
-                        out = model(x)
-                        if loss_fn is None:
+                        if loss_fn is None:  # first step: check that model and data fit each other
+                            out = forward_checked(model, x, y, data.task)
                             loss_fn = make_loss(data.task, config.loss, int(out.shape[1]))
+                        else:
+                            out = model(x)
                         last = loss_fn(out, y)
                     scaler.scale(last).backward()
                     scaler.step(optimiser)

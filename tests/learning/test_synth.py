@@ -81,3 +81,10 @@ def test_inverted_contrast_hospital_has_dark_findings(coalition: Path) -> None:
     fg = h3.images[h3.targets.bool()].mean()
     bg = h3.images[~h3.targets.bool()].mean()
     assert fg < bg
+
+
+def test_more_hospitals_than_base_profiles_get_distinct_seeded_profiles(tmp_path: Path) -> None:
+    described = synth_coalition(tmp_path, hospitals=6, train=1, test=1, global_size=6, size=16, seed=2)
+    profiles = list(described["hospitals"].values())  # type: ignore[union-attr]
+    assert len({json.dumps(p, sort_keys=True) for p in profiles}) == 6
+    assert len(list((tmp_path / "global" / "images").iterdir())) == 6

@@ -142,3 +142,17 @@ def test_3d_nifti_folder_trains_and_evaluates(tmp_path: Path) -> None:
     model = build_model({**UNET, "spatial_dims": 3})
     model.load_state_dict(train_increment(model, data, TrainConfig(epochs=2, batch_size=2)).weights)
     assert 0.0 <= evaluate(model, data).score <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"arch": "resnet18"}, "does not fit segmentation"),
+        ({**UNET, "in_channels": 3}, "does not fit inputs"),
+    ],
+)
+def test_model_that_does_not_fit_the_data(data: ImageData, config: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        train_increment(build_model(config), data, TrainConfig(batch_size=4))
+    with pytest.raises(ConfigError, match=message):
+        evaluate(build_model(config), data)
