@@ -129,6 +129,12 @@ def synth_coalition(
     root = Path(out)
     profiles = [profile_for(i, seed) for i in range(hospitals)]
     for index, profile in enumerate(profiles):
+        if size <= 2 * profile.radius_max:
+            raise ConfigError(
+                f"size {size} is too small for {hospital_name(index)}'s findings (radius up to "
+                f"{profile.radius_max}); use a size above {2 * profile.radius_max}"
+            )
+    for index, profile in enumerate(profiles):
         rng = np.random.RandomState(seed * 7919 + index)
         for split, count in (("train", train), ("test", test)):
             for k in range(count):

@@ -35,7 +35,7 @@ def test_same_seed_same_files(tmp_path: Path) -> None:
         assert f.read_bytes() == (tmp_path / "b" / f.relative_to(tmp_path / "a")).read_bytes()
 
 
-@pytest.mark.parametrize("bad", [{"hospitals": 0}, {"train": 0}, {"size": 8}])
+@pytest.mark.parametrize("bad", [{"hospitals": 0}, {"train": 0}, {"size": 8}, {"hospitals": 2, "size": 20}])
 def test_bad_arguments(tmp_path: Path, bad: dict) -> None:
     with pytest.raises(ConfigError):
         synth_coalition(tmp_path, **bad)
@@ -84,7 +84,7 @@ def test_inverted_contrast_hospital_has_dark_findings(coalition: Path) -> None:
 
 
 def test_more_hospitals_than_base_profiles_get_distinct_seeded_profiles(tmp_path: Path) -> None:
-    described = synth_coalition(tmp_path, hospitals=6, train=1, test=1, global_size=6, size=16, seed=2)
+    described = synth_coalition(tmp_path, hospitals=6, train=1, test=1, global_size=6, size=32, seed=2)
     profiles = list(described["hospitals"].values())  # type: ignore[union-attr]
     assert len({json.dumps(p, sort_keys=True) for p in profiles}) == 6
     assert len(list((tmp_path / "global" / "images").iterdir())) == 6
