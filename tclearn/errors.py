@@ -137,3 +137,25 @@ class VaultUnavailable(TclearnError):
 
     code = "vault_unavailable"
     http_status = 502
+
+
+# --- learning ---------------------------------------------------------------------------------------
+
+
+class DataError(TclearnError):
+    """A data folder or file cannot be used: empty, missing masks, unreadable, mismatched shapes."""
+
+    code = "data_error"
+
+
+class TrainingCancelled(TclearnError):
+    """A training run stopped because its cancellation token was set."""
+
+    code = "training_cancelled"
+    http_status = 409
+
+
+class AggregationError(TclearnError):
+    """State dicts that cannot be combined: no inputs, different keys or shapes, bad weights."""
+
+    code = "aggregation_error"

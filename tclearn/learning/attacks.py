@@ -1,0 +1,91 @@
+"""Byzantine behaviours a simulated member can adopt, for simulations and tests of the validators.
+
+Weight attacks map (parent, honest increment) to the weights the member submits; `flip_labels` poisons the
+data before honest training. Each is a plain function, named for what it does.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import torch
+
+from tclearn.errors import ConfigError
+from tclearn.learning.data import ImageData, Task
+
+StateDict = dict[str, torch.Tensor]
+
+
+class Attack(enum.StrEnum):
+    NONE = "none"
+    RANDOM_WEIGHTS = "random_weights"
+    SIGN_FLIP = "sign_flip"
+    LABEL_FLIP = "label_flip"
+    GAUSSIAN_NOISE = "gaussian_noise"
+    LAZY = "lazy"
+
+
+def _float_items(state: StateDict) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in state.items() if v.dtype.is_floating_point}
+
+
+def random_weights(state: StateDict, seed: int = 0, std: float = 1.0) -> StateDict:
+    """Every floating tensor replaced by N(0, std) noise of the same shape; buffers kept."""
+    gen = torch.Generator().manual_seed(seed)
+    out = dict(state)
+    for k, v in _float_items(state).items():
+        out[k] = (torch.randn(v.shape, generator=gen, dtype=torch.float64) * std).to(v.dtype)
+    return out
+
+
+def sign_flip(parent: StateDict, child: StateDict, scale: float = 10.0) -> StateDict:
+    """The honest update reversed and scaled: parent - scale * (child - parent)."""
+    out = dict(child)
+    for k, v in _float_items(child).items():
+        out[k] = parent[k] - scale * (v - parent[k])
+    return out
+
+
+def gaussian_noise(state: StateDict, sigma: float = 0.1, seed: int = 0) -> StateDict:
+    """N(0, sigma) noise added to every floating tensor."""
+    gen = torch.Generator().manual_seed(seed)
+    out = dict(state)
+    for k, v in _float_items(state).items():
+        out[k] = v + (torch.randn(v.shape, generator=gen, dtype=torch.float64) * sigma).to(v.dtype)
+    return out
+
+
+def lazy(parent: StateDict) -> StateDict:
+    """The parent returned unchanged (a copy), as if trained."""
+    return {k: v.clone() for k, v in parent.items()}
+
+
+def flip_labels(data: ImageData) -> ImageData:
+    """Masks inverted (foreground <-> background); class c becomes class (n - 1 - c)."""
+    if data.task is Task.SEGMENTATION:
+        targets = 1.0 - data.targets
+    else:
+        classes = len(data.classes) or int(data.targets.max()) + 1
+        targets = classes - 1 - data.targets
+    return ImageData(data.task, data.images, targets, data.names, data.classes)
+
+
+def attack_weights(attack: Attack | str, parent: StateDict, child: StateDict, seed: int = 0) -> StateDict:
+    """The weights a member adopting `attack` submits after honest training produced `child`."""
+    try:
+        kind = Attack(attack)
+    except ValueError:
+        raise ConfigError(
+            f"unknown attack {attack!r}; expected one of {', '.join(a.value for a in Attack)}"
+        ) from None
+    match kind:
+        case Attack.RANDOM_WEIGHTS:
+            return random_weights(child, seed)
+        case Attack.SIGN_FLIP:
+            return sign_flip(parent, child)
+        case Attack.GAUSSIAN_NOISE:
+            return gaussian_noise(child, seed=seed)
+        case Attack.LAZY:
+            return lazy(parent)
+        case _:  # NONE and LABEL_FLIP (which acts on the data, before training)
+            return child

@@ -1,0 +1,270 @@
+"""Datasets a member trains on and a validator tests on, read from folders through MONAI's readers.
+
+Layouts (the same one `tclearn data synth` writes):
+
+- segmentation: `ROOT/images/<name>.<ext>` and `ROOT/masks/<name>.<ext>`, matched by name;
+- classification: `ROOT/<label>/<name>.<ext>`, one sub-folder per class;
+- tabular: one CSV file with a label column, every other column a numeric feature.
+
+Images are PNG/JPEG/TIFF (PIL), NIfTI (nibabel) or DICOM (pydicom). Everything is loaded into memory as
+tensors: coalition data sets are small per member, and in-memory batches keep training fast and
+deterministic. Every user mistake is a `DataError` that names the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.data import NibabelReader, PILReader, PydicomReader
+from monai.transforms import LoadImage, Resize
+
+from tclearn.errors import DataError, NotFoundError
+
+PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+DICOM_SUFFIXES = (".dcm",)
+IMAGE_SUFFIXES = PIL_SUFFIXES + NIFTI_SUFFIXES + DICOM_SUFFIXES
+
+
+class Task(enum.StrEnum):
+    SEGMENTATION = "segmentation"
+    CLASSIFICATION = "classification"
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """A loaded data set: inputs `(N, C, *spatial)` (or `(N, F)` for tabular) and their targets.
+
+    Segmentation targets are binary masks `(N, 1, *spatial)` of 0.0/1.0; classification targets are
+    class indices `(N,)` (int64) into `classes`.
+    """
+
+    task: Task
+    images: torch.Tensor
+    targets: torch.Tensor
+    names: tuple[str, ...]
+    classes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.images) != len(self.targets) or len(self.images) != len(self.names):
+            raise DataError(
+                f"{len(self.images)} inputs, {len(self.targets)} targets and {len(self.names)} names differ"
+            )
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def subset(self, indices: Sequence[int]) -> ImageData:
+        idx = torch.as_tensor(list(indices), dtype=torch.long)
+        return ImageData(
+            self.task,
+            self.images[idx],
+            self.targets[idx],
+            tuple(self.names[i] for i in indices),
+            self.classes,
+        )
+
+
+def stem(path: Path) -> str:
+    """The file name without its image suffix (`scan.nii.gz` -> `scan`)."""
+    name = path.name
+    for suffix in sorted(IMAGE_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def is_image(path: Path) -> bool:
+    return path.is_file() and path.name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly in `folder`, sorted by name; a `DataError` when there are none."""
+    if not folder.is_dir():
+        raise NotFoundError(f"data folder {str(folder)!r} does not exist")
+    files = sorted(p for p in folder.iterdir() if is_image(p))
+    if not files:
+        raise DataError(f"data folder {str(folder)!r} holds no images (expected {', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+@functools.cache
+def _loader_for(kind: str) -> LoadImage:
+    """One loader per reader kind, built once (building the DICOM reader is slow and chatty)."""
+    reader: PILReader | NibabelReader | PydicomReader
+    if kind == "pil":
+        reader = PILReader(reverse_indexing=False)  # keep rows x columns as the picture shows them
+    elif kind == "nifti":
+        reader = NibabelReader()
+    else:
+        reader = PydicomReader()
+    return LoadImage(reader=reader, image_only=True, ensure_channel_first=True, dtype=None)
+
+
+def _loader(path: Path) -> LoadImage:
+    name = path.name.lower()
+    for kind, suffixes in (("pil", PIL_SUFFIXES), ("nifti", NIFTI_SUFFIXES), ("dicom", DICOM_SUFFIXES)):
+        if name.endswith(suffixes):
+            return _loader_for(kind)
+    raise DataError(f"unsupported image type {path.name!r}; expected one of {', '.join(IMAGE_SUFFIXES)}")
+
+
+def _normalise(array: np.ndarray) -> np.ndarray:
+    """Integer images scaled to [0, 1] by their type's range; float images kept as they are."""
+    if np.issubdtype(array.dtype, np.integer):
+        info = np.iinfo(array.dtype)
+        return (array.astype(np.float32) - info.min) / float(info.max - info.min)
+    return array.astype(np.float32)
+
+
+def read_image(path: Path) -> np.ndarray:
+    """One image as float32 `(C, *spatial)`; a `DataError` naming the file when it cannot be read."""
+    try:
+        data = _loader(path)(str(path))
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"cannot read image {str(path)!r}: {exc}", path=str(path)) from None
+    array = np.asarray(data.detach().cpu().numpy() if isinstance(data, torch.Tensor) else data)
+    return _normalise(array)
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """A mask as a binary float32 `(1, *spatial)`: any non-zero pixel is foreground."""
+    array = read_image(path)
+    return (array.max(axis=0, keepdims=True) > 0).astype(np.float32)
+
+
+def _resize(array: np.ndarray, size: Sequence[int], mode: str) -> np.ndarray:
+    out = Resize(spatial_size=tuple(size), mode=mode)(torch.from_numpy(array))
+    return np.asarray(out.detach().cpu().numpy() if isinstance(out, torch.Tensor) else out)
+
+
+def _stack(arrays: list[np.ndarray], files: list[Path], size: Sequence[int] | None) -> torch.Tensor:
+    if size is None:
+        first = arrays[0].shape
+        for array, file in zip(arrays, files, strict=True):
+            if array.shape != first:
+                raise DataError(
+                    f"image {str(file)!r} has shape {array.shape} but {str(files[0])!r} has {first}; "
+                    "give a common size to resize them",
+                    path=str(file),
+                )
+    return torch.from_numpy(np.stack(arrays))
+
+
+def find_mask(image: Path, masks: Path) -> Path:
+    """The mask whose name matches `image` in the `masks` folder (any supported suffix)."""
+    wanted = stem(image)
+    for candidate in sorted(masks.glob(f"{wanted}.*")):
+        if is_image(candidate) and stem(candidate) == wanted:
+            return candidate
+    raise DataError(
+        f"no mask for image {str(image)!r}: expected {masks / wanted!s}.<ext> in {str(masks)!r}",
+        path=str(image),
+    )
+
+
+def load_segmentation(root: str | Path, size: Sequence[int] | None = None) -> ImageData:
+    """`ROOT/images` with a mask of the same name in `ROOT/masks` for each image."""
+    root = Path(root)
+    files = list_images(root / "images")
+    masks_dir = root / "masks"
+    if not masks_dir.is_dir():
+        raise DataError(f"segmentation folder {str(root)!r} has no 'masks' sub-folder")
+    images: list[np.ndarray] = []
+    masks: list[np.ndarray] = []
+    for file in files:
+        mask_file = find_mask(file, masks_dir)
+        image, mask = read_image(file), read_mask(mask_file)
+        if image.shape[1:] != mask.shape[1:]:
+            raise DataError(
+                f"image {str(file)!r} is {image.shape[1:]} but its mask {str(mask_file)!r} is "
+                f"{mask.shape[1:]}",
+                path=str(file),
+            )
+        if size is not None:
+            image, mask = _resize(image, size, "bilinear"), _resize(mask, size, "nearest")
+        images.append(image)
+        masks.append(mask)
+    return ImageData(
+        Task.SEGMENTATION,
+        _stack(images, files, size),
+        _stack(masks, files, size),
+        tuple(f.name for f in files),
+    )
+
+
+def load_classification(root: str | Path, size: Sequence[int] | None = None) -> ImageData:
+    """`ROOT/<label>/<image>`: the sub-folder names, sorted, are the classes."""
+    root = Path(root)
+    if not root.is_dir():
+        raise NotFoundError(f"data folder {str(root)!r} does not exist")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    if not classes:
+        raise DataError(f"classification folder {str(root)!r} has no class sub-folders")
+    files: list[Path] = []
+    labels: list[int] = []
+    for index, label in enumerate(classes):
+        for file in list_images(root / label):
+            files.append(file)
+            labels.append(index)
+    arrays = [read_image(f) for f in files]
+    if size is not None:
+        arrays = [_resize(a, size, "bilinear") for a in arrays]
+    return ImageData(
+        Task.CLASSIFICATION,
+        _stack(arrays, files, size),
+        torch.tensor(labels, dtype=torch.long),
+        tuple(f"{f.parent.name}/{f.name}" for f in files),
+        tuple(classes),
+    )
+
+
+def load_csv(path: str | Path, label_column: str = "label") -> ImageData:
+    """A CSV table: `label_column` holds the class, every other column a numeric feature."""
+    path = Path(path)
+    if not path.is_file():
+        raise NotFoundError(f"CSV file {str(path)!r} does not exist")
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        raise DataError(f"CSV file {str(path)!r} has no rows", path=str(path))
+    if label_column not in rows[0]:
+        raise DataError(
+            f"CSV file {str(path)!r} has no column {label_column!r}; columns: {', '.join(rows[0])}",
+            path=str(path),
+        )
+    features = [c for c in rows[0] if c != label_column]
+    classes = sorted({r[label_column] for r in rows})
+    matrix: list[list[float]] = []
+    for line, row in enumerate(rows, start=2):
+        try:
+            matrix.append([float(row[c]) for c in features])
+        except (TypeError, ValueError):
+            raise DataError(f"{str(path)!r} line {line}: a feature is not a number", path=str(path)) from None
+    return ImageData(
+        Task.CLASSIFICATION,
+        torch.tensor(matrix, dtype=torch.float32),
+        torch.tensor([classes.index(r[label_column]) for r in rows], dtype=torch.long),
+        tuple(f"row{i}" for i in range(len(rows))),
+        tuple(classes),
+    )
+
+
+def load_dataset(
+    path: str | Path, task: Task | str = Task.SEGMENTATION, size: Sequence[int] | None = None
+) -> ImageData:
+    """The one entry point: a CSV file, or a folder read for `task`."""
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        return load_csv(path)
+    task = Task(task)
+    return load_segmentation(path, size) if task is Task.SEGMENTATION else load_classification(path, size)

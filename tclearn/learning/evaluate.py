@@ -1,0 +1,118 @@
+"""What a validator measures: Dice and IoU for segmentation, accuracy, AUC, precision and recall for
+classification. Batched, in eval mode and without gradients, so the same weights give the same scores.
+
+`Evaluation.score` is the one number a validator reports on chain (Dice or accuracy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from monai.metrics import DiceMetric, MeanIoU, ROCAUCMetric
+from torch import nn
+
+from tclearn.errors import DataError
+from tclearn.learning.data import ImageData, Task
+from tclearn.learning.train import choose_device, forward_checked
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    task: Task
+    samples: int
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def score(self) -> float:
+        return self.metrics["dice" if self.task is Task.SEGMENTATION else "accuracy"]
+
+
+def probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Sigmoid for one output channel, softmax over channels otherwise."""
+    return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
+
+
+def segmentation_masks(logits: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """Binary foreground masks `(N, 1, *spatial)` from logits (any channel but 0 is foreground)."""
+    probs = probabilities(logits)
+    if logits.shape[1] == 1:
+        return (probs > threshold).float()
+    return (probs.argmax(dim=1, keepdim=True) > 0).float()
+
+
+def precision_recall(predicted: torch.Tensor, truth: torch.Tensor, classes: int) -> tuple[float, float]:
+    """Macro-averaged precision and recall over the classes that occur (in truth or prediction)."""
+    precisions: list[float] = []
+    recalls: list[float] = []
+    for c in range(classes):
+        tp = int(((predicted == c) & (truth == c)).sum())
+        pred_c, true_c = int((predicted == c).sum()), int((truth == c).sum())
+        if pred_c == 0 and true_c == 0:
+            continue
+        precisions.append(tp / pred_c if pred_c else 0.0)
+        recalls.append(tp / true_c if true_c else 0.0)
+    if not precisions:
+        return 0.0, 0.0
+    return sum(precisions) / len(precisions), sum(recalls) / len(recalls)
+
+
+def _scalar(value: torch.Tensor | tuple[torch.Tensor, ...] | list[torch.Tensor]) -> float:
+    tensor = value[0] if isinstance(value, tuple | list) else value
+    return float(tensor)
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module, data: ImageData, batch_size: int = 16, device: str = "auto"
+) -> torch.Tensor:
+    if len(data) == 0:
+        raise DataError("cannot evaluate on an empty data set")
+    dev = choose_device(device)
+    was_training = model.training
+    model.eval()
+    model.to(dev)
+    try:
+        forward_checked(model, data.images[:1].to(dev), data.targets[:1], data.task)
+        outs = [
+            model(data.images[i : i + batch_size].to(dev)).float().cpu()
+            for i in range(0, len(data), batch_size)
+        ]
+    finally:
+        model.train(was_training)
+    return torch.cat(outs)
+
+
+def evaluate(model: nn.Module, data: ImageData, batch_size: int = 16, device: str = "auto") -> Evaluation:
+    logits = predict_logits(model, data, batch_size, device)
+    if data.task is Task.SEGMENTATION:
+        masks, truth = segmentation_masks(logits), data.targets.float()
+        # An empty truth predicted empty counts as a perfect 1.0, not as a missing value.
+        dice = DiceMetric(include_background=True, reduction="mean", ignore_empty=False)
+        iou = MeanIoU(include_background=True, reduction="mean", ignore_empty=False)
+        dice(masks, truth)
+        iou(masks, truth)
+        metrics = {"dice": _scalar(dice.aggregate()), "iou": _scalar(iou.aggregate())}
+        return Evaluation(data.task, len(data), metrics)
+    truth = data.targets.long()
+    probs = (
+        probabilities(logits)
+        if logits.shape[1] > 1
+        else torch.cat([1 - torch.sigmoid(logits), torch.sigmoid(logits)], 1)
+    )
+    predicted = probs.argmax(dim=1)
+    classes = probs.shape[1]
+    precision, recall = precision_recall(predicted, truth, classes)
+    metrics = {
+        "accuracy": float((predicted == truth).float().mean()),
+        "precision": precision,
+        "recall": recall,
+    }
+    if len(torch.unique(truth)) > 1:
+        auc = ROCAUCMetric(average="macro")
+        onehot = torch.nn.functional.one_hot(truth, classes).float()
+        auc(probs, onehot)
+        metrics["auc"] = float(auc.aggregate())  # type: ignore[arg-type]
+    else:
+        metrics["auc"] = float("nan")  # AUC is undefined when the truth holds one class
+    return Evaluation(data.task, len(data), metrics)

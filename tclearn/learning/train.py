@@ -1,0 +1,239 @@
+"""A member's local increment: train from the parent (the coalition's head) on local data.
+
+`train_increment` never touches the parent; it returns the new weights and the `TrainingFacts` that go
+into the candidate's metadata. The coalition's minimum batch size is enforced (and every step uses a full
+batch: the last partial batch is dropped), seeds make runs repeatable, CUDA with AMP is used when present,
+and a `CancelToken` stops a run between steps.
+"""
+
+from __future__ import annotations
+
+import copy
+import enum
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass
+
+import torch
+from monai.losses import DiceCELoss, DiceLoss
+from rich.progress import Progress
+from torch import nn
+
+from tclearn.errors import ConfigError, DataError, TrainingCancelled
+from tclearn.learning.data import ImageData, Task
+
+StateDict = dict[str, torch.Tensor]
+
+
+class Optimiser(enum.StrEnum):
+    ADAM = "adam"
+    ADAMW = "adamw"
+    SGD = "sgd"
+
+
+class LossName(enum.StrEnum):
+    DICE = "dice"
+    DICE_CE = "dice_ce"
+    CE = "ce"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a member trains; `min_batch_size` is the coalition's policy, not the member's choice."""
+
+    epochs: int = 1
+    batch_size: int = 8
+    lr: float = 1e-3
+    optimiser: Optimiser = Optimiser.ADAM
+    loss: LossName | None = None  # None: dice_ce for segmentation, ce for classification
+    seed: int = 0
+    min_batch_size: int = 1
+    device: str = "auto"  # "auto" picks CUDA when present
+    amp: bool = True  # mixed precision, on CUDA only
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "min_batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr!r}")
+        try:
+            object.__setattr__(self, "optimiser", Optimiser(self.optimiser))
+            object.__setattr__(self, "loss", None if self.loss is None else LossName(self.loss))
+        except ValueError as exc:
+            raise ConfigError(f"bad training option: {exc}") from None
+        if self.batch_size < self.min_batch_size:
+            raise ConfigError(
+                f"batch size {self.batch_size} is below the coalition's minimum batch size "
+                f"{self.min_batch_size}"
+            )
+
+
+@dataclass(frozen=True)
+class TrainingFacts:
+    """What a candidate's metadata declares about how it was trained."""
+
+    samples: int
+    epochs: int
+    batch_size: int
+    optimiser: str
+    lr: float
+    seed: int
+    loss: str
+    steps: int
+    duration_s: float
+    device: str
+    amp: bool
+    final_loss: float
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Increment:
+    weights: StateDict
+    facts: TrainingFacts
+
+
+class CancelToken:
+    """Cooperative cancellation: another thread calls `cancel()`, training stops before its next step."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+def choose_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}; expected auto, cpu or cuda[:N]") from None
+
+
+def make_loss(task: Task, name: LossName | None, out_channels: int) -> nn.Module:
+    """MONAI's Dice / DiceCE for segmentation (sigmoid for one channel, softmax otherwise); CE else."""
+    if task is Task.CLASSIFICATION:
+        if name not in (None, LossName.CE):
+            raise ConfigError(f"loss {name!r} does not fit classification; use 'ce'")
+        return nn.CrossEntropyLoss()
+    name = name or LossName.DICE_CE
+    if name is LossName.CE:
+        raise ConfigError("loss 'ce' does not fit segmentation; use 'dice' or 'dice_ce'")
+    sigmoid = out_channels == 1
+    loss = DiceLoss if name is LossName.DICE else DiceCELoss
+    return loss(sigmoid=sigmoid, softmax=not sigmoid, to_onehot_y=not sigmoid)
+
+
+def make_optimiser(config: TrainConfig, params: Iterator[nn.Parameter]) -> torch.optim.Optimizer:
+    match config.optimiser:
+        case Optimiser.ADAM:
+            return torch.optim.Adam(params, lr=config.lr)
+        case Optimiser.ADAMW:
+            return torch.optim.AdamW(params, lr=config.lr)
+        case _:
+            return torch.optim.SGD(params, lr=config.lr, momentum=0.9)
+
+
+def forward_checked(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Task) -> torch.Tensor:
+    """`model(x)`, with a `ConfigError` instead of a torch traceback when model and data do not fit."""
+    try:
+        out = model(x)
+    except RuntimeError as exc:
+        raise ConfigError(
+            f"the model does not fit inputs of shape {tuple(x.shape[1:])}: {str(exc)[:200]}"
+        ) from None
+    fits = out.shape[2:] == y.shape[2:] if task is Task.SEGMENTATION else out.ndim == 2
+    if not fits:
+        raise ConfigError(
+            f"model output {tuple(out.shape[1:])} does not fit {task.value} targets {tuple(y.shape[1:])}; "
+            "is the architecture for this task?"
+        )
+    return out
+
+
+@contextmanager
+def _progress(enabled: bool, total: int) -> Iterator[Callable[[], None]]:
+    if not enabled:
+        yield lambda: None
+        return
+    with Progress(transient=True) as bar:
+        task = bar.add_task("training", total=total)
+        yield lambda: bar.advance(task)
+
+
+def train_increment(
+    parent: nn.Module,
+    data: ImageData,
+    config: TrainConfig,
+    cancel: CancelToken | None = None,
+) -> Increment:
+    """Train a copy of `parent` on `data`; the parent's weights are left as they were."""
+    if len(data) < config.batch_size:
+        raise DataError(
+            f"{len(data)} samples cannot fill one batch of {config.batch_size}; "
+            "lower the batch size (not below the coalition's minimum) or add data"
+        )
+    device = choose_device(config.device)
+    use_amp = config.amp and device.type == "cuda"
+    steps_per_epoch = len(data) // config.batch_size  # drop the partial batch: no step on fewer samples
+    targets = data.targets.float() if data.task is Task.SEGMENTATION else data.targets.long()
+    started = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        shuffle = torch.Generator().manual_seed(config.seed)
+        model = copy.deepcopy(parent).to(device)
+        model.train()
+        optimiser = make_optimiser(config, model.parameters())
+        scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+        loss_fn: nn.Module | None = None
+        last = torch.zeros(())
+        with _progress(config.progress, config.epochs * steps_per_epoch) as advance:
+            for _epoch in range(config.epochs):
+                order = torch.randperm(len(data), generator=shuffle)
+                for step in range(steps_per_epoch):
+                    if cancel is not None and cancel.cancelled:
+                        raise TrainingCancelled("training cancelled", steps=_epoch * steps_per_epoch + step)
+                    idx = order[step * config.batch_size : (step + 1) * config.batch_size]
+                    x, y = data.images[idx].to(device), targets[idx].to(device)
+                    optimiser.zero_grad(set_to_none=True)
+                    amp = torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext()
+                    with amp:
+                        if loss_fn is None:  # first step: check that model and data fit each other
+                            out = forward_checked(model, x, y, data.task)
+                            loss_fn = make_loss(data.task, config.loss, int(out.shape[1]))
+                        else:
+                            out = model(x)
+                        last = loss_fn(out, y)
+                    scaler.scale(last).backward()
+                    scaler.step(optimiser)
+                    scaler.update()
+                    advance()
+    weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    facts = TrainingFacts(
+        samples=len(data),
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        optimiser=config.optimiser.value,
+        lr=config.lr,
+        seed=config.seed,
+        loss=(config.loss or (LossName.DICE_CE if data.task is Task.SEGMENTATION else LossName.CE)).value,
+        steps=config.epochs * steps_per_epoch,
+        duration_s=round(time.perf_counter() - started, 4),
+        device=str(device),
+        amp=use_amp,
+        final_loss=float(last.detach().cpu()),
+    )
+    return Increment(weights, facts)

@@ -1,0 +1,57 @@
+"""Model factory: every architecture builds and runs; bad configs name the bad value; stable hashes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tclearn.errors import ConfigError
+from tclearn.learning.data import Task
+from tclearn.learning.models import Arch, ModelConfig, arch_hash, build_model
+
+
+@pytest.mark.parametrize("arch", [a for a in Arch if a is not Arch.FULLY_CONNECTED])
+def test_every_image_arch_builds_and_runs_2d(arch: Arch) -> None:
+    config = ModelConfig.from_dict({"arch": arch.value})
+    out = build_model(config)(torch.zeros(2, 1, 32, 32))
+    if config.task is Task.SEGMENTATION:
+        assert tuple(out.shape) == (2, 1, 32, 32)
+    else:
+        assert tuple(out.shape) == (2, 2)
+
+
+@pytest.mark.parametrize("arch", ["unet", "basic_unet", "segresnet", "attention_unet"])
+def test_segmentation_3d(arch: str) -> None:
+    model = build_model({"arch": arch, "spatial_dims": 3}).eval()
+    assert tuple(model(torch.zeros(1, 1, 32, 32, 32)).shape) == (1, 1, 32, 32, 32)
+
+
+def test_fully_connected_for_tables() -> None:
+    model = build_model({"arch": "fully_connected", "in_channels": 5, "out_channels": 3})
+    assert tuple(model(torch.zeros(4, 5)).shape) == (4, 3)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"arch": "vgg"}, "unknown architecture 'vgg'"),
+        ({"arch": "unet", "spatial_dims": 4}, "spatial_dims"),
+        ({"arch": "unet", "in_channels": 0}, "in_channels"),
+        ({"arch": "unet", "options": {"depth": 3}}, "unknown option.*depth"),
+        ({"arch": "unet", "options": {"channels": [8, 16], "strides": [2, 2]}}, "strides"),
+        ({"arch": "unet", "options": {"channels": [8, -1]}}, "positive integers"),
+        ({"arch": "resnet18", "out_channels": 1}, "out_channels"),
+        ({"arch": "unet", "colour": "red"}, "colour"),
+        ({"spatial_dims": 2}, "arch"),
+    ],
+)
+def test_bad_configs_name_the_value(config: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        ModelConfig.from_dict(config)
+
+
+def test_arch_hash_is_stable_and_sensitive() -> None:
+    a = ModelConfig.from_dict({"arch": "unet"})
+    assert arch_hash(a) == arch_hash(ModelConfig.from_dict(a.to_dict()))
+    assert arch_hash(a) != arch_hash(ModelConfig.from_dict({"arch": "unet", "options": {"num_res_units": 2}}))
+    assert len(arch_hash(a)) == 64
