@@ -31,8 +31,8 @@ demo: install
 	$(VENV)/bin/tclearn demo --out out/demo
 
 lint: dev
-	$(VENV)/bin/ruff check tclearn tests bench
-	$(VENV)/bin/ruff format --check tclearn tests bench
+	$(VENV)/bin/ruff check tclearn services tests bench
+	$(VENV)/bin/ruff format --check tclearn services tests bench
 
 types: dev
 	$(VENV)/bin/mypy
@@ -51,6 +51,8 @@ test: dev chain-tools lint types contracts-check
 bench: dev chain-tools
 	$(PY) bench/gas.py
 	$(PY) bench/ledger_latency.py
+	$(PY) bench/vault.py
+	$(PY) bench/train.py
 
 clean:
 	rm -rf $(VENV) $(NODE_MODULES) .pytest_cache .mypy_cache .ruff_cache out

@@ -50,9 +50,7 @@ def plain_tensor_loop(model: torch.nn.Module, data: ImageData, epochs: int, seed
 
 def plain_dataloader_loop(model: torch.nn.Module, data: ImageData, epochs: int, seed: int) -> None:
     torch.manual_seed(seed)
-    loader = DataLoader(
-        TensorDataset(data.images, data.targets), batch_size=BATCH, shuffle=True, drop_last=True
-    )
+    loader = DataLoader(TensorDataset(data.images, data.targets), batch_size=BATCH, shuffle=True, drop_last=True)
     loss_fn, opt = DiceCELoss(sigmoid=True), torch.optim.Adam(model.parameters(), lr=1e-3)
     model.train()
     for _ in range(epochs):

@@ -128,7 +128,8 @@ def test_user_mistake_prints_one_line_and_no_traceback(tmp_path: Path) -> None:
         timeout=120,
     )
     assert proc.returncode == 1
-    assert "nope.json does not exist" in proc.stdout and "Traceback" not in proc.stdout + proc.stderr
+    assert proc.stderr.strip().startswith("error: ") and "nope.json does not exist" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stdout + proc.stderr
 
 
 def test_chain_up_writes_keys_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -22,6 +23,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.requests import ClientDisconnect
 
 from tclearn.errors import NotFoundError, TclearnError, TooLargeError
+from tclearn.ledger.directory import chain_directory
 from tclearn.state.db import Database
 from tclearn.vault.access_log import access_entries, record_access
 from tclearn.vault.config import VaultSettings
@@ -109,9 +111,7 @@ def create_app(
         size = blob_size(sha256)
         chunks = store.iter_blob(sha256)
         record_access(db, account, "get", sha256, size)
-        return StreamingResponse(
-            chunks, media_type="application/octet-stream", headers={"content-length": str(size)}
-        )
+        return StreamingResponse(chunks, media_type="application/octet-stream", headers={"content-length": str(size)})
 
     @app.get("/keyrings/{sha256}")
     def get_keyring(sha256: str, request: Request) -> Response:
@@ -151,10 +151,15 @@ def create_app(
 def app_from_env() -> FastAPI:
     """The service as configured by `TCLEARN_VAULT_*` variables (see `VaultSettings`)."""
     settings = VaultSettings()
-    directory = StaticDirectory.from_file(settings.members) if settings.members else StaticDirectory({})
-    if not settings.members:
+    directory: MemberDirectory
+    if settings.deployment:
+        directory = chain_directory(Path(settings.deployment))
+    elif settings.members:
+        directory = StaticDirectory.from_file(settings.members)
+    else:
+        directory = StaticDirectory({})
         logging.getLogger(__name__).warning(
-            "no member file given: every signed request will be refused (403)"
+            "no deployment or member file given: every signed request will be refused (403)"
         )
     return create_app(
         FsspecStore(settings.store, settings.max_bytes),

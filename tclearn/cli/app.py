@@ -6,8 +6,8 @@ import sys
 
 import typer
 
-from tclearn.cli import account, chain, coalition, demo, ledger, member
-from tclearn.cli.common import console
+from tclearn.cli import account, chain, coalition, data, demo, ledger, member, predict, train, vault
+from tclearn.cli.common import report
 from tclearn.errors import TclearnError
 
 app = typer.Typer(
@@ -20,6 +20,11 @@ app.add_typer(account.app, name="account")
 app.add_typer(coalition.app, name="coalition")
 app.add_typer(member.app, name="member")
 app.add_typer(ledger.app, name="ledger")
+app.add_typer(vault.app, name="vault")
+app.add_typer(data.app, name="data")
+app.command("train")(train.train)
+app.command("evaluate")(train.evaluate)
+app.command("predict")(predict.predict)
 app.command("demo")(demo.demo)
 
 
@@ -28,7 +33,7 @@ def main() -> None:
     try:
         app()
     except TclearnError as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        report(exc)
         sys.exit(1)
 
 

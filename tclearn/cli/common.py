@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -9,7 +11,7 @@ from eth_account.signers.local import LocalAccount
 from rich.console import Console
 
 from tclearn.config import Deployment, load_deployment
-from tclearn.errors import ConfigError
+from tclearn.errors import ConfigError, TclearnError
 from tclearn.ledger.accounts import dev_accounts, keystore_password, load_keystore
 from tclearn.ledger.chain import Chain, connect
 from tclearn.ledger.client import LedgerClient
@@ -23,6 +25,21 @@ DevAccountOpt = typer.Option(
 )
 DeploymentOpt = typer.Option(Path("deployment.json"), "--deployment", "-d", help="Deployment file.")
 UrlOpt = typer.Option(None, "--chain", help="JSON-RPC URL (default: the URL in the deployment file).")
+
+
+def report(exc: TclearnError) -> None:
+    """A user's mistake as one unwrapped line on stderr, whatever the terminal width."""
+    typer.echo(f"error: {exc}", err=True)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Inside a command: a `TclearnError` becomes one line on stderr and exit status 1, never a traceback."""
+    try:
+        yield
+    except TclearnError as exc:
+        report(exc)
+        raise typer.Exit(1) from None
 
 
 def signer(chain: Chain, keystore: Path | None, dev_account: int | None) -> LocalAccount:

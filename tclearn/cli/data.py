@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
-from tclearn.errors import TclearnError
+from tclearn.cli.common import user_errors
 
 app = typer.Typer(help="Coalition data: synthetic hospitals and data-set fingerprints.", no_args_is_help=True)
 console = Console()
-
-
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """A user's mistake becomes one line on stderr and exit status 1, never a traceback."""
-    try:
-        yield
-    except TclearnError as exc:
-        typer.echo(f"error: {exc}", err=True)  # one unwrapped line, whatever the terminal width
-        raise typer.Exit(1) from None
 
 
 @app.command()

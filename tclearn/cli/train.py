@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from tclearn.cli.data import user_errors
+from tclearn.cli.common import user_errors
 
 app = typer.Typer(help="Train a local increment and evaluate models.", no_args_is_help=True)
 console = Console()
@@ -16,9 +16,7 @@ console = Console()
 
 @app.command()
 def train(
-    data: Path = typer.Option(
-        ..., "--data", help="Training folder (images/ + masks/, or class folders) or CSV."
-    ),
+    data: Path = typer.Option(..., "--data", help="Training folder (images/ + masks/, or class folders) or CSV."),
     out: Path = typer.Option(..., "--out", help="Model file to write (.pt or .safetensors)."),
     parent: Path | None = typer.Option(None, "--parent", help="Parent model file; default: a fresh model."),
     arch: str = typer.Option("unet", help="Architecture of a fresh model (ignored with --parent)."),
@@ -62,25 +60,17 @@ def train(
         increment = train_increment(model, dataset, config)
         model.load_state_dict(increment.weights)
         scores = run_evaluation(model, dataset).metrics
-        meta = increment_metadata(
-            cfg, increment.facts, fingerprint(data), str(parent) if parent else None, scores
-        )
+        meta = increment_metadata(cfg, increment.facts, fingerprint(data), str(parent) if parent else None, scores)
         save_model(out, increment.weights, cfg, meta)
-    console.print_json(
-        json.dumps({"out": str(out), "training": increment.facts.to_dict(), "train_scores": scores})
-    )
+    console.print_json(json.dumps({"out": str(out), "training": increment.facts.to_dict(), "train_scores": scores}))
 
 
 @app.command()
 def evaluate(
-    model: str = typer.Option(
-        ..., "--model", help="Model file (.pt or .safetensors) with its config beside it."
-    ),
+    model: str = typer.Option(..., "--model", help="Model file (.pt or .safetensors) with its config beside it."),
     data: Path = typer.Option(..., "--data", help="Test folder or CSV (G or a local L)."),
     task: str = typer.Option("segmentation", help="segmentation or classification (folders)."),
-    config: Path | None = typer.Option(
-        None, "--config", help="Model config JSON (default: beside the model)."
-    ),
+    config: Path | None = typer.Option(None, "--config", help="Model config JSON (default: beside the model)."),
     batch_size: int = typer.Option(16, "--batch-size", min=1),
 ) -> None:
     """Print the metrics of a model on a data set as JSON (Dice/IoU or accuracy/AUC/precision/recall)."""

@@ -55,7 +55,8 @@ def _write(path: Path, chunks: Iterator[bytes]) -> None:
 def serve(
     store: str = typer.Option("file://./vault-data/store", help="fsspec URL of the blob store"),
     database: str = typer.Option("sqlite:///./vault-data/access.db", help="SQLAlchemy URL of the access log"),
-    members: Path | None = typer.Option(None, help="JSON member file {address: x25519 hex or null}"),
+    deployment: Path | None = typer.Option(None, help="Deployment file: members come from the Coalition contract"),
+    members: Path | None = typer.Option(None, help="JSON member file {address: x25519 hex or null} (no chain)"),
     max_bytes: int = typer.Option(DEFAULT_MAX_BYTES, help="largest blob accepted"),
     public_reads: bool = typer.Option(False, help="variant A: allow unsigned reads"),
     host: str = typer.Option("127.0.0.1"),
@@ -70,6 +71,8 @@ def serve(
         "MAX_BYTES": str(max_bytes),
         "PUBLIC_READS": str(public_reads),
     }
+    if deployment is not None:
+        settings["DEPLOYMENT"] = str(deployment)
     if members is not None:
         settings["MEMBERS"] = str(members)
     os.environ.update({f"TCLEARN_VAULT_{k}": v for k, v in settings.items()})

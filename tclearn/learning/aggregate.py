@@ -23,9 +23,7 @@ def _check(states: Sequence[StateDict]) -> None:
     for n, state in enumerate(states[1:], start=1):
         if state.keys() != first.keys():
             diff = sorted(set(state) ^ set(first))
-            raise AggregationError(
-                f"state dict {n} has different keys from state dict 0: {', '.join(diff[:5])}"
-            )
+            raise AggregationError(f"state dict {n} has different keys from state dict 0: {', '.join(diff[:5])}")
         for key, tensor in state.items():
             if tensor.shape != first[key].shape:
                 raise AggregationError(
@@ -55,9 +53,7 @@ def fedavg(updates: Sequence[tuple[StateDict, int]]) -> StateDict:
         raise AggregationError("nothing to aggregate: no updates given")
     weights = [n for _, n in updates]
     if any(not isinstance(w, int) or w < 0 for w in weights) or sum(weights) <= 0:
-        raise AggregationError(
-            f"sample counts must be non-negative integers with a positive sum, got {weights}"
-        )
+        raise AggregationError(f"sample counts must be non-negative integers with a positive sum, got {weights}")
     total = float(sum(weights))
     shares = torch.tensor([w / total for w in weights], dtype=torch.float64)
 

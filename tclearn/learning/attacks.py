@@ -75,9 +75,7 @@ def attack_weights(attack: Attack | str, parent: StateDict, child: StateDict, se
     try:
         kind = Attack(attack)
     except ValueError:
-        raise ConfigError(
-            f"unknown attack {attack!r}; expected one of {', '.join(a.value for a in Attack)}"
-        ) from None
+        raise ConfigError(f"unknown attack {attack!r}; expected one of {', '.join(a.value for a in Attack)}") from None
     match kind:
         case Attack.RANDOM_WEIGHTS:
             return random_weights(child, seed)

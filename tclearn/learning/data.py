@@ -186,8 +186,7 @@ def load_segmentation(root: str | Path, size: Sequence[int] | None = None) -> Im
         image, mask = read_image(file), read_mask(mask_file)
         if image.shape[1:] != mask.shape[1:]:
             raise DataError(
-                f"image {str(file)!r} is {image.shape[1:]} but its mask {str(mask_file)!r} is "
-                f"{mask.shape[1:]}",
+                f"image {str(file)!r} is {image.shape[1:]} but its mask {str(mask_file)!r} is {mask.shape[1:]}",
                 path=str(file),
             )
         if size is not None:

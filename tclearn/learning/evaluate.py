@@ -63,9 +63,7 @@ def _scalar(value: torch.Tensor | tuple[torch.Tensor, ...] | list[torch.Tensor])
 
 
 @torch.no_grad()
-def predict_logits(
-    model: nn.Module, data: ImageData, batch_size: int = 16, device: str = "auto"
-) -> torch.Tensor:
+def predict_logits(model: nn.Module, data: ImageData, batch_size: int = 16, device: str = "auto") -> torch.Tensor:
     if len(data) == 0:
         raise DataError("cannot evaluate on an empty data set")
     dev = choose_device(device)
@@ -74,10 +72,7 @@ def predict_logits(
     model.to(dev)
     try:
         forward_checked(model, data.images[:1].to(dev), data.targets[:1], data.task)
-        outs = [
-            model(data.images[i : i + batch_size].to(dev)).float().cpu()
-            for i in range(0, len(data), batch_size)
-        ]
+        outs = [model(data.images[i : i + batch_size].to(dev)).float().cpu() for i in range(0, len(data), batch_size)]
     finally:
         model.train(was_training)
     return torch.cat(outs)

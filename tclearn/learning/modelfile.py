@@ -82,15 +82,12 @@ def load_model(model: str | Path, config: Path | None = None) -> tuple[nn.Module
     config_path = next((c for c in candidates if c is not None and c.is_file()), None)
     if config_path is None:
         raise ConfigError(
-            f"no model config for {str(path)!r}: "
-            f"put {path.with_suffix('.json').name} beside it or pass --config"
+            f"no model config for {str(path)!r}: put {path.with_suffix('.json').name} beside it or pass --config"
         )
     cfg = read_config(config_path)
     net = build_model(cfg)
     try:
         net.load_state_dict(load_state(path))
     except RuntimeError as exc:
-        raise ConfigError(
-            f"weights in {str(path)!r} do not fit the {cfg.arch} config: {str(exc)[:300]}"
-        ) from None
+        raise ConfigError(f"weights in {str(path)!r} do not fit the {cfg.arch} config: {str(exc)[:300]}") from None
     return net, cfg

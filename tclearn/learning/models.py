@@ -107,8 +107,7 @@ class ModelConfig:
         merged = {**allowed, **{k: _check_option(arch, k, v) for k, v in self.options.items()}}
         if "strides" in merged and len(merged["strides"]) != len(merged["channels"]) - 1:
             raise ConfigError(
-                f"{arch}: strides {merged['strides']} must have one entry fewer than channels "
-                f"{merged['channels']}"
+                f"{arch}: strides {merged['strides']} must have one entry fewer than channels {merged['channels']}"
             )
         if arch is Arch.BASIC_UNET and len(merged["features"]) != 6:
             raise ConfigError(f"{arch}: features must have 6 entries, got {merged['features']}")
@@ -154,9 +153,7 @@ def build_model(config: ModelConfig | Mapping[str, Any]) -> nn.Module:
     try:
         match cfg.arch:
             case Arch.UNET:
-                return nets.UNet(
-                    dims, c_in, c_out, o["channels"], o["strides"], num_res_units=o["num_res_units"]
-                )
+                return nets.UNet(dims, c_in, c_out, o["channels"], o["strides"], num_res_units=o["num_res_units"])
             case Arch.BASIC_UNET:
                 return nets.BasicUNet(dims, c_in, c_out, features=o["features"])
             case Arch.ATTENTION_UNET:

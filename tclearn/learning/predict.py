@@ -40,9 +40,7 @@ class Box:
     area: int
 
 
-def find_boxes(
-    prob: np.ndarray, threshold: float = 0.5, name: str = "finding", min_area: int = 1
-) -> list[Box]:
+def find_boxes(prob: np.ndarray, threshold: float = 0.5, name: str = "finding", min_area: int = 1) -> list[Box]:
     """Connected components of `prob > threshold` of at least `min_area` pixels, each with its mean
     probability, largest first."""
     components = label(prob > threshold, connectivity=2)
@@ -68,9 +66,7 @@ def predict_probability(model: nn.Module, image: np.ndarray, device: str = "auto
     return (probs[0] if probs.shape[0] == 1 else 1.0 - probs[0]).numpy()
 
 
-def _panel(
-    image: np.ndarray, boxes: list[Box], colour: tuple[int, int, int], title: str, scale: int
-) -> Image.Image:
+def _panel(image: np.ndarray, boxes: list[Box], colour: tuple[int, int, int], title: str, scale: int) -> Image.Image:
     grey = np.clip(image[0] if image.ndim == 3 else image, 0, 1)
     rgb = Image.fromarray((grey * 255).astype(np.uint8)).convert("RGB")
     rgb = rgb.resize((rgb.width * scale, rgb.height * scale), Image.Resampling.NEAREST)
@@ -107,9 +103,7 @@ def predict_folder(
 ) -> dict[str, Any]:
     """Predict every image under `input_dir`; write overlays and `predictions.json` to `out_dir`."""
     if config.arch not in SEGMENTATION or config.spatial_dims != 2:
-        raise ConfigError(
-            f"predict draws boxes for 2D segmentation models; got {config.arch} {config.spatial_dims}D"
-        )
+        raise ConfigError(f"predict draws boxes for 2D segmentation models; got {config.arch} {config.spatial_dims}D")
     if not 0.0 < threshold < 1.0:
         raise ConfigError(f"threshold must be between 0 and 1, got {threshold}")
     root = Path(input_dir)
@@ -122,8 +116,7 @@ def predict_folder(
         image = read_image(file)
         if image.ndim != 3 or image.shape[0] != config.in_channels:
             raise DataError(
-                f"image {str(file)!r} has shape {image.shape}; "
-                f"the model expects {config.in_channels} channel(s), 2D",
+                f"image {str(file)!r} has shape {image.shape}; the model expects {config.in_channels} channel(s), 2D",
                 path=str(file),
             )
         boxes = find_boxes(predict_probability(model, image, device), threshold, min_area=min_area)

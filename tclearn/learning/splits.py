@@ -30,8 +30,6 @@ def split_indices(names: Sequence[str], test_fraction: float, seed: int = 0) -> 
     return sorted(order[n_test:]), sorted(order[:n_test])
 
 
-def train_test_split(
-    data: ImageData, test_fraction: float = 0.2, seed: int = 0
-) -> tuple[ImageData, ImageData]:
+def train_test_split(data: ImageData, test_fraction: float = 0.2, seed: int = 0) -> tuple[ImageData, ImageData]:
     train, test = split_indices(data.names, test_fraction, seed)
     return data.subset(train), data.subset(test)

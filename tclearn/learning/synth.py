@@ -75,9 +75,7 @@ def profile_for(index: int, seed: int = 0) -> HospitalProfile:
     )
 
 
-def make_sample(
-    profile: HospitalProfile, size: int, rng: np.random.RandomState
-) -> tuple[np.ndarray, np.ndarray]:
+def make_sample(profile: HospitalProfile, size: int, rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray]:
     """One (image, mask) pair as uint8 arrays `(size, size)`; the mask is 0 or 255."""
     positive = rng.random_sample() < profile.positive_fraction
     image, labels = create_test_image_2d(
@@ -138,9 +136,7 @@ def synth_coalition(
         rng = np.random.RandomState(seed * 7919 + index)
         for split, count in (("train", train), ("test", test)):
             for k in range(count):
-                _write(
-                    root / hospital_name(index) / split, f"{split}-{k:04d}", *make_sample(profile, size, rng)
-                )
+                _write(root / hospital_name(index) / split, f"{split}-{k:04d}", *make_sample(profile, size, rng))
     rng = np.random.RandomState(seed * 7919 + 999_983)
     for k in range(global_size):
         index = k % hospitals

@@ -68,8 +68,7 @@ class TrainConfig:
             raise ConfigError(f"bad training option: {exc}") from None
         if self.batch_size < self.min_batch_size:
             raise ConfigError(
-                f"batch size {self.batch_size} is below the coalition's minimum batch size "
-                f"{self.min_batch_size}"
+                f"batch size {self.batch_size} is below the coalition's minimum batch size {self.min_batch_size}"
             )
 
 
@@ -152,9 +151,7 @@ def forward_checked(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Ta
     try:
         out = model(x)
     except RuntimeError as exc:
-        raise ConfigError(
-            f"the model does not fit inputs of shape {tuple(x.shape[1:])}: {str(exc)[:200]}"
-        ) from None
+        raise ConfigError(f"the model does not fit inputs of shape {tuple(x.shape[1:])}: {str(exc)[:200]}") from None
     fits = out.shape[2:] == y.shape[2:] if task is Task.SEGMENTATION else out.ndim == 2
     if not fits:
         raise ConfigError(

@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.pool import StaticPool
 
 from tclearn.errors import ConfigError
 
@@ -34,13 +35,19 @@ class Database:
     """An engine plus a session factory; tables are created on construction."""
 
     def __init__(self, url: str = "sqlite://") -> None:
-        if url.startswith("sqlite:///") and not url.startswith("sqlite:////:memory:"):
+        in_memory = url in ("sqlite://", "sqlite:///:memory:")
+        if url.startswith("sqlite:///") and not in_memory:
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.engine: Engine = create_engine(url)
+            if in_memory:  # one shared connection: every thread must see the same in-memory database
+                self.engine: Engine = create_engine(
+                    url, poolclass=StaticPool, connect_args={"check_same_thread": False}
+                )
+            else:
+                self.engine = create_engine(url)
         except (ArgumentError, ValueError) as exc:
             raise ConfigError(f"invalid database URL {url!r}: {exc}") from None
-        if self.engine.dialect.name == "sqlite" and url not in ("sqlite://", "sqlite:///:memory:"):
+        if self.engine.dialect.name == "sqlite" and not in_memory:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.url = url
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)

@@ -98,8 +98,7 @@ def decrypt_stream(chunks: Iterable[bytes], key: bytes) -> Iterator[bytes]:
             return aead.decrypt(_nonce(prefix, index), data, _aad(header, index, final))
         except InvalidTag:
             raise IntegrityError(
-                f"ciphertext chunk {index} fails authentication "
-                "(wrong key, tampered, reordered or truncated)",
+                f"ciphertext chunk {index} fails authentication (wrong key, tampered, reordered or truncated)",
                 chunk=index,
             ) from None
 

@@ -42,8 +42,7 @@ def _dtype_name(dtype: torch.dtype) -> str:
 def architecture_of(state_dict: Mapping[str, torch.Tensor]) -> dict[str, TensorSpec]:
     """The architecture a state_dict declares, as `{name: TensorSpec}` sorted by name."""
     return {
-        name: TensorSpec(tuple(tensor.shape), _dtype_name(tensor.dtype))
-        for name, tensor in sorted(state_dict.items())
+        name: TensorSpec(tuple(tensor.shape), _dtype_name(tensor.dtype)) for name, tensor in sorted(state_dict.items())
     }
 
 

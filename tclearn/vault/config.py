@@ -14,14 +14,11 @@ class VaultSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TCLEARN_VAULT_")
 
     store: str = Field(default="file://./vault-data/store", description="fsspec URL of the blob store")
-    database: str = Field(
-        default="sqlite:///./vault-data/access.db", description="SQLAlchemy URL of the access log"
-    )
+    database: str = Field(default="sqlite:///./vault-data/access.db", description="SQLAlchemy URL of the access log")
     max_bytes: int = Field(default=DEFAULT_MAX_BYTES, gt=0, description="largest blob accepted, in bytes")
     public_reads: bool = Field(default=False, description="variant A: unsigned GET/HEAD allowed")
-    members: str | None = Field(
-        default=None, description="JSON member file until the on-chain directory is wired"
+    deployment: str | None = Field(
+        default=None, description="deployment file: members are read from the Coalition contract"
     )
-    max_skew_s: int = Field(
-        default=300, gt=0, description="largest accepted clock difference of a signed request"
-    )
+    members: str | None = Field(default=None, description="JSON member file (tests, no chain)")
+    max_skew_s: int = Field(default=300, gt=0, description="largest accepted clock difference of a signed request")

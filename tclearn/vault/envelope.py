@@ -57,9 +57,7 @@ class Wrap:
     @classmethod
     def from_json(cls, data: Mapping[str, str]) -> Wrap:
         try:
-            return cls(
-                *(bytes.fromhex(data[k]) for k in ("recipient_key", "ephemeral_key", "nonce", "ciphertext"))
-            )
+            return cls(*(bytes.fromhex(data[k]) for k in ("recipient_key", "ephemeral_key", "nonce", "ciphertext")))
         except (KeyError, ValueError, TypeError) as exc:
             raise IntegrityError(f"malformed key wrap: {exc!r}") from None
 
@@ -81,8 +79,7 @@ def unwrap_key(wrap: Wrap, private: X25519PrivateKey, model_hash: str) -> bytes:
     mine = public_bytes(private)
     if mine != wrap.recipient_key:
         raise AuthError(
-            f"wrong key: this wrap is for X25519 key {wrap.recipient_key.hex()[:16]}..., "
-            f"yours is {mine.hex()[:16]}..."
+            f"wrong key: this wrap is for X25519 key {wrap.recipient_key.hex()[:16]}..., yours is {mine.hex()[:16]}..."
         )
     shared = private.exchange(X25519PublicKey.from_public_bytes(wrap.ephemeral_key))
     try:
@@ -90,9 +87,7 @@ def unwrap_key(wrap: Wrap, private: X25519PrivateKey, model_hash: str) -> bytes:
             wrap.nonce, wrap.ciphertext, bytes.fromhex(check_sha256(model_hash))
         )
     except InvalidTag:
-        raise AuthError(
-            f"key wrap does not open for model {model_hash}: it was made for another model"
-        ) from None
+        raise AuthError(f"key wrap does not open for model {model_hash}: it was made for another model") from None
 
 
 @dataclass

@@ -159,9 +159,7 @@ class HttpStore(BlobStore):
     def access_log(
         self, account: str | None = None, sha256: str | None = None, limit: int = 1000
     ) -> list[dict[str, Any]]:
-        query = {
-            k: v for k, v in {"account": account, "sha256": sha256, "limit": limit}.items() if v is not None
-        }
+        query = {k: v for k, v in {"account": account, "sha256": sha256, "limit": limit}.items() if v is not None}
         entries: list[dict[str, Any]] = self._send("GET", f"/access-log?{urlencode(query)}").json()
         return entries
 

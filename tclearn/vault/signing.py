@@ -68,8 +68,7 @@ class RequestVerifier:
     def verify(self, method: str, path: str, headers: Mapping[str, str], body_sha256: str) -> str:
         """The checksum address that signed this request; `AuthError` (401) or `AccessDenied` (403)."""
         values = {
-            name: headers.get(name)
-            for name in (ADDRESS_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, NONCE_HEADER)
+            name: headers.get(name) for name in (ADDRESS_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, NONCE_HEADER)
         }
         missing = [name for name, value in values.items() if not value]
         if missing:

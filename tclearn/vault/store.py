@@ -97,9 +97,7 @@ class BlobWriter(ABC):
         self.size += len(chunk)
         if self.size > self.max_bytes:
             self.abort()
-            raise TooLargeError(
-                f"blob exceeds the vault size limit of {self.max_bytes} bytes", limit=self.max_bytes
-            )
+            raise TooLargeError(f"blob exceeds the vault size limit of {self.max_bytes} bytes", limit=self.max_bytes)
         self._digest.update(chunk)
         self._write(chunk)
 

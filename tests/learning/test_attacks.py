@@ -40,11 +40,7 @@ def test_unknown_attack() -> None:
 
 
 def test_label_flip() -> None:
-    seg = ImageData(
-        Task.SEGMENTATION, torch.zeros(1, 1, 2, 2), torch.tensor([[[[0.0, 1.0], [1.0, 1.0]]]]), ("a",)
-    )
+    seg = ImageData(Task.SEGMENTATION, torch.zeros(1, 1, 2, 2), torch.tensor([[[[0.0, 1.0], [1.0, 1.0]]]]), ("a",))
     assert flip_labels(seg).targets.sum().item() == 1.0
-    cls = ImageData(
-        Task.CLASSIFICATION, torch.zeros(3, 2), torch.tensor([0, 1, 2]), ("a", "b", "c"), ("x", "y", "z")
-    )
+    cls = ImageData(Task.CLASSIFICATION, torch.zeros(3, 2), torch.tensor([0, 1, 2]), ("a", "b", "c"), ("x", "y", "z"))
     assert flip_labels(cls).targets.tolist() == [2, 1, 0]

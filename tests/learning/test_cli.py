@@ -62,9 +62,7 @@ def test_synth_train_evaluate_predict(tmp_path: Path) -> None:
     assert runner.invoke(train_app, [*args, "--batch-size", "4"]).exit_code == 0
     assert json.loads(child.with_suffix(".meta.json").read_text())["parent"] == str(model)
 
-    result = runner.invoke(
-        train_app, ["evaluate", "--model", str(child), "--data", str(coalition / "global")]
-    )
+    result = runner.invoke(train_app, ["evaluate", "--model", str(child), "--data", str(coalition / "global")])
     assert result.exit_code == 0, result.output
     assert set(json.loads(result.output)) >= {"dice", "iou", "score", "samples"}
 
@@ -90,7 +88,5 @@ def test_missing_mask_on_the_command_line(tmp_path: Path) -> None:
 
     seg_folder(tmp_path / "d", ["a"])
     write_png(tmp_path / "d" / "images" / "orphan.png")
-    result = runner.invoke(
-        train_app, ["train", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "m.pt")]
-    )
+    result = runner.invoke(train_app, ["train", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "m.pt")])
     assert result.exit_code == 1 and "orphan.png" in result.output

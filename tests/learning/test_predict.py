@@ -75,9 +75,7 @@ def test_weights_that_do_not_fit(model_file: Path) -> None:
 
 def test_predict_folder_with_truth(model_file: Path, small_coalition: Path, tmp_path: Path) -> None:
     net, cfg = load_model(model_file)
-    report = predict_folder(
-        net, cfg, small_coalition / "global", tmp_path / "out", threshold=0.5, device="cpu"
-    )
+    report = predict_folder(net, cfg, small_coalition / "global", tmp_path / "out", threshold=0.5, device="cpu")
     assert len(report["images"]) == 4 and all("truth" in r for r in report["images"].values())
     written = json.loads((tmp_path / "out" / "predictions.json").read_text())
     assert written["images"].keys() == report["images"].keys()

@@ -81,9 +81,7 @@ def test_signature_over_other_request(
         verifier.verify(method, path, headers, body)
 
 
-def test_signature_of_another_account(
-    verifier: RequestVerifier, member: LocalAccount, outsider: LocalAccount
-) -> None:
+def test_signature_of_another_account(verifier: RequestVerifier, member: LocalAccount, outsider: LocalAccount) -> None:
     headers = {**sign_request(outsider.key, "GET", PATH, now=NOW), ADDRESS_HEADER: member.address}
     with pytest.raises(AuthError, match="signature does not match"):
         verifier.verify("GET", PATH, headers, EMPTY_SHA256)
@@ -101,9 +99,7 @@ def test_non_member(verifier: RequestVerifier, outsider: LocalAccount) -> None:
         verifier.verify("GET", PATH, headers, EMPTY_SHA256)
 
 
-def test_deactivated_member(
-    verifier: RequestVerifier, directory: StaticDirectory, member: LocalAccount
-) -> None:
+def test_deactivated_member(verifier: RequestVerifier, directory: StaticDirectory, member: LocalAccount) -> None:
     directory.remove(member.address)
     with pytest.raises(AccessDenied):
         verifier.verify("GET", PATH, sign_request(member.key, "GET", PATH, now=NOW), EMPTY_SHA256)
@@ -119,9 +115,7 @@ def test_http_status_codes(live_vault: LiveVault, member: LocalAccount, outsider
         signed = sign_request(member.key, "PUT", path, address)
         created = client.put(path, content=data, headers=signed)
         replayed = client.put(path, content=data, headers=signed)
-        wrong_body = client.put(
-            path, content=b"other", headers=sign_request(member.key, "PUT", path, address)
-        )
+        wrong_body = client.put(path, content=b"other", headers=sign_request(member.key, "PUT", path, address))
         missing_path = "/blobs/" + "00" * 32
         missing = client.get(missing_path, headers=sign_request(member.key, "GET", missing_path))
         bad_name = client.get("/blobs/xyz", headers=sign_request(member.key, "GET", "/blobs/xyz"))

@@ -30,9 +30,7 @@ def test_keygen_seal_unseal_put_get(
     keygen = runner.invoke(app, ["keygen", str(tmp_path / "me.key")])
     (tmp_path / "members.json").write_text(json.dumps({member.address: keygen.output.strip()}))
     sealed = runner.invoke(app, ["seal", str(model), str(tmp_path / "members.json")])
-    unsealed = runner.invoke(
-        app, ["unseal", sealed.output.strip(), str(tmp_path / "out"), str(tmp_path / "me.key")]
-    )
+    unsealed = runner.invoke(app, ["unseal", sealed.output.strip(), str(tmp_path / "out"), str(tmp_path / "me.key")])
     stored = runner.invoke(app, ["put", str(model)])
     fetched = runner.invoke(app, ["get", stored.output.strip(), str(tmp_path / "plain")])
 

@@ -30,9 +30,7 @@ def test_same_weights_give_same_bytes() -> None:
     shuffled = dict(reversed(list({k: v.clone() for k, v in weights.items()}.items())))
 
     assert encode_model(weights) == encode_model(shuffled)
-    assert (
-        hashlib.sha256(encode_model(weights)).digest() == hashlib.sha256(encode_model(small_model())).digest()
-    )
+    assert hashlib.sha256(encode_model(weights)).digest() == hashlib.sha256(encode_model(small_model())).digest()
 
 
 def test_round_trip_checks_architecture() -> None:

@@ -91,9 +91,7 @@ def test_concurrent_writers_of_one_blob(case: StoreCase) -> None:
     data = os.urandom(200_000)
 
     with ThreadPoolExecutor(8) as pool:
-        results = list(
-            pool.map(lambda _: case.store.put_stream(iter([data[:1000], data[1000:]]), sha(data)), range(8))
-        )
+        results = list(pool.map(lambda _: case.store.put_stream(iter([data[:1000], data[1000:]]), sha(data)), range(8)))
 
     assert results == [sha(data)] * 8
     assert case.store.get(sha(data)) == data

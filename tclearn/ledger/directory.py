@@ -1,0 +1,50 @@
+"""The coalition's members as the Coalition contract registers them, for the vault and the services.
+
+Implements `tclearn.vault.directory.MemberDirectory`: who is an active member, and the X25519 key each
+registered. The registry is re-read at most every `ttl` seconds, so a busy vault does not ask the chain
+for every request, and a deactivation takes effect within `ttl`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from eth_utils import is_address, to_checksum_address
+
+from tclearn.ledger.client import LedgerClient
+from tclearn.types import Member
+
+_NO_KEY = b"\x00" * 32
+
+
+class ChainDirectory:
+    def __init__(self, client: LedgerClient, ttl: float = 5.0) -> None:
+        self.client, self.ttl = client, ttl
+        self._members: dict[str, Member] = {}
+        self._read_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def _active(self) -> dict[str, Member]:
+        with self._lock:
+            if time.monotonic() - self._read_at >= self.ttl:
+                self._members = {m.address: m for m in self.client.members() if m.active}
+                self._read_at = time.monotonic()
+            return self._members
+
+    def is_active_member(self, address: str) -> bool:
+        return is_address(address) and to_checksum_address(address) in self._active()
+
+    def encryption_keys(self) -> dict[str, bytes]:
+        return {a: m.encryption_key for a, m in self._active().items() if m.encryption_key != _NO_KEY}
+
+
+def chain_directory(deployment_file: Path, ttl: float = 5.0) -> ChainDirectory:
+    """The members of the coalition a deployment file names (chain id and contract are checked)."""
+    from tclearn.config import load_deployment
+    from tclearn.ledger.chain import connect
+
+    deployment = load_deployment(deployment_file)
+    chain = connect(deployment.url, expected_chain_id=deployment.chain_id)
+    return ChainDirectory(LedgerClient(chain, deployment.address), ttl)
