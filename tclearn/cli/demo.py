@@ -1,4 +1,4 @@
-"""`tclearn demo`: a coalition on a chain, candidate by candidate, in a live table."""
+"""`tclearn demo`: hospitals train one model together on a chain, candidate by candidate, in a live table."""
 
 from __future__ import annotations
 
@@ -11,30 +11,44 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
+from tclearn import __version__
 from tclearn.cli.common import console
-from tclearn.coalition.simulation import CandidateRow, check_arguments, simulate
+from tclearn.coalition.demo import DemoResult, DemoSettings, run_demo
+from tclearn.coalition.rounds import CandidateRow
+from tclearn.config import Deployment, save_deployment
+from tclearn.learning.attacks import Attack
 from tclearn.ledger.accounts import dev_accounts
 from tclearn.ledger.chain import Chain, connect, embedded_chain
 from tclearn.ledger.node import NODES, LocalNode
-from tclearn.types import Variant
+
+STATE_STYLE = {"committed": "green", "rejected": "red", "expired": "yellow", "stale": "yellow"}
 
 
 def _table(rows: list[CandidateRow]) -> Table:
-    table = Table(title="Candidates (ledger simulation: chain real, scores simulated)")
-    for col in ("id", "proposer", "general", "+/-", "score on G", "state", "gas"):
+    table = Table(title="Candidates")
+    for col in ("id", "proposer", "general", "+/-", "Dice on G", "state", "gas"):
         table.add_column(col)
     for r in rows:
-        style = {"committed": "green", "rejected": "red"}.get(r.state, "")
+        style = STATE_STYLE.get(r.state, "")
         who = r.proposer + (" [red](byzantine)[/]" if r.byzantine else "")
+        score = "-" if r.score_global is None else f"{r.score_global:.3f}"
+        state = f"[{style}]{r.state}[/]" if style else r.state
         table.add_row(
-            str(r.id),
-            who,
-            r.general,
-            f"{r.approvals}/{r.rejections}",
-            f"{r.score_global:.3f}",
-            f"[{style}]{r.state}[/]" if style else r.state,
-            str(r.gas or ""),
+            str(r.id), who, r.general, f"{r.approvals}/{r.rejections}", score, state, str(sum(r.gas.values()))
         )
+    return table
+
+
+def _comparison(summary: dict[str, object]) -> Table:
+    scores = summary["scores"]
+    assert isinstance(scores, dict)
+    table = Table(title=f"{summary['metric']} on the global test set G (same training budget)")
+    table.add_column("model")
+    table.add_column("score", justify="right")
+    for name, score in scores["single"].items():
+        table.add_row(f"{name} alone", f"{score:.3f}")
+    table.add_row("[bold]coalition head[/]", f"[bold]{scores['coalition']:.3f}[/]")
+    table.add_row("centralised (pooled data)", f"{scores['centralized']:.3f}")
     return table
 
 
@@ -53,48 +67,79 @@ def _chain(spec: str, accounts: int) -> Iterator[Chain]:
         yield chain
 
 
+def _write_outputs(out: Path, result: DemoResult, chain: Chain) -> None:
+    (out / "summary.json").write_text(json.dumps(result.summary, indent=2) + "\n")
+    client = result.client
+    first = client.events()[0]
+    save_deployment(
+        Deployment(
+            chain_id=chain.chain_id,
+            address=client.address,
+            block=first.block_number,
+            variant=result.summary["variant"],
+            url=chain.kind,
+            deployer=client.admin(),
+            tx_hash=first.tx_hash,
+            tclearn_version=__version__,
+            contract_sha256=client.artifact.source_sha256,
+        ),
+        out / "deployment.json",
+    )
+
+
 def demo(
-    members: int = typer.Option(4, "--members", min=2, max=50, help="Hospitals (all of them validators)."),
-    byzantine: int = typer.Option(1, "--byzantine", min=0, help="How many of them submit poisoned increments."),
-    rounds: int = typer.Option(6, "--rounds", min=1, max=1000, help="Candidates submitted, hospitals in turn."),
-    variant: str = typer.Option("B", "--variant", help="Security variant recorded on chain: A, B or C."),
+    members: int = typer.Option(4, "--members", help="Hospitals (all of them validators)."),
+    byzantine: int = typer.Option(1, "--byzantine", help="How many of them are Byzantine."),
+    attack: Attack = typer.Option(Attack.SIGN_FLIP, "--attack", help="What the Byzantine members do."),
+    variant: str = typer.Option("B", "--variant", help="A (public model) or B (envelope-encrypted model)."),
+    mode: str = typer.Option("incremental", "--mode", help="incremental (each increment is a candidate)."),
+    rounds: int = typer.Option(6, "--rounds", help="Candidates submitted, hospitals in turn."),
     chain_spec: str = typer.Option(
         "embedded", "--chain", help="embedded, anvil, ganache or a JSON-RPC URL (dev keys)."
     ),
-    out: Path | None = typer.Option(None, "--out", help="Write summary.json into this folder."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the simulated scores."),
-    as_json: bool = typer.Option(False, "--json", help="Print only the summary JSON."),
+    data: Path | None = typer.Option(None, "--data", help="A coalition folder (layout of `tclearn data synth`)."),
+    model: str = typer.Option(
+        "unet", "--model", help="Segmentation network: unet, basic_unet, attention_unet, segresnet."
+    ),
+    out: Path = typer.Option(Path("out/demo"), "--out", help="Vault, data, summary.json and deployment.json go here."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the data, the genesis model and training."),
+    as_json: bool = typer.Option(False, "--json", help="Print only summary.json."),
 ) -> None:
-    """Run a coalition on a chain: draws, integrity opening, 2/3 votes and commits, with gas per step."""
-    parsed = Variant.parse(variant)
-    check_arguments(members, byzantine)
+    """Run a coalition: members train, a drawn general checks and opens, validators vote, 2/3 commit."""
+    settings = DemoSettings(
+        members=members,
+        byzantine=byzantine,
+        attack=attack,
+        variant=variant,  # type: ignore[arg-type]
+        mode=mode,
+        rounds=rounds,
+        model=model,
+        seed=seed,
+        data=data,
+    )
     with _chain(chain_spec, members + 1) as chain:
         if as_json:
-            result = simulate(chain, members=members, byzantine=byzantine, rounds=rounds, seed=seed, variant=parsed)
+            result = run_demo(settings, chain, out)
         else:
             with Live(_table([]), console=console, refresh_per_second=8) as live:
-                result = simulate(
-                    chain,
-                    members=members,
-                    byzantine=byzantine,
-                    rounds=rounds,
-                    seed=seed,
-                    variant=parsed,
-                    on_update=lambda rows: live.update(_table(rows)),
-                )
+                result = run_demo(settings, chain, out, on_update=lambda rows: live.update(_table(rows)))
             console.print()
-    summary = result.to_json()
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        _write_outputs(out, result, chain)
     if as_json:
-        typer.echo(json.dumps(summary, indent=2))
+        typer.echo(json.dumps(result.summary, indent=2))
         return
-    console.print(
-        f"head = model {summary['head']}; committed {summary['committed']}, rejected {summary['rejected']}; "
-        f"poisoned submitted {summary['poisoned_submitted']}, committed {summary['poisoned_committed']}; "
-        f"gas: submit {summary['gas']['submit']}, vote {summary['gas']['vote']}, "
-        f"committed round {summary['gas']['per_committed_round']}; {summary['seconds']} s"
+    s = result.summary
+    console.print(_comparison(s))
+    audit = (
+        "[green]every blob matches the chain[/]"
+        if s["audit_ok"]
+        else "[red]FAILED[/]: " + "; ".join(result.audit_failures)
     )
-    if out is not None:
-        console.print(f"summary -> {out / 'summary.json'}")
+    console.print(
+        f"head = model {result.head}; committed {s['committed']}, rejected {s['rejected']}; poisoned submitted "
+        f"{s['poisoned_submitted']}, committed {s['poisoned_committed']}; honest rejected {s['honest_rejected']}\n"
+        f"gas: submit {s['gas']['submit']}, open {s['gas']['open']}, vote {s['gas']['vote']}, committed round "
+        f"{s['gas']['per_committed_round']}\naudit: {audit}\n"
+        f"time: {s['seconds']} s ({', '.join(f'{k} {v:.1f} s' for k, v in result.seconds_by_phase.items())})\n"
+        f"outputs in {out}: summary.json, deployment.json, vault/, data/"
+    )

@@ -1,0 +1,78 @@
+"""The member's duty: pull the head, verify and open it, train an increment on local data, store it, submit.
+
+A Byzantine hospital (for simulations and tests) follows the same path but adopts its attack: on its data
+before training (label flipping) or on the weights it submits (random, scaled sign flip, noise, lazy).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from tclearn import __version__
+from tclearn.coalition.blobs import load_model, put_json, store_model
+from tclearn.coalition.context import Coalition, Hospital
+from tclearn.errors import ContractRevert
+from tclearn.learning.attacks import Attack, attack_weights, flip_labels
+from tclearn.learning.metadata import increment_metadata
+from tclearn.learning.models import build_model
+from tclearn.learning.train import train_increment
+from tclearn.ledger.client import Submission
+from tclearn.vault.codec import architecture_of
+
+log = logging.getLogger(__name__)
+MAX_REBASES = 3
+
+
+def vault_uri(sha256: str) -> str:
+    return f"vault://sha256/{sha256}"
+
+
+@dataclass(frozen=True)
+class Proposal:
+    submission: Submission
+    model_hash: str
+    metadata_hash: str
+    rebases: int
+
+
+def _train_and_store(co: Coalition, member: Hospital, head_id: int) -> tuple[str, str]:
+    head = co.client.get_model(head_id, with_uri=False)
+    parent_hash = head.model_hash.hex()
+    parent = load_model(co, member, parent_hash)  # re-hashed against the chain's hash by the store
+    model = build_model(co.model)
+    model.load_state_dict(parent)
+    data = flip_labels(member.train) if member.attack is Attack.LABEL_FLIP else member.train
+    with co.clock("training"):
+        increment = train_increment(model, data, co.training)
+    weights = attack_weights(member.attack, parent, increment.weights, seed=head_id)
+    model_hash = store_model(co, weights)
+    metadata = increment_metadata(co.model, increment.facts, member.manifest, parent=parent_hash)
+    metadata.update(
+        variant=co.variant.name,
+        tclearn_version=__version__,
+        architecture={k: v.to_json() for k, v in architecture_of(weights).items()},
+    )
+    return model_hash, put_json(co, metadata)
+
+
+def propose(co: Coalition, member: Hospital) -> Proposal:
+    """Train on the current head and submit; if another candidate commits first, rebase (bounded)."""
+    for rebases in range(MAX_REBASES + 1):
+        head_id = co.client.head()
+        model_hash, metadata_hash = _train_and_store(co, member, head_id)
+        try:
+            with co.clock("ledger"):
+                submission = co.client.submit(
+                    member.account,
+                    head_id,
+                    bytes.fromhex(model_hash),
+                    vault_uri(model_hash),
+                    bytes.fromhex(metadata_hash),
+                )
+            return Proposal(submission, model_hash, metadata_hash, rebases)
+        except ContractRevert as exc:
+            if exc.error != "StaleParent" or rebases == MAX_REBASES:
+                raise
+            log.info("%s: head moved past model %d while training; rebasing", member.name, head_id)
+    raise AssertionError("unreachable")

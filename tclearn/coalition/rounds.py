@@ -1,0 +1,84 @@
+"""An incremental-learning round, duty by duty: the member proposes, the drawn general opens, the eligible
+validators vote until the candidate is decided. Every step leaves its trace on chain and in the vault."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tclearn.coalition import general as general_duty
+from tclearn.coalition import validator as validator_duty
+from tclearn.coalition.context import Coalition, Hospital
+from tclearn.coalition.member import propose
+from tclearn.types import ModelState, Role
+
+
+@dataclass
+class CandidateRow:
+    """One candidate as the demo shows it and summary.json records it."""
+
+    id: int
+    proposer: str
+    byzantine: bool
+    general: str
+    state: str = "submitted"
+    approvals: int = 0
+    rejections: int = 0
+    score_global: float | None = None
+    gas: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "proposer": self.proposer,
+            "byzantine": self.byzantine,
+            "general": self.general,
+            "state": self.state,
+            "approvals": self.approvals,
+            "rejections": self.rejections,
+            "score_global": None if self.score_global is None else round(self.score_global, 4),
+        }
+
+
+def validators_for(co: Coalition, proposer: Hospital) -> list[Hospital]:
+    """The hospitals that may vote on `proposer`'s candidate, the general first (it opened it)."""
+    eligible = []
+    for h in co.hospitals:
+        member = co.client.get_member(h.address)
+        if h is not proposer and member is not None and member.active and Role.VALIDATOR in member.roles:
+            eligible.append(h)
+    return eligible
+
+
+def run_round(
+    co: Coalition, proposer: Hospital, on_update: Callable[[CandidateRow], None] | None = None
+) -> CandidateRow:
+    update = on_update or (lambda _row: None)
+    proposal = propose(co, proposer)
+    s = proposal.submission
+    row = CandidateRow(s.model_id, proposer.name, proposer.byzantine, co.name_of(s.general))
+    row.gas["submit"] = s.tx.gas_used
+    update(row)
+    candidate = co.client.get_model(s.model_id, with_uri=False)
+    general = co.hospital(candidate.general)
+    ok, _, row.gas["open"] = general_duty.open_candidate(co, general, candidate)
+    if not ok:
+        row.state = "rejected"
+        update(row)
+        return row
+    row.state = "open"
+    update(row)
+    voters = sorted(validators_for(co, proposer), key=lambda h: h is not general)
+    for validator in voters:
+        assessment, outcome = validator_duty.vote(co, validator, candidate)
+        if assessment.candidate is not None:
+            row.score_global = assessment.candidate.global_
+        row.approvals += assessment.approve
+        row.rejections += not assessment.approve
+        row.gas.setdefault("votes", 0)
+        row.gas["votes"] += outcome.tx.gas_used
+        row.state = outcome.state.name.lower()
+        update(row)
+        if outcome.state is not ModelState.OPEN:
+            break
+    return row

@@ -1,0 +1,87 @@
+"""The validator's duty: score the candidate on G and on its own L, compare with the head, store the
+evidence and vote. A candidate that cannot be opened or decoded is rejected with that as evidence."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from tclearn.coalition.blobs import load_model, put_json
+from tclearn.coalition.context import Coalition, Hospital
+from tclearn.coalition.policy import Scores
+from tclearn.errors import TclearnError
+from tclearn.learning.data import Task
+from tclearn.learning.evaluate import evaluate
+from tclearn.learning.models import build_model
+from tclearn.ledger.client import VoteOutcome
+from tclearn.types import ModelRecord
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Assessment:
+    approve: bool
+    candidate: Scores | None  # None: the candidate could not be opened
+    head: Scores
+    reason: str
+
+
+def scores_of(co: Coalition, validator: Hospital, weights: dict[str, torch.Tensor]) -> Scores:
+    model = build_model(co.model)
+    model.load_state_dict(weights)
+    with co.clock("evaluation"):
+        return Scores(evaluate(model, co.global_test).score, evaluate(model, validator.local_test).score)
+
+
+def head_scores(co: Coalition, validator: Hospital, model_id: int) -> Scores:
+    """The head's scores as this validator measured them (cached: the head is scored once per validator)."""
+    key = (validator.address, model_id)
+    if key not in co.head_scores:
+        record = co.client.get_model(model_id, with_uri=False)
+        co.head_scores[key] = scores_of(co, validator, load_model(co, validator, record.model_hash.hex()))
+    return co.head_scores[key]
+
+
+def assess(co: Coalition, validator: Hospital, candidate: ModelRecord) -> Assessment:
+    head = head_scores(co, validator, candidate.parent_id)
+    try:
+        weights = load_model(co, validator, candidate.model_hash.hex())
+    except TclearnError as exc:
+        return Assessment(False, None, head, f"cannot open the candidate: {exc}")
+    scores = scores_of(co, validator, weights)
+    co.head_scores[(validator.address, candidate.id)] = scores  # if it commits, it is the next head
+    approve = co.policy.accepts(scores, head)
+    reason = "not worse than the head beyond tolerance" if approve else "worse than the head beyond tolerance"
+    return Assessment(approve, scores, head, reason)
+
+
+def metric_name(co: Coalition) -> str:
+    return "dice" if co.global_test.task is Task.SEGMENTATION else "accuracy"
+
+
+def vote(co: Coalition, validator: Hospital, candidate: ModelRecord) -> tuple[Assessment, VoteOutcome]:
+    a = assess(co, validator, candidate)
+    evidence = {
+        "candidate": candidate.id,
+        "parent": candidate.parent_id,
+        "validator": validator.address,
+        "metric": metric_name(co),
+        "candidate_scores": None
+        if a.candidate is None
+        else {"global": a.candidate.global_, "local": a.candidate.local},
+        "head_scores": {"global": a.head.global_, "local": a.head.local},
+        "tolerance": {"global": co.policy.tolerance_global, "local": co.policy.tolerance_local},
+        "local_samples": len(validator.local_test),
+        "approve": a.approve,
+        "reason": a.reason,
+    }
+    evidence_hash = put_json(co, evidence)
+    shown = a.candidate or Scores(0.0, 0.0)
+    with co.clock("ledger"):
+        outcome = co.client.vote(
+            validator.account, candidate.id, a.approve, shown.global_, shown.local, bytes.fromhex(evidence_hash)
+        )
+    return a, outcome
