@@ -84,3 +84,7 @@ def run_coalition(chain: Chain, store: FsspecStore) -> AuditedRun:
 @pytest.fixture
 def run(chain: Chain, tmp_path: Path) -> AuditedRun:
     return run_coalition(chain, FsspecStore(f"file://{tmp_path}/vault"))
+
+
+# The live vault service of the vault suite, for the CLI's HTTP case.
+from tests.vault.conftest import directory, live_vault, member  # noqa: E402, F401
