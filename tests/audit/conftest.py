@@ -6,16 +6,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+import shutil
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
-from tclearn.ledger.chain import Chain
+from tclearn.ledger.chain import Chain, embedded_chain
 from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.history import LedgerHistory, rebuild
 from tclearn.types import ModelState, Role, Variant
 from tclearn.vault.store import FsspecStore
+from tests.conftest import ACCOUNTS
 
 
 @dataclass
@@ -81,9 +83,18 @@ def run_coalition(chain: Chain, store: FsspecStore) -> AuditedRun:
     return AuditedRun(client, store, committed, broken, voted_down)
 
 
+@pytest.fixture(scope="session")
+def _template_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[AuditedRun, Path]:
+    root = tmp_path_factory.mktemp("template") / "vault"
+    return run_coalition(embedded_chain(ACCOUNTS), FsspecStore(f"file://{root}")), root
+
+
 @pytest.fixture
-def run(chain: Chain, tmp_path: Path) -> AuditedRun:
-    return run_coalition(chain, FsspecStore(f"file://{tmp_path}/vault"))
+def run(_template_run: tuple[AuditedRun, Path], tmp_path: Path) -> AuditedRun:
+    """The run, played once per session; each test gets its own copy of the vault to damage."""
+    template, root = _template_run
+    shutil.copytree(root, tmp_path / "vault")
+    return replace(template, store=FsspecStore(f"file://{tmp_path}/vault"))
 
 
 # The live vault service of the vault suite, for the CLI's HTTP case.
