@@ -9,14 +9,16 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
 
+from tclearn.audit.report import write_report
 from tclearn.audit.verify import AuditReport, Severity, audit
 from tclearn.cli.common import DeploymentOpt, UrlOpt, console, open_deployment, user_errors
 from tclearn.errors import AccessDenied, AuthError, ConfigError
-from tclearn.ledger.history import rebuild
+from tclearn.ledger.history import LedgerHistory, rebuild
 from tclearn.vault.http import HttpStore
 from tclearn.vault.store import BlobStore, FsspecStore
 
@@ -61,15 +63,32 @@ def _table(report: AuditReport) -> Table:
     return table
 
 
+def _audit(history: LedgerHistory, store: BlobStore, vault: str, private_key: str | None) -> AuditReport:
+    """`audit`, turning a refusal of an anonymous read into a hint about `--key-env`."""
+    try:
+        return audit(history, store)
+    except (AuthError, AccessDenied) as exc:
+        if private_key is None:
+            raise ConfigError(
+                f"the vault at {vault} requires signed requests ({exc}); "
+                "pass --key-env VAR naming an environment variable that holds the auditor's private key"
+            ) from None
+        raise
+
+
+VaultOpt = typer.Option(..., "--vault", help="Vault URL: file:///path, memory://name or https://host.")
+KeyEnvOpt = typer.Option(
+    None, "--key-env", help="Name of an environment variable holding the auditor's hex private key (HTTP vault)."
+)
+
+
 @app.command()
 def verify(
     deployment: Path = DeploymentOpt,
-    vault: str = typer.Option(..., "--vault", help="Vault URL: file:///path, memory://name or https://host."),
+    vault: str = VaultOpt,
     json_out: bool = typer.Option(False, "--json", help="Print the audit as JSON."),
     url: str | None = UrlOpt,
-    key_env: str | None = typer.Option(
-        None, "--key-env", help="Name of an environment variable holding the auditor's hex private key (HTTP vault)."
-    ),
+    key_env: str | None = KeyEnvOpt,
 ) -> None:
     """Rebuild the history from the chain's logs and check every blob, quorum and parent; exit 1 on failure."""
     with user_errors():
@@ -77,15 +96,7 @@ def verify(
         store = open_vault(vault, private_key)
         dep, client = open_deployment(deployment, url)
         history = rebuild(client.events(from_block=dep.block))
-        try:
-            report = audit(history, store)
-        except (AuthError, AccessDenied) as exc:
-            if private_key is None:
-                raise ConfigError(
-                    f"the vault at {vault} requires signed requests ({exc}); "
-                    "pass --key-env VAR naming an environment variable that holds the auditor's private key"
-                ) from None
-            raise
+        report = _audit(history, store, vault, private_key)
     if json_out:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
@@ -98,3 +109,38 @@ def verify(
         for error in report.errors:
             typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1)
+
+
+def _load_summary(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        summary = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"--summary {path}: no such file") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--summary {path}: not JSON ({exc})") from None
+    if not isinstance(summary, dict):
+        raise ConfigError(f"--summary {path}: expected a JSON object, got {type(summary).__name__}")
+    return summary
+
+
+@app.command("report")
+def report_command(
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for report.html and its PNGs."),
+    deployment: Path = DeploymentOpt,
+    summary: Path | None = typer.Option(None, "--summary", help="summary.json of the run (e.g. from tclearn demo)."),
+    vault: str | None = typer.Option(None, "--vault", help="Vault URL: also audit the run and show the verdict."),
+    url: str | None = UrlOpt,
+    key_env: str | None = KeyEnvOpt,
+) -> None:
+    """Write an HTML report of the run (summary, candidates, votes, lineage) rebuilt from the chain's logs."""
+    with user_errors():
+        run_summary = _load_summary(summary)
+        private_key = private_key_from_env(key_env)
+        store = open_vault(vault, private_key) if vault is not None else None
+        dep, client = open_deployment(deployment, url)
+        history = rebuild(client.events(from_block=dep.block))
+        verdict = _audit(history, store, vault or "", private_key) if store is not None else None
+        path = write_report(out, history, run_summary, audit=verdict)
+    typer.echo(str(path))

@@ -6,6 +6,7 @@ The chain is the embedded one, handed to the command in place of the deployment 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -81,3 +82,26 @@ def test_an_http_vault_needs_the_auditors_key(
 
     assert anonymous.exit_code == 1 and "--key-env" in anonymous.stderr
     assert signed.exit_code == 0, signed.output
+
+
+def test_report_writes_html_with_the_audit_verdict(on_chain: AuditedRun, tmp_path: Path) -> None:
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps({"variant": "B", "scores": {"coalition": 0.8, "single": {"a": 0.6}}}))
+
+    result = runner.invoke(
+        audit_cli.app,
+        ["report", "--out", str(tmp_path / "r"), "--summary", str(summary), "--vault", on_chain.store.url],
+    )
+
+    assert result.exit_code == 0, result.output
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert 'Audit: <span class="ok">OK</span>' in html and (tmp_path / "r" / "comparison.png").exists()
+
+
+def test_report_refuses_a_summary_that_is_not_an_object(tmp_path: Path) -> None:
+    summary = tmp_path / "summary.json"
+    summary.write_text("[1, 2]")
+
+    result = runner.invoke(audit_cli.app, ["report", "--out", str(tmp_path), "--summary", str(summary)])
+
+    assert result.exit_code == 1 and "expected a JSON object, got list" in result.stderr
