@@ -157,12 +157,54 @@ def test_chain_up_writes_keys_and_stops_cleanly_on_sigterm(tmp_path: Path) -> No
     assert not LocalNode("anvil", port)._answers()
 
 
-def test_demo_json_summary(tmp_path: Path) -> None:
-    result = invoke("demo", "--rounds", "4", "--members", "4", "--byzantine", "1", "--json", "--out", str(tmp_path))
+SUMMARY_KEYS = {
+    "variant",
+    "chain",
+    "mode",
+    "metric",
+    "members",
+    "validators",
+    "byzantine",
+    "candidates",
+    "committed",
+    "rejected",
+    "poisoned_submitted",
+    "poisoned_committed",
+    "honest_rejected",
+    "scores",
+    "gas",
+    "audit_ok",
+    "seconds",
+}
+
+
+def test_demo_writes_summary_report_and_deployment(tmp_path: Path) -> None:
+    result = invoke("demo", "--members", "3", "--byzantine", "1", "--rounds", "3", "--json", "--out", str(tmp_path))
     summary = json.loads(result.output)  # type: ignore[attr-defined]
+    assert set(summary) == SUMMARY_KEYS
     assert summary == json.loads((tmp_path / "summary.json").read_text())
-    assert summary["poisoned_submitted"] == 1 and summary["poisoned_committed"] == 0
-    assert summary["committed"] == 3 and summary["gas"]["vote"] > 0
+    assert summary["byzantine"] == ["hospital-3"] and summary["poisoned_submitted"] == 1
+    assert summary["poisoned_committed"] == 0 and summary["audit_ok"] is True
+    assert set(summary["scores"]) == {"coalition", "centralized", "single"}
+    assert {c["id"] for c in summary["candidates"]} == {1, 2, 3}
+    report = (tmp_path / "report.html").read_text()
+    assert "hospital-3" in report and (tmp_path / "votes.png").stat().st_size > 0
+    assert json.loads((tmp_path / "deployment.json").read_text())["url"] == "embedded"
+
+
+def test_demo_refuses_what_it_cannot_do(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="variant C"):
+        invoke("demo", "--variant", "C", "--out", str(tmp_path))
+    with pytest.raises(ConfigError, match="byzantine"):
+        invoke("demo", "--members", "3", "--byzantine", "3", "--out", str(tmp_path))
+    data = tmp_path / "data"
+    data.mkdir()
+    with pytest.raises(ConfigError, match="holds 0 hospital folder"):
+        invoke("demo", "--data", str(data), "--members", "2", "--out", str(tmp_path))
+    (data / "st-luke" / "train").mkdir(parents=True)
+    (data / "st-mary").mkdir()
+    with pytest.raises(NotFoundError, match=r"missing: .*global/images.*st-luke/train/images"):
+        invoke("demo", "--data", str(data), "--members", "2", "--out", str(tmp_path))
 
 
 def test_module_entry_point_help() -> None:

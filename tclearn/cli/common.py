@@ -67,5 +67,10 @@ def open_as(
 def open_deployment(path: Path, url: str | None = None) -> tuple[Deployment, LedgerClient]:
     """Reads the deployment file, connects (checking the chain id) and checks the contract is there."""
     deployment = load_deployment(path)
+    if (url or deployment.url) == "embedded":
+        raise ConfigError(
+            f"{path} is a coalition on an embedded chain, which lived only inside the process that ran it; "
+            "run it on a node (e.g. `tclearn demo --chain anvil`) to inspect it afterwards"
+        )
     chain = connect(url or deployment.url, expected_chain_id=deployment.chain_id)
     return deployment, LedgerClient(chain, deployment.address)

@@ -12,6 +12,7 @@ from rich.live import Live
 from rich.table import Table
 
 from tclearn import __version__
+from tclearn.audit.report import write_report
 from tclearn.cli.common import console
 from tclearn.coalition.demo import DemoResult, DemoSettings, run_demo
 from tclearn.coalition.rounds import CandidateRow
@@ -69,6 +70,7 @@ def _chain(spec: str, accounts: int) -> Iterator[Chain]:
 
 def _write_outputs(out: Path, result: DemoResult, chain: Chain) -> None:
     (out / "summary.json").write_text(json.dumps(result.summary, indent=2) + "\n")
+    write_report(out, result.history, result.summary, audit=result.audit)
     client = result.client
     first = client.events()[0]
     save_deployment(
@@ -130,10 +132,11 @@ def demo(
         return
     s = result.summary
     console.print(_comparison(s))
+    a = result.audit
     audit = (
-        "[green]every blob matches the chain[/]"
-        if s["audit_ok"]
-        else "[red]FAILED[/]: " + "; ".join(result.audit_failures)
+        f"[green]{a.blobs_verified} blobs match the chain, every commit has its quorum[/]"
+        if a.ok
+        else "[red]FAILED[/]: " + "; ".join(str(f) for f in a.errors)
     )
     console.print(
         f"head = model {result.head}; committed {s['committed']}, rejected {s['rejected']}; poisoned submitted "
@@ -141,5 +144,5 @@ def demo(
         f"gas: submit {s['gas']['submit']}, open {s['gas']['open']}, vote {s['gas']['vote']}, committed round "
         f"{s['gas']['per_committed_round']}\naudit: {audit}\n"
         f"time: {s['seconds']} s ({', '.join(f'{k} {v:.1f} s' for k, v in result.seconds_by_phase.items())})\n"
-        f"outputs in {out}: summary.json, deployment.json, vault/, data/"
+        f"outputs in {out}: report.html (+ PNG plots), summary.json, deployment.json, vault/, data/"
     )

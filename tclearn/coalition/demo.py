@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from tclearn.audit.verify import AuditReport, audit
 from tclearn.coalition.blobs import load_model, put_model
 from tclearn.coalition.context import PHASES, Coalition, Hospital
 from tclearn.coalition.policy import AcceptancePolicy
@@ -32,7 +33,7 @@ from tclearn.learning.train import TrainConfig, train_increment
 from tclearn.ledger.chain import Chain
 from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.directory import ChainDirectory
-from tclearn.ledger.history import rebuild
+from tclearn.ledger.history import LedgerHistory, rebuild
 from tclearn.types import Role, Variant
 from tclearn.vault.envelope import public_bytes
 from tclearn.vault.store import FsspecStore
@@ -179,26 +180,12 @@ def baselines(co: Coalition, genesis: dict[str, torch.Tensor], steps: int, seed:
     return {"centralized": round(_trained_score(co, genesis, pooled, steps, seed), 4), "single": single}
 
 
-def audit_blobs(co: Coalition) -> list[str]:
-    """Every blob the chain vouches for (models, metadata, reports, evidence) re-hashed; the failures."""
-    history = rebuild(co.client.events())
-    failures = []
-    for c in history.candidates.values():
-        hashes = [c.model_hash, c.metadata_hash, c.report_hash, *(v.evidence_hash for v in c.votes)]
-        for raw in (h for h in hashes if h and any(h)):
-            try:
-                for _ in co.store.iter_blob(raw.hex()):
-                    pass
-            except Exception as exc:
-                failures.append(f"model {c.id}: blob {raw.hex()}: {exc}")
-    return failures
-
-
 @dataclass(frozen=True)
 class DemoResult:
     summary: dict[str, Any]  # exactly the keys of summary.json
     seconds_by_phase: dict[str, float]
-    audit_failures: list[str]
+    audit: AuditReport
+    history: LedgerHistory
     head: int
     client: LedgerClient
 
@@ -227,7 +214,8 @@ def run_demo(
     coalition_score = evaluate(head_model, co.global_test).score
     steps = settings.rounds * settings.epochs * (len(co.hospitals[0].train) // settings.batch_size)
     scores = {"coalition": round(coalition_score, 4), **baselines(co, genesis, steps, settings.seed)}
-    failures = audit_blobs(co)
+    history = rebuild(co.client.events())
+    report = audit(history, co.store)
     committed = [r for r in rows if r.state == "committed"]
     summary = {
         "variant": settings.variant.name,
@@ -252,8 +240,8 @@ def run_demo(
             if committed
             else 0,
         },
-        "audit_ok": not failures,
+        "audit_ok": report.ok,
         "seconds": round(time.perf_counter() - started, 1),
     }
     phases = {p: round(co.clock.seconds.get(p, 0.0), 3) for p in PHASES}
-    return DemoResult(summary, phases, failures, head, co.client)
+    return DemoResult(summary, phases, report, history, head, co.client)

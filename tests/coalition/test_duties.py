@@ -1,0 +1,228 @@
+"""The coalition duties on real models, real chain and real vault: every fault of the issue is handled as the
+protocol says and never leads to a committed unverified model."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tclearn.coalition import general as general_duty
+from tclearn.coalition import validator as validator_duty
+from tclearn.coalition.blobs import load_model, put_json, store_model
+from tclearn.coalition.context import Coalition
+from tclearn.coalition.demo import DemoSettings, hospital_folders, setup
+from tclearn.coalition.keeper import keep
+from tclearn.coalition.member import propose
+from tclearn.coalition.policy import AcceptancePolicy
+from tclearn.coalition.rounds import run_round
+from tclearn.errors import NotFoundError
+from tclearn.learning.attacks import Attack
+from tclearn.learning.models import arch_hash
+from tclearn.learning.synth import synth_coalition
+from tclearn.ledger.chain import embedded_chain
+from tclearn.types import ModelState, RejectReason, Variant
+from tclearn.vault.codec import canonical_json
+
+MEMBERS = 4
+
+
+@pytest.fixture(scope="session")
+def coalition_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("coalition") / "data"
+    synth_coalition(root, hospitals=MEMBERS, train=16, test=8, global_size=16, size=32, seed=0)
+    return root
+
+
+def make(coalition_data: Path, tmp_path: Path, variant: Variant = Variant.B, **kw: object) -> Coalition:
+    torch.set_num_threads(1)
+    options: dict[str, object] = {"epochs": 1, **kw}
+    settings = DemoSettings(members=MEMBERS, byzantine=0, variant=variant, data=coalition_data, **options)  # type: ignore[arg-type]
+    co, _ = setup(settings, embedded_chain(MEMBERS + 2), tmp_path)
+    return co
+
+
+def submit_weights(
+    co: Coalition, weights: dict[str, torch.Tensor], *, metadata: dict[str, object] | None = None
+) -> int:
+    """Hospital 0 submits `weights` with honest-looking metadata (or the given metadata)."""
+    head = co.client.head()
+    parent = co.client.get_model(head, with_uri=False).model_hash.hex()
+    meta = metadata or {
+        "parent": parent,
+        "variant": co.variant.name,
+        "training": {"batch_size": 8},
+        "arch_hash": arch_hash(co.model),
+    }
+    model_hash, meta_hash = store_model(co, weights), put_json(co, meta)
+    proposer = co.hospitals[0]
+    return co.client.submit(proposer.account, head, bytes.fromhex(model_hash), "u", bytes.fromhex(meta_hash)).model_id
+
+
+def general_verdict(co: Coalition, model_id: int) -> tuple[bool, dict[str, object]]:
+    candidate = co.client.get_model(model_id, with_uri=False)
+    ok, report_hash, _ = general_duty.open_candidate(co, co.hospital(candidate.general), candidate)
+    return ok, json.loads(co.store.get(report_hash))
+
+
+def honest_weights(co: Coalition) -> dict[str, torch.Tensor]:
+    head = co.client.get_model(co.client.head(), with_uri=False)
+    return load_model(co, co.hospitals[0], head.model_hash.hex())
+
+
+@pytest.mark.parametrize("variant", [Variant.A, Variant.B])
+def test_an_honest_round_commits(coalition_data: Path, tmp_path: Path, variant: Variant) -> None:
+    co = make(coalition_data, tmp_path, variant)
+    row = run_round(co, co.hospitals[0])
+    assert row.state == "committed" and row.approvals >= 2 and row.score_global is not None
+    assert co.client.head() == row.id
+    metadata = json.loads(co.store.get(co.client.get_model(row.id).metadata_hash.hex()))
+    assert metadata["training"]["samples"] == 16 and metadata["variant"] == variant.name
+    assert metadata["data"]["files"] > 0 and "images" not in json.dumps(metadata["data"]).lower().split("files")[0]
+
+
+def test_a_sign_flipping_member_is_voted_down(coalition_data: Path, tmp_path: Path) -> None:
+    co = make(coalition_data, tmp_path, epochs=3)
+    assert run_round(co, co.hospitals[0]).state == "committed"  # a head worth protecting
+    co.hospitals[3].attack = Attack.SIGN_FLIP
+    row = run_round(co, co.hospitals[3])
+    assert row.byzantine and row.state == "rejected"
+    assert co.client.head() != row.id
+
+
+def _assert_rejected_for(co: Coalition, model_id: int, check: str, ok: bool, report: dict[str, object]) -> None:
+    assert not ok
+    failed = [c for c in report["checks"] if not c["ok"]]  # type: ignore[union-attr]
+    assert failed[0]["name"] == check, report
+    m = co.client.get_model(model_id)
+    assert m.state is ModelState.REJECTED
+    rejected = [e for e in co.client.events() if e.name == "Rejected" and e.args["id"] == model_id]
+    assert rejected[0].args["reason"] == RejectReason.INTEGRITY
+    assert rejected[0].args["evidenceHash"].hex() == hashlib.sha256(canonical_json(report)).hexdigest()
+
+
+def test_corrupted_blob_is_rejected_by_the_general(coalition_data: Path, tmp_path: Path) -> None:
+    co = make(coalition_data, tmp_path)
+    model_id = submit_weights(co, honest_weights(co))
+    path = tmp_path / "vault" / co.client.get_model(model_id).model_hash.hex()
+    stored = next(p for p in (tmp_path / "vault").rglob(path.name) if p.is_file() and p.stat().st_size > 1000)
+    data = bytearray(stored.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    stored.write_bytes(bytes(data))
+    ok, report = general_verdict(co, model_id)
+    _assert_rejected_for(co, model_id, "weights", ok, report)
+    assert "corrupt" in json.dumps(report) or "hash" in json.dumps(report)
+
+
+def test_missing_blob_is_rejected(coalition_data: Path, tmp_path: Path) -> None:
+    co = make(coalition_data, tmp_path)
+    head = co.client.head()
+    meta = put_json(co, {"parent": "x"})
+    model_id = co.client.submit(co.hospitals[0].account, head, b"\x42" * 32, "u", bytes.fromhex(meta)).model_id
+    ok, report = general_verdict(co, model_id)
+    _assert_rejected_for(co, model_id, "blob", ok, report)
+
+
+def test_nan_weights_are_rejected_naming_the_tensor(coalition_data: Path, tmp_path: Path) -> None:
+    co = make(coalition_data, tmp_path)
+    weights = honest_weights(co)
+    name = next(k for k, v in weights.items() if v.is_floating_point())
+    weights[name] = weights[name].clone().fill_(float("nan"))
+    ok, report = general_verdict(co, submit_weights(co, weights))
+    assert not ok and name in json.dumps(report) and "non-finite" in json.dumps(report)
+
+
+def test_wrong_architecture_is_rejected(coalition_data: Path, tmp_path: Path) -> None:
+    co = make(coalition_data, tmp_path)
+    weights = honest_weights(co)
+    weights.pop(next(iter(weights)))
+    model_id = submit_weights(co, weights)
+    ok, report = general_verdict(co, model_id)
+    _assert_rejected_for(co, model_id, "weights", ok, report)
+    assert "missing" in json.dumps(report)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "check"),
+    [
+        ({"parent": "00" * 32, "variant": "B", "training": {"batch_size": 8}}, "declared"),
+        ({"parent": None, "variant": "A", "training": {"batch_size": 8}}, "declared"),
+    ],
+)
+def test_metadata_that_lies_is_rejected(
+    coalition_data: Path, tmp_path: Path, metadata: dict[str, object], check: str
+) -> None:
+    co = make(coalition_data, tmp_path)
+    model_id = submit_weights(co, honest_weights(co), metadata=metadata)
+    ok, report = general_verdict(co, model_id)
+    _assert_rejected_for(co, model_id, check, ok, report)
+
+
+def test_batch_size_below_policy_is_rejected(coalition_data: Path, tmp_path: Path) -> None:
+    co = make(coalition_data, tmp_path)
+    parent = co.client.get_model(co.client.head(), with_uri=False).model_hash.hex()
+    meta = {"parent": parent, "variant": "B", "arch_hash": arch_hash(co.model), "training": {"batch_size": 2}}
+    model_id = submit_weights(co, honest_weights(co), metadata=meta)
+    ok, report = general_verdict(co, model_id)
+    _assert_rejected_for(co, model_id, "policy", ok, report)
+    assert "minimum 4" in json.dumps(report)
+
+
+def test_metadata_hash_mismatch_is_rejected(coalition_data: Path, tmp_path: Path) -> None:
+    co = make(coalition_data, tmp_path)
+    head = co.client.head()
+    model_hash = store_model(co, honest_weights(co))
+    absent = hashlib.sha256(b"metadata nobody stored").digest()
+    model_id = co.client.submit(co.hospitals[0].account, head, bytes.fromhex(model_hash), "u", absent).model_id
+    ok, report = general_verdict(co, model_id)
+    _assert_rejected_for(co, model_id, "metadata", ok, report)
+
+
+def test_silent_general_is_replaced_and_the_round_completes(coalition_data: Path, tmp_path: Path) -> None:
+    co = make(coalition_data, tmp_path)
+    proposal = propose(co, co.hospitals[0])
+    model_id = proposal.submission.model_id
+    silent = co.client.get_model(model_id).general
+    co.client.chain.advance_time(4000)
+    assert keep(co.client, co.hospitals[0].account, model_id, co.client.chain.timestamp()) == "reassigned"
+    candidate = co.client.get_model(model_id)
+    assert candidate.general != silent
+    ok, _, _ = general_duty.open_candidate(co, co.hospital(candidate.general), candidate)
+    assert ok
+
+
+def test_a_validator_that_never_votes_does_not_block_the_commit(coalition_data: Path, tmp_path: Path) -> None:
+    co = make(coalition_data, tmp_path)
+    co.policy = AcceptancePolicy(1.0, 1.0)  # about quorum, not learning: every honest validator approves
+    proposal = propose(co, co.hospitals[0])
+    candidate = co.client.get_model(proposal.submission.model_id)
+    general_duty.open_candidate(co, co.hospital(candidate.general), candidate)
+    voters = co.hospitals[1:]  # eligible = 3: two approvals commit, the third never votes
+    states = [validator_duty.vote(co, v, candidate)[1].state for v in voters[:2]]
+    assert states == [ModelState.OPEN, ModelState.COMMITTED]
+    assert not co.client.has_voted(candidate.id, voters[2].address)
+
+
+def test_a_candidate_that_goes_stale_is_rebased(coalition_data: Path, tmp_path: Path) -> None:
+    co = make(coalition_data, tmp_path)
+    late = propose(co, co.hospitals[1])  # trained on genesis, then overtaken
+    assert run_round(co, co.hospitals[0]).state == "committed"
+    voter = co.hospitals[2]
+    candidate = co.client.get_model(late.submission.model_id)
+    assert co.client.get_model(candidate.id).parent_id == 0
+    co.client.mark_stale(voter.account, candidate.id)
+    assert co.client.get_model(candidate.id).state is ModelState.STALE
+    again = propose(co, co.hospitals[1])  # the member retrains from the new head
+    assert co.client.get_model(again.submission.model_id).parent_id == co.client.head()
+
+
+def test_data_folder_in_the_wrong_layout_names_what_is_missing(tmp_path: Path) -> None:
+    (tmp_path / "global" / "images").mkdir(parents=True)
+    (tmp_path / "h1" / "train" / "images").mkdir(parents=True)
+    (tmp_path / "h2" / "train").mkdir(parents=True)
+    with pytest.raises(NotFoundError, match=r"global/masks") as info:
+        hospital_folders(tmp_path, 2)
+    assert "h1/test/images" in str(info.value)
