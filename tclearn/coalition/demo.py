@@ -19,8 +19,9 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from tclearn.audit.verify import AuditReport, audit
 from tclearn.coalition.blobs import load_model, put_model
 from tclearn.coalition.context import PHASES, Coalition, Hospital
+from tclearn.coalition.fedavg import Aggregator
 from tclearn.coalition.policy import AcceptancePolicy
-from tclearn.coalition.rounds import CandidateRow, run_round
+from tclearn.coalition.rounds import CandidateRow, run_fedavg_round, run_round
 from tclearn.coalition.validator import metric_name
 from tclearn.errors import ConfigError, NotFoundError
 from tclearn.learning.attacks import Attack
@@ -38,7 +39,7 @@ from tclearn.types import Role, Variant
 from tclearn.vault.envelope import public_bytes
 from tclearn.vault.store import FsspecStore
 
-MODES = ("incremental",)
+MODES = ("incremental", "fedavg")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class DemoSettings:
     attack: Attack = Attack.SIGN_FLIP
     variant: Variant = Variant.B
     mode: str = "incremental"
+    aggregator: Aggregator = Aggregator.MEDIAN  # fedavg mode: how the round's aggregator combines contributions
     rounds: int = 6
     model: str = "unet"
     seed: int = 0
@@ -55,6 +57,8 @@ class DemoSettings:
     batch_size: int = 8
     lr: float = 0.01
     min_batch_size: int = 4
+    tolerance_global: float = 0.01
+    tolerance_local: float = 0.02
     data: Path | None = None
 
     def __post_init__(self) -> None:
@@ -66,6 +70,12 @@ class DemoSettings:
             raise ConfigError(f"--rounds must be at least 1, got {self.rounds}")
         object.__setattr__(self, "attack", Attack(self.attack))
         object.__setattr__(self, "variant", Variant.parse(self.variant))
+        try:
+            object.__setattr__(self, "aggregator", Aggregator(self.aggregator))
+        except ValueError:
+            raise ConfigError(
+                f"unknown aggregator {self.aggregator!r}; expected one of {', '.join(a.value for a in Aggregator)}"
+            ) from None
         if self.variant is Variant.C:
             raise ConfigError("variant C (homomorphic encryption with a supervisor) is not implemented yet; use A or B")
         if self.mode not in MODES:
@@ -143,7 +153,7 @@ def setup(settings: DemoSettings, chain: Chain, out: Path) -> tuple[Coalition, d
         settings.variant,
         model,
         training,
-        AcceptancePolicy(),
+        AcceptancePolicy(settings.tolerance_global, settings.tolerance_local),
         load_segmentation(root / GLOBAL),
         hospitals,
         directory=ChainDirectory(client, ttl=60.0),
@@ -205,14 +215,19 @@ def run_demo(
             on_update(rows)
 
     for r in range(settings.rounds):
-        run_round(co, co.hospitals[r % settings.members], show)
+        turn = co.hospitals[r % settings.members]
+        if settings.mode == "fedavg":
+            run_fedavg_round(co, turn, settings.aggregator, show)
+        else:
+            run_round(co, turn, show)
     head = co.client.head()
     head_model = build_model(co.model)
     head_model.load_state_dict(
         load_model(co, co.hospitals[0], co.client.get_model(head, with_uri=False).model_hash.hex())
     )
     coalition_score = evaluate(head_model, co.global_test).score
-    steps = settings.rounds * settings.epochs * (len(co.hospitals[0].train) // settings.batch_size)
+    trainers = settings.members if settings.mode == "fedavg" else 1  # who trains in one round
+    steps = trainers * settings.rounds * settings.epochs * (len(co.hospitals[0].train) // settings.batch_size)
     scores = {"coalition": round(coalition_score, 4), **baselines(co, genesis, steps, settings.seed)}
     history = rebuild(co.client.events())
     report = audit(history, co.store)

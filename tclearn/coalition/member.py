@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import torch
+
 from tclearn import __version__
 from tclearn.coalition.blobs import load_model, put_json, store_model
 from tclearn.coalition.context import Coalition, Hospital
@@ -16,7 +18,7 @@ from tclearn.errors import ContractRevert
 from tclearn.learning.attacks import Attack, attack_weights, flip_labels
 from tclearn.learning.metadata import increment_metadata
 from tclearn.learning.models import build_model
-from tclearn.learning.train import train_increment
+from tclearn.learning.train import TrainingFacts, train_increment
 from tclearn.ledger.client import Submission
 from tclearn.vault.codec import architecture_of
 
@@ -36,7 +38,15 @@ class Proposal:
     rebases: int
 
 
-def _train_and_store(co: Coalition, member: Hospital, head_id: int) -> tuple[str, str]:
+@dataclass(frozen=True)
+class Trained:
+    parent_hash: str
+    weights: dict[str, torch.Tensor]
+    facts: TrainingFacts
+
+
+def train_weights(co: Coalition, member: Hospital, head_id: int) -> Trained:
+    """What `member` submits after training on the head (a Byzantine member's attack included)."""
     head = co.client.get_model(head_id, with_uri=False)
     parent_hash = head.model_hash.hex()
     parent = load_model(co, member, parent_hash)  # re-hashed against the chain's hash by the store
@@ -45,13 +55,17 @@ def _train_and_store(co: Coalition, member: Hospital, head_id: int) -> tuple[str
     data = flip_labels(member.train) if member.attack is Attack.LABEL_FLIP else member.train
     with co.clock("training"):
         increment = train_increment(model, data, co.training)
-    weights = attack_weights(member.attack, parent, increment.weights, seed=head_id)
-    model_hash = store_model(co, weights)
-    metadata = increment_metadata(co.model, increment.facts, member.manifest, parent=parent_hash)
+    return Trained(parent_hash, attack_weights(member.attack, parent, increment.weights, seed=head_id), increment.facts)
+
+
+def _train_and_store(co: Coalition, member: Hospital, head_id: int) -> tuple[str, str]:
+    trained = train_weights(co, member, head_id)
+    model_hash = store_model(co, trained.weights)
+    metadata = increment_metadata(co.model, trained.facts, member.manifest, parent=trained.parent_hash)
     metadata.update(
         variant=co.variant.name,
         tclearn_version=__version__,
-        architecture={k: v.to_json() for k, v in architecture_of(weights).items()},
+        architecture={k: v.to_json() for k, v in architecture_of(trained.weights).items()},
     )
     return model_hash, put_json(co, metadata)
 

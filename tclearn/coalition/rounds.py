@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from tclearn.coalition import general as general_duty
 from tclearn.coalition import validator as validator_duty
 from tclearn.coalition.context import Coalition, Hospital
-from tclearn.coalition.member import propose
+from tclearn.coalition.fedavg import Aggregator, contribute, propose_aggregate
+from tclearn.coalition.member import Proposal, propose
 from tclearn.types import ModelState, Role
 
 
@@ -40,6 +41,9 @@ class CandidateRow:
         }
 
 
+Update = Callable[["CandidateRow"], None]
+
+
 def validators_for(co: Coalition, proposer: Hospital) -> list[Hospital]:
     """The hospitals that may vote on `proposer`'s candidate, the general first (it opened it)."""
     eligible = []
@@ -50,35 +54,47 @@ def validators_for(co: Coalition, proposer: Hospital) -> list[Hospital]:
     return eligible
 
 
-def run_round(
-    co: Coalition, proposer: Hospital, on_update: Callable[[CandidateRow], None] | None = None
-) -> CandidateRow:
-    update = on_update or (lambda _row: None)
-    proposal = propose(co, proposer)
+def decide(co: Coalition, proposal: Proposal, proposer: Hospital, byzantine: bool, update: Update) -> CandidateRow:
+    """After a submission: the drawn general opens it (or rejects it), then validators vote until decided."""
     s = proposal.submission
-    row = CandidateRow(s.model_id, proposer.name, proposer.byzantine, co.name_of(s.general))
+    row = CandidateRow(s.model_id, proposer.name, byzantine, co.name_of(s.general))
     row.gas["submit"] = s.tx.gas_used
     update(row)
     candidate = co.client.get_model(s.model_id, with_uri=False)
     general = co.hospital(candidate.general)
     ok, _, row.gas["open"] = general_duty.open_candidate(co, general, candidate)
-    if not ok:
-        row.state = "rejected"
-        update(row)
-        return row
-    row.state = "open"
+    row.state = "open" if ok else "rejected"
     update(row)
-    voters = sorted(validators_for(co, proposer), key=lambda h: h is not general)
-    for validator in voters:
+    if not ok:
+        return row
+    for validator in sorted(validators_for(co, proposer), key=lambda h: h is not general):
         assessment, outcome = validator_duty.vote(co, validator, candidate)
         if assessment.candidate is not None:
             row.score_global = assessment.candidate.global_
         row.approvals += assessment.approve
         row.rejections += not assessment.approve
-        row.gas.setdefault("votes", 0)
-        row.gas["votes"] += outcome.tx.gas_used
+        row.gas["votes"] = row.gas.get("votes", 0) + outcome.tx.gas_used
         row.state = outcome.state.name.lower()
         update(row)
         if outcome.state is not ModelState.OPEN:
             break
     return row
+
+
+def run_round(co: Coalition, proposer: Hospital, on_update: Update | None = None) -> CandidateRow:
+    """Incremental mode: `proposer`'s increment is the candidate."""
+    return decide(co, propose(co, proposer), proposer, proposer.byzantine, on_update or _ignore)
+
+
+def run_fedavg_round(
+    co: Coalition, aggregator: Hospital, rule: Aggregator, on_update: Update | None = None
+) -> CandidateRow:
+    """FedAvg mode: every member contributes from the head; `aggregator` submits their aggregate."""
+    head = co.client.head()
+    contributions = [contribute(co, h, head) for h in co.hospitals]
+    proposal = propose_aggregate(co, aggregator, rule, contributions, head)
+    return decide(co, proposal, aggregator, aggregator.byzantine, on_update or _ignore)
+
+
+def _ignore(_row: CandidateRow) -> None:
+    return None

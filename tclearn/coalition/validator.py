@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from tclearn.coalition.blobs import load_model, put_json
+from tclearn.coalition.blobs import get_json, load_model, put_json
 from tclearn.coalition.context import Coalition, Hospital
 from tclearn.coalition.policy import Scores
 from tclearn.errors import TclearnError
@@ -49,8 +49,16 @@ def assess(co: Coalition, validator: Hospital, candidate: ModelRecord) -> Assess
     head = head_scores(co, validator, candidate.parent_id)
     try:
         weights = load_model(co, validator, candidate.model_hash.hex())
+        metadata = get_json(co, candidate.metadata_hash.hex())
     except TclearnError as exc:
         return Assessment(False, None, head, f"cannot open the candidate: {exc}")
+    if metadata.get("mode") == "fedavg":
+        from tclearn.coalition.fedavg import verify_aggregate  # fedavg builds on the member duty
+
+        problem = verify_aggregate(co, validator, metadata, candidate.parent_id, weights)
+        if problem is not None:
+            log.warning("candidate %d: %s", candidate.id, problem)
+            return Assessment(False, None, head, problem)
     scores = scores_of(co, validator, weights)
     co.head_scores[(validator.address, candidate.id)] = scores  # if it commits, it is the next head
     approve = co.policy.accepts(scores, head)
