@@ -9,16 +9,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from eth_account.messages import encode_defunct
 
 from tclearn.coalition import general as general_duty
 from tclearn.coalition import validator as validator_duty
 from tclearn.coalition.blobs import load_model, put_json, store_model
 from tclearn.coalition.context import Coalition
 from tclearn.coalition.demo import DemoSettings, hospital_folders, setup
+from tclearn.coalition.fedavg import Aggregator, contribute, message, propose_aggregate, verify_aggregate
 from tclearn.coalition.keeper import keep
 from tclearn.coalition.member import propose
 from tclearn.coalition.policy import AcceptancePolicy
-from tclearn.coalition.rounds import run_round
+from tclearn.coalition.rounds import run_fedavg_round, run_round
 from tclearn.errors import NotFoundError
 from tclearn.learning.attacks import Attack
 from tclearn.learning.models import arch_hash
@@ -226,3 +228,62 @@ def test_data_folder_in_the_wrong_layout_names_what_is_missing(tmp_path: Path) -
     with pytest.raises(NotFoundError, match=r"global/masks") as info:
         hospital_folders(tmp_path, 2)
     assert "h1/test/images" in str(info.value)
+
+
+# ---- fedavg mode: verifiable aggregation ------------------------------------------------------------------
+
+
+def _fedavg_candidate(co: Coalition, rule: Aggregator) -> int:
+    head = co.client.head()
+    contributions = [contribute(co, h, head) for h in co.hospitals[:3]]
+    return propose_aggregate(co, co.hospitals[0], rule, contributions, head).submission.model_id
+
+
+@pytest.mark.parametrize("rule", list(Aggregator))
+def test_validators_accept_the_exact_aggregate(coalition_data: Path, tmp_path: Path, rule: Aggregator) -> None:
+    co = make(coalition_data, tmp_path)
+    model_id = _fedavg_candidate(co, rule)
+    candidate = co.client.get_model(model_id)
+    metadata = json.loads(co.store.get(candidate.metadata_hash.hex()))
+    weights = load_model(co, co.hospitals[1], candidate.model_hash.hex())
+    assert verify_aggregate(co, co.hospitals[1], metadata, candidate.parent_id, weights) is None
+    assert len(metadata["contributions"]) == 3 and metadata["aggregator"] == rule.value
+
+
+def test_a_cheating_aggregator_is_caught(coalition_data: Path, tmp_path: Path) -> None:
+    co = make(coalition_data, tmp_path)
+    co.hospitals[3].attack = Attack.RANDOM_WEIGHTS
+    row = run_fedavg_round(co, co.hospitals[3], Aggregator.MEDIAN)
+    assert row.byzantine and row.state == "rejected" and row.score_global is None
+    evidence = [e for e in co.client.events() if e.name == "Voted" and e.args["id"] == row.id]
+    reasons = [json.loads(co.store.get(e.args["evidenceHash"].hex()))["reason"] for e in evidence]
+    assert all("not the median of its listed contributions" in r for r in reasons)
+
+
+@pytest.mark.parametrize("tamper", ["signer", "stranger", "twice", "other_parent"])
+def test_forged_contribution_lists_are_caught(coalition_data: Path, tmp_path: Path, tamper: str) -> None:
+    co = make(coalition_data, tmp_path)
+    model_id = _fedavg_candidate(co, Aggregator.FEDAVG)
+    candidate = co.client.get_model(model_id)
+    metadata = json.loads(co.store.get(candidate.metadata_hash.hex()))
+    weights = load_model(co, co.hospitals[1], candidate.model_hash.hex())
+    entries = metadata["contributions"]
+    if tamper == "signer":  # claims another member's name for its contribution
+        entries[0]["member"] = co.hospitals[3].address
+        expected = "not by the member it names"
+    elif tamper == "stranger":  # a contribution signed by an account that is not a member
+        stranger = co.client.chain.dev_keys[-1]
+        text = message(co.client.chain.chain_id, co.client.address, candidate.parent_id, entries[0]["model_hash"])
+        entries[0]["member"] = stranger.address
+        entries[0]["signature"] = "0x" + stranger.sign_message(encode_defunct(text=text)).signature.hex().removeprefix(
+            "0x"
+        )
+        expected = "not an active member"
+    elif tamper == "twice":
+        entries[1] = entries[0]
+        expected = "contributes twice"
+    parent = candidate.parent_id
+    if tamper == "other_parent":  # replayed into another round: each signature binds its parent
+        parent, expected = parent + 1, "is signed by"
+    problem = verify_aggregate(co, co.hospitals[1], metadata, parent, weights)
+    assert problem is not None and expected in problem
