@@ -15,6 +15,7 @@ from tclearn import __version__
 from tclearn.audit.report import write_report
 from tclearn.cli.common import console
 from tclearn.coalition.demo import DemoResult, DemoSettings, run_demo
+from tclearn.coalition.fedavg import Aggregator
 from tclearn.coalition.rounds import CandidateRow
 from tclearn.config import Deployment, save_deployment
 from tclearn.learning.attacks import Attack
@@ -94,7 +95,12 @@ def demo(
     byzantine: int = typer.Option(1, "--byzantine", help="How many of them are Byzantine."),
     attack: Attack = typer.Option(Attack.SIGN_FLIP, "--attack", help="What the Byzantine members do."),
     variant: str = typer.Option("B", "--variant", help="A (public model) or B (envelope-encrypted model)."),
-    mode: str = typer.Option("incremental", "--mode", help="incremental (each increment is a candidate)."),
+    mode: str = typer.Option(
+        "incremental", "--mode", help="incremental (each increment is a candidate) or fedavg (one aggregate a round)."
+    ),
+    aggregator: Aggregator = typer.Option(
+        Aggregator.MEDIAN, "--aggregator", help="fedavg mode: how contributions are combined."
+    ),
     rounds: int = typer.Option(6, "--rounds", help="Candidates submitted, hospitals in turn."),
     chain_spec: str = typer.Option(
         "embedded", "--chain", help="embedded, anvil, ganache or a JSON-RPC URL (dev keys)."
@@ -114,6 +120,7 @@ def demo(
         attack=attack,
         variant=variant,  # type: ignore[arg-type]
         mode=mode,
+        aggregator=aggregator,
         rounds=rounds,
         model=model,
         seed=seed,

@@ -48,11 +48,13 @@ class HospitalProfile:
             raise ConfigError(f"noise must be in (0, 1], got {self.noise}")
 
 
-# Deliberately far apart: bright vs dim vs inverted contrast; many tiny discs vs few large ones.
+# Deliberately far apart, as scanners and populations differ: bright vs dim vs washed-out low contrast; little
+# vs much noise; many tiny discs vs few large ones; different shares of positive cases. (Contrast is never
+# inverted: a polarity flip is another modality, not another scanner.)
 BASE_PROFILES: tuple[HospitalProfile, ...] = (
     HospitalProfile(1.0, 0.0, 1.0, 0.05, 2, 5, 5, 0.95),
     HospitalProfile(0.45, 0.05, 0.7, 0.30, 7, 12, 2, 0.70),
-    HospitalProfile(0.8, 0.2, -1.0, 0.15, 4, 8, 3, 0.85),  # inverted contrast: dark findings
+    HospitalProfile(0.8, 0.2, 0.25, 0.15, 4, 8, 3, 0.85),  # washed out: findings barely above background
     HospitalProfile(0.6, 0.35, 0.5, 0.20, 3, 10, 4, 0.60),
 )
 

@@ -72,15 +72,16 @@ def test_coalition_generalises_better_than_a_single_hospital(coalition: Path) ->
         model.load_state_dict(train_increment(model, data, TrainConfig(epochs, 8, lr=1e-2)).weights)
         return evaluate(model, test_set).score
 
-    singles = [score(h, 30) for h in hospitals]  # same number of steps as the pooled run
-    assert score(pooled, 10) > max(singles) + 0.05
+    singles = [score(h, 60) for h in hospitals]  # same number of steps as the pooled run
+    assert score(pooled, 20) > max(singles) + 0.05
 
 
-def test_inverted_contrast_hospital_has_dark_findings(coalition: Path) -> None:
-    h3 = load_segmentation(coalition / "hospital-3" / "train")
-    fg = h3.images[h3.targets.bool()].mean()
-    bg = h3.images[~h3.targets.bool()].mean()
-    assert fg < bg
+def test_low_contrast_hospital_has_findings_barely_above_background(coalition: Path) -> None:
+    def contrast(name: str) -> float:
+        data = load_segmentation(coalition / name / "train")
+        return float(data.images[data.targets.bool()].mean() - data.images[~data.targets.bool()].mean())
+
+    assert 0 < contrast("hospital-3") < 0.5 * contrast("hospital-1")
 
 
 def test_more_hospitals_than_base_profiles_get_distinct_seeded_profiles(tmp_path: Path) -> None:
