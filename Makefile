@@ -53,6 +53,7 @@ bench: dev chain-tools
 	$(PY) bench/ledger_latency.py
 	$(PY) bench/vault.py
 	$(PY) bench/train.py
+	$(PY) bench/coalition.py
 
 clean:
 	rm -rf $(VENV) $(NODE_MODULES) .pytest_cache .mypy_cache .ruff_cache out
