@@ -25,6 +25,7 @@ from tclearn.protocol import to_fixed
 from tclearn.types import Member, ModelRecord, ModelState, Role, Variant
 
 PRIORITY_FEE = 1_000_000_000  # 1 gwei tip on chains with EIP-1559 fees
+EMBEDDED_GAS = 1_000_000  # above any Coalition call; the receipt still reports the gas really used
 GAS_MARGIN = 1.2  # estimates are exact on py-evm and anvil; a margin absorbs state changing meanwhile
 
 
@@ -371,9 +372,17 @@ def _fee_fields(chain: Chain) -> dict[str, int]:
     return {"maxFeePerGas": 2 * int(base_fee) + PRIORITY_FEE, "maxPriorityFeePerGas": PRIORITY_FEE}
 
 
-def _simulate(fn: Any, params: dict[str, Any], action: str, artifact: Any) -> int:
+def _simulate(chain: Chain, fn: Any, params: dict[str, Any], action: str, artifact: Any) -> int:
+    """Runs the call without sending it: a revert raises `ContractRevert`; returns the gas limit to send with.
+
+    On the embedded chain one `eth_call` is enough (gas is free there), while py-evm's `eth_estimateGas`
+    binary-searches the limit by running the call a dozen times; real nodes get the exact estimate.
+    """
     try:
-        return int(fn.estimate_gas(params))
+        if chain.embedded and hasattr(fn, "call"):
+            fn.call(params, block_identifier="pending")  # the block the transaction will be mined in
+            return EMBEDDED_GAS
+        return int(fn.estimate_gas(params) * GAS_MARGIN) + 10_000
     except (Web3Exception, Exception) as exc:
         data = revert_data(exc)
         if data is None:
@@ -383,7 +392,7 @@ def _simulate(fn: Any, params: dict[str, Any], action: str, artifact: Any) -> in
 
 def _send(chain: Chain, sender: _Sender, fn: Any, to: str | None, action: str, artifact: Any, *, timeout: float) -> Any:
     account = sender.account
-    gas = _simulate(fn, {"from": account.address}, action, artifact)
+    gas = _simulate(chain, fn, {"from": account.address}, action, artifact)
     with sender.lock:
         if sender.next_nonce is None:
             sender.next_nonce = int(chain.w3.eth.get_transaction_count(account.address, "pending"))
@@ -391,7 +400,7 @@ def _send(chain: Chain, sender: _Sender, fn: Any, to: str | None, action: str, a
             {
                 "from": account.address,
                 "nonce": sender.next_nonce,
-                "gas": int(gas * GAS_MARGIN) + 10_000,
+                "gas": gas,
                 "chainId": chain.chain_id,
                 **_fee_fields(chain),
             }
