@@ -1,7 +1,8 @@
 """The coalition end to end, as the demo runs it: Byzantine resistance, learning quality, and where the time goes.
 
 For each attack (random weights, scaled sign flip, label flipping) and each of 3 seeds, a coalition of 4
-hospitals with 1 Byzantine member runs on the embedded chain with a file vault (variant B). Prints JSON:
+hospitals with 1 Byzantine member runs on a local Anvil node (or `--chain embedded|ganache`) with a file
+vault (variant B). Prints JSON:
 poisoned candidates committed (target 0), honest candidates rejected (target <= 1 in 10), the coalition's
 score on G against the centralised model (target >= 0.97x) and against every single hospital (target: above
 all), and the wall time per phase — training, evaluation, ledger, vault, crypto (target: ledger + vault +
@@ -20,14 +21,14 @@ import torch
 
 from tclearn.coalition.demo import DemoSettings, run_demo
 from tclearn.learning.attacks import Attack
-from tclearn.ledger.chain import embedded_chain
+from tclearn.ledger.node import open_chain
 
 ATTACKS = (Attack.RANDOM_WEIGHTS, Attack.SIGN_FLIP, Attack.LABEL_FLIP)
 
 
-def one_run(settings: DemoSettings) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as out:
-        result = run_demo(settings, embedded_chain(settings.members + 1), Path(out))
+def one_run(settings: DemoSettings, chain: str) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as out, open_chain(chain, settings.members + 1) as node:
+        result = run_demo(settings, node, Path(out))
     s, phases = result.summary, result.seconds_by_phase
     honest = [c for c in s["candidates"] if not c["byzantine"]]
     scores = s["scores"]
@@ -59,13 +60,15 @@ def main() -> None:
     parser.add_argument("--mode", default="incremental", choices=("incremental", "fedavg"))
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--chain", default="anvil", help="embedded, anvil (default: the local node) or ganache")
     args = parser.parse_args()
     torch.set_num_threads(2)
     runs = [
         one_run(
             DemoSettings(
                 members=4, byzantine=1, attack=attack, mode=args.mode, rounds=args.rounds, epochs=args.epochs, seed=seed
-            )
+            ),
+            args.chain,
         )
         for attack in ATTACKS
         for seed in range(args.seeds)
@@ -78,6 +81,7 @@ def main() -> None:
             {
                 "benchmark": "coalition",
                 "mode": args.mode,
+                "chain": args.chain,
                 "rounds": args.rounds,
                 "epochs_per_increment": args.epochs,
                 "runs": runs,

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import typer
@@ -19,9 +17,8 @@ from tclearn.coalition.fedavg import Aggregator
 from tclearn.coalition.rounds import CandidateRow
 from tclearn.config import Deployment, save_deployment
 from tclearn.learning.attacks import Attack
-from tclearn.ledger.accounts import dev_accounts
-from tclearn.ledger.chain import Chain, connect, embedded_chain
-from tclearn.ledger.node import NODES, LocalNode
+from tclearn.ledger.chain import Chain
+from tclearn.ledger.node import open_chain
 
 STATE_STYLE = {"committed": "green", "rejected": "red", "expired": "yellow", "stale": "yellow"}
 
@@ -52,21 +49,6 @@ def _comparison(summary: dict[str, object]) -> Table:
     table.add_row("[bold]coalition head[/]", f"[bold]{scores['coalition']:.3f}[/]")
     table.add_row("centralised (pooled data)", f"{scores['centralized']:.3f}")
     return table
-
-
-@contextlib.contextmanager
-def _chain(spec: str, accounts: int) -> Iterator[Chain]:
-    if spec == "embedded":
-        yield embedded_chain(accounts)
-    elif spec in NODES:
-        with LocalNode(spec, accounts=accounts) as node:
-            chain = connect(node.url)
-            chain.dev_keys = dev_accounts(accounts)
-            yield chain
-    else:
-        chain = connect(spec)
-        chain.dev_keys = dev_accounts(accounts)
-        yield chain
 
 
 def _write_outputs(out: Path, result: DemoResult, chain: Chain) -> None:
@@ -126,7 +108,7 @@ def demo(
         seed=seed,
         data=data,
     )
-    with _chain(chain_spec, members + 1) as chain:
+    with open_chain(chain_spec, members + 1) as chain:
         if as_json:
             result = run_demo(settings, chain, out)
         else:

@@ -57,8 +57,8 @@ class DemoSettings:
     batch_size: int = 8
     lr: float = 0.01
     min_batch_size: int = 4
-    tolerance_global: float = 0.01
-    tolerance_local: float = 0.02
+    tolerance_global: float = AcceptancePolicy.tolerance_global
+    tolerance_local: float = AcceptancePolicy.tolerance_local
     data: Path | None = None
 
     def __post_init__(self) -> None:

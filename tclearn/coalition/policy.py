@@ -19,8 +19,11 @@ class Scores:
 class AcceptancePolicy:
     """Approve iff the candidate is not worse than the head by more than the tolerance, on G and on L."""
 
-    tolerance_global: float = 0.01
-    tolerance_local: float = 0.02
+    # An honest increment trained on one hospital's domain often costs the head a little on the others; a
+    # poisoned one costs it a lot (bench/coalition.py: poisoned candidates score 0.0-0.3 on G against heads at
+    # 0.6-0.9). 0.01 / 0.02 rejected 2.9 honest candidates in 10; 0.03 / 0.05 about 1.3, and no poisoned one.
+    tolerance_global: float = 0.03
+    tolerance_local: float = 0.05
 
     def __post_init__(self) -> None:
         for name in ("tolerance_global", "tolerance_local"):

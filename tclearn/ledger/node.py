@@ -6,6 +6,7 @@ development mnemonic as the embedded chain, so the same dev keys are funded on a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -21,6 +23,7 @@ import requests
 
 from tclearn.errors import ConfigError, NodeError
 from tclearn.ledger.accounts import DEV_MNEMONIC, dev_accounts
+from tclearn.ledger.chain import Chain
 
 NODES = ("anvil", "ganache")
 _BIN_DIR = Path(__file__).resolve().parents[2] / "contracts" / "node_modules" / ".bin"
@@ -149,3 +152,22 @@ class LocalNode:
 
     def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def open_chain(spec: str, accounts: int = 10) -> Iterator[Chain]:
+    """A chain with `accounts` funded dev keys: `embedded`, a fresh local `anvil` / `ganache` node (stopped on
+    exit), or a JSON-RPC URL of a development node that funds the dev mnemonic's keys."""
+    from tclearn.ledger.chain import connect, embedded_chain
+
+    if spec == "embedded":
+        yield embedded_chain(accounts)
+    elif spec in NODES:
+        with LocalNode(spec, accounts=accounts) as node:
+            chain = connect(node.url)
+            chain.dev_keys = dev_accounts(accounts)
+            yield chain
+    else:
+        chain = connect(spec)
+        chain.dev_keys = dev_accounts(accounts)
+        yield chain
