@@ -6,9 +6,8 @@ from pathlib import Path
 
 import typer
 
-from tclearn import __version__
-from tclearn.cli.common import DevAccountOpt, KeystoreOpt, console, signer
-from tclearn.config import Deployment, load_coalition_config, save_deployment
+from tclearn.cli.common import DevAccountOpt, KeystoreOpt, console, deployment_of, signer
+from tclearn.config import load_coalition_config, save_deployment
 from tclearn.errors import ConfigError
 from tclearn.ledger.chain import connect
 from tclearn.ledger.client import LedgerClient
@@ -43,17 +42,7 @@ def deploy(
         general_timeout=cfg.general_timeout,
         voting_timeout=cfg.voting_timeout,
     )
-    deployment = Deployment(
-        chain_id=chain.chain_id,
-        address=client.address,
-        block=tx.block_number,
-        variant=cfg.variant,
-        url=chain.kind,
-        deployer=admin.address,
-        tx_hash=tx.tx_hash,
-        tclearn_version=__version__,
-        contract_sha256=client.artifact.source_sha256,
-    )
+    deployment = deployment_of(client, tx.block_number, tx.tx_hash, cfg.variant)
     save_deployment(deployment, out)  # written before members: a failure below leaves a usable deployment
     console.print(
         f"Coalition (variant {cfg.variant}) at [bold]{client.address}[/] on chain {chain.chain_id}, "

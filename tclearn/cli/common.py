@@ -10,6 +10,7 @@ import typer
 from eth_account.signers.local import LocalAccount
 from rich.console import Console
 
+from tclearn import __version__
 from tclearn.config import Deployment, load_deployment
 from tclearn.errors import ConfigError, TclearnError
 from tclearn.ledger.accounts import dev_accounts, keystore_password, load_keystore
@@ -54,6 +55,21 @@ def signer(chain: Chain, keystore: Path | None, dev_account: int | None) -> Loca
     if not 0 <= dev_account < 100:
         raise ConfigError(f"--dev-account must be between 0 and 99, got {dev_account}")
     return dev_accounts(dev_account + 1)[dev_account]
+
+
+def deployment_of(client: LedgerClient, block: int, tx_hash: str, variant: str) -> Deployment:
+    """What a deployment file records about the coalition `client` talks to."""
+    return Deployment(
+        chain_id=client.chain.chain_id,
+        address=client.address,
+        block=block,
+        variant=variant,
+        url=client.chain.kind,
+        deployer=client.admin(),
+        tx_hash=tx_hash,
+        tclearn_version=__version__,
+        contract_sha256=client.artifact.source_sha256,
+    )
 
 
 def open_as(

@@ -9,13 +9,12 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from tclearn import __version__
 from tclearn.audit.report import write_report
-from tclearn.cli.common import console
+from tclearn.cli.common import console, deployment_of
 from tclearn.coalition.demo import DemoResult, DemoSettings, run_demo
 from tclearn.coalition.fedavg import Aggregator
 from tclearn.coalition.rounds import CandidateRow
-from tclearn.config import Deployment, save_deployment
+from tclearn.config import save_deployment
 from tclearn.learning.attacks import Attack
 from tclearn.ledger.chain import Chain
 from tclearn.ledger.node import open_chain
@@ -57,17 +56,7 @@ def _write_outputs(out: Path, result: DemoResult, chain: Chain) -> None:
     client = result.client
     first = client.events()[0]
     save_deployment(
-        Deployment(
-            chain_id=chain.chain_id,
-            address=client.address,
-            block=first.block_number,
-            variant=result.summary["variant"],
-            url=chain.kind,
-            deployer=client.admin(),
-            tx_hash=first.tx_hash,
-            tclearn_version=__version__,
-            contract_sha256=client.artifact.source_sha256,
-        ),
+        deployment_of(client, first.block_number, first.tx_hash, str(result.summary["variant"])),
         out / "deployment.json",
     )
 
