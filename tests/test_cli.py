@@ -189,6 +189,7 @@ def test_demo_writes_summary_report_and_deployment(tmp_path: Path) -> None:
     assert {c["id"] for c in summary["candidates"]} == {1, 2, 3}
     report = (tmp_path / "report.html").read_text()
     assert "hospital-3" in report and (tmp_path / "votes.png").stat().st_size > 0
+    assert "L of hospital-1" in report and "L of hospital-3" in report
     assert json.loads((tmp_path / "deployment.json").read_text())["url"] == "embedded"
 
 

@@ -113,16 +113,27 @@ def _audit_section(audit: AuditReport | None) -> str:
     return f"<p>Audit: {verdict} — {escape(counts)}</p>{findings}"
 
 
+def _comparison_section(score_table: Mapping[str, Mapping[str, float]] | None) -> str:
+    if not score_table:
+        return ""
+    sets = list(next(iter(score_table.values())))
+    header = ["model", *(s if s == "G" else f"L of {s}" for s in sets)]
+    rows = [[name, *(f"{row[s]:.3f}" for s in sets)] for name, row in score_table.items()]
+    return f"<h2>Scores on G and on each local test set L</h2>{_table(header, rows)}"
+
+
 def write_report(
     out_dir: Path,
     history: LedgerHistory,
     summary: Mapping[str, Any],
     names: Mapping[str, str] | None = None,
     audit: AuditReport | None = None,
+    score_table: Mapping[str, Mapping[str, float]] | None = None,
 ) -> Path:
     """Writes `report.html` and its PNGs into `out_dir` (created if needed); returns the HTML's path.
 
-    `names` maps addresses to display names and overrides the names registered on chain.
+    `names` maps addresses to display names and overrides the names registered on chain; `score_table`
+    (model -> {"G": score, hospital: score on its local set}) adds the comparison on G and every L.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     known = {address: member.name or address for address, member in history.members.items()}
@@ -160,6 +171,7 @@ def write_report(
 <body>
 <h1>{escape(title)}</h1>
 <h2>Summary</h2>{_table(["key", "value"], summary_rows(summary))}
+{_comparison_section(score_table)}
 <h2>Audit</h2>{_audit_section(audit)}
 <h2>Members</h2>{members}
 <h2>Candidates</h2>{candidates}

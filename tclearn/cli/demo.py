@@ -37,22 +37,25 @@ def _table(rows: list[CandidateRow]) -> Table:
     return table
 
 
-def _comparison(summary: dict[str, object]) -> Table:
-    scores = summary["scores"]
-    assert isinstance(scores, dict)
-    table = Table(title=f"{summary['metric']} on the global test set G (same training budget)")
+def _comparison(result: DemoResult) -> Table:
+    """Each model on G and on every hospital's L, all trained with the same number of optimisation steps."""
+    rows = result.score_table
+    sets = list(next(iter(rows.values())))
+    table = Table(title=f"{result.summary['metric']} on G and on each hospital's local test set L (same budget)")
     table.add_column("model")
-    table.add_column("score", justify="right")
-    for name, score in scores["single"].items():
-        table.add_row(f"{name} alone", f"{score:.3f}")
-    table.add_row("[bold]coalition head[/]", f"[bold]{scores['coalition']:.3f}[/]")
-    table.add_row("centralised (pooled data)", f"{scores['centralized']:.3f}")
+    for name in sets:
+        table.add_column(name if name == "G" else f"L of {name}", justify="right")
+    labels = {"coalition": "[bold]coalition head[/]", "centralized": "centralised (pooled data)"}
+    order = [n for n in rows if n not in labels] + list(labels)
+    for name in order:
+        cells = [f"{rows[name][s]:.3f}" for s in sets]
+        table.add_row(labels.get(name, f"{name} alone"), *cells)
     return table
 
 
 def _write_outputs(out: Path, result: DemoResult, chain: Chain) -> None:
     (out / "summary.json").write_text(json.dumps(result.summary, indent=2) + "\n")
-    write_report(out, result.history, result.summary, audit=result.audit)
+    write_report(out, result.history, result.summary, audit=result.audit, score_table=result.score_table)
     client = result.client
     first = client.events()[0]
     save_deployment(
@@ -109,7 +112,7 @@ def demo(
         typer.echo(json.dumps(result.summary, indent=2))
         return
     s = result.summary
-    console.print(_comparison(s))
+    console.print(_comparison(result))
     a = result.audit
     audit = (
         f"[green]{a.blobs_verified} blobs match the chain, every commit has its quorum[/]"

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from torch import nn
 
 from tclearn.audit.verify import AuditReport, audit
 from tclearn.coalition.blobs import load_model, put_model
@@ -161,8 +162,8 @@ def setup(settings: DemoSettings, chain: Chain, out: Path) -> tuple[Coalition, d
     return co, genesis
 
 
-def _trained_score(co: Coalition, start: dict[str, torch.Tensor], data: ImageData, steps: int, seed: int) -> float:
-    """Score on G of a model trained from `start` on `data` for about `steps` optimisation steps."""
+def _trained(co: Coalition, start: dict[str, torch.Tensor], data: ImageData, steps: int, seed: int) -> nn.Module:
+    """A model trained from `start` on `data` for about `steps` optimisation steps."""
     per_epoch = max(1, len(data) // co.training.batch_size)
     config = TrainConfig(
         epochs=max(1, round(steps / per_epoch)),
@@ -174,25 +175,33 @@ def _trained_score(co: Coalition, start: dict[str, torch.Tensor], data: ImageDat
     model = build_model(co.model)
     model.load_state_dict(start)
     model.load_state_dict(train_increment(model, data, config).weights)
-    return evaluate(model, co.global_test).score
+    return model
 
 
-def baselines(co: Coalition, genesis: dict[str, torch.Tensor], steps: int, seed: int) -> dict[str, Any]:
-    """Each honest hospital alone, and all hospitals' data pooled, with the coalition's training budget."""
+def baselines(co: Coalition, genesis: dict[str, torch.Tensor], steps: int, seed: int) -> dict[str, nn.Module]:
+    """Each honest hospital alone, and all honest hospitals' data pooled, with the coalition's training budget."""
     honest = [h for h in co.hospitals if not h.byzantine]
-    single = {h.name: round(_trained_score(co, genesis, h.train, steps, seed), 4) for h in honest}
     pooled = ImageData(
         honest[0].train.task,
         torch.cat([h.train.images for h in honest]),
         torch.cat([h.train.targets for h in honest]),
         tuple(f"{h.name}/{n}" for h in honest for n in h.train.names),
     )
-    return {"centralized": round(_trained_score(co, genesis, pooled, steps, seed), 4), "single": single}
+    models = {h.name: _trained(co, genesis, h.train, steps, seed) for h in honest}
+    models["centralized"] = _trained(co, genesis, pooled, steps, seed)
+    return models
+
+
+def score_table(co: Coalition, models: dict[str, nn.Module]) -> dict[str, dict[str, float]]:
+    """Each model's score on G and on every hospital's local test set L."""
+    sets = {"G": co.global_test, **{h.name: h.local_test for h in co.hospitals}}
+    return {name: {s: round(evaluate(m, data).score, 4) for s, data in sets.items()} for name, m in models.items()}
 
 
 @dataclass(frozen=True)
 class DemoResult:
     summary: dict[str, Any]  # exactly the keys of summary.json
+    score_table: dict[str, dict[str, float]]  # model -> {"G": score, hospital: score on its L}
     seconds_by_phase: dict[str, float]
     audit: AuditReport
     history: LedgerHistory
@@ -225,10 +234,11 @@ def run_demo(
     head_model.load_state_dict(
         load_model(co, co.hospitals[0], co.client.get_model(head, with_uri=False).model_hash.hex())
     )
-    coalition_score = evaluate(head_model, co.global_test).score
     trainers = settings.members if settings.mode == "fedavg" else 1  # who trains in one round
     steps = trainers * settings.rounds * settings.epochs * (len(co.hospitals[0].train) // settings.batch_size)
-    scores = {"coalition": round(coalition_score, 4), **baselines(co, genesis, steps, settings.seed)}
+    table = score_table(co, {"coalition": head_model, **baselines(co, genesis, steps, settings.seed)})
+    single = {name: row["G"] for name, row in table.items() if name not in ("coalition", "centralized")}
+    scores = {"coalition": table["coalition"]["G"], "centralized": table["centralized"]["G"], "single": single}
     history = rebuild(co.client.events())
     report = audit(history, co.store)
     committed = [r for r in rows if r.state == "committed"]
@@ -259,4 +269,4 @@ def run_demo(
         "seconds": round(time.perf_counter() - started, 1),
     }
     phases = {p: round(co.clock.seconds.get(p, 0.0), 3) for p in PHASES}
-    return DemoResult(summary, phases, report, history, head, co.client)
+    return DemoResult(summary, table, phases, report, history, head, co.client)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from html import escape
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,11 @@ def test_summary_rows_keep_the_issue_order_and_leave_candidates_out() -> None:
     rows = summary_rows({"seconds": 1, "extra": "x", "variant": "A", "candidates": []})
 
     assert [k for k, _ in rows] == ["variant", "seconds", "extra"]
+
+
+def test_score_table_on_g_and_every_l_is_rendered_and_escaped(run: AuditedRun, tmp_path: Path) -> None:
+    table = {"coalition": {"G": 0.81, "St Luke": 0.7}, EVIL: {"G": 0.5, "St Luke": 0.25}}
+    html = write_report(tmp_path, run.history(), {"variant": "B"}, score_table=table).read_text()
+    assert "L of St Luke" in html and "0.810" in html and "0.250" in html
+    assert EVIL not in html and escape(EVIL) in html
+    assert "local test set L" not in write_report(tmp_path, run.history(), {"variant": "B"}).read_text()
