@@ -183,7 +183,8 @@ def test_demo_writes_summary_report_and_deployment(tmp_path: Path) -> None:
     summary = json.loads(result.output)  # type: ignore[attr-defined]
     assert set(summary) == SUMMARY_KEYS
     assert summary == json.loads((tmp_path / "summary.json").read_text())
-    assert summary["byzantine"] == ["hospital-3"] and summary["poisoned_submitted"] == 1
+    assert summary["chain"] == "embedded" and summary["byzantine"] == ["hospital-3"]
+    assert summary["poisoned_submitted"] == 1
     assert summary["poisoned_committed"] == 0 and summary["audit_ok"] is True
     assert set(summary["scores"]) == {"coalition", "centralized", "single"}
     assert {c["id"] for c in summary["candidates"]} == {1, 2, 3}

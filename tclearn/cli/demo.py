@@ -102,10 +102,12 @@ def demo(
     )
     with open_chain(chain_spec, members + 1) as chain:
         if as_json:
-            result = run_demo(settings, chain, out)
+            result = run_demo(settings, chain, out, chain_label=chain_spec)
         else:
             with Live(_table([]), console=console, refresh_per_second=8) as live:
-                result = run_demo(settings, chain, out, on_update=lambda rows: live.update(_table(rows)))
+                result = run_demo(
+                    settings, chain, out, on_update=lambda rows: live.update(_table(rows)), chain_label=chain_spec
+                )
             console.print()
         _write_outputs(out, result, chain)
     if as_json:

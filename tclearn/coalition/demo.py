@@ -210,7 +210,11 @@ class DemoResult:
 
 
 def run_demo(
-    settings: DemoSettings, chain: Chain, out: Path, on_update: Callable[[list[CandidateRow]], None] | None = None
+    settings: DemoSettings,
+    chain: Chain,
+    out: Path,
+    on_update: Callable[[list[CandidateRow]], None] | None = None,
+    chain_label: str | None = None,
 ) -> DemoResult:
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
@@ -244,7 +248,7 @@ def run_demo(
     committed = [r for r in rows if r.state == "committed"]
     summary = {
         "variant": settings.variant.name,
-        "chain": "embedded" if chain.embedded else chain.kind,
+        "chain": chain_label or ("embedded" if chain.embedded else chain.kind),
         "mode": settings.mode,
         "metric": metric_name(co),
         "members": [h.name for h in co.hospitals],

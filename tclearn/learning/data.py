@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import enum
 import functools
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,10 +125,18 @@ def _normalise(array: np.ndarray) -> np.ndarray:
     return array.astype(np.float32)
 
 
+# MONAI's readers warn about things that are not the user's concern: a GPU DICOM decoder plugin that a CPU
+# machine does not have, and read-only NumPy buffers (the array is copied right below).
+_READER_NOISE = ("NvImgCodecPydicomReader: nvImageCodec", "The given NumPy array is not writable")
+
+
 def read_image(path: Path) -> np.ndarray:
     """One image as float32 `(C, *spatial)`; a `DataError` naming the file when it cannot be read."""
     try:
-        data = _loader(path)(str(path))
+        with warnings.catch_warnings():
+            for message in _READER_NOISE:
+                warnings.filterwarnings("ignore", message=message, category=UserWarning)
+            data = _loader(path)(str(path))
     except DataError:
         raise
     except Exception as exc:
