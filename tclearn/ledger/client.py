@@ -8,13 +8,12 @@ sent, the call is simulated (`eth_estimateGas`): a call the contract would refus
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
-from web3.exceptions import TimeExhausted, Web3Exception
+from web3.exceptions import TimeExhausted
 
 from tclearn.errors import ConfigError, ContractRevert, LedgerError, NoContract, TransactionTimeout
 from tclearn.ledger.artifact import load_artifact
@@ -121,7 +120,7 @@ class LedgerClient:
         )
         fn = factory.constructor(*args)
         sender = _Sender(deployer)
-        receipt = _send(chain, sender, fn, None, "deploy", artifact, timeout=120.0)
+        receipt = _send(chain, sender, fn, "deploy", artifact, timeout=120.0)
         client = cls(chain, receipt["contractAddress"])
         return client, client._result(receipt)
 
@@ -149,7 +148,6 @@ class LedgerClient:
             self.chain,
             self._sender(account),
             fn,
-            self.address,
             action,
             self.artifact,
             timeout=self.receipt_timeout,
@@ -251,7 +249,7 @@ class LedgerClient:
     def _view(self, fn_name: str, *args: Any) -> Any:
         try:
             return getattr(self.contract.functions, fn_name)(*args).call()
-        except (Web3Exception, Exception) as exc:
+        except Exception as exc:  # web3 and eth-tester report reverts by several exception types
             data = revert_data(exc)
             if data is None:
                 raise LedgerError(f"reading {fn_name} failed: {exc}") from None
@@ -383,14 +381,14 @@ def _simulate(chain: Chain, fn: Any, params: dict[str, Any], action: str, artifa
             fn.call(params, block_identifier="pending")  # the block the transaction will be mined in
             return EMBEDDED_GAS
         return int(fn.estimate_gas(params) * GAS_MARGIN) + 10_000
-    except (Web3Exception, Exception) as exc:
+    except Exception as exc:  # web3 and eth-tester report reverts by several exception types
         data = revert_data(exc)
         if data is None:
             raise LedgerError(f"{action} failed before sending: {exc}") from None
         raise decode_revert(artifact, data, action) from None
 
 
-def _send(chain: Chain, sender: _Sender, fn: Any, to: str | None, action: str, artifact: Any, *, timeout: float) -> Any:
+def _send(chain: Chain, sender: _Sender, fn: Any, action: str, artifact: Any, *, timeout: float) -> Any:
     account = sender.account
     gas = _simulate(chain, fn, {"from": account.address}, action, artifact)
     with sender.lock:
@@ -408,7 +406,7 @@ def _send(chain: Chain, sender: _Sender, fn: Any, to: str | None, action: str, a
         signed = account.sign_transaction(tx)
         try:
             tx_hash = chain.w3.eth.send_raw_transaction(signed.raw_transaction)
-        except (Web3Exception, Exception) as exc:
+        except Exception as exc:  # web3 and eth-tester report reverts by several exception types
             sender.next_nonce = None  # re-read from the node next time (e.g. nonce too low)
             data = revert_data(exc)
             if data is not None:
@@ -420,16 +418,15 @@ def _send(chain: Chain, sender: _Sender, fn: Any, to: str | None, action: str, a
     except TimeExhausted:
         raise TransactionTimeout(f"{action}: no receipt for {tx_hash.hex()} within {timeout:.0f} s") from None
     if receipt["status"] != 1:
-        _explain_failure(chain, fn, account, receipt, action, artifact)
+        _explain_failure(fn, account, receipt, action, artifact)
     return receipt
 
 
-def _explain_failure(chain: Chain, fn: Any, account: LocalAccount, receipt: Any, action: str, artifact: Any) -> None:
-    """A mined transaction reverted (the state changed after the simulation): say why."""
-    replay: Callable[[], Any] = lambda: fn.call({"from": account.address})  # noqa: E731
+def _explain_failure(fn: Any, account: LocalAccount, receipt: Any, action: str, artifact: Any) -> None:
+    """A mined transaction reverted (the state changed after the simulation): say why, by replaying it."""
     try:
-        replay()
-    except (Web3Exception, Exception) as exc:
+        fn.call({"from": account.address})
+    except Exception as exc:
         data = revert_data(exc)
         if data is not None:
             raise decode_revert(artifact, data, action) from None
