@@ -11,11 +11,12 @@ from eth_account.signers.local import LocalAccount
 from rich.console import Console
 
 from tclearn import __version__
-from tclearn.config import Deployment, load_deployment
+from tclearn.config import Deployment
 from tclearn.errors import ConfigError, TclearnError
 from tclearn.ledger.accounts import dev_accounts, keystore_password, load_keystore
-from tclearn.ledger.chain import Chain, connect
+from tclearn.ledger.chain import Chain
 from tclearn.ledger.client import LedgerClient
+from tclearn.ledger.deployment import open_deployment
 
 console = Console()
 DEV_CHAIN_IDS = {31337, 1337}  # Anvil, Ganache
@@ -78,15 +79,3 @@ def open_as(
     """The deployment's client and the account that will sign through it."""
     _, client = open_deployment(deployment, url)
     return client, signer(client.chain, keystore, dev_account)
-
-
-def open_deployment(path: Path, url: str | None = None) -> tuple[Deployment, LedgerClient]:
-    """Reads the deployment file, connects (checking the chain id) and checks the contract is there."""
-    deployment = load_deployment(path)
-    if (url or deployment.url) == "embedded":
-        raise ConfigError(
-            f"{path} is a coalition on an embedded chain, which lived only inside the process that ran it; "
-            "run it on a node (e.g. `tclearn demo --chain anvil`) to inspect it afterwards"
-        )
-    chain = connect(url or deployment.url, expected_chain_id=deployment.chain_id)
-    return deployment, LedgerClient(chain, deployment.address)

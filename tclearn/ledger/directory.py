@@ -14,6 +14,7 @@ from pathlib import Path
 from eth_utils import is_address, to_checksum_address
 
 from tclearn.ledger.client import LedgerClient
+from tclearn.ledger.deployment import open_deployment
 from tclearn.types import Member
 
 _NO_KEY = b"\x00" * 32
@@ -42,9 +43,5 @@ class ChainDirectory:
 
 def chain_directory(deployment_file: Path, ttl: float = 5.0) -> ChainDirectory:
     """The members of the coalition a deployment file names (chain id and contract are checked)."""
-    from tclearn.config import load_deployment
-    from tclearn.ledger.chain import connect
-
-    deployment = load_deployment(deployment_file)
-    chain = connect(deployment.url, expected_chain_id=deployment.chain_id)
-    return ChainDirectory(LedgerClient(chain, deployment.address), ttl)
+    _, client = open_deployment(deployment_file)
+    return ChainDirectory(client, ttl)
