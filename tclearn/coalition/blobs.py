@@ -74,7 +74,3 @@ def get_json(co: Coalition, sha256: str) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise IntegrityError(f"blob {sha256} is not a JSON object")
     return document
-
-
-def hex_of(raw: bytes) -> str:
-    return raw.hex()

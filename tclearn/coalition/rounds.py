@@ -1,5 +1,6 @@
-"""An incremental-learning round, duty by duty: the member proposes, the drawn general opens, the eligible
-validators vote until the candidate is decided. Every step leaves its trace on chain and in the vault."""
+"""A round, duty by duty: a member proposes (incremental mode) or the round's aggregator submits the members'
+aggregate (FedAvg mode), the drawn general opens it, the eligible validators vote until it is decided.
+Every step leaves its trace on chain and in the vault."""
 
 from __future__ import annotations
 

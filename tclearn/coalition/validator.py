@@ -10,10 +10,10 @@ import torch
 
 from tclearn.coalition.blobs import get_json, load_model, put_json
 from tclearn.coalition.context import Coalition, Hospital
+from tclearn.coalition.fedavg import verify_aggregate
 from tclearn.coalition.policy import Scores
 from tclearn.errors import TclearnError
-from tclearn.learning.data import Task
-from tclearn.learning.evaluate import evaluate
+from tclearn.learning.evaluate import evaluate, headline_metric
 from tclearn.learning.models import build_model
 from tclearn.ledger.client import VoteOutcome
 from tclearn.types import ModelRecord
@@ -53,8 +53,6 @@ def assess(co: Coalition, validator: Hospital, candidate: ModelRecord) -> Assess
     except TclearnError as exc:
         return Assessment(False, None, head, f"cannot open the candidate: {exc}")
     if metadata.get("mode") == "fedavg":
-        from tclearn.coalition.fedavg import verify_aggregate  # fedavg builds on the member duty
-
         problem = verify_aggregate(co, validator, metadata, candidate.parent_id, weights)
         if problem is not None:
             log.warning("candidate %d: %s", candidate.id, problem)
@@ -67,7 +65,7 @@ def assess(co: Coalition, validator: Hospital, candidate: ModelRecord) -> Assess
 
 
 def metric_name(co: Coalition) -> str:
-    return "dice" if co.global_test.task is Task.SEGMENTATION else "accuracy"
+    return headline_metric(co.global_test.task)
 
 
 def vote(co: Coalition, validator: Hospital, candidate: ModelRecord) -> tuple[Assessment, VoteOutcome]:

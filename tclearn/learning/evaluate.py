@@ -25,7 +25,12 @@ class Evaluation:
 
     @property
     def score(self) -> float:
-        return self.metrics["dice" if self.task is Task.SEGMENTATION else "accuracy"]
+        return self.metrics[headline_metric(self.task)]
+
+
+def headline_metric(task: Task) -> str:
+    """The one metric a model is judged by for `task`: Dice for segmentation, accuracy for classification."""
+    return "dice" if task is Task.SEGMENTATION else "accuracy"
 
 
 def probabilities(logits: torch.Tensor) -> torch.Tensor:
