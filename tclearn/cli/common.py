@@ -12,14 +12,13 @@ from rich.console import Console
 
 from tclearn import __version__
 from tclearn.config import Deployment
-from tclearn.errors import ConfigError, TclearnError
-from tclearn.ledger.accounts import dev_accounts, keystore_password, load_keystore
+from tclearn.errors import TclearnError
+from tclearn.ledger.accounts import choose_signer
 from tclearn.ledger.chain import Chain
 from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.deployment import open_deployment
 
 console = Console()
-DEV_CHAIN_IDS = {31337, 1337}  # Anvil, Ganache
 
 KeystoreOpt = typer.Option(None, "--keystore", help="Encrypted keystore of the signing account.")
 DevAccountOpt = typer.Option(
@@ -45,17 +44,8 @@ def user_errors() -> Iterator[None]:
 
 
 def signer(chain: Chain, keystore: Path | None, dev_account: int | None) -> LocalAccount:
-    """The account that signs: a keystore (password from env or prompt) or a dev account."""
-    if (keystore is None) == (dev_account is None):
-        raise ConfigError("give exactly one of --keystore FILE or --dev-account N")
-    if keystore is not None:
-        return load_keystore(keystore, keystore_password())
-    assert dev_account is not None
-    if chain.chain_id not in DEV_CHAIN_IDS and not chain.embedded:
-        raise ConfigError(f"--dev-account is only for local dev chains; chain {chain.chain_id} needs --keystore")
-    if not 0 <= dev_account < 100:
-        raise ConfigError(f"--dev-account must be between 0 and 99, got {dev_account}")
-    return dev_accounts(dev_account + 1)[dev_account]
+    """The account that signs: --keystore (password from env or prompt) or --dev-account N."""
+    return choose_signer(chain.chain_id, chain.embedded, keystore, dev_account)
 
 
 def deployment_of(client: LedgerClient, block: int, tx_hash: str, variant: str) -> Deployment:

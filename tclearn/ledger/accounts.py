@@ -19,6 +19,7 @@ from tclearn.errors import AuthError, ConfigError, NotFoundError
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
 DEV_HD_PATH = "m/44'/60'/0'/0"
 PASSWORD_ENV = "TCLEARN_KEYSTORE_PASSWORD"
+DEV_CHAIN_IDS = {31337, 1337}  # Anvil, Ganache
 
 Account.enable_unaudited_hdwallet_features()
 
@@ -80,3 +81,18 @@ def keystore_password(prompt: bool = True, confirm: bool = False) -> str:
     import typer
 
     return str(typer.prompt("Keystore password", hide_input=True, confirmation_prompt=confirm))
+
+
+def choose_signer(chain_id: int, embedded: bool, keystore: Path | None, dev_account: int | None) -> LocalAccount:
+    """The account that signs: a keystore (password from the environment or a prompt) or, on a local dev
+    chain only, funded dev account `dev_account`."""
+    if (keystore is None) == (dev_account is None):
+        raise ConfigError("give exactly one of a keystore file or a dev account number")
+    if keystore is not None:
+        return load_keystore(keystore, keystore_password())
+    assert dev_account is not None
+    if chain_id not in DEV_CHAIN_IDS and not embedded:
+        raise ConfigError(f"dev accounts are only for local dev chains; chain {chain_id} needs a keystore")
+    if not 0 <= dev_account < 100:
+        raise ConfigError(f"the dev account number must be between 0 and 99, got {dev_account}")
+    return dev_accounts(dev_account + 1)[dev_account]
