@@ -172,4 +172,5 @@ def app_from_env() -> FastAPI:
     follower = ChainFollower(
         client, Database(settings.state), start_block=deployment.block, confirmations=settings.confirmations
     )
-    return create_app(follower, store, access_log=open_access_log(settings, store), label=str(settings.deployment))
+    label = f"variant {deployment.variant} coalition ({settings.deployment.name})"
+    return create_app(follower, store, access_log=open_access_log(settings, store), label=label)

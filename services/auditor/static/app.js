@@ -35,7 +35,13 @@ function setStatus(text, isError = false) {
 
 const short = (hash) => (hash ? `${hash.slice(0, 10)}…${hash.slice(-6)}` : "—");
 const score = (value) => (value === null || value === undefined ? "—" : value.toFixed(4));
-const who = (address) => state.names[address] || address;
+const ZERO_ADDRESS = /^0x0{40}$/;
+const ADDRESS = /0x[0-9a-fA-F]{40}/g;
+// A member's registered name, else a shortened address ("—" for the zero address of genesis's general).
+function who(address) {
+  if (!address || ZERO_ADDRESS.test(address)) return "—";
+  return state.names[address] || `${address.slice(0, 6)}…${address.slice(-4)}`;
+}
 
 function fillTable(id, rows) {
   const body = document.querySelector(`#${id} tbody`);
@@ -156,11 +162,14 @@ function drawScores(points) {
   }
   const blocks = points.map((p) => p.block);
   const lo = Math.min(...blocks), hi = Math.max(...blocks);
-  const x = (block) => left + (hi === lo ? 0.5 : (block - lo) / (hi - lo)) * (width - left - right);
-  const y = (value) => top + (1 - Math.max(0, Math.min(1, value))) * (height - top - bottom);
-  for (const tick of [0, 0.25, 0.5, 0.75, 1]) {
+  const x = (block) => left + 10 + (hi === lo ? 0.5 : (block - lo) / (hi - lo)) * (width - left - right - 20);
+  // Scores live in [0, 1]; the axis stops a little above the best vote so that small differences show.
+  const top_value = Math.min(1, Math.max(0.05, ...points.map((p) => p.max)) * 1.15);
+  const y = (value) => top + (1 - Math.max(0, Math.min(top_value, value)) / top_value) * (height - top - bottom);
+  for (let i = 0; i <= 4; i++) {
+    const tick = (top_value * i) / 4;
     parts.push(el("svg:line", { x1: left, x2: width - right, y1: y(tick), y2: y(tick), class: "grid" }));
-    parts.push(el("svg:text", { x: left - 6, y: y(tick), dy: "0.35em", "text-anchor": "end", class: "axis" }, tick));
+    parts.push(el("svg:text", { x: left - 6, y: y(tick), dy: "0.35em", "text-anchor": "end", class: "axis" }, tick.toFixed(2)));
   }
   parts.push(el("svg:text", { x: (left + width - right) / 2, y: height - 6, "text-anchor": "middle", class: "axis" }, "block"));
   const committed = points.filter((p) => p.committed);
@@ -208,7 +217,7 @@ function drawIntegrity(result) {
   fillTable(
     "integrity",
     result.blobs.map((b) => ({
-      cells: [String(b.model_id), b.what, short(b.sha256), b.status, new Date(b.checked_at * 1000).toLocaleTimeString()],
+      cells: [String(b.model_id), b.what.replace(ADDRESS, who), short(b.sha256), b.status, new Date(b.checked_at * 1000).toLocaleTimeString()],
       className: b.ok ? "" : `bad ${b.severity}`,
     })),
   );
@@ -258,7 +267,7 @@ async function load() {
   setStatus("loading…");
   const health = await api("/health");
   document.getElementById("coalition").textContent =
-    `${health.coalition} — chain ${health.chain_id}, contract ${health.contract}, read to block ${health.read_to_block}`;
+    `${health.coalition} — chain ${health.chain_id}, contract ${health.contract}, events read to block ${health.read_to_block}`;
   const lineage = await api("/api/lineage");
   state.lineage = lineage;
   for (const m of lineage.members) state.names[m.address] = m.name || m.address;
