@@ -12,9 +12,11 @@ import json
 import threading
 from typing import Any
 
+import requests
 from sqlalchemy import Integer, String, Text, select
 from sqlalchemy.orm import Mapped, mapped_column
 
+from tclearn.errors import ChainUnreachable
 from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.events import EventReader, LedgerEvent
 from tclearn.ledger.history import LedgerHistory, apply
@@ -95,5 +97,8 @@ class ChainFollower:
     def refresh(self) -> LedgerHistory:
         """Reads the events confirmed since the last call; returns a copy of the history that later calls leave be."""
         with self._lock:
-            self.reader.poll(self._handle)
+            try:
+                self.reader.poll(self._handle)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                raise ChainUnreachable(f"the chain at {self.client.chain.kind} does not answer: {exc}") from None
             return copy.deepcopy(self.history)

@@ -16,10 +16,13 @@ from tclearn.audit.follow import ChainFollower
 from tclearn.config import load_settings
 from tclearn.errors import ConfigError, NotFoundError
 from tclearn.ledger.history import rebuild, to_json
+from tclearn.ledger.node import LocalNode
 from tclearn.state.db import Database
 from tclearn.types import Role
 from tclearn.vault.directory import StaticDirectory
 from tclearn.vault.http import HttpStore
+from tclearn.vault.store import FsspecStore
+from tests.conftest import ACCOUNTS, deploy_coalition, node_chain
 from tests.services.conftest import Auditor, CoalitionRun
 from tests.vault.conftest import _serve, account
 
@@ -262,3 +265,15 @@ def test_bad_settings_are_one_config_error_naming_the_field(
 def test_a_missing_config_file_is_not_found(tmp_path: Path) -> None:
     with pytest.raises(NotFoundError, match=r"nope\.toml"):
         load_settings(AuditorSettings, tmp_path / "nope.toml")
+
+
+def test_a_chain_that_stops_answering_is_a_502_naming_it(tmp_path: Path) -> None:
+    with LocalNode("anvil", accounts=ACCOUNTS) as node:
+        coalition = deploy_coalition(node_chain(node), validators=2)
+        follower = ChainFollower(coalition.client, Database(f"sqlite:///{tmp_path}/state.db"))
+        api = TestClient(create_app(follower, FsspecStore(f"file://{tmp_path}/vault")))
+        assert api.get("/api/lineage").json()["models"][0]["state"] == "committed"
+    response = api.get("/api/lineage")
+
+    assert response.status_code == 502
+    assert response.json()["code"] == "chain_unreachable" and node.url in response.json()["message"]
