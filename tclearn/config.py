@@ -108,13 +108,17 @@ def _explain(path: Path, exc: ValidationError) -> ConfigError:
     return ConfigError(f"{path}: {problems}")
 
 
-def _load(path: Path, model: type[M], parse: Any) -> M:
+def _read(path: Path, parse: Any) -> Any:
     try:
-        raw = parse(path.read_text())
+        return parse(path.read_text())
     except FileNotFoundError:
         raise NotFoundError(f"{path} does not exist") from None
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{path} is not valid: {exc}") from None
+
+
+def _load(path: Path, model: type[M], parse: Any) -> M:
+    raw = _read(path, parse)
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
@@ -144,14 +148,7 @@ def load_settings(model: type[S], path: Path | None = None) -> S:
 
     A missing or malformed file, or a bad field from either source, is one `ConfigError` naming the file.
     """
-    values: dict[str, Any] = {}
-    if path is not None:
-        try:
-            values = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise NotFoundError(f"{path} does not exist") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path} is not valid: {exc}") from None
+    values: dict[str, Any] = {} if path is None else _read(path, tomllib.loads)
     try:
         return model(**values)
     except ValidationError as exc:
