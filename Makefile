@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt
 NODE_MODULES := contracts/node_modules
 
-.PHONY: demo test lint types contracts contracts-check bench install dev chain-tools clean
+.PHONY: demo test lint types contracts contracts-check bench install dev chain-tools browser-tools clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ $(VENV)/.stamp-dev: $(VENV)/.stamp-install
 $(NODE_MODULES)/.stamp: contracts/package.json contracts/package-lock.json
 	cd contracts && npm install --no-audit --no-fund --loglevel=error
 	touch $@
+
+## A headless browser for the dashboard test: Debian's chromium (playwright drives it, never downloads one).
+browser-tools:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
 install: $(VENV)/.stamp-install
 dev: $(VENV)/.stamp-dev
@@ -45,7 +50,7 @@ contracts: dev chain-tools
 contracts-check: dev chain-tools
 	$(PY) -m tclearn.ledger.compiler --check
 
-test: dev chain-tools lint types contracts-check
+test: dev chain-tools browser-tools lint types contracts-check
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: dev chain-tools

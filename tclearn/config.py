@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 from eth_utils import is_address, to_checksum_address
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from tclearn.errors import ConfigError, NotFoundError
 from tclearn.types import Role, Variant
@@ -107,17 +108,52 @@ def _explain(path: Path, exc: ValidationError) -> ConfigError:
     return ConfigError(f"{path}: {problems}")
 
 
-def _load(path: Path, model: type[M], parse: Any) -> M:
+def _read(path: Path, parse: Any) -> Any:
     try:
-        raw = parse(path.read_text())
+        return parse(path.read_text())
     except FileNotFoundError:
         raise NotFoundError(f"{path} does not exist") from None
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{path} is not valid: {exc}") from None
+
+
+def _load(path: Path, model: type[M], parse: Any) -> M:
+    raw = _read(path, parse)
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
         raise _explain(path, exc) from None
+
+
+class ServiceSettings(BaseSettings):
+    """Settings of a service: environment variables override the values a TOML file gives the constructor."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return env_settings, init_settings
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def load_settings(model: type[S], path: Path | None = None) -> S:
+    """Service settings: the TOML file at `path` (if any), overridden by the model's environment variables.
+
+    A missing or malformed file, or a bad field from either source, is one `ConfigError` naming the file.
+    """
+    values: dict[str, Any] = {} if path is None else _read(path, tomllib.loads)
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        prefix = model.model_config.get("env_prefix", "")
+        raise _explain(path or Path(f"settings ({prefix}* environment variables)"), exc) from None
 
 
 def load_coalition_config(path: Path) -> CoalitionConfig:

@@ -6,6 +6,7 @@ as sibling files into one folder, so the folder can be archived or served as it 
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterable, Mapping
 from html import escape
@@ -122,6 +123,10 @@ def _comparison_section(score_table: Mapping[str, Mapping[str, float]] | None) -
     return f"<h2>Scores on G and on each local test set L</h2>{_table(header, rows)}"
 
 
+def _image_src(path: Path, embed: bool) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode() if embed else path.name
+
+
 def write_report(
     out_dir: Path,
     history: LedgerHistory,
@@ -129,11 +134,13 @@ def write_report(
     names: Mapping[str, str] | None = None,
     audit: AuditReport | None = None,
     score_table: Mapping[str, Mapping[str, float]] | None = None,
+    embed_images: bool = False,
 ) -> Path:
     """Writes `report.html` and its PNGs into `out_dir` (created if needed); returns the HTML's path.
 
     `names` maps addresses to display names and overrides the names registered on chain; `score_table`
-    (model -> {"G": score, hospital: score on its local set}) adds the comparison on G and every L.
+    (model -> {"G": score, hospital: score on its local set}) adds the comparison on G and every L;
+    `embed_images` inlines the PNGs as data URIs, so that report.html alone is the whole report.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     known = {address: member.name or address for address, member in history.members.items()}
@@ -164,7 +171,7 @@ def write_report(
         ],
         candidate_rows(history, known, summary),
     )
-    figures = "".join(f'<img src="{escape(p.name)}" alt="{escape(p.stem)}">' for p in images)
+    figures = "".join(f'<img src="{escape(_image_src(p, embed_images))}" alt="{escape(p.stem)}">' for p in images)
     title = f"tclearn coalition run — head {history.head}"
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title><style>{_CSS}</style></head>

@@ -148,8 +148,9 @@ def _blob_severity(candidate: CandidateHistory, committed: bool) -> Severity:
     return Severity.WARNING
 
 
-def _references(candidate: CandidateHistory, committed: bool) -> list[tuple[str, bytes, Severity]]:
+def references(candidate: CandidateHistory) -> list[tuple[str, bytes, Severity]]:
     """(what, hash, severity if missing or tampered) for every blob the chain links to `candidate`."""
+    committed = candidate.state == ModelState.COMMITTED
     blob_severity = _blob_severity(candidate, committed)
     side_severity = Severity.ERROR if committed else Severity.WARNING
     refs = [("model blob", candidate.model_hash, blob_severity), ("metadata", candidate.metadata_hash, blob_severity)]
@@ -176,7 +177,7 @@ def audit(history: LedgerHistory, store: BlobStore) -> AuditReport:
                 findings.append(
                     Finding(Severity.WARNING, candidate.id, "its general filed no integrity report (zero hash)")
                 )
-        for what, digest, severity in _references(candidate, committed):
+        for what, digest, severity in references(candidate):
             if digest not in statuses:
                 statuses[digest] = check_blob(store, digest)
             status = statuses[digest]

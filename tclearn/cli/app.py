@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from tclearn.cli import account, audit, chain, coalition, data, demo, ledger, member, predict, train, vault
+from tclearn.cli import account, audit, auditor, chain, coalition, data, demo, ledger, member, predict, train, vault
 from tclearn.cli.common import report
 from tclearn.errors import TclearnError
 
@@ -22,6 +22,7 @@ app.add_typer(member.app, name="member")
 app.add_typer(ledger.app, name="ledger")
 app.add_typer(vault.app, name="vault")
 app.add_typer(audit.app, name="audit")
+app.add_typer(auditor.app, name="auditor")
 app.add_typer(data.app, name="data")
 app.command("train")(train.train)
 app.command("evaluate")(train.evaluate)

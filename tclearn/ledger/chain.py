@@ -12,6 +12,7 @@ from typing import Any
 import requests
 from eth_account.signers.local import LocalAccount
 from web3 import EthereumTesterProvider, HTTPProvider, Web3
+from web3.middleware import ExtraDataToPOAMiddleware
 
 from tclearn.errors import ChainUnreachable, LedgerError, WrongChain
 from tclearn.ledger.accounts import DEV_HD_PATH, DEV_MNEMONIC, dev_accounts
@@ -66,6 +67,9 @@ def connect(url: str, expected_chain_id: int | None = None, timeout: float = 10.
         if not url.startswith(("http://", "https://")):
             raise ChainUnreachable(f"unsupported chain URL {url!r}: use http(s)://HOST:PORT or 'embedded'")
         w3 = Web3(HTTPProvider(url, request_kwargs={"timeout": timeout}))
+        # Proof-of-authority chains (geth clique, Besu clique/IBFT/QBFT) put signer data in a block's
+        # extraData, longer than web3's 32-byte limit; the middleware moves it aside on any chain.
+        w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
         try:
             chain_id = int(w3.eth.chain_id)
         except (requests.ConnectionError, requests.Timeout, OSError) as exc:

@@ -85,7 +85,8 @@ class LedgerHistory:
             current = self.candidates[current].parent_id
 
 
-def _apply(h: LedgerHistory, ev: LedgerEvent) -> None:
+def apply(h: LedgerHistory, ev: LedgerEvent) -> None:
+    """Folds one event into `h` (events must come in chain order); lets a follower update a history in place."""
     a: dict[str, Any] = ev.args
     if ev.name == "AdminTransferred":
         h.admin = a["newAdmin"]
@@ -143,54 +144,62 @@ def rebuild(events: Iterable[LedgerEvent]) -> LedgerHistory:
     """Folds events (in chain order) into the coalition's history."""
     history = LedgerHistory()
     for ev in events:
-        _apply(history, ev)
+        apply(history, ev)
     return history
+
+
+def hex_or_none(digest: bytes | None) -> str | None:
+    """`0x`-hex of an on-chain hash, None kept."""
+    return "0x" + digest.hex() if digest is not None else None
+
+
+def candidate_json(c: CandidateHistory) -> dict[str, Any]:
+    """A JSON-ready view of one candidate and its votes (hashes as 0x-hex)."""
+    return {
+        "id": c.id,
+        "parent_id": c.parent_id,
+        "state": c.state.name.lower(),
+        "proposer": c.proposer,
+        "generals": c.generals,
+        "model_hash": hex_or_none(c.model_hash),
+        "metadata_hash": hex_or_none(c.metadata_hash),
+        "uri": c.uri,
+        "eligible": c.eligible,
+        "approvals": c.approvals,
+        "rejections": c.rejections,
+        "report_hash": hex_or_none(c.report_hash),
+        "reject_reason": c.reject_reason.name.lower() if c.reject_reason else None,
+        "submitted_block": c.submitted_block,
+        "votes": [
+            {
+                "validator": v.validator,
+                "approve": v.approve,
+                "score_global": v.score_global,
+                "score_local": v.score_local,
+                "evidence_hash": hex_or_none(v.evidence_hash),
+                "block": v.block,
+            }
+            for v in c.votes
+        ],
+    }
 
 
 def to_json(h: LedgerHistory) -> dict[str, Any]:
     """A JSON-ready view of the history (hashes as 0x-hex)."""
-    hx = lambda b: "0x" + b.hex() if b is not None else None  # noqa: E731
     return {
         "admin": h.admin,
         "head": h.head,
         "lineage": h.lineage(),
-        "global_test_set_hash": hx(h.global_test_set_hash),
+        "global_test_set_hash": hex_or_none(h.global_test_set_hash),
         "members": [
             {
                 "address": m.address,
                 "name": m.name,
                 "roles": m.roles.names(),
                 "active": m.active,
-                "encryption_key": hx(m.encryption_key),
+                "encryption_key": hex_or_none(m.encryption_key),
             }
             for m in h.members.values()
         ],
-        "models": [
-            {
-                "id": c.id,
-                "parent_id": c.parent_id,
-                "state": c.state.name.lower(),
-                "proposer": c.proposer,
-                "generals": c.generals,
-                "model_hash": hx(c.model_hash),
-                "metadata_hash": hx(c.metadata_hash),
-                "uri": c.uri,
-                "eligible": c.eligible,
-                "approvals": c.approvals,
-                "rejections": c.rejections,
-                "report_hash": hx(c.report_hash),
-                "reject_reason": c.reject_reason.name.lower() if c.reject_reason else None,
-                "votes": [
-                    {
-                        "validator": v.validator,
-                        "approve": v.approve,
-                        "score_global": v.score_global,
-                        "score_local": v.score_local,
-                        "evidence_hash": hx(v.evidence_hash),
-                    }
-                    for v in c.votes
-                ],
-            }
-            for c in h.candidates.values()
-        ],
+        "models": [candidate_json(c) for c in h.candidates.values()],
     }

@@ -1,0 +1,176 @@
+"""The auditor service: a read-only dashboard and JSON API over a coalition's chain and vault.
+
+    GET  /                        the dashboard (static HTML + JS, no network beyond this service)
+    GET  /health                  chain reachable, the head the auditor has read up to         200
+    GET  /api/lineage             every model: state, parent, proposer, general, votes, hashes    200
+    GET  /api/models/{id}         one model with its votes, scores, evidence and blob checks      200 / 404
+    GET  /api/integrity           the last check of every blob (unread ones are read now)         200
+    POST /api/integrity           re-hash every blob now                                          200
+    POST /api/integrity/{id}      re-hash one model's blobs now                                   200 / 404
+    GET  /api/access-log          the vault's access log (service or database, see settings)     200 / 404
+    GET  /api/scores              the score on G of every voted-on model over time                200
+    GET  /report.html             the audit report as one self-contained HTML page                200
+    GET  /report.json             the same as JSON: audit verdict, history, integrity, scores     200
+
+The chain is followed incrementally (`ChainFollower`): each request reads only blocks not seen before.
+Run it with `tclearn auditor serve` or `uvicorn --factory services.auditor.app:app_from_env`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from tclearn.audit.config import CONFIG_ENV, AccessLog, AuditorSettings, no_access_log, open_access_log, open_store
+from tclearn.audit.follow import ChainFollower
+from tclearn.audit.integrity import BlobChecks, candidate_of
+from tclearn.audit.report import write_report
+from tclearn.audit.verify import audit
+from tclearn.audit.views import lineage_json, model_json, scores_json
+from tclearn.config import load_settings
+from tclearn.errors import TclearnError
+from tclearn.ledger.deployment import open_deployment
+from tclearn.ledger.history import to_json
+from tclearn.state.db import Database
+from tclearn.types import ModelState
+from tclearn.vault.store import BlobStore
+
+STATIC = Path(__file__).parent / "static"
+# The dashboard loads nothing from elsewhere, runs no inline script and sends data only to this service.
+DASHBOARD_CSP = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
+
+
+def create_app(
+    follower: ChainFollower,
+    store: BlobStore,
+    *,
+    access_log: AccessLog | None = None,
+    label: str = "",
+) -> FastAPI:
+    """The auditor over a chain `follower` and the `store` its blobs live in; `label` names the coalition."""
+    checks = BlobChecks(store)
+    app = FastAPI(title="tclearn auditor", version="1")
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.exception_handler(TclearnError)
+    async def tclearn_error(_request: Request, exc: TclearnError) -> JSONResponse:
+        return JSONResponse(exc.to_dict(), status_code=exc.http_status)
+
+    @app.get("/", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"content-security-policy": DASHBOARD_CSP})
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        history = follower.refresh()
+        return {
+            "ok": True,
+            "coalition": label or follower.client.address,
+            "chain_id": follower.client.chain.chain_id,
+            "contract": follower.client.address,
+            "read_to_block": follower.reader.position[0],
+            "models": len(history.candidates),
+            "head": history.head,
+            "access_log": access_log is not None,
+        }
+
+    @app.get("/api/lineage")
+    def lineage() -> dict[str, Any]:
+        return {"coalition": label or follower.client.address, **lineage_json(follower.refresh())}
+
+    @app.get("/api/models/{model_id}")
+    def model(model_id: int) -> dict[str, Any]:
+        history = follower.refresh()
+        candidate_of(history, model_id)
+        return model_json(history, model_id, checks.check(history, [model_id]))
+
+    def integrity(model_ids: list[int] | None, refresh: bool) -> dict[str, Any]:
+        blobs = checks.check(follower.refresh(), model_ids, refresh=refresh)
+        bad = [b for b in blobs if not b.ok]
+        return {
+            "ok": not bad,
+            "checked": len(blobs),
+            "bad": [b.to_json() for b in bad],
+            "blobs": [b.to_json() for b in blobs],
+        }
+
+    @app.get("/api/integrity")
+    def last_integrity() -> dict[str, Any]:
+        return integrity(None, refresh=False)
+
+    @app.post("/api/integrity")
+    def verify_all() -> dict[str, Any]:
+        return integrity(None, refresh=True)
+
+    @app.post("/api/integrity/{model_id}")
+    def verify_model(model_id: int) -> dict[str, Any]:
+        return integrity([model_id], refresh=True)
+
+    @app.get("/api/access-log")
+    def access(account: str | None = None, sha256: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        if access_log is None:
+            raise no_access_log()
+        return access_log(account, sha256, max(1, min(limit, 1000)))
+
+    @app.get("/api/scores")
+    def scores() -> list[dict[str, Any]]:
+        return scores_json(follower.refresh())
+
+    def summary(verdict_ok: bool) -> dict[str, Any]:
+        history = follower.refresh()
+        states = [c.state for c in history.candidates.values()]
+        return {
+            "coalition": label or follower.client.address,
+            "chain": follower.client.chain.kind,
+            "contract": follower.client.address,
+            "committed": states.count(ModelState.COMMITTED),
+            "rejected": states.count(ModelState.REJECTED),
+            "expired": states.count(ModelState.EXPIRED),
+            "stale": states.count(ModelState.STALE),
+            "audit_ok": verdict_ok,
+        }
+
+    @app.get("/report.json")
+    def report_json() -> JSONResponse:
+        history = follower.refresh()
+        verdict = audit(history, store)
+        document = {
+            "generated_at": time.time(),
+            "summary": summary(verdict.ok),
+            "audit": verdict.to_dict(),
+            "integrity": [b.to_json() for b in checks.check(history, refresh=True)],
+            "scores": scores_json(history),
+            "history": to_json(history),
+        }
+        return JSONResponse(document, headers={"content-disposition": 'attachment; filename="audit-report.json"'})
+
+    @app.get("/report.html")
+    def report_html() -> HTMLResponse:
+        history = follower.refresh()
+        verdict = audit(history, store)
+        with tempfile.TemporaryDirectory(prefix="tclearn-report-") as folder:
+            path = write_report(Path(folder), history, summary(verdict.ok), audit=verdict, embed_images=True)
+            page = path.read_text(encoding="utf-8")
+        return HTMLResponse(page, headers={"content-disposition": 'inline; filename="audit-report.html"'})
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The service as configured by `TCLEARN_AUDITOR_*` variables over the TOML file in `TCLEARN_AUDITOR_CONFIG`."""
+    config = os.environ.get(CONFIG_ENV)
+    settings = load_settings(AuditorSettings, Path(config) if config else None)
+    deployment, client = open_deployment(settings.deployment, settings.chain)
+    store = open_store(settings)
+    follower = ChainFollower(
+        client, Database(settings.state), start_block=deployment.block, confirmations=settings.confirmations
+    )
+    label = f"variant {deployment.variant} coalition ({settings.deployment.name})"
+    return create_app(follower, store, access_log=open_access_log(settings, store), label=label)
