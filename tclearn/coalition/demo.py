@@ -18,9 +18,10 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from torch import nn
 
 from tclearn.audit.verify import AuditReport, audit
-from tclearn.coalition.blobs import load_model, put_model
+from tclearn.coalition.blobs import load_model
 from tclearn.coalition.context import PHASES, Coalition, Hospital
 from tclearn.coalition.fedavg import Aggregator
+from tclearn.coalition.founding import Founder, found, genesis_weights
 from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.coalition.rounds import CandidateRow, run_fedavg_round, run_round
 from tclearn.coalition.validator import metric_name
@@ -36,7 +37,7 @@ from tclearn.ledger.chain import Chain
 from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.directory import ChainDirectory
 from tclearn.ledger.history import LedgerHistory, rebuild
-from tclearn.types import Role, Variant
+from tclearn.types import Variant
 from tclearn.vault.envelope import public_bytes
 from tclearn.vault.store import FsspecStore
 
@@ -101,11 +102,6 @@ def hospital_folders(root: Path, members: int) -> list[Path]:
     return folders[:members]
 
 
-def _genesis(settings: DemoSettings, model: ModelConfig) -> dict[str, torch.Tensor]:
-    torch.manual_seed(settings.seed)
-    return {k: v.clone() for k, v in build_model(model).state_dict().items()}
-
-
 def setup(settings: DemoSettings, chain: Chain, out: Path) -> tuple[Coalition, dict[str, torch.Tensor]]:
     root = settings.data
     if root is None:
@@ -136,18 +132,9 @@ def setup(settings: DemoSettings, chain: Chain, out: Path) -> tuple[Coalition, d
         min_batch_size=settings.min_batch_size,
     )
     store = FsspecStore(f"file://{(out / 'vault').resolve()}")
-    genesis = _genesis(settings, model)
-    founders = {h.address: public_bytes(h.key) for h in hospitals}
-    genesis_hash = put_model(store, settings.variant, genesis, founders)  # B: sealed for the founding members
-    client, _ = LedgerClient.deploy(
-        chain,
-        admin,
-        variant=settings.variant,
-        genesis_hash=bytes.fromhex(genesis_hash),
-        genesis_uri=f"vault://sha256/{genesis_hash}",
-    )
-    for h in hospitals:
-        client.register_member(admin, h.address, Role.MEMBER | Role.VALIDATOR, founders[h.address], h.name)
+    genesis = genesis_weights(model, settings.seed)
+    founders = [Founder(h.address, public_bytes(h.key), h.name) for h in hospitals]
+    client = found(chain, admin, store, settings.variant, genesis, founders)
     co = Coalition(
         client,
         store,

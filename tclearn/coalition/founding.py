@@ -1,0 +1,61 @@
+"""Founding a coalition: the genesis model stored (sealed for the founders in variant B), the contract
+deployed around its hash, and the founding members registered. The demo and `tclearn coalition up` both
+found their coalitions here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from eth_account.signers.local import LocalAccount
+
+from tclearn.coalition.blobs import put_model
+from tclearn.coalition.member import vault_uri
+from tclearn.learning.models import ModelConfig, build_model
+from tclearn.ledger.chain import Chain
+from tclearn.ledger.client import LedgerClient
+from tclearn.types import Role, Variant
+from tclearn.vault.store import BlobStore
+
+
+@dataclass(frozen=True)
+class Founder:
+    address: str
+    encryption_key: bytes  # X25519 public key: variant B models are sealed for it
+    name: str
+    roles: Role = Role.MEMBER | Role.VALIDATOR
+
+
+def genesis_weights(model: ModelConfig, seed: int) -> dict[str, torch.Tensor]:
+    """The untrained starting model, the same for the same config and seed."""
+    torch.manual_seed(seed)
+    return {k: v.clone() for k, v in build_model(model).state_dict().items()}
+
+
+def found(
+    chain: Chain,
+    admin: LocalAccount,
+    store: BlobStore,
+    variant: Variant,
+    genesis: dict[str, torch.Tensor],
+    founders: Sequence[Founder],
+    *,
+    general_timeout: int = 3600,
+    voting_timeout: int = 86400,
+) -> LedgerClient:
+    """Stores the genesis model, deploys the coalition around its hash and registers the founders."""
+    readers = {f.address: f.encryption_key for f in founders}
+    genesis_hash = put_model(store, variant, genesis, readers)
+    client, _ = LedgerClient.deploy(
+        chain,
+        admin,
+        variant=variant,
+        genesis_hash=bytes.fromhex(genesis_hash),
+        genesis_uri=vault_uri(genesis_hash),
+        general_timeout=general_timeout,
+        voting_timeout=voting_timeout,
+    )
+    for f in founders:
+        client.register_member(admin, f.address, f.roles, f.encryption_key, f.name)
+    return client
