@@ -160,7 +160,7 @@ class NodeRunner:
         return self.sweep(stop)
 
     def _on_event(self, ev: LedgerEvent) -> None:
-        if ev.name not in CANDIDATE_EVENTS:
+        if ev.name not in CANDIDATE_EVENTS or int(ev.args["id"]) == 0:  # model 0 is the genesis, no candidate
             return
         model_id = int(ev.args["id"])
         with self.db.session() as s:
