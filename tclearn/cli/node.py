@@ -35,6 +35,7 @@ def run(
         logging.basicConfig(
             level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
         )
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per duty, not one per vault request
         os.environ[CONFIG_ENV] = str(config.resolve())
         received: list[int] = []
 
@@ -50,6 +51,7 @@ def run(
                 host=site.server.host,
                 port=site.server.port,
                 log_level=log_level.lower(),
+                access_log=log_level.lower() == "debug",
             )
         )
         server.run()  # errors opening the site (chain, vault, data) propagate here as TclearnError

@@ -84,6 +84,10 @@ class NodeCoalition:
     client: LedgerClient
     vault_url: str
     sites: list[Path]  # site file of hospital-1 .. hospital-N (dev accounts 1 .. N)
+    vault: subprocess.Popen[bytes]
+
+    def wait_vault(self) -> None:
+        wait_for(f"{self.vault_url}/docs", self.vault, self.folder / "vault.log")
 
     def open(self, index: int) -> Site:
         return open_site(load_site_config(self.sites[index]))
@@ -102,7 +106,8 @@ def _genesis(store: FsspecStore, variant: Variant, readers: dict[str, bytes]) ->
 
 @contextmanager
 def node_coalition(chain: Chain, folder: Path, variant: Variant, hospitals: int = 4) -> Iterator[NodeCoalition]:
-    """Data, keys, genesis, contract, members, a vault process and site files; the vault stops on exit."""
+    """Data, keys, genesis, contract, members, site files and a vault process (starting: `wait_vault` before
+    using it); the vault stops on exit."""
     os.environ["TCLEARN_KEY_PASSWORD"] = KEY_PASSWORD  # open_site reads it in this process too
     synth_coalition(folder / "data", hospitals=hospitals, train=8, test=4, global_size=8, size=32)
     admin, accounts = chain.dev_keys[0], chain.dev_keys[1 : hospitals + 1]
@@ -127,6 +132,7 @@ def node_coalition(chain: Chain, folder: Path, variant: Variant, hospitals: int 
             admin, account.address, Role.MEMBER | Role.VALIDATOR, keys[account.address], hospital_name(i)
         )
     port = free_port()
+    url = f"http://127.0.0.1:{port}"
     log = folder / "vault.log"
     vault = subprocess.Popen(
         cli(
@@ -145,11 +151,9 @@ def node_coalition(chain: Chain, folder: Path, variant: Variant, hospitals: int 
         stderr=subprocess.STDOUT,
         env=env(),
     )
-    url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(f"{url}/docs", vault, log)
         sites = [_site_file(folder, i, url) for i in range(hospitals)]
-        yield NodeCoalition(folder, client, url, sites)
+        yield NodeCoalition(folder, client, url, sites, vault)
     finally:
         vault.terminate()
         vault.wait(timeout=30)
