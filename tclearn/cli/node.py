@@ -42,8 +42,7 @@ def run(
         def note(sig: int, _frame: FrameType | None) -> None:
             received.append(sig)  # uvicorn re-raises the signal that stopped it: noted here, it exits 0
 
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, note)
+        previous = {sig: signal.signal(sig, note) for sig in (signal.SIGTERM, signal.SIGINT)}
         server = uvicorn.Server(
             uvicorn.Config(
                 "services.node.app:app_from_env",
@@ -54,7 +53,11 @@ def run(
                 access_log=log_level.lower() == "debug",
             )
         )
-        server.run()  # errors opening the site (chain, vault, data) propagate here as TclearnError
+        try:
+            server.run()  # errors opening the site (chain, vault, data) propagate here as TclearnError
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         if not server.started:
             raise typer.Exit(1)
         how = f"on {signal.Signals(received[0]).name}" if received else "on request"

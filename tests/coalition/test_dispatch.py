@@ -14,8 +14,14 @@ NOW = 1_000
 VALIDATOR = Member(ME, Role.MEMBER | Role.VALIDATOR, True, b"\0" * 32, "me", 1, 0, 1)
 
 
-def candidate(state: ModelState, *, general: str = GENERAL, parent: int = 4, **kw: int) -> ModelRecord:
-    fields = {"general_deadline": NOW + 10, "voting_deadline": NOW + 100, **kw}
+def candidate(
+    state: ModelState,
+    *,
+    general: str = GENERAL,
+    parent: int = 4,
+    general_deadline: int = NOW + 10,
+    voting_deadline: int = NOW + 100,
+) -> ModelRecord:
     return ModelRecord(
         id=7,
         parent_id=parent,
@@ -27,7 +33,8 @@ def candidate(state: ModelState, *, general: str = GENERAL, parent: int = 4, **k
         eligible=3,
         approvals=0,
         rejections=0,
-        **fields,
+        general_deadline=general_deadline,
+        voting_deadline=voting_deadline,
     )
 
 

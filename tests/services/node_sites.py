@@ -111,7 +111,7 @@ def node_coalition(chain: Chain, folder: Path, variant: Variant, hospitals: int 
     os.environ["TCLEARN_KEY_PASSWORD"] = KEY_PASSWORD  # open_site reads it in this process too
     synth_coalition(folder / "data", hospitals=hospitals, train=8, test=4, global_size=8, size=32)
     admin, accounts = chain.dev_keys[0], chain.dev_keys[1 : hospitals + 1]
-    keys = {}
+    keys: dict[str, bytes] = {}
     for i, account in enumerate(accounts):
         keys[account.address] = save_key(folder / f"{hospital_name(i)}.key", generate_key(), KEY_PASSWORD.encode())
     store = FsspecStore(f"file://{folder / 'vault' / 'store'}")

@@ -18,7 +18,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
+from typer.testing import CliRunner
 
+from tclearn.cli.app import app
 from tclearn.coalition import validator as validator_duty
 from tclearn.coalition.member import propose
 from tclearn.coalition.node import CastVote, NodeRunner
@@ -266,3 +268,20 @@ def test_three_daemons_survive_a_kill_resume_without_voting_twice_and_stop_on_si
             assert d.proc.returncode == 0, d.log.read_text()[-3000:]
             assert "stopped cleanly on SIGTERM" in d.log.read_text()
         assert stop_seconds < 15
+
+
+def test_node_run_names_a_bad_site_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TCLEARN_NODE_CONFIG", "")  # restored after the test; `node run` sets it
+    runner = CliRunner()
+    missing = runner.invoke(app, ["node", "run", "--config", str(tmp_path / "node.toml")])
+    assert missing.exit_code == 1 and "node.toml does not exist" in missing.stderr
+    site = tmp_path / "node.toml"
+    site.write_text('name = "x"\ndeployment = "nope.json"\nvault_url = "http://127.0.0.1:9"\ndata = "d"\n')
+    bad = runner.invoke(app, ["node", "run", "--config", str(site)])
+    assert bad.exit_code == 1 and bad.stderr.strip().endswith("global_test: Field required")
+    site.write_text(site.read_text() + 'global_test = "g"\ndev_account = 1\n')
+    unopened = runner.invoke(app, ["node", "run", "--config", str(site)])  # fails while the service starts
+    assert unopened.exit_code == 1 and unopened.stderr.strip() == f"error: {tmp_path / 'nope.json'} does not exist"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    level = runner.invoke(app, ["node", "run", "--config", str(site), "--log-level", "loud"])
+    assert level.exit_code == 1 and "unknown log level 'loud'" in level.stderr
