@@ -38,28 +38,28 @@ def candidate(
     )
 
 
-S, O = ModelState.SUBMITTED, ModelState.OPEN
+SUB, OPN = ModelState.SUBMITTED, ModelState.OPEN
 
 TABLE = [
     # (candidate, me, voted, duty)
-    (candidate(S, general=ME), VALIDATOR, False, Duty.OPEN),
-    (candidate(S), VALIDATOR, False, Duty.NONE),  # someone else is the general
-    (candidate(S, general=ME, general_deadline=NOW - 1), VALIDATOR, False, Duty.KEEP),  # too late to open
-    (candidate(S, general_deadline=NOW - 1), None, False, Duty.KEEP),  # anyone keeps deadlines
-    (candidate(S, general=ME, general_deadline=NOW), VALIDATOR, False, Duty.OPEN),  # the deadline itself is in time
-    (candidate(O), VALIDATOR, False, Duty.VOTE),
-    (candidate(O, general=ME), VALIDATOR, False, Duty.VOTE),  # the general votes too
-    (candidate(O), VALIDATOR, True, Duty.NONE),  # never twice
-    (candidate(O, voting_deadline=NOW - 1), VALIDATOR, False, Duty.KEEP),
-    (candidate(O, voting_deadline=NOW - 1), VALIDATOR, True, Duty.KEEP),
-    (candidate(O), None, False, Duty.NONE),  # not a member
-    (candidate(O), replace(VALIDATOR, roles=Role.MEMBER), False, Duty.NONE),
-    (candidate(O), replace(VALIDATOR, active=False), False, Duty.NONE),
-    (candidate(O), replace(VALIDATOR, validator_since=8), False, Duty.NONE),  # joined after this candidate
-    (candidate(O), replace(VALIDATOR, address=PROPOSER), False, Duty.NONE),  # its own candidate
-    (candidate(O, parent=3), VALIDATOR, False, Duty.NONE),  # stale: the head moved on
-    (candidate(S, parent=3, general=ME), VALIDATOR, False, Duty.NONE),
-    (candidate(S, parent=3, general_deadline=NOW - 1), VALIDATOR, False, Duty.NONE),
+    (candidate(SUB, general=ME), VALIDATOR, False, Duty.OPEN),
+    (candidate(SUB), VALIDATOR, False, Duty.NONE),  # someone else is the general
+    (candidate(SUB, general=ME, general_deadline=NOW - 1), VALIDATOR, False, Duty.KEEP),  # too late to open
+    (candidate(SUB, general_deadline=NOW - 1), None, False, Duty.KEEP),  # anyone keeps deadlines
+    (candidate(SUB, general=ME, general_deadline=NOW), VALIDATOR, False, Duty.OPEN),  # the deadline itself is in time
+    (candidate(OPN), VALIDATOR, False, Duty.VOTE),
+    (candidate(OPN, general=ME), VALIDATOR, False, Duty.VOTE),  # the general votes too
+    (candidate(OPN), VALIDATOR, True, Duty.NONE),  # never twice
+    (candidate(OPN, voting_deadline=NOW - 1), VALIDATOR, False, Duty.KEEP),
+    (candidate(OPN, voting_deadline=NOW - 1), VALIDATOR, True, Duty.KEEP),
+    (candidate(OPN), None, False, Duty.NONE),  # not a member
+    (candidate(OPN), replace(VALIDATOR, roles=Role.MEMBER), False, Duty.NONE),
+    (candidate(OPN), replace(VALIDATOR, active=False), False, Duty.NONE),
+    (candidate(OPN), replace(VALIDATOR, validator_since=8), False, Duty.NONE),  # joined after this candidate
+    (candidate(OPN), replace(VALIDATOR, address=PROPOSER), False, Duty.NONE),  # its own candidate
+    (candidate(OPN, parent=3), VALIDATOR, False, Duty.NONE),  # stale: the head moved on
+    (candidate(SUB, parent=3, general=ME), VALIDATOR, False, Duty.NONE),
+    (candidate(SUB, parent=3, general_deadline=NOW - 1), VALIDATOR, False, Duty.NONE),
     (candidate(ModelState.COMMITTED), VALIDATOR, False, Duty.NONE),
     (candidate(ModelState.REJECTED, voting_deadline=NOW - 1), VALIDATOR, False, Duty.NONE),
     (candidate(ModelState.EXPIRED), VALIDATOR, False, Duty.NONE),
@@ -74,8 +74,8 @@ def test_duty_table(record: ModelRecord, me: Member | None, voted: bool, duty: D
 
 
 def test_settled_and_reasons() -> None:
-    assert not settled(candidate(O), 4) and settled(candidate(O), 5) and settled(candidate(ModelState.COMMITTED), 4)
-    assert decide(candidate(O, parent=3), 4, ME, VALIDATOR, NOW, False).reason == "stale (head is 4)"
-    assert may_vote(candidate(O), replace(VALIDATOR, address=PROPOSER)) == "its proposer"
-    assert may_vote(candidate(O), VALIDATOR) is None
-    assert "already voted" in decide(candidate(O), 4, ME, VALIDATOR, NOW, True).reason
+    assert not settled(candidate(OPN), 4) and settled(candidate(OPN), 5) and settled(candidate(ModelState.COMMITTED), 4)
+    assert decide(candidate(OPN, parent=3), 4, ME, VALIDATOR, NOW, False).reason == "stale (head is 4)"
+    assert may_vote(candidate(OPN), replace(VALIDATOR, address=PROPOSER)) == "its proposer"
+    assert may_vote(candidate(OPN), VALIDATOR) is None
+    assert "already voted" in decide(candidate(OPN), 4, ME, VALIDATOR, NOW, True).reason
