@@ -1,5 +1,5 @@
-"""A small coalition on a real Anvil node, served by a real vault process, with one site file per hospital: what
-the node daemon tests run against."""
+"""A small coalition on a real Anvil node, served by a real vault service over HTTP, with one site file per
+hospital: what the node daemon tests run against."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import torch
 
+from services.vault.app import create_app
 from tclearn.cli.common import deployment_of
 from tclearn.coalition.blobs import put_model
 from tclearn.coalition.site import Site, load_site_config, open_site
@@ -23,10 +24,13 @@ from tclearn.learning.models import ModelConfig, build_model
 from tclearn.learning.synth import GLOBAL, hospital_name, synth_coalition
 from tclearn.ledger.chain import Chain
 from tclearn.ledger.client import LedgerClient
+from tclearn.ledger.directory import chain_directory
 from tclearn.ledger.node import free_port
+from tclearn.state.db import Database
 from tclearn.types import Role, Variant
 from tclearn.vault.keys import generate_key, save_key
 from tclearn.vault.store import FsspecStore
+from tests.vault.conftest import _serve as serve
 
 KEY_PASSWORD = "node-test"
 MODEL = ModelConfig(arch="unet", options={"channels": [4, 8], "strides": [2], "num_res_units": 0})  # type: ignore[arg-type]
@@ -84,10 +88,6 @@ class NodeCoalition:
     client: LedgerClient
     vault_url: str
     sites: list[Path]  # site file of hospital-1 .. hospital-N (dev accounts 1 .. N)
-    vault: subprocess.Popen[bytes]
-
-    def wait_vault(self) -> None:
-        wait_for(f"{self.vault_url}/docs", self.vault, self.folder / "vault.log")
 
     def open(self, index: int) -> Site:
         return open_site(load_site_config(self.sites[index]))
@@ -106,8 +106,8 @@ def _genesis(store: FsspecStore, variant: Variant, readers: dict[str, bytes]) ->
 
 @contextmanager
 def node_coalition(chain: Chain, folder: Path, variant: Variant, hospitals: int = 4) -> Iterator[NodeCoalition]:
-    """Data, keys, genesis, contract, members, site files and a vault process (starting: `wait_vault` before
-    using it); the vault stops on exit."""
+    """Data, keys, genesis, contract, members, site files and a vault service (a thread of this process, as in
+    the vault's own tests); the vault stops on exit."""
     os.environ["TCLEARN_KEY_PASSWORD"] = KEY_PASSWORD  # open_site reads it in this process too
     synth_coalition(folder / "data", hospitals=hospitals, train=8, test=4, global_size=8, size=32)
     admin, accounts = chain.dev_keys[0], chain.dev_keys[1 : hospitals + 1]
@@ -131,32 +131,11 @@ def node_coalition(chain: Chain, folder: Path, variant: Variant, hospitals: int 
         client.register_member(
             admin, account.address, Role.MEMBER | Role.VALIDATOR, keys[account.address], hospital_name(i)
         )
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = folder / "vault.log"
-    vault = subprocess.Popen(
-        cli(
-            "vault",
-            "serve",
-            "--store",
-            f"file://{folder / 'vault' / 'store'}",
-            "--database",
-            f"sqlite:///{folder / 'vault' / 'access.db'}",
-            "--deployment",
-            str(deployment),
-            "--port",
-            str(port),
-        ),
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        env=env(),
-    )
-    try:
-        sites = [_site_file(folder, i, url) for i in range(hospitals)]
-        yield NodeCoalition(folder, client, url, sites, vault)
-    finally:
-        vault.terminate()
-        vault.wait(timeout=30)
+    vault_db = Database(f"sqlite:///{folder / 'vault' / 'access.db'}")
+    app = create_app(FsspecStore(f"file://{folder / 'vault' / 'store'}"), vault_db, chain_directory(deployment))
+    with contextmanager(serve)(app) as url:
+        yield NodeCoalition(folder, client, url, [_site_file(folder, i, url) for i in range(hospitals)])
+    vault_db.dispose()
 
 
 def _site_file(folder: Path, index: int, vault_url: str) -> Path:

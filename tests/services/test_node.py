@@ -67,7 +67,6 @@ class InProcess:
 @pytest.fixture(scope="module")
 def local(anvil_node: LocalNode, tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcess]:
     with node_coalition(node_chain(anvil_node), tmp_path_factory.mktemp("node-a"), Variant.A) as nc:
-        nc.wait_vault()
         sites = [nc.open(i) for i in range(4)]
         runners = [NodeRunner(site, Database(site.config.state)) for site in sites[:3]]
         yield InProcess(nc, sites, runners)
@@ -207,10 +206,9 @@ def test_three_daemons_survive_a_kill_resume_without_voting_twice_and_stop_on_si
     anvil_node: LocalNode, tmp_path: Path
 ) -> None:
     with node_coalition(node_chain(anvil_node), tmp_path, Variant.B) as nc:
-        daemons = [start(nc, i) for i in range(3)]  # they start (slowly: torch, MONAI) while the member trains
+        daemons = [start(nc, i) for i in range(3)]  # they start (torch, MONAI: slowly) while the member trains
         proposer: Site | None = None
         try:
-            nc.wait_vault()
             proposer = nc.open(3)
             client = proposer.client
             first = propose(proposer.coalition, proposer.hospital).submission.model_id
