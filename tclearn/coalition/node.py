@@ -29,7 +29,7 @@ from tclearn.coalition import validator as validator_duty
 from tclearn.coalition.dispatch import Decision, Duty, decide, settled
 from tclearn.coalition.site import Site
 from tclearn.config import load_deployment
-from tclearn.errors import ContractRevert
+from tclearn.errors import ContractRevert, TclearnError
 from tclearn.ledger.events import EventReader, LedgerEvent
 from tclearn.state.db import Base, Database
 from tclearn.types import ModelRecord, ModelState
@@ -135,7 +135,7 @@ class NodeRunner:
     def run(self, stop: threading.Event) -> None:
         """Steps until `stop` is set; a duty in progress is finished first. Never raises."""
         self.stats.running = True
-        log.info("%s: node started for %s at cursor %s", self.name, self.me, self.reader.position)
+        log.info("%s: node started for %s (%s) at cursor %s", self.name, self.me, self._roles(), self.reader.position)
         try:
             while not stop.is_set():
                 try:
@@ -146,6 +146,16 @@ class NodeRunner:
         finally:
             self.stats.running = False
             log.info("%s: node stopped at cursor %s", self.name, self.reader.position)
+
+    def _roles(self) -> str:
+        try:
+            member = self.site.client.get_member(self.me)
+        except TclearnError as exc:
+            return f"roles unknown: {exc}"
+        if member is None:
+            return "not a registered member: it will only keep deadlines"
+        state = "active" if member.active else "inactive"
+        return f"{state} {', '.join(member.roles.names())}"
 
     def step(self, stop: threading.Event | None = None) -> int:
         """Reads new events, then sweeps the watch list if an event asked for it or the keeper interval passed;

@@ -264,6 +264,7 @@ def test_three_daemons_survive_a_kill_resume_without_voting_twice_and_stop_on_si
                 proposer.close()
         for d in daemons:
             assert d.proc.returncode == 0, d.log.read_text()[-3000:]
+            assert "(active member, validator) at cursor" in d.log.read_text()
             assert "stopped cleanly on SIGTERM" in d.log.read_text()
         assert stop_seconds < 15
 
