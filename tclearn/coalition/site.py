@@ -84,6 +84,7 @@ class SiteConfig(BaseModel):
     state: str = "sqlite:///state.db"  # SQLAlchemy URL: event cursor, jobs, votes cast
     attack: Attack = Attack.NONE  # simulations only: makes this site a Byzantine member
     poll_interval: float = Field(default=1.0, gt=0)
+    keeper_interval: float = Field(default=10.0, gt=0)  # node: how often deadlines are checked without events
     confirmations: int = Field(default=0, ge=0)
     operator_token_env: str = "TCLEARN_OPERATOR_TOKEN"
     model: ModelSection = ModelSection()

@@ -1,0 +1,1 @@
+"""The validator node daemon (`tclearn node run`)."""

@@ -1,0 +1,120 @@
+"""The node daemon's HTTP face: the duty loop (`tclearn.coalition.node.NodeRunner`) runs in a background thread
+for the app's lifetime; two read-only endpoints report on it.
+
+    GET /health    node, account, running, last block, event cursor       200 / 503 (the loop is not running)
+    GET /metrics   Prometheus text format                                 200
+
+Run it with `tclearn node run --config node.toml` (or `uvicorn --factory services.node.app:app_from_env` with
+`TCLEARN_NODE_CONFIG` naming the file).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
+from prometheus_client.registry import Collector
+
+from tclearn.coalition.node import CONFIG_ENV, NodeRunner
+from tclearn.coalition.site import load_site_config, open_site
+from tclearn.errors import ConfigError, TclearnError
+from tclearn.state.db import Database
+
+PREFIX = "tclearn_node_"
+
+
+class NodeCollector(Collector):
+    """Reads the runner's counters at every scrape."""
+
+    def __init__(self, runner: NodeRunner) -> None:
+        self.runner = runner
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.runner.stats.snapshot()
+        seen = CounterMetricFamily(PREFIX + "candidates_seen", "Candidates seen submitted on chain")
+        seen.add_metric([], s.candidates_seen)
+        votes = CounterMetricFamily(PREFIX + "votes_cast", "Votes this node cast", labels=["approve"])
+        for approve, key in (("true", "approve"), ("false", "reject")):
+            votes.add_metric([approve], s.votes[key])
+        duties = CounterMetricFamily(PREFIX + "duties", "Duties performed", labels=["duty"])
+        for duty in ("open", "vote", "reassigned", "expired"):
+            duties.add_metric([duty], s.duties[duty])
+        errors = CounterMetricFamily(PREFIX + "errors", "Failed steps and duties")
+        errors.add_metric([], s.errors)
+        evaluation = SummaryMetricFamily(
+            PREFIX + "evaluation_seconds", "Seconds spent evaluating candidates and heads on G and L, per vote"
+        )
+        evaluation.add_metric([], count_value=s.evaluations, sum_value=s.evaluation_seconds)
+        block = GaugeMetricFamily(PREFIX + "last_block", "Last block whose events this node has read")
+        block.add_metric([], s.last_block)
+        running = GaugeMetricFamily(PREFIX + "running", "1 while the duty loop runs")
+        running.add_metric([], int(s.running))
+        yield from (seen, votes, duties, errors, evaluation, block, running)
+
+
+def create_app(runner: NodeRunner, *, on_close: Callable[[], None] | None = None) -> FastAPI:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(NodeCollector(runner))
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        thread = threading.Thread(target=runner.run, args=(stop,), name=f"node-{runner.name}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()  # the runner finishes the duty in progress, then returns
+            await run_in_threadpool(thread.join)
+            if on_close is not None:
+                on_close()
+
+    app = FastAPI(title="tclearn node", version="1", lifespan=lifespan)
+
+    @app.exception_handler(TclearnError)
+    async def tclearn_error(_request: Request, exc: TclearnError) -> JSONResponse:
+        return JSONResponse(exc.to_dict(), status_code=exc.http_status)
+
+    @app.get("/health")
+    def health() -> JSONResponse:
+        s = runner.stats.snapshot()
+        body = {
+            "status": "ok" if s.running else "stopped",
+            "node": runner.name,
+            "address": runner.me,
+            "running": s.running,
+            "last_block": s.last_block,
+            "cursor": {"block": s.cursor[0], "log_index": s.cursor[1]},
+            "errors": s.errors,
+        }
+        return JSONResponse(body, status_code=200 if s.running else 503)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The daemon for the site file named by `TCLEARN_NODE_CONFIG`."""
+    path = os.environ.get(CONFIG_ENV)
+    if not path:
+        raise ConfigError(f"set {CONFIG_ENV} to the node's site file (node.toml)")
+    site = open_site(load_site_config(Path(path)))
+    db = Database(site.config.state)
+    runner = NodeRunner(site, db)
+
+    def close() -> None:
+        site.close()
+        db.dispose()
+
+    return create_app(runner, on_close=close)

@@ -1,0 +1,64 @@
+"""`tclearn node run`: the validator node daemon of one hospital, as a small HTTP service (health, metrics)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from pathlib import Path
+from types import FrameType
+
+import typer
+
+from tclearn.cli.common import user_errors
+from tclearn.coalition.node import CONFIG_ENV
+from tclearn.coalition.site import load_site_config
+from tclearn.errors import ConfigError
+
+app = typer.Typer(help="The node daemon: general, validator and keeper duties, driven by chain events.")
+log = logging.getLogger("tclearn.node")
+LEVELS = ("debug", "info", "warning", "error")
+
+
+@app.command()
+def run(
+    config: Path = typer.Option(Path("node.toml"), "--config", "-c", help="The hospital's site file."),
+    log_level: str = typer.Option("info", help="debug, info, warning or error"),
+) -> None:
+    """Follow the chain and perform this hospital's duties until SIGTERM or Ctrl-C (exit 0)."""
+    import uvicorn
+
+    with user_errors():
+        if log_level.lower() not in LEVELS:
+            raise ConfigError(f"unknown log level {log_level!r}; expected one of {', '.join(LEVELS)}")
+        site = load_site_config(config)
+        logging.basicConfig(
+            level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+        )
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per duty, not one per vault request
+        os.environ[CONFIG_ENV] = str(config.resolve())
+        received: list[int] = []
+
+        def note(sig: int, _frame: FrameType | None) -> None:
+            received.append(sig)  # uvicorn re-raises the signal that stopped it: noted here, it exits 0
+
+        previous = {sig: signal.signal(sig, note) for sig in (signal.SIGTERM, signal.SIGINT)}
+        server = uvicorn.Server(
+            uvicorn.Config(
+                "services.node.app:app_from_env",
+                factory=True,
+                host=site.server.host,
+                port=site.server.port,
+                log_level=log_level.lower(),
+                access_log=log_level.lower() == "debug",
+            )
+        )
+        try:
+            server.run()  # errors opening the site (chain, vault, data) propagate here as TclearnError
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if not server.started:
+            raise typer.Exit(1)
+        how = f"on {signal.Signals(received[0]).name}" if received else "on request"
+        log.info("node %s stopped cleanly %s", site.name, how)

@@ -1,0 +1,322 @@
+"""The node daemon's engine: follows the chain's events from a persisted cursor and performs this hospital's
+general, validator and keeper duties.
+
+Events only feed a watch list (`node_candidates`); duties come from each watched candidate's state on chain
+(`dispatch.decide`). So a node that stops (cleanly or not) between reading an event and finishing the duty
+finds the candidate again after a restart, and an event read twice does no harm. The watch list is swept
+right after any candidate event and every `keeper_interval` seconds (deadlines pass without events).
+
+A vote is cast only if neither this node's `node_votes` table nor the chain's `hasVoted` records one: a
+crash between the vote transaction and the table write never leads to a second vote attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import Boolean, DateTime, Integer, String, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from tclearn.coalition import general as general_duty
+from tclearn.coalition import keeper as keeper_duty
+from tclearn.coalition import validator as validator_duty
+from tclearn.coalition.dispatch import Decision, Duty, decide, settled
+from tclearn.coalition.site import Site
+from tclearn.config import load_deployment
+from tclearn.errors import ContractRevert, TclearnError
+from tclearn.ledger.events import EventReader, LedgerEvent
+from tclearn.state.db import Base, Database
+from tclearn.types import ModelRecord, ModelState
+
+log = logging.getLogger(__name__)
+
+CONFIG_ENV = "TCLEARN_NODE_CONFIG"  # the site file the service reads (set by `tclearn node run`)
+MAX_ATTEMPTS = 3  # a duty that fails this often on one candidate is given up (the keeper still expires it)
+SETTLING_EVENTS = frozenset({"Committed", "Rejected", "Expired", "Staled"})
+CANDIDATE_EVENTS = frozenset({"Submitted", "GeneralReassigned", "CandidateOpened", "Voted", *SETTLING_EVENTS})
+
+
+class WatchedCandidate(Base):
+    """A candidate this node has seen submitted and that may still owe it a duty."""
+
+    __tablename__ = "node_candidates"
+
+    node: Mapped[str] = mapped_column(String(42), primary_key=True)
+    model_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    settled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class CastVote(Base):
+    """A vote this node cast (the chain is the authority; this is the node's own record)."""
+
+    __tablename__ = "node_votes"
+
+    node: Mapped[str] = mapped_column(String(42), primary_key=True)
+    model_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    approve: Mapped[bool] = mapped_column(Boolean)
+    tx_hash: Mapped[str] = mapped_column(String(66))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass
+class NodeStats:
+    """What the daemon reports on /health and /metrics (read from another thread: copy with `snapshot`)."""
+
+    candidates_seen: int = 0
+    votes: Counter[str] = field(default_factory=Counter)  # "approve" / "reject"
+    duties: Counter[str] = field(default_factory=Counter)  # "open", "vote", "reassigned", "expired"
+    errors: int = 0
+    evaluations: int = 0
+    evaluation_seconds: float = 0.0
+    last_block: int = -1
+    cursor: tuple[int, int] = (-1, -1)
+    running: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def snapshot(self) -> NodeStats:
+        with self.lock:
+            return NodeStats(
+                self.candidates_seen,
+                Counter(self.votes),
+                Counter(self.duties),
+                self.errors,
+                self.evaluations,
+                self.evaluation_seconds,
+                self.last_block,
+                self.cursor,
+                self.running,
+            )
+
+
+def chain_now(site: Site) -> int:
+    """Unix seconds as the next block will see them: the wall clock, or the chain's if it runs ahead."""
+    return max(int(time.time()), site.client.chain.timestamp())
+
+
+class NodeRunner:
+    """One hospital's node: `step()` reads new events and performs what is due; `run(stop)` loops it."""
+
+    def __init__(
+        self,
+        site: Site,
+        db: Database,
+        *,
+        keeper_interval: float | None = None,
+        now: Callable[[], int] | None = None,
+    ) -> None:
+        self.site, self.db = site, db
+        self.me = site.hospital.address
+        self.name = site.hospital.name
+        client = site.client
+        self.reader = EventReader(
+            client.w3,
+            client.address,
+            client.chain.chain_id,
+            db,
+            f"node:{self.me}",
+            start_block=load_deployment(site.config.deployment).block,
+            confirmations=site.config.confirmations,
+        )
+        self.keeper_interval = site.config.keeper_interval if keeper_interval is None else keeper_interval
+        self.now = now or (lambda: chain_now(site))
+        self.stats = NodeStats(cursor=self.reader.position)
+        self._failures: Counter[tuple[int, Duty]] = Counter()
+        self._due = True  # sweep once at start: candidates watched before a restart
+        self._last_sweep = float("-inf")
+
+    # ---- the loop ------------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Steps until `stop` is set; a duty in progress is finished first. Never raises."""
+        self.stats.running = True
+        log.info("%s: node started for %s (%s) at cursor %s", self.name, self.me, self._roles(), self.reader.position)
+        try:
+            while not stop.is_set():
+                try:
+                    self.step(stop)
+                except Exception as exc:  # the chain or the database is unreachable: report, wait, retry
+                    self._error(f"step failed: {exc}")
+                stop.wait(self.site.config.poll_interval)
+        finally:
+            self.stats.running = False
+            log.info("%s: node stopped at cursor %s", self.name, self.reader.position)
+
+    def _roles(self) -> str:
+        try:
+            member = self.site.client.get_member(self.me)
+        except TclearnError as exc:
+            return f"roles unknown: {exc}"
+        if member is None:
+            return "not a registered member: it will only keep deadlines"
+        state = "active" if member.active else "inactive"
+        return f"{state} {', '.join(member.roles.names())}"
+
+    def step(self, stop: threading.Event | None = None) -> int:
+        """Reads new events, then sweeps the watch list if an event asked for it or the keeper interval passed;
+        returns how many duties were performed."""
+        self.reader.poll(self._on_event)
+        position = self.reader.position
+        with self.stats.lock:
+            self.stats.cursor, self.stats.last_block = position, max(self.stats.last_block, position[0])
+        if not self._due and time.monotonic() - self._last_sweep < self.keeper_interval:
+            return 0
+        self._due, self._last_sweep = False, time.monotonic()
+        return self.sweep(stop)
+
+    def _on_event(self, ev: LedgerEvent) -> None:
+        if ev.name not in CANDIDATE_EVENTS or int(ev.args["id"]) == 0:  # model 0 is the genesis, no candidate
+            return
+        model_id = int(ev.args["id"])
+        with self.db.session() as s:
+            row = s.get(WatchedCandidate, (self.me, model_id))
+            if row is None:
+                s.add(WatchedCandidate(node=self.me, model_id=model_id, settled=ev.name in SETTLING_EVENTS))
+                if ev.name == "Submitted":
+                    with self.stats.lock:
+                        self.stats.candidates_seen += 1
+            elif ev.name in SETTLING_EVENTS:
+                row.settled = True
+        self._due = True
+
+    def watched(self) -> list[int]:
+        with self.db.session() as s:
+            query = select(WatchedCandidate.model_id).where(
+                WatchedCandidate.node == self.me, WatchedCandidate.settled.is_(False)
+            )
+            return sorted(s.scalars(query))
+
+    def sweep(self, stop: threading.Event | None = None) -> int:
+        """Performs every duty due on the watched candidates; one candidate's failure never stops the others."""
+        ids = self.watched()
+        if not ids:
+            return 0
+        client = self.site.client
+        head, me, now = client.head(), client.get_member(self.me), self.now()
+        done = 0
+        for model_id in ids:
+            if stop is not None and stop.is_set():
+                break
+            try:
+                candidate = client.get_model(model_id, with_uri=False)
+                if settled(candidate, head):
+                    self._settle(model_id)
+                    continue
+                decision = decide(candidate, head, self.me, me, now, self.voted(candidate))
+                done += self._perform(candidate, decision, now)
+            except Exception as exc:  # one bad candidate: count, log, go on with the others
+                self._error(f"candidate {model_id}: {exc}")
+        return done
+
+    # ---- duties --------------------------------------------------------------------------------------
+
+    def voted(self, candidate: ModelRecord) -> bool:
+        """Has this node voted on `candidate`: its own table, else the chain (asked only for open candidates)."""
+        if candidate.state is not ModelState.OPEN:
+            return False
+        with self.db.session() as s:
+            if s.get(CastVote, (self.me, candidate.id)) is not None:
+                return True
+        return self.site.client.has_voted(candidate.id, self.me)
+
+    def _perform(self, candidate: ModelRecord, decision: Decision, now: int) -> int:
+        duty = decision.duty
+        key = (candidate.id, duty)
+        if duty is Duty.NONE or self._failures[key] >= MAX_ATTEMPTS:
+            return 0
+        done: str | None
+        try:
+            if duty is Duty.OPEN:
+                done = self._open(candidate)
+            elif duty is Duty.VOTE:
+                done = self._vote(candidate)
+            else:
+                done = self._keep(candidate, now)
+        except ContractRevert as exc:
+            if exc.error == "AlreadyVoted":  # must never happen: counted as an error
+                raise
+            # the contract refused: the state moved on meanwhile (decided, expired, another keeper was first)
+            log.warning("%s: %s on candidate %d refused by the contract: %s", self.name, duty, candidate.id, exc)
+            self._failures[key] += 1
+            return 0
+        except Exception:
+            self._failures[key] += 1
+            if self._failures[key] >= MAX_ATTEMPTS:
+                log.error("%s: giving up %s on candidate %d", self.name, duty, candidate.id)
+            raise
+        if done is None:
+            return 0
+        with self.stats.lock:
+            self.stats.duties[done] += 1
+        return 1
+
+    def _open(self, candidate: ModelRecord) -> str:
+        ok, report_hash, _ = general_duty.open_candidate(self.site.coalition, self.site.hospital, candidate)
+        verdict = "opened it for voting" if ok else "rejected it (integrity)"
+        log.info("%s: general of candidate %d: %s; report %s", self.name, candidate.id, verdict, report_hash[:16])
+        return "open"
+
+    def _vote(self, candidate: ModelRecord) -> str:
+        co = self.site.coalition
+        before = co.clock.seconds["evaluation"]
+        assessment, outcome = validator_duty.vote(co, self.site.hospital, candidate)
+        seconds = co.clock.seconds["evaluation"] - before
+        with self.db.session() as s:
+            s.add(
+                CastVote(
+                    node=self.me,
+                    model_id=candidate.id,
+                    approve=assessment.approve,
+                    tx_hash=outcome.tx.tx_hash,
+                    at=datetime.now(UTC),
+                )
+            )
+        choice = "approve" if assessment.approve else "reject"
+        with self.stats.lock:
+            self.stats.votes[choice] += 1
+            self.stats.evaluations += 1
+            self.stats.evaluation_seconds += seconds
+        scores = assessment.candidate
+        shown = "unscored" if scores is None else f"G {scores.global_:.4f} L {scores.local:.4f}"
+        log.info(
+            "%s: voted %s on candidate %d (%s; head G %.4f L %.4f; %s) -> %s",
+            self.name,
+            choice,
+            candidate.id,
+            shown,
+            assessment.head.global_,
+            assessment.head.local,
+            assessment.reason,
+            outcome.state.name.lower(),
+        )
+        return "vote"
+
+    def _keep(self, candidate: ModelRecord, now: int) -> str | None:
+        done = keeper_duty.keep(self.site.client, self.site.hospital.account, candidate.id, now)
+        if done is not None:
+            log.info("%s: keeper: candidate %d %s", self.name, candidate.id, done)
+        return done
+
+    # ---- bookkeeping ---------------------------------------------------------------------------------
+
+    def _settle(self, model_id: int) -> None:
+        with self.db.session() as s:
+            row = s.get(WatchedCandidate, (self.me, model_id))
+            if row is not None:
+                row.settled = True
+
+    def _error(self, message: str) -> None:
+        with self.stats.lock:
+            self.stats.errors += 1
+        log.error("%s: %s", self.name, message)
+
+    def votes_cast(self) -> dict[int, bool]:
+        """model id -> approve, from this node's own table."""
+        with self.db.session() as s:
+            rows = s.scalars(select(CastVote).where(CastVote.node == self.me))
+            return {r.model_id: r.approve for r in rows}
