@@ -6,7 +6,20 @@ import sys
 
 import typer
 
-from tclearn.cli import account, audit, chain, coalition, data, demo, ledger, member, predict, train, vault
+from tclearn.cli import (
+    account,
+    audit,
+    chain,
+    coalition,
+    data,
+    demo,
+    ledger,
+    member,
+    predict,
+    supervisor,
+    train,
+    vault,
+)
 from tclearn.cli.common import report
 from tclearn.errors import TclearnError
 
@@ -21,6 +34,7 @@ app.add_typer(coalition.app, name="coalition")
 app.add_typer(member.app, name="member")
 app.add_typer(ledger.app, name="ledger")
 app.add_typer(vault.app, name="vault")
+app.add_typer(supervisor.app, name="supervisor")
 app.add_typer(audit.app, name="audit")
 app.add_typer(data.app, name="data")
 app.command("train")(train.train)
