@@ -159,3 +159,47 @@ class AggregationError(TclearnError):
     """State dicts that cannot be combined: no inputs, different keys or shapes, bad weights."""
 
     code = "aggregation_error"
+
+
+# --- homomorphic encryption (variant C) ---------------------------------------------------------
+
+
+class HEError(TclearnError):
+    """A CKKS (TenSEAL) operation, encrypted model or supervisor request that cannot go ahead."""
+
+    code = "he_error"
+
+
+class ContextMismatch(HEError):
+    """A ciphertext or encrypted model was made under another CKKS context than the one in use."""
+
+    code = "context_mismatch"
+    http_status = 409
+
+
+class DepthExhausted(HEError):
+    """A ciphertext has too few multiplicative levels left for the next operation: refresh it first."""
+
+    code = "depth_exhausted"
+    http_status = 409
+
+
+class SecretKeyMissing(HEError):
+    """Decryption was attempted with a public context: only the supervisor holds the secret key."""
+
+    code = "secret_key_missing"
+    http_status = 403
+
+
+class SupervisorRefused(HEError):
+    """The supervisor refused a request (too many values, unknown model, bad ciphertext)."""
+
+    code = "supervisor_refused"
+    http_status = 400
+
+
+class RateLimited(SupervisorRefused):
+    """A member sent more supervisor requests than its per-minute allowance."""
+
+    code = "rate_limited"
+    http_status = 429

@@ -14,20 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import logging
-from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
 
+from services.common import install_error_handler, member_directory, signed_caller
 from tclearn.errors import NotFoundError, TclearnError, TooLargeError
-from tclearn.ledger.directory import chain_directory
 from tclearn.state.db import Database
 from tclearn.vault.access_log import access_entries, record_access
 from tclearn.vault.config import VaultSettings
-from tclearn.vault.directory import MemberDirectory, StaticDirectory
+from tclearn.vault.directory import MemberDirectory
 from tclearn.vault.envelope import Keyring, add_wraps
 from tclearn.vault.signing import ADDRESS_HEADER, EMPTY_SHA256, RequestVerifier
 from tclearn.vault.store import CHUNK_SIZE, BlobStore, BlobWriter, FsspecStore, check_sha256
@@ -53,15 +51,12 @@ def create_app(
     keyring_lock = asyncio.Lock()
     app = FastAPI(title="tclearn vault", version="1")
 
-    @app.exception_handler(TclearnError)
-    async def tclearn_error(_request: Request, exc: TclearnError) -> JSONResponse:
-        return JSONResponse(exc.to_dict(), status_code=exc.http_status)
+    install_error_handler(app)
 
     def caller(request: Request, body_sha256: str, *, read: bool = False) -> str:
         if read and public_reads and ADDRESS_HEADER not in request.headers:
             return ANONYMOUS
-        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return verifier.verify(request.method, path, request.headers, body_sha256)
+        return signed_caller(verifier, request, body_sha256)
 
     @app.put("/blobs/{sha256}", status_code=201)
     async def put_blob(sha256: str, request: Request) -> dict[str, object]:
@@ -151,16 +146,7 @@ def create_app(
 def app_from_env() -> FastAPI:
     """The service as configured by `TCLEARN_VAULT_*` variables (see `VaultSettings`)."""
     settings = VaultSettings()
-    directory: MemberDirectory
-    if settings.deployment:
-        directory = chain_directory(Path(settings.deployment))
-    elif settings.members:
-        directory = StaticDirectory.from_file(settings.members)
-    else:
-        directory = StaticDirectory({})
-        logging.getLogger(__name__).warning(
-            "no deployment or member file given: every signed request will be refused (403)"
-        )
+    directory = member_directory(settings.deployment, settings.members, __name__)
     return create_app(
         FsspecStore(settings.store, settings.max_bytes),
         Database(settings.database),

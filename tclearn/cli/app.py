@@ -18,6 +18,7 @@ from tclearn.cli import (
     member,
     node,
     predict,
+    supervisor,
     train,
     vault,
 )
@@ -36,6 +37,7 @@ app.add_typer(member.app, name="member")
 app.add_typer(ledger.app, name="ledger")
 app.add_typer(vault.app, name="vault")
 app.add_typer(node.app, name="node")
+app.add_typer(supervisor.app, name="supervisor")
 app.add_typer(audit.app, name="audit")
 app.add_typer(auditor.app, name="auditor")
 app.add_typer(data.app, name="data")

@@ -1,0 +1,135 @@
+"""Variant C benchmark: CKKS encrypted models (TenSEAL) beside raw TenSEAL operations, in one run.
+
+    PYTHONPATH=. python bench/he.py [--out bench-he.json]
+
+Prints one JSON document (and writes it to --out). Times are seconds, best of --repeats. Parameters are
+`tclearn.he.context.DEFAULT_PARAMS` (N = 8192, 4096 slots). Expansion = serialized encrypted model bytes /
+(4 bytes x number of weights), for models whose weight vectors fill the 4096 slots: a fresh container
+(every level) and a compact one (dropped to the levels plain-data inference needs, what is stored).
+Inference and training times are measured on smaller models (an `mm` costs one rotation per weight).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import tenseal as ts
+
+from tclearn.he import encrypted as enc
+from tclearn.he import model as plain
+from tclearn.he.context import DEFAULT_PARAMS, HEContext
+from tclearn.he.keys import generate
+
+
+def best(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return round(min(times), 4), result
+
+
+def raw_ops(he: HEContext, repeats: int) -> dict[str, Any]:
+    values = np.random.default_rng(0).normal(size=DEFAULT_PARAMS.slots).tolist()
+    t_enc, vector = best(lambda: ts.ckks_vector(he.context, values), repeats)
+    t_dot, dot = best(lambda: vector.dot(values), repeats)
+    t_dec, _ = best(lambda: vector.decrypt(), repeats)
+    t_ser, data = best(lambda: vector.serialize(), repeats)
+    return {
+        "encrypt_4096_s": t_enc,
+        "dot_4096_s": t_dot,
+        "decrypt_4096_s": t_dec,
+        "serialize_s": t_ser,
+        "ciphertext_bytes": len(data),
+        "ciphertext_expansion_vs_float32": round(len(data) / (4 * DEFAULT_PARAMS.slots), 2),
+        "dot_abs_error": abs(he.decrypt(dot)[0] - float(np.dot(values, values))),
+    }
+
+
+def expansion(he: HEContext, spec: plain.ModelSpec, repeats: int) -> dict[str, Any]:
+    weights = plain.init_weights(spec)
+    t_enc, model = best(lambda: enc.encrypt_model(he, spec, weights), repeats)
+    fresh = len(model.to_bytes())
+    compact = len(enc.compact(he, model).to_bytes())
+    t_dec, _ = best(lambda: enc.decrypt_model(he, model), repeats)
+    raw = 4 * spec.weight_count
+    return {
+        "model": spec.to_json(),
+        "weights": spec.weight_count,
+        "ciphertexts": len(spec.shapes()),
+        "encrypt_s": t_enc,
+        "decrypt_s": t_dec,
+        "fresh_bytes": fresh,
+        "compact_bytes": compact,
+        "float32_bytes": raw,
+        "expansion_fresh": round(fresh / raw, 2),
+        "expansion_compact": round(compact / raw, 2),
+    }
+
+
+def timings(he: HEContext, spec: plain.ModelSpec, samples: int, repeats: int) -> dict[str, Any]:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(samples, spec.features))
+    y = (x[:, 0] > 0).astype(np.float64)
+    weights = plain.init_weights(spec)
+    model = enc.encrypt_model(he, spec, weights)
+    t_inf, z = best(lambda: enc.logits(he, model, x), repeats)
+    columns = enc.encrypt_features(he, x)
+    t_inf_enc, z_enc = best(lambda: enc.logits_encrypted(he, model, columns), repeats)
+    expected = plain.logits(spec, weights, x)
+    result: dict[str, Any] = {
+        "model": spec.to_json(),
+        "samples": samples,
+        "inference_plain_data_s": t_inf,
+        "inference_encrypted_data_s": t_inf_enc,
+        "max_abs_error_plain_data": float(np.abs(he.decrypt(z) - expected).max()),
+        "max_abs_error_encrypted_data": float(np.abs(he.decrypt(z_enc) - expected).max()),
+    }
+    if spec.kind == "logreg":
+        t_step, stepped = best(lambda: enc.gradient_step(he, model, x, y, 0.5), repeats)
+        t_refresh, _ = best(lambda: he.encrypt(he.decrypt(stepped.vectors["w"])), repeats)
+        result["training_step_s"] = t_step
+        result["refresh_s"] = t_refresh
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    start = time.perf_counter()
+    he, public = generate()
+    keygen = time.perf_counter() - start
+    report = {
+        "machine": platform.platform(),
+        "tenseal": ts.__version__,
+        "params": {**DEFAULT_PARAMS.to_json(), "slots": DEFAULT_PARAMS.slots, "security_bits": 128},
+        "keygen_s": round(keygen, 3),
+        "public_context_bytes": len(public),
+        "raw_tenseal": raw_ops(he, args.repeats),
+        "expansion": [
+            expansion(he, plain.ModelSpec("logreg", DEFAULT_PARAMS.slots - 1), args.repeats),
+            expansion(he, plain.ModelSpec("mlp", DEFAULT_PARAMS.slots - 1, 2), args.repeats),
+        ],
+        "timings": [
+            timings(he, plain.ModelSpec("logreg", 63), 256, args.repeats),
+            timings(he, plain.ModelSpec("mlp", 15, 8), 256, args.repeats),
+        ],
+    }
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as handle:
+            handle.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""The supervisor service (variant C): a thin FastAPI layer over `tclearn.he.supervisor.Supervisor`.
+
+    GET  /context    the hash of the public context this supervisor decrypts for        200
+    POST /decrypt    {context, model, vectors} -> {values}                             200 / 409 / 413 / 429
+    POST /refresh    {context, model, vectors} -> the same values re-encrypted fresh    200 / 409 / 413 / 429
+    POST /score      {context, model, vectors: [margins]} -> {accuracy, count}          200 / 409 / 413 / 429
+    GET  /log        who asked for which model, how many values, when (auditors)       200
+
+Every request is signed by an active member (`tclearn.vault.signing`): 401 unsigned or forged, 403 not a
+member. Ciphertexts made under another context are refused with 409. Run it with
+`tclearn supervisor serve` or `uvicorn --factory services.supervisor.app:app_from_env`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+
+from services.common import install_error_handler, member_directory, signed_caller
+from tclearn.errors import HEError, TooLargeError
+from tclearn.he.config import SupervisorSettings
+from tclearn.he.context import Ciphertexts
+from tclearn.he.keys import load_secret
+from tclearn.he.supervisor import Limits, Supervisor
+from tclearn.state.db import Database
+from tclearn.vault.directory import MemberDirectory
+from tclearn.vault.keys import key_password
+from tclearn.vault.signing import EMPTY_SHA256, RequestVerifier
+
+
+def create_app(supervisor: Supervisor, directory: MemberDirectory, *, max_skew_s: int = 300) -> FastAPI:
+    verifier = RequestVerifier(directory, max_skew_s)
+    app = FastAPI(title="tclearn supervisor", version="1")
+    install_error_handler(app)
+    limit = supervisor.limits.max_request_bytes
+
+    async def signed_message(request: Request) -> tuple[str, Ciphertexts]:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit():
+            supervisor.check_size(int(declared))
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise TooLargeError(f"request exceeds the supervisor limit of {limit} bytes", limit=limit)
+        account = signed_caller(verifier, request, hashlib.sha256(body).hexdigest())
+        try:
+            document = json.loads(body)
+        except ValueError:
+            raise HEError("the request body is not JSON") from None
+        return account, Ciphertexts.from_json(document)
+
+    @app.get("/context")
+    def context(request: Request) -> dict[str, str]:
+        signed_caller(verifier, request, EMPTY_SHA256)
+        return {"context": supervisor.context_hash}
+
+    @app.post("/decrypt")
+    async def decrypt(request: Request) -> dict[str, object]:
+        account, message = await signed_message(request)
+        return {"values": await run_in_threadpool(supervisor.decrypt, account, message)}
+
+    @app.post("/refresh")
+    async def refresh(request: Request) -> dict[str, object]:
+        account, message = await signed_message(request)
+        return (await run_in_threadpool(supervisor.refresh, account, message)).to_json()
+
+    @app.post("/score")
+    async def score(request: Request) -> dict[str, object]:
+        account, message = await signed_message(request)
+        result = await run_in_threadpool(supervisor.score, account, message)
+        return {"accuracy": result.accuracy, "count": result.count}
+
+    @app.get("/log")
+    def log(
+        request: Request, account: str | None = None, model: str | None = None, limit: int = 1000
+    ) -> list[dict[str, object]]:
+        signed_caller(verifier, request, EMPTY_SHA256)
+        return [e.to_json() for e in supervisor.log(account, model, limit)]
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The service as configured by `TCLEARN_SUPERVISOR_*` variables; the key password from
+    `TCLEARN_KEY_PASSWORD` (see `SupervisorSettings`)."""
+    settings = SupervisorSettings()
+    he = load_secret(settings.key_file, key_password("Supervisor key password: "))
+    limits = Limits(settings.max_request_bytes, settings.max_values, settings.requests_per_minute)
+    supervisor = Supervisor(he, Database(settings.database), limits)
+    directory = member_directory(settings.deployment, settings.members, __name__)
+    return create_app(supervisor, directory, max_skew_s=settings.max_skew_s)

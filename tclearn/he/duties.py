@@ -1,0 +1,103 @@
+"""What the coalition duties call in variant C: train an increment, score a candidate, predict.
+
+Members and validators hold only the public context (`keys.fetch_context`) and encrypted models in the
+vault; each function takes a `SupervisorClient` for the decryptions and refreshes it needs, which the
+supervisor logs against the caller.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import tenseal as ts
+
+from tclearn.errors import DataError
+from tclearn.he.client import SupervisorClient
+from tclearn.he.context import Ciphertexts, HEContext
+from tclearn.he.encrypted import (
+    ENCRYPTED_INFERENCE_LEVELS,
+    INFERENCE_LEVELS,
+    TRAINING_LEVELS,
+    EncryptedModel,
+    compact,
+    gradient_step,
+    load_model,
+    logits,
+    logits_encrypted,
+    missing_levels,
+    store_model,
+)
+from tclearn.he.supervisor import Score
+from tclearn.learning.data import load_csv
+from tclearn.vault.store import BlobStore
+
+
+def load_features(path: str | Path, label_column: str = "label") -> tuple[np.ndarray, np.ndarray]:
+    """Features and 0/1 labels of a binary CSV data set (`tclearn.learning.data.load_csv`)."""
+    data = load_csv(path, label_column)
+    if len(data.classes) != 2:
+        raise DataError(f"{str(path)!r} has {len(data.classes)} classes; encrypted models are binary classifiers")
+    return data.images.numpy().astype(np.float64), data.targets.numpy().astype(np.float64)
+
+
+def refresh(he: HEContext, model: EncryptedModel, client: SupervisorClient, model_ref: str = "") -> EncryptedModel:
+    """The same weights, re-encrypted at full depth by the supervisor (one logged refresh)."""
+    names = list(model.vectors)
+    message = client.refresh(Ciphertexts.of(he, [model.vectors[n] for n in names], model_ref))
+    return EncryptedModel(model.spec, model.context, dict(zip(names, message.load(he), strict=True)))
+
+
+def with_levels(
+    he: HEContext, model: EncryptedModel, table: dict[str, dict[str, int]], client: SupervisorClient, ref: str
+) -> EncryptedModel:
+    return refresh(he, model, client, ref) if missing_levels(he, model, table) else model
+
+
+def train_increment(
+    store: BlobStore,
+    he: HEContext,
+    parent_hash: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    client: SupervisorClient,
+    *,
+    steps: int = 1,
+    lr: float = 0.5,
+) -> str:
+    """Train `steps` full-batch steps from the parent in the vault; stores the candidate, returns its hash.
+
+    Every step uses up the depth of a fresh ciphertext, so each starts with a supervisor refresh.
+    """
+    if steps < 1:
+        raise DataError(f"steps must be at least 1, got {steps}")
+    model = load_model(store, parent_hash, he)
+    for _ in range(steps):
+        model = gradient_step(he, with_levels(he, model, TRAINING_LEVELS, client, parent_hash), x, y, lr)
+    return store_model(store, compact(he, refresh(he, model, client, parent_hash)))
+
+
+def encrypted_scores(
+    store: BlobStore, he: HEContext, model_hash: str, x: np.ndarray, y: np.ndarray, client: SupervisorClient
+) -> Score:
+    """Accuracy of a stored candidate on labelled data: the supervisor sees label-signed logits and returns
+    only the aggregate; the validator never sees a prediction."""
+    model = with_levels(he, load_model(store, model_hash, he), INFERENCE_LEVELS, client, model_hash)
+    margins = logits(he, model, x, signs=2.0 * y - 1.0)
+    return client.score(Ciphertexts.of(he, [margins], model_hash))
+
+
+def predict(store: BlobStore, he: HEContext, model_hash: str, x: np.ndarray, client: SupervisorClient) -> np.ndarray:
+    """Logits of the member's own samples, decrypted by the supervisor (logged) for that member."""
+    model = with_levels(he, load_model(store, model_hash, he), INFERENCE_LEVELS, client, model_hash)
+    (values,) = client.decrypt(Ciphertexts.of(he, [logits(he, model, x)], model_hash))
+    return np.asarray(values)
+
+
+def predict_encrypted(
+    store: BlobStore, he: HEContext, model_hash: str, columns: list[ts.CKKSVector], client: SupervisorClient
+) -> np.ndarray:
+    """Logits of samples the member encrypted itself (`encrypt_features`), decrypted by the supervisor."""
+    model = with_levels(he, load_model(store, model_hash, he), ENCRYPTED_INFERENCE_LEVELS, client, model_hash)
+    (values,) = client.decrypt(Ciphertexts.of(he, [logits_encrypted(he, model, columns)], model_hash))
+    return np.asarray(values)

@@ -1,0 +1,220 @@
+"""Encrypted models: the vault container, inference on plain or encrypted features, encrypted training.
+
+Container (deterministic; its sha256 is the model hash)::
+
+    b"TCHE1\\n" | canonical JSON header | b"\\n" | the serialized CKKS vectors, one after the other
+
+    header = {"format": "tclearn-he-model", "version": 1, "model": {kind, features, hidden},
+              "context": <public context hash>, "params": {...},
+              "tensors": [{"name", "length", "bytes"}, ...]}
+
+Computations use TenSEAL's vector-matrix product (`mm`, diagonal method: one rotation per weight of the
+vector) with plain matrices built from the member's data, so a member computes on its plain data and the
+encrypted weights without ever seeing a weight. Results stay encrypted under the supervisor's key.
+
+Levels needed (4 in a fresh ciphertext, see `context.py`): logreg inference 1 (2 on encrypted features);
+mlp inference 3 for the hidden rows and 2 for `w2` (4 and 2 on encrypted features); a logreg training
+step 4 — so every step ends at level 0 and the member asks the supervisor for a refresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import tenseal as ts
+
+from tclearn.errors import ContextMismatch, HEError, IntegrityError
+from tclearn.he.context import HEContext
+from tclearn.he.model import SIGMOID_COEFFS, ModelSpec, Weights, augment, check_data
+from tclearn.vault.codec import canonical_json
+from tclearn.vault.store import BlobStore
+
+MAGIC = b"TCHE1\n"
+FORMAT = "tclearn-he-model"
+
+
+@dataclass
+class EncryptedModel:
+    spec: ModelSpec
+    context: str
+    vectors: dict[str, ts.CKKSVector]
+
+    def to_bytes(self) -> bytes:
+        blobs = [bytes(self.vectors[name].serialize()) for name in self.spec.shapes()]
+        header = {
+            "format": FORMAT,
+            "version": 1,
+            "model": self.spec.to_json(),
+            "context": self.context,
+            "tensors": [
+                {"name": name, "length": length, "bytes": len(blob)}
+                for (name, length), blob in zip(self.spec.shapes().items(), blobs, strict=True)
+            ],
+        }
+        return MAGIC + canonical_json(header) + b"\n" + b"".join(blobs)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, he: HEContext) -> EncryptedModel:
+        """Parse a container made under `he`'s context; `ContextMismatch` for another context."""
+        if not data.startswith(MAGIC) or b"\n" not in data[len(MAGIC) :]:
+            raise IntegrityError("not an encrypted tclearn model (missing TCHE1 header)")
+        head, _, body = data[len(MAGIC) :].partition(b"\n")
+        try:
+            header = json.loads(head)
+            spec = ModelSpec(**header["model"])
+            tensors = header["tensors"]
+            context = str(header["context"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise IntegrityError(f"malformed encrypted model header: {exc}") from None
+        if context != he.hash:
+            raise ContextMismatch(
+                f"the model was encrypted under context {context[:16]}..., not {he.hash[:16]}...",
+                context=context,
+                expected=he.hash,
+            )
+        if [t["name"] for t in tensors] != list(spec.shapes()) or sum(t["bytes"] for t in tensors) != len(body):
+            raise IntegrityError("encrypted model tensors do not match its declared shape or size")
+        vectors, offset = {}, 0
+        for tensor in tensors:
+            vector = he.load_vector(body[offset : offset + tensor["bytes"]])
+            if vector.size() != tensor["length"]:
+                raise IntegrityError(f"tensor {tensor['name']!r} holds {vector.size()} values, not {tensor['length']}")
+            vectors[tensor["name"]] = vector
+            offset += tensor["bytes"]
+        return cls(spec, context, vectors)
+
+    def levels(self, he: HEContext) -> dict[str, int]:
+        return {name: he.level(v) for name, v in self.vectors.items()}
+
+
+def encrypt_model(he: HEContext, spec: ModelSpec, weights: Weights) -> EncryptedModel:
+    """Encrypt plain weights (needs only the public context)."""
+    shapes = spec.shapes()
+    if set(weights) != set(shapes) or any(len(weights[n]) != size for n, size in shapes.items()):
+        raise HEError(f"weights do not match the {spec.kind} shape {shapes}")
+    return EncryptedModel(spec, he.hash, {name: he.encrypt(weights[name]) for name in shapes})
+
+
+def decrypt_model(he: HEContext, model: EncryptedModel) -> Weights:
+    """Plain weights (supervisor only: needs the secret key)."""
+    return {name: he.decrypt(vector) for name, vector in model.vectors.items()}
+
+
+def store_model(store: BlobStore, model: EncryptedModel) -> str:
+    """Put the container in the vault; returns its sha256 (the model hash)."""
+    return store.put(model.to_bytes())
+
+
+def load_model(store: BlobStore, model_hash: str, he: HEContext) -> EncryptedModel:
+    return EncryptedModel.from_bytes(store.get(model_hash), he)
+
+
+def model_hash(model: EncryptedModel) -> str:
+    return hashlib.sha256(model.to_bytes()).hexdigest()
+
+
+INFERENCE_LEVELS = {"logreg": {"w": 1}, "mlp": {"w2": 2, "w1": 3}}
+ENCRYPTED_INFERENCE_LEVELS = {"logreg": {"w": 2}, "mlp": {"w2": 2, "w1": 4}}
+TRAINING_LEVELS = {"logreg": {"w": 4}}
+
+
+def _needed(table: dict[str, dict[str, int]], spec: ModelSpec, name: str) -> int:
+    levels = table.get(spec.kind)
+    if levels is None:
+        raise HEError(f"encrypted training of {spec.kind} models is not supported (logreg only)")
+    return levels[name.split("_")[0]]
+
+
+def missing_levels(he: HEContext, model: EncryptedModel, table: dict[str, dict[str, int]]) -> bool:
+    """True when some vector has fewer levels than the operation described by `table` needs."""
+    return any(he.level(v) < _needed(table, model.spec, name) for name, v in model.vectors.items())
+
+
+def _require(he: HEContext, model: EncryptedModel, table: dict[str, dict[str, int]]) -> None:
+    for name, vector in model.vectors.items():
+        he.require_level(vector, _needed(table, model.spec, name), f"weight vector {name!r}")
+
+
+def compact(he: HEContext, model: EncryptedModel) -> EncryptedModel:
+    """Drop every vector to the levels plain-data inference needs: the smallest container to store."""
+    return EncryptedModel(
+        model.spec,
+        model.context,
+        {n: he.drop_to(v, _needed(INFERENCE_LEVELS, model.spec, n)) for n, v in model.vectors.items()},
+    )
+
+
+def _spread(size: int, row: int, values: np.ndarray) -> np.ndarray:
+    """A (size, len(values)) matrix, zero but for `row`: `w.mm(it)` = w[row] * values, in every sample slot."""
+    matrix = np.zeros((size, len(values)))
+    matrix[row] = values
+    return matrix
+
+
+def logits(he: HEContext, model: EncryptedModel, x: np.ndarray, signs: np.ndarray | None = None) -> ts.CKKSVector:
+    """Encrypted logits of plain samples `x` (one slot per sample), times `signs` per sample if given."""
+    spec = model.spec
+    check_data(spec, x)
+    if len(x) > he.params.slots:
+        raise HEError(f"at most {he.params.slots} samples per call, got {len(x)}")
+    _require(he, model, INFERENCE_LEVELS)
+    s = np.ones(len(x)) if signs is None else np.asarray(signs, dtype=np.float64)
+    xa = augment(x)
+    if spec.kind == "logreg":
+        return model.vectors["w"].mm((xa * s[:, None]).T)
+    w2 = model.vectors["w2"]
+    out = w2.mm(_spread(spec.hidden + 1, spec.hidden, s))
+    for k in range(spec.hidden):
+        hidden = model.vectors[f"w1_{k}"].mm(xa.T).square()
+        out = out + hidden * w2.mm(_spread(spec.hidden + 1, k, s))
+    return out
+
+
+def encrypt_features(he: HEContext, x: np.ndarray) -> list[ts.CKKSVector]:
+    """A member's data under the public context: one ciphertext per feature column (samples in slots)."""
+    if x.ndim != 2 or not 0 < len(x) <= he.params.slots:
+        raise HEError(f"expected (samples <= {he.params.slots}, features) data, got shape {x.shape}")
+    return [he.encrypt(column) for column in x.T]
+
+
+def logits_encrypted(he: HEContext, model: EncryptedModel, columns: Sequence[ts.CKKSVector]) -> ts.CKKSVector:
+    """Encrypted logits of encrypted features (`encrypt_features`): nothing in clear but the shapes."""
+    spec = model.spec
+    if len(columns) != spec.features:
+        raise HEError(f"the model takes {spec.features} features, got {len(columns)} encrypted columns")
+    _require(he, model, ENCRYPTED_INFERENCE_LEVELS)
+    n = columns[0].size()
+    ones = np.ones(n)
+
+    def linear(w: ts.CKKSVector) -> ts.CKKSVector:
+        total = w.mm(_spread(spec.features + 1, spec.features, ones))
+        for j, column in enumerate(columns):
+            total = total + column * w.mm(_spread(spec.features + 1, j, ones))
+        return total
+
+    if spec.kind == "logreg":
+        return linear(model.vectors["w"])
+    w2 = model.vectors["w2"]
+    out = w2.mm(_spread(spec.hidden + 1, spec.hidden, ones))
+    for k in range(spec.hidden):
+        out = out + linear(model.vectors[f"w1_{k}"]).square() * w2.mm(_spread(spec.hidden + 1, k, ones))
+    return out
+
+
+def gradient_step(he: HEContext, model: EncryptedModel, x: np.ndarray, y: np.ndarray, lr: float) -> EncryptedModel:
+    """One full-batch step of logistic regression on encrypted weights; the result has 0 levels left."""
+    check_data(model.spec, x, y)
+    _require(he, model, TRAINING_LEVELS)
+    w = model.vectors["w"]
+    xa = augment(x)
+    z = w.mm(xa.T)
+    c0, c1, _, c3 = SIGMOID_COEFFS
+    # A plain vector operand is not replicated across the slots the way `mm` expects its input to be:
+    # the label term is encrypted (public key) so that `residual.mm` below sees a well-formed vector.
+    residual = (z * c3) * z.square() + z * c1 + he.encrypt(c0 - y.astype(np.float64))
+    new = w - residual.mm(xa * (lr / len(x)))
+    return EncryptedModel(model.spec, model.context, {"w": new})
