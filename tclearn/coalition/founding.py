@@ -14,7 +14,7 @@ from tclearn.coalition.blobs import put_model
 from tclearn.coalition.member import vault_uri
 from tclearn.learning.models import ModelConfig, build_model
 from tclearn.ledger.chain import Chain
-from tclearn.ledger.client import LedgerClient
+from tclearn.ledger.client import LedgerClient, TxResult
 from tclearn.types import Role, Variant
 from tclearn.vault.store import BlobStore
 
@@ -43,11 +43,12 @@ def found(
     *,
     general_timeout: int = 3600,
     voting_timeout: int = 86400,
-) -> LedgerClient:
-    """Stores the genesis model, deploys the coalition around its hash and registers the founders."""
+) -> tuple[LedgerClient, TxResult]:
+    """Stores the genesis model, deploys the coalition around its hash and registers the founders; returns the
+    coalition and its deployment transaction."""
     readers = {f.address: f.encryption_key for f in founders}
     genesis_hash = put_model(store, variant, genesis, readers)
-    client, _ = LedgerClient.deploy(
+    client, deployed = LedgerClient.deploy(
         chain,
         admin,
         variant=variant,
@@ -58,4 +59,4 @@ def found(
     )
     for f in founders:
         client.register_member(admin, f.address, f.roles, f.encryption_key, f.name)
-    return client
+    return client, deployed
