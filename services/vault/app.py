@@ -19,9 +19,10 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
 
+from services.common import install_error_handlers, signed_caller
 from tclearn.errors import NotFoundError, TclearnError, TooLargeError
 from tclearn.ledger.directory import chain_directory
 from tclearn.state.db import Database
@@ -52,16 +53,12 @@ def create_app(
     verifier = RequestVerifier(directory, max_skew_s)
     keyring_lock = asyncio.Lock()
     app = FastAPI(title="tclearn vault", version="1")
-
-    @app.exception_handler(TclearnError)
-    async def tclearn_error(_request: Request, exc: TclearnError) -> JSONResponse:
-        return JSONResponse(exc.to_dict(), status_code=exc.http_status)
+    install_error_handlers(app)
 
     def caller(request: Request, body_sha256: str, *, read: bool = False) -> str:
         if read and public_reads and ADDRESS_HEADER not in request.headers:
             return ANONYMOUS
-        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return verifier.verify(request.method, path, request.headers, body_sha256)
+        return signed_caller(verifier, request, body_sha256)
 
     @app.put("/blobs/{sha256}", status_code=201)
     async def put_blob(sha256: str, request: Request) -> dict[str, object]:
