@@ -75,6 +75,7 @@ def serve(
     config: Path = typer.Option(Path("member.toml"), "--config", "-c", help="The site's member.toml."),
     host: str | None = typer.Option(None, "--host", help="Listen address (default: [server] host)."),
     port: int | None = typer.Option(None, "--port", help="Listen port (default: [server] port)."),
+    access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log every request."),
 ) -> None:
     """Run this hospital's member API (docs/member-api.md); the operator token comes from the environment."""
     import os
@@ -91,4 +92,5 @@ def serve(
             factory=True,
             host=host or site.server.host,
             port=site.server.port if port is None else port,
+            access_log=access_log,
         )
