@@ -52,7 +52,11 @@ def service(args: list[str], port: int, env: dict[str, str]) -> Iterator[str]:
     """`tclearn ARGS --port PORT` in its own process until it answers /health (member) or a 404 (vault)."""
     command = [sys.executable, "-m", "tclearn.cli.app", *args, "--port", str(port)]
     process = subprocess.Popen(
-        command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), **env}, stderr=subprocess.DEVNULL
+        command,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     try:

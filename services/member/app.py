@@ -157,6 +157,7 @@ def create_app(
     runner = JobRunner(site, db)
     history = HistoryCache(site.client, history_ttl)
     models = ModelCache(site)
+    sizes: dict[str, int] = {}
     co = site.coalition
 
     @contextlib.asynccontextmanager
@@ -236,9 +237,12 @@ def create_app(
                 lambda: b"".join(unseal(co.store, model.model_hash, site.hospital.address, site.hospital.key))
             )
             return Response(chunks, media_type="application/octet-stream", headers=headers)
-        size = await run_in_threadpool(co.store.size, model.model_hash)
+        size = sizes.get(model.model_hash)
         if size is None:
-            raise ConflictError(f"the vault has lost model {model_id} ({model.model_hash})", model_id=model_id)
+            size = await run_in_threadpool(co.store.size, model.model_hash)
+            if size is None:
+                raise ConflictError(f"the vault has lost model {model_id} ({model.model_hash})", model_id=model_id)
+            sizes[model.model_hash] = size  # content-addressed: a blob's size never changes
         chunks_iter: Iterator[bytes] = co.store.iter_blob(model.model_hash)
         return StreamingResponse(
             chunks_iter, media_type="application/octet-stream", headers={**headers, "content-length": str(size)}

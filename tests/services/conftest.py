@@ -96,8 +96,8 @@ def deploy_sites(node: LocalNode, folder: Path, variant: Variant) -> Iterator[De
         save_key(folder / "keys" / f"hospital-{index + 1}.key", key, KEY_PASSWORD.encode())
     store = FsspecStore(f"file://{folder}/vault")
     torch.manual_seed(0)
-    genesis = {k: v.clone() for k, v in build_model(ModelConfig(arch="unet")).state_dict().items()}
-    founders = {a.address: public_bytes(k) for a, k in zip(accounts, keys, strict=True)}
+    genesis = {k: v.clone() for k, v in build_model(ModelConfig(arch="unet")).state_dict().items()}  # type: ignore[arg-type]
+    founders = {str(a.address): public_bytes(k) for a, k in zip(accounts, keys, strict=True)}
     genesis_hash = put_model(store, variant, genesis, founders)
     client, tx = LedgerClient.deploy(
         chain,

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -44,12 +45,12 @@ def api(coalition_a: Coalition3) -> Iterator[TestClient]:
         yield client
 
 
-def wait_job(api: TestClient, job_id: str, headers: dict[str, str] | None = None, timeout: float = 60) -> dict:
+def wait_job(api: TestClient, job_id: str, headers: dict[str, str] | None = None, timeout: float = 60) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = api.get(f"/jobs/{job_id}", headers=headers or OPERATOR).json()
         if job["state"] in ("done", "failed", "cancelled"):
-            return job  # type: ignore[no-any-return]
+            return job
         time.sleep(0.05)
     raise AssertionError(f"job {job_id} did not end within {timeout} s")
 
