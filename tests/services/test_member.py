@@ -182,7 +182,7 @@ def test_a_train_job_submits_a_candidate_that_commits(api: TestClient, coalition
     busy = api.post("/jobs/train", headers=OPERATOR)
     assert busy.status_code == 409 and "one job runs at a time" in busy.json()["message"]
     done = wait_job(api, job["id"])
-    assert done["state"] == "done", done
+    assert done["state"] == "done", done["error"]
     assert done["progress"] == 1.0 and done["timings"]["training"] > 0 and done["timings"]["ledger"] > 0
     record = client.get_model(done["model_id"])
     assert client.model_count() == before + 1 and record.model_hash.hex() == done["model_hash"]
