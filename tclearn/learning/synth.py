@@ -39,7 +39,6 @@ class HospitalProfile:
     artifact: str = "none"  # bright structures that are not findings: "square" markers, "bar" wires, "ring" clips
     artifacts: int = 0  # how many per image
 
-
     def __post_init__(self) -> None:
         if not 0 < self.radius_min <= self.radius_max:
             raise ConfigError(f"radius_min {self.radius_min} must be > 0 and <= radius_max {self.radius_max}")
