@@ -6,6 +6,7 @@
     GET  /keyrings/{sha256}   the keyring of wrapped data keys beside a blob      200 / 404
     POST /keyrings/{sha256}   merge wraps into it (grant a model to a new member) 200 / 404 / 409
     GET  /access-log          who read and wrote what, for auditors               200
+    GET  /health              liveness                                            200
 
 Run it with `tclearn vault serve` or `uvicorn --factory services.vault.app:app_from_env`.
 """
@@ -131,6 +132,11 @@ def create_app(
             merged = await run_in_threadpool(add_wraps, store, incoming)
         record_access(db, account, "add-wraps", sha256, len(body))
         return Response(merged.to_bytes(), media_type="application/json")
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        """Liveness for supervisors and `tclearn coalition up`; no authentication, no data."""
+        return {"status": "ok"}
 
     @app.get("/access-log")
     def access_log(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
 
 import typer
@@ -109,10 +110,11 @@ def up(
             def show(row: RoundRow) -> None:
                 if not rows or rows[-1] is not row:
                     rows.append(row)
-                if not as_json:
+                if live is not None:
                     live.update(_rounds_table(rows))
 
-            with Live(_rounds_table([]), console=console, refresh_per_second=4, transient=as_json) as live:
+            live = None if as_json else Live(_rounds_table([]), console=console, refresh_per_second=4)
+            with live or nullcontext():
                 for index in range(settings.rounds):
                     drive_round(run, client, settings, index, show)
             result = summary(rows, client, run)

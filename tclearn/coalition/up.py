@@ -66,10 +66,8 @@ class UpSettings:
     def __post_init__(self) -> None:
         if self.members < 3:
             raise ConfigError(f"--members must be at least 3 (a proposer and two validators), got {self.members}")
-        if not 0 <= self.byzantine < self.members / 3:
-            raise ConfigError(
-                f"--byzantine must be below a third of the members ({self.members}), got {self.byzantine}"
-            )
+        if not 0 <= self.byzantine < self.members:
+            raise ConfigError(f"--byzantine must be between 0 and members - 1, got {self.byzantine}")
         if self.rounds < 0:
             raise ConfigError(f"--rounds must be >= 0, got {self.rounds}")
         object.__setattr__(self, "attack", Attack(self.attack))
@@ -157,7 +155,7 @@ class Run:
 
     def stop(self, timeout: float = 20.0) -> list[str]:
         """SIGTERM every process, newest first, then SIGKILL what is still running; returns what was killed."""
-        killed = stop_pids([s.pid for s in reversed(self.services)], timeout)
+        killed = stop_services([(s.name, s.pid) for s in self.services], timeout)
         (self.folder / RUN_FILE).unlink(missing_ok=True)
         return [s.name for s in self.services if s.pid in killed]
 
@@ -195,19 +193,23 @@ def _alive(pid: int) -> bool:
 
 
 def stop_pids(pids: list[int], timeout: float = 20.0) -> set[int]:
-    """SIGTERM each pid in order and wait for it; SIGKILL the ones still alive after `timeout`."""
-    killed: set[int] = set()
-    for pid in pids:
-        if not _alive(pid):
-            continue
+    """SIGTERM every pid, wait for them together; SIGKILL the ones still alive after `timeout`."""
+    running = [pid for pid in pids if _alive(pid)]
+    for pid in running:
         os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
-            killed.add(pid)
+    deadline = time.monotonic() + timeout
+    while any(_alive(pid) for pid in running) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    killed = {pid for pid in running if _alive(pid)}
+    for pid in killed:
+        os.kill(pid, signal.SIGKILL)
     return killed
+
+
+def stop_services(services: list[tuple[str, int]], timeout: float = 20.0) -> set[int]:
+    """Stops the services first and the chain node last (it must outlive their final transactions)."""
+    chain = [pid for name, pid in services if name == "chain"]
+    return stop_pids([pid for name, pid in services if name != "chain"], timeout) | stop_pids(chain, timeout)
 
 
 def down(folder: Path, timeout: float = 20.0) -> list[str]:
@@ -220,7 +222,7 @@ def down(folder: Path, timeout: float = 20.0) -> list[str]:
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path} is not a run file: {exc}") from None
     running = [s for s in services if _alive(int(s["pid"]))]
-    stop_pids([int(s["pid"]) for s in reversed(services)], timeout)
+    stop_services([(str(s["name"]), int(s["pid"])) for s in services], timeout)
     path.unlink()
     return [str(s["name"]) for s in running]
 
@@ -237,8 +239,8 @@ def _site_file(path: Path, settings: UpSettings, index: int, vault_url: str, tra
         f'vault_url = "{vault_url}"',
         f"dev_account = {index + 1}",
         f'encryption_key = "{name}.x25519.pem"',
-        f'data = "../data/{name}"',
-        f'global_test = "../data/{GLOBAL}"',
+        f'data = "../../data/{name}"',
+        f'global_test = "../../data/{GLOBAL}"',
         f'state = "sqlite:///{path.stem}.db"',
         f'attack = "{settings.attack.value if settings.byzantine_at(index) else Attack.NONE.value}"',
         "poll_interval = 0.5",
