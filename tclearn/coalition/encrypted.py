@@ -72,14 +72,12 @@ def train(co: Coalition, member: Hospital, parent_hash: str, seed: int) -> tuple
     x, y = features(member.train, f"{member.name}'s training data")
     if member.attack is Attack.LABEL_FLIP:
         y = flip_labels(y)
+    with co.clock("vault"):
+        parent = load_model(co.store, parent_hash, mine.context)  # the store re-hashes against the chain's hash
     with co.clock("training"):
-        child = train_model(
-            co.store, mine.context, parent_hash, x, y, mine.supervisor, steps=settings.steps, lr=settings.lr
-        )
-        if member.attack is not Attack.NONE:
-            parent = load_model(co.store, parent_hash, mine.context)
-            child = attack_model(member.attack, mine.context, parent, child, mine.supervisor, seed=seed)
-        submitted = compact(mine.context, child)
+        he, client = mine.context, mine.supervisor
+        child = train_model(he, parent, x, y, client, steps=settings.steps, lr=settings.lr, ref=parent_hash)
+        submitted = compact(he, attack_model(member.attack, he, parent, child, client, seed=seed))
     with co.clock("vault"):
         model_hash = store_model(co.store, submitted)
     metadata = {

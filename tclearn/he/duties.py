@@ -62,26 +62,24 @@ def with_levels(
 
 
 def train_model(
-    store: BlobStore,
     he: HEContext,
-    parent_hash: str,
+    model: EncryptedModel,
     x: np.ndarray,
     y: np.ndarray,
     client: SupervisorClient,
     *,
     steps: int = 1,
     lr: float = 0.5,
+    ref: str = "",
 ) -> EncryptedModel:
-    """Train `steps` full-batch steps from the parent in the vault; the result is refreshed (full depth).
-
-    Every step uses up the depth of a fresh ciphertext, so each starts with a supervisor refresh.
+    """`steps` full-batch steps from `model` (its hash `ref` names it in the supervisor's log); the result is
+    refreshed to full depth. Every step uses up the depth of a fresh ciphertext, so each starts with a refresh.
     """
     if steps < 1:
         raise DataError(f"steps must be at least 1, got {steps}")
-    model = load_model(store, parent_hash, he)
     for _ in range(steps):
-        model = gradient_step(he, with_levels(he, model, TRAINING_LEVELS, client, parent_hash), x, y, lr)
-    return refresh(he, model, client, parent_hash)
+        model = gradient_step(he, with_levels(he, model, TRAINING_LEVELS, client, ref), x, y, lr)
+    return refresh(he, model, client, ref)
 
 
 def train_increment(
@@ -95,8 +93,9 @@ def train_increment(
     steps: int = 1,
     lr: float = 0.5,
 ) -> str:
-    """`train_model`, then the candidate compacted and stored; returns its hash."""
-    trained = train_model(store, he, parent_hash, x, y, client, steps=steps, lr=lr)
+    """`train_model` from the parent in the vault, then the candidate compacted and stored; returns its hash."""
+    parent = load_model(store, parent_hash, he)
+    trained = train_model(he, parent, x, y, client, steps=steps, lr=lr, ref=parent_hash)
     return store_model(store, compact(he, trained))
 
 

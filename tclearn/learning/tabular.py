@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from tclearn.errors import ConfigError
-from tclearn.learning.synth import hospital_name
+from tclearn.learning.synth import check_counts, hospital_name
 
 GLOBAL_CSV = "global.csv"
 LABEL = "label"
@@ -64,10 +64,7 @@ def synth_tabular(
     seed: int = 0,
 ) -> dict[str, object]:
     """Write a synthetic tabular coalition under `out`; returns (and writes) its description."""
-    if hospitals < 1:
-        raise ConfigError(f"hospitals must be >= 1, got {hospitals}")
-    if min(train, test, global_size) < 1:
-        raise ConfigError(f"train ({train}), test ({test}) and global ({global_size}) must each be >= 1")
+    check_counts(hospitals, train, test, global_size)
     if features < 2:
         raise ConfigError(f"features must be >= 2, got {features}")
     root = Path(out)
