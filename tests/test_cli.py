@@ -210,6 +210,14 @@ def test_demo_variant_c_runs_the_protocol_on_an_encrypted_model(tmp_path: Path) 
     assert deployment["variant"] == "C"
 
 
+def test_data_synth_tabular_writes_the_variant_c_layout(tmp_path: Path) -> None:
+    invoke("data", "synth", "--tabular", "--hospitals", "2", "--features", "3", "--out", str(tmp_path))
+    header, *rows = (tmp_path / "hospital-2" / "test.csv").read_text().splitlines()
+    assert header == "f0,f1,f2,label" and len(rows) == 8 and {r.rsplit(",", 1)[1] for r in rows} <= {"0", "1"}
+    assert len((tmp_path / "global.csv").read_text().splitlines()) == 49
+    assert json.loads((tmp_path / "coalition.json").read_text())["features"] == 3
+
+
 def test_demo_refuses_what_it_cannot_do(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="variant C"):
         invoke("demo", "--variant", "C", "--mode", "fedavg", "--out", str(tmp_path))

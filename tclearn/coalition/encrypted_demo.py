@@ -24,6 +24,7 @@ from tclearn.coalition.demo import byzantine_attack, check_keys, hospital_folder
 from tclearn.coalition.encrypted import public_context
 from tclearn.coalition.founding import Founder, found
 from tclearn.coalition.policy import AcceptancePolicy
+from tclearn.errors import DataError
 from tclearn.he.client import LocalSupervisorClient
 from tclearn.he.context import Ciphertexts
 from tclearn.he.duties import features
@@ -84,9 +85,20 @@ class EncryptedRun:
         return [entry.to_json() for entry in self.supervisor.log(limit=100_000)]
 
 
-def _table(path: Path, label_column: str) -> ImageData:
+MAX_FEATURE = 10.0  # the polynomial sigmoid fits logits in [-5, 5]: features must be standardised
+
+
+def _table(path: Path, label_column: str, columns: int | None = None) -> ImageData:
+    """A binary feature table with `columns` features (if given), or a `DataError` naming the file now."""
     data = load_csv(path, label_column)
-    features(data, repr(str(path)))  # a binary feature table, or a clear error now
+    x, _ = features(data, repr(str(path)))
+    if columns is not None and x.shape[1] != columns:
+        raise DataError(f"{str(path)!r} has {x.shape[1]} feature columns; global.csv has {columns}")
+    if np.abs(x).max() > MAX_FEATURE:
+        raise DataError(
+            f"{str(path)!r} holds feature values up to {np.abs(x).max():.4g}; encrypted training needs standardised "
+            f"features (|value| <= {MAX_FEATURE:g})"
+        )
     return data
 
 
@@ -99,9 +111,13 @@ def setup_encrypted(settings: DemoSettings, chain: Chain, out: Path) -> tuple[Co
     check_keys(settings, chain)
     admin, accounts = chain.dev_keys[0], chain.dev_keys[1 : settings.members + 1]
     supervisor_account = chain.dev_keys[settings.members + 1]
-    store = FsspecStore(f"file://{(out / 'vault').resolve()}")
     global_test = _table(root / GLOBAL_CSV, settings.label_column)
     spec = ModelSpec("logreg", int(global_test.images.shape[1]))
+    tables = [  # every table checked before anything is written
+        tuple(_table(folder / f"{split}.csv", settings.label_column, spec.features) for split in ("train", "test"))
+        for folder in folders
+    ]
+    store = FsspecStore(f"file://{(out / 'vault').resolve()}")
 
     secret, public = generate()
     context_hash = publish_context(store, public)
@@ -120,8 +136,8 @@ def setup_encrypted(settings: DemoSettings, chain: Chain, out: Path) -> tuple[Co
             folder.name,
             account,
             key,
-            _table(folder / "train.csv", settings.label_column),
-            _table(folder / "test.csv", settings.label_column),
+            train_set,
+            test_set,
             fingerprint(folder / "train.csv"),
             byzantine_attack(settings, i),
             HEMember(
@@ -129,7 +145,9 @@ def setup_encrypted(settings: DemoSettings, chain: Chain, out: Path) -> tuple[Co
                 LocalSupervisorClient(supervisor, account.address),
             ),
         )
-        for i, (folder, account, key) in enumerate(zip(folders, accounts, keys, strict=True))
+        for i, (folder, account, key, (train_set, test_set)) in enumerate(
+            zip(folders, accounts, keys, tables, strict=True)
+        )
     ]
     co = Coalition(
         client,

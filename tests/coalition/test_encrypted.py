@@ -4,6 +4,7 @@ through the supervisor, a Byzantine member voted down, and the audit over it all
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from tclearn.coalition.encrypted import settings_of
 from tclearn.coalition.encrypted_demo import EncryptedRun, setup_encrypted
 from tclearn.coalition.member import vault_uri
 from tclearn.coalition.rounds import run_round
-from tclearn.errors import NotFoundError
+from tclearn.errors import DataError, NotFoundError
 from tclearn.he.encrypted import EncryptedModel, compact, encrypt_model, store_model
 from tclearn.he.keys import generate
 from tclearn.he.model import ModelSpec, init_weights
@@ -134,6 +135,25 @@ def test_a_wrong_model_shape_is_rejected_and_random_ciphertexts_are_voted_down(
     assert run_round(co, co.hospitals[0]).state == "committed"  # against the untrained genesis, noise may pass
     row = run_round(co, co.hospitals[2])  # random weights: a fresh encryption of noise under the right context
     assert row.byzantine and row.state == "rejected"
+
+
+def test_tables_that_do_not_fit_are_named(tabular_data: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(tabular_data, data)
+    train = data / "hospital-2" / "train.csv"
+    train.write_text("a,b,label\n0.1,0.2,1\n0.3,0.1,0\n")
+    with pytest.raises(DataError, match=r"hospital-2/train\.csv' has 2 feature columns; global.csv has 6"):
+        make(data, tmp_path / "out")
+    train.write_text("f0,f1,f2,f3,f4,f5,label\n0,0,0,0,0,250,1\n0,0,0,0,0,0,0\n")
+    with pytest.raises(DataError, match="standardised"):
+        make(data, tmp_path / "out")
+    assert not (tmp_path / "out" / "vault").exists()  # nothing written for a coalition that cannot run
+    with pytest.raises(DataError, match="no column 'outcome'"):
+        setup_encrypted(
+            DemoSettings(members=MEMBERS, byzantine=0, variant=Variant.C, data=data, label_column="outcome"),
+            embedded_chain(5),
+            tmp_path / "out",
+        )
 
 
 def test_a_data_folder_in_the_wrong_layout_names_what_is_missing(tmp_path: Path) -> None:
