@@ -10,16 +10,18 @@ from pathlib import Path
 
 import pytest
 
+from services.supervisor.app import create_app
 from tclearn.audit.verify import audit
 from tclearn.coalition import general as general_duty
 from tclearn.coalition.blobs import put_json
-from tclearn.coalition.context import Coalition
+from tclearn.coalition.context import Coalition, HEMember
 from tclearn.coalition.demo import DemoSettings, hospital_folders
 from tclearn.coalition.encrypted import settings_of
 from tclearn.coalition.encrypted_demo import EncryptedRun, setup_encrypted
 from tclearn.coalition.member import vault_uri
 from tclearn.coalition.rounds import run_round
 from tclearn.errors import DataError, NotFoundError
+from tclearn.he.client import HttpSupervisorClient
 from tclearn.he.encrypted import EncryptedModel, compact, encrypt_model, store_model
 from tclearn.he.keys import generate
 from tclearn.he.model import ModelSpec, init_weights
@@ -28,6 +30,8 @@ from tclearn.learning.tabular import synth_tabular
 from tclearn.ledger.chain import embedded_chain
 from tclearn.ledger.history import rebuild
 from tclearn.types import ModelRecord, ModelState, Variant
+from tclearn.vault.directory import StaticDirectory
+from tests.vault.conftest import _serve
 
 MEMBERS = 3
 
@@ -82,6 +86,22 @@ def test_poisoned_candidates_are_rejected_honest_ones_commit_and_the_audit_passe
     head_hash = co.client.get_model(2, with_uri=False).model_hash.hex()
     final = [(e["account"], e["model"]) for e in run.log() if e["action"] == "decrypt"]
     assert final == [(run.account, head_hash)]
+
+
+def test_members_with_only_an_http_client_to_the_supervisor_service(tabular_data: Path, tmp_path: Path) -> None:
+    """The same duties when each hospital reaches the supervisor over signed HTTP: nothing it holds can decrypt."""
+    co, run = make(tabular_data, tmp_path, byzantine=1)
+    directory = StaticDirectory({h.address: None for h in co.hospitals})
+    for url in _serve(create_app(run.supervisor, directory)):
+        for h in co.hospitals:
+            assert h.he is not None
+            h.he = HEMember(h.he.context, HttpSupervisorClient(url, h.account.key))
+        rows = [run_round(co, co.hospitals[0]), run_round(co, co.hospitals[2])]
+        assert [(r.byzantine, r.state) for r in rows] == [(False, "committed"), (True, "rejected")]
+        log = HttpSupervisorClient(url, co.hospitals[1].account.key).log()
+        assert {e["account"] for e in log} == {h.address for h in co.hospitals}
+        assert {e["action"] for e in log} == {"score", "refresh"}
+    assert audit(rebuild(co.client.events()), co.store).ok
 
 
 def general_verdict(co: Coalition, model: EncryptedModel) -> tuple[ModelRecord, list[dict[str, object]]]:
