@@ -1,29 +1,78 @@
-"""What every tclearn service shares: TclearnError -> JSON error responses, signed callers, the members."""
+"""What every tclearn service shares: errors mapped to HTTP in one place, signed-request callers, serving.
+
+Every error response is JSON `{"code": ..., "message": ..., ...details}`: a `TclearnError` gives its own
+code, HTTP status and details; FastAPI's request validation gives 422 `invalid_request` naming each bad
+field; routing errors (unknown path, wrong method) keep their status with code `http_error`; anything
+unexpected is a 500 `internal_error` whose detail goes to the service log, not to the caller.
+"""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from tclearn.errors import TclearnError
 from tclearn.ledger.directory import chain_directory
 from tclearn.vault.directory import MemberDirectory, StaticDirectory
 from tclearn.vault.signing import RequestVerifier
 
+log = logging.getLogger(__name__)
 
-def install_error_handler(app: FastAPI) -> None:
-    """Every `TclearnError` becomes `{code, message, ...}` with its HTTP status (4xx for user mistakes)."""
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+    "required": ["code", "message"],
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries documenting the JSON error body for `statuses`."""
+    return {
+        status: {"description": "error", "content": {"application/json": {"schema": ERROR_SCHEMA}}}
+        for status in statuses
+    }
+
+
+def _field(loc: tuple[Any, ...] | list[Any]) -> str:
+    return ".".join(str(part) for part in loc) or "request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Maps every error a route can raise to the one JSON error shape (see the module docstring)."""
 
     @app.exception_handler(TclearnError)
     async def tclearn_error(_request: Request, exc: TclearnError) -> JSONResponse:
         return JSONResponse(exc.to_dict(), status_code=exc.http_status)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [{"field": _field(e.get("loc", ())), "problem": str(e.get("msg", ""))} for e in exc.errors()]
+        message = "invalid request: " + "; ".join(f"{p['field']}: {p['problem']}" for p in problems)
+        return JSONResponse({"code": "invalid_request", "message": message, "problems": problems}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse(
+            {"code": "http_error", "message": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+        return JSONResponse(
+            {"code": "internal_error", "message": "internal error; the service log has the details"}, status_code=500
+        )
+
 
 def signed_caller(verifier: RequestVerifier, request: Request, body_sha256: str) -> str:
-    """The active member that signed `request` (401 unsigned or forged, 403 not a member)."""
+    """The member address that signed `request` (method, path with query, body hash); 401/403 otherwise."""
     path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return verifier.verify(request.method, path, request.headers, body_sha256)
 

@@ -19,7 +19,7 @@ import json
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 
-from services.common import install_error_handler, member_directory, signed_caller
+from services.common import install_error_handlers, member_directory, signed_caller
 from tclearn.errors import HEError, TooLargeError
 from tclearn.he.config import SupervisorSettings
 from tclearn.he.context import Ciphertexts
@@ -34,7 +34,7 @@ from tclearn.vault.signing import EMPTY_SHA256, RequestVerifier
 def create_app(supervisor: Supervisor, directory: MemberDirectory, *, max_skew_s: int = 300) -> FastAPI:
     verifier = RequestVerifier(directory, max_skew_s)
     app = FastAPI(title="tclearn supervisor", version="1")
-    install_error_handler(app)
+    install_error_handlers(app)
     limit = supervisor.limits.max_request_bytes
 
     async def signed_message(request: Request) -> tuple[str, Ciphertexts]:

@@ -20,7 +20,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
 
-from services.common import install_error_handler, member_directory, signed_caller
+from services.common import install_error_handlers, member_directory, signed_caller
 from tclearn.errors import NotFoundError, TclearnError, TooLargeError
 from tclearn.state.db import Database
 from tclearn.vault.access_log import access_entries, record_access
@@ -50,8 +50,7 @@ def create_app(
     verifier = RequestVerifier(directory, max_skew_s)
     keyring_lock = asyncio.Lock()
     app = FastAPI(title="tclearn vault", version="1")
-
-    install_error_handler(app)
+    install_error_handlers(app)
 
     def caller(request: Request, body_sha256: str, *, read: bool = False) -> str:
         if read and public_reads and ADDRESS_HEADER not in request.headers:

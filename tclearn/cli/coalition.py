@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
+from rich.live import Live
+from rich.table import Table
 
-from tclearn.cli.common import DevAccountOpt, KeystoreOpt, console, deployment_of, signer
+from tclearn.cli.common import DevAccountOpt, KeystoreOpt, console, signer, user_errors
+from tclearn.coalition import up as coalition_up
+from tclearn.coalition.up import RoundRow, UpSettings, drive_round, started, summary
 from tclearn.config import load_coalition_config, save_deployment
 from tclearn.errors import ConfigError
+from tclearn.learning.attacks import Attack
 from tclearn.ledger.chain import connect
 from tclearn.ledger.client import LedgerClient
+from tclearn.ledger.deployment import deployment_of
 from tclearn.types import Variant
 
 app = typer.Typer(help="Coalitions: deploy and run.", no_args_is_help=True)
@@ -53,3 +60,87 @@ def deploy(
         console.print(
             f"  registered {member.name or member.address} as {', '.join(member.roles)} ({added.gas_used} gas)"
         )
+
+
+def _rounds_table(rows: list[RoundRow]) -> Table:
+    table = Table(title="Rounds, driven through the member APIs and decided by the node daemons")
+    for column in ("round", "proposer", "job", "candidate", "general", "approve", "reject", "state", "seconds"):
+        table.add_column(column)
+    for r in rows:
+        proposer = f"{r.proposer} [red](byzantine)[/]" if r.byzantine else r.proposer
+        candidate = "" if r.model_id is None else str(r.model_id)
+        state = r.state if r.error is None else f"{r.state}: {r.error}"
+        table.add_row(
+            str(r.round),
+            proposer,
+            r.job[:8],
+            candidate,
+            r.general,
+            str(r.approvals),
+            str(r.rejections),
+            state,
+            str(r.seconds),
+        )
+    return table
+
+
+@app.command("up")
+def up(
+    members: int = typer.Option(4, "--members", help="Hospitals, each a member API and a node daemon."),
+    byzantine: int = typer.Option(1, "--byzantine", help="How many of them attack (the last ones)."),
+    attack: Attack = typer.Option(Attack.SIGN_FLIP.value, "--attack", help="What a Byzantine member submits."),
+    chain: str = typer.Option("anvil", "--chain", help="anvil, ganache, or a loopback JSON-RPC URL."),
+    variant: str = typer.Option("B", "--variant", help="A (public model) or B (envelope-encrypted)."),
+    rounds: int = typer.Option(4, "--rounds", help="Rounds to drive through the member APIs."),
+    epochs: int = typer.Option(4, "--epochs", help="Epochs per increment."),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(Path("out/coalition"), "--out", help="Folder for configs, keys, data, logs, state."),
+    detach: bool = typer.Option(False, "--detach", help="Leave it running; stop it with `tclearn coalition down`."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Start a whole coalition on loopback — chain, vault, a member API and a node daemon per hospital, the
+    auditor — drive ROUNDS through the member APIs, print the dashboard URL, and stop everything on Ctrl-C."""
+    with user_errors():
+        settings = UpSettings(members, byzantine, attack, chain, Variant.parse(variant), rounds, epochs, seed, out)
+        say = console.print if not as_json else (lambda _m: None)
+        with started(settings, on_step=lambda m: say(f"[dim]{m}[/]")) as (run, client):
+            rows: list[RoundRow] = []
+
+            def show(row: RoundRow) -> None:
+                if not rows or rows[-1] is not row:
+                    rows.append(row)
+                if not as_json:
+                    live.update(_rounds_table(rows))
+
+            with Live(_rounds_table([]), console=console, refresh_per_second=4, transient=as_json) as live:
+                for index in range(settings.rounds):
+                    drive_round(run, client, settings, index, show)
+            result = summary(rows, client, run)
+            if as_json:
+                typer.echo(json.dumps(result, indent=2))
+            else:
+                console.print(
+                    f"{result['committed']} committed, {result['rejected']} rejected "
+                    f"({result['poisoned_committed']} poisoned committed, "
+                    f"{result['honest_rejected']} honest rejected); "
+                    f"head is model {result['head']}.\nDashboard: [bold]{result['dashboard']}[/]   "
+                    f"member APIs: {', '.join(result['members'].values())}   logs: {run.folder / 'logs'}"
+                )
+            if detach:
+                coalition_up.detach(run)
+                say(f"Detached; stop it with [bold]tclearn coalition down --out {out}[/]")
+                return
+            say("Running; Ctrl-C stops every process.")
+            coalition_up.wait_for_interrupt(run)
+            say("Stopping…")
+        say("Every process stopped.")
+
+
+@app.command("down")
+def down(
+    out: Path = typer.Option(Path("out/coalition"), "--out", help="The folder `coalition up --detach` used."),
+) -> None:
+    """Stop a coalition started with `tclearn coalition up --detach`."""
+    with user_errors():
+        stopped = coalition_up.down(out)
+        console.print(f"Stopped {len(stopped)} process(es): {', '.join(stopped) or 'none was still running'}")

@@ -10,8 +10,6 @@ import typer
 from eth_account.signers.local import LocalAccount
 from rich.console import Console
 
-from tclearn import __version__
-from tclearn.config import Deployment
 from tclearn.errors import TclearnError
 from tclearn.ledger.accounts import choose_signer
 from tclearn.ledger.chain import Chain
@@ -46,21 +44,6 @@ def user_errors() -> Iterator[None]:
 def signer(chain: Chain, keystore: Path | None, dev_account: int | None) -> LocalAccount:
     """The account that signs: --keystore (password from env or prompt) or --dev-account N."""
     return choose_signer(chain.chain_id, chain.embedded, keystore, dev_account)
-
-
-def deployment_of(client: LedgerClient, block: int, tx_hash: str, variant: str) -> Deployment:
-    """What a deployment file records about the coalition `client` talks to."""
-    return Deployment(
-        chain_id=client.chain.chain_id,
-        address=client.address,
-        block=block,
-        variant=variant,
-        url=client.chain.kind,
-        deployer=client.admin(),
-        tx_hash=tx_hash,
-        tclearn_version=__version__,
-        contract_sha256=client.artifact.source_sha256,
-    )
 
 
 def open_as(

@@ -12,13 +12,14 @@ from rich.live import Live
 from rich.table import Table
 
 from tclearn.audit.report import write_report
-from tclearn.cli.common import console, deployment_of
+from tclearn.cli.common import console
 from tclearn.coalition.demo import DemoResult, DemoSettings, run_demo
 from tclearn.coalition.fedavg import Aggregator
 from tclearn.coalition.rounds import CandidateRow
 from tclearn.config import save_deployment
 from tclearn.learning.attacks import Attack
 from tclearn.ledger.chain import Chain
+from tclearn.ledger.deployment import deployment_of
 from tclearn.ledger.node import open_chain
 from tclearn.types import Variant
 

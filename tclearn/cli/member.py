@@ -1,4 +1,4 @@
-"""`tclearn member`: register members, change their roles, deactivate them (admin only)."""
+"""`tclearn member`: register members, change their roles, deactivate them (admin only); serve a member's API."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ from pathlib import Path
 
 import typer
 
-from tclearn.cli.common import DeploymentOpt, DevAccountOpt, KeystoreOpt, UrlOpt, console, open_as
+from tclearn.cli.common import DeploymentOpt, DevAccountOpt, KeystoreOpt, UrlOpt, console, open_as, user_errors
 from tclearn.config import hex32
 from tclearn.errors import ConfigError
 from tclearn.types import Role
 
-app = typer.Typer(help="Coalition members (admin only).", no_args_is_help=True)
+app = typer.Typer(help="Coalition members: register and change them (admin), serve one's API.", no_args_is_help=True)
 
 
 @app.command("add")
@@ -68,3 +68,29 @@ def remove(
     client, admin = open_as(deployment, url, keystore, dev_account)
     client.deactivate_member(admin, address)
     console.print(f"{address} deactivated")
+
+
+@app.command("serve")
+def serve(
+    config: Path = typer.Option(Path("member.toml"), "--config", "-c", help="The site's member.toml."),
+    host: str | None = typer.Option(None, "--host", help="Listen address (default: [server] host)."),
+    port: int | None = typer.Option(None, "--port", help="Listen port (default: [server] port)."),
+    access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log every request."),
+) -> None:
+    """Run this hospital's member API (docs/member-api.md); the operator token comes from the environment."""
+    import os
+
+    import uvicorn
+
+    from tclearn.coalition.site import MEMBER_CONFIG_ENV, load_site_config
+
+    with user_errors():  # also a bad chain, vault or data folder: uvicorn's factory raises them here
+        site = load_site_config(config)
+        os.environ[MEMBER_CONFIG_ENV] = str(config.resolve())
+        uvicorn.run(
+            "services.member.app:app_from_env",
+            factory=True,
+            host=host or site.server.host,
+            port=site.server.port if port is None else port,
+            access_log=access_log,
+        )

@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from tclearn.cli.common import user_errors
+from tclearn.learning.evaluate import MIN_FINDING_AREA
 
 app = typer.Typer(help="Predict findings with a trained model.")
 
@@ -19,7 +20,7 @@ def predict(
     out: Path = typer.Option(..., "--out", help="Folder for overlays/ and predictions.json."),
     config: Path | None = typer.Option(None, "--config", help="Model config JSON (default: beside the model)."),
     threshold: float = typer.Option(0.5, help="Foreground probability threshold."),
-    min_area: int = typer.Option(4, "--min-area", min=1, help="Smallest box kept, in pixels."),
+    min_area: int = typer.Option(MIN_FINDING_AREA, "--min-area", min=1, help="Smallest box kept, in pixels."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
 ) -> None:
     """Masks -> connected components -> boxes with probabilities -> overlay PNGs and predictions.json."""

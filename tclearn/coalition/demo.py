@@ -161,7 +161,7 @@ def setup(settings: DemoSettings, chain: Chain, out: Path) -> tuple[Coalition, d
     store = FsspecStore(f"file://{(out / 'vault').resolve()}")
     genesis = genesis_weights(model, settings.seed)
     founders = [Founder(h.address, public_bytes(h.key), h.name) for h in hospitals]
-    client = found(chain, admin, store, settings.variant, genesis, founders)
+    client, _ = found(chain, admin, store, settings.variant, genesis, founders)
     co = Coalition(
         client,
         store,

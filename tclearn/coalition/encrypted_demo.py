@@ -130,7 +130,7 @@ def setup_encrypted(settings: DemoSettings, chain: Chain, out: Path) -> tuple[Co
     keys = [X25519PrivateKey.generate() for _ in accounts]  # registered as in A/B; unused in variant C
     founders = [Founder(a.address, public_bytes(k), f.name) for a, k, f in zip(accounts, keys, folders, strict=True)]
     founders.append(Founder(supervisor_account.address, key_bytes32(context_hash), "supervisor", Role.SUPERVISOR))
-    client = found(chain, admin, store, Variant.C, genesis_hash, founders)
+    client, _ = found(chain, admin, store, Variant.C, genesis_hash, founders)
     hospitals = [
         Hospital(
             folder.name,

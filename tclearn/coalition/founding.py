@@ -16,7 +16,7 @@ from tclearn.coalition.member import vault_uri
 from tclearn.errors import NotFoundError
 from tclearn.learning.models import ModelConfig, build_model
 from tclearn.ledger.chain import Chain
-from tclearn.ledger.client import LedgerClient
+from tclearn.ledger.client import LedgerClient, TxResult
 from tclearn.types import Role, Variant
 from tclearn.vault.store import BlobStore
 
@@ -45,8 +45,9 @@ def found(
     *,
     general_timeout: int = 3600,
     voting_timeout: int = 86400,
-) -> LedgerClient:
-    """Stores the genesis model, deploys the coalition around its hash and registers the founders.
+) -> tuple[LedgerClient, TxResult]:
+    """Stores the genesis model, deploys the coalition around its hash and registers the founders; returns the
+    coalition and its deployment transaction.
 
     `genesis` is the weights to store, or the hash of a genesis already in `store` (variant C: the encrypted
     container the supervisor made, `tclearn.he.encrypted.store_model`).
@@ -58,7 +59,7 @@ def found(
     else:
         readers = {f.address: f.encryption_key for f in founders}
         genesis_hash = put_model(store, variant, genesis, readers)
-    client, _ = LedgerClient.deploy(
+    client, deployed = LedgerClient.deploy(
         chain,
         admin,
         variant=variant,
@@ -69,4 +70,4 @@ def found(
     )
     for f in founders:
         client.register_member(admin, f.address, f.roles, f.encryption_key, f.name)
-    return client
+    return client, deployed

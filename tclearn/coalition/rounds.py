@@ -4,7 +4,7 @@ Every step leaves its trace on chain and in the vault."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from tclearn.coalition import general as general_duty
@@ -12,6 +12,7 @@ from tclearn.coalition import validator as validator_duty
 from tclearn.coalition.context import Coalition, Hospital
 from tclearn.coalition.fedavg import Aggregator, contribute, propose_aggregate
 from tclearn.coalition.member import Proposal, propose
+from tclearn.errors import NotFoundError
 from tclearn.types import ModelState, Role
 
 
@@ -99,3 +100,23 @@ def run_fedavg_round(
 
 def _ignore(_row: CandidateRow) -> None:
     return None
+
+
+def settle(contexts: Sequence[tuple[Coalition, Hospital]], model_id: int) -> ModelState:
+    """The general's and the validators' duties on candidate `model_id`, each hospital in its own context (one per
+    site, as separate services run them); returns the candidate's state afterwards (OPEN: still undecided)."""
+    candidate = contexts[0][0].client.get_model(model_id, with_uri=False)
+    by_address = {h.address: (co, h) for co, h in contexts}
+    if candidate.general not in by_address:
+        raise NotFoundError(f"the general of candidate {model_id}, {candidate.general}, is none of these sites")
+    co, general = by_address[candidate.general]
+    ok, _, _ = general_duty.open_candidate(co, general, candidate)
+    if not ok:
+        return ModelState.REJECTED
+    for co, validator in sorted(contexts, key=lambda c: c[1].address != candidate.general):
+        if validator.address == candidate.proposer:
+            continue
+        _, outcome = validator_duty.vote(co, validator, candidate)
+        if outcome.state is not ModelState.OPEN:
+            return outcome.state
+    return ModelState.OPEN

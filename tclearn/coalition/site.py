@@ -37,6 +37,8 @@ from tclearn.types import Variant
 from tclearn.vault.http import HttpStore
 from tclearn.vault.keys import key_password, load_key
 
+MEMBER_CONFIG_ENV = "TCLEARN_MEMBER_CONFIG"  # the member service's config path (`tclearn member serve` sets it)
+
 
 class ModelSection(BaseModel):
     model_config = ConfigDict(extra="forbid")

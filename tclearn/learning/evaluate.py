@@ -1,15 +1,20 @@
 """What a validator measures: Dice and IoU for segmentation, accuracy, AUC, precision and recall for
 classification. Batched, in eval mode and without gradients, so the same weights give the same scores.
 
-`Evaluation.score` is the one number a validator reports on chain (Dice or accuracy).
+`Evaluation.score` is the one number a validator reports on chain (Dice or accuracy). Segmentation is scored
+as it is used: predicted components smaller than `min_area` pixels (voxels) are specks, not findings, and are
+dropped before Dice and IoU — as `tclearn predict` draws no box for them. An image without findings scores 1
+when nothing is predicted and 0 for any false finding.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from monai.metrics import DiceMetric, MeanIoU, ROCAUCMetric
+from scipy import ndimage
 from torch import nn
 
 from tclearn.errors import DataError
@@ -44,6 +49,23 @@ def segmentation_masks(logits: torch.Tensor, threshold: float = 0.5) -> torch.Te
     if logits.shape[1] == 1:
         return (probs > threshold).float()
     return (probs.argmax(dim=1, keepdim=True) > 0).float()
+
+
+MIN_FINDING_AREA = 5  # pixels (voxels in 3D): a smaller predicted component is a speck, not a finding
+
+
+def drop_specks(masks: torch.Tensor, min_area: int = MIN_FINDING_AREA) -> torch.Tensor:
+    """`masks` `(N, 1, *spatial)` without their connected components smaller than `min_area`."""
+    if min_area <= 1:
+        return masks
+    kept = []
+    for mask in masks.numpy().astype(bool):
+        labels, count = ndimage.label(mask[0])
+        sizes = np.bincount(labels.ravel(), minlength=count + 1)
+        keep = sizes >= min_area
+        keep[0] = False
+        kept.append(keep[labels][None])
+    return torch.from_numpy(np.stack(kept)).float()
 
 
 def precision_recall(predicted: torch.Tensor, truth: torch.Tensor, classes: int) -> tuple[float, float]:
@@ -83,10 +105,16 @@ def predict_logits(model: nn.Module, data: ImageData, batch_size: int = 16, devi
     return torch.cat(outs)
 
 
-def evaluate(model: nn.Module, data: ImageData, batch_size: int = 16, device: str = "auto") -> Evaluation:
+def evaluate(
+    model: nn.Module,
+    data: ImageData,
+    batch_size: int = 16,
+    device: str = "auto",
+    min_area: int = MIN_FINDING_AREA,
+) -> Evaluation:
     logits = predict_logits(model, data, batch_size, device)
     if data.task is Task.SEGMENTATION:
-        masks, truth = segmentation_masks(logits), data.targets.float()
+        masks, truth = drop_specks(segmentation_masks(logits), min_area), data.targets.float()
         # An empty truth predicted empty counts as a perfect 1.0, not as a missing value.
         dice = DiceMetric(include_background=True, reduction="mean", ignore_empty=False)
         iou = MeanIoU(include_background=True, reduction="mean", ignore_empty=False)

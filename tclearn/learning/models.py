@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from monai.networks import nets
 from torch import nn
 
@@ -80,6 +81,8 @@ class ModelConfig:
     in_channels: int = 1
     out_channels: int = 1
     options: Mapping[str, Any] = field(default_factory=dict)
+    # Each image standardised (zero mean, unit variance per channel) inside the model; None: on for image networks.
+    standardize: bool | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -89,6 +92,10 @@ class ModelConfig:
                 f"unknown architecture {self.arch!r}; expected one of {', '.join(a.value for a in Arch)}"
             ) from None
         object.__setattr__(self, "arch", arch)
+        if self.standardize is None:
+            object.__setattr__(self, "standardize", arch is not Arch.FULLY_CONNECTED)
+        elif self.standardize and arch is Arch.FULLY_CONNECTED:
+            raise ConfigError(f"{arch}: standardize is for images; scale tabular features before training")
         dims = (1,) if arch is Arch.FULLY_CONNECTED else (2, 3)
         if self.spatial_dims not in dims:
             raise ConfigError(f"{arch}: spatial_dims must be one of {dims}, got {self.spatial_dims!r}")
@@ -124,6 +131,7 @@ class ModelConfig:
             "in_channels": self.in_channels,
             "out_channels": self.out_channels,
             "options": dict(self.options),
+            "standardize": self.standardize,
         }
 
     @classmethod
@@ -132,7 +140,7 @@ class ModelConfig:
             raise ConfigError(f"a model config must be a mapping, got {type(data).__name__}")
         if "arch" not in data:
             raise ConfigError("a model config needs an 'arch' key")
-        unknown = sorted(set(data) - {"arch", "spatial_dims", "in_channels", "out_channels", "options"})
+        unknown = sorted(set(data) - {"arch", "spatial_dims", "in_channels", "out_channels", "options", "standardize"})
         if unknown:
             raise ConfigError(f"unknown model config key(s) {', '.join(unknown)}")
         arch = str(data["arch"])
@@ -143,12 +151,33 @@ class ModelConfig:
             in_channels=data.get("in_channels", 1),
             out_channels=data.get("out_channels", 1 if arch in {a.value for a in SEGMENTATION} else 2),
             options=dict(data.get("options", {})),
+            standardize=data.get("standardize"),
         )
 
 
+class Standardized(nn.Module):
+    """Standardises each image — zero mean, unit variance per channel, as MONAI's `NormalizeIntensity` does —
+    before `net`. Inside the model, so training, validation and prediction always agree, and a scanner's gain
+    and offset drop out before the first layer."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dims = tuple(range(2, x.dim()))
+        centred = x - x.mean(dim=dims, keepdim=True)
+        return self.net(centred / x.std(dim=dims, keepdim=True).clamp_min(1e-6))
+
+
 def build_model(config: ModelConfig | Mapping[str, Any]) -> nn.Module:
-    """A freshly initialised MONAI network for `config`."""
+    """A freshly initialised MONAI network for `config` (wrapped in `Standardized` when it standardises)."""
     cfg = config if isinstance(config, ModelConfig) else ModelConfig.from_dict(config)
+    net = _network(cfg)
+    return Standardized(net) if cfg.standardize else net
+
+
+def _network(cfg: ModelConfig) -> nn.Module:
     o, dims, c_in, c_out = cfg.options, cfg.spatial_dims, cfg.in_channels, cfg.out_channels
     try:
         match cfg.arch:

@@ -92,6 +92,32 @@ def overlay(image: np.ndarray, predicted: list[Box], truth: list[Box] | None = N
     return out
 
 
+def check_predictable(config: ModelConfig, threshold: float) -> None:
+    """Boxes are drawn for 2D segmentation models only, at a threshold strictly between 0 and 1."""
+    if config.arch not in SEGMENTATION or config.spatial_dims != 2:
+        raise ConfigError(f"predict draws boxes for 2D segmentation models; got {config.arch} {config.spatial_dims}D")
+    if not 0.0 < threshold < 1.0:
+        raise ConfigError(f"threshold must be between 0 and 1, got {threshold}")
+
+
+def predict_boxes(
+    model: nn.Module,
+    config: ModelConfig,
+    image: np.ndarray,
+    name: str,
+    threshold: float = 0.5,
+    device: str = "auto",
+    min_area: int = 1,
+) -> list[Box]:
+    """The boxes `model` finds in one image `(C, H, W)` (named `name` in errors) that must fit `config`."""
+    if image.ndim != 3 or image.shape[0] != config.in_channels:
+        raise DataError(
+            f"image {name!r} has shape {image.shape}; the model expects {config.in_channels} channel(s), 2D",
+            path=name,
+        )
+    return find_boxes(predict_probability(model, image, device), threshold, min_area=min_area)
+
+
 def predict_folder(
     model: nn.Module,
     config: ModelConfig,
@@ -102,10 +128,7 @@ def predict_folder(
     min_area: int = 1,
 ) -> dict[str, Any]:
     """Predict every image under `input_dir`; write overlays and `predictions.json` to `out_dir`."""
-    if config.arch not in SEGMENTATION or config.spatial_dims != 2:
-        raise ConfigError(f"predict draws boxes for 2D segmentation models; got {config.arch} {config.spatial_dims}D")
-    if not 0.0 < threshold < 1.0:
-        raise ConfigError(f"threshold must be between 0 and 1, got {threshold}")
+    check_predictable(config, threshold)
     root = Path(input_dir)
     images_dir = root / "images" if (root / "images").is_dir() else root
     masks_dir = root / "masks" if (root / "masks").is_dir() else None
@@ -114,12 +137,7 @@ def predict_folder(
     results: dict[str, Any] = {}
     for file in list_images(images_dir):
         image = read_image(file)
-        if image.ndim != 3 or image.shape[0] != config.in_channels:
-            raise DataError(
-                f"image {str(file)!r} has shape {image.shape}; the model expects {config.in_channels} channel(s), 2D",
-                path=str(file),
-            )
-        boxes = find_boxes(predict_probability(model, image, device), threshold, min_area=min_area)
+        boxes = predict_boxes(model, config, image, str(file), threshold, device, min_area)
         truth = None
         if masks_dir is not None:
             truth = find_boxes(read_mask(find_mask(file, masks_dir))[0], 0.5, "truth")

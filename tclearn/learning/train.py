@@ -176,8 +176,13 @@ def train_increment(
     data: ImageData,
     config: TrainConfig,
     cancel: CancelToken | None = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> Increment:
-    """Train a copy of `parent` on `data`; the parent's weights are left as they were."""
+    """Train a copy of `parent` on `data`; the parent's weights are left as they were.
+
+    `cancel` stops the run before its next step (`TrainingCancelled`); `on_step(done, total)` is called
+    after every optimisation step (services report progress with it).
+    """
     if len(data) < config.batch_size:
         raise DataError(
             f"{len(data)} samples cannot fill one batch of {config.batch_size}; "
@@ -197,7 +202,8 @@ def train_increment(
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
         loss_fn: nn.Module | None = None
         last = torch.zeros(())
-        with _progress(config.progress, config.epochs * steps_per_epoch) as advance:
+        total = config.epochs * steps_per_epoch
+        with _progress(config.progress, total) as advance:
             for _epoch in range(config.epochs):
                 order = torch.randperm(len(data), generator=shuffle)
                 for step in range(steps_per_epoch):
@@ -218,6 +224,8 @@ def train_increment(
                     scaler.step(optimiser)
                     scaler.update()
                     advance()
+                    if on_step is not None:
+                        on_step(_epoch * steps_per_epoch + step + 1, total)
     weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     facts = TrainingFacts(
         samples=len(data),

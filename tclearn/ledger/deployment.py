@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tclearn import __version__
 from tclearn.config import Deployment, load_deployment
 from tclearn.errors import ConfigError
 from tclearn.ledger.chain import EMBEDDED, connect
@@ -23,3 +24,18 @@ def open_deployment(path: Path, url: str | None = None) -> tuple[Deployment, Led
         )
     chain = connect(url or deployment.url, expected_chain_id=deployment.chain_id)
     return deployment, LedgerClient(chain, deployment.address)
+
+
+def deployment_of(client: LedgerClient, block: int, tx_hash: str, variant: str) -> Deployment:
+    """What a deployment file records about the coalition `client` talks to."""
+    return Deployment(
+        chain_id=client.chain.chain_id,
+        address=client.address,
+        block=block,
+        variant=variant,
+        url=client.chain.kind,
+        deployer=client.admin(),
+        tx_hash=tx_hash,
+        tclearn_version=__version__,
+        contract_sha256=client.artifact.source_sha256,
+    )

@@ -140,12 +140,16 @@ def apply(h: LedgerHistory, ev: LedgerEvent) -> None:
         h.candidates[a["id"]].state = ModelState.STALE
 
 
-def rebuild(events: Iterable[LedgerEvent]) -> LedgerHistory:
-    """Folds events (in chain order) into the coalition's history."""
-    history = LedgerHistory()
+def fold(history: LedgerHistory, events: Iterable[LedgerEvent]) -> LedgerHistory:
+    """Applies further events (in chain order, after those already folded) to `history`, in place."""
     for ev in events:
         apply(history, ev)
     return history
+
+
+def rebuild(events: Iterable[LedgerEvent]) -> LedgerHistory:
+    """Folds events (in chain order) into the coalition's history."""
+    return fold(LedgerHistory(), events)
 
 
 def hex_or_none(digest: bytes | None) -> str | None:

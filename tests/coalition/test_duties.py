@@ -21,10 +21,11 @@ from tclearn.coalition.keeper import keep
 from tclearn.coalition.member import propose
 from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.coalition.rounds import run_fedavg_round, run_round
-from tclearn.errors import NotFoundError
+from tclearn.errors import NotFoundError, TrainingCancelled
 from tclearn.learning.attacks import Attack
 from tclearn.learning.models import arch_hash
 from tclearn.learning.synth import synth_coalition
+from tclearn.learning.train import CancelToken
 from tclearn.ledger.chain import embedded_chain
 from tclearn.types import ModelState, RejectReason, Variant
 from tclearn.vault.codec import canonical_json
@@ -287,3 +288,18 @@ def test_forged_contribution_lists_are_caught(coalition_data: Path, tmp_path: Pa
         parent, expected = parent + 1, "is signed by"
     problem = verify_aggregate(co, co.hospitals[1], metadata, parent, weights)
     assert problem is not None and expected in problem
+
+
+def test_propose_reports_its_phases_and_a_cancel_submits_nothing(coalition_data: Path, tmp_path: Path) -> None:
+    co = make(coalition_data, tmp_path, variant=Variant.A)
+    phases: list[tuple[str, float]] = []
+    proposal = propose(co, co.hospitals[0], progress=lambda phase, done: phases.append((phase, done)))
+    assert [p for p, _ in phases if _ == 0.0] == ["pulling", "training", "storing", "submitting"]
+    assert ("training", 1.0) in phases and phases[-1] == ("submitting", 1.0)
+    assert co.client.head() == 0 and co.client.model_count() == proposal.submission.model_id + 1
+
+    token = CancelToken()
+    cancel_when_stored = lambda phase, _done: token.cancel() if phase == "storing" else None  # noqa: E731
+    with pytest.raises(TrainingCancelled, match="before submitting"):
+        propose(co, co.hospitals[1], cancel=token, progress=cancel_when_stored)
+    assert co.client.model_count() == proposal.submission.model_id + 1

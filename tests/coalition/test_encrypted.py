@@ -31,7 +31,7 @@ from tclearn.ledger.chain import embedded_chain
 from tclearn.ledger.history import rebuild
 from tclearn.types import ModelRecord, ModelState, Variant
 from tclearn.vault.directory import StaticDirectory
-from tests.vault.conftest import _serve
+from tests.vault.conftest import serve_app
 
 MEMBERS = 3
 
@@ -92,7 +92,7 @@ def test_members_with_only_an_http_client_to_the_supervisor_service(tabular_data
     """The same duties when each hospital reaches the supervisor over signed HTTP: nothing it holds can decrypt."""
     co, run = make(tabular_data, tmp_path, byzantine=1)
     directory = StaticDirectory({h.address: None for h in co.hospitals})
-    for url in _serve(create_app(run.supervisor, directory)):
+    with serve_app(create_app(run.supervisor, directory)) as url:
         for h in co.hospitals:
             assert h.he is not None
             h.he = HEMember(h.he.context, HttpSupervisorClient(url, h.account.key))

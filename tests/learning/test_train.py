@@ -156,3 +156,11 @@ def test_model_that_does_not_fit_the_data(data: ImageData, config: dict, message
         train_increment(build_model(config), data, TrainConfig(batch_size=4))
     with pytest.raises(ConfigError, match=message):
         evaluate(build_model(config), data)
+
+
+def test_on_step_reports_every_step(data: ImageData) -> None:
+    seen: list[tuple[int, int]] = []
+    inc = train_increment(
+        build_model(UNET), data, TrainConfig(epochs=2, batch_size=4), on_step=lambda *s: seen.append(s)
+    )
+    assert seen == [(i, inc.facts.steps) for i in range(1, inc.facts.steps + 1)] and inc.facts.steps == 4

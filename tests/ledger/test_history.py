@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from tclearn.ledger.history import rebuild, to_json
+from tclearn.ledger.history import fold, rebuild, to_json
 from tclearn.types import ModelState, RejectReason, Role
 from tests.conftest import Coalition
 
@@ -57,3 +57,19 @@ def test_history_from_logs_matches_the_contract(coalition: Coalition) -> None:
     assert history.name_of(h[0].address) == "hospital-0"
     exported = json.loads(json.dumps(to_json(history)))
     assert [m["state"] for m in exported["models"]][committed] == "committed"
+
+
+def test_folding_events_in_batches_gives_the_same_history(coalition: Coalition) -> None:
+    c, h = coalition.client, coalition.hospitals
+    first = coalition.submit(h[0])
+    middle = c.chain.latest_block()
+    coalition.open(first)
+    for v in coalition.voters(first)[:2]:
+        c.vote(v, first, True, 0.9, 0.8, os.urandom(32))
+
+    partial = rebuild(c.events(0, middle))
+    assert partial.candidates[first].state is ModelState.SUBMITTED and partial.head == 0
+    folded = fold(partial, c.events(middle + 1))
+
+    assert folded is partial and to_json(folded) == to_json(rebuild(c.events()))
+    assert folded.head == first and len(folded.candidates[first].votes) == 2

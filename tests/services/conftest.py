@@ -1,77 +1,157 @@
-"""A real coalition run on Anvil, played once per session, and an auditor service over it."""
+"""A real coalition for the member service: Anvil, a live vault service, a genesis model, sites for three hospitals.
+
+`deploy_sites` deploys the Coalition contract on the session's Anvil with a real genesis model in a vault
+served over HTTP on loopback (members come from the chain), registers three hospitals and writes a
+member.toml for each; the sites are opened in-process like `tclearn member serve` opens them.
+"""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from eth_account.signers.local import LocalAccount
+from fastapi.testclient import TestClient
 
-from tclearn.audit.follow import ChainFollower
-from tclearn.cli.common import deployment_of
-from tclearn.coalition.demo import DemoResult, DemoSettings, run_demo
-from tclearn.config import Deployment, save_deployment
+from services.member.app import create_app
+from services.vault.app import create_app as create_vault
+from tclearn.coalition.blobs import put_model
+from tclearn.coalition.context import Coalition, Hospital
+from tclearn.coalition.member import propose
+from tclearn.coalition.rounds import settle
+from tclearn.coalition.site import Site, load_site_config, open_site
+from tclearn.config import save_deployment
+from tclearn.learning.models import ModelConfig, build_model
+from tclearn.learning.synth import synth_coalition
 from tclearn.ledger.client import LedgerClient
-from tclearn.ledger.deployment import open_deployment
+from tclearn.ledger.deployment import deployment_of
+from tclearn.ledger.directory import ChainDirectory
 from tclearn.ledger.node import LocalNode
 from tclearn.state.db import Database
-from tclearn.types import ModelState
+from tclearn.types import ModelState, Role, Variant
+from tclearn.vault.envelope import public_bytes
+from tclearn.vault.keys import PASSWORD_ENV, save_key
 from tclearn.vault.store import FsspecStore
 from tests.conftest import node_chain
+from tests.services.coalition_run import Auditor, CoalitionRun, auditor_parts, coalition_run  # noqa: F401 - fixtures
+from tests.vault.conftest import serve_app
 
-# 3 hospitals (one Byzantine), 3 rounds of 1 epoch: a few seconds, with commits and a rejection.
-SETTINGS = DemoSettings(members=3, byzantine=1, rounds=3, epochs=1)
+HOSPITALS = 3
+KEY_PASSWORD = "member-api-test"
+OPERATOR_TOKEN = "operator-token-0123456789"
 
 
 @dataclass
-class CoalitionRun:
-    out: Path
-    deployment_file: Path
-    deployment: Deployment
+class Deployed:
+    folder: Path
     client: LedgerClient
-    result: DemoResult
+    admin: LocalAccount
+    accounts: list[LocalAccount]  # the hospitals' chain accounts, hospital-1 first
+    outsider: LocalAccount  # funded, never registered
+    vault_url: str
+    variant: Variant
+    configs: list[Path]  # member.toml of each hospital
+    genesis: dict[str, torch.Tensor]
 
-    @property
-    def vault(self) -> Path:
-        return self.out / "vault"
-
-    @property
-    def committed(self) -> list[int]:
-        return sorted(c.id for c in self.result.history.candidates.values() if c.state == ModelState.COMMITTED)
+    def open(self, index: int) -> Site:
+        return open_site(load_site_config(self.configs[index]))
 
 
-@pytest.fixture(scope="session")
-def coalition_run(anvil_node: LocalNode, tmp_path_factory: pytest.TempPathFactory) -> CoalitionRun:
-    out = tmp_path_factory.mktemp("coalition-run")
-    result = run_demo(SETTINGS, node_chain(anvil_node), out, chain_label="anvil")
-    first = result.client.events()[0]
-    path = save_deployment(
-        deployment_of(result.client, first.block_number, first.tx_hash, str(result.summary["variant"])),
-        out / "deployment.json",
+def _site_file(folder: Path, index: int, vault_url: str, variant: Variant) -> Path:
+    name = f"hospital-{index + 1}"
+    lines = [
+        f'name = "{name}"',
+        'deployment = "deployment.json"',
+        f'vault_url = "{vault_url}"',
+        f"dev_account = {index + 1}",
+        f'data = "data/{name}"',
+        'global_test = "data/global"',
+        f'state = "sqlite:///state/{name}.db"',
+        *([f'encryption_key = "keys/{name}.key"'] if variant is Variant.B else []),
+        "[training]",
+        "epochs = 1",
+        "batch_size = 4",
+        "min_batch_size = 4",
+        "[policy]",  # every honest increment passes: the tests are about the service, not the model
+        "tolerance_global = 1.0",
+        "tolerance_local = 1.0",
+    ]
+    path = folder / f"{name}.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@contextmanager
+def deploy_sites(node: LocalNode, folder: Path, variant: Variant) -> Iterator[Deployed]:
+    """A deployed coalition of three hospitals whose genesis is a real model in a live vault."""
+    synth_coalition(folder / "data", hospitals=HOSPITALS, train=8, test=4, global_size=8, size=32, seed=0)
+    chain = node_chain(node)
+    admin, accounts, outsider = chain.dev_keys[0], chain.dev_keys[1 : HOSPITALS + 1], chain.dev_keys[HOSPITALS + 1]
+    keys = [X25519PrivateKey.generate() for _ in accounts]
+    for index, key in enumerate(keys):
+        save_key(folder / "keys" / f"hospital-{index + 1}.key", key, KEY_PASSWORD.encode())
+    store = FsspecStore(f"file://{folder}/vault")
+    torch.manual_seed(0)
+    genesis = {k: v.clone() for k, v in build_model(ModelConfig(arch="unet")).state_dict().items()}  # type: ignore[arg-type]
+    founders = {str(a.address): public_bytes(k) for a, k in zip(accounts, keys, strict=True)}
+    genesis_hash = put_model(store, variant, genesis, founders)
+    client, tx = LedgerClient.deploy(
+        chain,
+        admin,
+        variant=variant,
+        genesis_hash=bytes.fromhex(genesis_hash),
+        genesis_uri=f"vault://sha256/{genesis_hash}",
     )
-    deployment, client = open_deployment(path)
-    run = CoalitionRun(out, path, deployment, client, result)
-    assert run.committed[1:] and result.summary["rejected"] >= 1, result.summary  # the run shows both outcomes
-    return run
+    save_deployment(deployment_of(client, tx.block_number, tx.tx_hash, variant.name), folder / "deployment.json")
+    for index, account in enumerate(accounts):
+        client.register_member(
+            admin, account.address, Role.MEMBER | Role.VALIDATOR, founders[account.address], f"hospital-{index + 1}"
+        )
+    db = Database(f"sqlite:///{folder}/vault-access.db")
+    with ExitStack() as stack, pytest.MonkeyPatch.context() as env:
+        env.setenv(PASSWORD_ENV, KEY_PASSWORD)
+        vault_url = stack.enter_context(serve_app(create_vault(store, db, ChainDirectory(client, ttl=0.2))))
+        configs = [_site_file(folder, i, vault_url, variant) for i in range(HOSPITALS)]
+        yield Deployed(folder, client, admin, accounts, outsider, vault_url, variant, configs, genesis)
+    db.dispose()
+
+
+def member_client(site: Site, **options: object) -> TestClient:
+    """The member API of `site` over Starlette's test transport (HTTP semantics, same process)."""
+    app = create_app(site, operator_token=OPERATOR_TOKEN, **options)  # type: ignore[arg-type]
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def operator_headers(token: str = OPERATOR_TOKEN) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
 
 
 @dataclass
-class Auditor:
-    run: CoalitionRun
-    follower: ChainFollower
-    store: FsspecStore
+class Coalition3:
+    """A variant A coalition of three sites whose model 1 is committed; hospital-1 serves the member API."""
 
-    def blob_file(self, sha256: str) -> Path:
-        return Path(self.store.blob_path(sha256.removeprefix("0x")))
+    deployed: Deployed
+    sites: list[Site]
+    committed: int
+
+    @property
+    def contexts(self) -> list[tuple[Coalition, Hospital]]:
+        return [(s.coalition, s.hospital) for s in self.sites]
 
 
-@pytest.fixture
-def auditor_parts(coalition_run: CoalitionRun, tmp_path: Path) -> Iterator[Auditor]:
-    """A follower with a fresh state database and a copy of the run's vault (each test may damage its own)."""
-    shutil.copytree(coalition_run.vault, tmp_path / "vault")
-    db = Database(f"sqlite:///{tmp_path}/state.db")
-    follower = ChainFollower(coalition_run.client, db, start_block=coalition_run.deployment.block)
-    yield Auditor(coalition_run, follower, FsspecStore(f"file://{tmp_path}/vault"))
-    db.engine.dispose()
+@pytest.fixture(scope="package")
+def coalition_a(anvil_node: LocalNode, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Coalition3]:
+    torch.set_num_threads(1)
+    with deploy_sites(anvil_node, tmp_path_factory.mktemp("member-a"), Variant.A) as deployed:
+        sites = [deployed.open(i) for i in range(HOSPITALS)]
+        proposal = propose(sites[0].coalition, sites[0].hospital)
+        contexts = [(s.coalition, s.hospital) for s in sites]
+        assert settle(contexts, proposal.submission.model_id) is ModelState.COMMITTED
+        yield Coalition3(deployed, sites, proposal.submission.model_id)
+        for site in sites:
+            site.close()

@@ -16,7 +16,6 @@ import httpx
 import torch
 
 from services.vault.app import create_app
-from tclearn.cli.common import deployment_of
 from tclearn.coalition.blobs import put_model
 from tclearn.coalition.site import Site, load_site_config, open_site
 from tclearn.config import save_deployment
@@ -24,6 +23,7 @@ from tclearn.learning.models import ModelConfig, build_model
 from tclearn.learning.synth import GLOBAL, hospital_name, synth_coalition
 from tclearn.ledger.chain import Chain
 from tclearn.ledger.client import LedgerClient
+from tclearn.ledger.deployment import deployment_of
 from tclearn.ledger.directory import chain_directory
 from tclearn.ledger.node import free_port
 from tclearn.state.db import Database

@@ -23,7 +23,7 @@ from tclearn.vault.directory import StaticDirectory
 from tclearn.vault.http import HttpStore
 from tclearn.vault.store import FsspecStore
 from tests.conftest import ACCOUNTS, deploy_coalition, node_chain
-from tests.services.conftest import Auditor, CoalitionRun
+from tests.services.coalition_run import Auditor, CoalitionRun
 from tests.vault.conftest import _serve, account
 
 pytestmark = pytest.mark.anvil

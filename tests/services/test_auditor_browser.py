@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.services.conftest import CoalitionRun
+from tests.services.coalition_run import CoalitionRun
 from tests.vault.conftest import free_port
 
 pytestmark = [pytest.mark.anvil, pytest.mark.browser]

@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,7 +64,9 @@ class LiveVault:
     directory: StaticDirectory
 
 
-def _serve(app: FastAPI) -> Iterator[str]:
+@contextmanager
+def serve_app(app: FastAPI) -> Iterator[str]:
+    """Serves `app` with uvicorn on a free loopback port (in a thread) and yields its URL."""
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -85,7 +88,7 @@ def live_vault(tmp_path: Path, directory: StaticDirectory) -> Iterator[LiveVault
     store = FsspecStore(f"file://{tmp_path}/server-store", max_bytes=SMALL_LIMIT)
     db = Database(f"sqlite:///{tmp_path}/access.db")
     app = create_app(store, db, directory)
-    for url in _serve(app):
+    with serve_app(app) as url:
         yield LiveVault(url, store, db, directory)
     db.dispose()
 
@@ -94,7 +97,7 @@ def live_vault(tmp_path: Path, directory: StaticDirectory) -> Iterator[LiveVault
 def public_vault(tmp_path: Path, directory: StaticDirectory) -> Iterator[LiveVault]:
     store = FsspecStore(f"file://{tmp_path}/public-store", max_bytes=SMALL_LIMIT)
     db = Database(f"sqlite:///{tmp_path}/public-access.db")
-    for url in _serve(create_app(store, db, directory, public_reads=True)):
+    with serve_app(create_app(store, db, directory, public_reads=True)) as url:
         yield LiveVault(url, store, db, directory)
     db.dispose()
 

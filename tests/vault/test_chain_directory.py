@@ -16,7 +16,7 @@ from tclearn.state.db import Database
 from tclearn.vault.http import HttpStore
 from tclearn.vault.store import FsspecStore
 from tests.conftest import deploy_coalition
-from tests.vault.conftest import _serve
+from tests.vault.conftest import serve_app
 
 
 def test_directory_follows_the_registry() -> None:
@@ -36,7 +36,7 @@ def test_vault_on_chain_membership(tmp_path: Path) -> None:
     app = create_app(FsspecStore(f"file://{tmp_path}/store"), Database("sqlite://"), ChainDirectory(co.client, ttl=0))
     blob = os.urandom(1000)
     digest = hashlib.sha256(blob).hexdigest()
-    for url in _serve(app):
+    with serve_app(app) as url:
         member = HttpStore(url, co.hospitals[0].key)
         member.put(blob)
         assert member.get(digest) == blob

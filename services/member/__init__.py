@@ -1,0 +1,1 @@
+"""The member service (`tclearn member serve`)."""

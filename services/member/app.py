@@ -1,0 +1,350 @@
+"""The member service: one hospital's window on its coalition (FastAPI; see docs/member-api.md).
+
+    GET  /health                     liveness (no authentication)
+    GET  /coalition                  chain, contract, variant, head, this site
+    GET  /models                     every model on chain with its state and vote counts
+    GET  /models/{id}                one model with its votes and scores
+    GET  /models/{id}/blob           the model file, as the variant allows (A: anyone; B: operator; C: no one)
+    POST /models/{id}/predict        image upload -> boxes JSON, or the overlay PNG with ?format=png
+    POST /jobs/train                 train an increment on local data and submit it, in the background
+    GET  /jobs                       the caller's jobs
+    GET  /jobs/{id}                  one of the caller's jobs (progress, candidate, error)
+    POST /jobs/{id}/cancel           stop one of the caller's jobs
+
+Every route but /health needs the operator token or a peer's signed request (`auth.py`); errors are
+`{"code", "message"}` mapped from `TclearnError` in `services.common`. Run it with
+`tclearn member serve --config member.toml` or `uvicorn --factory services.member.app:app_from_env`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import asdict
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import Depends, FastAPI, Query, Request, Response, Security
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+from starlette.datastructures import UploadFile
+from torch import nn
+
+from services.common import error_responses, install_error_handlers
+from services.member.auth import OPERATOR_SCHEME, PEER_SCHEME, Authenticator, Caller
+from services.member.history import HistoryCache, Snapshot
+from services.member.jobs import JobRunner
+from services.member.schemas import (
+    BoxOut,
+    CoalitionInfo,
+    Health,
+    JobOut,
+    ModelDetail,
+    ModelSummary,
+    Prediction,
+    SiteInfo,
+)
+from tclearn import __version__
+from tclearn.coalition.blobs import load_model
+from tclearn.coalition.site import MEMBER_CONFIG_ENV, Site, SiteConfig, load_site_config, open_site
+from tclearn.errors import AccessDenied, ConfigError, ConflictError, DataError, TooLargeError
+from tclearn.learning.data import IMAGE_SUFFIXES, read_image
+from tclearn.learning.models import build_model
+from tclearn.learning.predict import check_predictable, overlay, predict_boxes
+from tclearn.ledger.directory import ChainDirectory
+from tclearn.state.db import Database
+from tclearn.types import ModelState, Variant
+from tclearn.vault.envelope import unseal
+from tclearn.vault.signing import RequestVerifier
+
+MAX_UPLOAD_BYTES = 32 << 20
+MAX_PIXELS = 4096 * 4096
+MODEL_CACHE = 4  # decoded models kept for prediction
+AUTH_ERRORS = error_responses(401, 403, 422)
+
+
+class ImageFormat(StrEnum):
+    JSON = "json"
+    PNG = "png"
+
+
+class ModelCache:
+    """The last few decoded models, by id (a committed model never changes)."""
+
+    def __init__(self, site: Site, size: int = MODEL_CACHE) -> None:
+        self.site, self.size = site, size
+        self._models: OrderedDict[int, nn.Module] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, model_id: int, model_hash: str) -> nn.Module:
+        with self._lock:
+            if model_id in self._models:
+                self._models.move_to_end(model_id)
+                return self._models[model_id]
+        model = build_model(self.site.coalition.model)
+        model.load_state_dict(load_model(self.site.coalition, self.site.hospital, model_hash))
+        model.eval()
+        with self._lock:
+            self._models[model_id] = model
+            while len(self._models) > self.size:
+                self._models.popitem(last=False)
+        return model
+
+
+def _upload_suffix(filename: str) -> str:
+    name = filename.lower()
+    suffix = next((s for s in sorted(IMAGE_SUFFIXES, key=len, reverse=True) if name.endswith(s)), None)
+    if suffix is None:
+        raise DataError(f"unsupported image type {filename!r}; expected one of {', '.join(IMAGE_SUFFIXES)}")
+    return suffix
+
+
+def read_upload(filename: str, data: bytes) -> np.ndarray:
+    """An uploaded image read by tclearn's readers (by its suffix); `DataError` naming the upload otherwise."""
+    if not data:
+        raise DataError(f"uploaded image {filename!r} is empty")
+    with tempfile.TemporaryDirectory(prefix="tclearn-upload-") as folder:
+        path = Path(folder) / f"upload{_upload_suffix(filename)}"
+        path.write_bytes(data)
+        try:
+            image = read_image(path)
+        except DataError as exc:
+            raise DataError(exc.message.replace(str(path), filename), upload=filename) from None
+    if int(np.prod(image.shape[1:])) > MAX_PIXELS:
+        raise DataError(f"uploaded image {filename!r} has shape {image.shape}; the limit is {MAX_PIXELS} pixels")
+    return image
+
+
+def _not_in_clear(model_id: int) -> ConflictError:
+    return ConflictError(
+        f"model {model_id} is encrypted under the supervisor's key (variant C); no member can hand it out in clear"
+    )
+
+
+async def authenticated(
+    request: Request,
+    _bearer: Annotated[Any, Security(OPERATOR_SCHEME)] = None,
+    _peer: Annotated[Any, Security(PEER_SCHEME)] = None,
+) -> Caller:
+    """The caller of a request (the security schemes are declared for the OpenAPI document)."""
+    authenticator: Authenticator = request.app.state.authenticator
+    return await authenticator(request)
+
+
+Authenticated = Annotated[Caller, Depends(authenticated)]
+
+
+def create_app(
+    site: Site,
+    *,
+    db: Database | None = None,
+    operator_token: str | None = None,
+    max_skew_s: int = 300,
+    history_ttl: float = 1.0,
+) -> FastAPI:
+    """The member API of `site`; jobs live in `db` (default: the site's `state` database)."""
+    db = db or Database(site.config.state)
+    directory = site.coalition.directory or ChainDirectory(site.client, ttl=30.0)
+    verifier = RequestVerifier(directory, max_skew_s)
+    authenticator = Authenticator(verifier, operator_token, site.config.operator_token_env)
+    runner = JobRunner(site, db)
+    history = HistoryCache(site.client, history_ttl)
+    models = ModelCache(site)
+    sizes: dict[str, int] = {}
+    co = site.coalition
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await run_in_threadpool(runner.shutdown)
+
+    app = FastAPI(
+        title="tclearn member",
+        version="1",
+        description="One hospital's member service: its coalition's models, training jobs and predictions.",
+        lifespan=lifespan,
+    )
+    app.state.runner, app.state.history, app.state.authenticator = runner, history, authenticator
+    install_error_handlers(app)
+
+    async def current() -> Snapshot:
+        return history.snapshot() if history.fresh else await run_in_threadpool(history.snapshot)
+
+    async def snapshot_model(model_id: int) -> ModelDetail:
+        return (await current()).model(model_id)
+
+    @app.get("/health")
+    async def health() -> Health:
+        return Health(status="ok", site=site.config.name, version=__version__)
+
+    @app.get("/coalition", responses=AUTH_ERRORS)
+    async def coalition(_who: Authenticated) -> CoalitionInfo:
+        snap = await current()
+        return CoalitionInfo(
+            chain_id=site.client.chain.chain_id,
+            chain=site.client.chain.kind,
+            contract=site.client.address,
+            variant=co.variant.name,
+            head=snap.head,
+            models=len(snap.models),
+            active_members=snap.active_members,
+            site=SiteInfo(name=site.config.name, address=site.hospital.address),
+        )
+
+    @app.get("/models", response_model=list[ModelSummary], responses=AUTH_ERRORS)
+    async def list_models(_who: Authenticated) -> Response:
+        snap = await current()
+        return Response(snap.models_json, media_type="application/json")
+
+    @app.get("/models/{model_id}", responses={**AUTH_ERRORS, **error_responses(404)})
+    async def get_model(model_id: int, _who: Authenticated) -> ModelDetail:
+        return await snapshot_model(model_id)
+
+    @app.get(
+        "/models/{model_id}/blob",
+        response_class=StreamingResponse,
+        responses={
+            200: {"content": {"application/octet-stream": {}}, "description": "the model's safetensors file"},
+            **AUTH_ERRORS,
+            **error_responses(404, 409, 502),
+        },
+    )
+    async def download(model_id: int, who: Authenticated) -> Response:
+        """Variant A: the safetensors blob, streamed from the vault and re-hashed. Variant B: decrypted with
+        this hospital's key for its operator only; peers get 403 (they read the sealed blob from the vault).
+        Variant C: 409, the model is encrypted under the supervisor's key."""
+        model = await snapshot_model(model_id)
+        headers = {
+            "content-disposition": f'attachment; filename="model-{model_id}.safetensors"',
+            "x-tclearn-model-hash": model.model_hash,
+        }
+        if co.variant is Variant.C:
+            raise _not_in_clear(model_id)
+        if co.variant is Variant.B:
+            if not who.operator:
+                raise AccessDenied(
+                    f"model {model_id} is sealed (variant B): only this hospital's operator gets it decrypted here; "
+                    "peers read the sealed blob and their keyring from the vault"
+                )
+            chunks = await run_in_threadpool(
+                lambda: b"".join(unseal(co.store, model.model_hash, site.hospital.address, site.hospital.key))
+            )
+            return Response(chunks, media_type="application/octet-stream", headers=headers)
+        size = sizes.get(model.model_hash)
+        if size is None:
+            size = await run_in_threadpool(co.store.size, model.model_hash)
+            if size is None:
+                raise ConflictError(f"the vault has lost model {model_id} ({model.model_hash})", model_id=model_id)
+            sizes[model.model_hash] = size  # content-addressed: a blob's size never changes
+        chunks_iter: Iterator[bytes] = co.store.iter_blob(model.model_hash)
+        return StreamingResponse(
+            chunks_iter, media_type="application/octet-stream", headers={**headers, "content-length": str(size)}
+        )
+
+    @app.post(
+        "/models/{model_id}/predict",
+        response_model=Prediction,
+        responses={
+            200: {"content": {"image/png": {}}, "description": "boxes as JSON, or the overlay with ?format=png"},
+            **AUTH_ERRORS,
+            **error_responses(400, 404, 409, 413),
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"image": {"type": "string", "format": "binary"}},
+                            "required": ["image"],
+                        }
+                    }
+                },
+            }
+        },
+    )
+    async def predict(
+        model_id: int,
+        request: Request,
+        who: Authenticated,
+        format: ImageFormat = ImageFormat.JSON,
+        threshold: Annotated[float, Query(gt=0, lt=1)] = 0.5,
+        min_area: Annotated[int, Query(ge=1, le=1 << 24)] = 1,
+    ) -> Response:
+        """Boxes around what a committed model finds in one uploaded image (form field `image`: PNG, JPEG,
+        TIFF, NIfTI or DICOM, by its file name); `?format=png` answers the overlay picture instead."""
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
+            raise TooLargeError(f"upload of {declared} bytes exceeds {MAX_UPLOAD_BYTES} bytes", limit=MAX_UPLOAD_BYTES)
+        model = await snapshot_model(model_id)
+        if model.state != ModelState.COMMITTED.name.lower():
+            raise ConflictError(f"model {model_id} is {model.state}; predictions use committed models only")
+        if co.variant is Variant.C:
+            raise _not_in_clear(model_id)
+        check_predictable(co.model, threshold)
+        form = await request.form(max_files=1, max_fields=10)
+        upload = form.get("image")
+        if not isinstance(upload, UploadFile):
+            raise DataError("send the image as the multipart/form-data file field 'image'")
+        filename, data = upload.filename or "image", await upload.read()
+        image = await run_in_threadpool(read_upload, filename, data)
+        network = await run_in_threadpool(models.get, model_id, model.model_hash)
+        boxes = await run_in_threadpool(
+            predict_boxes, network, co.model, image, filename, threshold, co.training.device, min_area
+        )
+        if format is ImageFormat.PNG:
+            picture = io.BytesIO()
+            overlay(image, boxes).save(picture, format="PNG")
+            return Response(picture.getvalue(), media_type="image/png")
+        result = Prediction(
+            model_id=model_id,
+            image=filename,
+            shape=list(image.shape),
+            threshold=threshold,
+            min_area=min_area,
+            boxes=[BoxOut(**asdict(b)) for b in boxes],
+        )
+        return Response(result.model_dump_json(), media_type="application/json")
+
+    @app.post("/jobs/train", status_code=202, responses={**AUTH_ERRORS, **error_responses(409)})
+    async def train(who: Authenticated) -> JobOut:
+        """Starts training an increment on this hospital's data from the current head, then stores and submits
+        it as a candidate. One job at a time per site: 409 while another runs."""
+        return JobOut.of(await run_in_threadpool(runner.start, who.identity))
+
+    @app.get("/jobs", responses=AUTH_ERRORS)
+    async def list_jobs(who: Authenticated, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[JobOut]:
+        return [JobOut.of(j) for j in await run_in_threadpool(runner.jobs, who.identity, limit)]
+
+    @app.get("/jobs/{job_id}", responses={**AUTH_ERRORS, **error_responses(404)})
+    async def get_job(job_id: str, who: Authenticated) -> JobOut:
+        """One of the caller's jobs; another caller's job is 404, like a missing one (ids do not leak)."""
+        return JobOut.of(await run_in_threadpool(runner.get, who.identity, job_id))
+
+    @app.post("/jobs/{job_id}/cancel", responses={**AUTH_ERRORS, **error_responses(404, 409)})
+    async def cancel_job(job_id: str, who: Authenticated) -> JobOut:
+        """Asks one of the caller's running jobs to stop; poll it until its state is `cancelled`."""
+        return JobOut.of(await run_in_threadpool(runner.cancel, who.identity, job_id))
+
+    return app
+
+
+def app_for(config: SiteConfig) -> FastAPI:
+    """The service for a loaded member.toml: opens the site (chain, vault, data) and reads the operator token."""
+    return create_app(open_site(config), operator_token=os.environ.get(config.operator_token_env) or None)
+
+
+def app_from_env() -> FastAPI:
+    """The service for the member.toml named by `TCLEARN_MEMBER_CONFIG`."""
+    path = os.environ.get(MEMBER_CONFIG_ENV)
+    if not path:
+        raise ConfigError(f"set {MEMBER_CONFIG_ENV} to the path of the site's member.toml")
+    return app_for(load_site_config(Path(path)))

@@ -1,0 +1,100 @@
+"""The member API's response bodies (they make its OpenAPI document)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from services.member.jobs import Job, JobState
+
+
+class Health(BaseModel):
+    status: str = Field(description="'ok' when the service answers")
+    site: str = Field(description="this hospital's name in its member.toml")
+    version: str
+
+
+class SiteInfo(BaseModel):
+    name: str
+    address: str = Field(description="this hospital's chain account")
+
+
+class CoalitionInfo(BaseModel):
+    chain_id: int
+    chain: str = Field(description="the JSON-RPC URL this service reads the chain from")
+    contract: str = Field(description="address of the Coalition contract")
+    variant: str = Field(description="A (models in clear), B (sealed per member) or C (supervisor's key)")
+    head: int = Field(description="id of the committed model every increment trains on")
+    models: int = Field(description="models on chain: genesis and every candidate")
+    active_members: int
+    site: SiteInfo
+
+
+class ModelSummary(BaseModel):
+    id: int
+    parent_id: int
+    state: str = Field(description="submitted, open, committed, rejected, expired or stale")
+    head: bool = Field(description="whether this is the coalition's head")
+    proposer: str
+    proposer_name: str
+    model_hash: str = Field(description="sha256 of the model blob in the vault (the ciphertext in variant B)")
+    metadata_hash: str
+    uri: str
+    eligible: int = Field(description="validators that may vote on it")
+    approvals: int
+    rejections: int
+
+
+class VoteOut(BaseModel):
+    validator: str
+    validator_name: str
+    approve: bool
+    score_global: float = Field(description="the candidate's score on the global test set G")
+    score_local: float = Field(description="its score on the validator's own test set L")
+    evidence_hash: str = Field(description="sha256 of the vote's evidence document in the vault")
+    block: int
+
+
+class ModelDetail(ModelSummary):
+    generals: list[str] = Field(description="the general drawn first, then every reassignment")
+    report_hash: str | None = Field(description="the general's integrity report (or rejection evidence)")
+    reject_reason: str | None
+    submitted_block: int
+    votes: list[VoteOut]
+
+
+class JobOut(BaseModel):
+    id: str
+    owner: str = Field(description="'operator' or the peer's address: only the owner sees the job")
+    state: JobState
+    phase: str = Field(description="pulling, training, storing or submitting")
+    progress: float = Field(ge=0, le=1)
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    model_id: int | None = Field(description="the candidate the job submitted")
+    model_hash: str | None
+    error: str | None = Field(description="why the job failed or stopped")
+    timings: dict[str, float] = Field(description="seconds per phase (training, vault, crypto, ledger)")
+
+    @classmethod
+    def of(cls, job: Job) -> JobOut:
+        return cls(**job.__dict__)
+
+
+class BoxOut(BaseModel):
+    label: str
+    min_row: int
+    min_col: int
+    max_row: int = Field(description="exclusive")
+    max_col: int = Field(description="exclusive")
+    probability: float = Field(description="mean foreground probability inside the component")
+    area: int = Field(description="pixels in the component")
+
+
+class Prediction(BaseModel):
+    model_id: int
+    image: str = Field(description="the uploaded file's name")
+    shape: list[int] = Field(description="channels, rows, columns as read")
+    threshold: float
+    min_area: int
+    boxes: list[BoxOut]
