@@ -194,9 +194,39 @@ def test_demo_writes_summary_report_and_deployment(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "deployment.json").read_text())["url"] == "embedded"
 
 
+def test_demo_variant_c_runs_the_protocol_on_an_encrypted_model(tmp_path: Path) -> None:
+    options = ("--members", "3", "--byzantine", "1", "--rounds", "3", "--json", "--out", str(tmp_path))
+    result = invoke("demo", "--variant", "C", *options)
+    summary = json.loads(result.output)  # type: ignore[attr-defined]
+    assert set(summary) == SUMMARY_KEYS and summary["variant"] == "C" and summary["metric"] == "accuracy"
+    assert summary["poisoned_submitted"] == 1 and summary["poisoned_committed"] == 0
+    assert summary["committed"] >= 1 and summary["audit_ok"] is True
+    assert set(summary["scores"]["single"]) == {"hospital-1", "hospital-2"}
+    assert (tmp_path / "data" / "global.csv").is_file() and (tmp_path / "report.html").is_file()
+    log = json.loads((tmp_path / "supervisor-log.json").read_text())
+    assert {e["action"] for e in log} == {"score", "refresh", "decrypt"}
+    assert sum(e["action"] == "decrypt" for e in log) == 1  # the head, for the final comparison only
+    deployment = json.loads((tmp_path / "deployment.json").read_text())
+    assert deployment["variant"] == "C"
+
+
+def test_data_synth_tabular_writes_the_variant_c_layout(tmp_path: Path) -> None:
+    invoke("data", "synth", "--tabular", "--hospitals", "2", "--features", "3", "--out", str(tmp_path))
+    header, *rows = (tmp_path / "hospital-2" / "test.csv").read_text().splitlines()
+    assert header == "f0,f1,f2,label" and len(rows) == 8 and {r.rsplit(",", 1)[1] for r in rows} <= {"0", "1"}
+    assert len((tmp_path / "global.csv").read_text().splitlines()) == 49
+    assert json.loads((tmp_path / "coalition.json").read_text())["features"] == 3
+
+
 def test_demo_refuses_what_it_cannot_do(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="variant C"):
-        invoke("demo", "--variant", "C", "--out", str(tmp_path))
+        invoke("demo", "--variant", "C", "--mode", "fedavg", "--out", str(tmp_path))
+    tables = tmp_path / "tables"
+    (tables / "st-luke").mkdir(parents=True)
+    (tables / "st-luke" / "train.csv").write_text("f0,label\n0.5,1\n")
+    (tables / "st-mary").mkdir()
+    with pytest.raises(NotFoundError, match=r"missing: .*global\.csv.*st-luke/test\.csv.*st-mary/train\.csv"):
+        invoke("demo", "--variant", "C", "--data", str(tables), "--members", "2", "--out", str(tmp_path))
     with pytest.raises(ConfigError, match="byzantine"):
         invoke("demo", "--members", "3", "--byzantine", "3", "--out", str(tmp_path))
     data = tmp_path / "data"

@@ -23,13 +23,21 @@ def synth(
     global_size: int = typer.Option(48, "--global", help="Images in the global test set G."),
     size: int = typer.Option(64, help="Image side in pixels."),
     seed: int = typer.Option(0, help="Random seed; the same seed writes the same files."),
+    tabular: bool = typer.Option(False, "--tabular", help="Feature tables (CSV) for variant C instead of images."),
+    features: int = typer.Option(8, "--features", help="With --tabular: features per sample."),
 ) -> None:
-    """Write DIR/<hospital>/{train,test}/{images,masks} with per-hospital domain shift, and DIR/global."""
+    """Write DIR/<hospital>/{train,test}/{images,masks} with per-hospital domain shift, and DIR/global
+    (--tabular: DIR/<hospital>/{train,test}.csv and DIR/global.csv)."""
     from tclearn.learning.synth import synth_coalition
+    from tclearn.learning.tabular import synth_tabular
 
     with user_errors():
-        description = synth_coalition(out, hospitals, train, test, global_size, size, seed)
-    console.print(f"wrote {hospitals} hospitals and a global test set of {global_size} images to {out}")
+        if tabular:
+            description = synth_tabular(out, hospitals, train, test, global_size, features, seed)
+        else:
+            description = synth_coalition(out, hospitals, train, test, global_size, size, seed)
+    kind = "rows" if tabular else "images"
+    console.print(f"wrote {hospitals} hospitals and a global test set of {global_size} {kind} to {out}")
     console.print_json(json.dumps(description["hospitals"]))
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.live import Live
@@ -19,13 +21,14 @@ from tclearn.learning.attacks import Attack
 from tclearn.ledger.chain import Chain
 from tclearn.ledger.deployment import deployment_of
 from tclearn.ledger.node import open_chain
+from tclearn.types import Variant
 
 STATE_STYLE = {"committed": "green", "rejected": "red", "expired": "yellow", "stale": "yellow"}
 
 
-def _table(rows: list[CandidateRow]) -> Table:
+def _table(rows: list[CandidateRow], metric: str) -> Table:
     table = Table(title="Candidates")
-    for col in ("id", "proposer", "general", "+/-", "Dice on G", "state", "gas"):
+    for col in ("id", "proposer", "general", "+/-", f"{metric} on G", "state", "gas"):
         table.add_column(col)
     for r in rows:
         style = STATE_STYLE.get(r.state, "")
@@ -54,8 +57,17 @@ def _comparison(result: DemoResult) -> Table:
     return table
 
 
+def _requests(log: list[dict[str, Any]]) -> str:
+    """Variant C: the supervisor's log summed up, e.g. `score 34, refresh 25, decrypt 1`."""
+    counts = Counter(str(entry["action"]) for entry in log)
+    accounts = len({entry["account"] for entry in log})
+    return ", ".join(f"{action} {n}" for action, n in counts.most_common()) + f", from {accounts} accounts"
+
+
 def _write_outputs(out: Path, result: DemoResult, chain: Chain) -> None:
     (out / "summary.json").write_text(json.dumps(result.summary, indent=2) + "\n")
+    if result.supervisor_log:
+        (out / "supervisor-log.json").write_text(json.dumps(result.supervisor_log, indent=2) + "\n")
     write_report(out, result.history, result.summary, audit=result.audit, score_table=result.score_table)
     client = result.client
     first = client.events()[0]
@@ -69,7 +81,9 @@ def demo(
     members: int = typer.Option(4, "--members", help="Hospitals (all of them validators)."),
     byzantine: int = typer.Option(1, "--byzantine", help="How many of them are Byzantine."),
     attack: Attack = typer.Option(Attack.SIGN_FLIP, "--attack", help="What the Byzantine members do."),
-    variant: str = typer.Option("B", "--variant", help="A (public model) or B (envelope-encrypted model)."),
+    variant: str = typer.Option(
+        "B", "--variant", help="A (public model), B (envelope-encrypted model) or C (CKKS model, supervisor)."
+    ),
     mode: str = typer.Option(
         "incremental", "--mode", help="incremental (each increment is a candidate) or fedavg (one aggregate a round)."
     ),
@@ -80,7 +94,12 @@ def demo(
     chain_spec: str = typer.Option(
         "embedded", "--chain", help="embedded, anvil, ganache or a JSON-RPC URL (dev keys)."
     ),
-    data: Path | None = typer.Option(None, "--data", help="A coalition folder (layout of `tclearn data synth`)."),
+    data: Path | None = typer.Option(
+        None,
+        "--data",
+        help="A coalition folder (layout of `tclearn data synth`; C: <hospital>/{train,test}.csv, global.csv).",
+    ),
+    label_column: str = typer.Option("label", "--label-column", help="Variant C: the label column of the CSVs."),
     model: str = typer.Option(
         "unet", "--model", help="Segmentation network: unet, basic_unet, attention_unet, segresnet."
     ),
@@ -100,14 +119,20 @@ def demo(
         model=model,
         seed=seed,
         data=data,
+        label_column=label_column,
     )
-    with open_chain(chain_spec, members + 1) as chain:
+    metric = "accuracy" if settings.variant is Variant.C else "Dice"
+    with open_chain(chain_spec, settings.accounts) as chain:
         if as_json:
             result = run_demo(settings, chain, out, chain_label=chain_spec)
         else:
-            with Live(_table([]), console=console, refresh_per_second=8) as live:
+            with Live(_table([], metric), console=console, refresh_per_second=8) as live:
                 result = run_demo(
-                    settings, chain, out, on_update=lambda rows: live.update(_table(rows)), chain_label=chain_spec
+                    settings,
+                    chain,
+                    out,
+                    on_update=lambda rows: live.update(_table(rows, metric)),
+                    chain_label=chain_spec,
                 )
             console.print()
         _write_outputs(out, result, chain)
@@ -130,3 +155,5 @@ def demo(
         f"time: {s['seconds']} s ({', '.join(f'{k} {v:.1f} s' for k, v in result.seconds_by_phase.items())})\n"
         f"outputs in {out}: report.html (+ PNG plots), summary.json, deployment.json, vault/, data/"
     )
+    if result.supervisor_log:
+        console.print(f"supervisor requests: {_requests(result.supervisor_log)} (supervisor-log.json)")

@@ -8,6 +8,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from eth_account.signers.local import LocalAccount
@@ -23,6 +24,11 @@ from tclearn.ledger.directory import ChainDirectory
 from tclearn.types import Variant
 from tclearn.vault.store import BlobStore
 
+if TYPE_CHECKING:
+    from tclearn.he.client import SupervisorClient
+    from tclearn.he.context import HEContext
+    from tclearn.he.model import ModelSpec
+
 PHASES = ("training", "evaluation", "ledger", "vault", "crypto")
 
 
@@ -35,6 +41,7 @@ class Hospital:
     local_test: ImageData  # L: what it validates candidates on, besides G
     manifest: Manifest
     attack: Attack = Attack.NONE
+    he: HEMember | None = None  # variant C: its public CKKS context and its way to the supervisor
 
     @property
     def address(self) -> str:
@@ -43,6 +50,26 @@ class Hospital:
     @property
     def byzantine(self) -> bool:
         return self.attack is not Attack.NONE
+
+
+@dataclass(frozen=True)
+class HEMember:
+    """What a hospital holds in variant C: the public context (never the secret key) and a supervisor client."""
+
+    context: HEContext
+    supervisor: SupervisorClient
+
+
+@dataclass(frozen=True)
+class HESettings:
+    """A variant C coalition's encrypted model: its shape, the public context it lives under (the supervisor's
+    key on chain), the supervisor's account, and how each increment is trained (full-batch steps)."""
+
+    spec: ModelSpec
+    context: str
+    supervisor: str
+    steps: int = 3
+    lr: float = 1.0
 
 
 @dataclass
@@ -75,6 +102,7 @@ class Coalition:
     clock: Clock = field(default_factory=Clock)
     head_scores: dict[tuple[str, int], Scores] = field(default_factory=dict)  # (validator, model id) -> scores
     directory: ChainDirectory | None = None
+    he: HESettings | None = None  # variant C only; `model` is then unused (the model is `he.spec`)
 
     def hospital(self, address: str) -> Hospital:
         found = next((h for h in self.hospitals if h.address == address), None)

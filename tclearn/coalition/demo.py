@@ -2,14 +2,15 @@
 
 Sets up a coalition (data, keys, genesis model, contract, members), runs incremental rounds through the
 real duties, trains the seed-001-style baselines with the same budget (each hospital alone; all data
-pooled), audits every blob against the chain, and summarises it all.
+pooled), audits every blob against the chain, and summarises it all. Variant C (an encrypted logistic
+regression on feature tables, a supervisor holding the key) is set up in `encrypted_demo`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from tclearn.learning.evaluate import evaluate
 from tclearn.learning.manifest import fingerprint
 from tclearn.learning.models import ModelConfig, build_model
 from tclearn.learning.synth import GLOBAL, synth_coalition
+from tclearn.learning.tabular import GLOBAL_CSV
 from tclearn.learning.train import TrainConfig, train_increment
 from tclearn.ledger.chain import Chain
 from tclearn.ledger.client import LedgerClient
@@ -62,6 +64,15 @@ class DemoSettings:
     tolerance_global: float = AcceptancePolicy.tolerance_global
     tolerance_local: float = AcceptancePolicy.tolerance_local
     data: Path | None = None
+    label_column: str = "label"  # variant C: the label column of the CSV files
+    features: int = 8  # variant C, synthetic data: features per sample
+    he_steps: int = 3  # variant C: full-batch encrypted gradient steps per increment
+    he_lr: float = 1.0  # variant C: their learning rate
+
+    @property
+    def accounts(self) -> int:
+        """Funded keys the run needs: the admin, the members, and in variant C the supervisor."""
+        return self.members + 1 + (self.variant is Variant.C)
 
     def __post_init__(self) -> None:
         if self.members < 2:
@@ -78,28 +89,45 @@ class DemoSettings:
             raise ConfigError(
                 f"unknown aggregator {self.aggregator!r}; expected one of {', '.join(a.value for a in Aggregator)}"
             ) from None
-        if self.variant is Variant.C:
-            raise ConfigError("variant C (homomorphic encryption with a supervisor) is not implemented yet; use A or B")
+        if self.variant is Variant.C and self.mode != "incremental":
+            raise ConfigError("variant C (encrypted model) runs in incremental mode only")
+        if self.he_steps < 1:
+            raise ConfigError(f"he_steps must be at least 1, got {self.he_steps}")
         if self.mode not in MODES:
             raise ConfigError(f"mode {self.mode!r} is not implemented yet; available: {', '.join(MODES)}")
         if self.byzantine and self.attack is Attack.NONE:
             raise ConfigError("--byzantine members need an --attack other than 'none'")
 
 
-def hospital_folders(root: Path, members: int) -> list[Path]:
-    """The first `members` hospital folders of a coalition folder, checked for the expected layout."""
+IMAGE_LAYOUT = ((f"{GLOBAL}/images", f"{GLOBAL}/masks"), ("train/images", "train/masks", "test/images", "test/masks"))
+TABLE_LAYOUT = ((GLOBAL_CSV,), ("train.csv", "test.csv"))  # variant C: feature tables
+
+
+def hospital_folders(root: Path, members: int, variant: Variant = Variant.B) -> list[Path]:
+    """The first `members` hospital folders of a coalition folder, checked for the variant's layout."""
     if not root.is_dir():
         raise NotFoundError(f"data folder {root} does not exist")
-    required = [root / GLOBAL / "images", root / GLOBAL / "masks"]
+    shared, own = TABLE_LAYOUT if variant is Variant.C else IMAGE_LAYOUT
+    required = [root / part for part in shared]
     folders = sorted(p for p in root.iterdir() if p.is_dir() and p.name != GLOBAL and not p.name.startswith("."))
     if len(folders) < members:
         raise ConfigError(f"{root} holds {len(folders)} hospital folder(s); {members} are needed")
     for folder in folders[:members]:
-        required += [folder / split / kind for split in ("train", "test") for kind in ("images", "masks")]
-    missing = [str(p) for p in required if not p.is_dir()]
+        required += [folder / part for part in own]
+    missing = [str(p) for p in required if not p.exists()]
     if missing:
         raise NotFoundError(f"{root} is not in the coalition layout; missing: {', '.join(missing)}")
     return folders[:members]
+
+
+def check_keys(settings: DemoSettings, chain: Chain) -> None:
+    if len(chain.dev_keys) < settings.accounts:
+        raise ConfigError(f"the chain funds {len(chain.dev_keys)} keys; {settings.accounts} are needed")
+
+
+def byzantine_attack(settings: DemoSettings, index: int) -> Attack:
+    """The last `byzantine` hospitals attack; the others are honest."""
+    return settings.attack if index >= settings.members - settings.byzantine else Attack.NONE
 
 
 def setup(settings: DemoSettings, chain: Chain, out: Path) -> tuple[Coalition, dict[str, torch.Tensor]]:
@@ -108,8 +136,7 @@ def setup(settings: DemoSettings, chain: Chain, out: Path) -> tuple[Coalition, d
         root = out / "data"
         synth_coalition(root, hospitals=settings.members, seed=settings.seed)
     folders = hospital_folders(root, settings.members)
-    if len(chain.dev_keys) < settings.members + 1:
-        raise ConfigError(f"the chain funds {len(chain.dev_keys)} keys; {settings.members + 1} are needed")
+    check_keys(settings, chain)
     admin, accounts = chain.dev_keys[0], chain.dev_keys[1 : settings.members + 1]
     hospitals = [
         Hospital(
@@ -119,7 +146,7 @@ def setup(settings: DemoSettings, chain: Chain, out: Path) -> tuple[Coalition, d
             load_segmentation(folder / "train"),
             load_segmentation(folder / "test"),
             fingerprint(folder / "train"),
-            settings.attack if i >= settings.members - settings.byzantine else Attack.NONE,
+            byzantine_attack(settings, i),
         )
         for i, (folder, account) in enumerate(zip(folders, accounts, strict=True))
     ]
@@ -194,6 +221,20 @@ class DemoResult:
     history: LedgerHistory
     head: int
     client: LedgerClient
+    supervisor_log: list[dict[str, Any]] = field(default_factory=list)  # variant C: every supervisor request
+
+
+def _plain_table(
+    co: Coalition, settings: DemoSettings, genesis: dict[str, torch.Tensor]
+) -> dict[str, dict[str, float]]:
+    """A and B: the head and the same-budget baselines (torch), on G and every L."""
+    head_model = build_model(co.model)
+    head_model.load_state_dict(
+        load_model(co, co.hospitals[0], co.client.get_model(co.client.head(), with_uri=False).model_hash.hex())
+    )
+    trainers = settings.members if settings.mode == "fedavg" else 1  # who trains in one round
+    steps = trainers * settings.rounds * settings.epochs * (len(co.hospitals[0].train) // settings.batch_size)
+    return score_table(co, {"coalition": head_model, **baselines(co, genesis, steps, settings.seed)})
 
 
 def run_demo(
@@ -205,7 +246,12 @@ def run_demo(
 ) -> DemoResult:
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    co, genesis = setup(settings, chain, out)
+    if settings.variant is Variant.C:
+        from tclearn.coalition.encrypted_demo import setup_encrypted  # loads TenSEAL: only for variant C
+
+        co, encrypted = setup_encrypted(settings, chain, out)
+    else:
+        co, genesis = setup(settings, chain, out)
     rows: list[CandidateRow] = []
 
     def show(row: CandidateRow) -> None:
@@ -221,13 +267,10 @@ def run_demo(
         else:
             run_round(co, turn, show)
     head = co.client.head()
-    head_model = build_model(co.model)
-    head_model.load_state_dict(
-        load_model(co, co.hospitals[0], co.client.get_model(head, with_uri=False).model_hash.hex())
-    )
-    trainers = settings.members if settings.mode == "fedavg" else 1  # who trains in one round
-    steps = trainers * settings.rounds * settings.epochs * (len(co.hospitals[0].train) // settings.batch_size)
-    table = score_table(co, {"coalition": head_model, **baselines(co, genesis, steps, settings.seed)})
+    if settings.variant is Variant.C:
+        table = encrypted.score_table(co, settings.rounds * settings.he_steps)  # one trainer per round
+    else:
+        table = _plain_table(co, settings, genesis)
     single = {name: row["G"] for name, row in table.items() if name not in ("coalition", "centralized")}
     scores = {"coalition": table["coalition"]["G"], "centralized": table["centralized"]["G"], "single": single}
     history = rebuild(co.client.events())
@@ -260,4 +303,5 @@ def run_demo(
         "seconds": round(time.perf_counter() - started, 1),
     }
     phases = {p: round(co.clock.seconds.get(p, 0.0), 3) for p in PHASES}
-    return DemoResult(summary, table, phases, report, history, head, co.client)
+    supervisor_log = encrypted.log() if settings.variant is Variant.C else []
+    return DemoResult(summary, table, phases, report, history, head, co.client, supervisor_log)

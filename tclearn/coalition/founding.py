@@ -1,6 +1,7 @@
 """Founding a coalition: the genesis model stored (sealed for the founders in variant B), the contract
 deployed around its hash, and the founding members registered. The demo and `tclearn coalition up` both
-found their coalitions here."""
+found their coalitions here. In variant C a founder with `Role.SUPERVISOR` registers its public context hash
+as its key, and the genesis is the encrypted container it stored."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from eth_account.signers.local import LocalAccount
 
 from tclearn.coalition.blobs import put_model
 from tclearn.coalition.member import vault_uri
+from tclearn.errors import NotFoundError
 from tclearn.learning.models import ModelConfig, build_model
 from tclearn.ledger.chain import Chain
 from tclearn.ledger.client import LedgerClient, TxResult
@@ -22,7 +24,7 @@ from tclearn.vault.store import BlobStore
 @dataclass(frozen=True)
 class Founder:
     address: str
-    encryption_key: bytes  # X25519 public key: variant B models are sealed for it
+    encryption_key: bytes  # X25519 public key: variant B models are sealed for it (C: the supervisor's context hash)
     name: str
     roles: Role = Role.MEMBER | Role.VALIDATOR
 
@@ -38,16 +40,25 @@ def found(
     admin: LocalAccount,
     store: BlobStore,
     variant: Variant,
-    genesis: dict[str, torch.Tensor],
+    genesis: dict[str, torch.Tensor] | str,
     founders: Sequence[Founder],
     *,
     general_timeout: int = 3600,
     voting_timeout: int = 86400,
 ) -> tuple[LedgerClient, TxResult]:
     """Stores the genesis model, deploys the coalition around its hash and registers the founders; returns the
-    coalition and its deployment transaction."""
-    readers = {f.address: f.encryption_key for f in founders}
-    genesis_hash = put_model(store, variant, genesis, readers)
+    coalition and its deployment transaction.
+
+    `genesis` is the weights to store, or the hash of a genesis already in `store` (variant C: the encrypted
+    container the supervisor made, `tclearn.he.encrypted.store_model`).
+    """
+    if isinstance(genesis, str):
+        if not store.exists(genesis):
+            raise NotFoundError(f"genesis model {genesis} is not in the vault")
+        genesis_hash = genesis
+    else:
+        readers = {f.address: f.encryption_key for f in founders}
+        genesis_hash = put_model(store, variant, genesis, readers)
     client, deployed = LedgerClient.deploy(
         chain,
         admin,

@@ -3,7 +3,9 @@
 Checks (PROTOCOL.md, step 2): the blob is in the vault and hashes to the on-chain hash; the metadata blob
 hashes to the on-chain metadata hash; it declares the coalition's architecture and variant and the
 current head as parent; the model decrypts (B) and decodes to exactly the declared tensors, all finite;
-the declared training facts meet policy (minimum batch size).
+the declared training facts meet policy (minimum batch size). Variant C: the metadata declares the
+coalition's encrypted model shape and public context, and the container parses under that context with
+that shape (`tclearn.coalition.encrypted`).
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tclearn.coalition import encrypted
 from tclearn.coalition.blobs import get_json, load_model, put_json
 from tclearn.coalition.context import Coalition, Hospital
 from tclearn.errors import TclearnError
 from tclearn.learning.models import arch_hash
-from tclearn.types import ModelRecord
+from tclearn.types import ModelRecord, Variant
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,8 @@ def inspect(co: Coalition, general: Hospital, candidate: ModelRecord) -> list[Ch
             return f"metadata names parent {metadata.get('parent')}, but the candidate's parent is {parent}"
         if metadata.get("variant") != co.variant.name:
             return f"metadata declares variant {metadata.get('variant')}, the coalition is {co.variant.name}"
+        if co.variant is Variant.C:
+            return encrypted.declared_problem(co, metadata)
         if metadata.get("arch_hash") != arch_hash(co.model):
             return "metadata declares another architecture than the coalition's model"
         return None
@@ -69,7 +74,10 @@ def inspect(co: Coalition, general: Hospital, candidate: ModelRecord) -> list[Ch
         return None
 
     def weights() -> str | None:
-        load_model(co, general, model_hash)  # hash, decryption, tensor names, shapes, dtypes, finiteness
+        if co.variant is Variant.C:
+            encrypted.open_container(co, general, model_hash)  # hash, header, context, shape, ciphertexts
+        else:
+            load_model(co, general, model_hash)  # hash, decryption, tensor names, shapes, dtypes, finiteness
         return None
 
     steps: list[tuple[str, Callable[[], str | None]]] = [

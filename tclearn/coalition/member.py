@@ -1,4 +1,6 @@
 """The member's duty: pull the head, verify and open it, train an increment on local data, store it, submit.
+In variant C the head is an encrypted container and the increment is trained under encryption
+(`tclearn.coalition.encrypted.train`); submission and rebasing are the same.
 
 A Byzantine hospital (for simulations and tests) follows the same path but adopts its attack: on its data
 before training (label flipping) or on the weights it submits (random, scaled sign flip, noise, lazy).
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from tclearn import __version__
+from tclearn.coalition import encrypted
 from tclearn.coalition.blobs import load_model, put_json, store_model
 from tclearn.coalition.context import Coalition, Hospital
 from tclearn.errors import ContractRevert, TrainingCancelled
@@ -21,6 +24,7 @@ from tclearn.learning.metadata import increment_metadata
 from tclearn.learning.models import build_model
 from tclearn.learning.train import CancelToken, TrainingFacts, train_increment
 from tclearn.ledger.client import Submission
+from tclearn.types import Variant
 from tclearn.vault.codec import architecture_of
 
 log = logging.getLogger(__name__)
@@ -82,15 +86,16 @@ def train_weights(
 def _train_and_store(
     co: Coalition, member: Hospital, head_id: int, cancel: CancelToken | None, progress: Progress | None
 ) -> tuple[str, str]:
-    trained = train_weights(co, member, head_id, cancel=cancel, progress=progress)
-    _report(progress, "storing", 0.0, cancel)
-    model_hash = store_model(co, trained.weights)
-    metadata = increment_metadata(co.model, trained.facts, member.manifest, parent=trained.parent_hash)
-    metadata.update(
-        variant=co.variant.name,
-        tclearn_version=__version__,
-        architecture={k: v.to_json() for k, v in architecture_of(trained.weights).items()},
-    )
+    if co.variant is Variant.C:  # a few encrypted full-batch steps: no progress reports, not cancellable
+        parent_hash = co.client.get_model(head_id, with_uri=False).model_hash.hex()
+        model_hash, metadata = encrypted.train(co, member, parent_hash, seed=head_id)
+    else:
+        trained = train_weights(co, member, head_id, cancel=cancel, progress=progress)
+        _report(progress, "storing", 0.0, cancel)
+        model_hash = store_model(co, trained.weights)
+        metadata = increment_metadata(co.model, trained.facts, member.manifest, parent=trained.parent_hash)
+        metadata["architecture"] = {k: v.to_json() for k, v in architecture_of(trained.weights).items()}
+    metadata.update(variant=co.variant.name, tclearn_version=__version__)
     return model_hash, put_json(co, metadata)
 
 

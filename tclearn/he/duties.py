@@ -29,16 +29,23 @@ from tclearn.he.encrypted import (
     store_model,
 )
 from tclearn.he.supervisor import Score
-from tclearn.learning.data import load_csv
+from tclearn.learning.data import ImageData, load_csv
 from tclearn.vault.store import BlobStore
 
 
-def load_features(path: str | Path, label_column: str = "label") -> tuple[np.ndarray, np.ndarray]:
-    """Features and 0/1 labels of a binary CSV data set (`tclearn.learning.data.load_csv`)."""
-    data = load_csv(path, label_column)
-    if len(data.classes) != 2:
-        raise DataError(f"{str(path)!r} has {len(data.classes)} classes; encrypted models are binary classifiers")
+def features(data: ImageData, source: str = "the data set") -> tuple[np.ndarray, np.ndarray]:
+    """Features and 0/1 labels of a binary table (`tclearn.learning.data.load_csv`) as float64 arrays."""
+    if data.images.ndim != 2 or len(data.classes) != 2:
+        raise DataError(
+            f"{source} is not a binary feature table ({len(data.classes)} classes, shape {tuple(data.images.shape)});"
+            " encrypted models are binary classifiers on feature vectors"
+        )
     return data.images.numpy().astype(np.float64), data.targets.numpy().astype(np.float64)
+
+
+def load_features(path: str | Path, label_column: str = "label") -> tuple[np.ndarray, np.ndarray]:
+    """Features and 0/1 labels of a binary CSV data set."""
+    return features(load_csv(path, label_column), repr(str(path)))
 
 
 def refresh(he: HEContext, model: EncryptedModel, client: SupervisorClient, model_ref: str = "") -> EncryptedModel:
@@ -54,6 +61,27 @@ def with_levels(
     return refresh(he, model, client, ref) if missing_levels(he, model, table) else model
 
 
+def train_model(
+    he: HEContext,
+    model: EncryptedModel,
+    x: np.ndarray,
+    y: np.ndarray,
+    client: SupervisorClient,
+    *,
+    steps: int = 1,
+    lr: float = 0.5,
+    ref: str = "",
+) -> EncryptedModel:
+    """`steps` full-batch steps from `model` (its hash `ref` names it in the supervisor's log); the result is
+    refreshed to full depth. Every step uses up the depth of a fresh ciphertext, so each starts with a refresh.
+    """
+    if steps < 1:
+        raise DataError(f"steps must be at least 1, got {steps}")
+    for _ in range(steps):
+        model = gradient_step(he, with_levels(he, model, TRAINING_LEVELS, client, ref), x, y, lr)
+    return refresh(he, model, client, ref)
+
+
 def train_increment(
     store: BlobStore,
     he: HEContext,
@@ -65,16 +93,10 @@ def train_increment(
     steps: int = 1,
     lr: float = 0.5,
 ) -> str:
-    """Train `steps` full-batch steps from the parent in the vault; stores the candidate, returns its hash.
-
-    Every step uses up the depth of a fresh ciphertext, so each starts with a supervisor refresh.
-    """
-    if steps < 1:
-        raise DataError(f"steps must be at least 1, got {steps}")
-    model = load_model(store, parent_hash, he)
-    for _ in range(steps):
-        model = gradient_step(he, with_levels(he, model, TRAINING_LEVELS, client, parent_hash), x, y, lr)
-    return store_model(store, compact(he, refresh(he, model, client, parent_hash)))
+    """`train_model` from the parent in the vault, then the candidate compacted and stored; returns its hash."""
+    parent = load_model(store, parent_hash, he)
+    trained = train_model(he, parent, x, y, client, steps=steps, lr=lr, ref=parent_hash)
+    return store_model(store, compact(he, trained))
 
 
 def encrypted_scores(

@@ -136,6 +136,14 @@ def hospital_name(index: int) -> str:
     return f"hospital-{index + 1}"
 
 
+def check_counts(hospitals: int, train: int, test: int, global_size: int) -> None:
+    """A synthetic coalition needs at least one hospital and one sample in every set."""
+    if hospitals < 1:
+        raise ConfigError(f"hospitals must be >= 1, got {hospitals}")
+    if min(train, test, global_size) < 1:
+        raise ConfigError(f"train ({train}), test ({test}) and global ({global_size}) must each be >= 1")
+
+
 def synth_coalition(
     out: str | Path,
     hospitals: int = 3,
@@ -146,10 +154,7 @@ def synth_coalition(
     seed: int = 0,
 ) -> dict[str, object]:
     """Write a synthetic coalition under `out`; returns (and writes) its description."""
-    if hospitals < 1:
-        raise ConfigError(f"hospitals must be >= 1, got {hospitals}")
-    if min(train, test, global_size) < 1:
-        raise ConfigError(f"train ({train}), test ({test}) and global ({global_size}) must each be >= 1")
+    check_counts(hospitals, train, test, global_size)
     if size < 16:
         raise ConfigError(f"size must be >= 16 pixels, got {size}")
     root = Path(out)

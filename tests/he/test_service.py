@@ -20,13 +20,14 @@ from tclearn.state.db import Database
 from tclearn.vault.directory import StaticDirectory
 from tclearn.vault.signing import EMPTY_SHA256, sign_request
 from tests.he.conftest import Keys
-from tests.vault.conftest import _serve, account
+from tests.vault.conftest import account, serve_app
 
 MEMBER, OUTSIDER = account(1), account(99)
 
 
 def serve(supervisor: Supervisor) -> Iterator[str]:
-    yield from _serve(create_app(supervisor, StaticDirectory({MEMBER.address: None})))
+    with serve_app(create_app(supervisor, StaticDirectory({MEMBER.address: None}))) as url:
+        yield url
 
 
 @pytest.fixture
