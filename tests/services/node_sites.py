@@ -30,7 +30,7 @@ from tclearn.state.db import Database
 from tclearn.types import Role, Variant
 from tclearn.vault.keys import generate_key, save_key
 from tclearn.vault.store import FsspecStore
-from tests.vault.conftest import _serve as serve
+from tests.vault.conftest import serve_app as serve
 
 KEY_PASSWORD = "node-test"
 MODEL = ModelConfig(arch="unet", options={"channels": [4, 8], "strides": [2], "num_res_units": 0})  # type: ignore[arg-type]
