@@ -59,6 +59,8 @@ bench: dev chain-tools
 	$(PY) bench/vault.py
 	$(PY) bench/train.py
 	$(PY) bench/coalition.py
+	$(PY) bench/services.py
+	$(PY) bench/he.py
 
 clean:
 	rm -rf $(VENV) $(NODE_MODULES) .pytest_cache .mypy_cache .ruff_cache out

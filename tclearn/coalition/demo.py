@@ -44,6 +44,9 @@ from tclearn.vault.envelope import public_bytes
 from tclearn.vault.store import FsspecStore
 
 MODES = ("incremental", "fedavg")
+# The demo's UNet is wider than the zoo's CPU default (8-16-32): a round's ledger, vault and crypto work is a
+# fixed ~0.1 s, and with this model training and validation take ~90% of a round (bench/coalition.py).
+DEMO_OPTIONS: dict[str, dict[str, Any]] = {"unet": {"channels": [24, 48, 96], "strides": [2, 2]}}
 
 
 @dataclass(frozen=True)
@@ -150,7 +153,7 @@ def setup(settings: DemoSettings, chain: Chain, out: Path) -> tuple[Coalition, d
         )
         for i, (folder, account) in enumerate(zip(folders, accounts, strict=True))
     ]
-    model = ModelConfig(arch=settings.model)  # type: ignore[arg-type]  # validated in __post_init__
+    model = ModelConfig(arch=settings.model, options=DEMO_OPTIONS.get(settings.model, {}))  # type: ignore[arg-type]
     training = TrainConfig(
         epochs=settings.epochs,
         batch_size=settings.batch_size,

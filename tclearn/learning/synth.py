@@ -3,8 +3,8 @@
 Images come from MONAI's `create_test_image_2d` (bright discs on a noisy background, the disc mask as the
 segmentation). Each hospital has a `HospitalProfile` — intensity scale and offset, contrast, noise, disc
 size and count, and the share of images that contain any disc (class balance) — so that a model trained
-on one hospital sees only one corner of the data. G mixes every hospital's domain in equal parts, which is
-why the coalition generalises better on G than any single hospital does.
+on one hospital sees only one corner of the data. G mixes every hospital's domain in equal parts. (Image
+networks standardise each image, which removes the gain-and-offset part of the shift: docs/learning.md.)
 
 Layout: `OUT/<hospital>/{train,test}/{images,masks}`, `OUT/global/{images,masks}` and `OUT/coalition.json`.
 """
@@ -36,8 +36,6 @@ class HospitalProfile:
     radius_max: int = 8
     objects: int = 3
     positive_fraction: float = 0.9
-    artifact: str = "none"  # bright structures that are not findings: "square" markers, "bar" wires, "ring" clips
-    artifacts: int = 0  # how many per image
 
     def __post_init__(self) -> None:
         if not 0 < self.radius_min <= self.radius_max:
@@ -48,31 +46,11 @@ class HospitalProfile:
             raise ConfigError(f"positive_fraction must be in [0, 1], got {self.positive_fraction}")
         if not 0.0 < self.noise <= 1.0:
             raise ConfigError(f"noise must be in (0, 1], got {self.noise}")
-        if self.artifact not in ARTIFACTS or self.artifacts < 0:
-            raise ConfigError(f"artifact must be one of {', '.join(ARTIFACTS)} with artifacts >= 0")
-
-
-ARTIFACTS = ("none", "square", "bar", "ring")
-
-
-def _artifact(kind: str, size: int, rng: np.random.RandomState) -> np.ndarray:
-    """A boolean mask of one artifact of `kind` at a random place."""
-    rows, cols = np.ogrid[:size, :size]
-    r, c = rng.randint(6, size - 6, size=2)
-    if kind == "square":
-        half = rng.randint(2, 5)
-        return (abs(rows - r) <= half) & (abs(cols - c) <= half)
-    if kind == "bar":
-        return (abs(rows - r) <= 1) & (abs(cols - c) <= rng.randint(5, 9))
-    distance = np.hypot(rows - r, cols - c)
-    outer = rng.randint(4, 6)
-    return (distance <= outer) & (distance >= outer - 1.5)
 
 
 # Deliberately far apart, as scanners and populations differ: bright vs dim vs washed-out low contrast; little
-# vs much noise; many tiny discs vs few large ones; different shares of positive cases; and each scanner's own
-# bright artifacts that are not findings (wires, markers, clips), which a model that never saw them mistakes for
-# findings. (Contrast is never inverted: a polarity flip is another modality, not another scanner.)
+# vs much noise; many tiny discs vs few large ones; different shares of positive cases. (Contrast is never
+# inverted: a polarity flip is another modality, not another scanner.)
 BASE_PROFILES: tuple[HospitalProfile, ...] = (
     HospitalProfile(1.0, 0.0, 1.0, 0.05, 2, 5, 5, 0.95),
     HospitalProfile(0.45, 0.05, 0.7, 0.30, 7, 12, 2, 0.70),
@@ -116,10 +94,6 @@ def make_sample(profile: HospitalProfile, size: int, rng: np.random.RandomState)
         # The same background noise as around the discs of a positive image, without the discs.
         image = rng.uniform(0, profile.noise, size=(size, size))
         labels = np.zeros_like(labels)
-    if profile.artifact != "none":
-        for _ in range(profile.artifacts):
-            where = _artifact(profile.artifact, size, rng) & (labels == 0)
-            image[where] = rng.uniform(0.5, 1.0)  # as bright as a finding, but no finding
     shifted = profile.intensity_offset + profile.intensity_scale * (0.5 + profile.contrast * (image - 0.5))
     pixels = np.clip(np.round(np.clip(shifted, 0.0, 1.0) * 255), 0, 255).astype(np.uint8)
     return pixels, ((labels > 0) * 255).astype(np.uint8)

@@ -55,3 +55,20 @@ def test_arch_hash_is_stable_and_sensitive() -> None:
     assert arch_hash(a) == arch_hash(ModelConfig.from_dict(a.to_dict()))
     assert arch_hash(a) != arch_hash(ModelConfig.from_dict({"arch": "unet", "options": {"num_res_units": 2}}))
     assert len(arch_hash(a)) == 64
+
+
+def test_image_networks_standardise_each_image_so_scanner_gain_and_offset_drop_out() -> None:
+    model = build_model({"arch": "unet"})
+    assert (
+        ModelConfig(arch=Arch.UNET).standardize
+        and not ModelConfig.from_dict({"arch": "fully_connected", "in_channels": 3}).standardize
+    )
+    x = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(model(x), model(0.3 * x + 0.2), atol=1e-4)  # another scanner's gain and offset
+        raw = build_model({"arch": "unet", "standardize": False})
+        raw.load_state_dict({k.removeprefix("net."): v for k, v in model.state_dict().items()})
+        assert not torch.allclose(raw(x), raw(0.3 * x + 0.2), atol=1e-2)
+    assert arch_hash(ModelConfig(arch=Arch.UNET)) != arch_hash(ModelConfig(arch=Arch.UNET, standardize=False))
+    with pytest.raises(ConfigError, match="standardize is for images"):
+        ModelConfig.from_dict({"arch": "fully_connected", "in_channels": 3, "standardize": True})

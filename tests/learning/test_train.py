@@ -9,7 +9,7 @@ import torch
 
 from tclearn.errors import ConfigError, DataError, TrainingCancelled
 from tclearn.learning.data import ImageData, Task, load_segmentation
-from tclearn.learning.evaluate import evaluate, precision_recall
+from tclearn.learning.evaluate import drop_specks, evaluate, precision_recall
 from tclearn.learning.models import build_model
 from tclearn.learning.train import CancelToken, TrainConfig, train_increment
 
@@ -164,3 +164,23 @@ def test_on_step_reports_every_step(data: ImageData) -> None:
         build_model(UNET), data, TrainConfig(epochs=2, batch_size=4), on_step=lambda *s: seen.append(s)
     )
     assert seen == [(i, inc.facts.steps) for i in range(1, inc.facts.steps + 1)] and inc.facts.steps == 4
+
+
+def test_specks_below_the_finding_area_are_dropped_before_dice() -> None:
+    masks = torch.zeros(2, 1, 16, 16)
+    masks[0, 0, 2:6, 2:6] = 1  # a 16-pixel finding
+    masks[0, 0, 10, 10] = 1  # a 1-pixel speck
+    masks[1, 0, 12:14, 3:5] = 1  # 4 pixels: below the default 5
+    kept = drop_specks(masks)
+    assert kept[0, 0, 2:6, 2:6].all() and kept[0, 0, 10, 10] == 0 and kept[1].sum() == 0
+    assert torch.equal(drop_specks(masks, 1), masks) and drop_specks(masks, 4)[1].sum() == 4
+
+    class Constant(torch.nn.Module):  # predicts `masks` whatever the input
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return (masks[: len(x)] * 2 - 1) * 10
+
+    truth = torch.zeros_like(masks)
+    truth[0, 0, 2:6, 2:6] = 1
+    data = ImageData(Task.SEGMENTATION, torch.rand(2, 1, 16, 16), truth, ("a", "b"))
+    assert evaluate(Constant(), data).score == pytest.approx(1.0)  # the speck and the small blob are not findings
+    assert evaluate(Constant(), data, min_area=1).score < 0.5  # counted, the empty image scores 0
