@@ -47,10 +47,9 @@ def scores_figure(history: LedgerHistory, path: Path) -> Path:
     points = [(i, s) for i, s in ((i, mean_score_global(history.candidates[i])) for i in lineage) if s is not None]
     fig = Figure(figsize=(7, 3.5))
     ax = fig.add_subplot()
-    if points:
-        ax.plot(
-            [str(i) for i, _ in points], [s for _, s in points], marker="o", color=STATE_COLOURS[ModelState.COMMITTED]
-        )
+    if points:  # evenly spaced in lineage order, labelled with the model ids
+        ax.plot(range(len(points)), [s for _, s in points], marker="o", color=STATE_COLOURS[ModelState.COMMITTED])
+        ax.set_xticks(range(len(points)), [str(i) for i, _ in points])
     else:
         ax.text(0.5, 0.5, "no committed model has votes yet", ha="center", va="center", transform=ax.transAxes)
     ax.set(xlabel="committed model id (lineage order)", ylabel="mean score on G", title="Score on G along the lineage")

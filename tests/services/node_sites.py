@@ -133,7 +133,7 @@ def node_coalition(chain: Chain, folder: Path, variant: Variant, hospitals: int 
         )
     vault_db = Database(f"sqlite:///{folder / 'vault' / 'access.db'}")
     app = create_app(FsspecStore(f"file://{folder / 'vault' / 'store'}"), vault_db, chain_directory(deployment))
-    with contextmanager(serve)(app) as url:
+    with serve(app) as url:
         yield NodeCoalition(folder, client, url, [_site_file(folder, i, url) for i in range(hospitals)])
     vault_db.dispose()
 

@@ -196,7 +196,7 @@ def test_the_access_log_is_read_from_the_vault_service_with_signed_requests(
     auditor_key = account(5)
     vault_db = Database(f"sqlite:///{tmp_path}/access.db")
     vault = create_vault(auditor_parts.store, vault_db, StaticDirectory({auditor_key.address: None}))
-    for url in serve_app(vault):
+    with serve_app(vault) as url:
         store = HttpStore(url, auditor_key.key)
         app = create_app(auditor_parts.follower, store, access_log=store.access_log)
         with TestClient(app) as api:
