@@ -20,20 +20,20 @@ from fastapi.testclient import TestClient
 
 from services.member.app import create_app
 from services.vault.app import create_app as create_vault
-from tclearn.coalition.blobs import put_model
 from tclearn.coalition.context import Coalition, Hospital
+from tclearn.coalition.founding import Founder, found, genesis_weights
 from tclearn.coalition.member import propose
 from tclearn.coalition.rounds import settle
 from tclearn.coalition.site import Site, load_site_config, open_site
 from tclearn.config import save_deployment
-from tclearn.learning.models import ModelConfig, build_model
+from tclearn.learning.models import ModelConfig
 from tclearn.learning.synth import synth_coalition
 from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.deployment import deployment_of
 from tclearn.ledger.directory import ChainDirectory
 from tclearn.ledger.node import LocalNode
 from tclearn.state.db import Database
-from tclearn.types import ModelState, Role, Variant
+from tclearn.types import ModelState, Variant
 from tclearn.vault.envelope import public_bytes
 from tclearn.vault.keys import PASSWORD_ENV, save_key
 from tclearn.vault.store import FsspecStore
@@ -96,22 +96,13 @@ def deploy_sites(node: LocalNode, folder: Path, variant: Variant) -> Iterator[De
     for index, key in enumerate(keys):
         save_key(folder / "keys" / f"hospital-{index + 1}.key", key, KEY_PASSWORD.encode())
     store = FsspecStore(f"file://{folder}/vault")
-    torch.manual_seed(0)
-    genesis = {k: v.clone() for k, v in build_model(ModelConfig(arch="unet")).state_dict().items()}  # type: ignore[arg-type]
-    founders = {str(a.address): public_bytes(k) for a, k in zip(accounts, keys, strict=True)}
-    genesis_hash = put_model(store, variant, genesis, founders)
-    client, tx = LedgerClient.deploy(
-        chain,
-        admin,
-        variant=variant,
-        genesis_hash=bytes.fromhex(genesis_hash),
-        genesis_uri=f"vault://sha256/{genesis_hash}",
-    )
+    genesis = genesis_weights(ModelConfig(arch="unet"), seed=0)  # type: ignore[arg-type]
+    founders = [
+        Founder(a.address, public_bytes(k), f"hospital-{i + 1}")
+        for i, (a, k) in enumerate(zip(accounts, keys, strict=True))
+    ]
+    client, tx = found(chain, admin, store, variant, genesis, founders)
     save_deployment(deployment_of(client, tx.block_number, tx.tx_hash, variant.name), folder / "deployment.json")
-    for index, account in enumerate(accounts):
-        client.register_member(
-            admin, account.address, Role.MEMBER | Role.VALIDATOR, founders[account.address], f"hospital-{index + 1}"
-        )
     db = Database(f"sqlite:///{folder}/vault-access.db")
     with ExitStack() as stack, pytest.MonkeyPatch.context() as env:
         env.setenv(PASSWORD_ENV, KEY_PASSWORD)

@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import torch
 
 from services.vault.app import create_app
-from tclearn.coalition.blobs import put_model
+from tclearn.coalition.founding import Founder, found, genesis_weights
 from tclearn.coalition.site import Site, load_site_config, open_site
 from tclearn.config import save_deployment
-from tclearn.learning.models import ModelConfig, build_model
+from tclearn.learning.models import ModelConfig
 from tclearn.learning.synth import GLOBAL, hospital_name, synth_coalition
 from tclearn.ledger.chain import Chain
 from tclearn.ledger.client import LedgerClient
@@ -27,7 +26,7 @@ from tclearn.ledger.deployment import deployment_of
 from tclearn.ledger.directory import chain_directory
 from tclearn.ledger.node import free_port
 from tclearn.state.db import Database
-from tclearn.types import Role, Variant
+from tclearn.types import Variant
 from tclearn.vault.keys import generate_key, save_key
 from tclearn.vault.store import FsspecStore
 from tests.vault.conftest import serve_app as serve
@@ -99,11 +98,6 @@ class NodeCoalition:
         return load_site_config(self.sites[index]).server.port
 
 
-def _genesis(store: FsspecStore, variant: Variant, readers: dict[str, bytes]) -> str:
-    torch.manual_seed(0)
-    return put_model(store, variant, build_model(MODEL).state_dict(), readers)
-
-
 @contextmanager
 def node_coalition(chain: Chain, folder: Path, variant: Variant, hospitals: int = 4) -> Iterator[NodeCoalition]:
     """Data, keys, genesis, contract, members, site files and a vault service (a thread of this process, as in
@@ -115,22 +109,11 @@ def node_coalition(chain: Chain, folder: Path, variant: Variant, hospitals: int 
     for i, account in enumerate(accounts):
         keys[account.address] = save_key(folder / f"{hospital_name(i)}.key", generate_key(), KEY_PASSWORD.encode())
     store = FsspecStore(f"file://{folder / 'vault' / 'store'}")
-    genesis = _genesis(store, variant, keys)
-    client, tx = LedgerClient.deploy(
-        chain,
-        admin,
-        variant=variant,
-        genesis_hash=bytes.fromhex(genesis),
-        genesis_uri=f"vault://sha256/{genesis}",
-        general_timeout=60,
-        voting_timeout=600,
-    )
+    founders = [Founder(a.address, keys[a.address], hospital_name(i)) for i, a in enumerate(accounts)]
+    genesis = genesis_weights(MODEL, seed=0)
+    client, tx = found(chain, admin, store, variant, genesis, founders, general_timeout=60, voting_timeout=600)
     deployment = folder / "deployment.json"
     save_deployment(deployment_of(client, tx.block_number, tx.tx_hash, variant.name), deployment)
-    for i, account in enumerate(accounts):
-        client.register_member(
-            admin, account.address, Role.MEMBER | Role.VALIDATOR, keys[account.address], hospital_name(i)
-        )
     vault_db = Database(f"sqlite:///{folder / 'vault' / 'access.db'}")
     app = create_app(FsspecStore(f"file://{folder / 'vault' / 'store'}"), vault_db, chain_directory(deployment))
     with serve(app) as url:
