@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -25,12 +26,12 @@ from tclearn.types import ModelState, Variant
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _up(out: Path, *args: str) -> dict[str, object]:
+def _up(out: Path, *args: str) -> dict[str, Any]:
     command = [sys.executable, "-m", "tclearn.cli.app", "coalition", "up", "--out", str(out), "--detach", "--json"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}  # every process runs this checkout's tclearn and services
     done = subprocess.run([*command, *args], capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-2000:] + done.stdout[-2000:]
-    summary: dict[str, object] = json.loads(done.stdout)
+    summary: dict[str, Any] = json.loads(done.stdout)
     return summary
 
 
@@ -72,7 +73,7 @@ def test_three_hospitals_on_anvil_commit_honest_work_and_reject_the_byzantine(tm
         states = {m["id"]: m["state"] for m in lineage["models"]}
         assert states[rounds[2]["model_id"]] == "rejected"
         # Every member API answers for its hospital.
-        for url in summary["members"].values():  # type: ignore[union-attr]
+        for url in summary["members"].values():
             assert httpx.get(f"{url}/health", timeout=10).status_code == 200
     finally:
         stopped = down(out)
@@ -115,7 +116,7 @@ def test_variant_c_runs_with_a_supervisor_service_and_validators_scoring_through
             assert voters and voters <= set(scorers) and set(scorers.values()) == {2}
         # The member API hands no model out in variant C.
         token = json.loads((out / RUN_FILE).read_text())["operator_token"]
-        member = summary["members"]["member-hospital-1"]  # type: ignore[index]
+        member = summary["members"]["member-hospital-1"]
         blob = httpx.get(f"{member}/models/1/blob", headers={"Authorization": f"Bearer {token}"}, timeout=30)
         assert blob.status_code == 409 and "variant C" in blob.text
     finally:
