@@ -2,7 +2,9 @@
 
 It founds the coalition (data, keys, genesis, contract, members), then starts the chain node (unless a URL is
 given), the vault, one member API and one node daemon per hospital, and the auditor — each the ordinary
-`tclearn` command a hospital would run, with its own config, keys, data folder, state database and port.
+`tclearn` command a hospital would run, with its own config, keys, data folder, state database and port. In
+variant C the data are feature tables and the supervisor service (`tclearn supervisor serve`, its encrypted
+secret key only in `supervisor/`) is one more process, ready before the sites start.
 Rounds are driven through the member APIs, exactly as a hospital's staff would (`POST /jobs/train`), and
 decided by the node daemons. Everything lives under one folder; `run.json` there lists the processes, so
 `tclearn coalition down` can stop a detached run.
