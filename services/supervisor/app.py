@@ -1,13 +1,14 @@
 """The supervisor service (variant C): a thin FastAPI layer over `tclearn.he.supervisor.Supervisor`.
 
+    GET  /health     liveness (unsigned)                                                 200
     GET  /context    the hash of the public context this supervisor decrypts for        200
     POST /decrypt    {context, model, vectors} -> {values}                             200 / 409 / 413 / 429
     POST /refresh    {context, model, vectors} -> the same values re-encrypted fresh    200 / 409 / 413 / 429
     POST /score      {context, model, vectors: [margins]} -> {accuracy, count}          200 / 409 / 413 / 429
     GET  /log        who asked for which model, how many values, when (auditors)       200
 
-Every request is signed by an active member (`tclearn.vault.signing`): 401 unsigned or forged, 403 not a
-member. Ciphertexts made under another context are refused with 409. Run it with
+Every request but /health is signed by an active member (`tclearn.vault.signing`): 401 unsigned or forged,
+403 not a member. Ciphertexts made under another context are refused with 409. Run it with
 `tclearn supervisor serve` or `uvicorn --factory services.supervisor.app:app_from_env`.
 """
 
@@ -52,6 +53,10 @@ def create_app(supervisor: Supervisor, directory: MemberDirectory, *, max_skew_s
         except ValueError:
             raise HEError("the request body is not JSON") from None
         return account, Ciphertexts.from_json(document)
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
 
     @app.get("/context")
     def context(request: Request) -> dict[str, str]:

@@ -91,7 +91,7 @@ def up(
     byzantine: int = typer.Option(1, "--byzantine", help="How many of them attack (the last ones)."),
     attack: Attack = typer.Option(Attack.SIGN_FLIP.value, "--attack", help="What a Byzantine member submits."),
     chain: str = typer.Option("anvil", "--chain", help="anvil, ganache, or a loopback JSON-RPC URL."),
-    variant: str = typer.Option("B", "--variant", help="A (public model) or B (envelope-encrypted)."),
+    variant: str = typer.Option("B", "--variant", help="A (public), B (envelope-encrypted) or C (CKKS, supervisor)."),
     rounds: int = typer.Option(4, "--rounds", help="Rounds to drive through the member APIs."),
     epochs: int = typer.Option(4, "--epochs", help="Epochs per increment."),
     seed: int = typer.Option(0, "--seed"),

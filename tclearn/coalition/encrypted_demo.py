@@ -19,28 +19,30 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from tclearn.coalition.context import Coalition, HEMember, HESettings, Hospital
+from tclearn.coalition.context import Coalition, Hospital
 from tclearn.coalition.demo import byzantine_attack, check_keys, hospital_folders
-from tclearn.coalition.encrypted import public_context
+from tclearn.coalition.encrypted_setup import (
+    encrypted_coalition,
+    encrypted_genesis,
+    load_table,
+    model_spec,
+    supervisor_founder,
+)
 from tclearn.coalition.founding import Founder, found
 from tclearn.coalition.policy import AcceptancePolicy
-from tclearn.errors import DataError
 from tclearn.he.client import LocalSupervisorClient
 from tclearn.he.context import Ciphertexts
 from tclearn.he.duties import features
-from tclearn.he.encrypted import compact, encrypt_model, load_model, store_model
-from tclearn.he.keys import generate, key_bytes32, publish_context
-from tclearn.he.model import ModelSpec, Weights, accuracy, init_weights, logits, train
+from tclearn.he.encrypted import load_model
+from tclearn.he.model import Weights, accuracy, logits, train
 from tclearn.he.supervisor import Limits, Supervisor
-from tclearn.learning.data import ImageData, load_csv
 from tclearn.learning.manifest import fingerprint
 from tclearn.learning.models import ModelConfig
 from tclearn.learning.tabular import GLOBAL_CSV, synth_tabular
 from tclearn.learning.train import TrainConfig
 from tclearn.ledger.chain import Chain
-from tclearn.ledger.directory import ChainDirectory
 from tclearn.state.db import Database
-from tclearn.types import Role, Variant
+from tclearn.types import Variant
 from tclearn.vault.envelope import public_bytes
 from tclearn.vault.store import FsspecStore
 
@@ -85,23 +87,6 @@ class EncryptedRun:
         return [entry.to_json() for entry in self.supervisor.log(limit=100_000)]
 
 
-MAX_FEATURE = 10.0  # the polynomial sigmoid fits logits in [-5, 5]: features must be standardised
-
-
-def _table(path: Path, label_column: str, columns: int | None = None) -> ImageData:
-    """A binary feature table with `columns` features (if given), or a `DataError` naming the file now."""
-    data = load_csv(path, label_column)
-    x, _ = features(data, repr(str(path)))
-    if columns is not None and x.shape[1] != columns:
-        raise DataError(f"{str(path)!r} has {x.shape[1]} feature columns; global.csv has {columns}")
-    if np.abs(x).max() > MAX_FEATURE:
-        raise DataError(
-            f"{str(path)!r} holds feature values up to {np.abs(x).max():.4g}; encrypted training needs standardised "
-            f"features (|value| <= {MAX_FEATURE:g})"
-        )
-    return data
-
-
 def setup_encrypted(settings: DemoSettings, chain: Chain, out: Path) -> tuple[Coalition, EncryptedRun]:
     root = settings.data
     if root is None:
@@ -111,54 +96,51 @@ def setup_encrypted(settings: DemoSettings, chain: Chain, out: Path) -> tuple[Co
     check_keys(settings, chain)
     admin, accounts = chain.dev_keys[0], chain.dev_keys[1 : settings.members + 1]
     supervisor_account = chain.dev_keys[settings.members + 1]
-    global_test = _table(root / GLOBAL_CSV, settings.label_column)
-    spec = ModelSpec("logreg", int(global_test.images.shape[1]))
+    global_test = load_table(root / GLOBAL_CSV, settings.label_column)
+    spec = model_spec(global_test)
     tables = [  # every table checked before anything is written
-        tuple(_table(folder / f"{split}.csv", settings.label_column, spec.features) for split in ("train", "test"))
+        tuple(load_table(folder / f"{split}.csv", settings.label_column, spec.features) for split in ("train", "test"))
         for folder in folders
     ]
     store = FsspecStore(f"file://{(out / 'vault').resolve()}")
 
-    secret, public = generate()
-    context_hash = publish_context(store, public)
+    genesis = encrypted_genesis(store, spec, settings.seed)
     (out / "supervisor").mkdir(parents=True, exist_ok=True)
     database = Database(f"sqlite:///{(out / 'supervisor' / 'log.db').resolve()}")
-    supervisor = Supervisor(secret, database, Limits(requests_per_minute=10_000))
-    genesis = init_weights(spec, settings.seed)
-    genesis_hash = store_model(store, compact(secret, encrypt_model(secret, spec, genesis)))
+    supervisor = Supervisor(genesis.secret, database, Limits(requests_per_minute=10_000))
 
     keys = [X25519PrivateKey.generate() for _ in accounts]  # registered as in A/B; unused in variant C
     founders = [Founder(a.address, public_bytes(k), f.name) for a, k, f in zip(accounts, keys, folders, strict=True)]
-    founders.append(Founder(supervisor_account.address, key_bytes32(context_hash), "supervisor", Role.SUPERVISOR))
-    client, _ = found(chain, admin, store, Variant.C, genesis_hash, founders)
-    hospitals = [
-        Hospital(
-            folder.name,
-            account,
-            key,
-            train_set,
-            test_set,
-            fingerprint(folder / "train.csv"),
-            byzantine_attack(settings, i),
-            HEMember(
-                public_context(client, store, supervisor_account.address),
-                LocalSupervisorClient(supervisor, account.address),
+    founders.append(supervisor_founder(supervisor_account.address, genesis.context))
+    client, _ = found(chain, admin, store, Variant.C, genesis.model_hash, founders)
+    members = [
+        (
+            Hospital(
+                folder.name,
+                account,
+                key,
+                train_set,
+                test_set,
+                fingerprint(folder / "train.csv"),
+                byzantine_attack(settings, i),
             ),
+            LocalSupervisorClient(supervisor, account.address),
         )
         for i, (folder, account, key, (train_set, test_set)) in enumerate(
             zip(folders, accounts, keys, tables, strict=True)
         )
     ]
-    co = Coalition(
+    co = encrypted_coalition(
         client,
         store,
-        Variant.C,
-        ModelConfig(arch=settings.model),  # type: ignore[arg-type]  # unused: the model is `he.spec`
-        TrainConfig(min_batch_size=settings.min_batch_size),
-        AcceptancePolicy(settings.tolerance_global, settings.tolerance_local),
+        supervisor_account.address,
         global_test,
-        hospitals,
-        directory=ChainDirectory(client, ttl=60.0),
-        he=HESettings(spec, context_hash, supervisor_account.address, settings.he_steps, settings.he_lr),
+        members,
+        model=ModelConfig(arch=settings.model),  # type: ignore[arg-type]  # unused: the model is `he.spec`
+        training=TrainConfig(min_batch_size=settings.min_batch_size),
+        policy=AcceptancePolicy(settings.tolerance_global, settings.tolerance_local),
+        steps=settings.he_steps,
+        lr=settings.he_lr,
+        directory_ttl=60.0,
     )
-    return co, EncryptedRun(supervisor, supervisor_account.address, genesis)
+    return co, EncryptedRun(supervisor, supervisor_account.address, genesis.weights)

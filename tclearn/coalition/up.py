@@ -2,7 +2,9 @@
 
 It founds the coalition (data, keys, genesis, contract, members), then starts the chain node (unless a URL is
 given), the vault, one member API and one node daemon per hospital, and the auditor — each the ordinary
-`tclearn` command a hospital would run, with its own config, keys, data folder, state database and port.
+`tclearn` command a hospital would run, with its own config, keys, data folder, state database and port. In
+variant C the data are feature tables and the supervisor service (`tclearn supervisor serve`, its encrypted
+secret key only in `supervisor/`) is one more process, ready before the sites start.
 Rounds are driven through the member APIs, exactly as a hospital's staff would (`POST /jobs/train`), and
 decided by the node daemons. Everything lives under one folder; `run.json` there lists the processes, so
 `tclearn coalition down` can stop a detached run.
@@ -25,15 +27,19 @@ from typing import IO, Any
 from urllib.parse import urlparse
 
 import httpx
+import torch
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from tclearn.coalition.encrypted_setup import encrypted_genesis, load_table, model_spec, supervisor_founder
 from tclearn.coalition.founding import Founder, found, genesis_weights
 from tclearn.coalition.site import ModelSection, TrainingSection
 from tclearn.config import save_deployment
 from tclearn.errors import ConfigError, NodeError
+from tclearn.he.keys import save_secret
 from tclearn.learning.attacks import Attack
 from tclearn.learning.models import ModelConfig
 from tclearn.learning.synth import GLOBAL, hospital_name, synth_coalition
+from tclearn.learning.tabular import GLOBAL_CSV, LABEL, synth_tabular
 from tclearn.ledger.accounts import DEV_CHAIN_IDS, dev_accounts
 from tclearn.ledger.chain import Chain, connect
 from tclearn.ledger.client import LedgerClient
@@ -47,6 +53,7 @@ from tclearn.vault.store import FsspecStore
 RUN_FILE = "run.json"
 TOKEN_ENV = "TCLEARN_OPERATOR_TOKEN"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+SUPERVISOR_KEY = "ckks.key"  # in the supervisor's folder, encrypted with the run's key password
 FINAL = {ModelState.COMMITTED, ModelState.REJECTED, ModelState.EXPIRED, ModelState.STALE}
 
 
@@ -72,8 +79,6 @@ class UpSettings:
             raise ConfigError(f"--rounds must be >= 0, got {self.rounds}")
         object.__setattr__(self, "attack", Attack(self.attack))
         object.__setattr__(self, "variant", Variant.parse(self.variant))
-        if self.variant is Variant.C:
-            raise ConfigError("coalition up runs variants A and B; variant C runs in `tclearn demo --variant C`")
         if self.chain not in NODES:
             host = urlparse(self.chain).hostname
             if not self.chain.startswith("http://") or host not in LOOPBACK:
@@ -227,20 +232,26 @@ def down(folder: Path, timeout: float = 20.0) -> list[str]:
     return [str(s["name"]) for s in running]
 
 
+def _port(url: str) -> str:
+    return str(urlparse(url).port)
+
+
 # ---- founding and configuration ---------------------------------------------------------------------------
 
 
-def _site_file(path: Path, settings: UpSettings, index: int, vault_url: str, training: TrainingSection) -> int:
+def _site_file(path: Path, settings: UpSettings, index: int, urls: dict[str, str], training: TrainingSection) -> int:
     """Writes one of a hospital's service configs (member.toml, node.toml); returns the port it listens on."""
     name, port = hospital_name(index), free_port()
+    encrypted = settings.variant is Variant.C
     lines = [
         f'name = "{name}"',
         'deployment = "../deployment.json"',
-        f'vault_url = "{vault_url}"',
+        f'vault_url = "{urls["vault"]}"',
+        *([f'supervisor_url = "{urls["supervisor"]}"'] if encrypted else []),
         f"dev_account = {index + 1}",
         f'encryption_key = "{name}.x25519.pem"',
         f'data = "../../data/{name}"',
-        f'global_test = "../../data/{GLOBAL}"',
+        f'global_test = "../../data/{GLOBAL_CSV if encrypted else GLOBAL}"',
         f'state = "sqlite:///{path.stem}.db"',
         f'attack = "{settings.attack.value if settings.byzantine_at(index) else Attack.NONE.value}"',
         "poll_interval = 0.5",
@@ -255,29 +266,46 @@ def _site_file(path: Path, settings: UpSettings, index: int, vault_url: str, tra
     return port
 
 
-def prepare(settings: UpSettings, chain: Chain, vault_port: int) -> tuple[LedgerClient, list[tuple[Path, int]]]:
+def _encrypted_genesis(
+    settings: UpSettings, store: FsspecStore, password: bytes, supervisor: str
+) -> tuple[str, Founder]:
+    """Variant C: feature tables, the supervisor's keys (the secret part only in `supervisor/`, encrypted at
+    rest), the public context and the encrypted genesis in the vault; returns the genesis hash and the
+    supervisor as a founder."""
+    out = settings.out
+    synth_tabular(out / "data", hospitals=settings.members, seed=settings.seed)
+    genesis = encrypted_genesis(store, model_spec(load_table(out / "data" / GLOBAL_CSV, LABEL)), settings.seed)
+    save_secret(out / "supervisor" / SUPERVISOR_KEY, genesis.secret, password)
+    return genesis.model_hash, supervisor_founder(supervisor, genesis.context)
+
+
+def prepare(settings: UpSettings, chain: Chain, urls: dict[str, str]) -> tuple[LedgerClient, list[tuple[Path, int]]]:
     """Data, keys, genesis, contract and members; each hospital's service configs and their ports."""
     out = settings.out
-    synth_coalition(out / "data", hospitals=settings.members, seed=settings.seed)
-    model = ModelConfig(arch=ModelSection().arch)  # type: ignore[arg-type]  # the site files' default model
-    training = TrainingSection(epochs=settings.epochs, seed=settings.seed)
+    store = FsspecStore(f"file://{(out / 'vault' / 'store').resolve()}")
     password = os.environ[KEY_PASSWORD_ENV].encode()
-    accounts = dev_accounts(settings.members + 1)
-    founders, sites = [], []
+    accounts = dev_accounts(settings.members + 2)  # the admin, the hospitals, the supervisor (variant C)
+    founders, supervisors = [], []
+    genesis: dict[str, torch.Tensor] | str
+    if settings.variant is Variant.C:
+        genesis, supervisor = _encrypted_genesis(settings, store, password, accounts[settings.members + 1].address)
+        supervisors.append(supervisor)
+    else:
+        synth_coalition(out / "data", hospitals=settings.members, seed=settings.seed)
+        model = ModelConfig(arch=ModelSection().arch)  # type: ignore[arg-type]  # the site files' default model
+        genesis = genesis_weights(model, settings.seed)
+    training = TrainingSection(epochs=settings.epochs, seed=settings.seed)
+    sites = []
     for i in range(settings.members):
         name = hospital_name(i)
         site = out / "sites" / name
         site.mkdir(parents=True)
         public = save_key(site / f"{name}.x25519.pem", X25519PrivateKey.generate(), password)
         founders.append(Founder(accounts[i + 1].address, public, name))
-        vault_url = f"http://127.0.0.1:{vault_port}"
         for role in ("node", "member"):
             config = site / f"{role}.toml"
-            sites.append((config, _site_file(config, settings, i, vault_url, training)))
-    store = FsspecStore(f"file://{(out / 'vault' / 'store').resolve()}")
-    client, deployed = found(
-        chain, accounts[0], store, settings.variant, genesis_weights(model, settings.seed), founders
-    )
+            sites.append((config, _site_file(config, settings, i, urls, training)))
+    client, deployed = found(chain, accounts[0], store, settings.variant, genesis, [*founders, *supervisors])
     save_deployment(
         deployment_of(client, deployed.block_number, deployed.tx_hash, settings.variant.name),
         out / "sites" / "deployment.json",
@@ -314,16 +342,24 @@ def started(
         chain = connect(run.chain_url)
         if chain.chain_id not in DEV_CHAIN_IDS:
             raise ConfigError(f"chain {chain.chain_id} at {run.chain_url} is not a local dev chain (Anvil or Ganache)")
-        vault_port = free_port()
+        urls = {name: f"http://127.0.0.1:{free_port()}" for name in ("vault", "supervisor")}
         on_step("founding the coalition: data, keys, genesis model, contract, members")
-        client, sites = prepare(settings, chain, vault_port)
+        client, sites = prepare(settings, chain, urls)
         deployment = str(out.resolve() / "sites" / "deployment.json")
         store, access = (out / "vault").resolve(), f"sqlite:///{(out / 'vault' / 'access.db').resolve()}"
         vault = ["vault", "serve", "--store", f"file://{store / 'store'}", "--database", access]
-        vault += ["--deployment", deployment, "--port", str(vault_port)]
+        vault += ["--deployment", deployment, "--port", _port(urls["vault"])]
         if settings.variant is Variant.A:
             vault.append("--public-reads")
-        run.start(Service("vault", vault, f"http://127.0.0.1:{vault_port}"), env)
+        run.start(Service("vault", vault, urls["vault"]), env)
+        if settings.variant is Variant.C:
+            folder = out.resolve() / "supervisor"
+            supervisor = ["supervisor", "serve", "--key-file", str(folder / SUPERVISOR_KEY)]
+            supervisor += ["--database", f"sqlite:///{folder / 'log.db'}", "--deployment", deployment]
+            supervisor += ["--requests-per-minute", "10000", "--port", _port(urls["supervisor"])]
+            run.start(Service("supervisor", supervisor, urls["supervisor"]), env)
+            on_step("starting the vault and the supervisor (each site fetches the public context at start)")
+            run.wait_ready()
         for config, port in sites:
             role = config.stem
             args = ["node", "run"] if role == "node" else ["member", "serve"]
@@ -424,6 +460,7 @@ def summary(rows: list[RoundRow], client: LedgerClient, run: Run) -> dict[str, A
         "dashboard": run.url("auditor") + "/",
         "members": {s.name: s.url for s in run.services if s.name.startswith("member-")},
         "vault": run.url("vault"),
+        "supervisor": next((s.url for s in run.services if s.name == "supervisor"), None),
         "folder": str(run.folder),
     }
 

@@ -2,32 +2,48 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from services.vault.app import create_app
+from tclearn.coalition.encrypted_setup import encrypted_genesis, load_table, model_spec, supervisor_founder
+from tclearn.coalition.founding import Founder, found
 from tclearn.coalition.site import load_site_config, open_site
+from tclearn.config import save_deployment
 from tclearn.errors import ConfigError, NotFoundError
+from tclearn.he.client import HttpSupervisorClient
 from tclearn.learning.synth import synth_coalition
+from tclearn.learning.tabular import synth_tabular
 from tclearn.ledger.accounts import dev_accounts
+from tclearn.ledger.chain import connect
+from tclearn.ledger.client import LedgerClient
+from tclearn.ledger.deployment import deployment_of
+from tclearn.ledger.directory import ChainDirectory
 from tclearn.ledger.node import LocalNode
+from tclearn.state.db import Database
 from tclearn.types import Variant
+from tclearn.vault.envelope import public_bytes
 from tclearn.vault.http import HttpStore
+from tclearn.vault.store import FsspecStore
 from tests.test_cli import _config, invoke
+from tests.vault.conftest import serve_app
 
 
 def _site(folder: Path, **extra: str) -> Path:
-    lines = [
-        'name = "hospital-1"',
-        'deployment = "deployment.json"',
-        'vault_url = "http://127.0.0.1:9"',
-        'data = "data/hospital-1"',
-        'global_test = "data/global"',
-        'state = "sqlite:///state/site.db"',
-        *(f"{k} = {v}" for k, v in extra.items()),
-    ]
+    fields = {
+        "name": '"hospital-1"',
+        "deployment": '"deployment.json"',
+        "vault_url": '"http://127.0.0.1:9"',
+        "data": '"data/hospital-1"',
+        "global_test": '"data/global"',
+        "state": '"sqlite:///state/site.db"',
+        **extra,
+    }
     path = folder / "member.toml"
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("".join(f"{k} = {v}\n" for k, v in fields.items()))
     return path
 
 
@@ -72,3 +88,67 @@ def test_bad_site_files_are_named(deployed: Path) -> None:
         site = _site(deployed, dev_account="1")
         site.write_text(site.read_text().replace("hospital-1", "hospital-9"))
         open_site(load_site_config(site))
+
+
+@dataclass
+class Encrypted:
+    folder: Path
+    client: LedgerClient
+    store: FsspecStore
+    context: str
+
+
+@pytest.fixture(scope="module")
+def encrypted(anvil_node: LocalNode, tmp_path_factory: pytest.TempPathFactory) -> Encrypted:
+    """A variant C coalition founded on Anvil: two hospitals and the supervisor, whose key is the context hash."""
+    folder = tmp_path_factory.mktemp("site-c")
+    synth_tabular(folder / "data", hospitals=2, train=48, test=24, global_size=48, features=4)
+    store = FsspecStore(f"file://{folder / 'vault'}")
+    genesis = encrypted_genesis(store, model_spec(load_table(folder / "data" / "global.csv", "label")), 0)
+    admin, *hospitals, supervisor = dev_accounts(4)
+    founders = [Founder(a.address, public_bytes(X25519PrivateKey.generate()), f"h{i}") for i, a in enumerate(hospitals)]
+    client, deployed = found(
+        connect(anvil_node.url),
+        admin,
+        store,
+        Variant.C,
+        genesis.model_hash,
+        [*founders, supervisor_founder(supervisor.address, genesis.context)],
+    )
+    save_deployment(deployment_of(client, deployed.block_number, deployed.tx_hash, "C"), folder / "deployment.json")
+    return Encrypted(folder, client, store, genesis.context)
+
+
+def test_a_variant_c_site_holds_the_registered_public_context_and_a_signed_supervisor_client(
+    encrypted: Encrypted,
+) -> None:
+    vault = create_app(encrypted.store, Database("sqlite://"), ChainDirectory(encrypted.client))
+    with serve_app(vault) as url:
+        fields = {"vault_url": f'"{url}"', "global_test": '"data/global.csv"', "dev_account": "1"}
+        site = open_site(load_site_config(_site(encrypted.folder, supervisor_url='"http://127.0.0.1:9"', **fields)))
+        try:
+            he, settings = site.hospital.he, site.coalition.he
+            assert he is not None and settings is not None and site.coalition.variant is Variant.C
+            assert he.context.hash == settings.context == encrypted.context and not he.context.can_decrypt
+            assert settings.supervisor == dev_accounts(4)[3].address and settings.spec.features == 4
+            assert isinstance(he.supervisor, HttpSupervisorClient)
+            assert he.supervisor.account.address == site.hospital.address == dev_accounts(2)[1].address
+            assert len(site.hospital.train) == 48 and len(site.hospital.local_test) == 24
+            assert len(site.coalition.global_test) == 48
+        finally:
+            site.close()
+
+
+def test_bad_variant_c_site_files_name_the_field(encrypted: Encrypted, deployed: Path) -> None:
+    table = {"global_test": '"data/global.csv"', "dev_account": "1"}
+    with pytest.raises(ConfigError, match="variant C needs supervisor_url"):
+        open_site(load_site_config(_site(encrypted.folder, **table)))
+    with pytest.raises(ConfigError, match="supervisor_url"):
+        load_site_config(_site(encrypted.folder, supervisor_url='"ftp://x"', **table))
+    table["supervisor_url"] = '"http://127.0.0.1:9"'
+    with pytest.raises(ConfigError, match=r"global_test must be G's CSV file"):
+        open_site(load_site_config(_site(encrypted.folder, **{**table, "global_test": '"data"'})))
+    with pytest.raises(ConfigError, match=r"data must be a folder holding train.csv and test.csv.*lacks train.csv"):
+        open_site(load_site_config(_site(encrypted.folder, **{**table, "data": '"data"'})))
+    with pytest.raises(ConfigError, match="supervisor_url is for variant C; this coalition is A"):
+        open_site(load_site_config(_site(deployed, dev_account="1", supervisor_url='"http://127.0.0.1:9"')))

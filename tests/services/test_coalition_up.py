@@ -7,23 +7,31 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from tclearn.coalition.up import RUN_FILE, UpSettings, down
 from tclearn.errors import ConfigError
+from tclearn.he.client import HttpSupervisorClient
+from tclearn.ledger.accounts import dev_accounts
 from tclearn.ledger.chain import connect
 from tclearn.ledger.client import LedgerClient
-from tclearn.types import ModelState
+from tclearn.ledger.history import rebuild
+from tclearn.types import ModelState, Variant
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def _up(out: Path, *args: str) -> dict[str, object]:
+def _up(out: Path, *args: str) -> dict[str, Any]:
     command = [sys.executable, "-m", "tclearn.cli.app", "coalition", "up", "--out", str(out), "--detach", "--json"]
-    done = subprocess.run([*command, *args], capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # every process runs this checkout's tclearn and services
+    done = subprocess.run([*command, *args], capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-2000:] + done.stdout[-2000:]
-    summary: dict[str, object] = json.loads(done.stdout)
+    summary: dict[str, Any] = json.loads(done.stdout)
     return summary
 
 
@@ -65,12 +73,56 @@ def test_three_hospitals_on_anvil_commit_honest_work_and_reject_the_byzantine(tm
         states = {m["id"]: m["state"] for m in lineage["models"]}
         assert states[rounds[2]["model_id"]] == "rejected"
         # Every member API answers for its hospital.
-        for url in summary["members"].values():  # type: ignore[union-attr]
+        for url in summary["members"].values():
             assert httpx.get(f"{url}/health", timeout=10).status_code == 200
     finally:
         stopped = down(out)
     assert len(stopped) == len(pids) and not any(_alive(pid) for pid in pids)
     assert not (out / RUN_FILE).exists()
+
+
+@pytest.mark.anvil
+def test_variant_c_runs_with_a_supervisor_service_and_validators_scoring_through_it(tmp_path: Path) -> None:
+    out = tmp_path / "coalition"
+    # Seed 1: each honest hospital's first increments are no worse on the others' local sets (with seed 0 the
+    # synthetic covariate shift makes hospital-2 reject hospital-1's first increment, honest as it is).
+    args = ("--variant", "C", "--members", "3", "--byzantine", "1", "--rounds", "3", "--seed", "1")
+    summary = _up(out, *args, "--chain", "anvil")
+    pids = _pids(out)
+    try:
+        rounds = summary["rounds"]
+        assert isinstance(rounds, list)
+        assert [(r["proposer"], r["byzantine"], r["state"]) for r in rounds] == [
+            ("hospital-1", False, "committed"),
+            ("hospital-2", False, "committed"),
+            ("hospital-3", True, "rejected"),
+        ]
+        client = LedgerClient(connect(str(summary["chain"])), str(summary["contract"]))
+        assert client.variant() is Variant.C and client.head() == rounds[1]["model_id"] == summary["head"]
+        # The secret key lives only in the supervisor's folder, encrypted at rest; the sites hold none of it.
+        assert (out / "supervisor" / "ckks.key").read_bytes().startswith(b"TCHEKEY1")
+        assert not [p for p in (out / "sites").rglob("*") if p.suffix == ".key"]
+        # Every validator that voted had the supervisor service score the candidate, signed as itself;
+        # members only asked for refreshes and scores, nobody for a decryption.
+        hospitals = dev_accounts(4)[1:]
+        log = HttpSupervisorClient(str(summary["supervisor"]), hospitals[0].key).log()
+        assert {e["action"] for e in log} == {"score", "refresh"}
+        assert {e["account"].lower() for e in log} <= {a.address.lower() for a in hospitals}
+        history = rebuild(client.events())
+        for row in rounds:
+            model = client.get_model(row["model_id"], with_uri=False).model_hash.hex()
+            scorers = Counter(e["account"].lower() for e in log if e["action"] == "score" and e["model"] == model)
+            voters = {v.validator.lower() for v in history.candidates[row["model_id"]].votes}
+            assert voters and voters <= set(scorers) and set(scorers.values()) == {2}
+        # The member API hands no model out in variant C.
+        token = json.loads((out / RUN_FILE).read_text())["operator_token"]
+        member = summary["members"]["member-hospital-1"]
+        blob = httpx.get(f"{member}/models/1/blob", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        assert blob.status_code == 409 and "variant C" in blob.text
+    finally:
+        stopped = down(out)
+    assert len(stopped) == len(pids) and not any(_alive(pid) for pid in pids)
+    assert "supervisor" in stopped
 
 
 @pytest.mark.ganache
@@ -89,8 +141,6 @@ def test_up_refuses_what_it_cannot_do(tmp_path: Path) -> None:
         UpSettings(chain="http://10.1.2.3:8545")
     with pytest.raises(ConfigError, match="at least 3"):
         UpSettings(members=2)
-    with pytest.raises(ConfigError, match="variant C"):
-        UpSettings(variant="C")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="no coalition started"):
         down(tmp_path)
     (tmp_path / RUN_FILE).write_text("{}")
