@@ -21,9 +21,10 @@ class AcceptancePolicy:
 
     # An honest increment trained on one hospital's domain often costs the head a little on the others; a
     # poisoned one costs it a lot (bench/coalition.py: poisoned candidates score 0.0-0.3 on G against heads at
-    # 0.6-0.9). 0.01 / 0.02 rejected 2.9 honest candidates in 10; 0.03 / 0.05 about 1.3, and no poisoned one.
+    # 0.6-0.99). A local test set is small — 8 images in the demo, where one image moves Dice by 0.125 — so its
+    # tolerance is wider: 0.03 / 0.05 rejected 1.7 honest candidates in 10, 0.03 / 0.10 0.8, and no poisoned one.
     tolerance_global: float = 0.03
-    tolerance_local: float = 0.05
+    tolerance_local: float = 0.10
 
     def __post_init__(self) -> None:
         for name in ("tolerance_global", "tolerance_local"):
