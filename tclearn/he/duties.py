@@ -20,6 +20,7 @@ from tclearn.he.encrypted import (
     INFERENCE_LEVELS,
     TRAINING_LEVELS,
     EncryptedModel,
+    Refresh,
     compact,
     gradient_step,
     load_model,
@@ -55,6 +56,24 @@ def refresh(he: HEContext, model: EncryptedModel, client: SupervisorClient, mode
     return EncryptedModel(model.spec, model.context, dict(zip(names, message.load(he), strict=True)))
 
 
+MASK_BOUND = 1024.0
+"""Intermediate vectors (logits, residuals) go to the supervisor plus a uniform mask in [-MASK_BOUND, MASK_BOUND]."""
+
+
+def blinded_refresh(he: HEContext, client: SupervisorClient, model_ref: str = "") -> Refresh:
+    """Refresh of intermediate training vectors (one logged request per call) behind additive masks that the
+    member draws and removes: the supervisor decrypts value + mask, never the value itself."""
+    rng = np.random.default_rng()
+
+    def run(vectors: list[ts.CKKSVector]) -> list[ts.CKKSVector]:
+        masks = [rng.uniform(-MASK_BOUND, MASK_BOUND, v.size()) for v in vectors]
+        masked = [v + he.encrypt(m) for v, m in zip(vectors, masks, strict=True)]
+        fresh = client.refresh(Ciphertexts.of(he, masked, model_ref)).load(he)
+        return [v - he.encrypt(m) for v, m in zip(fresh, masks, strict=True)]
+
+    return run
+
+
 def with_levels(
     he: HEContext, model: EncryptedModel, table: dict[str, dict[str, int]], client: SupervisorClient, ref: str
 ) -> EncryptedModel:
@@ -73,12 +92,15 @@ def train_model(
     ref: str = "",
 ) -> EncryptedModel:
     """`steps` full-batch steps from `model` (its hash `ref` names it in the supervisor's log); the result is
-    refreshed to full depth. Every step uses up the depth of a fresh ciphertext, so each starts with a refresh.
+    refreshed to full depth. Every step uses up the depth of a fresh ciphertext, so each starts with a refresh
+    (but for a fresh model), and an mlp step asks for two blinded refreshes inside (`gradient_step`):
+    a logreg increment costs `steps` refresh requests, an mlp increment `3 * steps`.
     """
     if steps < 1:
         raise DataError(f"steps must be at least 1, got {steps}")
+    inner = blinded_refresh(he, client, ref)
     for _ in range(steps):
-        model = gradient_step(he, with_levels(he, model, TRAINING_LEVELS, client, ref), x, y, lr)
+        model = gradient_step(he, with_levels(he, model, TRAINING_LEVELS, client, ref), x, y, lr, inner)
     return refresh(he, model, client, ref)
 
 

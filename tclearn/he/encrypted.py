@@ -14,14 +14,15 @@ encrypted weights without ever seeing a weight. Results stay encrypted under the
 
 Levels needed (4 in a fresh ciphertext, see `context.py`): logreg inference 1 (2 on encrypted features);
 mlp inference 3 for the hidden rows and 2 for `w2` (4 and 2 on encrypted features); a logreg training
-step 4 — so every step ends at level 0 and the member asks the supervisor for a refresh.
+step 4 — so every step ends at level 0 and the member asks the supervisor for a refresh. An mlp step needs
+4 (rows) and 3 (`w2`) and, in between, two refreshes of intermediate vectors (`gradient_step`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -119,14 +120,14 @@ def model_hash(model: EncryptedModel) -> str:
 
 INFERENCE_LEVELS = {"logreg": {"w": 1}, "mlp": {"w2": 2, "w1": 3}}
 ENCRYPTED_INFERENCE_LEVELS = {"logreg": {"w": 2}, "mlp": {"w2": 2, "w1": 4}}
-TRAINING_LEVELS = {"logreg": {"w": 4}}
+TRAINING_LEVELS = {"logreg": {"w": 4}, "mlp": {"w2": 3, "w1": 4}}
+
+Refresh = Callable[[list[ts.CKKSVector]], list[ts.CKKSVector]]
+"""Asks the supervisor to re-encrypt vectors at full depth (`duties.blinded_refresh`)."""
 
 
 def _needed(table: dict[str, dict[str, int]], spec: ModelSpec, name: str) -> int:
-    levels = table.get(spec.kind)
-    if levels is None:
-        raise HEError(f"encrypted training of {spec.kind} models is not supported (logreg only)")
-    return levels[name.split("_")[0]]
+    return table[spec.kind][name.split("_")[0]]
 
 
 def missing_levels(he: HEContext, model: EncryptedModel, table: dict[str, dict[str, int]]) -> bool:
@@ -166,11 +167,16 @@ def logits(he: HEContext, model: EncryptedModel, x: np.ndarray, signs: np.ndarra
     xa = augment(x)
     if spec.kind == "logreg":
         return model.vectors["w"].mm((xa * s[:, None]).T)
-    w2 = model.vectors["w2"]
-    out = w2.mm(_spread(spec.hidden + 1, spec.hidden, s))
-    for k in range(spec.hidden):
-        hidden = model.vectors[f"w1_{k}"].mm(xa.T).square()
-        out = out + hidden * w2.mm(_spread(spec.hidden + 1, k, s))
+    return _output(model, [model.vectors[f"w1_{k}"].mm(xa.T) for k in range(spec.hidden)], s)
+
+
+def _output(model: EncryptedModel, pre: Sequence[ts.CKKSVector], s: np.ndarray) -> ts.CKKSVector:
+    """mlp logits (times `s` per sample) from the hidden pre-activations `pre` (one vector per hidden unit):
+    w2 . [pre_k^2, 1]. Uses 2 levels of `pre` and 1 of `w2`."""
+    w2, size = model.vectors["w2"], model.spec.hidden + 1
+    out = w2.mm(_spread(size, size - 1, s))
+    for k, h in enumerate(pre):
+        out = out + h.square() * w2.mm(_spread(size, k, s))
     return out
 
 
@@ -198,23 +204,46 @@ def logits_encrypted(he: HEContext, model: EncryptedModel, columns: Sequence[ts.
 
     if spec.kind == "logreg":
         return linear(model.vectors["w"])
-    w2 = model.vectors["w2"]
-    out = w2.mm(_spread(spec.hidden + 1, spec.hidden, ones))
-    for k in range(spec.hidden):
-        out = out + linear(model.vectors[f"w1_{k}"]).square() * w2.mm(_spread(spec.hidden + 1, k, ones))
-    return out
+    return _output(model, [linear(model.vectors[f"w1_{k}"]) for k in range(spec.hidden)], ones)
 
 
-def gradient_step(he: HEContext, model: EncryptedModel, x: np.ndarray, y: np.ndarray, lr: float) -> EncryptedModel:
-    """One full-batch step of logistic regression on encrypted weights; the result has 0 levels left."""
-    check_data(model.spec, x, y)
-    _require(he, model, TRAINING_LEVELS)
-    w = model.vectors["w"]
-    xa = augment(x)
-    z = w.mm(xa.T)
+def residual(he: HEContext, z: ts.CKKSVector, y: np.ndarray) -> ts.CKKSVector:
+    """sigmoid_poly(z) - y, encrypted (2 levels of `z`)."""
     c0, c1, _, c3 = SIGMOID_COEFFS
     # A plain vector operand is not replicated across the slots the way `mm` expects its input to be:
-    # the label term is encrypted (public key) so that `residual.mm` below sees a well-formed vector.
-    residual = (z * c3) * z.square() + z * c1 + he.encrypt(c0 - y.astype(np.float64))
-    new = w - residual.mm(xa * (lr / len(x)))
-    return EncryptedModel(model.spec, model.context, {"w": new})
+    # the label term is encrypted (public key) so that a later `residual.mm` sees a well-formed vector.
+    return (z * c3) * z.square() + z * c1 + he.encrypt(c0 - y.astype(np.float64))
+
+
+def gradient_step(
+    he: HEContext, model: EncryptedModel, x: np.ndarray, y: np.ndarray, lr: float, refresh: Refresh | None = None
+) -> EncryptedModel:
+    """One full-batch gradient step on encrypted weights (`model.gradients` is the plain twin); the result has
+    0 levels left. Logistic regression fits in one fresh ciphertext's depth. The mlp does not: it runs in three
+    stages with two `refresh` calls in between (required for an mlp):
+
+    1. forward: h_k = w1_k . x (rows at 4 -> 3), z = w2 . [h_k^2, 1] (-> 1); refresh z;
+    2. residual r = sigmoid_poly(z) - y (4 -> 2); refresh r;
+    3. gradients: dw2 = sum_i r_i [h_ik^2, 1] / n (-> 0), dw1_k = sum_i r_i w2_k 2 h_ik x_i / n (-> 0).
+    """
+    spec = model.spec
+    check_data(spec, x, y)
+    _require(he, model, TRAINING_LEVELS)
+    xa, n = augment(x), len(x)
+    if spec.kind == "logreg":
+        w = model.vectors["w"]
+        return EncryptedModel(spec, model.context, {"w": w - residual(he, w.mm(xa.T), y).mm(xa * (lr / n))})
+    if refresh is None:
+        raise HEError("an mlp training step needs supervisor refreshes between its stages: pass refresh=")
+    pre = [model.vectors[f"w1_{k}"].mm(xa.T) for k in range(spec.hidden)]
+    (z,) = refresh([_output(model, pre, np.ones(n))])
+    (r,) = refresh([residual(he, z, y)])
+    w2, size = model.vectors["w2"], spec.hidden + 1
+    dw2 = r.mm(_spread(size, size - 1, np.full(n, lr / n)).T)
+    for k, h in enumerate(pre):
+        dw2 = dw2 + (r * h.square()).mm(_spread(size, k, np.full(n, lr / n)).T)
+    new = {"w2": w2 - dw2}
+    for k, h in enumerate(pre):
+        delta = (r * h) * w2.mm(_spread(size, k, np.ones(n)))
+        new[f"w1_{k}"] = model.vectors[f"w1_{k}"] - delta.mm(xa * (2 * lr / n))
+    return EncryptedModel(spec, model.context, {name: new[name] for name in spec.shapes()})

@@ -48,6 +48,44 @@ def test_training_under_ckks_matches_plain_training(keys: Keys, supervisor: Supe
     assert {e.model for e in supervisor.log()} == {parent, child}
 
 
+class SpyClient(LocalSupervisorClient):
+    """Records, per refresh request, the largest value the supervisor decrypted."""
+
+    def __init__(self, supervisor: Supervisor, account: str) -> None:
+        super().__init__(supervisor, account)
+        self.seen: list[float] = []
+
+    def refresh(self, message: Ciphertexts) -> Ciphertexts:
+        values = [self.supervisor.he.decrypt(v) for v in message.load(self.supervisor.he)]
+        self.seen.append(max(float(np.abs(v).max()) for v in values))
+        return super().refresh(message)
+
+
+def test_mlp_training_under_ckks_matches_plain_training(keys: Keys, supervisor: Supervisor, data: tuple) -> None:
+    x, y = data[0][:32], data[1][:32]  # a mini-batch: the backward pass costs one rotation per sample
+    store = memory_store()
+    start = plain.init_weights(MLP, seed=3, scale=0.3)
+    parent = enc.store_model(store, enc.encrypt_model(keys.public, MLP, start))
+    client = SpyClient(supervisor, "0xMember")
+
+    child = train_increment(store, keys.public, parent, x, y, client, steps=3, lr=1.0)
+
+    expected = plain.train(MLP, start, x, y, steps=3, lr=1.0)
+    trained = enc.decrypt_model(keys.secret, enc.load_model(store, child, keys.secret))
+    assert max(np.abs(trained[n] - expected[n]).max() for n in MLP.shapes()) < 1e-2
+    plain_acc = plain.accuracy(plain.logits(MLP, expected, x), y)
+    assert plain_acc > plain.accuracy(plain.logits(MLP, start, x), y) + 0.2  # the increment learned something
+    assert abs(encrypted_scores(store, keys.public, child, x, y, client).accuracy - plain_acc) <= 0.01
+    # per step: the logits and the residuals (blinded), then the weights (before the next step, at the end)
+    actions = [e.action for e in supervisor.log(account="0xMember")]
+    assert actions.count("refresh") == 3 * 3 and actions.count("score") == 1
+    sizes = [e.values for e in reversed(supervisor.log(account="0xMember")) if e.action == "refresh"]
+    assert sizes == [32, 32, MLP.weight_count] * 3
+    # the blinded logits and residuals the supervisor decrypted are masks, not the model's (|logit| < 5)
+    assert all(seen > 50 for seen, size in zip(client.seen, sizes, strict=True) if size == 32)
+    assert np.abs(plain.logits(MLP, expected, x)).max() < 5
+
+
 @pytest.mark.parametrize("spec", [LR, MLP], ids=["logreg", "mlp"])
 def test_inference_matches_plain_on_plain_and_encrypted_data(keys: Keys, data: tuple, spec: plain.ModelSpec) -> None:
     x, y = data
@@ -125,5 +163,8 @@ def test_bad_shapes_and_depth_are_clear_errors(keys: Keys, data: tuple) -> None:
     stepped = enc.gradient_step(keys.public, model, x, y, 0.5)
     with pytest.raises(DepthExhausted, match="0 multiplicative level"):
         enc.gradient_step(keys.public, stepped, x, y, 0.5)
-    with pytest.raises(HEError, match="logreg only"):
-        enc.gradient_step(keys.public, enc.encrypt_model(keys.public, MLP, plain.init_weights(MLP)), x, y, 0.5)
+    mlp = enc.encrypt_model(keys.public, MLP, plain.init_weights(MLP))
+    with pytest.raises(HEError, match="needs supervisor refreshes"):
+        enc.gradient_step(keys.public, mlp, x, y, 0.5)
+    with pytest.raises(DepthExhausted, match="'w1_0' has 3 multiplicative level"):
+        enc.gradient_step(keys.public, enc.compact(keys.public, mlp), x, y, 0.5, refresh=lambda v: v)
