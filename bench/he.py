@@ -5,7 +5,8 @@
 Prints one JSON document (and writes it to --out). Times are seconds, best of --repeats. Parameters are
 `tclearn.he.context.DEFAULT_PARAMS` (N = 8192, 4096 slots). Expansion = serialized encrypted model bytes /
 (4 bytes x number of weights), for models whose weight vectors fill the 4096 slots: a fresh container
-(every level) and a compact one (dropped to the levels plain-data inference needs, what is stored).
+(every level), a compact one (dropped to the levels plain-data inference needs, what is stored) and a cold
+one (level 0, refreshed by the supervisor before each use).
 Inference and training times are measured on smaller models (an `mm` costs one rotation per weight).
 """
 
@@ -49,6 +50,10 @@ def raw_ops(he: HEContext, repeats: int) -> dict[str, Any]:
         "serialize_s": t_ser,
         "ciphertext_bytes": len(data),
         "ciphertext_expansion_vs_float32": round(len(data) / (4 * DEFAULT_PARAMS.slots), 2),
+        # a full ciphertext (4096 values) serialized at each level: the floor of any packing at that level
+        "ciphertext_bytes_by_level": {
+            level: len(he.drop_to(vector, level).serialize()) for level in range(DEFAULT_PARAMS.levels, -1, -1)
+        },
         "dot_abs_error": abs(he.decrypt(dot)[0] - float(np.dot(values, values))),
     }
 
@@ -58,6 +63,7 @@ def expansion(he: HEContext, spec: plain.ModelSpec, repeats: int) -> dict[str, A
     t_enc, model = best(lambda: enc.encrypt_model(he, spec, weights), repeats)
     fresh = len(model.to_bytes())
     compact = len(enc.compact(he, model).to_bytes())
+    cold = len(enc.compact(he, model, level=0).to_bytes())
     t_dec, _ = best(lambda: enc.decrypt_model(he, model), repeats)
     raw = 4 * spec.weight_count
     return {
@@ -71,6 +77,8 @@ def expansion(he: HEContext, spec: plain.ModelSpec, repeats: int) -> dict[str, A
         "float32_bytes": raw,
         "expansion_fresh": round(fresh / raw, 2),
         "expansion_compact": round(compact / raw, 2),
+        "cold_bytes": cold,
+        "expansion_cold": round(cold / raw, 2),
     }
 
 
@@ -97,6 +105,19 @@ def timings(he: HEContext, spec: plain.ModelSpec, samples: int, repeats: int) ->
         t_refresh, _ = best(lambda: he.encrypt(he.decrypt(stepped.vectors["w"])), repeats)
         result["training_step_s"] = t_step
         result["refresh_s"] = t_refresh
+    else:  # the two intermediate refreshes done in process (what the supervisor does, without the HTTP trip)
+        batch = min(samples, 64)
+
+        def local(vectors: list[ts.CKKSVector]) -> list[ts.CKKSVector]:
+            return [he.encrypt(he.decrypt(v)) for v in vectors]
+
+        t_step, stepped = best(lambda: enc.gradient_step(he, model, x[:batch], y[:batch], 0.5, local), repeats)
+        grads = plain.gradients(spec, weights, x[:batch], y[:batch])
+        result["training_step_samples"] = batch
+        result["training_step_s"] = t_step
+        result["training_step_max_abs_error"] = float(
+            max(np.abs(he.decrypt(stepped.vectors[n]) - (weights[n] - 0.5 * grads[n])).max() for n in weights)
+        )
     return result
 
 

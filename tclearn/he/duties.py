@@ -114,11 +114,13 @@ def train_increment(
     *,
     steps: int = 1,
     lr: float = 0.5,
+    store_level: int | None = None,
 ) -> str:
-    """`train_model` from the parent in the vault, then the candidate compacted and stored; returns its hash."""
+    """`train_model` from the parent in the vault, then the candidate compacted (to `store_level` if given,
+    see `compact`) and stored; returns its hash."""
     parent = load_model(store, parent_hash, he)
     trained = train_model(he, parent, x, y, client, steps=steps, lr=lr, ref=parent_hash)
-    return store_model(store, compact(he, trained))
+    return store_model(store, compact(he, trained, store_level))
 
 
 def encrypted_scores(

@@ -113,6 +113,23 @@ def test_stored_model_needs_a_refresh_for_encrypted_data(keys: Keys, supervisor:
     assert [e.action for e in supervisor.log()] == ["decrypt", "refresh"]
 
 
+def test_cold_stored_mlp_is_refreshed_once_per_use(keys: Keys, supervisor: Supervisor, data: tuple) -> None:
+    x, _ = data
+    store = memory_store()
+    weights = plain.init_weights(MLP, seed=4, scale=0.5)
+    model = enc.encrypt_model(keys.public, MLP, weights)
+    cold = enc.compact(keys.public, model, level=0)
+    assert set(cold.levels(keys.public).values()) == {0}
+    assert 2.5 * len(cold.to_bytes()) < len(enc.compact(keys.public, model).to_bytes())
+    stored = enc.store_model(store, cold)
+    values = predict(store, keys.public, stored, x, LocalSupervisorClient(supervisor, "0xMember"))
+    # each level dropped costs precision (a weight at level 0 is off by ~2e-4): logits within 0.2%
+    assert np.allclose(values, plain.logits(MLP, weights, x), rtol=2e-3, atol=1e-3)
+    assert [(e.action, e.values) for e in supervisor.log()] == [("decrypt", len(x)), ("refresh", MLP.weight_count)]
+    with pytest.raises(HEError, match="level is 0 to 4"):
+        enc.compact(keys.public, model, level=5)
+
+
 def test_container_is_deterministic_and_compact(keys: Keys) -> None:
     model = enc.encrypt_model(keys.public, MLP, plain.init_weights(MLP))
     data = model.to_bytes()
