@@ -60,7 +60,7 @@ class DemoSettings:
     rounds: int = 6
     model: str = "unet"
     seed: int = 0
-    epochs: int = 8
+    epochs: int = 12  # per increment; with the demo UNet, training is ~90% of a round (bench/coalition.py)
     batch_size: int = 8
     lr: float = 0.01
     min_batch_size: int = 4
