@@ -390,8 +390,8 @@ def _simulate(chain: Chain, fn: Any, params: dict[str, Any], action: str, artifa
 
 def _send(chain: Chain, sender: _Sender, fn: Any, action: str, artifact: Any, *, timeout: float) -> Any:
     account = sender.account
-    gas = _simulate(chain, fn, {"from": account.address}, action, artifact)
-    with sender.lock:
+    with sender.lock:  # simulated under the lock too: the embedded chain (py-evm) is not safe across threads
+        gas = _simulate(chain, fn, {"from": account.address}, action, artifact)
         if sender.next_nonce is None:
             sender.next_nonce = int(chain.w3.eth.get_transaction_count(account.address, "pending"))
         tx = fn.build_transaction(

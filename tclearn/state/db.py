@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -51,7 +51,18 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.url = url
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        Base.metadata.create_all(self.engine)
+        self._create_tables()
+
+    def _create_tables(self, attempts: int = 3) -> None:
+        """Creates the missing tables. Another process opening the same database (e.g. the vault and the
+        auditor reading its access log) may create one between the check and the CREATE: look again."""
+        for attempt in range(attempts):
+            try:
+                Base.metadata.create_all(self.engine)
+                return
+            except OperationalError as exc:
+                if "already exists" not in str(exc) or attempt == attempts - 1:
+                    raise
 
     @contextmanager
     def session(self) -> Iterator[Session]:

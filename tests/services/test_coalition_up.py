@@ -114,11 +114,14 @@ def test_variant_c_runs_with_a_supervisor_service_and_validators_scoring_through
             scorers = Counter(e["account"].lower() for e in log if e["action"] == "score" and e["model"] == model)
             voters = {v.validator.lower() for v in history.candidates[row["model_id"]].votes}
             assert voters and voters <= set(scorers) and set(scorers.values()) == {2}
-        # The member API hands no model out in variant C.
+        # The member API hands no model out in variant C, neither as a file nor through predictions.
         token = json.loads((out / RUN_FILE).read_text())["operator_token"]
-        member = summary["members"]["member-hospital-1"]
-        blob = httpx.get(f"{member}/models/1/blob", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        member, operator = summary["members"]["member-hospital-1"], {"Authorization": f"Bearer {token}"}
+        blob = httpx.get(f"{member}/models/1/blob", headers=operator, timeout=30)
         assert blob.status_code == 409 and "variant C" in blob.text
+        image = {"image": ("x.png", b"x")}
+        predicted = httpx.post(f"{member}/models/1/predict", headers=operator, files=image, timeout=30)
+        assert predicted.status_code == 409 and "supervisor's key" in predicted.json()["message"]
     finally:
         stopped = down(out)
     assert len(stopped) == len(pids) and not any(_alive(pid) for pid in pids)
