@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 
 from tclearn.audit.config import CONFIG_ENV, AuditorSettings
-from tclearn.cli.common import user_errors
+from tclearn.cli.common import export_settings, user_errors
 from tclearn.config import load_deployment, load_settings
 from tclearn.errors import ConfigError
 
@@ -59,7 +59,7 @@ def serve(
     with user_errors():
         if (ssl_keyfile is None) != (ssl_certfile is None):
             raise ConfigError("give both --ssl-keyfile and --ssl-certfile, or neither")
-        os.environ.update({f"TCLEARN_AUDITOR_{k}": str(v) for k, v in given.items() if v is not None})
+        export_settings("TCLEARN_AUDITOR_", given)
         if config is not None:
             os.environ[CONFIG_ENV] = str(config)
         settings = load_settings(AuditorSettings, config)  # a bad setting is one line here, not a uvicorn traceback

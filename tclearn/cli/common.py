@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -39,6 +40,12 @@ def user_errors() -> Iterator[None]:
     except TclearnError as exc:
         report(exc)
         raise typer.Exit(1) from None
+
+
+def export_settings(prefix: str, values: Mapping[str, object | None]) -> None:
+    """Hands a serve command's options to its service: `values` as `{prefix}{KEY}` environment variables, which
+    the service's pydantic settings read in the uvicorn worker; options left unset (None) are not exported."""
+    os.environ.update({f"{prefix}{key}": str(value) for key, value in values.items() if value is not None})
 
 
 def signer(chain: Chain, keystore: Path | None, dev_account: int | None) -> LocalAccount:

@@ -6,12 +6,11 @@ signed with `TCLEARN_ETH_KEY`.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
 
-from tclearn.cli.common import user_errors
+from tclearn.cli.common import export_settings, user_errors
 from tclearn.cli.vault import VaultOption, _client
 from tclearn.he.config import SupervisorSettings
 from tclearn.he.keys import generate, publish_context, save_secret
@@ -52,16 +51,14 @@ def serve(
     import uvicorn
 
     settings = {
-        "KEY_FILE": str(key_file),
+        "KEY_FILE": key_file,
         "DATABASE": database,
-        "MAX_REQUEST_BYTES": str(max_request_bytes),
-        "MAX_VALUES": str(max_values),
-        "REQUESTS_PER_MINUTE": str(requests_per_minute),
+        "MAX_REQUEST_BYTES": max_request_bytes,
+        "MAX_VALUES": max_values,
+        "REQUESTS_PER_MINUTE": requests_per_minute,
+        "DEPLOYMENT": deployment,
+        "MEMBERS": members,
     }
-    if deployment is not None:
-        settings["DEPLOYMENT"] = str(deployment)
-    if members is not None:
-        settings["MEMBERS"] = str(members)
-    os.environ.update({f"TCLEARN_SUPERVISOR_{k}": v for k, v in settings.items()})
+    export_settings("TCLEARN_SUPERVISOR_", settings)
     with user_errors():
         uvicorn.run("services.supervisor.app:app_from_env", factory=True, host=host, port=port)

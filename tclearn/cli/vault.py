@@ -13,6 +13,7 @@ from pathlib import Path
 
 import typer
 
+from tclearn.cli.common import export_settings
 from tclearn.errors import ConfigError
 from tclearn.vault.directory import StaticDirectory
 from tclearn.vault.envelope import grant, public_bytes, recipients_of, seal, unseal
@@ -68,14 +69,12 @@ def serve(
     settings = {
         "STORE": store,
         "DATABASE": database,
-        "MAX_BYTES": str(max_bytes),
-        "PUBLIC_READS": str(public_reads),
+        "MAX_BYTES": max_bytes,
+        "PUBLIC_READS": public_reads,
+        "DEPLOYMENT": deployment,
+        "MEMBERS": members,
     }
-    if deployment is not None:
-        settings["DEPLOYMENT"] = str(deployment)
-    if members is not None:
-        settings["MEMBERS"] = str(members)
-    os.environ.update({f"TCLEARN_VAULT_{k}": v for k, v in settings.items()})
+    export_settings("TCLEARN_VAULT_", settings)
     uvicorn.run("services.vault.app:app_from_env", factory=True, host=host, port=port)
 
 

@@ -279,11 +279,13 @@ def _encrypted_genesis(
     return genesis.model_hash, supervisor_founder(supervisor, genesis.context)
 
 
-def prepare(settings: UpSettings, chain: Chain, urls: dict[str, str]) -> tuple[LedgerClient, list[tuple[Path, int]]]:
-    """Data, keys, genesis, contract and members; each hospital's service configs and their ports."""
+def prepare(
+    settings: UpSettings, chain: Chain, urls: dict[str, str], password: bytes
+) -> tuple[LedgerClient, list[tuple[Path, int]]]:
+    """Data, keys (encrypted under `password`), genesis, contract and members; each hospital's service
+    configs and their ports."""
     out = settings.out
     store = FsspecStore(f"file://{(out / 'vault' / 'store').resolve()}")
-    password = os.environ[KEY_PASSWORD_ENV].encode()
     accounts = dev_accounts(settings.members + 2)  # the admin, the hospitals, the supervisor (variant C)
     founders, supervisors = [], []
     genesis: dict[str, torch.Tensor] | str
@@ -317,8 +319,8 @@ def prepare(settings: UpSettings, chain: Chain, urls: dict[str, str]) -> tuple[L
 def started(
     settings: UpSettings, on_step: Callable[[str], None] = lambda _m: None
 ) -> Iterator[tuple[Run, LedgerClient]]:
-    """Founds the coalition and starts every process; stops them all when the block exits (unless detached
-    by the caller clearing `run._procs`)."""
+    """Founds the coalition and starts every process; stops them all when the block exits, unless `detach`
+    was called."""
     out = settings.out
     if (out / RUN_FILE).exists():
         raise ConfigError(f"{out / RUN_FILE} exists: a coalition may still run there; `tclearn coalition down`")
@@ -327,7 +329,6 @@ def started(
     out.mkdir(parents=True, exist_ok=True)
     run = Run(out.resolve(), token=secrets.token_urlsafe(24))
     env = {KEY_PASSWORD_ENV: os.environ.get(KEY_PASSWORD_ENV) or secrets.token_urlsafe(16), TOKEN_ENV: run.token}
-    os.environ.setdefault(KEY_PASSWORD_ENV, env[KEY_PASSWORD_ENV])
     try:
         if settings.chain in NODES:
             port = free_port()
@@ -344,7 +345,7 @@ def started(
             raise ConfigError(f"chain {chain.chain_id} at {run.chain_url} is not a local dev chain (Anvil or Ganache)")
         urls = {name: f"http://127.0.0.1:{free_port()}" for name in ("vault", "supervisor")}
         on_step("founding the coalition: data, keys, genesis model, contract, members")
-        client, sites = prepare(settings, chain, urls)
+        client, sites = prepare(settings, chain, urls, env[KEY_PASSWORD_ENV].encode())
         deployment = str(out.resolve() / "sites" / "deployment.json")
         store, access = (out / "vault").resolve(), f"sqlite:///{(out / 'vault' / 'access.db').resolve()}"
         vault = ["vault", "serve", "--store", f"file://{store / 'store'}", "--database", access]
