@@ -20,9 +20,9 @@ from typing import Any
 
 import torch
 
-from tclearn.coalition.demo import DemoSettings, run_demo
 from tclearn.learning.attacks import Attack
-from tclearn.ledger.node import open_chain
+from tclearn.ledger.localchain import open_chain
+from tclearn.simulation.demo import DemoSettings, run_demo
 
 ATTACKS = (Attack.RANDOM_WEIGHTS, Attack.SIGN_FLIP, Attack.LABEL_FLIP)
 

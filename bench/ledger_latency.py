@@ -14,7 +14,7 @@ import time
 from tclearn.ledger.accounts import dev_accounts
 from tclearn.ledger.chain import connect
 from tclearn.ledger.client import LedgerClient
-from tclearn.ledger.node import LocalNode
+from tclearn.ledger.localchain import LocalNode
 from tclearn.protocol import approvals_needed
 from tclearn.types import ModelState, Role, Variant
 

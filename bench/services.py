@@ -38,7 +38,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 from tclearn.coalition.member import propose  # noqa: E402
 from tclearn.coalition.rounds import settle  # noqa: E402
-from tclearn.ledger.node import LocalNode, free_port  # noqa: E402
+from tclearn.ledger.localchain import LocalNode, free_port  # noqa: E402
 from tclearn.types import ModelState, Variant  # noqa: E402
 from tclearn.vault.signing import sign_request  # noqa: E402
 from tests.services.conftest import OPERATOR_TOKEN, deploy_sites, operator_headers  # noqa: E402

@@ -11,7 +11,7 @@ from eth_account.signers.local import LocalAccount
 
 from tclearn.ledger.chain import Chain, connect, embedded_chain
 from tclearn.ledger.client import LedgerClient
-from tclearn.ledger.node import LocalNode
+from tclearn.ledger.localchain import LocalNode
 from tclearn.types import Role, Variant
 
 ACCOUNTS = 20

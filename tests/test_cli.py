@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from tclearn.cli.app import app
 from tclearn.errors import ConfigError, NoContract, NotFoundError, TclearnError, WrongChain
 from tclearn.ledger.accounts import dev_accounts
-from tclearn.ledger.node import LocalNode, free_port
+from tclearn.ledger.localchain import LocalNode, free_port
 
 runner = CliRunner()
 GENESIS = "0x" + "ab" * 32

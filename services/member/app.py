@@ -40,7 +40,6 @@ from torch import nn
 from services.common import error_responses, install_error_handlers
 from services.member.auth import OPERATOR_SCHEME, PEER_SCHEME, Authenticator, Caller
 from services.member.history import HistoryCache, Snapshot
-from services.member.jobs import JobRunner
 from services.member.schemas import (
     BoxOut,
     CoalitionInfo,
@@ -53,12 +52,14 @@ from services.member.schemas import (
 )
 from tclearn import __version__
 from tclearn.coalition.blobs import load_model
-from tclearn.coalition.site import MEMBER_CONFIG_ENV, Site, SiteConfig, load_site_config, open_site
 from tclearn.errors import AccessDenied, ConfigError, ConflictError, DataError, TooLargeError
 from tclearn.learning.data import IMAGE_SUFFIXES, read_image
 from tclearn.learning.models import build_model
 from tclearn.learning.predict import check_predictable, overlay, predict_boxes
 from tclearn.ledger.directory import ChainDirectory
+from tclearn.site.config import MEMBER_CONFIG_ENV, SiteConfig, load_site_config
+from tclearn.site.jobs import JobRunner
+from tclearn.site.open import Site, open_site
 from tclearn.state.db import Database
 from tclearn.types import ModelState, Variant
 from tclearn.vault.envelope import unseal

@@ -18,8 +18,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, HTTPBearer
 
 from services.common import signed_caller
-from services.member.jobs import OPERATOR
 from tclearn.errors import AuthError, ConfigError
+from tclearn.site.jobs import OPERATOR
 from tclearn.vault.signing import ADDRESS_HEADER, RequestVerifier
 
 MIN_TOKEN_LENGTH = 16

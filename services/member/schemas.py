@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from services.member.jobs import Job, JobState
+from tclearn.site.jobs import Job, JobState
 
 
 class Health(BaseModel):

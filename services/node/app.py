@@ -1,4 +1,4 @@
-"""The node daemon's HTTP face: the duty loop (`tclearn.coalition.node.NodeRunner`) runs in a background thread
+"""The node daemon's HTTP face: the duty loop (`tclearn.site.node.NodeRunner`) runs in a background thread
 for the app's lifetime; two read-only endpoints report on it.
 
     GET /health    node, account, running, last block, event cursor       200 / 503 (the loop is not running)
@@ -23,9 +23,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
-from tclearn.coalition.node import CONFIG_ENV, NodeRunner
-from tclearn.coalition.site import load_site_config, open_site
 from tclearn.errors import ConfigError, TclearnError
+from tclearn.site.config import load_site_config
+from tclearn.site.node import CONFIG_ENV, NodeRunner
+from tclearn.site.open import open_site
 from tclearn.state.db import Database
 
 PREFIX = "tclearn_node_"

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from tclearn.cli.common import console
-from tclearn.ledger.node import NODES, LocalNode
+from tclearn.ledger.localchain import NODES, LocalNode
 
 app = typer.Typer(help="Local development chains.", no_args_is_help=True)
 

@@ -11,14 +11,14 @@ from rich.live import Live
 from rich.table import Table
 
 from tclearn.cli.common import DevAccountOpt, KeystoreOpt, console, signer, user_errors
-from tclearn.coalition import up as coalition_up
-from tclearn.coalition.up import RoundRow, UpSettings, drive_round, started, summary
 from tclearn.config import load_coalition_config, save_deployment
 from tclearn.errors import ConfigError
 from tclearn.learning.attacks import Attack
 from tclearn.ledger.chain import connect
 from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.deployment import deployment_of
+from tclearn.simulation import up as coalition_up
+from tclearn.simulation.up import RoundRow, UpSettings, drive_round, started, summary
 from tclearn.types import Variant
 
 app = typer.Typer(help="Coalitions: deploy and run.", no_args_is_help=True)

@@ -13,14 +13,14 @@ from rich.table import Table
 
 from tclearn.audit.report import write_report
 from tclearn.cli.common import console
-from tclearn.coalition.demo import DemoResult, DemoSettings, run_demo
 from tclearn.coalition.fedavg import Aggregator
 from tclearn.coalition.rounds import CandidateRow
 from tclearn.config import save_deployment
 from tclearn.learning.attacks import Attack
 from tclearn.ledger.chain import Chain
 from tclearn.ledger.deployment import deployment_of
-from tclearn.ledger.node import open_chain
+from tclearn.ledger.localchain import open_chain
+from tclearn.simulation.demo import DemoResult, DemoSettings, run_demo
 from tclearn.types import Variant
 
 STATE_STYLE = {"committed": "green", "rejected": "red", "expired": "yellow", "stale": "yellow"}

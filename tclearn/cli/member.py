@@ -82,7 +82,7 @@ def serve(
 
     import uvicorn
 
-    from tclearn.coalition.site import MEMBER_CONFIG_ENV, load_site_config
+    from tclearn.site.config import MEMBER_CONFIG_ENV, load_site_config
 
     with user_errors():  # also a bad chain, vault or data folder: uvicorn's factory raises them here
         site = load_site_config(config)

@@ -11,9 +11,9 @@ from types import FrameType
 import typer
 
 from tclearn.cli.common import user_errors
-from tclearn.coalition.node import CONFIG_ENV
-from tclearn.coalition.site import load_site_config
 from tclearn.errors import ConfigError
+from tclearn.site.config import load_site_config
+from tclearn.site.node import CONFIG_ENV
 
 app = typer.Typer(help="The node daemon: general, validator and keeper duties, driven by chain events.")
 log = logging.getLogger("tclearn.node")

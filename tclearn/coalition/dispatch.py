@@ -1,5 +1,5 @@
 """Which duty a node owes a candidate: a pure function of the candidate's state, who the node is, the time and
-whether it already voted. The node daemon (`tclearn.coalition.node`) asks it for every candidate it watches.
+whether it already voted. The node daemon (`tclearn.site.node`) asks it for every candidate it watches.
 
 - Submitted, general deadline passed       -> keep (anyone may reassign the general or expire)
 - Submitted, I am the general              -> open (integrity and policy checks, then `openCandidate`)

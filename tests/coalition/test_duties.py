@@ -15,7 +15,6 @@ from tclearn.coalition import general as general_duty
 from tclearn.coalition import validator as validator_duty
 from tclearn.coalition.blobs import load_model, put_json, store_model
 from tclearn.coalition.context import Coalition
-from tclearn.coalition.demo import DemoSettings, hospital_folders, setup
 from tclearn.coalition.fedavg import Aggregator, contribute, message, propose_aggregate, verify_aggregate
 from tclearn.coalition.keeper import keep
 from tclearn.coalition.member import propose
@@ -27,6 +26,7 @@ from tclearn.learning.models import arch_hash
 from tclearn.learning.synth import synth_coalition
 from tclearn.learning.train import CancelToken
 from tclearn.ledger.chain import embedded_chain
+from tclearn.simulation.demo import DemoSettings, hospital_folders, setup
 from tclearn.types import ModelState, RejectReason, Variant
 from tclearn.vault.codec import canonical_json
 

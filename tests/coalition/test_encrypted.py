@@ -15,9 +15,7 @@ from tclearn.audit.verify import audit
 from tclearn.coalition import general as general_duty
 from tclearn.coalition.blobs import put_json
 from tclearn.coalition.context import Coalition, HEMember
-from tclearn.coalition.demo import DemoSettings, hospital_folders
 from tclearn.coalition.encrypted import settings_of
-from tclearn.coalition.encrypted_demo import EncryptedRun, setup_encrypted
 from tclearn.coalition.member import vault_uri
 from tclearn.coalition.rounds import run_round
 from tclearn.errors import DataError, NotFoundError
@@ -29,6 +27,8 @@ from tclearn.learning.attacks import Attack
 from tclearn.learning.tabular import synth_tabular
 from tclearn.ledger.chain import embedded_chain
 from tclearn.ledger.history import rebuild
+from tclearn.simulation.demo import DemoSettings, hospital_folders
+from tclearn.simulation.encrypted_demo import EncryptedRun, setup_encrypted
 from tclearn.types import ModelRecord, ModelState, Variant
 from tclearn.vault.directory import StaticDirectory
 from tests.vault.conftest import serve_app

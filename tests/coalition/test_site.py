@@ -11,7 +11,6 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from services.vault.app import create_app
 from tclearn.coalition.encrypted_setup import encrypted_genesis, load_table, model_spec, supervisor_founder
 from tclearn.coalition.founding import Founder, found
-from tclearn.coalition.site import load_site_config, open_site
 from tclearn.config import save_deployment
 from tclearn.errors import ConfigError, NotFoundError
 from tclearn.he.client import HttpSupervisorClient
@@ -22,7 +21,9 @@ from tclearn.ledger.chain import connect
 from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.deployment import deployment_of
 from tclearn.ledger.directory import ChainDirectory
-from tclearn.ledger.node import LocalNode
+from tclearn.ledger.localchain import LocalNode
+from tclearn.site.config import load_site_config
+from tclearn.site.open import open_site
 from tclearn.state.db import Database
 from tclearn.types import Variant
 from tclearn.vault.envelope import public_bytes

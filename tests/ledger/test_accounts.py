@@ -12,7 +12,7 @@ from tclearn.errors import AuthError, ChainUnreachable, ConfigError, NoContract,
 from tclearn.ledger.accounts import dev_accounts, load_keystore, new_account, save_keystore
 from tclearn.ledger.chain import Chain, connect
 from tclearn.ledger.client import LedgerClient
-from tclearn.ledger.node import LocalNode, free_port
+from tclearn.ledger.localchain import LocalNode, free_port
 from tests.conftest import Coalition
 
 

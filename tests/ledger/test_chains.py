@@ -8,7 +8,7 @@ import pytest
 
 from tclearn.errors import ContractRevert
 from tclearn.ledger.chain import Chain
-from tclearn.ledger.node import LocalNode
+from tclearn.ledger.localchain import LocalNode
 from tclearn.types import ModelState
 from tests.conftest import deploy_coalition, node_chain
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from tclearn.audit.follow import ChainFollower
-from tclearn.coalition.demo import DemoResult, DemoSettings, run_demo
 from tclearn.config import Deployment, save_deployment
 from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.deployment import deployment_of, open_deployment
-from tclearn.ledger.node import LocalNode
+from tclearn.ledger.localchain import LocalNode
+from tclearn.simulation.demo import DemoResult, DemoSettings, run_demo
 from tclearn.state.db import Database
 from tclearn.types import ModelState
 from tclearn.vault.store import FsspecStore

@@ -24,14 +24,15 @@ from tclearn.coalition.context import Coalition, Hospital
 from tclearn.coalition.founding import Founder, found, genesis_weights
 from tclearn.coalition.member import propose
 from tclearn.coalition.rounds import settle
-from tclearn.coalition.site import Site, load_site_config, open_site
 from tclearn.config import save_deployment
 from tclearn.learning.models import ModelConfig
 from tclearn.learning.synth import synth_coalition
 from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.deployment import deployment_of
 from tclearn.ledger.directory import ChainDirectory
-from tclearn.ledger.node import LocalNode
+from tclearn.ledger.localchain import LocalNode
+from tclearn.site.config import load_site_config
+from tclearn.site.open import Site, open_site
 from tclearn.state.db import Database
 from tclearn.types import ModelState, Variant
 from tclearn.vault.envelope import public_bytes

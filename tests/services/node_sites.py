@@ -16,7 +16,6 @@ import httpx
 
 from services.vault.app import create_app
 from tclearn.coalition.founding import Founder, found, genesis_weights
-from tclearn.coalition.site import Site, load_site_config, open_site
 from tclearn.config import save_deployment
 from tclearn.learning.models import ModelConfig
 from tclearn.learning.synth import GLOBAL, hospital_name, synth_coalition
@@ -24,7 +23,9 @@ from tclearn.ledger.chain import Chain
 from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.deployment import deployment_of
 from tclearn.ledger.directory import chain_directory
-from tclearn.ledger.node import free_port
+from tclearn.ledger.localchain import free_port
+from tclearn.site.config import load_site_config
+from tclearn.site.open import Site, open_site
 from tclearn.state.db import Database
 from tclearn.types import Variant
 from tclearn.vault.keys import generate_key, save_key

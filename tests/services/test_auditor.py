@@ -16,7 +16,7 @@ from tclearn.audit.follow import ChainFollower
 from tclearn.config import load_settings
 from tclearn.errors import ConfigError, NotFoundError
 from tclearn.ledger.history import rebuild, to_json
-from tclearn.ledger.node import LocalNode
+from tclearn.ledger.localchain import LocalNode
 from tclearn.state.db import Database
 from tclearn.types import Role
 from tclearn.vault.directory import StaticDirectory

@@ -14,13 +14,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tclearn.coalition.up import RUN_FILE, UpSettings, down
 from tclearn.errors import ConfigError
 from tclearn.he.client import HttpSupervisorClient
 from tclearn.ledger.accounts import dev_accounts
 from tclearn.ledger.chain import connect
 from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.history import rebuild
+from tclearn.simulation.up import RUN_FILE, UpSettings, down
 from tclearn.types import ModelState, Variant
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 from services.common import install_error_handlers
 from services.vault.app import create_app as create_vault
-from tclearn.coalition.site import Site
 from tclearn.errors import VaultUnavailable
+from tclearn.site.open import Site
 from tclearn.state.db import Database
 from tclearn.vault.directory import StaticDirectory
 from tclearn.vault.signing import EMPTY_SHA256, sign_request

@@ -21,11 +21,11 @@ from eth_account.signers.local import LocalAccount
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from services.member.jobs import JobRunner, JobState, TrainJobRow
 from tclearn.coalition.rounds import settle
-from tclearn.coalition.site import Site
 from tclearn.learning.train import TrainConfig
-from tclearn.ledger.node import free_port
+from tclearn.ledger.localchain import free_port
+from tclearn.site.jobs import JobRunner, JobState, TrainJobRow
+from tclearn.site.open import Site
 from tclearn.state.db import Database
 from tclearn.types import ModelState
 from tclearn.vault.codec import architecture_of, decode_model

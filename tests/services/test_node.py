@@ -23,10 +23,11 @@ from typer.testing import CliRunner
 from tclearn.cli.app import app
 from tclearn.coalition import validator as validator_duty
 from tclearn.coalition.member import propose
-from tclearn.coalition.node import CastVote, NodeRunner
-from tclearn.coalition.site import Site, load_site_config
 from tclearn.ledger.client import LedgerClient
-from tclearn.ledger.node import LocalNode
+from tclearn.ledger.localchain import LocalNode
+from tclearn.site.config import load_site_config
+from tclearn.site.node import CastVote, NodeRunner
+from tclearn.site.open import Site
 from tclearn.state.db import Database
 from tclearn.types import ModelState, RejectReason, Variant
 from tests.conftest import node_chain

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from tclearn.ledger.node import LocalNode
+from tclearn.ledger.localchain import LocalNode
 from tclearn.types import Variant
 from tclearn.vault.codec import architecture_of, decode_model
 from tclearn.vault.signing import sign_request

@@ -250,7 +250,7 @@ def run_demo(
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     if settings.variant is Variant.C:
-        from tclearn.coalition.encrypted_demo import setup_encrypted  # loads TenSEAL: only for variant C
+        from tclearn.simulation.encrypted_demo import setup_encrypted  # loads TenSEAL: only for variant C
 
         co, encrypted = setup_encrypted(settings, chain, out)
     else:

@@ -20,7 +20,6 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from tclearn.coalition.context import Coalition, Hospital
-from tclearn.coalition.demo import byzantine_attack, check_keys, hospital_folders
 from tclearn.coalition.encrypted_setup import (
     encrypted_coalition,
     encrypted_genesis,
@@ -41,13 +40,14 @@ from tclearn.learning.models import ModelConfig
 from tclearn.learning.tabular import GLOBAL_CSV, synth_tabular
 from tclearn.learning.train import TrainConfig
 from tclearn.ledger.chain import Chain
+from tclearn.simulation.demo import byzantine_attack, check_keys, hospital_folders
 from tclearn.state.db import Database
 from tclearn.types import Variant
 from tclearn.vault.envelope import public_bytes
 from tclearn.vault.store import FsspecStore
 
 if TYPE_CHECKING:
-    from tclearn.coalition.demo import DemoSettings
+    from tclearn.simulation.demo import DemoSettings
 
 
 @dataclass(frozen=True)

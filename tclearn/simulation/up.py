@@ -32,7 +32,6 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from tclearn.coalition.encrypted_setup import encrypted_genesis, load_table, model_spec, supervisor_founder
 from tclearn.coalition.founding import Founder, found, genesis_weights
-from tclearn.coalition.site import ModelSection, TrainingSection
 from tclearn.config import save_deployment
 from tclearn.errors import ConfigError, NodeError
 from tclearn.he.keys import save_secret
@@ -44,7 +43,8 @@ from tclearn.ledger.accounts import DEV_CHAIN_IDS, dev_accounts
 from tclearn.ledger.chain import Chain, connect
 from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.deployment import deployment_of
-from tclearn.ledger.node import NODES, free_port
+from tclearn.ledger.localchain import NODES, free_port
+from tclearn.site.config import ModelSection, TrainingSection
 from tclearn.types import ModelState, Variant
 from tclearn.vault.keys import PASSWORD_ENV as KEY_PASSWORD_ENV
 from tclearn.vault.keys import save_key

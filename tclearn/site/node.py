@@ -27,10 +27,10 @@ from tclearn.coalition import general as general_duty
 from tclearn.coalition import keeper as keeper_duty
 from tclearn.coalition import validator as validator_duty
 from tclearn.coalition.dispatch import Decision, Duty, decide, settled
-from tclearn.coalition.site import Site
 from tclearn.config import load_deployment
 from tclearn.errors import ContractRevert, TclearnError
 from tclearn.ledger.events import EventReader, LedgerEvent
+from tclearn.site.open import Site
 from tclearn.state.db import Base, Database
 from tclearn.types import ModelRecord, ModelState
 

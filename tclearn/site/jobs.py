@@ -26,9 +26,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from tclearn.coalition.context import Clock
 from tclearn.coalition.member import PROPOSAL_PHASES, propose
-from tclearn.coalition.site import Site
 from tclearn.errors import ConflictError, NotFoundError, TclearnError, TrainingCancelled
 from tclearn.learning.train import CancelToken
+from tclearn.site.open import Site
 from tclearn.state.db import Base, Database
 
 log = logging.getLogger(__name__)
