@@ -51,18 +51,16 @@ from services.member.schemas import (
     SiteInfo,
 )
 from tclearn import __version__
-from tclearn.coalition.blobs import load_model
+from tclearn.coalition.backend import tensors
 from tclearn.errors import AccessDenied, ConfigError, ConflictError, DataError, TooLargeError
 from tclearn.learning.data import IMAGE_SUFFIXES, read_image
-from tclearn.learning.models import build_model
 from tclearn.learning.predict import check_predictable, overlay, predict_boxes
 from tclearn.ledger.directory import ChainDirectory
 from tclearn.site.config import MEMBER_CONFIG_ENV, SiteConfig, load_site_config
 from tclearn.site.jobs import JobRunner
 from tclearn.site.open import Site, open_site
 from tclearn.state.db import Database
-from tclearn.types import ModelState, Variant
-from tclearn.vault.envelope import unseal
+from tclearn.types import ModelState
 from tclearn.vault.signing import RequestVerifier
 
 MAX_UPLOAD_BYTES = 32 << 20
@@ -89,8 +87,8 @@ class ModelCache:
             if model_id in self._models:
                 self._models.move_to_end(model_id)
                 return self._models[model_id]
-        model = build_model(self.site.coalition.model)
-        model.load_state_dict(load_model(self.site.coalition, self.site.hospital, model_hash))
+        backend = tensors(self.site.coalition.backend, f"model {model_id}")
+        model = backend.network(backend.open(self.site.hospital, model_hash))
         model.eval()
         with self._lock:
             self._models[model_id] = model
@@ -121,12 +119,6 @@ def read_upload(filename: str, data: bytes) -> np.ndarray:
     if int(np.prod(image.shape[1:])) > MAX_PIXELS:
         raise DataError(f"uploaded image {filename!r} has shape {image.shape}; the limit is {MAX_PIXELS} pixels")
     return image
-
-
-def _not_in_clear(model_id: int) -> ConflictError:
-    return ConflictError(
-        f"model {model_id} is encrypted under the supervisor's key (variant C); no member can hand it out in clear"
-    )
 
 
 async def authenticated(
@@ -192,7 +184,7 @@ def create_app(
             chain_id=site.client.chain.chain_id,
             chain=site.client.chain.kind,
             contract=site.client.address,
-            variant=co.variant.name,
+            variant=co.backend.variant.name,
             head=snap.head,
             models=len(snap.models),
             active_members=snap.active_members,
@@ -226,17 +218,14 @@ def create_app(
             "content-disposition": f'attachment; filename="model-{model_id}.safetensors"',
             "x-tclearn-model-hash": model.model_hash,
         }
-        if co.variant is Variant.C:
-            raise _not_in_clear(model_id)
-        if co.variant is Variant.B:
+        backend = tensors(co.backend, f"model {model_id}")
+        if backend.sealed:
             if not who.operator:
                 raise AccessDenied(
                     f"model {model_id} is sealed (variant B): only this hospital's operator gets it decrypted here; "
                     "peers read the sealed blob and their keyring from the vault"
                 )
-            chunks = await run_in_threadpool(
-                lambda: b"".join(unseal(co.store, model.model_hash, site.hospital.address, site.hospital.key))
-            )
+            chunks = await run_in_threadpool(lambda: b"".join(backend.clear_chunks(site.hospital, model.model_hash)))
             return Response(chunks, media_type="application/octet-stream", headers=headers)
         size = sizes.get(model.model_hash)
         if size is None:
@@ -288,9 +277,8 @@ def create_app(
         model = await snapshot_model(model_id)
         if model.state != ModelState.COMMITTED.name.lower():
             raise ConflictError(f"model {model_id} is {model.state}; predictions use committed models only")
-        if co.variant is Variant.C:
-            raise _not_in_clear(model_id)
-        check_predictable(co.model, threshold)
+        backend = tensors(co.backend, f"model {model_id}")
+        check_predictable(backend.config, threshold)
         form = await request.form(max_files=1, max_fields=10)
         upload = form.get("image")
         if not isinstance(upload, UploadFile):
@@ -299,7 +287,7 @@ def create_app(
         image = await run_in_threadpool(read_upload, filename, data)
         network = await run_in_threadpool(models.get, model_id, model.model_hash)
         boxes = await run_in_threadpool(
-            predict_boxes, network, co.model, image, filename, threshold, co.training.device, min_area
+            predict_boxes, network, backend.config, image, filename, threshold, backend.training.device, min_area
         )
         if format is ImageFormat.PNG:
             picture = io.BytesIO()

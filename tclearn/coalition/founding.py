@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import torch
 from eth_account.signers.local import LocalAccount
 
-from tclearn.coalition.blobs import put_model
-from tclearn.coalition.member import vault_uri
+from tclearn.coalition.backend import store_weights
+from tclearn.coalition.blobs import vault_uri
 from tclearn.errors import NotFoundError
 from tclearn.learning.models import ModelConfig, build_model
 from tclearn.ledger.chain import Chain
@@ -57,8 +57,8 @@ def found(
             raise NotFoundError(f"genesis model {genesis} is not in the vault")
         genesis_hash = genesis
     else:
-        readers = {f.address: f.encryption_key for f in founders}
-        genesis_hash = put_model(store, variant, genesis, readers)
+        readers = {f.address: f.encryption_key for f in founders} if variant is Variant.B else None
+        genesis_hash = store_weights(store, genesis, readers)
     client, deployed = LedgerClient.deploy(
         chain,
         admin,

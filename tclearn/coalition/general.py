@@ -1,35 +1,26 @@
 """The general's duty: check a candidate's integrity and the coalition's policy, store the report, open it.
 
-Checks (PROTOCOL.md, step 2): the blob is in the vault and hashes to the on-chain hash; the metadata blob
-hashes to the on-chain metadata hash; it declares the coalition's architecture and variant and the
-current head as parent; the model decrypts (B) and decodes to exactly the declared tensors, all finite;
-the declared training facts meet policy (minimum batch size). Variant C: the metadata declares the
-coalition's encrypted model shape and public context, and the container parses under that context with
-that shape (`tclearn.coalition.encrypted`).
+Checks (PROTOCOL.md, step 2), in order, stopping at the first that fails: the blob is in the vault; the
+metadata blob hashes to the on-chain metadata hash and parses as `CandidateMetadata`; it declares the current
+head as parent, the coalition's variant and model (`integrity.declared_problem`); the declared training facts
+meet policy (`integrity.policy_problem`); the backend opens the model — hash, decryption, decoding to exactly
+the coalition's model, finite values (for an encrypted model: the coalition's context and shape).
+Fetching and writing happen here; the decisions are the pure functions of `tclearn.coalition.integrity`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
-from tclearn.coalition import encrypted
-from tclearn.coalition.blobs import get_json, load_model, put_json
+from tclearn.coalition.blobs import get_record, put_record
 from tclearn.coalition.context import Coalition, Hospital
+from tclearn.coalition.integrity import declared_problem, policy_problem
 from tclearn.errors import TclearnError
-from tclearn.learning.models import arch_hash
-from tclearn.types import ModelRecord, Variant
+from tclearn.records import CandidateMetadata, Check, IntegrityReport
+from tclearn.types import ModelRecord
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    ok: bool
-    detail: str = ""
 
 
 def _run(checks: list[Check], name: str, test: Callable[[], str | None]) -> bool:
@@ -46,43 +37,29 @@ def inspect(co: Coalition, general: Hospital, candidate: ModelRecord) -> list[Ch
     """Every integrity and policy check of `candidate`, in order; later checks are skipped once one fails."""
     checks: list[Check] = []
     model_hash, metadata_hash = candidate.model_hash.hex(), candidate.metadata_hash.hex()
-    metadata: dict[str, Any] = {}
+    read: list[CandidateMetadata] = []
 
     def blob() -> str | None:
         return None if co.store.exists(model_hash) else f"model blob {model_hash} is not in the vault"
 
-    def read_metadata() -> str | None:
-        metadata.update(get_json(co, metadata_hash))  # the store re-hashes: a mismatch raises
+    def metadata() -> str | None:
+        read.append(get_record(co, metadata_hash, CandidateMetadata))  # re-hashed by the store, parsed strictly
         return None
 
     def declared() -> str | None:
         parent = co.client.get_model(candidate.parent_id, with_uri=False).model_hash.hex()
-        if metadata.get("parent") != parent:
-            return f"metadata names parent {metadata.get('parent')}, but the candidate's parent is {parent}"
-        if metadata.get("variant") != co.variant.name:
-            return f"metadata declares variant {metadata.get('variant')}, the coalition is {co.variant.name}"
-        if co.variant is Variant.C:
-            return encrypted.declared_problem(co, metadata)
-        if metadata.get("arch_hash") != arch_hash(co.model):
-            return "metadata declares another architecture than the coalition's model"
-        return None
+        return declared_problem(read[0], parent_hash=parent, variant=co.backend.variant, model=co.backend.describe())
 
     def policy() -> str | None:
-        batch = metadata.get("training", {}).get("batch_size", 0)
-        if not isinstance(batch, int) or batch < co.training.min_batch_size:
-            return f"declared batch size {batch} is below the coalition's minimum {co.training.min_batch_size}"
-        return None
+        return policy_problem(read[0], co.policy)
 
     def weights() -> str | None:
-        if co.variant is Variant.C:
-            encrypted.open_container(co, general, model_hash)  # hash, header, context, shape, ciphertexts
-        else:
-            load_model(co, general, model_hash)  # hash, decryption, tensor names, shapes, dtypes, finiteness
+        co.backend.open(general, model_hash)
         return None
 
     steps: list[tuple[str, Callable[[], str | None]]] = [
         ("blob", blob),
-        ("metadata", read_metadata),
+        ("metadata", metadata),
         ("declared", declared),
         ("policy", policy),
         ("weights", weights),
@@ -93,21 +70,23 @@ def inspect(co: Coalition, general: Hospital, candidate: ModelRecord) -> list[Ch
     return checks
 
 
+def report_of(general: Hospital, candidate: ModelRecord, checks: list[Check]) -> IntegrityReport:
+    return IntegrityReport(
+        candidate=candidate.id,
+        model_hash=candidate.model_hash.hex(),
+        general=general.address,
+        ok=all(c.ok for c in checks),
+        checks=tuple(checks),
+    )
+
+
 def open_candidate(co: Coalition, general: Hospital, candidate: ModelRecord) -> tuple[bool, str, int]:
     """Inspects, stores the report, opens (or rejects) the candidate on chain; returns (ok, report hash, gas)."""
-    checks = inspect(co, general, candidate)
-    ok = all(c.ok for c in checks)
-    report = {
-        "candidate": candidate.id,
-        "model_hash": candidate.model_hash.hex(),
-        "general": general.address,
-        "ok": ok,
-        "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks],
-    }
-    report_hash = put_json(co, report)
-    if not ok:
-        failed = next(c for c in checks if not c.ok)
+    report = report_of(general, candidate, inspect(co, general, candidate))
+    report_hash = put_record(co, report)
+    if not report.ok:
+        failed = next(c for c in report.checks if not c.ok)
         log.warning("candidate %d fails integrity (%s): %s", candidate.id, failed.name, failed.detail)
     with co.clock("ledger"):
-        tx = co.client.open_candidate(general.account, candidate.id, ok, bytes.fromhex(report_hash))
-    return ok, report_hash, tx.gas_used
+        tx = co.client.open_candidate(general.account, candidate.id, report.ok, bytes.fromhex(report_hash))
+    return report.ok, report_hash, tx.gas_used

@@ -1,9 +1,8 @@
-"""The member's duty: pull the head, verify and open it, train an increment on local data, store it, submit.
-In variant C the head is an encrypted container and the increment is trained under encryption
-(`tclearn.coalition.encrypted.train`); submission and rebasing are the same.
+"""The member's duty: pull the head, open it, train an increment on local data, store it, submit.
 
-A Byzantine hospital (for simulations and tests) follows the same path but adopts its attack: on its data
-before training (label flipping) or on the weights it submits (random, scaled sign flip, noise, lazy).
+The coalition's backend opens, trains and stores the model, whatever the variant; this module only orders the
+steps, declares the candidate's metadata and rebases when another candidate commits first. A Byzantine
+hospital (for simulations and tests) follows the same path and its backend applies its attack.
 """
 
 from __future__ import annotations
@@ -12,20 +11,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
-
 from tclearn import __version__
-from tclearn.coalition import encrypted
-from tclearn.coalition.blobs import load_model, put_json, store_model
+from tclearn.coalition.blobs import put_record, vault_uri
 from tclearn.coalition.context import Coalition, Hospital
 from tclearn.errors import ContractRevert, TrainingCancelled
-from tclearn.learning.attacks import Attack, attack_weights, flip_labels
-from tclearn.learning.metadata import increment_metadata
-from tclearn.learning.models import build_model
-from tclearn.learning.train import CancelToken, TrainingFacts, train_increment
+from tclearn.learning.train import CancelToken
 from tclearn.ledger.client import Submission
-from tclearn.types import Variant
-from tclearn.vault.codec import architecture_of
+from tclearn.records import CandidateMetadata, DataSummary
 
 log = logging.getLogger(__name__)
 MAX_REBASES = 3
@@ -41,10 +33,6 @@ def _report(progress: Progress | None, phase: str, fraction: float, cancel: Canc
         progress(phase, fraction)
 
 
-def vault_uri(sha256: str) -> str:
-    return f"vault://sha256/{sha256}"
-
-
 @dataclass(frozen=True)
 class Proposal:
     submission: Submission
@@ -53,50 +41,38 @@ class Proposal:
     rebases: int
 
 
-@dataclass(frozen=True)
-class Trained:
-    parent_hash: str
-    weights: dict[str, torch.Tensor]
-    facts: TrainingFacts
-
-
-def train_weights(
-    co: Coalition,
-    member: Hospital,
-    head_id: int,
-    *,
-    cancel: CancelToken | None = None,
-    progress: Progress | None = None,
-) -> Trained:
-    """What `member` submits after training on the head (a Byzantine member's attack included)."""
+def increment(
+    co: Coalition, member: Hospital, head_id: int, cancel: CancelToken | None, progress: Progress | None
+) -> tuple[str, CandidateMetadata]:
+    """`member`'s increment of model `head_id`, stored; returns its hash and the metadata it declares."""
     _report(progress, "pulling", 0.0, cancel)
-    head = co.client.get_model(head_id, with_uri=False)
-    parent_hash = head.model_hash.hex()
-    parent = load_model(co, member, parent_hash)  # re-hashed against the chain's hash by the store
-    model = build_model(co.model)
-    model.load_state_dict(parent)
-    data = flip_labels(member.train) if member.attack is Attack.LABEL_FLIP else member.train
+    parent_hash = co.client.get_model(head_id, with_uri=False).model_hash.hex()
+    parent = co.backend.open(member, parent_hash)  # re-hashed against the chain's hash by the store
     _report(progress, "training", 0.0, cancel)
     on_step = None if progress is None else lambda done, total: progress("training", done / total)
-    with co.clock("training"):
-        increment = train_increment(model, data, co.training, cancel, on_step)
-    return Trained(parent_hash, attack_weights(member.attack, parent, increment.weights, seed=head_id), increment.facts)
+    trained = co.backend.train(member, parent, seed=head_id, ref=parent_hash, cancel=cancel, on_step=on_step)
+    _report(progress, "storing", 0.0, cancel)
+    model_hash = co.backend.store_model(trained.model)
+    metadata = CandidateMetadata(
+        variant=co.backend.variant.name,
+        mode="incremental",
+        parent=parent_hash,
+        model=co.backend.describe(),
+        training=trained.facts,
+        tclearn_version=__version__,
+        data=DataSummary(**member.manifest.summary()),
+    )
+    return model_hash, metadata
 
 
-def _train_and_store(
-    co: Coalition, member: Hospital, head_id: int, cancel: CancelToken | None, progress: Progress | None
-) -> tuple[str, str]:
-    if co.variant is Variant.C:  # a few encrypted full-batch steps: no progress reports, not cancellable
-        parent_hash = co.client.get_model(head_id, with_uri=False).model_hash.hex()
-        model_hash, metadata = encrypted.train(co, member, parent_hash, seed=head_id)
-    else:
-        trained = train_weights(co, member, head_id, cancel=cancel, progress=progress)
-        _report(progress, "storing", 0.0, cancel)
-        model_hash = store_model(co, trained.weights)
-        metadata = increment_metadata(co.model, trained.facts, member.manifest, parent=trained.parent_hash)
-        metadata["architecture"] = {k: v.to_json() for k, v in architecture_of(trained.weights).items()}
-    metadata.update(variant=co.variant.name, tclearn_version=__version__)
-    return model_hash, put_json(co, metadata)
+def submit(co: Coalition, proposer: Hospital, head_id: int, model_hash: str, metadata: CandidateMetadata) -> Proposal:
+    """Stores the metadata and submits the candidate on chain (reverts with `StaleParent` if the head moved)."""
+    metadata_hash = put_record(co, metadata)
+    with co.clock("ledger"):
+        submission = co.client.submit(
+            proposer.account, head_id, bytes.fromhex(model_hash), vault_uri(model_hash), bytes.fromhex(metadata_hash)
+        )
+    return Proposal(submission, model_hash, metadata_hash, 0)
 
 
 def propose(
@@ -109,20 +85,13 @@ def propose(
     """
     for rebases in range(MAX_REBASES + 1):
         head_id = co.client.head()
-        model_hash, metadata_hash = _train_and_store(co, member, head_id, cancel, progress)
+        model_hash, metadata = increment(co, member, head_id, cancel, progress)
         _report(progress, "submitting", 0.0, cancel)
         try:
-            with co.clock("ledger"):
-                submission = co.client.submit(
-                    member.account,
-                    head_id,
-                    bytes.fromhex(model_hash),
-                    vault_uri(model_hash),
-                    bytes.fromhex(metadata_hash),
-                )
+            proposal = submit(co, member, head_id, model_hash, metadata)
             if progress is not None:
                 progress("submitting", 1.0)
-            return Proposal(submission, model_hash, metadata_hash, rebases)
+            return Proposal(proposal.submission, model_hash, proposal.metadata_hash, rebases)
         except ContractRevert as exc:
             if exc.error != "StaleParent" or rebases == MAX_REBASES:
                 raise

@@ -25,12 +25,23 @@ class AcceptancePolicy:
     # tolerance is wider: 0.03 / 0.05 rejected 1.7 honest candidates in 10, 0.03 / 0.10 0.8, and no poisoned one.
     tolerance_global: float = 0.03
     tolerance_local: float = 0.10
+    min_batch_size: int = 1  # the smallest batch a candidate may declare (a gradient-leakage defence)
 
     def __post_init__(self) -> None:
         for name in ("tolerance_global", "tolerance_local"):
             value = getattr(self, name)
             if not 0 <= value <= 1:
                 raise ConfigError(f"{name} must be between 0 and 1, got {value}")
+        if self.min_batch_size < 1:
+            raise ConfigError(f"min_batch_size must be at least 1, got {self.min_batch_size}")
+
+    def verdict(self, candidate: Scores | None, head: Scores) -> tuple[bool, str]:
+        """Approve or not, and why; a candidate without scores (it could not be opened) is rejected."""
+        if candidate is None:
+            return False, "the candidate could not be scored"
+        if self.accepts(candidate, head):
+            return True, "not worse than the head beyond tolerance"
+        return False, "worse than the head beyond tolerance"
 
     def accepts(self, candidate: Scores, head: Scores) -> bool:
         return (

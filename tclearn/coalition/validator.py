@@ -1,24 +1,23 @@
-"""The validator's duty: score the candidate on G and on its own L, compare with the head, store the
-evidence and vote. A candidate that cannot be opened or decoded is rejected with that as evidence. In variant C
-the scores come from encrypted inference, the supervisor decrypting only each set's aggregate accuracy."""
+"""The validator's duty: score the candidate on G and on its own L, compare with the head, store the evidence
+and vote. A candidate that cannot be opened, or an aggregate that is not what it declares, is rejected with
+that as evidence. The backend opens and scores the model, whatever the variant (in C by encrypted inference,
+the supervisor decrypting only each set's aggregate accuracy); the verdict is the pure acceptance policy."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
-import torch
-
-from tclearn.coalition import encrypted
-from tclearn.coalition.blobs import get_json, load_model, put_json
+from tclearn.coalition.blobs import get_record, put_record
 from tclearn.coalition.context import Coalition, Hospital
 from tclearn.coalition.fedavg import verify_aggregate
 from tclearn.coalition.policy import Scores
 from tclearn.errors import TclearnError
-from tclearn.learning.evaluate import evaluate, headline_metric
-from tclearn.learning.models import build_model
+from tclearn.learning.evaluate import headline_metric
 from tclearn.ledger.client import VoteOutcome
-from tclearn.types import ModelRecord, Variant
+from tclearn.records import CandidateMetadata, VoteEvidence
+from tclearn.types import ModelRecord
 
 log = logging.getLogger(__name__)
 
@@ -26,31 +25,25 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Assessment:
     approve: bool
-    candidate: Scores | None  # None: the candidate could not be opened
+    candidate: Scores | None  # None: the candidate could not be opened, or failed a check before scoring
     head: Scores
     reason: str
 
 
-def scores_of(co: Coalition, validator: Hospital, weights: dict[str, torch.Tensor]) -> Scores:
-    model = build_model(co.model)
-    model.load_state_dict(weights)
-    with co.clock("evaluation"):
-        return Scores(evaluate(model, co.global_test).score, evaluate(model, validator.local_test).score)
-
-
-def model_scores(co: Coalition, validator: Hospital, model_hash: str) -> Scores:
-    """A stored model's scores on G and the validator's L (variant C: by encrypted inference)."""
-    if co.variant is Variant.C:
-        return encrypted.scores(co, validator, model_hash)
-    return scores_of(co, validator, load_model(co, validator, model_hash))
+def scores_of(co: Coalition, validator: Hospital, model: Any, ref: str) -> Scores:
+    """An opened model's scores on G and on the validator's L."""
+    return Scores(
+        co.backend.score(validator, model, co.global_test, ref),
+        co.backend.score(validator, model, validator.local_test, ref),
+    )
 
 
 def head_scores(co: Coalition, validator: Hospital, model_id: int) -> Scores:
     """The head's scores as this validator measured them (cached: the head is scored once per validator)."""
     key = (validator.address, model_id)
     if key not in co.head_scores:
-        record = co.client.get_model(model_id, with_uri=False)
-        co.head_scores[key] = model_scores(co, validator, record.model_hash.hex())
+        model_hash = co.client.get_model(model_id, with_uri=False).model_hash.hex()
+        co.head_scores[key] = scores_of(co, validator, co.backend.open(validator, model_hash), model_hash)
     return co.head_scores[key]
 
 
@@ -58,23 +51,18 @@ def assess(co: Coalition, validator: Hospital, candidate: ModelRecord) -> Assess
     head = head_scores(co, validator, candidate.parent_id)
     model_hash = candidate.model_hash.hex()
     try:
-        metadata = get_json(co, candidate.metadata_hash.hex())
-        if co.variant is Variant.C:
-            scores = encrypted.scores(co, validator, model_hash)
-        else:
-            weights = load_model(co, validator, model_hash)
+        metadata = get_record(co, candidate.metadata_hash.hex(), CandidateMetadata)
+        model = co.backend.open(validator, model_hash)
     except TclearnError as exc:
         return Assessment(False, None, head, f"cannot open the candidate: {exc}")
-    if co.variant is not Variant.C:
-        if metadata.get("mode") == "fedavg":
-            problem = verify_aggregate(co, validator, metadata, candidate.parent_id, weights)
-            if problem is not None:
-                log.warning("candidate %d: %s", candidate.id, problem)
-                return Assessment(False, None, head, problem)
-        scores = scores_of(co, validator, weights)
+    if metadata.aggregation is not None:
+        problem = verify_aggregate(co, validator, metadata.aggregation, candidate.parent_id, model)
+        if problem is not None:
+            log.warning("candidate %d: %s", candidate.id, problem)
+            return Assessment(False, None, head, problem)
+    scores = scores_of(co, validator, model, model_hash)
     co.head_scores[(validator.address, candidate.id)] = scores  # if it commits, it is the next head
-    approve = co.policy.accepts(scores, head)
-    reason = "not worse than the head beyond tolerance" if approve else "worse than the head beyond tolerance"
+    approve, reason = co.policy.verdict(scores, head)
     return Assessment(approve, scores, head, reason)
 
 
@@ -82,23 +70,27 @@ def metric_name(co: Coalition) -> str:
     return headline_metric(co.global_test.task)
 
 
+def evidence_of(co: Coalition, validator: Hospital, candidate: ModelRecord, a: Assessment) -> VoteEvidence:
+    return VoteEvidence(
+        candidate=candidate.id,
+        parent=candidate.parent_id,
+        validator=validator.address,
+        metric=metric_name(co),
+        candidate_global=None if a.candidate is None else a.candidate.global_,
+        candidate_local=None if a.candidate is None else a.candidate.local,
+        head_global=a.head.global_,
+        head_local=a.head.local,
+        tolerance_global=co.policy.tolerance_global,
+        tolerance_local=co.policy.tolerance_local,
+        local_samples=len(validator.local_test),
+        approve=a.approve,
+        reason=a.reason,
+    )
+
+
 def vote(co: Coalition, validator: Hospital, candidate: ModelRecord) -> tuple[Assessment, VoteOutcome]:
     a = assess(co, validator, candidate)
-    evidence = {
-        "candidate": candidate.id,
-        "parent": candidate.parent_id,
-        "validator": validator.address,
-        "metric": metric_name(co),
-        "candidate_scores": None
-        if a.candidate is None
-        else {"global": a.candidate.global_, "local": a.candidate.local},
-        "head_scores": {"global": a.head.global_, "local": a.head.local},
-        "tolerance": {"global": co.policy.tolerance_global, "local": co.policy.tolerance_local},
-        "local_samples": len(validator.local_test),
-        "approve": a.approve,
-        "reason": a.reason,
-    }
-    evidence_hash = put_json(co, evidence)
+    evidence_hash = put_record(co, evidence_of(co, validator, candidate, a))
     shown = a.candidate or Scores(0.0, 0.0)
     with co.clock("ledger"):
         outcome = co.client.vote(

@@ -9,10 +9,10 @@ from urllib.parse import urlencode
 import httpx
 from eth_account import Account
 
+from tclearn.canonical import canonical_json
 from tclearn.errors import SupervisorRefused
 from tclearn.he.context import Ciphertexts
 from tclearn.he.supervisor import Score, Supervisor
-from tclearn.vault.codec import canonical_json
 from tclearn.vault.http import error_from_response
 from tclearn.vault.signing import sign_request
 

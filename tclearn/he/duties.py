@@ -23,11 +23,11 @@ from tclearn.he.encrypted import (
     Refresh,
     compact,
     gradient_step,
-    load_model,
+    load_container,
     logits,
     logits_encrypted,
     missing_levels,
-    store_model,
+    store_container,
 )
 from tclearn.he.supervisor import Score
 from tclearn.learning.data import ImageData, load_csv
@@ -118,9 +118,9 @@ def train_increment(
 ) -> str:
     """`train_model` from the parent in the vault, then the candidate compacted (to `store_level` if given,
     see `compact`) and stored; returns its hash."""
-    parent = load_model(store, parent_hash, he)
+    parent = load_container(store, parent_hash, he)
     trained = train_model(he, parent, x, y, client, steps=steps, lr=lr, ref=parent_hash)
-    return store_model(store, compact(he, trained, store_level))
+    return store_container(store, compact(he, trained, store_level))
 
 
 def encrypted_scores(
@@ -128,14 +128,21 @@ def encrypted_scores(
 ) -> Score:
     """Accuracy of a stored candidate on labelled data: the supervisor sees label-signed logits and returns
     only the aggregate; the validator never sees a prediction."""
-    model = with_levels(he, load_model(store, model_hash, he), INFERENCE_LEVELS, client, model_hash)
+    return score_model(he, load_container(store, model_hash, he), x, y, client, model_hash)
+
+
+def score_model(
+    he: HEContext, model: EncryptedModel, x: np.ndarray, y: np.ndarray, client: SupervisorClient, ref: str
+) -> Score:
+    """Accuracy of an opened container (`ref`, its hash, names it in the supervisor's log), as above."""
+    model = with_levels(he, model, INFERENCE_LEVELS, client, ref)
     margins = logits(he, model, x, signs=2.0 * y - 1.0)
-    return client.score(Ciphertexts.of(he, [margins], model_hash))
+    return client.score(Ciphertexts.of(he, [margins], ref))
 
 
 def predict(store: BlobStore, he: HEContext, model_hash: str, x: np.ndarray, client: SupervisorClient) -> np.ndarray:
     """Logits of the member's own samples, decrypted by the supervisor (logged) for that member."""
-    model = with_levels(he, load_model(store, model_hash, he), INFERENCE_LEVELS, client, model_hash)
+    model = with_levels(he, load_container(store, model_hash, he), INFERENCE_LEVELS, client, model_hash)
     (values,) = client.decrypt(Ciphertexts.of(he, [logits(he, model, x)], model_hash))
     return np.asarray(values)
 
@@ -144,6 +151,6 @@ def predict_encrypted(
     store: BlobStore, he: HEContext, model_hash: str, columns: list[ts.CKKSVector], client: SupervisorClient
 ) -> np.ndarray:
     """Logits of samples the member encrypted itself (`encrypt_features`), decrypted by the supervisor."""
-    model = with_levels(he, load_model(store, model_hash, he), ENCRYPTED_INFERENCE_LEVELS, client, model_hash)
+    model = with_levels(he, load_container(store, model_hash, he), ENCRYPTED_INFERENCE_LEVELS, client, model_hash)
     (values,) = client.decrypt(Ciphertexts.of(he, [logits_encrypted(he, model, columns)], model_hash))
     return np.asarray(values)

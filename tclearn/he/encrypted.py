@@ -28,10 +28,10 @@ from dataclasses import dataclass
 import numpy as np
 import tenseal as ts
 
+from tclearn.canonical import canonical_json
 from tclearn.errors import ContextMismatch, HEError, IntegrityError
 from tclearn.he.context import HEContext
 from tclearn.he.model import SIGMOID_COEFFS, ModelSpec, Weights, augment, check_data
-from tclearn.vault.codec import canonical_json
 from tclearn.vault.store import BlobStore
 
 MAGIC = b"TCHE1\n"
@@ -105,12 +105,12 @@ def decrypt_model(he: HEContext, model: EncryptedModel) -> Weights:
     return {name: he.decrypt(vector) for name, vector in model.vectors.items()}
 
 
-def store_model(store: BlobStore, model: EncryptedModel) -> str:
+def store_container(store: BlobStore, model: EncryptedModel) -> str:
     """Put the container in the vault; returns its sha256 (the model hash)."""
     return store.put(model.to_bytes())
 
 
-def load_model(store: BlobStore, model_hash: str, he: HEContext) -> EncryptedModel:
+def load_container(store: BlobStore, model_hash: str, he: HEContext) -> EncryptedModel:
     return EncryptedModel.from_bytes(store.get(model_hash), he)
 
 

@@ -8,8 +8,6 @@ the coalition's architecture.
 from __future__ import annotations
 
 import enum
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +16,7 @@ import torch
 from monai.networks import nets
 from torch import nn
 
+from tclearn.canonical import canonical_hash
 from tclearn.errors import ConfigError
 from tclearn.learning.data import Task
 
@@ -215,12 +214,8 @@ def _network(cfg: ModelConfig) -> nn.Module:
     raise ConfigError(f"no builder for architecture {cfg.arch!r}")  # pragma: no cover
 
 
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
 def arch_hash(config: ModelConfig, model: nn.Module | None = None) -> str:
     """sha256 over the config and the weight layout (names, shapes); stable across runs and machines."""
     net = model if model is not None else build_model(config)
     layout = [[name, list(t.shape), str(t.dtype)] for name, t in net.state_dict().items()]
-    return hashlib.sha256(canonical_json({"config": config.to_dict(), "layout": layout}).encode()).hexdigest()
+    return canonical_hash({"config": config.to_dict(), "layout": layout})

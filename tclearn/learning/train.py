@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from monai.losses import DiceCELoss, DiceLoss
@@ -23,6 +23,7 @@ from torch import nn
 
 from tclearn.errors import ConfigError, DataError, TrainingCancelled
 from tclearn.learning.data import ImageData, Task
+from tclearn.records import TrainingFacts
 
 StateDict = dict[str, torch.Tensor]
 
@@ -70,27 +71,6 @@ class TrainConfig:
             raise ConfigError(
                 f"batch size {self.batch_size} is below the coalition's minimum batch size {self.min_batch_size}"
             )
-
-
-@dataclass(frozen=True)
-class TrainingFacts:
-    """What a candidate's metadata declares about how it was trained."""
-
-    samples: int
-    epochs: int
-    batch_size: int
-    optimiser: str
-    lr: float
-    seed: int
-    loss: str
-    steps: int
-    duration_s: float
-    device: str
-    amp: bool
-    final_loss: float
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -3,50 +3,62 @@
 Sets up a coalition (data, keys, genesis model, contract, members), runs incremental rounds through the
 real duties, trains the seed-001-style baselines with the same budget (each hospital alone; all data
 pooled), audits every blob against the chain, and summarises it all. Variant C (an encrypted logistic
-regression on feature tables, a supervisor holding the key) is set up in `encrypted_demo`.
+regression on feature tables, a supervisor holding the key) is founded and judged by `encrypted_demo`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-import torch
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from torch import nn
+from eth_account.signers.local import LocalAccount
 
 from tclearn.audit.verify import AuditReport, audit
-from tclearn.coalition.blobs import load_model
+from tclearn.coalition.build import ConnectSupervisor, EncryptedTraining, build, data_format, hospital_folders
 from tclearn.coalition.context import PHASES, Coalition, Hospital
 from tclearn.coalition.fedavg import Aggregator
-from tclearn.coalition.founding import Founder, found, genesis_weights
+from tclearn.coalition.founding import Founder
 from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.coalition.rounds import CandidateRow, run_fedavg_round, run_round
 from tclearn.coalition.validator import metric_name
-from tclearn.errors import ConfigError, NotFoundError
+from tclearn.errors import ConfigError
 from tclearn.learning.attacks import Attack
-from tclearn.learning.data import ImageData, load_segmentation
-from tclearn.learning.evaluate import evaluate
-from tclearn.learning.manifest import fingerprint
-from tclearn.learning.models import ModelConfig, build_model
-from tclearn.learning.synth import GLOBAL, synth_coalition
-from tclearn.learning.tabular import GLOBAL_CSV
-from tclearn.learning.train import TrainConfig, train_increment
+from tclearn.learning.data import ImageData
+from tclearn.learning.models import ModelConfig
+from tclearn.learning.synth import synth_coalition
+from tclearn.learning.tabular import synth_tabular
+from tclearn.learning.train import TrainConfig
 from tclearn.ledger.chain import Chain
 from tclearn.ledger.client import LedgerClient
-from tclearn.ledger.directory import ChainDirectory
 from tclearn.ledger.history import LedgerHistory, rebuild
+from tclearn.simulation.baselines import TensorReference
+from tclearn.simulation.byzantine import byzantine_at
 from tclearn.types import Variant
 from tclearn.vault.envelope import public_bytes
-from tclearn.vault.store import FsspecStore
+from tclearn.vault.store import BlobStore, FsspecStore
 
 MODES = ("incremental", "fedavg")
 # The demo's UNet is wider than the zoo's CPU default (8-16-32): a round's ledger, vault and crypto work is a
 # fixed ~0.1 s, and with this model training and validation take over 90% of a round (bench/coalition.py).
 DEMO_OPTIONS: dict[str, dict[str, Any]] = {"unet": {"channels": [32, 64, 128], "strides": [2, 2]}}
+
+
+class Reference(Protocol):
+    """How a simulation founds its coalition, reaches its supervisor (if any) and judges the result."""
+
+    def found(
+        self, chain: Chain, admin: LocalAccount, store: BlobStore, founders: Sequence[Founder]
+    ) -> LedgerClient: ...
+
+    def supervisor(self) -> ConnectSupervisor | None: ...
+
+    def score_table(self, co: Coalition, rounds: int, trainers: int) -> dict[str, dict[str, float]]: ...
+
+    def log(self) -> list[dict[str, Any]]: ...
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,18 @@ class DemoSettings:
     features: int = 8  # variant C, synthetic data: features per sample
     he_steps: int = 3  # variant C: full-batch encrypted gradient steps per increment
     he_lr: float = 1.0  # variant C: their learning rate
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(arch=self.model, options=DEMO_OPTIONS.get(self.model, {}))  # type: ignore[arg-type]
+
+    def training(self) -> TrainConfig:
+        return TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            seed=self.seed,
+            min_batch_size=self.min_batch_size,
+        )
 
     @property
     def accounts(self) -> int:
@@ -102,117 +126,72 @@ class DemoSettings:
             raise ConfigError("--byzantine members need an --attack other than 'none'")
 
 
-IMAGE_LAYOUT = ((f"{GLOBAL}/images", f"{GLOBAL}/masks"), ("train/images", "train/masks", "test/images", "test/masks"))
-TABLE_LAYOUT = ((GLOBAL_CSV,), ("train.csv", "test.csv"))  # variant C: feature tables
-
-
-def hospital_folders(root: Path, members: int, variant: Variant = Variant.B) -> list[Path]:
-    """The first `members` hospital folders of a coalition folder, checked for the variant's layout."""
-    if not root.is_dir():
-        raise NotFoundError(f"data folder {root} does not exist")
-    shared, own = TABLE_LAYOUT if variant is Variant.C else IMAGE_LAYOUT
-    required = [root / part for part in shared]
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and p.name != GLOBAL and not p.name.startswith("."))
-    if len(folders) < members:
-        raise ConfigError(f"{root} holds {len(folders)} hospital folder(s); {members} are needed")
-    for folder in folders[:members]:
-        required += [folder / part for part in own]
-    missing = [str(p) for p in required if not p.exists()]
-    if missing:
-        raise NotFoundError(f"{root} is not in the coalition layout; missing: {', '.join(missing)}")
-    return folders[:members]
-
-
 def check_keys(settings: DemoSettings, chain: Chain) -> None:
     if len(chain.dev_keys) < settings.accounts:
         raise ConfigError(f"the chain funds {len(chain.dev_keys)} keys; {settings.accounts} are needed")
 
 
-def byzantine_attack(settings: DemoSettings, index: int) -> Attack:
-    """The last `byzantine` hospitals attack; the others are honest."""
-    return settings.attack if index >= settings.members - settings.byzantine else Attack.NONE
+def attacks(settings: DemoSettings) -> list[Attack]:
+    """Each hospital's behaviour (`tclearn.simulation.byzantine`: the last `byzantine` attack)."""
+    return [
+        settings.attack if byzantine_at(settings.members, settings.byzantine, i) else Attack.NONE
+        for i in range(settings.members)
+    ]
 
 
-def setup(settings: DemoSettings, chain: Chain, out: Path) -> tuple[Coalition, dict[str, torch.Tensor]]:
+def synthesize(settings: DemoSettings, root: Path) -> None:
+    """The default data: domain-shifted images per hospital, or (variant C) feature tables."""
+    if settings.variant is Variant.C:
+        synth_tabular(root, hospitals=settings.members, features=settings.features, seed=settings.seed)
+    else:
+        synth_coalition(root, hospitals=settings.members, seed=settings.seed)
+
+
+def reference_for(settings: DemoSettings, chain: Chain, global_test: ImageData, out: Path) -> Reference:
+    """How this run founds its coalition and what it compares the result with: chosen once, by variant."""
+    if settings.variant is Variant.C:
+        from tclearn.he.model import ModelSpec  # TenSEAL only for variant C
+        from tclearn.simulation.encrypted_demo import EncryptedRun
+
+        spec = ModelSpec("logreg", int(global_test.images.shape[1]))
+        return EncryptedRun(spec, chain.dev_keys[settings.members + 1], out / "supervisor", settings.seed)
+    return TensorReference(settings.variant, settings.model_config(), settings.training(), settings.seed)
+
+
+def setup(settings: DemoSettings, chain: Chain, out: Path) -> tuple[Coalition, Reference]:
+    """Data (every hospital's checked before anything is written), keys, genesis, contract, members: the
+    coalition as every hospital of the run sees it, and the reference it is compared with."""
+    form = data_format(settings.variant, settings.label_column)
     root = settings.data
     if root is None:
         root = out / "data"
-        synth_coalition(root, hospitals=settings.members, seed=settings.seed)
-    folders = hospital_folders(root, settings.members)
+        synthesize(settings, root)
+    folders = hospital_folders(root, settings.members, form)
     check_keys(settings, chain)
+    global_test = form.global_test(root / form.global_name)
+    data = [form.hospital(folder, global_test) for folder in folders]
     admin, accounts = chain.dev_keys[0], chain.dev_keys[1 : settings.members + 1]
     hospitals = [
-        Hospital(
-            folder.name,
-            account,
-            X25519PrivateKey.generate(),
-            load_segmentation(folder / "train"),
-            load_segmentation(folder / "test"),
-            fingerprint(folder / "train"),
-            byzantine_attack(settings, i),
-        )
-        for i, (folder, account) in enumerate(zip(folders, accounts, strict=True))
+        Hospital(f.name, a, X25519PrivateKey.generate(), d.train, d.local_test, d.manifest, attack)
+        for f, a, d, attack in zip(folders, accounts, data, attacks(settings), strict=True)
     ]
-    model = ModelConfig(arch=settings.model, options=DEMO_OPTIONS.get(settings.model, {}))  # type: ignore[arg-type]
-    training = TrainConfig(
-        epochs=settings.epochs,
-        batch_size=settings.batch_size,
-        lr=settings.lr,
-        seed=settings.seed,
-        min_batch_size=settings.min_batch_size,
-    )
     store = FsspecStore(f"file://{(out / 'vault').resolve()}")
-    genesis = genesis_weights(model, settings.seed)
-    founders = [Founder(h.address, public_bytes(h.key), h.name) for h in hospitals]
-    client, _ = found(chain, admin, store, settings.variant, genesis, founders)
-    co = Coalition(
+    reference = reference_for(settings, chain, global_test, out)
+    client = reference.found(chain, admin, store, [Founder(h.address, public_bytes(h.key), h.name) for h in hospitals])
+    training = settings.training()
+    co = build(
         client,
         store,
-        settings.variant,
-        model,
-        training,
-        AcceptancePolicy(settings.tolerance_global, settings.tolerance_local),
-        load_segmentation(root / GLOBAL),
         hospitals,
-        directory=ChainDirectory(client, ttl=60.0),
+        global_test,
+        model=settings.model_config(),
+        training=training,
+        policy=AcceptancePolicy(settings.tolerance_global, settings.tolerance_local, training.min_batch_size),
+        supervisor=reference.supervisor(),
+        encrypted=EncryptedTraining(settings.he_steps, settings.he_lr),
+        directory_ttl=60.0,
     )
-    return co, genesis
-
-
-def _trained(co: Coalition, start: dict[str, torch.Tensor], data: ImageData, steps: int, seed: int) -> nn.Module:
-    """A model trained from `start` on `data` for about `steps` optimisation steps."""
-    per_epoch = max(1, len(data) // co.training.batch_size)
-    config = TrainConfig(
-        epochs=max(1, round(steps / per_epoch)),
-        batch_size=co.training.batch_size,
-        lr=co.training.lr,
-        seed=seed,
-        min_batch_size=co.training.min_batch_size,
-    )
-    model = build_model(co.model)
-    model.load_state_dict(start)
-    model.load_state_dict(train_increment(model, data, config).weights)
-    return model
-
-
-def baselines(co: Coalition, genesis: dict[str, torch.Tensor], steps: int, seed: int) -> dict[str, nn.Module]:
-    """Each honest hospital alone, and all honest hospitals' data pooled, with the coalition's training budget."""
-    honest = [h for h in co.hospitals if not h.byzantine]
-    pooled = ImageData(
-        honest[0].train.task,
-        torch.cat([h.train.images for h in honest]),
-        torch.cat([h.train.targets for h in honest]),
-        tuple(f"{h.name}/{n}" for h in honest for n in h.train.names),
-    )
-    models = {h.name: _trained(co, genesis, h.train, steps, seed) for h in honest}
-    models["centralized"] = _trained(co, genesis, pooled, steps, seed)
-    return models
-
-
-def score_table(co: Coalition, models: dict[str, nn.Module]) -> dict[str, dict[str, float]]:
-    """Each model's score on G and on every hospital's local test set L."""
-    sets = {"G": co.global_test, **{h.name: h.local_test for h in co.hospitals}}
-    return {name: {s: round(evaluate(m, data).score, 4) for s, data in sets.items()} for name, m in models.items()}
+    return co, reference
 
 
 @dataclass(frozen=True)
@@ -227,19 +206,6 @@ class DemoResult:
     supervisor_log: list[dict[str, Any]] = field(default_factory=list)  # variant C: every supervisor request
 
 
-def _plain_table(
-    co: Coalition, settings: DemoSettings, genesis: dict[str, torch.Tensor]
-) -> dict[str, dict[str, float]]:
-    """A and B: the head and the same-budget baselines (torch), on G and every L."""
-    head_model = build_model(co.model)
-    head_model.load_state_dict(
-        load_model(co, co.hospitals[0], co.client.get_model(co.client.head(), with_uri=False).model_hash.hex())
-    )
-    trainers = settings.members if settings.mode == "fedavg" else 1  # who trains in one round
-    steps = trainers * settings.rounds * settings.epochs * (len(co.hospitals[0].train) // settings.batch_size)
-    return score_table(co, {"coalition": head_model, **baselines(co, genesis, steps, settings.seed)})
-
-
 def run_demo(
     settings: DemoSettings,
     chain: Chain,
@@ -249,12 +215,7 @@ def run_demo(
 ) -> DemoResult:
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    if settings.variant is Variant.C:
-        from tclearn.simulation.encrypted_demo import setup_encrypted  # loads TenSEAL: only for variant C
-
-        co, encrypted = setup_encrypted(settings, chain, out)
-    else:
-        co, genesis = setup(settings, chain, out)
+    co, reference = setup(settings, chain, out)
     rows: list[CandidateRow] = []
 
     def show(row: CandidateRow) -> None:
@@ -270,10 +231,8 @@ def run_demo(
         else:
             run_round(co, turn, show)
     head = co.client.head()
-    if settings.variant is Variant.C:
-        table = encrypted.score_table(co, settings.rounds * settings.he_steps)  # one trainer per round
-    else:
-        table = _plain_table(co, settings, genesis)
+    trainers = settings.members if settings.mode == "fedavg" else 1  # who trains in one round
+    table = reference.score_table(co, settings.rounds, trainers)
     single = {name: row["G"] for name, row in table.items() if name not in ("coalition", "centralized")}
     scores = {"coalition": table["coalition"]["G"], "centralized": table["centralized"]["G"], "single": single}
     history = rebuild(co.client.events())
@@ -306,5 +265,4 @@ def run_demo(
         "seconds": round(time.perf_counter() - started, 1),
     }
     phases = {p: round(co.clock.seconds.get(p, 0.0), 3) for p in PHASES}
-    supervisor_log = encrypted.log() if settings.variant is Variant.C else []
-    return DemoResult(summary, table, phases, report, history, head, co.client, supervisor_log)
+    return DemoResult(summary, table, phases, report, history, head, co.client, reference.log())

@@ -30,11 +30,13 @@ import httpx
 import torch
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from tclearn.coalition.encrypted_setup import encrypted_genesis, load_table, model_spec, supervisor_founder
+from tclearn.coalition.build import Tables
+from tclearn.coalition.ckks import encrypted_genesis, supervisor_founder
 from tclearn.coalition.founding import Founder, found, genesis_weights
 from tclearn.config import save_deployment
 from tclearn.errors import ConfigError, NodeError
 from tclearn.he.keys import save_secret
+from tclearn.he.model import ModelSpec
 from tclearn.learning.attacks import Attack
 from tclearn.learning.models import ModelConfig
 from tclearn.learning.synth import GLOBAL, hospital_name, synth_coalition
@@ -44,6 +46,7 @@ from tclearn.ledger.chain import Chain, connect
 from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.deployment import deployment_of
 from tclearn.ledger.localchain import NODES, free_port
+from tclearn.simulation.byzantine import byzantine_at
 from tclearn.site.config import ModelSection, TrainingSection
 from tclearn.types import ModelState, Variant
 from tclearn.vault.keys import PASSWORD_ENV as KEY_PASSWORD_ENV
@@ -87,7 +90,7 @@ class UpSettings:
                 )
 
     def byzantine_at(self, index: int) -> bool:
-        return index >= self.members - self.byzantine
+        return byzantine_at(self.members, self.byzantine, index)
 
 
 @dataclass
@@ -274,7 +277,8 @@ def _encrypted_genesis(
     supervisor as a founder."""
     out = settings.out
     synth_tabular(out / "data", hospitals=settings.members, seed=settings.seed)
-    genesis = encrypted_genesis(store, model_spec(load_table(out / "data" / GLOBAL_CSV, LABEL)), settings.seed)
+    global_test = Tables(LABEL).global_test(out / "data" / GLOBAL_CSV)  # checked as the sites will check it
+    genesis = encrypted_genesis(store, ModelSpec("logreg", int(global_test.images.shape[1])), settings.seed)
     save_secret(out / "supervisor" / SUPERVISOR_KEY, genesis.secret, password)
     return genesis.model_hash, supervisor_founder(supervisor, genesis.context)
 

@@ -12,7 +12,6 @@ ids do not leak. Jobs that were queued or running when the service stopped are m
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import json
 import logging
@@ -191,7 +190,7 @@ class JobRunner:
 
     def _run(self, job_id: str, token: CancelToken) -> None:
         clock = Clock()
-        co = dataclasses.replace(self.site.coalition, clock=clock)  # this job's phase timings, nobody else's
+        co = self.site.coalition.timed_by(clock)  # this job's phase timings, nobody else's
         reported = [0.0]
 
         def progress(phase: str, fraction: float) -> None:

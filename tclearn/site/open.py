@@ -1,25 +1,26 @@
 """A hospital's coalition opened from its site config: the context the member API and the node daemon both
-work with (`open_site`), so they see the same hospital the same way."""
+work with (`open_site`), so they see the same hospital the same way.
+
+The variant is read from the chain; `tclearn.coalition.build` turns it into the data format (images, or
+feature tables in variant C) and the model backend. Errors name the file's field that is wrong.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from tclearn.coalition.build import EncryptedTraining, build, data_format
 from tclearn.coalition.context import Coalition, Hospital
-from tclearn.coalition.encrypted_setup import encrypted_coalition, find_supervisor, load_table, model_spec
 from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.errors import ConfigError
-from tclearn.he.client import HttpSupervisorClient
-from tclearn.learning.data import ImageData, load_segmentation
-from tclearn.learning.manifest import fingerprint
 from tclearn.learning.models import ModelConfig
 from tclearn.learning.train import TrainConfig
 from tclearn.ledger.accounts import choose_signer
 from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.deployment import open_deployment
-from tclearn.ledger.directory import ChainDirectory
 from tclearn.site.config import SiteConfig
 from tclearn.types import Variant
 from tclearn.vault.http import HttpStore
@@ -39,11 +40,10 @@ class Site:
         return self.coalition.client
 
     def close(self) -> None:
-        store = self.coalition.store
-        if isinstance(store, HttpStore):
-            store.close()
-        if self.hospital.he is not None and isinstance(self.hospital.he.supervisor, HttpSupervisorClient):
-            self.hospital.he.supervisor.close()
+        for closable in (self.coalition.store, *getattr(self.coalition.backend, "clients", {}).values()):
+            close = getattr(closable, "close", None)
+            if close is not None:
+                close()
 
 
 def _x25519(config: SiteConfig, variant: Variant) -> X25519PrivateKey:
@@ -51,11 +51,13 @@ def _x25519(config: SiteConfig, variant: Variant) -> X25519PrivateKey:
         return load_key(config.encryption_key, key_password())
     if variant is Variant.B:
         raise ConfigError(f"site {config.name!r}: variant B needs encryption_key (an X25519 key file)")
-    return X25519PrivateKey.generate()  # variant A: models are stored in clear; this key opens nothing
+    return X25519PrivateKey.generate()  # variants A and C: models are not sealed for members; this key opens nothing
 
 
-def _encrypted_tables(config: SiteConfig) -> tuple[ImageData, ImageData, ImageData]:
-    """Variant C: G and the hospital's train and test tables, checked; errors name the field."""
+def _check_paths(config: SiteConfig, variant: Variant) -> None:
+    """Variant C's tables where the config says; errors name the field."""
+    if variant is not Variant.C:
+        return
     if not config.global_test.is_file():
         raise ConfigError(f"site {config.name!r}: global_test must be G's CSV file in variant C; {config.global_test}")
     missing = [name for name in ("train.csv", "test.csv") if not (config.data / name).is_file()]
@@ -64,10 +66,6 @@ def _encrypted_tables(config: SiteConfig) -> tuple[ImageData, ImageData, ImageDa
             f"site {config.name!r}: data must be a folder holding train.csv and test.csv in variant C; "
             f"{config.data} lacks {', '.join(missing)}"
         )
-    global_test = load_table(config.global_test, config.label_column)
-    columns = model_spec(global_test).features
-    train, test = (load_table(config.data / f"{s}.csv", config.label_column, columns) for s in ("train", "test"))
-    return global_test, train, test
 
 
 def open_site(config: SiteConfig) -> Site:
@@ -78,50 +76,37 @@ def open_site(config: SiteConfig) -> Site:
         raise ConfigError(f"site {config.name!r}: variant C needs supervisor_url (the supervisor service)")
     if variant is not Variant.C and config.supervisor_url is not None:
         raise ConfigError(f"site {config.name!r}: supervisor_url is for variant C; this coalition is {variant.name}")
-    if variant is Variant.C:
-        global_test, train, test = _encrypted_tables(config)
-        manifest = fingerprint(config.data / "train.csv")
-    else:
-        global_test = load_segmentation(config.global_test)
-        train, test = load_segmentation(config.data / "train"), load_segmentation(config.data / "test")
-        manifest = fingerprint(config.data / "train")
+    _check_paths(config, variant)
+    form = data_format(variant, config.label_column)
+    global_test = form.global_test(config.global_test)
+    data = form.hospital(config.data, global_test)
     account = choose_signer(client.chain.chain_id, client.chain.embedded, config.keystore, config.dev_account)
-    hospital = Hospital(config.name, account, _x25519(config, variant), train, test, manifest, config.attack)
-    model = ModelConfig(arch=config.model.arch, **config.model.model_dump(exclude={"arch"}))  # type: ignore[arg-type]
-    training = TrainConfig(**config.training.model_dump())
-    policy = AcceptancePolicy(**config.policy.model_dump())
-    store = HttpStore(config.vault_url, account.key)
-    if variant is Variant.C:
-        assert config.supervisor_url is not None
-        supervisor = HttpSupervisorClient(config.supervisor_url, account.key)
-        try:
-            coalition = encrypted_coalition(
-                client,
-                store,
-                find_supervisor(client),
-                global_test,
-                [(hospital, supervisor)],
-                model=model,
-                training=training,
-                policy=policy,
-                steps=config.he.steps,
-                lr=config.he.lr,
-                directory_ttl=30.0,
-            )
-        except BaseException:
-            store.close()
-            supervisor.close()
-            raise
-        return Site(config, coalition, coalition.hospitals[0])
-    coalition = Coalition(
-        client,
-        store,
-        variant,
-        model,
-        training,
-        policy,
-        global_test,
-        [hospital],
-        directory=ChainDirectory(client, ttl=30.0),
+    hospital = Hospital(
+        config.name, account, _x25519(config, variant), data.train, data.local_test, data.manifest, config.attack
     )
+    training = TrainConfig(**config.training.model_dump())
+    store = HttpStore(config.vault_url, account.key)
+    supervisor_url = config.supervisor_url
+
+    def supervisor(h: Hospital) -> Any:
+        from tclearn.he.client import HttpSupervisorClient  # TenSEAL only for variant C
+
+        assert supervisor_url is not None
+        return HttpSupervisorClient(supervisor_url, h.account.key)
+
+    try:
+        coalition = build(
+            client,
+            store,
+            [hospital],
+            global_test,
+            model=ModelConfig(arch=config.model.arch, **config.model.model_dump(exclude={"arch"})),  # type: ignore[arg-type]
+            training=training,
+            policy=AcceptancePolicy(**config.policy.model_dump(), min_batch_size=training.min_batch_size),
+            supervisor=supervisor,
+            encrypted=EncryptedTraining(config.he.steps, config.he.lr),
+        )
+    except BaseException:
+        store.close()
+        raise
     return Site(config, coalition, hospital)

@@ -7,8 +7,6 @@ declared architecture (names, shapes, dtypes) and refuses NaN or infinite values
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from tclearn.canonical import canonical_hash
 from tclearn.errors import IntegrityError
 
 
@@ -91,15 +90,6 @@ def check_tensor(name: str, tensor: torch.Tensor, spec: TensorSpec) -> None:
         raise IntegrityError(f"tensor {name!r} holds {bad} non-finite value(s)", tensor=name)
 
 
-def canonical_json(value: Any) -> bytes:
-    """UTF-8 JSON with sorted keys, no spaces and no NaN: one byte string per value."""
-    try:
-        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise IntegrityError(f"metadata is not canonical JSON: {exc}") from None
-    return text.encode("utf-8")
-
-
 def metadata_hash(metadata: Mapping[str, Any]) -> str:
     """Hex sha256 of the canonical JSON of `metadata`, as recorded on chain."""
-    return hashlib.sha256(canonical_json(metadata)).hexdigest()
+    return canonical_hash(metadata)

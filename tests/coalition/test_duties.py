@@ -3,6 +3,7 @@ protocol says and never leads to a committed unverified model."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -11,9 +12,11 @@ import pytest
 import torch
 from eth_account.messages import encode_defunct
 
+from tclearn.canonical import canonical_json
 from tclearn.coalition import general as general_duty
 from tclearn.coalition import validator as validator_duty
-from tclearn.coalition.blobs import load_model, put_json, store_model
+from tclearn.coalition.blobs import put_record
+from tclearn.coalition.build import Images, hospital_folders
 from tclearn.coalition.context import Coalition
 from tclearn.coalition.fedavg import Aggregator, contribute, message, propose_aggregate, verify_aggregate
 from tclearn.coalition.keeper import keep
@@ -22,13 +25,12 @@ from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.coalition.rounds import run_fedavg_round, run_round
 from tclearn.errors import NotFoundError, TrainingCancelled
 from tclearn.learning.attacks import Attack
-from tclearn.learning.models import arch_hash
 from tclearn.learning.synth import synth_coalition
 from tclearn.learning.train import CancelToken
 from tclearn.ledger.chain import embedded_chain
-from tclearn.simulation.demo import DemoSettings, hospital_folders, setup
+from tclearn.records import Aggregation, CandidateMetadata, TrainingFacts
+from tclearn.simulation.demo import DemoSettings, setup
 from tclearn.types import ModelState, RejectReason, Variant
-from tclearn.vault.codec import canonical_json
 
 MEMBERS = 4
 
@@ -48,19 +50,26 @@ def make(coalition_data: Path, tmp_path: Path, variant: Variant = Variant.B, **k
     return co
 
 
-def submit_weights(
-    co: Coalition, weights: dict[str, torch.Tensor], *, metadata: dict[str, object] | None = None
-) -> int:
-    """Hospital 0 submits `weights` with honest-looking metadata (or the given metadata)."""
+def honest_metadata(co: Coalition, **changes: object) -> CandidateMetadata:
+    """Metadata an honest member would declare for an increment of the head (with `changes`)."""
+    parent = co.client.get_model(co.client.head(), with_uri=False).model_hash.hex()
+    facts = TrainingFacts(16, 1, 8, "adam", 0.01, 0, "dice_ce", 2, 0.1, "cpu")
+    metadata = CandidateMetadata(
+        variant=co.backend.variant.name,
+        mode="incremental",
+        parent=parent,
+        model=co.backend.describe(),
+        training=facts,
+        tclearn_version="test",
+    )
+    return dataclasses.replace(metadata, **changes)  # type: ignore[arg-type]
+
+
+def submit_weights(co: Coalition, weights: dict[str, torch.Tensor], *, metadata: bytes | None = None) -> int:
+    """Hospital 0 submits `weights` with honest-looking metadata (or the given raw metadata blob)."""
     head = co.client.head()
-    parent = co.client.get_model(head, with_uri=False).model_hash.hex()
-    meta = metadata or {
-        "parent": parent,
-        "variant": co.variant.name,
-        "training": {"batch_size": 8},
-        "arch_hash": arch_hash(co.model),
-    }
-    model_hash, meta_hash = store_model(co, weights), put_json(co, meta)
+    model_hash = co.backend.store_model(weights)
+    meta_hash = co.store.put(metadata) if metadata is not None else put_record(co, honest_metadata(co))
     proposer = co.hospitals[0]
     return co.client.submit(proposer.account, head, bytes.fromhex(model_hash), "u", bytes.fromhex(meta_hash)).model_id
 
@@ -73,7 +82,7 @@ def general_verdict(co: Coalition, model_id: int) -> tuple[bool, dict[str, objec
 
 def honest_weights(co: Coalition) -> dict[str, torch.Tensor]:
     head = co.client.get_model(co.client.head(), with_uri=False)
-    return load_model(co, co.hospitals[0], head.model_hash.hex())
+    return co.backend.open(co.hospitals[0], head.model_hash.hex())  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize("variant", [Variant.A, Variant.B])
@@ -123,7 +132,7 @@ def test_corrupted_blob_is_rejected_by_the_general(coalition_data: Path, tmp_pat
 def test_missing_blob_is_rejected(coalition_data: Path, tmp_path: Path) -> None:
     co = make(coalition_data, tmp_path)
     head = co.client.head()
-    meta = put_json(co, {"parent": "x"})
+    meta = put_record(co, honest_metadata(co))
     model_id = co.client.submit(co.hospitals[0].account, head, b"\x42" * 32, "u", bytes.fromhex(meta)).model_id
     ok, report = general_verdict(co, model_id)
     _assert_rejected_for(co, model_id, "blob", ok, report)
@@ -149,26 +158,54 @@ def test_wrong_architecture_is_rejected(coalition_data: Path, tmp_path: Path) ->
 
 
 @pytest.mark.parametrize(
-    ("metadata", "check"),
-    [
-        ({"parent": "00" * 32, "variant": "B", "training": {"batch_size": 8}}, "declared"),
-        ({"parent": None, "variant": "A", "training": {"batch_size": 8}}, "declared"),
-    ],
+    ("changes", "detail"),
+    [({"parent": "00" * 32}, "names parent"), ({"variant": "A"}, "declares variant A"), ({"mode": "fedavg"}, None)],
 )
 def test_metadata_that_lies_is_rejected(
-    coalition_data: Path, tmp_path: Path, metadata: dict[str, object], check: str
+    coalition_data: Path, tmp_path: Path, changes: dict[str, object], detail: str | None
 ) -> None:
     co = make(coalition_data, tmp_path)
-    model_id = submit_weights(co, honest_weights(co), metadata=metadata)
+    if detail is None:  # a model description of another architecture
+        other = dataclasses.replace(co.backend.describe(), fingerprint="00" * 32)
+        changes, detail = {"model": other}, "declares model"
+    model_id = submit_weights(co, honest_weights(co), metadata=honest_metadata(co, **changes).encode())
     ok, report = general_verdict(co, model_id)
-    _assert_rejected_for(co, model_id, check, ok, report)
+    _assert_rejected_for(co, model_id, "declared", ok, report)
+    assert detail in json.dumps(report)
+
+
+@pytest.mark.parametrize(
+    ("raw", "detail"),
+    [
+        (b'{"parent": null, "variant": "A", "training": {"batch_size": 8}}', "does not parse"),
+        (b"not json at all", "does not parse"),
+        (b'{"schema": 1}', "Field required"),
+    ],
+)
+def test_metadata_that_does_not_parse_is_an_integrity_failure(
+    coalition_data: Path, tmp_path: Path, raw: bytes, detail: str
+) -> None:
+    co = make(coalition_data, tmp_path)
+    model_id = submit_weights(co, honest_weights(co), metadata=raw)
+    ok, report = general_verdict(co, model_id)
+    _assert_rejected_for(co, model_id, "metadata", ok, report)
+    assert detail in json.dumps(report)
+
+
+def test_a_metadata_record_of_another_schema_is_refused(coalition_data: Path, tmp_path: Path) -> None:
+    co = make(coalition_data, tmp_path)
+    raw = json.loads(honest_metadata(co).encode())
+    raw["schema"] = 2
+    model_id = submit_weights(co, honest_weights(co), metadata=canonical_json(raw))
+    ok, report = general_verdict(co, model_id)
+    _assert_rejected_for(co, model_id, "metadata", ok, report)
+    assert "schema 2" in json.dumps(report)
 
 
 def test_batch_size_below_policy_is_rejected(coalition_data: Path, tmp_path: Path) -> None:
     co = make(coalition_data, tmp_path)
-    parent = co.client.get_model(co.client.head(), with_uri=False).model_hash.hex()
-    meta = {"parent": parent, "variant": "B", "arch_hash": arch_hash(co.model), "training": {"batch_size": 2}}
-    model_id = submit_weights(co, honest_weights(co), metadata=meta)
+    small = dataclasses.replace(honest_metadata(co).training, batch_size=2)
+    model_id = submit_weights(co, honest_weights(co), metadata=honest_metadata(co, training=small).encode())
     ok, report = general_verdict(co, model_id)
     _assert_rejected_for(co, model_id, "policy", ok, report)
     assert "minimum 4" in json.dumps(report)
@@ -177,7 +214,7 @@ def test_batch_size_below_policy_is_rejected(coalition_data: Path, tmp_path: Pat
 def test_metadata_hash_mismatch_is_rejected(coalition_data: Path, tmp_path: Path) -> None:
     co = make(coalition_data, tmp_path)
     head = co.client.head()
-    model_hash = store_model(co, honest_weights(co))
+    model_hash = co.backend.store_model(honest_weights(co))
     absent = hashlib.sha256(b"metadata nobody stored").digest()
     model_id = co.client.submit(co.hospitals[0].account, head, bytes.fromhex(model_hash), "u", absent).model_id
     ok, report = general_verdict(co, model_id)
@@ -227,7 +264,7 @@ def test_data_folder_in_the_wrong_layout_names_what_is_missing(tmp_path: Path) -
     (tmp_path / "h1" / "train" / "images").mkdir(parents=True)
     (tmp_path / "h2" / "train").mkdir(parents=True)
     with pytest.raises(NotFoundError, match=r"global/masks") as info:
-        hospital_folders(tmp_path, 2)
+        hospital_folders(tmp_path, 2, Images())
     assert "h1/test/images" in str(info.value)
 
 
@@ -245,10 +282,12 @@ def test_validators_accept_the_exact_aggregate(coalition_data: Path, tmp_path: P
     co = make(coalition_data, tmp_path)
     model_id = _fedavg_candidate(co, rule)
     candidate = co.client.get_model(model_id)
-    metadata = json.loads(co.store.get(candidate.metadata_hash.hex()))
-    weights = load_model(co, co.hospitals[1], candidate.model_hash.hex())
-    assert verify_aggregate(co, co.hospitals[1], metadata, candidate.parent_id, weights) is None
-    assert len(metadata["contributions"]) == 3 and metadata["aggregator"] == rule.value
+    metadata = CandidateMetadata.parse(co.store.get(candidate.metadata_hash.hex()))
+    weights = co.backend.open(co.hospitals[1], candidate.model_hash.hex())
+    assert metadata.aggregation is not None and metadata.mode == "fedavg"
+    assert verify_aggregate(co, co.hospitals[1], metadata.aggregation, candidate.parent_id, weights) is None
+    assert len(metadata.aggregation.contributions) == 3 and metadata.aggregation.rule == rule.value
+    assert metadata.training.samples == 3 * 16
 
 
 def test_a_cheating_aggregator_is_caught(coalition_data: Path, tmp_path: Path) -> None:
@@ -266,19 +305,18 @@ def test_forged_contribution_lists_are_caught(coalition_data: Path, tmp_path: Pa
     co = make(coalition_data, tmp_path)
     model_id = _fedavg_candidate(co, Aggregator.FEDAVG)
     candidate = co.client.get_model(model_id)
-    metadata = json.loads(co.store.get(candidate.metadata_hash.hex()))
-    weights = load_model(co, co.hospitals[1], candidate.model_hash.hex())
-    entries = metadata["contributions"]
+    metadata = CandidateMetadata.parse(co.store.get(candidate.metadata_hash.hex()))
+    weights = co.backend.open(co.hospitals[1], candidate.model_hash.hex())
+    assert metadata.aggregation is not None
+    entries = list(metadata.aggregation.contributions)
     if tamper == "signer":  # claims another member's name for its contribution
-        entries[0]["member"] = co.hospitals[3].address
+        entries[0] = dataclasses.replace(entries[0], member=co.hospitals[3].address)
         expected = "not by the member it names"
     elif tamper == "stranger":  # a contribution signed by an account that is not a member
         stranger = co.client.chain.dev_keys[-1]
-        text = message(co.client.chain.chain_id, co.client.address, candidate.parent_id, entries[0]["model_hash"])
-        entries[0]["member"] = stranger.address
-        entries[0]["signature"] = "0x" + stranger.sign_message(encode_defunct(text=text)).signature.hex().removeprefix(
-            "0x"
-        )
+        text = message(co.client.chain.chain_id, co.client.address, candidate.parent_id, entries[0].model_hash)
+        signature = "0x" + stranger.sign_message(encode_defunct(text=text)).signature.hex().removeprefix("0x")
+        entries[0] = dataclasses.replace(entries[0], member=stranger.address, signature=signature)
         expected = "not an active member"
     elif tamper == "twice":
         entries[1] = entries[0]
@@ -286,7 +324,8 @@ def test_forged_contribution_lists_are_caught(coalition_data: Path, tmp_path: Pa
     parent = candidate.parent_id
     if tamper == "other_parent":  # replayed into another round: each signature binds its parent
         parent, expected = parent + 1, "is signed by"
-    problem = verify_aggregate(co, co.hospitals[1], metadata, parent, weights)
+    forged = Aggregation(metadata.aggregation.rule, tuple(entries))
+    problem = verify_aggregate(co, co.hospitals[1], forged, parent, weights)
     assert problem is not None and expected in problem
 
 

@@ -29,13 +29,13 @@ def test_training_under_ckks_matches_plain_training(keys: Keys, supervisor: Supe
     x, y = data
     store = memory_store()
     start = plain.init_weights(LR, seed=1)
-    parent = enc.store_model(store, enc.encrypt_model(keys.public, LR, start))
+    parent = enc.store_container(store, enc.encrypt_model(keys.public, LR, start))
     client = LocalSupervisorClient(supervisor, "0xMember")
 
     child = train_increment(store, keys.public, parent, x, y, client, steps=3, lr=1.0)
 
     expected = plain.train(LR, start, x, y, steps=3, lr=1.0)
-    trained = enc.decrypt_model(keys.secret, enc.load_model(store, child, keys.secret))
+    trained = enc.decrypt_model(keys.secret, enc.load_container(store, child, keys.secret))
     assert np.abs(trained["w"] - expected["w"]).max() < 1e-3
     plain_acc = plain.accuracy(plain.logits(LR, expected, x), y)
     assert plain_acc > 0.8  # the increment learned something
@@ -65,13 +65,13 @@ def test_mlp_training_under_ckks_matches_plain_training(keys: Keys, supervisor: 
     x, y = data[0][:32], data[1][:32]  # a mini-batch: the backward pass costs one rotation per sample
     store = memory_store()
     start = plain.init_weights(MLP, seed=3, scale=0.3)
-    parent = enc.store_model(store, enc.encrypt_model(keys.public, MLP, start))
+    parent = enc.store_container(store, enc.encrypt_model(keys.public, MLP, start))
     client = SpyClient(supervisor, "0xMember")
 
     child = train_increment(store, keys.public, parent, x, y, client, steps=3, lr=1.0)
 
     expected = plain.train(MLP, start, x, y, steps=3, lr=1.0)
-    trained = enc.decrypt_model(keys.secret, enc.load_model(store, child, keys.secret))
+    trained = enc.decrypt_model(keys.secret, enc.load_container(store, child, keys.secret))
     assert max(np.abs(trained[n] - expected[n]).max() for n in MLP.shapes()) < 1e-2
     plain_acc = plain.accuracy(plain.logits(MLP, expected, x), y)
     assert plain_acc > plain.accuracy(plain.logits(MLP, start, x), y) + 0.2  # the increment learned something
@@ -103,10 +103,10 @@ def test_stored_model_needs_a_refresh_for_encrypted_data(keys: Keys, supervisor:
     x, _ = data
     store = memory_store()
     weights = plain.init_weights(LR, seed=3)
-    stored = enc.store_model(store, enc.compact(keys.public, enc.encrypt_model(keys.public, LR, weights)))
+    stored = enc.store_container(store, enc.compact(keys.public, enc.encrypt_model(keys.public, LR, weights)))
     columns = enc.encrypt_features(keys.public, x)
     with pytest.raises(DepthExhausted, match="refresh"):
-        enc.logits_encrypted(keys.public, enc.load_model(store, stored, keys.public), columns)
+        enc.logits_encrypted(keys.public, enc.load_container(store, stored, keys.public), columns)
     client = LocalSupervisorClient(supervisor, "0xMember")
     values = predict_encrypted(store, keys.public, stored, columns, client)
     assert np.abs(values - plain.logits(LR, weights, x)).max() < 1e-3
@@ -121,7 +121,7 @@ def test_cold_stored_mlp_is_refreshed_once_per_use(keys: Keys, supervisor: Super
     cold = enc.compact(keys.public, model, level=0)
     assert set(cold.levels(keys.public).values()) == {0}
     assert 2.5 * len(cold.to_bytes()) < len(enc.compact(keys.public, model).to_bytes())
-    stored = enc.store_model(store, cold)
+    stored = enc.store_container(store, cold)
     values = predict(store, keys.public, stored, x, LocalSupervisorClient(supervisor, "0xMember"))
     # each level dropped costs precision (a weight at level 0 is off by ~2e-4): logits within 0.2%
     assert np.allclose(values, plain.logits(MLP, weights, x), rtol=2e-3, atol=1e-3)

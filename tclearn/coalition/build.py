@@ -1,0 +1,203 @@
+"""Building a coalition context: the one place where a variant becomes a model backend and a data format.
+
+`data_format(variant)` says how a hospital's folder and G are read (images and masks; or, in variant C,
+feature tables checked for the encrypted model). `build` connects the hospitals of this process to a founded
+coalition: it reads the variant from the chain once and gives the context exactly one backend — plain (A),
+sealed for the active members' keys read from the chain (B), or CKKS under the public context the supervisor
+registered on chain, re-hashed by the vault, with a supervisor client per hospital (C). The demo,
+`coalition up`'s sites and the services all build their coalition here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from tclearn.coalition.backend import ModelBackend, PlainBackend, SealedBackend
+from tclearn.coalition.context import Clock, Coalition, Hospital
+from tclearn.coalition.policy import AcceptancePolicy
+from tclearn.errors import ConfigError, DataError, NotFoundError
+from tclearn.learning.data import ImageData, load_csv, load_segmentation
+from tclearn.learning.manifest import Manifest, fingerprint
+from tclearn.learning.models import ModelConfig
+from tclearn.learning.synth import GLOBAL
+from tclearn.learning.tabular import GLOBAL_CSV
+from tclearn.learning.train import TrainConfig
+from tclearn.ledger.client import LedgerClient
+from tclearn.ledger.directory import ChainDirectory
+from tclearn.types import Role, Variant
+from tclearn.vault.store import BlobStore
+
+if TYPE_CHECKING:  # TenSEAL is imported for variant C only
+    from tclearn.he.client import SupervisorClient
+
+MAX_FEATURE = 10.0  # the polynomial sigmoid fits logits in [-5, 5]: features must be standardised
+ConnectSupervisor = Callable[[Hospital], "SupervisorClient"]
+
+
+@dataclass(frozen=True)
+class HospitalData:
+    train: ImageData
+    local_test: ImageData
+    manifest: Manifest
+
+
+class DataFormat(Protocol):
+    @property
+    def global_name(self) -> str:
+        """G's name in a coalition folder."""
+        ...
+
+    @property
+    def shared(self) -> tuple[str, ...]:
+        """What a coalition folder holds for everyone (G)."""
+        ...
+
+    @property
+    def own(self) -> tuple[str, ...]:
+        """What each hospital's folder holds."""
+        ...
+
+    def global_test(self, path: Path) -> ImageData: ...
+
+    def hospital(self, folder: Path, global_test: ImageData) -> HospitalData: ...
+
+
+@dataclass(frozen=True)
+class Images:
+    """Images and masks: `G/images`, `G/masks`; a hospital's `train/` and `test/` with the same two folders."""
+
+    global_name: str = GLOBAL
+    shared: tuple[str, ...] = (f"{GLOBAL}/images", f"{GLOBAL}/masks")
+    own: tuple[str, ...] = ("train/images", "train/masks", "test/images", "test/masks")
+
+    def global_test(self, path: Path) -> ImageData:
+        return load_segmentation(path)
+
+    def hospital(self, folder: Path, global_test: ImageData) -> HospitalData:
+        return HospitalData(
+            load_segmentation(folder / "train"), load_segmentation(folder / "test"), fingerprint(folder / "train")
+        )
+
+
+@dataclass(frozen=True)
+class Tables:
+    """Binary feature tables (variant C): G one CSV file, a hospital's `train.csv` and `test.csv`, with the
+    same feature columns as G, standardised (|value| <= MAX_FEATURE)."""
+
+    label_column: str = "label"
+    global_name: str = GLOBAL_CSV
+    shared: tuple[str, ...] = (GLOBAL_CSV,)
+    own: tuple[str, ...] = ("train.csv", "test.csv")
+
+    def table(self, path: Path, columns: int | None = None) -> ImageData:
+        from tclearn.he.duties import features  # TenSEAL only for variant C
+
+        data = load_csv(path, self.label_column)
+        x, _ = features(data, repr(str(path)))
+        if columns is not None and x.shape[1] != columns:
+            raise DataError(f"{str(path)!r} has {x.shape[1]} feature columns; G has {columns}")
+        if np.abs(x).max() > MAX_FEATURE:
+            raise DataError(
+                f"{str(path)!r} holds feature values up to {np.abs(x).max():.4g}; encrypted training needs "
+                f"standardised features (|value| <= {MAX_FEATURE:g})"
+            )
+        return data
+
+    def global_test(self, path: Path) -> ImageData:
+        return self.table(path)
+
+    def hospital(self, folder: Path, global_test: ImageData) -> HospitalData:
+        columns = int(global_test.images.shape[1])
+        train, test = (self.table(folder / name, columns) for name in self.own)
+        return HospitalData(train, test, fingerprint(folder / "train.csv"))
+
+
+def data_format(variant: Variant, label_column: str = "label") -> DataFormat:
+    return Tables(label_column) if variant is Variant.C else Images()
+
+
+def hospital_folders(root: Path, members: int, form: DataFormat) -> list[Path]:
+    """The first `members` hospital folders of a coalition folder, checked for the data format's layout."""
+    if not root.is_dir():
+        raise NotFoundError(f"data folder {root} does not exist")
+    required = [root / part for part in form.shared]
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and p.name != GLOBAL and not p.name.startswith("."))
+    if len(folders) < members:
+        raise ConfigError(f"{root} holds {len(folders)} hospital folder(s); {members} are needed")
+    for folder in folders[:members]:
+        required += [folder / part for part in form.own]
+    missing = [str(p) for p in required if not p.exists()]
+    if missing:
+        raise NotFoundError(f"{root} is not in the coalition layout; missing: {', '.join(missing)}")
+    return folders[:members]
+
+
+@dataclass(frozen=True)
+class EncryptedTraining:
+    """Variant C: full-batch encrypted gradient steps per increment, and their learning rate."""
+
+    steps: int = 3
+    lr: float = 1.0
+
+
+def find_supervisor(client: LedgerClient) -> str:
+    """The coalition's one active supervisor, read from the contract."""
+    found = [m.address for m in client.members() if m.active and Role.SUPERVISOR in m.roles]
+    if len(found) != 1:
+        raise ConfigError(f"a variant C coalition needs exactly one active supervisor on chain; it has {len(found)}")
+    return str(found[0])
+
+
+def _ckks(
+    client: LedgerClient,
+    store: BlobStore,
+    global_test: ImageData,
+    hospitals: Sequence[Hospital],
+    connect: ConnectSupervisor | None,
+    encrypted: EncryptedTraining,
+    clock: Clock,
+) -> ModelBackend[Any]:
+    from tclearn.coalition.ckks import CkksBackend  # TenSEAL only for variant C
+    from tclearn.he.keys import fetch_context
+    from tclearn.he.model import ModelSpec
+
+    if connect is None:
+        raise ConfigError("a variant C coalition needs a way to its supervisor (supervisor_url)")
+    member = client.get_member(find_supervisor(client))
+    assert member is not None
+    context = fetch_context(store, member.encryption_key.hex())  # named on chain, re-hashed by the vault
+    spec = ModelSpec("logreg", int(global_test.images.shape[1]))  # a logistic regression over G's columns
+    clients = {h.address: connect(h) for h in hospitals}
+    return CkksBackend(store, spec, context, clients, encrypted.steps, encrypted.lr, clock)
+
+
+def build(
+    client: LedgerClient,
+    store: BlobStore,
+    hospitals: list[Hospital],
+    global_test: ImageData,
+    *,
+    model: ModelConfig,
+    training: TrainConfig,
+    policy: AcceptancePolicy,
+    supervisor: ConnectSupervisor | None = None,
+    encrypted: EncryptedTraining = EncryptedTraining(),
+    directory_ttl: float = 30.0,
+) -> Coalition:
+    """The coalition as `hospitals` (those this process acts for) see it, with the backend of its variant."""
+    directory, clock = ChainDirectory(client, ttl=directory_ttl), Clock()
+    variant = client.variant()
+    backend: ModelBackend[Any]
+    if variant is Variant.C:
+        backend = _ckks(client, store, global_test, hospitals, supervisor, encrypted, clock)
+    elif variant is Variant.B:
+        keys = {h.address: h.key for h in hospitals}
+        backend = SealedBackend(store, model, training, clock, recipients=directory.encryption_keys, keys=keys)
+    else:
+        backend = PlainBackend(store, model, training, clock)
+    return Coalition(client, store, backend, policy, global_test, hospitals, directory)

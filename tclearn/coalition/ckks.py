@@ -1,0 +1,140 @@
+"""Variant C's model backend: the model is a CKKS container and only the supervisor holds the secret key.
+
+Every hospital holds the public context the supervisor registered on chain (its hash is the supervisor's
+key there) and a supervisor client signed as itself; nothing here can decrypt. Training runs full-batch
+gradient steps on the encrypted weights with supervisor refreshes (`tclearn.he.duties.train_model`); a
+Byzantine member poisons homomorphically (`tclearn.he.attacks`); scores come from encrypted inference, the
+supervisor decrypting only the label-signed logits of a set and returning the aggregate accuracy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from tclearn.canonical import canonical_hash
+from tclearn.coalition.backend import OnStep, Trained
+from tclearn.coalition.context import Clock, Hospital
+from tclearn.coalition.founding import Founder
+from tclearn.errors import AccessDenied, ConfigError, IntegrityError
+from tclearn.he.attacks import attack_model, flip_labels
+from tclearn.he.client import SupervisorClient
+from tclearn.he.context import HEContext
+from tclearn.he.duties import features, score_model, train_model
+from tclearn.he.encrypted import EncryptedModel, compact, encrypt_model, load_container, store_container
+from tclearn.he.keys import generate, key_bytes32, publish_context
+from tclearn.he.model import ModelSpec, Weights, init_weights
+from tclearn.learning.attacks import Attack
+from tclearn.learning.data import ImageData
+from tclearn.learning.train import CancelToken
+from tclearn.records import ModelDescription, TrainingFacts
+from tclearn.types import Role, Variant
+from tclearn.vault.store import BlobStore
+
+
+@dataclass
+class CkksBackend:
+    """Encrypted models under one public context; `clients` reach the supervisor for each hospital here."""
+
+    store: BlobStore
+    spec: ModelSpec
+    context: HEContext  # public: no secret key
+    clients: Mapping[str, SupervisorClient]
+    steps: int = 3  # full-batch encrypted gradient steps per increment
+    lr: float = 1.0
+    clock: Clock = field(default_factory=Clock)
+    variant: ClassVar[Variant] = Variant.C
+
+    def __post_init__(self) -> None:
+        if self.context.can_decrypt:
+            raise ConfigError("a member's backend must hold the public context only, never the secret key")
+        if self.steps < 1:
+            raise ConfigError(f"encrypted training needs at least 1 step per increment, got {self.steps}")
+
+    def describe(self) -> ModelDescription:
+        config = {"model": self.spec.to_json(), "context": self.context.hash}
+        return ModelDescription("ckks", config, canonical_hash(config))
+
+    def client(self, hospital: Hospital) -> SupervisorClient:
+        found = self.clients.get(hospital.address)
+        if found is None:
+            raise AccessDenied(f"{hospital.name} has no way to the supervisor in this process")
+        return found
+
+    def store_model(self, model: EncryptedModel) -> str:
+        with self.clock("vault"):
+            return store_container(self.store, model)
+
+    def open(self, reader: Hospital, model_hash: str) -> EncryptedModel:
+        with self.clock("vault"):
+            model = load_container(self.store, model_hash, self.context)
+        if model.spec != self.spec:
+            raise IntegrityError(
+                f"the container holds a {model.spec.to_json()} model, the coalition's is {self.spec.to_json()}"
+            )
+        return model
+
+    def train(
+        self,
+        member: Hospital,
+        parent: EncryptedModel,
+        *,
+        seed: int,
+        ref: str = "",
+        cancel: CancelToken | None = None,
+        on_step: OnStep | None = None,
+    ) -> Trained[EncryptedModel]:
+        """A few encrypted full-batch steps: not cancellable midway, progress reported at the end."""
+        x, y = features(member.train, f"{member.name}'s training data")
+        if member.attack is Attack.LABEL_FLIP:
+            y = flip_labels(y)
+        client, started = self.client(member), time.perf_counter()
+        with self.clock("training"):
+            child = train_model(self.context, parent, x, y, client, steps=self.steps, lr=self.lr, ref=ref)
+            submitted = compact(self.context, attack_model(member.attack, self.context, parent, child, client, seed))
+        if on_step is not None:
+            on_step(self.steps, self.steps)
+        facts = TrainingFacts(
+            samples=len(x),
+            epochs=self.steps,  # one full-batch step is one pass over the data
+            batch_size=len(x),
+            optimiser="gd",
+            lr=self.lr,
+            seed=seed,
+            loss="logistic",
+            steps=self.steps,
+            duration_s=round(time.perf_counter() - started, 3),
+            device="ckks",
+        )
+        return Trained(submitted, facts)
+
+    def score(self, reader: Hospital, model: EncryptedModel, data: ImageData, ref: str) -> float:
+        x, y = features(data, "the test set")
+        with self.clock("evaluation"):
+            return score_model(self.context, model, x, y, self.client(reader), ref).accuracy
+
+
+@dataclass(frozen=True)
+class EncryptedGenesis:
+    """What the supervisor made at founding: its secret context, the public context's hash, the genesis."""
+
+    secret: HEContext
+    context: str
+    weights: Weights
+    model_hash: str
+
+
+def encrypted_genesis(store: BlobStore, spec: ModelSpec, seed: int) -> EncryptedGenesis:
+    """New CKKS keys, the public context published in `store`, the genesis model encrypted and stored."""
+    secret, public = generate()
+    context = publish_context(store, public)
+    weights = init_weights(spec, seed)
+    model_hash = store_container(store, compact(secret, encrypt_model(secret, spec, weights)))
+    return EncryptedGenesis(secret, context, weights, model_hash)
+
+
+def supervisor_founder(address: str, context: str) -> Founder:
+    """The supervisor as a founder: its on-chain key is the public context's hash."""
+    return Founder(address, key_bytes32(context), "supervisor", Role.SUPERVISOR)

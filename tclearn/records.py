@@ -1,0 +1,197 @@
+"""Typed records for everything that is hashed onto the chain or sent between roles.
+
+Each record is a frozen dataclass with one canonical byte encoding (`encode`, the canonical JSON of
+`tclearn.canonical`) and a strict parser (`parse`) that names what is wrong: a candidate's metadata, the
+general's integrity report, a validator's vote evidence. Every record carries a `schema` version. A blob that
+does not parse as the record it should be raises `IntegrityError` — for the general, an integrity failure
+named in its report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Self
+
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+
+from tclearn.canonical import canonical_json, sha256_hex
+from tclearn.errors import IntegrityError
+
+SCHEMA = 1
+Mode = Literal["incremental", "fedavg"]
+
+
+_ADAPTERS: dict[type, TypeAdapter[Any]] = {}
+
+
+def _adapter(cls: type) -> TypeAdapter[Any]:
+    if cls not in _ADAPTERS:
+        _ADAPTERS[cls] = TypeAdapter(cls)
+    return _ADAPTERS[cls]
+
+
+class Record:
+    """Canonical encoding and strict parsing for a frozen dataclass (mixed into each record below)."""
+
+    __pydantic_config__: ClassVar[ConfigDict] = ConfigDict(extra="forbid", strict=True)
+    KIND: ClassVar[str] = "record"
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = _adapter(type(self)).dump_python(self, mode="json")
+        return data
+
+    def encode(self) -> bytes:
+        return canonical_json(self.to_json())
+
+    def sha256(self) -> str:
+        return sha256_hex(self.encode())
+
+    @classmethod
+    def parse(cls, raw: bytes) -> Self:
+        """The record in `raw`, or `IntegrityError` naming the first fields that are wrong."""
+        try:
+            value: Self = _adapter(cls).validate_json(raw)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or '(document)'}: {e['msg']}" for e in exc.errors()[:3]
+            )
+            raise IntegrityError(f"the {cls.KIND} does not parse: {problems}") from None
+        schema = getattr(value, "schema", SCHEMA)
+        if schema != SCHEMA:
+            raise IntegrityError(f"the {cls.KIND} has schema {schema}; this node reads {SCHEMA}")
+        return value
+
+
+@dataclass(frozen=True)
+class TrainingFacts(Record):
+    """What a candidate declares about how it was trained (an aggregate: the smallest batch, all samples)."""
+
+    KIND = "training facts"
+    samples: int
+    epochs: int
+    batch_size: int
+    optimiser: str
+    lr: float
+    seed: int
+    loss: str
+    steps: int
+    duration_s: float
+    device: str
+    amp: bool = False
+    final_loss: float | None = None  # None where training cannot see its loss (encrypted weights)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.to_json()
+
+
+@dataclass(frozen=True)
+class DataSummary(Record):
+    """A fingerprint of the training-set manifest (`tclearn.learning.manifest`): never the data."""
+
+    KIND = "data summary"
+    manifest_sha256: str
+    files: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class ModelDescription(Record):
+    """The coalition's model as its backend describes it: a family, its configuration and one fingerprint.
+
+    Plain and sealed models: the MONAI config and `arch_hash` (config and weight layout). Encrypted models:
+    the model shape and the public context it lives under, and the hash of both."""
+
+    KIND = "model description"
+    family: str
+    config: dict[str, Any]
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Contribution(Record):
+    """One member's signed share of a FedAvg round (`tclearn.coalition.fedavg`)."""
+
+    KIND = "contribution"
+    member: str
+    model_hash: str
+    samples: int
+    batch_size: int
+    signature: str
+
+
+@dataclass(frozen=True)
+class Aggregation(Record):
+    KIND = "aggregation"
+    rule: str
+    contributions: tuple[Contribution, ...]
+
+
+@dataclass(frozen=True)
+class Privacy(Record):
+    """Differential privacy facts a candidate declares (room for the privacy budget)."""
+
+    KIND = "privacy facts"
+    mechanism: str
+    epsilon: float
+    delta: float
+
+
+@dataclass(frozen=True)
+class CandidateMetadata(Record):
+    """What a proposer stores beside its model blob; its sha256 is the candidate's `metadataHash` on chain."""
+
+    KIND = "candidate metadata"
+    variant: str
+    mode: Mode
+    parent: str  # sha256 of the parent's blob
+    model: ModelDescription
+    training: TrainingFacts
+    tclearn_version: str
+    data: DataSummary | None = None  # None for an aggregate (each contribution has its own data)
+    scores: dict[str, float] = field(default_factory=dict)  # the proposer's own scores, if it gives any
+    aggregation: Aggregation | None = None  # fedavg mode
+    privacy: Privacy | None = None
+    watermark: str | None = None  # a commitment to the watermark the model carries
+    schema: int = SCHEMA
+
+
+@dataclass(frozen=True)
+class Check(Record):
+    KIND = "check"
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class IntegrityReport(Record):
+    """The general's report on a candidate; its sha256 is `reportHash` in `openCandidate`."""
+
+    KIND = "integrity report"
+    candidate: int
+    model_hash: str
+    general: str
+    ok: bool
+    checks: tuple[Check, ...]
+    schema: int = SCHEMA
+
+
+@dataclass(frozen=True)
+class VoteEvidence(Record):
+    """Why a validator voted as it did; its sha256 is the vote's `evidenceHash`."""
+
+    KIND = "vote evidence"
+    candidate: int
+    parent: int
+    validator: str
+    metric: str
+    candidate_global: float | None  # None: the candidate could not be opened or failed a check
+    candidate_local: float | None
+    head_global: float
+    head_local: float
+    tolerance_global: float
+    tolerance_local: float
+    local_samples: int
+    approve: bool
+    reason: str
+    schema: int = SCHEMA
