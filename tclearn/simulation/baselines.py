@@ -75,7 +75,7 @@ class TensorReference:
         client, _ = found(chain, admin, store, self.variant, self.genesis, founders)
         return client
 
-    def supervisor(self) -> ConnectSupervisor | None:
+    def connect(self) -> ConnectSupervisor | None:
         return None
 
     def score_table(self, co: Coalition, rounds: int, trainers: int) -> dict[str, dict[str, float]]:

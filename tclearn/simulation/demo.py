@@ -54,7 +54,7 @@ class Reference(Protocol):
         self, chain: Chain, admin: LocalAccount, store: BlobStore, founders: Sequence[Founder]
     ) -> LedgerClient: ...
 
-    def supervisor(self) -> ConnectSupervisor | None: ...
+    def connect(self) -> ConnectSupervisor | None: ...
 
     def score_table(self, co: Coalition, rounds: int, trainers: int) -> dict[str, dict[str, float]]: ...
 
@@ -187,7 +187,7 @@ def setup(settings: DemoSettings, chain: Chain, out: Path) -> tuple[Coalition, R
         model=settings.model_config(),
         training=training,
         policy=AcceptancePolicy(settings.tolerance_global, settings.tolerance_local, training.min_batch_size),
-        supervisor=reference.supervisor(),
+        supervisor=reference.connect(),
         encrypted=EncryptedTraining(settings.he_steps, settings.he_lr),
         directory_ttl=60.0,
     )

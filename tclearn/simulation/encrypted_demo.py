@@ -48,7 +48,7 @@ class EncryptedRun:
     folder: Path  # the supervisor's log database lives here
     seed: int
     made: EncryptedGenesis | None = field(default=None, repr=False)
-    server: Supervisor | None = field(default=None, repr=False)
+    service: Supervisor | None = field(default=None, repr=False)
 
     @property
     def genesis(self) -> Weights:
@@ -56,30 +56,30 @@ class EncryptedRun:
         return self.made.weights
 
     @property
-    def supervisor_(self) -> Supervisor:
-        assert self.server is not None, "found the coalition first"
-        return self.server
+    def supervisor(self) -> Supervisor:
+        assert self.service is not None, "found the coalition first"
+        return self.service
 
     def found(self, chain: Chain, admin: LocalAccount, store: BlobStore, founders: Sequence[Founder]) -> LedgerClient:
         self.made = encrypted_genesis(store, self.spec, self.seed)
         self.folder.mkdir(parents=True, exist_ok=True)
         database = Database(f"sqlite:///{(self.folder / 'log.db').resolve()}")
-        self.server = Supervisor(self.made.secret, database, Limits(requests_per_minute=10_000))
+        self.service = Supervisor(self.made.secret, database, Limits(requests_per_minute=10_000))
         everyone = [*founders, supervisor_founder(self.account.address, self.made.context)]
         client, _ = found(chain, admin, store, Variant.C, self.made.model_hash, everyone)
         return client
 
-    def supervisor(self) -> ConnectSupervisor | None:
-        return lambda hospital: LocalSupervisorClient(self.supervisor_, hospital.address)
+    def connect(self) -> ConnectSupervisor | None:
+        return lambda hospital: LocalSupervisorClient(self.supervisor, hospital.address)
 
     def head_weights(self, co: Coalition) -> Weights:
         """The head's plain weights, decrypted by the supervisor for the final comparison (logged)."""
-        he = self.supervisor_.he
+        he = self.supervisor.he
         head_hash = co.client.get_model(co.client.head(), with_uri=False).model_hash.hex()
         model = load_container(co.store, head_hash, he)
         names = list(model.vectors)
         message = Ciphertexts.of(he, [model.vectors[n] for n in names], head_hash)
-        values = LocalSupervisorClient(self.supervisor_, self.account.address).decrypt(message)
+        values = LocalSupervisorClient(self.supervisor, self.account.address).decrypt(message)
         return {n: np.asarray(v) for n, v in zip(names, values, strict=True)}
 
     def score_table(self, co: Coalition, rounds: int, trainers: int) -> dict[str, dict[str, float]]:
@@ -100,4 +100,4 @@ class EncryptedRun:
         }
 
     def log(self) -> list[dict[str, Any]]:
-        return [entry.to_json() for entry in self.supervisor_.log(limit=100_000)]
+        return [entry.to_json() for entry in self.supervisor.log(limit=100_000)]

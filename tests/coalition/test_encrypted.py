@@ -13,22 +13,23 @@ import pytest
 from services.supervisor.app import create_app
 from tclearn.audit.verify import audit
 from tclearn.coalition import general as general_duty
-from tclearn.coalition.blobs import put_json
-from tclearn.coalition.context import Coalition, HEMember
-from tclearn.coalition.encrypted import settings_of
-from tclearn.coalition.member import vault_uri
+from tclearn.coalition.blobs import put_record, vault_uri
+from tclearn.coalition.build import Tables, hospital_folders
+from tclearn.coalition.ckks import CkksBackend
+from tclearn.coalition.context import Coalition
 from tclearn.coalition.rounds import run_round
 from tclearn.errors import DataError, NotFoundError
 from tclearn.he.client import HttpSupervisorClient
-from tclearn.he.encrypted import EncryptedModel, compact, encrypt_model, store_model
+from tclearn.he.encrypted import EncryptedModel, compact, encrypt_model, store_container
 from tclearn.he.keys import generate
 from tclearn.he.model import ModelSpec, init_weights
 from tclearn.learning.attacks import Attack
 from tclearn.learning.tabular import synth_tabular
 from tclearn.ledger.chain import embedded_chain
 from tclearn.ledger.history import rebuild
-from tclearn.simulation.demo import DemoSettings, hospital_folders
-from tclearn.simulation.encrypted_demo import EncryptedRun, setup_encrypted
+from tclearn.records import CandidateMetadata, TrainingFacts
+from tclearn.simulation.demo import DemoSettings, setup
+from tclearn.simulation.encrypted_demo import EncryptedRun
 from tclearn.types import ModelRecord, ModelState, Variant
 from tclearn.vault.directory import StaticDirectory
 from tests.vault.conftest import serve_app
@@ -47,7 +48,14 @@ def make(
     data: Path, out: Path, byzantine: int = 0, attack: Attack = Attack.SIGN_FLIP
 ) -> tuple[Coalition, EncryptedRun]:
     settings = DemoSettings(members=MEMBERS, byzantine=byzantine, attack=attack, variant=Variant.C, data=data)
-    return setup_encrypted(settings, embedded_chain(settings.accounts), out)
+    co, run = setup(settings, embedded_chain(settings.accounts), out)
+    assert isinstance(run, EncryptedRun)
+    return co, run
+
+
+def backend_of(co: Coalition) -> CkksBackend:
+    assert isinstance(co.backend, CkksBackend)
+    return co.backend
 
 
 def test_poisoned_candidates_are_rejected_honest_ones_commit_and_the_audit_passes(
@@ -65,8 +73,9 @@ def test_poisoned_candidates_are_rejected_honest_ones_commit_and_the_audit_passe
     assert report.blobs_verified >= 3 * 3 + 1  # model, metadata and report per candidate, evidence
 
     # Members held only the public context; the supervisor's is the only secret one.
-    assert all(h.he is not None and not h.he.context.can_decrypt for h in co.hospitals)
-    assert all(h.he is not None and h.he.context.hash == run.supervisor.context_hash for h in co.hospitals)
+    backend = backend_of(co)
+    assert not backend.context.can_decrypt and backend.context.hash == run.supervisor.context_hash
+    assert set(backend.clients) == {h.address for h in co.hospitals}
     assert run.supervisor.he.can_decrypt
 
     # Every validator that voted had the supervisor score the candidate on G and on its L (two logged
@@ -81,11 +90,11 @@ def test_poisoned_candidates_are_rejected_honest_ones_commit_and_the_audit_passe
     assert {e["action"] for e in log} == {"score", "refresh"}  # refreshes: training; the attacker's parent
 
     # The final comparison: the supervisor itself decrypts the head, logged in its own name.
-    table = run.score_table(co, steps=2 * settings_of(co).steps)
+    table = run.score_table(co, rounds=2, trainers=1)
     assert set(table) == {"coalition", "centralized", "hospital-1", "hospital-2"}
     head_hash = co.client.get_model(2, with_uri=False).model_hash.hex()
     final = [(e["account"], e["model"]) for e in run.log() if e["action"] == "decrypt"]
-    assert final == [(run.account, head_hash)]
+    assert final == [(run.account.address, head_hash)]
 
 
 def test_members_with_only_an_http_client_to_the_supervisor_service(tabular_data: Path, tmp_path: Path) -> None:
@@ -93,9 +102,7 @@ def test_members_with_only_an_http_client_to_the_supervisor_service(tabular_data
     co, run = make(tabular_data, tmp_path, byzantine=1)
     directory = StaticDirectory({h.address: None for h in co.hospitals})
     with serve_app(create_app(run.supervisor, directory)) as url:
-        for h in co.hospitals:
-            assert h.he is not None
-            h.he = HEMember(h.he.context, HttpSupervisorClient(url, h.account.key))
+        backend_of(co).clients = {h.address: HttpSupervisorClient(url, h.account.key) for h in co.hospitals}
         rows = [run_round(co, co.hospitals[0]), run_round(co, co.hospitals[2])]
         assert [(r.byzantine, r.state) for r in rows] == [(False, "committed"), (True, "rejected")]
         log = HttpSupervisorClient(url, co.hospitals[1].account.key).log()
@@ -106,22 +113,22 @@ def test_members_with_only_an_http_client_to_the_supervisor_service(tabular_data
 
 def general_verdict(co: Coalition, model: EncryptedModel) -> tuple[ModelRecord, list[dict[str, object]]]:
     """Hospital 1 submits `model` with metadata declaring the coalition's shape and context; the general rules."""
-    assert co.he is not None
-    model_hash = store_model(co.store, model)
+    model_hash = store_container(co.store, model)
     head = co.client.get_model(co.client.head(), with_uri=False)
-    metadata = {
-        "parent": head.model_hash.hex(),
-        "variant": "C",
-        "model": co.he.spec.to_json(),
-        "context": co.he.context,
-        "training": {"batch_size": 96},
-    }
+    metadata = CandidateMetadata(
+        variant="C",
+        mode="incremental",
+        parent=head.model_hash.hex(),
+        model=co.backend.describe(),
+        training=TrainingFacts(96, 3, 96, "gd", 1.0, 0, "logistic", 3, 0.1, "ckks"),
+        tclearn_version="test",
+    )
     submitted = co.client.submit(
         co.hospitals[0].account,
         head.id,
         bytes.fromhex(model_hash),
         vault_uri(model_hash),
-        bytes.fromhex(put_json(co, metadata)),
+        bytes.fromhex(put_record(co, metadata)),
     )
     candidate = co.client.get_model(submitted.model_id, with_uri=False)
     _, report_hash, _ = general_duty.open_candidate(co, co.hospital(candidate.general), candidate)
@@ -133,9 +140,9 @@ def test_a_candidate_encrypted_under_another_context_is_rejected_by_the_general(
     tabular_data: Path, tmp_path: Path
 ) -> None:
     co, run = make(tabular_data, tmp_path)
-    assert co.he is not None
+    spec = backend_of(co).spec
     other, _ = generate()  # another supervisor's keys, the same parameters
-    record, failed = general_verdict(co, compact(other, encrypt_model(other, co.he.spec, init_weights(co.he.spec, 1))))
+    record, failed = general_verdict(co, compact(other, encrypt_model(other, spec, init_weights(spec, 1))))
     assert record.state is ModelState.REJECTED
     assert [c["name"] for c in failed] == ["weights"]
     assert other.hash[:16] in str(failed[0]["detail"]) and "context" in str(failed[0]["detail"])
@@ -146,8 +153,7 @@ def test_a_wrong_model_shape_is_rejected_and_random_ciphertexts_are_voted_down(
     tabular_data: Path, tmp_path: Path
 ) -> None:
     co, run = make(tabular_data, tmp_path, byzantine=1, attack=Attack.RANDOM_WEIGHTS)
-    assert co.he is not None
-    he, wide = run.supervisor.he, ModelSpec("logreg", co.he.spec.features + 1)
+    he, wide = run.supervisor.he, ModelSpec("logreg", backend_of(co).spec.features + 1)
     record, failed = general_verdict(co, compact(he, encrypt_model(he, wide, init_weights(wide))))
     assert record.state is ModelState.REJECTED and [c["name"] for c in failed] == ["weights"]
     assert "the coalition's is" in str(failed[0]["detail"])
@@ -162,14 +168,14 @@ def test_tables_that_do_not_fit_are_named(tabular_data: Path, tmp_path: Path) ->
     shutil.copytree(tabular_data, data)
     train = data / "hospital-2" / "train.csv"
     train.write_text("a,b,label\n0.1,0.2,1\n0.3,0.1,0\n")
-    with pytest.raises(DataError, match=r"hospital-2/train\.csv' has 2 feature columns; global.csv has 6"):
+    with pytest.raises(DataError, match=r"hospital-2/train\.csv' has 2 feature columns; G has 6"):
         make(data, tmp_path / "out")
     train.write_text("f0,f1,f2,f3,f4,f5,label\n0,0,0,0,0,250,1\n0,0,0,0,0,0,0\n")
     with pytest.raises(DataError, match="standardised"):
         make(data, tmp_path / "out")
     assert not (tmp_path / "out" / "vault").exists()  # nothing written for a coalition that cannot run
     with pytest.raises(DataError, match="no column 'outcome'"):
-        setup_encrypted(
+        setup(
             DemoSettings(members=MEMBERS, byzantine=0, variant=Variant.C, data=data, label_column="outcome"),
             embedded_chain(5),
             tmp_path / "out",
@@ -181,4 +187,4 @@ def test_a_data_folder_in_the_wrong_layout_names_what_is_missing(tmp_path: Path)
     (tmp_path / "st-luke" / "train.csv").write_text("f0,label\n1,0\n")
     (tmp_path / "st-mary").mkdir()
     with pytest.raises(NotFoundError, match=r"missing: .*global\.csv.*st-luke/test\.csv.*st-mary/train\.csv"):
-        hospital_folders(tmp_path, 2, Variant.C)
+        hospital_folders(tmp_path, 2, Tables())
