@@ -7,6 +7,7 @@ message); that the in-memory ledger passes them is what makes it a faithful stan
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -320,6 +321,12 @@ def test_history_rebuilt_from_events_matches_the_views(co: Coalition) -> None:
             view.uri,
         ), mid
     assert len(history.candidates[4].generals) == 2
+    assert [history.candidates[i].reject_reason for i in (2, 3)] == [RejectReason.INTEGRITY, RejectReason.VOTES]
+    assert history.candidates[5].state is ModelState.STALE and history.candidates[6].state is ModelState.EXPIRED
+    assert history.candidates[3].votes[0].score_local == 0.8
+    assert history.name_of(co.hospitals[0].address) == "hospital-0"
+    exported = json.loads(json.dumps(to_json(history)))
+    assert [m["state"] for m in exported["models"]][1] == "committed"
     assert {m.address: (m.roles, m.active, m.name) for m in ledger.members()} == {
         a: (m.roles, m.active, m.name) for a, m in history.members.items()
     }

@@ -136,6 +136,12 @@ class InMemoryLedger(MemberRegistry):
             self._emit("Staled", id=model_id)
         return c
 
+    def _mine_unless_stale(self, model_id: int) -> TxResult:
+        """Mines the transaction; one that only found its candidate stale is then refused as `Stale`."""
+        tx = self._mine()
+        raise_if_staled(tx, model_id)
+        return tx
+
     @transaction
     def submit(
         self, member: LocalAccount, parent_id: int, model_hash: bytes, uri: str, metadata_hash: bytes
@@ -191,9 +197,7 @@ class InMemoryLedger(MemberRegistry):
             else:
                 c.state = ModelState.REJECTED
                 self._emit("Rejected", id=model_id, reason=int(RejectReason.INTEGRITY), evidenceHash=report)
-        tx = self._mine()
-        raise_if_staled(tx, model_id)
-        return tx
+        return self._mine_unless_stale(model_id)
 
     @transaction
     def reassign_general(self, caller: LocalAccount, model_id: int) -> TxResult:
@@ -216,9 +220,7 @@ class InMemoryLedger(MemberRegistry):
                 general=general,
                 generalDeadline=c.general_deadline,
             )
-        tx = self._mine()
-        raise_if_staled(tx, model_id)
-        return tx
+        return self._mine_unless_stale(model_id)
 
     @transaction
     def vote(
@@ -294,9 +296,7 @@ class InMemoryLedger(MemberRegistry):
                 raise self._refuse(action, "DeadlineNotReached", id=model_id, deadline=deadline)
             c.state = ModelState.EXPIRED
             self._emit("Expired", id=model_id)
-        tx = self._mine()
-        raise_if_staled(tx, model_id)
-        return tx
+        return self._mine_unless_stale(model_id)
 
     @transaction
     def mark_stale(self, caller: LocalAccount, model_id: int) -> TxResult:
