@@ -18,6 +18,7 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 
+from tclearn.errors import ContractRevert
 from tclearn.ledger.ledger import (
     ZERO_ADDRESS,
     Submission,
@@ -136,6 +137,9 @@ class InMemoryLedger(MemberRegistry):
             self._emit("Staled", id=model_id)
         return c
 
+    def _wrong_state(self, action: str, model_id: int, c: _Model) -> ContractRevert:
+        return self._refuse(action, "WrongState", id=model_id, state=c.state.name.lower())
+
     def _mine_unless_stale(self, model_id: int) -> TxResult:
         """Mines the transaction; one that only found its candidate stale is then refused as `Stale`."""
         tx = self._mine()
@@ -177,7 +181,7 @@ class InMemoryLedger(MemberRegistry):
         c = self._live(model_id, action)
         if c.state is not ModelState.STALE:
             if c.state is not ModelState.SUBMITTED:
-                raise self._refuse(action, "WrongState", id=model_id, state=c.state.name.lower())
+                raise self._wrong_state(action, model_id, c)
             m = self._members.get(general.address)
             if m is None or not m.active or general.address != c.general:
                 raise self._refuse(action, "NotGeneral", caller=general.address, general=c.general)
@@ -205,7 +209,7 @@ class InMemoryLedger(MemberRegistry):
         c = self._live(model_id, action)
         if c.state is not ModelState.STALE:
             if c.state is not ModelState.SUBMITTED:
-                raise self._refuse(action, "WrongState", id=model_id, state=c.state.name.lower())
+                raise self._wrong_state(action, model_id, c)
             if self.chain.timestamp() <= c.general_deadline:
                 raise self._refuse(action, "DeadlineNotReached", id=model_id, deadline=c.general_deadline)
             previous = c.general
@@ -237,7 +241,7 @@ class InMemoryLedger(MemberRegistry):
         c = self._live(model_id, action)
         if c.state is not ModelState.STALE:
             if c.state is not ModelState.OPEN:
-                raise self._refuse(action, "WrongState", id=model_id, state=c.state.name.lower())
+                raise self._wrong_state(action, model_id, c)
             if self.chain.timestamp() > c.voting_deadline:
                 raise self._refuse(action, "DeadlinePassed", id=model_id, deadline=c.voting_deadline)
             m = self._members.get(voter)
@@ -291,7 +295,7 @@ class InMemoryLedger(MemberRegistry):
             elif c.state is ModelState.OPEN:
                 deadline = c.voting_deadline
             else:
-                raise self._refuse(action, "WrongState", id=model_id, state=c.state.name.lower())
+                raise self._wrong_state(action, model_id, c)
             if self.chain.timestamp() <= deadline:
                 raise self._refuse(action, "DeadlineNotReached", id=model_id, deadline=deadline)
             c.state = ModelState.EXPIRED
@@ -303,7 +307,7 @@ class InMemoryLedger(MemberRegistry):
         action = f"mark {model_id} stale"
         c = self._live(model_id, action)
         if c.state is not ModelState.STALE:
-            raise self._refuse(action, "WrongState", id=model_id, state=c.state.name.lower())
+            raise self._wrong_state(action, model_id, c)
         return self._mine()
 
     # ---- views of the models -----------------------------------------------------------------------------
