@@ -1,71 +1,31 @@
 """`LedgerClient`: the Coalition contract seen from Python, with typed results and gas figures.
 
-Every write is signed by the actor passed in (its own key, raw transaction). Before anything is
-sent, the call is simulated (`eth_estimateGas`): a call the contract would refuse raises
-`ContractRevert` naming the contract's custom error, and no transaction is sent.
+Implements `tclearn.ledger.ledger.Ledger` (whose records it re-exports). Every write is signed by the
+actor passed in (its own key, raw transaction) and sent by `tclearn.ledger.sending`: simulated first, so a
+call the contract would refuse raises `ContractRevert` naming the custom error and nothing is sent.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
-from web3.exceptions import TimeExhausted
 
-from tclearn.errors import ConfigError, ContractRevert, LedgerError, NoContract, TransactionTimeout
+from tclearn.errors import ConfigError, ContractRevert, LedgerError, NoContract
 from tclearn.ledger.artifact import load_artifact
 from tclearn.ledger.chain import Chain
 from tclearn.ledger.events import LedgerEvent, decode_log, fetch_events
+from tclearn.ledger.ledger import Submission, TxResult, VoteOutcome, raise_if_staled, vote_outcome
+from tclearn.ledger.ledger import bytes32 as _bytes32
+from tclearn.ledger.ledger import checked_address as _address
 from tclearn.ledger.reverts import decode_revert, revert_data
+from tclearn.ledger.sending import Sender, send
 from tclearn.protocol import to_fixed
 from tclearn.types import Member, ModelRecord, ModelState, Role, Variant
 
-PRIORITY_FEE = 1_000_000_000  # 1 gwei tip on chains with EIP-1559 fees
-EMBEDDED_GAS = 1_000_000  # above any Coalition call; the receipt still reports the gas really used
-GAS_MARGIN = 1.2  # estimates are exact on py-evm and anvil; a margin absorbs state changing meanwhile
-
-
-@dataclass(frozen=True)
-class TxResult:
-    tx_hash: str
-    block_number: int
-    gas_used: int
-    events: tuple[LedgerEvent, ...]
-
-    def event(self, name: str) -> LedgerEvent | None:
-        return next((e for e in self.events if e.name == name), None)
-
-    def has(self, name: str) -> bool:
-        return self.event(name) is not None
-
-
-@dataclass(frozen=True)
-class Submission:
-    model_id: int
-    general: str
-    eligible: int
-    general_deadline: int
-    tx: TxResult
-
-
-@dataclass(frozen=True)
-class VoteOutcome:
-    """What a vote did: recorded, and whether it decided the candidate."""
-
-    state: ModelState  # OPEN (still undecided), COMMITTED, REJECTED or STALE
-    tx: TxResult
-
-
-class _Sender:
-    """Hands out nonces for one account, safely across threads."""
-
-    def __init__(self, account: LocalAccount) -> None:
-        self.account = account
-        self.lock = threading.Lock()
-        self.next_nonce: int | None = None
+__all__ = ["LedgerClient", "Submission", "TxResult", "VoteOutcome"]
 
 
 class LedgerClient:
@@ -89,7 +49,7 @@ class LedgerClient:
             )
         self.contract = self.w3.eth.contract(address=self.address, abi=self.artifact.abi)
         self.receipt_timeout = receipt_timeout
-        self._senders: dict[str, _Sender] = {}
+        self._senders: dict[str, Sender] = {}
         self._senders_lock = threading.Lock()
 
     # ---- deployment ------------------------------------------------------------------------------
@@ -119,18 +79,18 @@ class LedgerClient:
             voting_timeout,
         )
         fn = factory.constructor(*args)
-        sender = _Sender(deployer)
-        receipt = _send(chain, sender, fn, "deploy", artifact, timeout=120.0)
+        sender = Sender(deployer)
+        receipt = send(chain, sender, fn, "deploy", artifact, timeout=120.0)
         client = cls(chain, receipt["contractAddress"])
         return client, client._result(receipt)
 
     # ---- transactions ------------------------------------------------------------------------------
 
-    def _sender(self, account: LocalAccount) -> _Sender:
+    def _sender(self, account: LocalAccount) -> Sender:
         with self._senders_lock:
             sender = self._senders.get(account.address)
             if sender is None:
-                sender = self._senders[account.address] = _Sender(account)
+                sender = self._senders[account.address] = Sender(account)
             return sender
 
     def _result(self, receipt: Any) -> TxResult:
@@ -144,7 +104,7 @@ class LedgerClient:
 
     def _transact(self, account: LocalAccount, action: str, fn_name: str, *args: Any) -> TxResult:
         fn = getattr(self.contract.functions, fn_name)(*args)
-        receipt = _send(
+        receipt = send(
             self.chain,
             self._sender(account),
             fn,
@@ -201,12 +161,12 @@ class LedgerClient:
     def open_candidate(self, general: LocalAccount, model_id: int, integrity_ok: bool, report_hash: bytes) -> TxResult:
         report = _bytes32(report_hash, "report hash")
         tx = self._transact(general, f"open candidate {model_id}", "openCandidate", model_id, integrity_ok, report)
-        _raise_if_staled(tx, model_id)
+        raise_if_staled(tx, model_id)
         return tx
 
     def reassign_general(self, caller: LocalAccount, model_id: int) -> TxResult:
         tx = self._transact(caller, f"reassign general of {model_id}", "reassignGeneral", model_id)
-        _raise_if_staled(tx, model_id)
+        raise_if_staled(tx, model_id)
         return tx
 
     def vote(
@@ -228,17 +188,11 @@ class LedgerClient:
             to_fixed(score_local),
             _bytes32(evidence_hash, "evidence hash"),
         )
-        _raise_if_staled(tx, model_id)
-        state = ModelState.OPEN
-        if tx.has("Committed"):
-            state = ModelState.COMMITTED
-        elif tx.has("Rejected"):
-            state = ModelState.REJECTED
-        return VoteOutcome(state, tx)
+        return vote_outcome(tx, model_id)
 
     def expire(self, caller: LocalAccount, model_id: int) -> TxResult:
         tx = self._transact(caller, f"expire {model_id}", "expire", model_id)
-        _raise_if_staled(tx, model_id)
+        raise_if_staled(tx, model_id)
         return tx
 
     def mark_stale(self, caller: LocalAccount, model_id: int) -> TxResult:
@@ -336,98 +290,3 @@ class LedgerClient:
     def events(self, from_block: int = 0, to_block: int | None = None) -> list[LedgerEvent]:
         end = self.chain.latest_block() if to_block is None else to_block
         return fetch_events(self.w3, self.address, from_block, end)
-
-
-# ---- helpers -------------------------------------------------------------------------------------------
-
-
-def _address(value: str) -> str:
-    try:
-        return to_checksum_address(value)
-    except (ValueError, TypeError):
-        raise ConfigError(f"{value!r} is not an Ethereum address") from None
-
-
-def _bytes32(value: bytes, what: str) -> bytes:
-    if not isinstance(value, bytes | bytearray) or len(value) != 32:
-        raise ConfigError(f"{what} must be 32 bytes, got {value!r:.80}")
-    return bytes(value)
-
-
-def _raise_if_staled(tx: TxResult, model_id: int) -> None:
-    if tx.has("Staled"):
-        raise ContractRevert(
-            f"candidate {model_id} is stale: another candidate on its parent was committed; nothing else done",
-            error="Stale",
-            args={"id": model_id},
-        )
-
-
-def _fee_fields(chain: Chain) -> dict[str, int]:
-    base_fee = chain.w3.eth.get_block("latest").get("baseFeePerGas")
-    if base_fee is None:
-        return {"gasPrice": int(chain.w3.eth.gas_price)}
-    return {"maxFeePerGas": 2 * int(base_fee) + PRIORITY_FEE, "maxPriorityFeePerGas": PRIORITY_FEE}
-
-
-def _simulate(chain: Chain, fn: Any, params: dict[str, Any], action: str, artifact: Any) -> int:
-    """Runs the call without sending it: a revert raises `ContractRevert`; returns the gas limit to send with.
-
-    On the embedded chain one `eth_call` is enough (gas is free there), while py-evm's `eth_estimateGas`
-    binary-searches the limit by running the call a dozen times; real nodes get the exact estimate.
-    """
-    try:
-        if chain.embedded and hasattr(fn, "call"):
-            fn.call(params, block_identifier="pending")  # the block the transaction will be mined in
-            return EMBEDDED_GAS
-        return int(fn.estimate_gas(params) * GAS_MARGIN) + 10_000
-    except Exception as exc:  # web3 and eth-tester report reverts by several exception types
-        data = revert_data(exc)
-        if data is None:
-            raise LedgerError(f"{action} failed before sending: {exc}") from None
-        raise decode_revert(artifact, data, action) from None
-
-
-def _send(chain: Chain, sender: _Sender, fn: Any, action: str, artifact: Any, *, timeout: float) -> Any:
-    account = sender.account
-    with sender.lock:  # simulated under the lock too: the embedded chain (py-evm) is not safe across threads
-        gas = _simulate(chain, fn, {"from": account.address}, action, artifact)
-        if sender.next_nonce is None:
-            sender.next_nonce = int(chain.w3.eth.get_transaction_count(account.address, "pending"))
-        tx = fn.build_transaction(
-            {
-                "from": account.address,
-                "nonce": sender.next_nonce,
-                "gas": gas,
-                "chainId": chain.chain_id,
-                **_fee_fields(chain),
-            }
-        )
-        signed = account.sign_transaction(tx)
-        try:
-            tx_hash = chain.w3.eth.send_raw_transaction(signed.raw_transaction)
-        except Exception as exc:  # web3 and eth-tester report reverts by several exception types
-            sender.next_nonce = None  # re-read from the node next time (e.g. nonce too low)
-            data = revert_data(exc)
-            if data is not None:
-                raise decode_revert(artifact, data, action) from None
-            raise LedgerError(f"{action}: the node refused the transaction: {exc}") from None
-        sender.next_nonce += 1
-    try:
-        receipt = chain.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout)
-    except TimeExhausted:
-        raise TransactionTimeout(f"{action}: no receipt for {tx_hash.hex()} within {timeout:.0f} s") from None
-    if receipt["status"] != 1:
-        _explain_failure(fn, account, receipt, action, artifact)
-    return receipt
-
-
-def _explain_failure(fn: Any, account: LocalAccount, receipt: Any, action: str, artifact: Any) -> None:
-    """A mined transaction reverted (the state changed after the simulation): say why, by replaying it."""
-    try:
-        fn.call({"from": account.address})
-    except Exception as exc:
-        data = revert_data(exc)
-        if data is not None:
-            raise decode_revert(artifact, data, action) from None
-    raise LedgerError(f"{action}: transaction {bytes(receipt['transactionHash']).hex()} reverted")

@@ -92,5 +92,11 @@ def decode_revert(artifact: Artifact, data: bytes, action: str) -> ContractRever
         return ContractRevert(f"{action} reverted: {reason or 'no reason given'}", error="Unknown")
     values = abi_decode(list(spec.arg_types), data[4:])
     args = {n: _render(v, t, n) for n, t, v in zip(spec.arg_names, spec.arg_types, values, strict=True)}
-    detail = _MESSAGES.get(spec.name, spec.name).format(**args)
-    return ContractRevert(f"{action} refused ({spec.name}): {detail}", error=spec.name, args=args)
+    return refusal(action, spec.name, args)
+
+
+def refusal(action: str, error: str, args: dict[str, Any]) -> ContractRevert:
+    """The `ContractRevert` for custom error `error` with readable `args` (addresses checksummed, hashes and
+    ids rendered as `decode_revert` renders them), so that every ledger words a refusal the same way."""
+    detail = _MESSAGES.get(error, error).format(**args)
+    return ContractRevert(f"{action} refused ({error}): {detail}", error=error, args=args)

@@ -1,0 +1,176 @@
+"""The `Ledger` interface the coalition duties work against, its result records, and the checks every
+implementation shares.
+
+Two implementations: `tclearn.ledger.client.LedgerClient` (the Coalition contract on a chain) and
+`tclearn.ledger.memory.InMemoryLedger` (the same rules in plain Python, for unit tests of the duties and
+for simulations). One test suite (tests/ledger/test_ledger_backends.py) runs against both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
+
+from tclearn.errors import ConfigError, ContractRevert
+from tclearn.ledger.events import LedgerEvent
+from tclearn.types import Member, ModelRecord, ModelState, Role, Variant
+
+
+@dataclass(frozen=True)
+class TxResult:
+    tx_hash: str
+    block_number: int
+    gas_used: int
+    events: tuple[LedgerEvent, ...]
+
+    def event(self, name: str) -> LedgerEvent | None:
+        return next((e for e in self.events if e.name == name), None)
+
+    def has(self, name: str) -> bool:
+        return self.event(name) is not None
+
+
+@dataclass(frozen=True)
+class Submission:
+    model_id: int
+    general: str
+    eligible: int
+    general_deadline: int
+    tx: TxResult
+
+
+@dataclass(frozen=True)
+class VoteOutcome:
+    """What a vote did: recorded, and whether it decided the candidate."""
+
+    state: ModelState  # OPEN (still undecided), COMMITTED, REJECTED or STALE
+    tx: TxResult
+
+
+class LedgerChain(Protocol):
+    """What the duties ask of the chain a ledger lives on."""
+
+    @property
+    def chain_id(self) -> int: ...
+
+    @property
+    def kind(self) -> str: ...  # "embedded", "memory" or a JSON-RPC URL
+
+    @property
+    def embedded(self) -> bool: ...  # lives inside this process: development keys are fine
+
+    def timestamp(self) -> int: ...  # the latest block's time, which deadlines are measured against
+
+
+class Ledger(Protocol):
+    """The coalition's ledger: membership, the candidates' rounds and the history of both.
+
+    Every write is made by the account passed in (`account.address` is the sender) and either happens
+    whole or raises `ContractRevert` naming the contract's custom error, changing nothing.
+    """
+
+    @property
+    def address(self) -> str: ...
+
+    @property
+    def chain(self) -> LedgerChain: ...
+
+    # ---- membership --------------------------------------------------------------------------------
+
+    def register_member(
+        self, admin: LocalAccount, account: str, roles: Role, encryption_key: bytes = ..., name: str = ...
+    ) -> TxResult: ...
+
+    def set_roles(self, admin: LocalAccount, account: str, roles: Role) -> TxResult: ...
+
+    def deactivate_member(self, admin: LocalAccount, account: str) -> TxResult: ...
+
+    # ---- the round ---------------------------------------------------------------------------------
+
+    def submit(
+        self, member: LocalAccount, parent_id: int, model_hash: bytes, uri: str, metadata_hash: bytes
+    ) -> Submission: ...
+
+    def open_candidate(
+        self, general: LocalAccount, model_id: int, integrity_ok: bool, report_hash: bytes
+    ) -> TxResult: ...
+
+    def reassign_general(self, caller: LocalAccount, model_id: int) -> TxResult: ...
+
+    def vote(
+        self,
+        validator: LocalAccount,
+        model_id: int,
+        approve: bool,
+        score_global: float,
+        score_local: float,
+        evidence_hash: bytes,
+    ) -> VoteOutcome: ...
+
+    def expire(self, caller: LocalAccount, model_id: int) -> TxResult: ...
+
+    def mark_stale(self, caller: LocalAccount, model_id: int) -> TxResult: ...
+
+    # ---- views -------------------------------------------------------------------------------------
+
+    def head(self) -> int: ...
+
+    def variant(self) -> Variant: ...
+
+    def model_count(self) -> int: ...
+
+    def validator_count(self) -> int: ...
+
+    def get_model(self, model_id: int, *, with_uri: bool = True) -> ModelRecord: ...
+
+    def get_member(self, account: str) -> Member | None: ...
+
+    def members(self) -> list[Member]: ...
+
+    def has_voted(self, model_id: int, validator: str) -> bool: ...
+
+    def events(self, from_block: int = 0, to_block: int | None = None) -> list[LedgerEvent]: ...
+
+
+# ---- shared by the implementations --------------------------------------------------------------------
+
+ZERO_ADDRESS = "0x" + "00" * 20
+
+
+def checked_address(value: str) -> str:
+    """`value` as a checksummed address; `ConfigError` if it is none."""
+    try:
+        return to_checksum_address(value)
+    except (ValueError, TypeError):
+        raise ConfigError(f"{value!r} is not an Ethereum address") from None
+
+
+def bytes32(value: bytes, what: str) -> bytes:
+    """`value` checked to be 32 bytes (a hash or a key), as `bytes`."""
+    if not isinstance(value, bytes | bytearray) or len(value) != 32:
+        raise ConfigError(f"{what} must be 32 bytes, got {value!r:.80}")
+    return bytes(value)
+
+
+def raise_if_staled(tx: TxResult, model_id: int) -> None:
+    """A call that only found its candidate stale (and marked it so) is refused as `Stale`: rebase."""
+    if tx.has("Staled"):
+        raise ContractRevert(
+            f"candidate {model_id} is stale: another candidate on its parent was committed; nothing else done",
+            error="Stale",
+            args={"id": model_id},
+        )
+
+
+def vote_outcome(tx: TxResult, model_id: int) -> VoteOutcome:
+    """What a vote transaction did, read from its events."""
+    raise_if_staled(tx, model_id)
+    state = ModelState.OPEN
+    if tx.has("Committed"):
+        state = ModelState.COMMITTED
+    elif tx.has("Rejected"):
+        state = ModelState.REJECTED
+    return VoteOutcome(state, tx)

@@ -1,0 +1,352 @@
+"""`InMemoryLedger`: the Coalition contract's rules in plain Python, for unit tests of the duties and for
+simulations that need no chain.
+
+It follows contracts/Coalition.sol statement by statement: the same states, the same checks in the same
+order (refusals are `ContractRevert`s worded as `LedgerClient` words the contract's custom errors), the
+same eligible snapshot and quorum (`tclearn.protocol`), stale siblings marked when touched, and the same
+events, so `tclearn.ledger.history.rebuild(ledger.events())` works on it. Two things differ on purpose:
+the general is drawn from sha256(seed, id, previous general) instead of the block's randomness, and time
+is a `MemoryChain` clock that tests move by hand. tests/ledger/test_ledger_backends.py runs one suite
+against it and the real contract.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+
+from tclearn.errors import ContractRevert
+from tclearn.ledger.ledger import (
+    ZERO_ADDRESS,
+    Submission,
+    TxResult,
+    VoteOutcome,
+    bytes32,
+    checked_address,
+    raise_if_staled,
+    vote_outcome,
+)
+from tclearn.ledger.memory.blocks import MemoryChain, transaction
+from tclearn.ledger.memory.members import ZERO32, MemberRegistry
+from tclearn.ledger.reverts import refusal
+from tclearn.protocol import is_committed, is_rejected, to_fixed
+from tclearn.types import ModelRecord, ModelState, RejectReason, Role, Variant
+
+
+@dataclass
+class _Model:
+    model_hash: bytes
+    metadata_hash: bytes
+    parent_id: int
+    proposer: str
+    general: str
+    state: ModelState
+    uri: str
+    eligible: int = 0
+    approvals: int = 0
+    rejections: int = 0
+    general_deadline: int = 0
+    voting_deadline: int = 0
+    voters: set[str] = field(default_factory=set)
+
+
+class InMemoryLedger(MemberRegistry):
+    """A coalition deployed by `deployer` on `chain`, held in memory; implements `Ledger`."""
+
+    def __init__(
+        self,
+        chain: MemoryChain,
+        deployer: LocalAccount,
+        *,
+        variant: Variant,
+        genesis_hash: bytes,
+        genesis_uri: str = "",
+        global_test_set_hash: bytes = ZERO32,
+        general_timeout: int = 3600,
+        voting_timeout: int = 86400,
+        seed: bytes = b"tclearn",
+    ) -> None:
+        if not 1 <= int(variant) <= 3:
+            raise refusal("deploy", "InvalidVariant", {"variant": int(variant)})
+        if bytes32(genesis_hash, "genesis hash") == ZERO32:
+            raise refusal("deploy", "ZeroHash", {})
+        if general_timeout <= 0 or voting_timeout <= 0:
+            raise refusal("deploy", "InvalidTimeout", {})
+        super().__init__(chain, deployer, seed, global_test_set_hash)
+        self._variant = Variant(variant)
+        self._timeouts = (general_timeout, voting_timeout)
+        self._head = 0
+        self._models = [_Model(bytes(genesis_hash), ZERO32, 0, ZERO_ADDRESS, ZERO_ADDRESS, ModelState.COMMITTED, "")]
+        self._models[0].uri = genesis_uri
+        self._id_by_hash = {bytes(genesis_hash): 0}
+        self._emit_submitted(0, self._models[0], 0)
+        self._emit("Committed", id=0, parentId=0, modelHash=bytes(genesis_hash), approvals=0, rejections=0)
+        self.deployment = self._mine()
+
+    @classmethod
+    def deploy(cls, chain: MemoryChain, deployer: LocalAccount, **settings: Any) -> tuple[InMemoryLedger, TxResult]:
+        """As `LedgerClient.deploy`: the new coalition and its deployment's result."""
+        ledger = cls(chain, deployer, **settings)
+        return ledger, ledger.deployment
+
+    def _emit_submitted(self, model_id: int, c: _Model, eligible: int) -> None:
+        self._emit(
+            "Submitted",
+            id=model_id,
+            parentId=c.parent_id,
+            proposer=c.proposer if model_id else self._admin,
+            general=c.general,
+            modelHash=c.model_hash,
+            uri=c.uri,
+            metadataHash=c.metadata_hash,
+            eligible=eligible,
+            generalDeadline=c.general_deadline,
+        )
+
+    # ---- the round ---------------------------------------------------------------------------------------
+
+    def _draw_seed(self, model_id: int, previous: str) -> int:
+        material = self.seed + model_id.to_bytes(32, "big") + bytes.fromhex(previous[2:])
+        return int.from_bytes(hashlib.sha256(material).digest(), "big")
+
+    def _draw_first(self, model_id: int, proposer: str, eligible: int) -> str:
+        r = self._draw_seed(model_id, ZERO_ADDRESS) % eligible
+        if proposer in self._validators and r >= self._validators.index(proposer):
+            r += 1  # the proposer's slot is skipped: every eligible validator is equally likely
+        return self._validators[r]
+
+    def _draw_next(self, model_id: int, proposer: str, previous: str) -> str | None:
+        n = len(self._validators)
+        start = self._draw_seed(model_id, previous) % n if n else 0
+        for k in range(n):
+            candidate = self._validators[(start + k) % n]
+            if candidate not in (proposer, previous) and self._members[candidate].validator_since <= model_id:
+                return candidate
+        return None
+
+    def _live(self, model_id: int, action: str) -> _Model:
+        """The candidate; one pending on a parent that is no longer head is marked Stale first."""
+        if not 0 <= model_id < len(self._models):
+            raise self._refuse(action, "UnknownModel", id=model_id)
+        c = self._models[model_id]
+        if c.state in (ModelState.SUBMITTED, ModelState.OPEN) and c.parent_id != self._head:
+            c.state = ModelState.STALE
+            self._emit("Staled", id=model_id)
+        return c
+
+    def _wrong_state(self, action: str, model_id: int, c: _Model) -> ContractRevert:
+        return self._refuse(action, "WrongState", id=model_id, state=c.state.name.lower())
+
+    def _mine_unless_stale(self, model_id: int) -> TxResult:
+        """Mines the transaction; one that only found its candidate stale is then refused as `Stale`."""
+        tx = self._mine()
+        raise_if_staled(tx, model_id)
+        return tx
+
+    @transaction
+    def submit(
+        self, member: LocalAccount, parent_id: int, model_hash: bytes, uri: str, metadata_hash: bytes
+    ) -> Submission:
+        model_hash, metadata_hash = bytes32(model_hash, "model hash"), bytes32(metadata_hash, "metadata hash")
+        proposer = member.address
+        m = self._members.get(proposer)
+        if m is None or not m.active or not m.roles & Role.MEMBER:
+            raise self._refuse("submit", "NotMember", account=proposer)
+        if parent_id != self._head:
+            raise self._refuse("submit", "StaleParent", parentId=parent_id, head=self._head)
+        if ZERO32 in (model_hash, metadata_hash):
+            raise self._refuse("submit", "ZeroHash")
+        if model_hash in self._id_by_hash:
+            existing = self._id_by_hash[model_hash]
+            raise self._refuse("submit", "DuplicateModel", modelHash="0x" + model_hash.hex(), existingId=existing)
+        eligible = len(self._validators) - (proposer in self._validators)
+        if eligible == 0:
+            raise self._refuse("submit", "NoValidators")
+        model_id = len(self._models)
+        general = self._draw_first(model_id, proposer, eligible)
+        deadline = self.chain.timestamp() + self._timeouts[0]
+        c = _Model(model_hash, metadata_hash, parent_id, proposer, general, ModelState.SUBMITTED, uri, eligible)
+        c.general_deadline = deadline
+        self._models.append(c)
+        self._id_by_hash[model_hash] = model_id
+        self._emit_submitted(model_id, c, eligible)
+        return Submission(model_id, general, eligible, deadline, self._mine())
+
+    @transaction
+    def open_candidate(self, general: LocalAccount, model_id: int, integrity_ok: bool, report_hash: bytes) -> TxResult:
+        report, action = bytes32(report_hash, "report hash"), f"open candidate {model_id}"
+        c = self._live(model_id, action)
+        if c.state is not ModelState.STALE:
+            if c.state is not ModelState.SUBMITTED:
+                raise self._wrong_state(action, model_id, c)
+            m = self._members.get(general.address)
+            if m is None or not m.active or general.address != c.general:
+                raise self._refuse(action, "NotGeneral", caller=general.address, general=c.general)
+            if self.chain.timestamp() > c.general_deadline:
+                raise self._refuse(action, "DeadlinePassed", id=model_id, deadline=c.general_deadline)
+            if report == ZERO32:
+                raise self._refuse(action, "ZeroHash")
+            if integrity_ok:
+                c.state, c.voting_deadline = ModelState.OPEN, self.chain.timestamp() + self._timeouts[1]
+                self._emit(
+                    "CandidateOpened",
+                    id=model_id,
+                    general=general.address,
+                    reportHash=report,
+                    votingDeadline=c.voting_deadline,
+                )
+            else:
+                c.state = ModelState.REJECTED
+                self._emit("Rejected", id=model_id, reason=int(RejectReason.INTEGRITY), evidenceHash=report)
+        return self._mine_unless_stale(model_id)
+
+    @transaction
+    def reassign_general(self, caller: LocalAccount, model_id: int) -> TxResult:
+        action = f"reassign general of {model_id}"
+        c = self._live(model_id, action)
+        if c.state is not ModelState.STALE:
+            if c.state is not ModelState.SUBMITTED:
+                raise self._wrong_state(action, model_id, c)
+            if self.chain.timestamp() <= c.general_deadline:
+                raise self._refuse(action, "DeadlineNotReached", id=model_id, deadline=c.general_deadline)
+            previous = c.general
+            general = self._draw_next(model_id, c.proposer, previous)
+            if general is None:
+                raise self._refuse(action, "NoOtherGeneral", id=model_id)
+            c.general, c.general_deadline = general, self.chain.timestamp() + self._timeouts[0]
+            self._emit(
+                "GeneralReassigned",
+                id=model_id,
+                previousGeneral=previous,
+                general=general,
+                generalDeadline=c.general_deadline,
+            )
+        return self._mine_unless_stale(model_id)
+
+    @transaction
+    def vote(
+        self,
+        validator: LocalAccount,
+        model_id: int,
+        approve: bool,
+        score_global: float,
+        score_local: float,
+        evidence_hash: bytes,
+    ) -> VoteOutcome:
+        scores, evidence = (to_fixed(score_global), to_fixed(score_local)), bytes32(evidence_hash, "evidence hash")
+        action, voter = f"vote on {model_id}", validator.address
+        c = self._live(model_id, action)
+        if c.state is not ModelState.STALE:
+            if c.state is not ModelState.OPEN:
+                raise self._wrong_state(action, model_id, c)
+            if self.chain.timestamp() > c.voting_deadline:
+                raise self._refuse(action, "DeadlinePassed", id=model_id, deadline=c.voting_deadline)
+            m = self._members.get(voter)
+            if m is None or not m.active or not m.roles & Role.VALIDATOR:
+                raise self._refuse(action, "NotValidator", account=voter)
+            if voter == c.proposer:
+                raise self._refuse(action, "ProposerCannotVote", proposer=voter, id=model_id)
+            if m.validator_since > model_id:
+                raise self._refuse(action, "NotEligible", validator=voter, id=model_id)
+            if voter in c.voters:
+                raise self._refuse(action, "AlreadyVoted", validator=voter, id=model_id)
+            c.voters.add(voter)
+            self._emit(
+                "Voted",
+                id=model_id,
+                validator=voter,
+                approve=approve,
+                scoreGlobal=scores[0],
+                scoreLocal=scores[1],
+                evidenceHash=evidence,
+            )
+            self._count(model_id, c, approve)
+        return vote_outcome(self._mine(), model_id)
+
+    def _count(self, model_id: int, c: _Model, approve: bool) -> None:
+        if approve:
+            c.approvals += 1
+            if is_committed(c.approvals, c.eligible):
+                c.state, self._head = ModelState.COMMITTED, model_id
+                self._emit(
+                    "Committed",
+                    id=model_id,
+                    parentId=c.parent_id,
+                    modelHash=c.model_hash,
+                    approvals=c.approvals,
+                    rejections=c.rejections,
+                )
+        else:
+            c.rejections += 1
+            if is_rejected(c.rejections, c.eligible):
+                c.state = ModelState.REJECTED
+                self._emit("Rejected", id=model_id, reason=int(RejectReason.VOTES), evidenceHash=ZERO32)
+
+    @transaction
+    def expire(self, caller: LocalAccount, model_id: int) -> TxResult:
+        action = f"expire {model_id}"
+        c = self._live(model_id, action)
+        if c.state is not ModelState.STALE:
+            if c.state is ModelState.SUBMITTED:
+                deadline = c.general_deadline
+            elif c.state is ModelState.OPEN:
+                deadline = c.voting_deadline
+            else:
+                raise self._wrong_state(action, model_id, c)
+            if self.chain.timestamp() <= deadline:
+                raise self._refuse(action, "DeadlineNotReached", id=model_id, deadline=deadline)
+            c.state = ModelState.EXPIRED
+            self._emit("Expired", id=model_id)
+        return self._mine_unless_stale(model_id)
+
+    @transaction
+    def mark_stale(self, caller: LocalAccount, model_id: int) -> TxResult:
+        action = f"mark {model_id} stale"
+        c = self._live(model_id, action)
+        if c.state is not ModelState.STALE:
+            raise self._wrong_state(action, model_id, c)
+        return self._mine()
+
+    # ---- views of the models -----------------------------------------------------------------------------
+
+    def head(self) -> int:
+        return self._head
+
+    def variant(self) -> Variant:
+        return self._variant
+
+    def timeouts(self) -> tuple[int, int]:
+        return self._timeouts
+
+    def model_count(self) -> int:
+        return len(self._models)
+
+    def has_voted(self, model_id: int, validator: str) -> bool:
+        address = checked_address(validator)
+        return 0 <= model_id < len(self._models) and address in self._models[model_id].voters
+
+    def model_id_of(self, model_hash: bytes) -> int | None:
+        return self._id_by_hash.get(bytes32(model_hash, "model hash"))
+
+    def get_model(self, model_id: int, *, with_uri: bool = True) -> ModelRecord:
+        if not 0 <= model_id < len(self._models):
+            raise refusal("getModel", "UnknownModel", {"id": model_id})
+        c = self._models[model_id]
+        return ModelRecord(
+            id=model_id,
+            parent_id=c.parent_id,
+            model_hash=c.model_hash,
+            metadata_hash=c.metadata_hash,
+            proposer=c.proposer,
+            general=c.general,
+            state=c.state,
+            eligible=c.eligible,
+            approvals=c.approvals,
+            rejections=c.rejections,
+            general_deadline=c.general_deadline,
+            voting_deadline=c.voting_deadline,
+            uri=c.uri if with_uri else None,
+        )
