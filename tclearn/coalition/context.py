@@ -19,8 +19,8 @@ from tclearn.coalition.policy import AcceptancePolicy, Scores
 from tclearn.learning.attacks import Attack
 from tclearn.learning.data import ImageData
 from tclearn.learning.manifest import Manifest
-from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.directory import ChainDirectory
+from tclearn.ledger.ledger import Ledger
 from tclearn.vault.store import BlobStore
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ class Clock:
 class Coalition:
     """One coalition as its duties see it: exactly one model backend, chosen when it was built."""
 
-    client: LedgerClient
+    client: Ledger  # the contract, or the in-memory ledger of unit tests
     store: BlobStore  # the vault: model blobs (through the backend) and the JSON records of every round
     backend: ModelBackend[Any]
     policy: AcceptancePolicy

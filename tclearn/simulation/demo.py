@@ -35,6 +35,7 @@ from tclearn.learning.train import TrainConfig
 from tclearn.ledger.chain import Chain
 from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.history import LedgerHistory, rebuild
+from tclearn.ledger.ledger import Ledger
 from tclearn.simulation.baselines import TensorReference
 from tclearn.simulation.byzantine import byzantine_at
 from tclearn.types import Variant
@@ -202,7 +203,7 @@ class DemoResult:
     audit: AuditReport
     history: LedgerHistory
     head: int
-    client: LedgerClient
+    client: Ledger
     supervisor_log: list[dict[str, Any]] = field(default_factory=list)  # variant C: every supervisor request
 
 

@@ -37,7 +37,10 @@ class Site:
 
     @property
     def client(self) -> LedgerClient:
-        return self.coalition.client
+        """The site's chain client (a site always runs on a real chain: its node follows the chain's logs)."""
+        client = self.coalition.client
+        assert isinstance(client, LedgerClient)
+        return client
 
     def close(self) -> None:
         for closable in (self.coalition.store, *getattr(self.coalition.backend, "clients", {}).values()):

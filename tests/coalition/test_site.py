@@ -9,11 +9,14 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from services.vault.app import create_app
-from tclearn.coalition.encrypted_setup import encrypted_genesis, load_table, model_spec, supervisor_founder
+from tclearn.coalition.backend import PlainBackend
+from tclearn.coalition.build import Tables
+from tclearn.coalition.ckks import CkksBackend, encrypted_genesis, supervisor_founder
 from tclearn.coalition.founding import Founder, found
 from tclearn.config import save_deployment
 from tclearn.errors import ConfigError, NotFoundError
 from tclearn.he.client import HttpSupervisorClient
+from tclearn.he.model import ModelSpec
 from tclearn.learning.synth import synth_coalition
 from tclearn.learning.tabular import synth_tabular
 from tclearn.ledger.accounts import dev_accounts
@@ -68,7 +71,7 @@ def test_relative_paths_are_taken_from_the_file_folder(deployed: Path) -> None:
 def test_open_site_sees_the_coalition_as_its_hospital(deployed: Path) -> None:
     site = open_site(load_site_config(_site(deployed, dev_account="1")))
     try:
-        assert site.coalition.variant is Variant.A
+        assert site.coalition.backend.variant is Variant.A and isinstance(site.coalition.backend, PlainBackend)
         assert site.hospital.address == dev_accounts(2)[1].address
         assert site.coalition.hospitals == [site.hospital]
         assert len(site.hospital.train) == 4 and len(site.coalition.global_test) == 4
@@ -105,7 +108,8 @@ def encrypted(anvil_node: LocalNode, tmp_path_factory: pytest.TempPathFactory) -
     folder = tmp_path_factory.mktemp("site-c")
     synth_tabular(folder / "data", hospitals=2, train=48, test=24, global_size=48, features=4)
     store = FsspecStore(f"file://{folder / 'vault'}")
-    genesis = encrypted_genesis(store, model_spec(load_table(folder / "data" / "global.csv", "label")), 0)
+    global_test = Tables().global_test(folder / "data" / "global.csv")
+    genesis = encrypted_genesis(store, ModelSpec("logreg", int(global_test.images.shape[1])), 0)
     admin, *hospitals, supervisor = dev_accounts(4)
     founders = [Founder(a.address, public_bytes(X25519PrivateKey.generate()), f"h{i}") for i, a in enumerate(hospitals)]
     client, deployed = found(
@@ -128,12 +132,13 @@ def test_a_variant_c_site_holds_the_registered_public_context_and_a_signed_super
         fields = {"vault_url": f'"{url}"', "global_test": '"data/global.csv"', "dev_account": "1"}
         site = open_site(load_site_config(_site(encrypted.folder, supervisor_url='"http://127.0.0.1:9"', **fields)))
         try:
-            he, settings = site.hospital.he, site.coalition.he
-            assert he is not None and settings is not None and site.coalition.variant is Variant.C
-            assert he.context.hash == settings.context == encrypted.context and not he.context.can_decrypt
-            assert settings.supervisor == dev_accounts(4)[3].address and settings.spec.features == 4
-            assert isinstance(he.supervisor, HttpSupervisorClient)
-            assert he.supervisor.account.address == site.hospital.address == dev_accounts(2)[1].address
+            backend = site.coalition.backend
+            assert isinstance(backend, CkksBackend) and backend.variant is Variant.C
+            assert backend.context.hash == encrypted.context and not backend.context.can_decrypt
+            assert backend.spec.features == 4
+            supervisor = backend.clients[site.hospital.address]
+            assert isinstance(supervisor, HttpSupervisorClient)
+            assert supervisor.account.address == site.hospital.address == dev_accounts(2)[1].address
             assert len(site.hospital.train) == 48 and len(site.hospital.local_test) == 24
             assert len(site.coalition.global_test) == 48
         finally:

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from services.common import install_error_handlers
 from services.vault.app import create_app as create_vault
+from tclearn.coalition.backend import tensors
 from tclearn.errors import VaultUnavailable
 from tclearn.site.open import Site
 from tclearn.state.db import Database
@@ -77,8 +78,9 @@ def test_vault_openapi_fuzz() -> None:
 
 def test_member_openapi_fuzz(coalition_a: Coalition3) -> None:
     site = coalition_a.sites[0]  # another seed: a fuzzed training job must not submit the other tests' increment
-    training = dataclasses.replace(site.coalition.training, seed=1234)
-    fuzzed = Site(site.config, dataclasses.replace(site.coalition, training=training), site.hospital)
+    backend = tensors(site.coalition.backend, "the fuzz")
+    backend = dataclasses.replace(backend, training=dataclasses.replace(backend.training, seed=1234))
+    fuzzed = Site(site.config, dataclasses.replace(site.coalition, backend=backend), site.hospital)
     with member_client(fuzzed) as client:
         app = client.app
         assert isinstance(app, FastAPI)

@@ -7,12 +7,12 @@ import hashlib
 import pytest
 import torch
 
+from tclearn.canonical import canonical_json
 from tclearn.errors import IntegrityError
 from tclearn.vault.codec import (
     TensorSpec,
     architecture_from_json,
     architecture_of,
-    canonical_json,
     decode_model,
     encode_model,
     metadata_hash,
