@@ -203,7 +203,7 @@ class DemoResult:
     audit: AuditReport
     history: LedgerHistory
     head: int
-    client: Ledger
+    client: LedgerClient
     supervisor_log: list[dict[str, Any]] = field(default_factory=list)  # variant C: every supervisor request
 
 
@@ -266,4 +266,5 @@ def run_demo(
         "seconds": round(time.perf_counter() - started, 1),
     }
     phases = {p: round(co.clock.seconds.get(p, 0.0), 3) for p in PHASES}
+    assert isinstance(co.client, LedgerClient)  # founded on a chain by the reference
     return DemoResult(summary, table, phases, report, history, head, co.client, reference.log())
