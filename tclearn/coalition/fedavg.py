@@ -126,7 +126,7 @@ def signature_problem(
         text = message(chain_id, contract, parent_id, c.model_hash)
         try:
             signer = Account.recover_message(encode_defunct(text=text), signature=c.signature)
-        except (ValueError, TypeError):
+        except Exception:  # eth-account raises several types for malformed signatures (as vault/signing.py)
             return f"contribution {c.model_hash} carries an unreadable signature"
         if signer != c.member:
             return f"contribution {c.model_hash} is signed by {signer}, not by the member it names ({c.member})"

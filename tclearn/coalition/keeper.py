@@ -7,13 +7,13 @@ import logging
 from eth_account.signers.local import LocalAccount
 
 from tclearn.errors import ContractRevert
-from tclearn.ledger.client import LedgerClient
+from tclearn.ledger.ledger import Ledger
 from tclearn.types import ModelState
 
 log = logging.getLogger(__name__)
 
 
-def keep(client: LedgerClient, caller: LocalAccount, model_id: int, now: int) -> str | None:
+def keep(client: Ledger, caller: LocalAccount, model_id: int, now: int) -> str | None:
     """Acts on one pending candidate whose deadline passed; returns what was done, or None."""
     m = client.get_model(model_id, with_uri=False)
     if m.state is ModelState.SUBMITTED and now > m.general_deadline:

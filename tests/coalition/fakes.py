@@ -1,0 +1,153 @@
+"""A stub model backend and a coalition on the in-memory ledger, for unit tests of the duties (as Flower tests
+its strategies with a stub client): no torch model, no chain, every duty runs in milliseconds.
+
+A stub "model" is a dict of floats: `w`, what it scores by, and `by`, a number naming who trained it (so that
+two members' increments of one head are two blobs). Scores are `w / 10` clipped to [0, 1] on G, and
+`LOCAL_PENALTY` less on a hospital's L, so a test makes a candidate better or worse than the head by its `w`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import cache
+
+import torch
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from eth_account.signers.local import LocalAccount
+
+from tclearn.canonical import canonical_json
+from tclearn.coalition.backend import OnStep, Trained
+from tclearn.coalition.context import Clock, Coalition, Hospital
+from tclearn.coalition.policy import AcceptancePolicy
+from tclearn.errors import IntegrityError, TrainingCancelled
+from tclearn.learning.attacks import Attack
+from tclearn.learning.data import ImageData, Task
+from tclearn.learning.manifest import Manifest, ManifestEntry
+from tclearn.learning.train import CancelToken
+from tclearn.ledger.accounts import dev_accounts
+from tclearn.ledger.directory import ChainDirectory
+from tclearn.ledger.memory import InMemoryLedger, MemoryChain
+from tclearn.records import ModelDescription, TrainingFacts
+from tclearn.types import Role, Variant
+from tclearn.vault.store import BlobStore, FsspecStore
+
+StubModel = dict[str, float]
+DESCRIPTION = ModelDescription("stub", {"w": "float"}, "ab" * 32)
+GENESIS_W = 5.0  # a head worth protecting: it scores 0.5 on G
+LOCAL_PENALTY = 0.05
+STEPS = 2  # training steps reported to `on_step`
+BATCH_SIZE = 8
+
+
+def clip(x: float) -> float:
+    return min(1.0, max(0.0, x))
+
+
+@dataclass
+class StubBackend:
+    """`ModelBackend[StubModel]` over canonical JSON blobs; counts every `score` call in `scored`."""
+
+    store: BlobStore
+    clock: Clock = field(default_factory=Clock)
+    variant: Variant = Variant.A
+    scored: Counter[tuple[str, str]] = field(default_factory=Counter)  # (reader address, model hash) -> calls
+
+    def describe(self) -> ModelDescription:
+        return DESCRIPTION
+
+    def store_model(self, model: StubModel) -> str:
+        return self.store.put(canonical_json(model))
+
+    def open(self, reader: Hospital, model_hash: str) -> StubModel:
+        raw = self.store.get(model_hash)  # NotFoundError, or IntegrityError when the bytes are not their hash
+        try:
+            model = json.loads(raw)
+        except ValueError:  # UnicodeDecodeError included
+            raise IntegrityError(f"model {model_hash} does not decode") from None
+        if not isinstance(model, dict) or "w" not in model:
+            raise IntegrityError(f"model {model_hash} is not the coalition's model: {raw[:40]!r}")
+        if not all(isinstance(v, int | float) and math.isfinite(v) for v in model.values()):
+            raise IntegrityError(f"model {model_hash} holds non-finite or non-numeric values")
+        return {k: float(v) for k, v in model.items()}
+
+    def train(
+        self,
+        member: Hospital,
+        parent: StubModel,
+        *,
+        seed: int,
+        ref: str = "",
+        cancel: CancelToken | None = None,
+        on_step: OnStep | None = None,
+    ) -> Trained[StubModel]:
+        for step in range(STEPS):
+            if cancel is not None and cancel.cancelled:
+                raise TrainingCancelled("training cancelled", phase="training")
+            if on_step is not None:
+                on_step(step + 1, STEPS)
+        w = parent["w"] + 1
+        if member.attack is Attack.SIGN_FLIP:
+            w = -w
+        elif member.attack is not Attack.NONE:
+            raise NotImplementedError(f"the stub backend has no {member.attack} attack")
+        facts = TrainingFacts(len(member.train), 1, BATCH_SIZE, "sgd", 0.1, seed, "stub", STEPS, 0.0, "cpu")
+        return Trained({"w": w, "by": float(int(member.address, 16) % 10**6)}, facts)
+
+    def score(self, reader: Hospital, model: StubModel, data: ImageData, ref: str) -> float:
+        self.scored[(reader.address, ref)] += 1
+        penalty = 0.0 if data.names[0].startswith("global") else LOCAL_PENALTY
+        return clip(model["w"] / 10 - penalty)
+
+
+def images(prefix: str, n: int) -> ImageData:
+    """`n` blank 2x2 images and masks: the stub only ever reads `len()` and the names."""
+    return ImageData(
+        Task.SEGMENTATION, torch.zeros(n, 1, 2, 2), torch.zeros(n, 1, 2, 2), tuple(f"{prefix}{i}" for i in range(n))
+    )
+
+
+@cache
+def accounts(n: int) -> tuple[LocalAccount, ...]:
+    return tuple(dev_accounts(n))
+
+
+def stub_coalition(
+    members: int = 4, *, genesis_w: float = GENESIS_W, policy: AcceptancePolicy | None = None
+) -> Coalition:
+    """An `InMemoryLedger` coalition of `members` MEMBER|VALIDATOR hospitals, its genesis stored through the
+    `StubBackend`, its vault in memory (the admin is `accounts()[0]`, not a hospital)."""
+    admin, *others = accounts(members + 2)
+    store = FsspecStore(f"memory://stub-{uuid.uuid4().hex}")
+    backend = StubBackend(store)
+    genesis = backend.store_model({"w": genesis_w})
+    ledger, _ = InMemoryLedger.deploy(MemoryChain(), admin, variant=Variant.A, genesis_hash=bytes.fromhex(genesis))
+    hospitals = []
+    for i, account in enumerate(others[:members]):
+        key = X25519PrivateKey.generate()
+        public = key.public_key().public_bytes_raw()
+        name = f"h{i}"
+        ledger.register_member(admin, account.address, Role.MEMBER | Role.VALIDATOR, public, name)
+        entry = ManifestEntry(f"{name}/train/images/0.png", 4, hashlib.sha256(name.encode()).hexdigest())
+        hospitals.append(
+            Hospital(name, account, key, images(f"{name}-train", 8), images(f"{name}-test", 2), Manifest((entry,)))
+        )
+    return Coalition(
+        client=ledger,
+        store=store,
+        backend=backend,
+        policy=policy or AcceptancePolicy(min_batch_size=4),
+        global_test=images("global", 4),
+        hospitals=hospitals,
+        directory=ChainDirectory(ledger),  # type: ignore[arg-type]  # it reads only `members()`
+    )
+
+
+def stub_backend(co: Coalition) -> StubBackend:
+    backend = co.backend
+    assert isinstance(backend, StubBackend)
+    return backend

@@ -1,0 +1,671 @@
+"""Unit twins of tests/coalition/test_duties.py: the member's, general's, validator's and keeper's duties on
+the in-memory ledger, an in-memory vault and the stub backend of `fakes`, in milliseconds; and tables of the
+pure decisions under them (integrity, policy, signatures, records)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any
+
+import pytest
+from eth_account.messages import encode_defunct
+from eth_account.signers.local import LocalAccount
+
+from tclearn.canonical import canonical_json
+from tclearn.coalition import general as general_duty
+from tclearn.coalition import validator as validator_duty
+from tclearn.coalition.blobs import put_record
+from tclearn.coalition.context import Coalition, Hospital
+from tclearn.coalition.fedavg import message, signature_problem
+from tclearn.coalition.integrity import declared_problem, policy_problem
+from tclearn.coalition.keeper import keep
+from tclearn.coalition.member import propose
+from tclearn.coalition.policy import AcceptancePolicy, Scores
+from tclearn.coalition.rounds import run_round, settle
+from tclearn.errors import ConfigError, IntegrityError, NotFoundError, TrainingCancelled
+from tclearn.learning.attacks import Attack
+from tclearn.learning.train import CancelToken
+from tclearn.ledger.events import LedgerEvent
+from tclearn.ledger.memory import MemoryChain
+from tclearn.records import (
+    Aggregation,
+    CandidateMetadata,
+    Check,
+    Contribution,
+    DataSummary,
+    IntegrityReport,
+    Privacy,
+    Record,
+    TrainingFacts,
+    VoteEvidence,
+)
+from tclearn.types import ModelState, RejectReason, Variant
+
+from .fakes import DESCRIPTION, GENESIS_W, LOCAL_PENALTY, accounts, stub_backend, stub_coalition
+
+GENERAL_TIMEOUT, VOTING_TIMEOUT = 3600, 86400  # InMemoryLedger's defaults
+FACTS = TrainingFacts(8, 1, 8, "sgd", 0.1, 0, "stub", 2, 0.0, "cpu")
+
+
+# ---- helpers ------------------------------------------------------------------------------------------------
+
+
+def model_hash_of(co: Coalition, model_id: int) -> str:
+    return co.client.get_model(model_id, with_uri=False).model_hash.hex()
+
+
+def honest_metadata(co: Coalition, **changes: Any) -> CandidateMetadata:
+    """What an honest member declares for an increment of the head (with `changes`)."""
+    metadata = CandidateMetadata(
+        variant="A",
+        mode="incremental",
+        parent=model_hash_of(co, co.client.head()),
+        model=DESCRIPTION,
+        training=FACTS,
+        tclearn_version="test",
+    )
+    return dataclasses.replace(metadata, **changes)
+
+
+def submit_blobs(co: Coalition, model_hash: str, metadata_hash: str) -> int:
+    """Hospital 0 submits a candidate of the head with these (not necessarily stored) blobs."""
+    head = co.client.head()
+    submission = co.client.submit(
+        co.hospitals[0].account, head, bytes.fromhex(model_hash), "u", bytes.fromhex(metadata_hash)
+    )
+    return submission.model_id
+
+
+def submit_model(co: Coalition, w: float = GENESIS_W + 1, *, raw_metadata: bytes | None = None) -> int:
+    """Hospital 0 submits model `w` with honest metadata (or the given raw metadata blob)."""
+    model_hash = stub_backend(co).store_model({"w": w})
+    metadata = put_record(co, honest_metadata(co)) if raw_metadata is None else co.store.put(raw_metadata)
+    return submit_blobs(co, model_hash, metadata)
+
+
+def general_of(co: Coalition, model_id: int) -> Hospital:
+    return co.hospital(co.client.get_model(model_id, with_uri=False).general)
+
+
+def general_verdict(co: Coalition, model_id: int) -> tuple[bool, str, IntegrityReport]:
+    """The drawn general opens (or rejects) the candidate; its report, read back from the vault."""
+    candidate = co.client.get_model(model_id, with_uri=False)
+    ok, report_hash, _ = general_duty.open_candidate(co, general_of(co, model_id), candidate)
+    return ok, report_hash, IntegrityReport.parse(co.store.get(report_hash))
+
+
+def events(co: Coalition, name: str, model_id: int) -> list[LedgerEvent]:
+    return [e for e in co.client.events() if e.name == name and e.args["id"] == model_id]
+
+
+def evidence(co: Coalition, model_id: int) -> list[VoteEvidence]:
+    return [VoteEvidence.parse(co.store.get(e.args["evidenceHash"].hex())) for e in events(co, "Voted", model_id)]
+
+
+def advance(co: Coalition, seconds: int) -> None:
+    chain = co.client.chain
+    assert isinstance(chain, MemoryChain)
+    chain.advance_time(seconds)
+
+
+def corrupt(co: Coalition, model_hash: str, data: bytes) -> None:
+    """Overwrites a stored blob behind the store's back (the memory filesystem under `FsspecStore`)."""
+    store: Any = co.store
+    store.fs.pipe_file(store.blob_path(model_hash), data)
+
+
+# ---- a round, duty by duty --------------------------------------------------------------------------------
+
+
+def test_an_honest_round_commits() -> None:
+    # Prepare
+    co = stub_coalition()
+    genesis_hash = model_hash_of(co, 0)
+    # Execute
+    row = run_round(co, co.hospitals[0])
+    # Assert
+    assert (row.state, row.approvals, row.rejections) == ("committed", 2, 0)
+    assert co.client.head() == row.id == 1
+    metadata = CandidateMetadata.parse(co.store.get(co.client.get_model(row.id).metadata_hash.hex()))
+    assert (metadata.parent, metadata.variant, metadata.model, metadata.mode) == (
+        genesis_hash,
+        "A",
+        DESCRIPTION,
+        "incremental",
+    )
+    assert metadata.training.samples == 8 and metadata.data is not None and metadata.data.files == 1
+    assert stub_backend(co).open(co.hospitals[1], model_hash_of(co, row.id))["w"] == GENESIS_W + 1
+    (opened,) = events(co, "CandidateOpened", row.id)
+    report = IntegrityReport.parse(co.store.get(opened.args["reportHash"].hex()))
+    assert report.ok and [c.name for c in report.checks] == ["blob", "metadata", "declared", "policy", "weights"]
+    votes = evidence(co, row.id)
+    assert [v.approve for v in votes] == [True, True]
+    assert votes[0].validator == co.client.get_model(row.id).general  # the general votes first
+    assert votes[0].candidate_global == pytest.approx(0.6) and votes[0].head_global == pytest.approx(0.5)
+    assert votes[0].candidate_local == pytest.approx(0.6 - LOCAL_PENALTY) and votes[0].local_samples == 2
+
+
+def test_a_sign_flipping_member_is_voted_down() -> None:
+    # Prepare
+    co = stub_coalition()
+    co.hospitals[3].attack = Attack.SIGN_FLIP
+    # Execute
+    row = run_round(co, co.hospitals[3])
+    # Assert
+    assert row.byzantine and (row.state, row.approvals, row.rejections) == ("rejected", 0, 2)
+    assert co.client.head() == 0
+    (rejected,) = events(co, "Rejected", row.id)
+    assert rejected.args["reason"] == RejectReason.VOTES
+    assert all(v.candidate_global == 0.0 and "worse than the head" in v.reason for v in evidence(co, row.id))
+
+
+# ---- the general ---------------------------------------------------------------------------------------------
+
+
+def assert_rejected_for(co: Coalition, model_id: int, check: str, detail: str) -> IntegrityReport:
+    """The general rejected `model_id` at `check` (the last it ran), and the chain holds its report's hash."""
+    ok, report_hash, report = general_verdict(co, model_id)
+    assert not ok and not report.ok
+    assert report.checks[-1] == Check(check, False, report.checks[-1].detail)
+    assert all(c.ok for c in report.checks[:-1])  # the checks before it passed, none after it ran
+    assert detail in report.checks[-1].detail, report.checks[-1].detail
+    assert (report.candidate, report.model_hash, report.general) == (
+        model_id,
+        model_hash_of(co, model_id),
+        co.client.get_model(model_id).general,
+    )
+    assert co.client.get_model(model_id).state is ModelState.REJECTED
+    (rejected,) = events(co, "Rejected", model_id)
+    assert rejected.args["reason"] == RejectReason.INTEGRITY
+    assert rejected.args["evidenceHash"].hex() == report_hash == report.sha256()
+    return report
+
+
+def test_the_general_opens_an_honest_candidate_and_the_chain_holds_its_report() -> None:
+    co = stub_coalition()
+    model_id = submit_model(co)
+    ok, report_hash, report = general_verdict(co, model_id)
+    assert ok and report.ok and all(c.ok for c in report.checks) and len(report.checks) == 5
+    assert co.client.get_model(model_id).state is ModelState.OPEN
+    (opened,) = events(co, "CandidateOpened", model_id)
+    assert opened.args["reportHash"].hex() == report_hash == report.sha256()
+
+
+def test_a_missing_blob_is_rejected() -> None:
+    co = stub_coalition()
+    absent = hashlib.sha256(b"a model nobody stored").hexdigest()
+    model_id = submit_blobs(co, absent, put_record(co, honest_metadata(co)))
+    assert_rejected_for(co, model_id, "blob", "is not in the vault")
+
+
+@pytest.mark.parametrize(
+    ("raw", "detail"),
+    [
+        (b"not json at all", "does not parse"),
+        (b'{"schema": 1}', "Field required"),
+        (b'{"parent": null, "variant": "A", "training": {"batch_size": 8}}', "does not parse"),
+    ],
+)
+def test_metadata_that_does_not_parse_is_an_integrity_failure(raw: bytes, detail: str) -> None:
+    co = stub_coalition()
+    assert_rejected_for(co, submit_model(co, raw_metadata=raw), "metadata", detail)
+
+
+@pytest.mark.parametrize(
+    ("edit", "detail"),
+    [
+        (lambda doc: doc.update(schema=2), "schema 2"),
+        (lambda doc: doc.update(extra="smuggled"), "extra"),
+        (lambda doc: doc["training"].update(batch_size="8"), "training.batch_size"),
+    ],
+    ids=["other schema", "extra field", "wrong type"],
+)
+def test_metadata_that_is_almost_right_is_refused(edit: Any, detail: str) -> None:
+    co = stub_coalition()
+    doc = json.loads(honest_metadata(co).encode())
+    edit(doc)
+    assert_rejected_for(co, submit_model(co, raw_metadata=canonical_json(doc)), "metadata", detail)
+
+
+def test_a_metadata_hash_nothing_was_stored_under_is_rejected() -> None:
+    co = stub_coalition()
+    model_hash = stub_backend(co).store_model({"w": 6.0})
+    model_id = submit_blobs(co, model_hash, hashlib.sha256(b"metadata nobody stored").hexdigest())
+    assert_rejected_for(co, model_id, "metadata", "no blob")
+
+
+@pytest.mark.parametrize(
+    ("changes", "detail"),
+    [
+        ({"parent": "00" * 32}, "names parent"),
+        ({"variant": "B"}, "declares variant B"),
+        ({"model": dataclasses.replace(DESCRIPTION, fingerprint="00" * 32)}, "declares model"),
+    ],
+    ids=["parent", "variant", "model"],
+)
+def test_metadata_that_lies_is_rejected(changes: dict[str, Any], detail: str) -> None:
+    co = stub_coalition()
+    model_id = submit_model(co, raw_metadata=honest_metadata(co, **changes).encode())
+    assert_rejected_for(co, model_id, "declared", detail)
+
+
+def test_a_batch_below_policy_is_rejected() -> None:
+    co = stub_coalition()
+    small = dataclasses.replace(FACTS, batch_size=2)
+    model_id = submit_model(co, raw_metadata=honest_metadata(co, training=small).encode())
+    assert_rejected_for(co, model_id, "policy", "below the coalition's minimum 4")
+
+
+@pytest.mark.parametrize(
+    ("blob", "detail"),
+    [
+        (b"\x00\xff not json", "does not decode"),
+        (b"[1, 2, 3]", "not the coalition's model"),
+        (b'{"w": NaN}', "non-finite"),
+    ],
+    ids=["undecodable", "another model", "nan"],
+)
+def test_a_model_that_does_not_open_is_rejected(blob: bytes, detail: str) -> None:
+    co = stub_coalition()
+    model_id = submit_blobs(co, co.store.put(blob), put_record(co, honest_metadata(co)))
+    assert_rejected_for(co, model_id, "weights", detail)
+
+
+def test_a_corrupted_model_blob_is_rejected() -> None:
+    co = stub_coalition()
+    model_id = submit_model(co, 6.0)
+    corrupt(co, model_hash_of(co, model_id), canonical_json({"w": 7.0}))
+    assert_rejected_for(co, model_id, "weights", "is corrupt")
+
+
+# ---- the validator ---------------------------------------------------------------------------------------
+
+
+def test_a_validator_rejects_a_candidate_it_cannot_open() -> None:
+    # Prepare: the general opened it, then its blob was damaged in the vault
+    co = stub_coalition()
+    model_id = submit_model(co, 6.0)
+    assert general_verdict(co, model_id)[0]
+    corrupt(co, model_hash_of(co, model_id), canonical_json({"w": 7.0}))
+    candidate = co.client.get_model(model_id)
+    # Execute
+    assessment, outcome = validator_duty.vote(co, general_of(co, model_id), candidate)
+    # Assert
+    assert not assessment.approve and assessment.candidate is None and outcome.state is ModelState.OPEN
+    (shown,) = evidence(co, model_id)
+    assert shown.candidate_global is None and shown.candidate_local is None and not shown.approve
+    assert shown.reason.startswith("cannot open the candidate") and "corrupt" in shown.reason
+    assert shown.head_global == pytest.approx(0.5)
+    (voted,) = events(co, "Voted", model_id)
+    assert (voted.args["approve"], voted.args["scoreGlobal"], voted.args["scoreLocal"]) == (False, 0, 0)
+
+
+def test_head_scores_are_measured_once_per_validator() -> None:
+    co = stub_coalition()
+    backend, genesis = stub_backend(co), model_hash_of(co, 0)
+    first, second = co.hospitals[1], co.hospitals[2]
+    assert validator_duty.head_scores(co, first, 0) == Scores(0.5, 0.5 - LOCAL_PENALTY)
+    validator_duty.head_scores(co, first, 0)
+    validator_duty.head_scores(co, second, 0)
+    assert backend.scored[(first.address, genesis)] == 2  # G and L, once
+    assert backend.scored[(second.address, genesis)] == 2  # its own L: its own measurement
+
+
+def test_a_committed_candidate_is_not_scored_again_as_the_head() -> None:
+    # Prepare: candidate 1 commits; its voters scored it as a candidate
+    co = stub_coalition()
+    backend = stub_backend(co)
+    first = run_round(co, co.hospitals[0])
+    voters = [co.hospital(v.validator) for v in evidence(co, first.id)]
+    idle = next(h for h in co.hospitals[1:] if h not in voters)
+    # Execute: the validator that did not vote proposes the next candidate, of head 1
+    second = run_round(co, idle)
+    # Assert
+    assert second.state == "committed"
+    head1 = model_hash_of(co, first.id)
+    for v in voters:
+        assert backend.scored[(v.address, head1)] == 2  # as the candidate, never again as the head
+    for h in co.hospitals:
+        assert backend.scored[(h.address, head1)] in (0, 2)
+
+
+# ---- the keeper ------------------------------------------------------------------------------------------
+
+
+def test_a_silent_general_is_replaced_and_the_new_one_opens_the_candidate() -> None:
+    co = stub_coalition()
+    model_id = propose(co, co.hospitals[0]).submission.model_id
+    silent = co.client.get_model(model_id).general
+    keeper = co.hospitals[0].account
+    assert keep(co.client, keeper, model_id, co.client.chain.timestamp()) is None  # not yet
+    advance(co, GENERAL_TIMEOUT + 1)
+    assert keep(co.client, keeper, model_id, co.client.chain.timestamp()) == "reassigned"
+    candidate = co.client.get_model(model_id)
+    assert candidate.general not in (silent, co.hospitals[0].address)
+    assert candidate.state is ModelState.SUBMITTED
+    assert general_verdict(co, model_id)[0]
+    assert co.client.get_model(model_id).state is ModelState.OPEN
+
+
+def test_a_candidate_nobody_votes_on_expires_after_the_voting_deadline() -> None:
+    co = stub_coalition()
+    model_id = propose(co, co.hospitals[0]).submission.model_id
+    assert general_verdict(co, model_id)[0]
+    keeper = co.hospitals[0].account
+    advance(co, VOTING_TIMEOUT)
+    assert keep(co.client, keeper, model_id, co.client.chain.timestamp()) is None  # on the deadline itself
+    advance(co, 1)
+    assert keep(co.client, keeper, model_id, co.client.chain.timestamp()) == "expired"
+    assert co.client.get_model(model_id).state is ModelState.EXPIRED
+    assert keep(co.client, keeper, model_id, co.client.chain.timestamp()) is None
+    assert co.client.head() == 0
+
+
+def test_a_candidate_with_no_other_general_to_draw_expires() -> None:
+    co = stub_coalition(members=2)  # the proposer and its one general
+    model_id = propose(co, co.hospitals[0]).submission.model_id
+    advance(co, GENERAL_TIMEOUT + 1)
+    assert keep(co.client, co.hospitals[0].account, model_id, co.client.chain.timestamp()) == "expired"
+    assert co.client.get_model(model_id).state is ModelState.EXPIRED
+
+
+# ---- the member ------------------------------------------------------------------------------------------
+
+
+def test_a_candidate_that_goes_stale_is_rebased() -> None:
+    # Prepare: hospital 1's candidate of genesis is overtaken by hospital 0's
+    co = stub_coalition()
+    late = propose(co, co.hospitals[1])
+    assert run_round(co, co.hospitals[0]).state == "committed"
+    # Execute
+    co.client.mark_stale(co.hospitals[2].account, late.submission.model_id)
+    again = propose(co, co.hospitals[1])
+    # Assert
+    assert co.client.get_model(late.submission.model_id).state is ModelState.STALE
+    candidate = co.client.get_model(again.submission.model_id)
+    assert candidate.parent_id == co.client.head() == 2
+    metadata = CandidateMetadata.parse(co.store.get(again.metadata_hash))
+    assert metadata.parent == model_hash_of(co, co.client.head())
+    assert stub_backend(co).open(co.hospitals[1], again.model_hash)["w"] == GENESIS_W + 2
+
+
+def test_a_member_whose_head_moves_while_it_trains_rebases_and_submits_on_the_new_head() -> None:
+    # Prepare: just before hospital 1 submits its increment of genesis, hospital 2's candidate commits
+    co = stub_coalition()
+    overtaken: list[int] = []
+
+    def someone_commits_first(phase: str, done: float) -> None:
+        if phase == "submitting" and done == 0.0 and not overtaken:
+            overtaken.append(run_round(co, co.hospitals[2]).id)
+
+    # Execute
+    proposal = propose(co, co.hospitals[1], progress=someone_commits_first)
+    # Assert
+    assert proposal.rebases == 1 and co.client.head() == overtaken[0]
+    assert co.client.get_model(proposal.submission.model_id).parent_id == overtaken[0]
+    metadata = CandidateMetadata.parse(co.store.get(proposal.metadata_hash))
+    assert metadata.parent == model_hash_of(co, overtaken[0])
+
+
+def test_propose_reports_its_phases_and_a_cancel_submits_nothing() -> None:
+    co = stub_coalition()
+    phases: list[tuple[str, float]] = []
+    proposal = propose(co, co.hospitals[0], progress=lambda phase, done: phases.append((phase, done)))
+    assert [p for p, done in phases if done == 0.0] == ["pulling", "training", "storing", "submitting"]
+    assert ("training", 0.5) in phases and ("training", 1.0) in phases and phases[-1] == ("submitting", 1.0)
+    count = co.client.model_count()
+    assert count == proposal.submission.model_id + 1
+
+    token = CancelToken()
+    cancel_when_stored = lambda phase, _done: token.cancel() if phase == "storing" else None  # noqa: E731
+    with pytest.raises(TrainingCancelled, match="before submitting"):
+        propose(co, co.hospitals[1], cancel=token, progress=cancel_when_stored)
+    assert co.client.model_count() == count
+
+
+def test_a_cancelled_token_stops_before_anything_is_pulled() -> None:
+    co = stub_coalition()
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(TrainingCancelled, match="before pulling"):
+        propose(co, co.hospitals[0], cancel=token)
+    assert co.client.model_count() == 1
+
+
+# ---- per-site contexts -----------------------------------------------------------------------------------
+
+
+def sites(co: Coalition) -> list[tuple[Coalition, Hospital]]:
+    """One context per hospital, as separate services hold them: the same ledger and vault, its own caches."""
+    return [(dataclasses.replace(co, head_scores={}), h) for h in co.hospitals]
+
+
+def test_settle_over_per_site_contexts_commits() -> None:
+    co = stub_coalition()
+    contexts = sites(co)
+    model_id = propose(contexts[0][0], co.hospitals[0]).submission.model_id
+    assert settle(contexts, model_id) is ModelState.COMMITTED
+    assert co.client.head() == model_id
+    for site, h in contexts:
+        assert {address for address, _ in site.head_scores} <= {h.address}  # each site measured for itself
+
+
+def test_settle_rejects_a_poisoned_candidate() -> None:
+    co = stub_coalition()
+    co.hospitals[3].attack = Attack.SIGN_FLIP
+    model_id = propose(co, co.hospitals[3]).submission.model_id
+    assert settle(sites(co), model_id) is ModelState.REJECTED
+    assert co.client.head() == 0
+
+
+def test_settle_without_the_general_among_the_sites_names_it() -> None:
+    co = stub_coalition()
+    model_id = propose(co, co.hospitals[0]).submission.model_id
+    general = co.client.get_model(model_id).general
+    with pytest.raises(NotFoundError, match=general):
+        settle([s for s in sites(co) if s[1].address != general], model_id)
+
+
+# ---- pure decisions: integrity and policy ------------------------------------------------------------------
+
+PARENT = "aa" * 32
+DECLARED = CandidateMetadata("A", "incremental", PARENT, DESCRIPTION, FACTS, "test")
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({}, None),
+        ({"parent": "00" * 32}, f"metadata names parent {'00' * 32}, but the candidate's parent is {PARENT}"),
+        ({"variant": "B"}, "metadata declares variant B, the coalition is A"),
+        ({"model": dataclasses.replace(DESCRIPTION, family="torch")}, "metadata declares model"),
+        ({"model": dataclasses.replace(DESCRIPTION, config={})}, "metadata declares model"),
+        ({"parent": "00" * 32, "variant": "B"}, "metadata names parent"),  # the parent is checked first
+        ({"mode": "fedavg", "tclearn_version": "0"}, None),  # neither is a declared fact the general checks
+    ],
+)
+def test_declared_problem(changes: dict[str, Any], problem: str | None) -> None:
+    found = declared_problem(
+        dataclasses.replace(DECLARED, **changes), parent_hash=PARENT, variant=Variant.A, model=DESCRIPTION
+    )
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None and found.startswith(problem), found
+
+
+@pytest.mark.parametrize(
+    ("batch", "minimum", "problem"),
+    [
+        (8, 4, None),
+        (4, 4, None),
+        (3, 4, "declared batch size 3 is below the coalition's minimum 4"),
+        (1, 1, None),
+        (1, 2, "declared batch size 1 is below the coalition's minimum 2"),
+    ],
+)
+def test_policy_problem(batch: int, minimum: int, problem: str | None) -> None:
+    metadata = dataclasses.replace(DECLARED, training=dataclasses.replace(FACTS, batch_size=batch))
+    assert policy_problem(metadata, AcceptancePolicy(min_batch_size=minimum)) == problem
+
+
+HEAD = Scores(0.5, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("candidate", "approve", "reason"),
+    [
+        (None, False, "the candidate could not be scored"),
+        (Scores(0.5, 0.5), True, "not worse than the head beyond tolerance"),
+        (Scores(0.9, 0.9), True, "not worse than the head beyond tolerance"),
+        (Scores(0.48, 0.5), True, "not worse than the head beyond tolerance"),  # within 0.03 on G
+        (Scores(0.46, 0.5), False, "worse than the head beyond tolerance"),
+        (Scores(0.5, 0.41), True, "not worse than the head beyond tolerance"),  # within 0.10 on L
+        (Scores(0.5, 0.39), False, "worse than the head beyond tolerance"),
+        (Scores(0.9, 0.3), False, "worse than the head beyond tolerance"),  # better on G does not buy L
+        (Scores(0.1, 0.9), False, "worse than the head beyond tolerance"),
+    ],
+)
+def test_acceptance_verdict(candidate: Scores | None, approve: bool, reason: str) -> None:
+    assert AcceptancePolicy(0.03, 0.10).verdict(candidate, HEAD) == (approve, reason)
+
+
+def test_a_policy_with_no_tolerance_accepts_only_as_good() -> None:
+    strict = AcceptancePolicy(0.0, 0.0)
+    assert strict.verdict(Scores(0.5, 0.5), HEAD)[0] and not strict.verdict(Scores(0.5, 0.4999), HEAD)[0]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"tolerance_global": -0.01}, {"tolerance_global": 1.5}, {"tolerance_local": 2.0}, {"min_batch_size": 0}],
+)
+def test_an_impossible_policy_is_refused(settings: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError, match=next(iter(settings))):
+        AcceptancePolicy(**settings)
+
+
+# ---- pure decisions: contribution signatures ---------------------------------------------------------------
+
+CHAIN_ID, CONTRACT, ROUND = 1337, "0x" + "Ab" * 20, 7
+
+
+def contribution(signer: LocalAccount, label: str, *, parent: int = ROUND, member: str | None = None) -> Contribution:
+    """`signer`'s contribution `label`, signed as `fedavg.contribute` signs it (naming `member` if given)."""
+    model_hash = hashlib.sha256(label.encode()).hexdigest()
+    text = message(CHAIN_ID, CONTRACT, parent, model_hash)
+    signature = "0x" + signer.sign_message(encode_defunct(text=text)).signature.hex().removeprefix("0x")
+    return Contribution(member or signer.address, model_hash, 8, 8, signature)
+
+
+def signatures(contributions: list[Contribution], parent: int = ROUND) -> str | None:
+    active: set[str] = {a.address for a in accounts(6)[1:4]}
+    return signature_problem(contributions, chain_id=CHAIN_ID, contract=CONTRACT, parent_id=parent, active=active)
+
+
+def test_validly_signed_contributions_pass() -> None:
+    a, b, c = accounts(6)[1:4]
+    assert signatures([contribution(a, "a"), contribution(b, "b"), contribution(c, "c")]) is None
+
+
+@pytest.mark.parametrize(
+    ("tamper", "problem"),
+    [
+        ("signer", "not by the member it names"),  # claims another member's name for its contribution
+        ("stranger", "not an active member"),  # signed by an account that is not a member
+        ("twice", "contributes twice"),
+        ("other parent", "is signed by"),  # replayed into another round: each signature binds its parent
+        ("none", "the aggregate lists no contributions"),
+    ],
+)
+def test_forged_contribution_lists_are_caught(tamper: str, problem: str) -> None:
+    _admin, a, b, c, _, stranger = accounts(6)
+    entries, parent = [contribution(a, "a"), contribution(b, "b")], ROUND
+    if tamper == "signer":
+        entries[0] = dataclasses.replace(entries[0], member=c.address)
+    elif tamper == "stranger":
+        entries[0] = contribution(stranger, "s")
+    elif tamper == "twice":
+        entries[1] = contribution(a, "a again")
+    elif tamper == "other parent":
+        parent += 1
+    elif tamper == "none":
+        entries = []
+    found = signatures(entries, parent)
+    assert found is not None and problem in found
+
+
+@pytest.mark.parametrize("signature", ["zz", "0x1234", "0x" + "00" * 65, "0x" + "ff" * 65, ""])
+def test_an_unreadable_signature_is_a_problem_not_a_crash(signature: str) -> None:
+    a = accounts(6)[1]
+    found = signatures([dataclasses.replace(contribution(a, "a"), signature=signature)])
+    assert found is not None and "unreadable signature" in found
+
+
+# ---- records -------------------------------------------------------------------------------------------------
+
+FULL_METADATA = CandidateMetadata(
+    variant="A",
+    mode="fedavg",
+    parent=PARENT,
+    model=DESCRIPTION,
+    training=dataclasses.replace(FACTS, final_loss=0.25, amp=True),
+    tclearn_version="1.2.3",
+    data=DataSummary("cd" * 32, 3, 1024),
+    scores={"dice": 0.75},
+    aggregation=Aggregation("median", (Contribution("0x" + "12" * 20, "ef" * 32, 8, 4, "0x99"),)),
+    privacy=Privacy("gaussian", 1.5, 1e-5),
+    watermark="wm",
+)
+RECORDS: list[Record] = [
+    FACTS,
+    DECLARED,
+    FULL_METADATA,
+    IntegrityReport(3, "ef" * 32, "0x" + "34" * 20, False, (Check("blob", True), Check("metadata", False, "no"))),
+    VoteEvidence(3, 2, "0x" + "56" * 20, "dice", None, None, 0.5, 0.45, 0.03, 0.1, 2, False, "cannot open"),
+    VoteEvidence(3, 2, "0x" + "56" * 20, "dice", 0.6, 0.55, 0.5, 0.45, 0.03, 0.1, 2, True, "fine"),
+]
+
+
+@pytest.mark.parametrize("record", RECORDS, ids=lambda r: type(r).__name__)
+def test_a_record_round_trips_through_its_encoding(record: Record) -> None:
+    raw = record.encode()
+    assert type(record).parse(raw) == record
+    assert raw == canonical_json(json.loads(raw))  # one canonical encoding
+    assert record.sha256() == hashlib.sha256(raw).hexdigest()
+
+
+def test_the_encoding_does_not_depend_on_key_order() -> None:
+    doc = json.loads(FULL_METADATA.encode())
+    reordered = json.dumps(dict(reversed(list(doc.items())))).encode()
+    assert CandidateMetadata.parse(reordered).encode() == FULL_METADATA.encode()
+
+
+def edited(record: Record, edit: Any) -> bytes:
+    doc = json.loads(record.encode())
+    edit(doc)
+    return json.dumps(doc).encode()
+
+
+@pytest.mark.parametrize(
+    ("kind", "raw", "message"),
+    [
+        (CandidateMetadata, edited(DECLARED, lambda d: d.update(extra=1)), "extra: Unexpected keyword argument"),
+        (CandidateMetadata, edited(DECLARED, lambda d: d["training"].update(epochs="1")), "training.epochs:"),
+        (CandidateMetadata, edited(DECLARED, lambda d: d["training"].pop("seed")), "training.seed: Field required"),
+        (CandidateMetadata, edited(DECLARED, lambda d: d.update(mode="async")), "mode:"),
+        (CandidateMetadata, edited(DECLARED, lambda d: d.update(schema=2)), "has schema 2; this node reads 1"),
+        (IntegrityReport, edited(RECORDS[3], lambda d: d.update(ok="yes")), "ok:"),
+        (IntegrityReport, edited(RECORDS[3], lambda d: d["checks"][1].pop("name")), "checks.1.name: Field required"),
+        (VoteEvidence, edited(RECORDS[4], lambda d: d.update(head_global=None)), "head_global:"),
+        (VoteEvidence, edited(RECORDS[4], lambda d: d.update(schema=0)), "has schema 0"),
+        (VoteEvidence, b"[]", "does not parse"),
+        (VoteEvidence, b"\xff", "does not parse"),
+        (TrainingFacts, DECLARED.encode(), "does not parse"),  # another kind of record
+    ],
+)
+def test_a_wrong_record_is_refused_naming_what_is_wrong(kind: type[Record], raw: bytes, message: str) -> None:
+    with pytest.raises(IntegrityError, match=f"^the {kind.KIND} ") as info:
+        kind.parse(raw)
+    assert message in str(info.value), str(info.value)
