@@ -19,6 +19,7 @@ from tclearn.coalition.policy import AcceptancePolicy, Scores
 from tclearn.learning.attacks import Attack
 from tclearn.learning.data import ImageData
 from tclearn.learning.manifest import Manifest
+from tclearn.learning.train import TrainConfig
 from tclearn.ledger.directory import ChainDirectory
 from tclearn.ledger.ledger import Ledger
 from tclearn.vault.store import BlobStore
@@ -81,6 +82,14 @@ class Coalition:
         """Where the time went; the backend's clock, so that storing and training count in the same place."""
         clock: Clock = self.backend.clock
         return clock
+
+    def trained_with(self, training: TrainConfig) -> Coalition:
+        """The same coalition whose members train with `training` (models in tensors only)."""
+        from tclearn.coalition.backend import tensors
+
+        return dataclasses.replace(
+            self, backend=dataclasses.replace(tensors(self.backend, "training"), training=training)
+        )
 
     def timed_by(self, clock: Clock) -> Coalition:
         """The same coalition with its time counted on `clock` (a training job's own phase timings)."""

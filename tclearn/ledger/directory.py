@@ -13,15 +13,15 @@ from pathlib import Path
 
 from eth_utils import is_address, to_checksum_address
 
-from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.deployment import open_deployment
+from tclearn.ledger.ledger import Ledger
 from tclearn.types import Member
 
 _NO_KEY = b"\x00" * 32
 
 
 class ChainDirectory:
-    def __init__(self, client: LedgerClient, ttl: float = 5.0) -> None:
+    def __init__(self, client: Ledger, ttl: float = 5.0) -> None:
         self.client, self.ttl = client, ttl
         self._members: dict[str, Member] = {}
         self._read_at = float("-inf")

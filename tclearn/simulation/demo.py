@@ -35,7 +35,6 @@ from tclearn.learning.train import TrainConfig
 from tclearn.ledger.chain import Chain
 from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.history import LedgerHistory, rebuild
-from tclearn.ledger.ledger import Ledger
 from tclearn.simulation.baselines import TensorReference
 from tclearn.simulation.byzantine import byzantine_at
 from tclearn.types import Variant

@@ -143,7 +143,7 @@ def stub_coalition(
         policy=policy or AcceptancePolicy(min_batch_size=4),
         global_test=images("global", 4),
         hospitals=hospitals,
-        directory=ChainDirectory(ledger),  # type: ignore[arg-type]  # it reads only `members()`
+        directory=ChainDirectory(ledger),
     )
 
 

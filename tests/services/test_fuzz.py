@@ -78,9 +78,8 @@ def test_vault_openapi_fuzz() -> None:
 
 def test_member_openapi_fuzz(coalition_a: Coalition3) -> None:
     site = coalition_a.sites[0]  # another seed: a fuzzed training job must not submit the other tests' increment
-    backend = tensors(site.coalition.backend, "the fuzz")
-    backend = dataclasses.replace(backend, training=dataclasses.replace(backend.training, seed=1234))
-    fuzzed = Site(site.config, dataclasses.replace(site.coalition, backend=backend), site.hospital)
+    training = dataclasses.replace(tensors(site.coalition.backend, "the fuzz").training, seed=1234)
+    fuzzed = Site(site.config, site.coalition.trained_with(training), site.hospital)
     with member_client(fuzzed) as client:
         app = client.app
         assert isinstance(app, FastAPI)

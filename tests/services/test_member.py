@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import os
@@ -200,7 +199,7 @@ def slow_api(coalition_a: Coalition3, tmp_path: Path) -> Iterator[TestClient]:
     """Hospital-1's API with a training run long enough to cancel (its own job database)."""
     site = coalition_a.sites[0]
     long_training = TrainConfig(epochs=2000, batch_size=4, min_batch_size=4)
-    slow = Site(site.config, dataclasses.replace(site.coalition, training=long_training), site.hospital)
+    slow = Site(site.config, site.coalition.trained_with(long_training), site.hospital)
     with member_client(slow, db=Database(f"sqlite:///{tmp_path}/jobs.db")) as client:
         yield client
 
