@@ -18,7 +18,7 @@ import torch
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from torch import nn
 
-from tclearn.coalition.context import Clock, Hospital
+from tclearn.coalition.hospital import Clock, Hospital
 from tclearn.errors import AccessDenied, ConflictError
 from tclearn.learning.attacks import Attack, attack_weights, flip_labels
 from tclearn.learning.data import ImageData

@@ -16,8 +16,8 @@ from typing import ClassVar
 
 from tclearn.canonical import canonical_hash
 from tclearn.coalition.backend import OnStep, Trained
-from tclearn.coalition.context import Clock, Hospital
 from tclearn.coalition.founding import Founder
+from tclearn.coalition.hospital import Clock, Hospital
 from tclearn.errors import AccessDenied, ConfigError, IntegrityError
 from tclearn.he.attacks import attack_model, flip_labels
 from tclearn.he.client import SupervisorClient

@@ -5,63 +5,19 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import time
-from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from eth_account.signers.local import LocalAccount
-
+from tclearn.coalition.backend import ModelBackend, tensors
+from tclearn.coalition.hospital import Clock, Hospital
 from tclearn.coalition.policy import AcceptancePolicy, Scores
-from tclearn.learning.attacks import Attack
 from tclearn.learning.data import ImageData
-from tclearn.learning.manifest import Manifest
 from tclearn.learning.train import TrainConfig
 from tclearn.ledger.directory import ChainDirectory
 from tclearn.ledger.ledger import Ledger
 from tclearn.vault.store import BlobStore
 
-if TYPE_CHECKING:
-    from tclearn.coalition.backend import ModelBackend
-
 PHASES = ("training", "evaluation", "ledger", "vault", "crypto")
-
-
-@dataclass
-class Hospital:
-    name: str
-    account: LocalAccount
-    key: X25519PrivateKey  # its X25519 key, registered on chain: sealed (variant B) models are wrapped for it
-    train: ImageData
-    local_test: ImageData  # L: what it validates candidates on, besides G
-    manifest: Manifest
-    attack: Attack = Attack.NONE
-
-    @property
-    def address(self) -> str:
-        return str(self.account.address)
-
-    @property
-    def byzantine(self) -> bool:
-        return self.attack is not Attack.NONE
-
-
-@dataclass
-class Clock:
-    """Seconds spent per phase; `with clock("ledger"):` adds to a phase."""
-
-    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-
-    @contextmanager
-    def __call__(self, phase: str) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[phase] += time.perf_counter() - started
 
 
 @dataclass
@@ -85,8 +41,6 @@ class Coalition:
 
     def trained_with(self, training: TrainConfig) -> Coalition:
         """The same coalition whose members train with `training` (models in tensors only)."""
-        from tclearn.coalition.backend import tensors
-
         return dataclasses.replace(
             self, backend=dataclasses.replace(tensors(self.backend, "training"), training=training)
         )
