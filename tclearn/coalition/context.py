@@ -11,6 +11,7 @@ from typing import Any
 from tclearn.coalition.backend import ModelBackend, tensors
 from tclearn.coalition.hospital import Clock, Hospital
 from tclearn.coalition.policy import AcceptancePolicy, Scores
+from tclearn.errors import NotFoundError
 from tclearn.learning.data import ImageData
 from tclearn.learning.train import TrainConfig
 from tclearn.ledger.directory import ChainDirectory
@@ -54,7 +55,7 @@ class Coalition:
     def hospital(self, address: str) -> Hospital:
         found = next((h for h in self.hospitals if h.address == address), None)
         if found is None:
-            raise KeyError(f"{address} is not one of this coalition's hospitals")
+            raise NotFoundError(f"{address} is not one of the hospitals this process acts for")
         return found
 
     def name_of(self, address: str) -> str:
