@@ -26,7 +26,6 @@ from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.coalition.rounds import CandidateRow, run_fedavg_round, run_round
 from tclearn.coalition.validator import metric_name
 from tclearn.errors import ConfigError
-from tclearn.learning.attacks import Attack
 from tclearn.learning.data import ImageData
 from tclearn.learning.models import ModelConfig
 from tclearn.learning.synth import synth_coalition
@@ -36,12 +35,13 @@ from tclearn.ledger.chain import Chain
 from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.history import LedgerHistory, rebuild
 from tclearn.simulation.baselines import TensorReference
-from tclearn.simulation.byzantine import byzantine_at
+from tclearn.simulation.run import RunSpec, outcome
 from tclearn.types import Variant
 from tclearn.vault.envelope import public_bytes
 from tclearn.vault.store import BlobStore, FsspecStore
 
 MODES = ("incremental", "fedavg")
+DEMO_EPOCHS = 12  # per increment; with the demo UNet, training is ~90% of a round (bench/coalition.py)
 # The demo's UNet is wider than the zoo's CPU default (8-16-32): a round's ledger, vault and crypto work is a
 # fixed ~0.1 s, and with this model training and validation take over 90% of a round (bench/coalition.py).
 DEMO_OPTIONS: dict[str, dict[str, Any]] = {"unet": {"channels": [32, 64, 128], "strides": [2, 2]}}
@@ -62,17 +62,13 @@ class Reference(Protocol):
 
 
 @dataclass(frozen=True)
-class DemoSettings:
-    members: int = 4
-    byzantine: int = 1
-    attack: Attack = Attack.SIGN_FLIP
-    variant: Variant = Variant.B
+class DemoSettings(RunSpec):
+    """The demo's run: in one process, on an embedded chain or a local node."""
+
     mode: str = "incremental"
     aggregator: Aggregator = Aggregator.MEDIAN  # fedavg mode: how the round's aggregator combines contributions
-    rounds: int = 6
     model: str = "unet"
-    seed: int = 0
-    epochs: int = 12  # per increment; with the demo UNet, training is ~90% of a round (bench/coalition.py)
+    epochs: int = DEMO_EPOCHS
     batch_size: int = 8
     lr: float = 0.01
     min_batch_size: int = 4
@@ -102,14 +98,7 @@ class DemoSettings:
         return self.members + 1 + (self.variant is Variant.C)
 
     def __post_init__(self) -> None:
-        if self.members < 2:
-            raise ConfigError(f"--members must be at least 2 (a proposer and a validator), got {self.members}")
-        if not 0 <= self.byzantine < self.members:
-            raise ConfigError(f"--byzantine must be between 0 and members - 1, got {self.byzantine}")
-        if self.rounds < 1:
-            raise ConfigError(f"--rounds must be at least 1, got {self.rounds}")
-        object.__setattr__(self, "attack", Attack(self.attack))
-        object.__setattr__(self, "variant", Variant.parse(self.variant))
+        super().__post_init__()
         try:
             object.__setattr__(self, "aggregator", Aggregator(self.aggregator))
         except ValueError:
@@ -122,21 +111,11 @@ class DemoSettings:
             raise ConfigError(f"he_steps must be at least 1, got {self.he_steps}")
         if self.mode not in MODES:
             raise ConfigError(f"mode {self.mode!r} is not implemented yet; available: {', '.join(MODES)}")
-        if self.byzantine and self.attack is Attack.NONE:
-            raise ConfigError("--byzantine members need an --attack other than 'none'")
 
 
 def check_keys(settings: DemoSettings, chain: Chain) -> None:
     if len(chain.dev_keys) < settings.accounts:
         raise ConfigError(f"the chain funds {len(chain.dev_keys)} keys; {settings.accounts} are needed")
-
-
-def attacks(settings: DemoSettings) -> list[Attack]:
-    """Each hospital's behaviour (`tclearn.simulation.byzantine`: the last `byzantine` attack)."""
-    return [
-        settings.attack if byzantine_at(settings.members, settings.byzantine, i) else Attack.NONE
-        for i in range(settings.members)
-    ]
 
 
 def synthesize(settings: DemoSettings, root: Path) -> None:
@@ -173,7 +152,9 @@ def setup(settings: DemoSettings, chain: Chain, out: Path) -> tuple[Coalition, R
     admin, accounts = chain.dev_keys[0], chain.dev_keys[1 : settings.members + 1]
     hospitals = [
         Hospital(f.name, a, X25519PrivateKey.generate(), d.train, d.local_test, d.manifest, attack)
-        for f, a, d, attack in zip(folders, accounts, data, attacks(settings), strict=True)
+        for f, a, d, attack in zip(
+            folders, accounts, data, map(settings.attack_at, range(settings.members)), strict=True
+        )
     ]
     store = FsspecStore(f"file://{(out / 'vault').resolve()}")
     reference = reference_for(settings, chain, global_test, out)
@@ -247,11 +228,7 @@ def run_demo(
         "validators": [h.name for h in co.hospitals],
         "byzantine": [h.name for h in co.hospitals if h.byzantine],
         "candidates": [r.to_json() for r in rows],
-        "committed": len(committed),
-        "rejected": sum(r.state == "rejected" for r in rows),
-        "poisoned_submitted": sum(r.byzantine for r in rows),
-        "poisoned_committed": sum(r.byzantine for r in committed),
-        "honest_rejected": sum(not r.byzantine and r.state == "rejected" for r in rows),
+        **outcome(rows),
         "scores": scores,
         "gas": {
             "submit": max((r.gas["submit"] for r in rows), default=0),

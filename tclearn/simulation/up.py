@@ -46,7 +46,6 @@ from tclearn.ledger.chain import Chain, connect
 from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.deployment import deployment_of
 from tclearn.ledger.localchain import NODES, free_port
-from tclearn.simulation.byzantine import byzantine_at
 from tclearn.site.config import ModelSection, TrainingSection
 from tclearn.types import ModelState, Variant
 from tclearn.vault.keys import PASSWORD_ENV as KEY_PASSWORD_ENV
@@ -90,7 +89,7 @@ class UpSettings:
                 )
 
     def byzantine_at(self, index: int) -> bool:
-        return byzantine_at(self.members, self.byzantine, index)
+        return index >= self.members - self.byzantine
 
 
 @dataclass

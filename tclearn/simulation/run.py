@@ -1,0 +1,58 @@
+"""One run description for every simulation: the demo (one process) and `coalition up` (one process per role)
+are two drivers of the same `RunSpec` — how many hospitals, how many of them Byzantine and how they attack,
+the variant, the rounds — with one Byzantine rule, one row per candidate (`CandidateRow`) and one outcome."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from tclearn.coalition.rounds import CandidateRow
+from tclearn.errors import ConfigError
+from tclearn.learning.attacks import Attack
+from tclearn.types import Variant
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    members: int = 4
+    byzantine: int = 1
+    attack: Attack = Attack.SIGN_FLIP
+    variant: Variant = Variant.B
+    rounds: int = 6
+    seed: int = 0
+    MIN_MEMBERS: ClassVar[tuple[int, str]] = (2, "a proposer and a validator")
+    MIN_ROUNDS: ClassVar[int] = 1
+
+    def __post_init__(self) -> None:
+        least, why = self.MIN_MEMBERS
+        if self.members < least:
+            raise ConfigError(f"--members must be at least {least} ({why}), got {self.members}")
+        if not 0 <= self.byzantine < self.members:
+            raise ConfigError(f"--byzantine must be between 0 and members - 1, got {self.byzantine}")
+        if self.rounds < self.MIN_ROUNDS:
+            raise ConfigError(f"--rounds must be at least {self.MIN_ROUNDS}, got {self.rounds}")
+        object.__setattr__(self, "attack", Attack(self.attack))
+        object.__setattr__(self, "variant", Variant.parse(self.variant))
+        if self.byzantine and self.attack is Attack.NONE:
+            raise ConfigError("--byzantine members need an --attack other than 'none'")
+
+    def byzantine_at(self, index: int) -> bool:
+        """The Byzantine rule: the last `byzantine` hospitals attack; the others are honest."""
+        return index >= self.members - self.byzantine
+
+    def attack_at(self, index: int) -> Attack:
+        return self.attack if self.byzantine_at(index) else Attack.NONE
+
+
+def outcome(rows: Sequence[CandidateRow]) -> dict[str, int]:
+    """What a run's candidates came to: the counts every summary shows."""
+    committed = [r for r in rows if r.state == "committed"]
+    return {
+        "committed": len(committed),
+        "rejected": sum(r.state == "rejected" for r in rows),
+        "poisoned_submitted": sum(r.byzantine for r in rows),
+        "poisoned_committed": sum(r.byzantine for r in committed),
+        "honest_rejected": sum(not r.byzantine and r.state == "rejected" for r in rows),
+    }
