@@ -111,9 +111,9 @@ class Deployment(BaseModel):
 M = TypeVar("M", bound=BaseModel)
 
 
-def _explain(where: Path | str, exc: ValidationError) -> ConfigError:
+def _explain(where: Path | str, exc: ValidationError, note: str = "") -> ConfigError:
     problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(file)'}: {e['msg']}" for e in exc.errors())
-    return ConfigError(f"{where}: {problems}")
+    return ConfigError(f"{where}: {problems}{note}")
 
 
 def _read(path: Path, parse: Any) -> Any:
@@ -202,7 +202,9 @@ def load_settings(model: type[S], path: Path | None = None, overrides: Mapping[s
             return model(**given)
     except ValidationError as exc:
         where = f"{model.env_prefix()}* environment variables"
-        raise _explain(f"{path} (or {where})" if path else f"settings ({where})", exc) from None
+        if path is None:
+            raise _explain(f"settings ({where})", exc) from None
+        raise _explain(path, exc, f" (in the file, or in {where} overriding it)") from None
 
 
 def settings_from_env(model: type[S]) -> S:

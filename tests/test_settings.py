@@ -14,8 +14,10 @@ from tclearn.audit.config import AuditorSettings
 from tclearn.config import ServiceSettings, dump_settings, load_settings, settings_from_env
 from tclearn.errors import ConfigError, NotFoundError
 from tclearn.he.config import SupervisorSettings
+from tclearn.learning.attacks import Attack
 from tclearn.learning.defaults import COALITION_TRAINING
-from tclearn.site.config import MemberSettings, NodeSettings, SiteConfig, load_site_config
+from tclearn.simulation import up
+from tclearn.site.config import MemberSettings, NodeSettings, SiteConfig, TrainingSection, load_site_config
 from tclearn.vault.config import VaultSettings
 
 SITE = """name = "hospital-1"
@@ -116,11 +118,11 @@ def test_defaults_stand_without_a_file_and_nested_defaults_merge(monkeypatch: py
 @pytest.mark.parametrize(
     ("model", "toml", "env", "message"),
     [
-        (VaultSettings, VAULT + "max_bytes = 0\n", {}, r"vault\.toml .*max_bytes"),
-        (VaultSettings, "colour = 1\n", {}, r"vault\.toml .*colour: Extra inputs"),
-        (VaultSettings, '[server]\nport = "x"\n', {}, r"vault\.toml .*server\.port"),
-        (MemberSettings, SITE.replace("epochs = 3", "epochs = 0"), {}, r"vault\.toml .*training\.epochs"),
-        (NodeSettings, SITE, {"TCLEARN_NODE_SERVER__PORT": "eighty"}, r"TCLEARN_NODE_\* .*server\.port"),
+        (VaultSettings, "max_bytes = 0\n" + VAULT, {}, r"vault\.toml: max_bytes"),
+        (VaultSettings, "colour = 1\n", {}, r"vault\.toml: colour: Extra inputs"),
+        (VaultSettings, '[server]\nport = "x"\n', {}, r"vault\.toml: server\.port"),
+        (MemberSettings, SITE.replace("epochs = 3", "epochs = 0"), {}, r"vault\.toml: training\.epochs"),
+        (NodeSettings, SITE, {"TCLEARN_NODE_SERVER__PORT": "eighty"}, r"server\.port: .*TCLEARN_NODE_\*"),
         (SupervisorSettings, "key_file = \n", {}, r"vault\.toml is not valid"),
     ],
 )
@@ -196,3 +198,21 @@ def test_what_dump_settings_writes_loads_back(tmp_path: Path, settings: ServiceS
 
     assert path.read_text().startswith("# written by a test\n# second line\n")
     assert loaded == settings
+
+
+def test_the_files_coalition_up_writes_load_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TCLEARN_SITE_NAME", "not-from-the-environment")  # writing reads no environment
+    settings = up.UpSettings(members=3, byzantine=1, out=tmp_path)
+    urls = {"vault": "http://127.0.0.1:8701", "supervisor": "http://127.0.0.1:8711"}
+    training = TrainingSection(epochs=settings.epochs, seed=settings.seed)
+    vault = {"store": "file:///srv/store", "public_reads": True, "server": {"host": "127.0.0.1", "port": 8701}}
+
+    port = up._site_file(tmp_path / "sites" / "member.toml", settings, 2, urls, training)
+    vault_file = up._config(tmp_path / "vault" / "vault.toml", VaultSettings, vault)
+
+    site = load_site_config(tmp_path / "sites" / "member.toml", MemberSettings)
+    assert site.name == "hospital-3" and site.dev_account == 3 and site.attack is Attack.SIGN_FLIP
+    assert site.server.port == port and site.training == training and site.vault_url == urls["vault"]
+    assert site.deployment == tmp_path / "sites" / ".." / "deployment.json"
+    assert load_settings(VaultSettings, vault_file) == VaultSettings.model_validate(vault)
+    assert vault_file.read_text().startswith("# Written by `tclearn coalition up`")
