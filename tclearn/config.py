@@ -165,6 +165,8 @@ class ServiceSettings(BaseSettings):
         file = () if path is None else (TomlConfigSettingsSource(settings_cls, toml_file=path),)
         return init_settings, env_settings, *file
 
+    server: ServerSection = ServerSection()
+
     @classmethod
     def env_prefix(cls) -> str:
         return str(cls.model_config.get("env_prefix", ""))

@@ -12,7 +12,7 @@ import typer
 
 from tclearn.audit.config import AuditorSettings
 from tclearn.cli.common import ConfigOpt, HostOpt, PortOpt, server_options, user_errors
-from tclearn.config import load_settings
+from tclearn.cli.common import serve as serve_service
 from tclearn.errors import ConfigError
 
 app = typer.Typer(help="The auditor: lineage, votes, blob integrity and the vault's access log in a dashboard.")
@@ -43,8 +43,6 @@ def serve(
     ssl_certfile: Path | None = typer.Option(None, "--ssl-certfile", help="TLS certificate chain (PEM)."),
 ) -> None:
     """Serve the dashboard and its JSON API (behind TLS, or with --ssl-*, for anything but loopback)."""
-    import uvicorn
-
     from services.auditor.app import app_for  # the CLI wires the library to the services, never the reverse
 
     given = {
@@ -60,12 +58,11 @@ def serve(
     with user_errors():
         if (ssl_keyfile is None) != (ssl_certfile is None):
             raise ConfigError("give both --ssl-keyfile and --ssl-certfile, or neither")
-        settings = load_settings(AuditorSettings, config, given)  # a bad setting is one line, not a traceback
-        service = app_for(settings)
-    uvicorn.run(
-        service,
-        host=settings.server.host,
-        port=settings.server.port,
+    serve_service(
+        AuditorSettings,
+        config,
+        given,
+        app_for,
         ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
         ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
     )

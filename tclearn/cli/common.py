@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import typer
 from eth_account.signers.local import LocalAccount
 from rich.console import Console
 
+from tclearn.config import ServiceSettings, load_settings
 from tclearn.errors import TclearnError
 from tclearn.ledger.accounts import choose_signer
 from tclearn.ledger.chain import Chain
@@ -57,6 +59,22 @@ def server_options(host: str | None, port: int | None) -> dict[str, object] | No
 def text(value: Path | None) -> str | None:
     """A path option as the string setting it overrides."""
     return None if value is None else str(value)
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def serve(
+    model: type[S], config: Path | None, given: Mapping[str, Any], app_for: Callable[[S], Any], **options: Any
+) -> None:
+    """A serve command's body: the settings (`config` file, environment, the `given` options), the service's
+    app built from them (`app_for`), served by uvicorn where `[server]` says (`options` go to uvicorn)."""
+    import uvicorn
+
+    with user_errors():  # a bad setting, or a chain, vault or key file that does not open: one line
+        settings = load_settings(model, config, given)
+        service = app_for(settings)
+    uvicorn.run(service, host=settings.server.host, port=settings.server.port, **options)
 
 
 def signer(chain: Chain, keystore: Path | None, dev_account: int | None) -> LocalAccount:

@@ -12,8 +12,8 @@ from pathlib import Path
 import typer
 
 from tclearn.cli.common import ConfigOpt, HostOpt, PortOpt, server_options, text, user_errors
+from tclearn.cli.common import serve as serve_service
 from tclearn.cli.vault import VaultOption, _client
-from tclearn.config import load_settings
 from tclearn.he.config import SupervisorSettings
 from tclearn.he.keys import generate, publish_context, save_secret
 from tclearn.vault.keys import key_password
@@ -55,8 +55,6 @@ def serve(
     port: int | None = PortOpt,
 ) -> None:
     """Run the supervisor service (put it behind TLS for anything but loopback)."""
-    import uvicorn
-
     from services.supervisor.app import app_for  # the CLI wires the library to the services, never the reverse
 
     given = {
@@ -69,7 +67,4 @@ def serve(
         "members": text(members),
         "server": server_options(host, port),
     }
-    with user_errors():
-        settings = load_settings(SupervisorSettings, config, given)
-        service = app_for(settings)
-    uvicorn.run(service, host=settings.server.host, port=settings.server.port)
+    serve_service(SupervisorSettings, config, given, app_for)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import typer
 
-from tclearn.cli.common import ConfigOpt, HostOpt, PortOpt, server_options, text, user_errors
-from tclearn.config import load_settings
+from tclearn.cli.common import ConfigOpt, HostOpt, PortOpt, server_options, text
+from tclearn.cli.common import serve as serve_service
 from tclearn.errors import ConfigError
 from tclearn.vault.config import VaultSettings
 from tclearn.vault.directory import StaticDirectory
@@ -73,8 +73,6 @@ def serve(
     port: int | None = PortOpt,
 ) -> None:
     """Run the vault service (put it behind TLS for anything but loopback)."""
-    import uvicorn
-
     from services.vault.app import app_for  # the CLI wires the library to the services, never the reverse
 
     given = {
@@ -86,10 +84,7 @@ def serve(
         "members": text(members),
         "server": server_options(host, port),
     }
-    with user_errors():
-        settings = load_settings(VaultSettings, config, given)
-        service = app_for(settings)
-    uvicorn.run(service, host=settings.server.host, port=settings.server.port)
+    serve_service(VaultSettings, config, given, app_for)
 
 
 @app.command()

@@ -91,7 +91,6 @@ class SiteConfig(ServiceSettings):
     training: TrainingSection = TrainingSection()
     policy: PolicySection = PolicySection()
     he: HESection = HESection()
-    server: ServerSection = ServerSection()
 
     @model_validator(mode="after")
     def _one_signer(self) -> Self:
