@@ -46,8 +46,8 @@ def user_errors() -> Iterator[None]:
 ConfigOpt = typer.Option(
     None, "--config", "-c", help="TOML settings file; TCLEARN_<SERVICE>_* variables and the options override it."
 )
-HostOpt = typer.Option(None, "--host", help="Listen address (default: [server] host, else 127.0.0.1).")
-PortOpt = typer.Option(None, "--port", help="Listen port (default: [server] port, else the service's own).")
+HostOpt = typer.Option(None, "--host", help="Listen address (default: the settings' server.host, else 127.0.0.1).")
+PortOpt = typer.Option(None, "--port", help="Listen port (default: the settings' server.port, else the service's own).")
 
 
 def server_options(host: str | None, port: int | None) -> dict[str, object] | None:

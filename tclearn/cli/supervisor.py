@@ -40,16 +40,20 @@ def keygen(
 @app.command()
 def serve(
     config: Path | None = ConfigOpt,
-    key_file: Path | None = typer.Option(None, help=f"encrypted secret context file [{_DEFAULT['key_file']}]"),
-    database: str | None = typer.Option(None, help=f"SQLAlchemy URL of the decryption log [{_DEFAULT['database']}]"),
+    key_file: Path | None = typer.Option(None, help=f"encrypted secret context file (default {_DEFAULT['key_file']})"),
+    database: str | None = typer.Option(
+        None, help=f"SQLAlchemy URL of the decryption log (default {_DEFAULT['database']})"
+    ),
     deployment: Path | None = typer.Option(None, help="Deployment file: members come from the Coalition contract"),
     members: Path | None = typer.Option(None, help="JSON member file {address: key hex or null} (no chain)"),
     max_request_bytes: int | None = typer.Option(
-        None, help=f"largest request body in bytes [{_DEFAULT['max_request_bytes']}]"
+        None, help=f"largest request body in bytes (default {_DEFAULT['max_request_bytes']})"
     ),
-    max_values: int | None = typer.Option(None, help=f"most values decrypted per request [{_DEFAULT['max_values']}]"),
+    max_values: int | None = typer.Option(
+        None, help=f"most values decrypted per request (default {_DEFAULT['max_values']})"
+    ),
     requests_per_minute: int | None = typer.Option(
-        None, help=f"requests per member per minute [{_DEFAULT['requests_per_minute']}]"
+        None, help=f"requests per member per minute (default {_DEFAULT['requests_per_minute']})"
     ),
     host: str | None = HostOpt,
     port: int | None = PortOpt,

@@ -61,13 +61,15 @@ _DEFAULT = {name: field.default for name, field in VaultSettings.model_fields.it
 @app.command()
 def serve(
     config: Path | None = ConfigOpt,
-    store: str | None = typer.Option(None, help=f"fsspec URL of the blob store [{_DEFAULT['store']}]"),
-    database: str | None = typer.Option(None, help=f"SQLAlchemy URL of the access log [{_DEFAULT['database']}]"),
+    store: str | None = typer.Option(None, help=f"fsspec URL of the blob store (default {_DEFAULT['store']})"),
+    database: str | None = typer.Option(
+        None, help=f"SQLAlchemy URL of the access log (default {_DEFAULT['database']})"
+    ),
     deployment: Path | None = typer.Option(None, help="Deployment file: members come from the Coalition contract"),
     members: Path | None = typer.Option(None, help="JSON member file {address: x25519 hex or null} (no chain)"),
-    max_bytes: int | None = typer.Option(None, help=f"largest blob accepted [{_DEFAULT['max_bytes']}]"),
+    max_bytes: int | None = typer.Option(None, help=f"largest blob accepted (default {_DEFAULT['max_bytes']})"),
     public_reads: bool | None = typer.Option(
-        None, "--public-reads/--no-public-reads", help="variant A: allow unsigned reads [no]"
+        None, "--public-reads/--no-public-reads", help="variant A: allow unsigned reads (default no)"
     ),
     host: str | None = HostOpt,
     port: int | None = PortOpt,
