@@ -172,6 +172,12 @@ class ServiceSettings(BaseSettings):
         return str(cls.model_config.get("env_prefix", ""))
 
     @classmethod
+    def overrides_set(cls) -> list[str]:
+        """The environment variables that override this service's file now (its `{PREFIX}CONFIG` names it)."""
+        prefix = cls.env_prefix().upper()
+        return [name for name in os.environ if name.upper().startswith(prefix) and name.upper() != cls.config_env()]
+
+    @classmethod
     def config_env(cls) -> str:
         """The environment variable naming this service's file when no caller gives one."""
         return f"{cls.env_prefix()}CONFIG"
@@ -203,10 +209,10 @@ def load_settings(model: type[S], path: Path | None = None, overrides: Mapping[s
         with _reading(path):
             return model(**given)
     except ValidationError as exc:
-        where = f"{model.env_prefix()}* environment variables"
         if path is None:
-            raise _explain(f"settings ({where})", exc) from None
-        raise _explain(path, exc, f" (in the file, or in {where} overriding it)") from None
+            raise _explain(f"settings ({model.env_prefix()}* environment variables)", exc) from None
+        overriding = sorted(model.overrides_set())
+        raise _explain(path, exc, f" (overridden by {', '.join(overriding)})" if overriding else "") from None
 
 
 def settings_from_env(model: type[S]) -> S:

@@ -122,7 +122,7 @@ def test_defaults_stand_without_a_file_and_nested_defaults_merge(monkeypatch: py
         (VaultSettings, "colour = 1\n", {}, r"vault\.toml: colour: Extra inputs"),
         (VaultSettings, '[server]\nport = "x"\n', {}, r"vault\.toml: server\.port"),
         (MemberSettings, SITE.replace("epochs = 3", "epochs = 0"), {}, r"vault\.toml: training\.epochs"),
-        (NodeSettings, SITE, {"TCLEARN_NODE_SERVER__PORT": "eighty"}, r"server\.port: .*TCLEARN_NODE_\*"),
+        (NodeSettings, SITE, {"TCLEARN_NODE_SERVER__PORT": "eighty"}, r"port: .*by TCLEARN_NODE_SERVER__PORT"),
         (SupervisorSettings, "key_file = \n", {}, r"vault\.toml is not valid"),
     ],
 )
