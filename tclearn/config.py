@@ -1,19 +1,27 @@
-"""Configuration files: `coalition.toml` (what to deploy) and the deployment file (what was deployed).
+"""Configuration: `coalition.toml` (what to deploy), the deployment file (what was deployed) and the one
+settings system every service shares (`ServiceSettings`, `load_settings`, `dump_settings`).
 
-Both are validated with pydantic at the edge; a bad file gives one `ConfigError` naming the file and
-every field that is wrong.
+Each is validated with pydantic at the edge; a bad file gives one `ConfigError` naming the file and
+every field that is wrong. A service's settings come from, strongest first: values the caller passes (the
+CLI's options), `{PREFIX}*` environment variables (nested fields as `{PREFIX}SECTION__FIELD`), its TOML file,
+the defaults. `{PREFIX}CONFIG` names the file when no caller does (`settings_from_env`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import tomllib
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import tomli_w
 from eth_utils import is_address, to_checksum_address
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from tclearn.errors import ConfigError, NotFoundError
 from tclearn.types import Role, Variant
@@ -103,9 +111,9 @@ class Deployment(BaseModel):
 M = TypeVar("M", bound=BaseModel)
 
 
-def _explain(path: Path, exc: ValidationError) -> ConfigError:
+def _explain(where: Path | str, exc: ValidationError, note: str = "") -> ConfigError:
     problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(file)'}: {e['msg']}" for e in exc.errors())
-    return ConfigError(f"{path}: {problems}")
+    return ConfigError(f"{where}: {problems}{note}")
 
 
 def _read(path: Path, parse: Any) -> Any:
@@ -125,8 +133,24 @@ def _load(path: Path, model: type[M], parse: Any) -> M:
         raise _explain(path, exc) from None
 
 
+_SETTINGS_FILE: ContextVar[Path | None] = ContextVar("settings_file", default=None)
+
+
+class ServerSection(BaseModel):
+    """Where a service listens (`[server]` in its file)."""
+
+    model_config = ConfigDict(extra="forbid")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8700, ge=0, le=65535)
+
+
 class ServiceSettings(BaseSettings):
-    """Settings of a service: environment variables override the values a TOML file gives the constructor."""
+    """The one base of every service's settings: init values over `{env_prefix}*` variables over the TOML
+    file `load_settings` was given, over the defaults. Each service sets its own `env_prefix`."""
+
+    model_config = SettingsConfigDict(
+        extra="forbid", env_nested_delimiter="__", nested_model_default_partial_update=True
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -137,23 +161,78 @@ class ServiceSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return env_settings, init_settings
+        path = _SETTINGS_FILE.get()
+        file = () if path is None else (TomlConfigSettingsSource(settings_cls, toml_file=path),)
+        return init_settings, env_settings, *file
+
+    server: ServerSection = ServerSection()
+
+    @classmethod
+    def env_prefix(cls) -> str:
+        return str(cls.model_config.get("env_prefix", ""))
+
+    @classmethod
+    def overrides_set(cls) -> list[str]:
+        """The environment variables that override this service's file now (its `{PREFIX}CONFIG` names it)."""
+        prefix = cls.env_prefix().upper()
+        return [name for name in os.environ if name.upper().startswith(prefix) and name.upper() != cls.config_env()]
+
+    @classmethod
+    def config_env(cls) -> str:
+        """The environment variable naming this service's file when no caller gives one."""
+        return f"{cls.env_prefix()}CONFIG"
 
 
 S = TypeVar("S", bound=ServiceSettings)
 
 
-def load_settings(model: type[S], path: Path | None = None) -> S:
-    """Service settings: the TOML file at `path` (if any), overridden by the model's environment variables.
-
-    A missing or malformed file, or a bad field from either source, is one `ConfigError` naming the file.
-    """
-    values: dict[str, Any] = {} if path is None else _read(path, tomllib.loads)
+@contextmanager
+def _reading(path: Path | None) -> Iterator[None]:
+    token = _SETTINGS_FILE.set(path)
     try:
-        return model(**values)
+        yield
+    finally:
+        _SETTINGS_FILE.reset(token)
+
+
+def load_settings(model: type[S], path: Path | None = None, overrides: Mapping[str, Any] | None = None) -> S:
+    """Service settings: `overrides` (options left None are dropped) over the model's environment variables
+    over the TOML file at `path` (if any).
+
+    A missing or malformed file, or a bad field from any source, is one `ConfigError` naming the file (or the
+    environment prefix) and every bad field.
+    """
+    given = {key: value for key, value in (overrides or {}).items() if value is not None}
+    if path is not None:
+        _read(path, tomllib.loads)  # a missing file or bad TOML is named here; the source ignores a missing file
+    try:
+        with _reading(path):
+            return model(**given)
     except ValidationError as exc:
-        prefix = model.model_config.get("env_prefix", "")
-        raise _explain(path or Path(f"settings ({prefix}* environment variables)"), exc) from None
+        if path is None:
+            raise _explain(f"settings ({model.env_prefix()}* environment variables)", exc) from None
+        overriding = sorted(model.overrides_set())
+        raise _explain(path, exc, f" (overridden by {', '.join(overriding)})" if overriding else "") from None
+
+
+def settings_from_env(model: type[S]) -> S:
+    """The settings of a service started without a caller (`uvicorn --factory`): the file named by
+    `{PREFIX}CONFIG`, if set, under the environment."""
+    path = os.environ.get(model.config_env())
+    return load_settings(model, Path(path) if path else None)
+
+
+def settings_toml(settings: BaseModel) -> str:
+    """`settings` as the TOML its loader reads back: the fields that were set, Nones left out."""
+    return tomli_w.dumps(settings.model_dump(mode="json", exclude_unset=True, exclude_none=True))
+
+
+def dump_settings(settings: BaseModel, path: Path, header: str = "") -> Path:
+    """Writes `settings` as a TOML file (`header` as a leading comment), for `load_settings` to read back."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    comment = "".join(f"# {line}\n" for line in header.splitlines())
+    path.write_text(comment + settings_toml(settings))
+    return path
 
 
 def load_coalition_config(path: Path) -> CoalitionConfig:

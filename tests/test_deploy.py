@@ -22,6 +22,8 @@ import yaml
 from tclearn.audit.config import AuditorSettings
 from tclearn.cli.app import app
 from tclearn.config import load_coalition_config, load_settings
+from tclearn.site.config import MemberSettings, NodeSettings, load_site_config
+from tclearn.vault.config import VaultSettings
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 CONFIG_MOUNT = "/etc/tclearn/"
@@ -96,15 +98,23 @@ def test_the_compose_file_covers_every_role() -> None:
     assert "anvil" in services
 
 
-def test_the_example_configs_tclearn_reads_today_load(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in [k for k in os.environ if k.startswith("TCLEARN_AUDITOR_")]:
+def test_the_example_configs_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [k for k in os.environ if k.startswith("TCLEARN_")]:
         monkeypatch.delenv(name)
 
     coalition = load_coalition_config(DEPLOY / "config" / "coalition.toml")
     auditor = load_settings(AuditorSettings, DEPLOY / "config" / "auditor.toml")
+    vault = load_settings(VaultSettings, DEPLOY / "config" / "vault.toml")
+    sites = [
+        load_site_config(path, model)
+        for model, pattern in ((MemberSettings, "member-*.toml"), (NodeSettings, "node-*.toml"))
+        for path in sorted((DEPLOY / "config").glob(pattern))
+    ]
 
     assert len(coalition.members) == 4 and coalition.chain.chain_id == 31337
     assert auditor.vault == "http://vault:8700" and auditor.keystore is not None
+    assert vault.deployment == "/shared/deployment.json" and vault.server.port == 8700
+    assert len(sites) == 6 and all(site.keystore is not None for site in sites)
 
 
 def test_the_parser_rejects_what_the_cli_would() -> None:

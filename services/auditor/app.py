@@ -13,29 +13,29 @@
     GET  /report.json             the same as JSON: audit verdict, history, integrity, scores     200
 
 The chain is followed incrementally (`ChainFollower`): each request reads only blocks not seen before.
-Run it with `tclearn auditor serve` or `uvicorn --factory services.auditor.app:app_from_env`.
+Run it with `tclearn auditor serve`, or `uvicorn --factory services.auditor.app:app_from_env` with
+`TCLEARN_AUDITOR_*` variables (`TCLEARN_AUDITOR_CONFIG` naming a TOML file; docs/deploy.md, "Settings").
 """
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from tclearn.audit.config import CONFIG_ENV, AccessLog, AuditorSettings, no_access_log, open_access_log, open_store
+from services.common import install_error_handlers
+from tclearn.audit.config import AccessLog, AuditorSettings, no_access_log, open_access_log, open_store
 from tclearn.audit.follow import ChainFollower
 from tclearn.audit.integrity import BlobChecks, candidate_of
 from tclearn.audit.report import write_report
 from tclearn.audit.verify import audit
 from tclearn.audit.views import lineage_json, model_json, scores_json
-from tclearn.config import load_settings
-from tclearn.errors import TclearnError
+from tclearn.config import settings_from_env
 from tclearn.ledger.deployment import open_deployment
 from tclearn.ledger.history import to_json
 from tclearn.state.db import Database
@@ -58,10 +58,7 @@ def create_app(
     checks = BlobChecks(store)
     app = FastAPI(title="tclearn auditor", version="1")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-
-    @app.exception_handler(TclearnError)
-    async def tclearn_error(_request: Request, exc: TclearnError) -> JSONResponse:
-        return JSONResponse(exc.to_dict(), status_code=exc.http_status)
+    install_error_handlers(app)
 
     @app.get("/", include_in_schema=False)
     def dashboard() -> FileResponse:
@@ -163,14 +160,19 @@ def create_app(
     return app
 
 
-def app_from_env() -> FastAPI:
-    """The service as configured by `TCLEARN_AUDITOR_*` variables over the TOML file in `TCLEARN_AUDITOR_CONFIG`."""
-    config = os.environ.get(CONFIG_ENV)
-    settings = load_settings(AuditorSettings, Path(config) if config else None)
+def app_for(settings: AuditorSettings) -> FastAPI:
+    """The auditor as `settings` describe it: the deployment's chain, its vault and the auditor's own state."""
     deployment, client = open_deployment(settings.deployment, settings.chain)
     store = open_store(settings)
     follower = ChainFollower(
         client, Database(settings.state), start_block=deployment.block, confirmations=settings.confirmations
     )
     label = f"variant {deployment.variant} coalition ({settings.deployment.name})"
-    return create_app(follower, store, access_log=open_access_log(settings, store), label=label)
+    app = create_app(follower, store, access_log=open_access_log(settings, store), label=label)
+    app.state.settings = settings
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The service as `TCLEARN_AUDITOR_*` variables over the file in `TCLEARN_AUDITOR_CONFIG` describe it."""
+    return app_for(settings_from_env(AuditorSettings))

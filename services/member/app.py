@@ -13,7 +13,8 @@
 
 Every route but /health needs the operator token or a peer's signed request (`auth.py`); errors are
 `{"code", "message"}` mapped from `TclearnError` in `services.common`. Run it with
-`tclearn member serve --config member.toml` or `uvicorn --factory services.member.app:app_from_env`.
+`tclearn member serve --config member.toml` or `uvicorn --factory services.member.app:app_from_env` with
+`TCLEARN_MEMBER_CONFIG` naming the file (`TCLEARN_MEMBER_*` variables override it: docs/deploy.md, "Settings").
 """
 
 from __future__ import annotations
@@ -52,11 +53,11 @@ from services.member.schemas import (
 )
 from tclearn import __version__
 from tclearn.coalition.backend import tensors
-from tclearn.errors import AccessDenied, ConfigError, ConflictError, DataError, TooLargeError
+from tclearn.errors import AccessDenied, ConflictError, DataError, TooLargeError
 from tclearn.learning.data import IMAGE_SUFFIXES, read_image
 from tclearn.learning.predict import check_predictable, overlay, predict_boxes
 from tclearn.ledger.directory import ChainDirectory
-from tclearn.site.config import MEMBER_CONFIG_ENV, SiteConfig, load_site_config
+from tclearn.site.config import MemberSettings, SiteConfig, site_from_env
 from tclearn.site.jobs import JobRunner
 from tclearn.site.open import Site, open_site
 from tclearn.state.db import Database
@@ -328,12 +329,11 @@ def create_app(
 
 def app_for(config: SiteConfig) -> FastAPI:
     """The service for a loaded member.toml: opens the site (chain, vault, data) and reads the operator token."""
-    return create_app(open_site(config), operator_token=os.environ.get(config.operator_token_env) or None)
+    app = create_app(open_site(config), operator_token=os.environ.get(config.operator_token_env) or None)
+    app.state.settings = config
+    return app
 
 
 def app_from_env() -> FastAPI:
-    """The service for the member.toml named by `TCLEARN_MEMBER_CONFIG`."""
-    path = os.environ.get(MEMBER_CONFIG_ENV)
-    if not path:
-        raise ConfigError(f"set {MEMBER_CONFIG_ENV} to the path of the site's member.toml")
-    return app_for(load_site_config(Path(path)))
+    """The service for the member.toml named by `TCLEARN_MEMBER_CONFIG`, under `TCLEARN_MEMBER_*` variables."""
+    return app_for(site_from_env(MemberSettings))

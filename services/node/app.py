@@ -5,27 +5,25 @@ for the app's lifetime; two read-only endpoints report on it.
     GET /metrics   Prometheus text format                                 200
 
 Run it with `tclearn node run --config node.toml` (or `uvicorn --factory services.node.app:app_from_env` with
-`TCLEARN_NODE_CONFIG` naming the file).
+`TCLEARN_NODE_CONFIG` naming the file; `TCLEARN_NODE_*` variables override it: docs/deploy.md, "Settings").
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
-from tclearn.errors import ConfigError, TclearnError
-from tclearn.site.config import load_site_config
-from tclearn.site.node import CONFIG_ENV, NodeRunner
+from services.common import install_error_handlers
+from tclearn.site.config import NodeSettings, SiteConfig, site_from_env
+from tclearn.site.node import NodeRunner
 from tclearn.site.open import open_site
 from tclearn.state.db import Database
 
@@ -79,10 +77,7 @@ def create_app(runner: NodeRunner, *, on_close: Callable[[], None] | None = None
                 on_close()
 
     app = FastAPI(title="tclearn node", version="1", lifespan=lifespan)
-
-    @app.exception_handler(TclearnError)
-    async def tclearn_error(_request: Request, exc: TclearnError) -> JSONResponse:
-        return JSONResponse(exc.to_dict(), status_code=exc.http_status)
+    install_error_handlers(app)
 
     @app.get("/health")
     def health() -> JSONResponse:
@@ -105,12 +100,9 @@ def create_app(runner: NodeRunner, *, on_close: Callable[[], None] | None = None
     return app
 
 
-def app_from_env() -> FastAPI:
-    """The daemon for the site file named by `TCLEARN_NODE_CONFIG`."""
-    path = os.environ.get(CONFIG_ENV)
-    if not path:
-        raise ConfigError(f"set {CONFIG_ENV} to the node's site file (node.toml)")
-    site = open_site(load_site_config(Path(path)))
+def app_for(config: SiteConfig) -> FastAPI:
+    """The daemon for a loaded site file: opens the site (chain, vault, data); the duty loop starts with the app."""
+    site = open_site(config)
     db = Database(site.config.state)
     runner = NodeRunner(site, db)
 
@@ -118,4 +110,11 @@ def app_from_env() -> FastAPI:
         site.close()
         db.dispose()
 
-    return create_app(runner, on_close=close)
+    app = create_app(runner, on_close=close)
+    app.state.settings = config
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The daemon for the site file named by `TCLEARN_NODE_CONFIG`, under `TCLEARN_NODE_*` variables."""
+    return app_for(site_from_env(NodeSettings))

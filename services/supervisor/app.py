@@ -9,7 +9,8 @@
 
 Every request but /health is signed by an active member (`tclearn.vault.signing`): 401 unsigned or forged,
 403 not a member. Ciphertexts made under another context are refused with 409. Run it with
-`tclearn supervisor serve` or `uvicorn --factory services.supervisor.app:app_from_env`.
+`tclearn supervisor serve`, or `uvicorn --factory services.supervisor.app:app_from_env` with `TCLEARN_SUPERVISOR_*`
+variables (`TCLEARN_SUPERVISOR_CONFIG` naming a TOML file; docs/deploy.md, "Settings").
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 
 from services.common import install_error_handlers, member_directory, signed_caller
+from tclearn.config import settings_from_env
 from tclearn.errors import HEError, TooLargeError
 from tclearn.he.config import SupervisorSettings
 from tclearn.he.context import Ciphertexts
@@ -89,12 +91,17 @@ def create_app(supervisor: Supervisor, directory: MemberDirectory, *, max_skew_s
     return app
 
 
-def app_from_env() -> FastAPI:
-    """The service as configured by `TCLEARN_SUPERVISOR_*` variables; the key password from
-    `TCLEARN_KEY_PASSWORD` (see `SupervisorSettings`)."""
-    settings = SupervisorSettings()
+def app_for(settings: SupervisorSettings) -> FastAPI:
+    """The service as `settings` describe it; the key password from `TCLEARN_KEY_PASSWORD` or a prompt."""
     he = load_secret(settings.key_file, key_password("Supervisor key password: "))
     limits = Limits(settings.max_request_bytes, settings.max_values, settings.requests_per_minute)
     supervisor = Supervisor(he, Database(settings.database), limits)
     directory = member_directory(settings.deployment, settings.members, __name__)
-    return create_app(supervisor, directory, max_skew_s=settings.max_skew_s)
+    app = create_app(supervisor, directory, max_skew_s=settings.max_skew_s)
+    app.state.settings = settings
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The service as `TCLEARN_SUPERVISOR_*` variables over the file in `TCLEARN_SUPERVISOR_CONFIG` describe it."""
+    return app_for(settings_from_env(SupervisorSettings))

@@ -8,7 +8,8 @@
     GET  /access-log          who read and wrote what, for auditors               200
     GET  /health              liveness                                            200
 
-Run it with `tclearn vault serve` or `uvicorn --factory services.vault.app:app_from_env`.
+Run it with `tclearn vault serve`, or `uvicorn --factory services.vault.app:app_from_env` with `TCLEARN_VAULT_*`
+variables (`TCLEARN_VAULT_CONFIG` naming a TOML file; docs/deploy.md, "Settings").
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
 
 from services.common import install_error_handlers, member_directory, signed_caller
+from tclearn.config import settings_from_env
 from tclearn.errors import NotFoundError, TclearnError, TooLargeError
 from tclearn.state.db import Database
 from tclearn.vault.access_log import access_entries, record_access
@@ -148,14 +150,20 @@ def create_app(
     return app
 
 
-def app_from_env() -> FastAPI:
-    """The service as configured by `TCLEARN_VAULT_*` variables (see `VaultSettings`)."""
-    settings = VaultSettings()
+def app_for(settings: VaultSettings) -> FastAPI:
+    """The service as `settings` describe it (see `VaultSettings`)."""
     directory = member_directory(settings.deployment, settings.members, __name__)
-    return create_app(
+    app = create_app(
         FsspecStore(settings.store, settings.max_bytes),
         Database(settings.database),
         directory,
         public_reads=settings.public_reads,
         max_skew_s=settings.max_skew_s,
     )
+    app.state.settings = settings
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The service as `TCLEARN_VAULT_*` variables over the file in `TCLEARN_VAULT_CONFIG` describe it."""
+    return app_for(settings_from_env(VaultSettings))

@@ -7,6 +7,8 @@ keystore      = "/etc/tclearn/auditor.json"      # signs vault reads (password: 
 access_db     = "sqlite:////srv/vault/access.db" # or read a local vault's access log from its database
 state         = "sqlite:///./auditor-data/state.db"  # event cursor and the events it has read
 confirmations = 0                                # only blocks this deep are read
+[server]
+port = 8800                                      # TCLEARN_AUDITOR_SERVER__PORT overrides it
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from tclearn.config import ServiceSettings
+from tclearn.config import ServerSection, ServiceSettings
 from tclearn.errors import ConfigError, NotFoundError
 from tclearn.ledger.accounts import keystore_password, load_keystore
 from tclearn.state.db import Database
@@ -26,14 +28,13 @@ from tclearn.vault.access_log import access_entries
 from tclearn.vault.http import HttpStore
 from tclearn.vault.store import BlobStore, FsspecStore
 
-CONFIG_ENV = "TCLEARN_AUDITOR_CONFIG"  # path of the TOML file, if any
 AccessLog = Callable[[str | None, str | None, int], list[dict[str, Any]]]  # (account, sha256, limit) -> entries
 
 
 class AuditorSettings(ServiceSettings):
     """What the auditor watches (a deployment and its vault) and where it keeps its own state."""
 
-    model_config = SettingsConfigDict(env_prefix="TCLEARN_AUDITOR_", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix="TCLEARN_AUDITOR_")
 
     deployment: Path = Field(description="deployment file of the coalition")
     chain: str | None = Field(default=None, description="JSON-RPC URL overriding the deployment file's")
@@ -42,6 +43,7 @@ class AuditorSettings(ServiceSettings):
     access_db: str | None = Field(default=None, description="SQLAlchemy URL of a local vault's access log")
     state: str = Field(default="sqlite:///./auditor-data/state.db", description="SQLAlchemy URL of the event cursor")
     confirmations: int = Field(default=0, ge=0, description="blocks an event must be buried under before it is read")
+    server: ServerSection = Field(default=ServerSection(port=8800), description="where the service listens")
 
 
 def is_http(vault: str) -> bool:

@@ -1,20 +1,18 @@
 """`tclearn auditor serve`: the auditor's dashboard and JSON API over a coalition's chain and vault.
 
-Mounted under `tclearn auditor` by `tclearn/cli/app.py`. The options become `TCLEARN_AUDITOR_*` variables
-read by `services.auditor.app:app_from_env`, which uvicorn imports by name (the library never imports
-services); `--config FILE` gives the same settings as TOML, options and variables override it.
+Mounted under `tclearn auditor` by `tclearn/cli/app.py`. `serve` builds `AuditorSettings` — the `--config`
+TOML file, `TCLEARN_AUDITOR_*` variables over it, the options over both — and hands them to the service.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
 
-from tclearn.audit.config import CONFIG_ENV, AuditorSettings
-from tclearn.cli.common import export_settings, user_errors
-from tclearn.config import load_deployment, load_settings
+from tclearn.audit.config import AuditorSettings
+from tclearn.cli.common import ConfigOpt, HostOpt, PortOpt, server_options, user_errors
+from tclearn.cli.common import serve as serve_service
 from tclearn.errors import ConfigError
 
 app = typer.Typer(help="The auditor: lineage, votes, blob integrity and the vault's access log in a dashboard.")
@@ -38,37 +36,33 @@ def serve(
     access_db: str | None = typer.Option(None, "--access-db", help="SQLAlchemy URL of a local vault's access log."),
     state: str | None = typer.Option(None, "--state", help="SQLAlchemy URL of the auditor's event cursor."),
     confirmations: int | None = typer.Option(None, "--confirmations", help="Read only blocks this deep."),
-    config: Path | None = typer.Option(None, "--config", help="TOML file with the same settings."),
-    host: str = typer.Option("127.0.0.1", "--host"),
-    port: int = typer.Option(8800, "--port"),
+    config: Path | None = ConfigOpt,
+    host: str | None = HostOpt,
+    port: int | None = PortOpt,
     ssl_keyfile: Path | None = typer.Option(None, "--ssl-keyfile", help="TLS private key (PEM): serve HTTPS."),
     ssl_certfile: Path | None = typer.Option(None, "--ssl-certfile", help="TLS certificate chain (PEM)."),
 ) -> None:
     """Serve the dashboard and its JSON API (behind TLS, or with --ssl-*, for anything but loopback)."""
-    import uvicorn
+    from services.auditor.app import app_for  # the CLI wires the library to the services, never the reverse
 
     given = {
-        "DEPLOYMENT": deployment,
-        "VAULT": vault,
-        "CHAIN": chain,
-        "KEYSTORE": keystore,
-        "ACCESS_DB": access_db,
-        "STATE": state,
-        "CONFIRMATIONS": confirmations,
+        "deployment": deployment,
+        "vault": vault,
+        "chain": chain,
+        "keystore": keystore,
+        "access_db": access_db,
+        "state": state,
+        "confirmations": confirmations,
+        "server": server_options(host, port),
     }
     with user_errors():
         if (ssl_keyfile is None) != (ssl_certfile is None):
             raise ConfigError("give both --ssl-keyfile and --ssl-certfile, or neither")
-        export_settings("TCLEARN_AUDITOR_", given)
-        if config is not None:
-            os.environ[CONFIG_ENV] = str(config)
-        settings = load_settings(AuditorSettings, config)  # a bad setting is one line here, not a uvicorn traceback
-        load_deployment(settings.deployment)
-    uvicorn.run(
-        "services.auditor.app:app_from_env",
-        factory=True,
-        host=host,
-        port=port,
+    serve_service(
+        AuditorSettings,
+        config,
+        given,
+        app_for,
         ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
         ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
     )

@@ -17,8 +17,8 @@ from tclearn.learning.attacks import Attack
 from tclearn.ledger.chain import connect
 from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.deployment import deployment_of
-from tclearn.simulation import up as coalition_up
-from tclearn.simulation.up import RoundRow, UpSettings, drive_round, started, summary
+from tclearn.simulation import processes
+from tclearn.simulation.up import UP_EPOCHS, RoundRow, UpSettings, drive_round, started, summary
 from tclearn.types import Variant
 
 app = typer.Typer(help="Coalitions: deploy and run.", no_args_is_help=True)
@@ -93,7 +93,7 @@ def up(
     chain: str = typer.Option("anvil", "--chain", help="anvil, ganache, or a loopback JSON-RPC URL."),
     variant: str = typer.Option("B", "--variant", help="A (public), B (envelope-encrypted) or C (CKKS, supervisor)."),
     rounds: int = typer.Option(4, "--rounds", help="Rounds to drive through the member APIs."),
-    epochs: int = typer.Option(4, "--epochs", help="Epochs per increment."),
+    epochs: int = typer.Option(UP_EPOCHS, "--epochs", help="Epochs per increment."),
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(Path("out/coalition"), "--out", help="Folder for configs, keys, data, logs, state."),
     detach: bool = typer.Option(False, "--detach", help="Leave it running; stop it with `tclearn coalition down`."),
@@ -129,11 +129,11 @@ def up(
                     f"member APIs: {', '.join(result['members'].values())}   logs: {run.folder / 'logs'}"
                 )
             if detach:
-                coalition_up.detach(run)
+                processes.detach(run)
                 say(f"Detached; stop it with [bold]tclearn coalition down --out {out}[/]")
                 return
             say("Running; Ctrl-C stops every process.")
-            coalition_up.wait_for_interrupt(run)
+            processes.wait_for_interrupt(run)
             say("Stopping…")
         say("Every process stopped.")
 
@@ -144,5 +144,5 @@ def down(
 ) -> None:
     """Stop a coalition started with `tclearn coalition up --detach`."""
     with user_errors():
-        stopped = coalition_up.down(out)
+        stopped = processes.down(out)
         console.print(f"Stopped {len(stopped)} process(es): {', '.join(stopped) or 'none was still running'}")

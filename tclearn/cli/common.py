@@ -1,16 +1,17 @@
-"""What several CLI commands share: the console, signers and opening a deployment."""
+"""What several CLI commands share: the console, signers, opening a deployment, serve commands' options."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import typer
 from eth_account.signers.local import LocalAccount
 from rich.console import Console
 
+from tclearn.config import ServiceSettings, load_settings
 from tclearn.errors import TclearnError
 from tclearn.ledger.accounts import choose_signer
 from tclearn.ledger.chain import Chain
@@ -42,10 +43,38 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
-def export_settings(prefix: str, values: Mapping[str, object | None]) -> None:
-    """Hands a serve command's options to its service: `values` as `{prefix}{KEY}` environment variables, which
-    the service's pydantic settings read in the uvicorn worker; options left unset (None) are not exported."""
-    os.environ.update({f"{prefix}{key}": str(value) for key, value in values.items() if value is not None})
+ConfigOpt = typer.Option(
+    None, "--config", "-c", help="TOML settings file; TCLEARN_<SERVICE>_* variables and the options override it."
+)
+HostOpt = typer.Option(None, "--host", help="Listen address (default: the settings' server.host, else 127.0.0.1).")
+PortOpt = typer.Option(None, "--port", help="Listen port (default: the settings' server.port, else the service's own).")
+
+
+def server_options(host: str | None, port: int | None) -> dict[str, object] | None:
+    """--host and --port as an override of the settings' `[server]` section (None: neither was given)."""
+    given: dict[str, object] = {key: value for key, value in (("host", host), ("port", port)) if value is not None}
+    return given or None
+
+
+def text(value: Path | None) -> str | None:
+    """A path option as the string setting it overrides."""
+    return None if value is None else str(value)
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def serve(
+    model: type[S], config: Path | None, given: Mapping[str, Any], app_for: Callable[[S], Any], **options: Any
+) -> None:
+    """A serve command's body: the settings (`config` file, environment, the `given` options), the service's
+    app built from them (`app_for`), served by uvicorn where `[server]` says (`options` go to uvicorn)."""
+    import uvicorn
+
+    with user_errors():  # a bad setting, or a chain, vault or key file that does not open: one line
+        settings = load_settings(model, config, given)
+        service = app_for(settings)
+    uvicorn.run(service, host=settings.server.host, port=settings.server.port, **options)
 
 
 def signer(chain: Chain, keystore: Path | None, dev_account: int | None) -> LocalAccount:

@@ -6,7 +6,18 @@ from pathlib import Path
 
 import typer
 
-from tclearn.cli.common import DeploymentOpt, DevAccountOpt, KeystoreOpt, UrlOpt, console, open_as, user_errors
+from tclearn.cli.common import (
+    DeploymentOpt,
+    DevAccountOpt,
+    HostOpt,
+    KeystoreOpt,
+    PortOpt,
+    UrlOpt,
+    console,
+    open_as,
+    server_options,
+    user_errors,
+)
 from tclearn.config import hex32
 from tclearn.errors import ConfigError
 from tclearn.types import Role
@@ -72,25 +83,20 @@ def remove(
 
 @app.command("serve")
 def serve(
-    config: Path = typer.Option(Path("member.toml"), "--config", "-c", help="The site's member.toml."),
-    host: str | None = typer.Option(None, "--host", help="Listen address (default: [server] host)."),
-    port: int | None = typer.Option(None, "--port", help="Listen port (default: [server] port)."),
+    config: Path = typer.Option(
+        Path("member.toml"), "--config", "-c", help="The site's member.toml; TCLEARN_MEMBER_* variables override it."
+    ),
+    host: str | None = HostOpt,
+    port: int | None = PortOpt,
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log every request."),
 ) -> None:
     """Run this hospital's member API (docs/member-api.md); the operator token comes from the environment."""
-    import os
-
     import uvicorn
 
-    from tclearn.site.config import MEMBER_CONFIG_ENV, load_site_config
+    from services.member.app import app_for  # the CLI wires the library to the services, never the reverse
+    from tclearn.site.config import MemberSettings, load_site_config
 
-    with user_errors():  # also a bad chain, vault or data folder: uvicorn's factory raises them here
-        site = load_site_config(config)
-        os.environ[MEMBER_CONFIG_ENV] = str(config.resolve())
-        uvicorn.run(
-            "services.member.app:app_from_env",
-            factory=True,
-            host=host or site.server.host,
-            port=site.server.port if port is None else port,
-            access_log=access_log,
-        )
+    with user_errors():  # also a bad chain, vault or data folder: opening the site raises them here
+        site = load_site_config(config, MemberSettings, {"server": server_options(host, port)})
+        service = app_for(site)
+        uvicorn.run(service, host=site.server.host, port=site.server.port, access_log=access_log)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 from pathlib import Path
 from types import FrameType
@@ -12,8 +11,7 @@ import typer
 
 from tclearn.cli.common import user_errors
 from tclearn.errors import ConfigError
-from tclearn.site.config import load_site_config
-from tclearn.site.node import CONFIG_ENV
+from tclearn.site.config import NodeSettings, load_site_config
 
 app = typer.Typer(help="The node daemon: general, validator and keeper duties, driven by chain events.")
 log = logging.getLogger("tclearn.node")
@@ -22,21 +20,25 @@ LEVELS = ("debug", "info", "warning", "error")
 
 @app.command()
 def run(
-    config: Path = typer.Option(Path("node.toml"), "--config", "-c", help="The hospital's site file."),
+    config: Path = typer.Option(
+        Path("node.toml"), "--config", "-c", help="The hospital's site file; TCLEARN_NODE_* variables override it."
+    ),
     log_level: str = typer.Option("info", help="debug, info, warning or error"),
 ) -> None:
     """Follow the chain and perform this hospital's duties until SIGTERM or Ctrl-C (exit 0)."""
     import uvicorn
 
+    from services.node.app import app_for  # the CLI wires the library to the services, never the reverse
+
     with user_errors():
         if log_level.lower() not in LEVELS:
             raise ConfigError(f"unknown log level {log_level!r}; expected one of {', '.join(LEVELS)}")
-        site = load_site_config(config)
+        site = load_site_config(config, NodeSettings)
         logging.basicConfig(
             level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
         )
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per duty, not one per vault request
-        os.environ[CONFIG_ENV] = str(config.resolve())
+        service = app_for(site)  # errors opening the site (chain, vault, data) are one line here
         received: list[int] = []
 
         def note(sig: int, _frame: FrameType | None) -> None:
@@ -45,8 +47,7 @@ def run(
         previous = {sig: signal.signal(sig, note) for sig in (signal.SIGTERM, signal.SIGINT)}
         server = uvicorn.Server(
             uvicorn.Config(
-                "services.node.app:app_from_env",
-                factory=True,
+                service,
                 host=site.server.host,
                 port=site.server.port,
                 log_level=log_level.lower(),
@@ -54,7 +55,7 @@ def run(
             )
         )
         try:
-            server.run()  # errors opening the site (chain, vault, data) propagate here as TclearnError
+            server.run()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

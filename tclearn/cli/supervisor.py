@@ -1,7 +1,8 @@
 """`tclearn supervisor ...`: make the CKKS keys (variant C), publish the public context, run the service.
 
-The secret key file is encrypted with `TCLEARN_KEY_PASSWORD` (or a prompt); requests to the vault are
-signed with `TCLEARN_ETH_KEY`.
+`serve` builds `SupervisorSettings` (its `--config` file, `TCLEARN_SUPERVISOR_*` variables, its options) and
+hands them to the service. The secret key file is encrypted with `TCLEARN_KEY_PASSWORD` (or a prompt);
+requests to the vault are signed with `TCLEARN_ETH_KEY`.
 """
 
 from __future__ import annotations
@@ -10,14 +11,15 @@ from pathlib import Path
 
 import typer
 
-from tclearn.cli.common import export_settings, user_errors
+from tclearn.cli.common import ConfigOpt, HostOpt, PortOpt, server_options, text, user_errors
+from tclearn.cli.common import serve as serve_service
 from tclearn.cli.vault import VaultOption, _client
 from tclearn.he.config import SupervisorSettings
 from tclearn.he.keys import generate, publish_context, save_secret
 from tclearn.vault.keys import key_password
 
 app = typer.Typer(help="Variant C supervisor: holds the CKKS secret key, decrypts on request, logs every request.")
-_DEFAULTS = SupervisorSettings.model_fields
+_DEFAULT = {name: field.default for name, field in SupervisorSettings.model_fields.items()}
 
 
 @app.command()
@@ -37,28 +39,36 @@ def keygen(
 
 @app.command()
 def serve(
-    key_file: Path = typer.Option(Path(str(_DEFAULTS["key_file"].default)), help="encrypted secret context file"),
-    database: str = typer.Option(str(_DEFAULTS["database"].default), help="SQLAlchemy URL of the decryption log"),
+    config: Path | None = ConfigOpt,
+    key_file: Path | None = typer.Option(None, help=f"encrypted secret context file (default {_DEFAULT['key_file']})"),
+    database: str | None = typer.Option(
+        None, help=f"SQLAlchemy URL of the decryption log (default {_DEFAULT['database']})"
+    ),
     deployment: Path | None = typer.Option(None, help="Deployment file: members come from the Coalition contract"),
     members: Path | None = typer.Option(None, help="JSON member file {address: key hex or null} (no chain)"),
-    max_request_bytes: int = typer.Option(64 << 20, help="largest request body in bytes"),
-    max_values: int = typer.Option(1 << 16, help="most values decrypted per request"),
-    requests_per_minute: int = typer.Option(120, help="requests per member per minute"),
-    host: str = typer.Option("127.0.0.1"),
-    port: int = typer.Option(8710),
+    max_request_bytes: int | None = typer.Option(
+        None, help=f"largest request body in bytes (default {_DEFAULT['max_request_bytes']})"
+    ),
+    max_values: int | None = typer.Option(
+        None, help=f"most values decrypted per request (default {_DEFAULT['max_values']})"
+    ),
+    requests_per_minute: int | None = typer.Option(
+        None, help=f"requests per member per minute (default {_DEFAULT['requests_per_minute']})"
+    ),
+    host: str | None = HostOpt,
+    port: int | None = PortOpt,
 ) -> None:
     """Run the supervisor service (put it behind TLS for anything but loopback)."""
-    import uvicorn
+    from services.supervisor.app import app_for  # the CLI wires the library to the services, never the reverse
 
-    settings = {
-        "KEY_FILE": key_file,
-        "DATABASE": database,
-        "MAX_REQUEST_BYTES": max_request_bytes,
-        "MAX_VALUES": max_values,
-        "REQUESTS_PER_MINUTE": requests_per_minute,
-        "DEPLOYMENT": deployment,
-        "MEMBERS": members,
+    given = {
+        "key_file": text(key_file),
+        "database": database,
+        "max_request_bytes": max_request_bytes,
+        "max_values": max_values,
+        "requests_per_minute": requests_per_minute,
+        "deployment": text(deployment),
+        "members": text(members),
+        "server": server_options(host, port),
     }
-    export_settings("TCLEARN_SUPERVISOR_", settings)
-    with user_errors():
-        uvicorn.run("services.supervisor.app:app_from_env", factory=True, host=host, port=port)
+    serve_service(SupervisorSettings, config, given, app_for)

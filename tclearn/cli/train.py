@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from tclearn.cli.common import user_errors
+from tclearn.learning.defaults import LOCAL_TRAINING
 
 app = typer.Typer(help="Train a local increment and evaluate models.", no_args_is_help=True)
 console = Console()
@@ -21,12 +22,14 @@ def train(
     parent: Path | None = typer.Option(None, "--parent", help="Parent model file; default: a fresh model."),
     arch: str = typer.Option("unet", help="Architecture of a fresh model (ignored with --parent)."),
     task: str = typer.Option("segmentation", help="segmentation or classification (folders)."),
-    epochs: int = typer.Option(1, min=1),
-    batch_size: int = typer.Option(8, "--batch-size", min=1),
-    min_batch_size: int = typer.Option(1, "--min-batch-size", min=1, help="The coalition's minimum."),
-    lr: float = typer.Option(1e-3),
+    epochs: int = typer.Option(LOCAL_TRAINING.epochs, min=1),
+    batch_size: int = typer.Option(LOCAL_TRAINING.batch_size, "--batch-size", min=1),
+    min_batch_size: int = typer.Option(
+        LOCAL_TRAINING.min_batch_size, "--min-batch-size", min=1, help="The coalition's minimum."
+    ),
+    lr: float = typer.Option(LOCAL_TRAINING.lr),
     optimiser: str = typer.Option("adam", help="adam, adamw or sgd."),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(LOCAL_TRAINING.seed),
 ) -> None:
     """Train from the parent on local data; write the weights, their config and their metadata."""
     from tclearn.learning.data import load_dataset

@@ -1,7 +1,8 @@
 """`tclearn vault ...`: run the vault service, make member keys, store and fetch (sealed) models.
 
-Mounted under `tclearn vault` by `tclearn/cli/app.py`. Requests to a vault are signed with the
-Ethereum key in `TCLEARN_ETH_KEY` (hex); X25519 key files are decrypted with `TCLEARN_KEY_PASSWORD`
+Mounted under `tclearn vault` by `tclearn/cli/app.py`. `serve` builds `VaultSettings` (its `--config` file,
+`TCLEARN_VAULT_*` variables, its options) and hands them to the service. Requests to a vault are signed with
+the Ethereum key in `TCLEARN_ETH_KEY` (hex); X25519 key files are decrypted with `TCLEARN_KEY_PASSWORD`
 or a prompt.
 """
 
@@ -13,13 +14,15 @@ from pathlib import Path
 
 import typer
 
-from tclearn.cli.common import export_settings
+from tclearn.cli.common import ConfigOpt, HostOpt, PortOpt, server_options, text
+from tclearn.cli.common import serve as serve_service
 from tclearn.errors import ConfigError
+from tclearn.vault.config import VaultSettings
 from tclearn.vault.directory import StaticDirectory
 from tclearn.vault.envelope import grant, public_bytes, recipients_of, seal, unseal
 from tclearn.vault.http import HttpStore
 from tclearn.vault.keys import generate_key, key_password, load_key, save_key
-from tclearn.vault.store import CHUNK_SIZE, DEFAULT_MAX_BYTES
+from tclearn.vault.store import CHUNK_SIZE
 
 ETH_KEY_ENV = "TCLEARN_ETH_KEY"
 
@@ -52,30 +55,38 @@ def _write(path: Path, chunks: Iterator[bytes]) -> None:
         partial.unlink(missing_ok=True)
 
 
+_DEFAULT = {name: field.default for name, field in VaultSettings.model_fields.items()}
+
+
 @app.command()
 def serve(
-    store: str = typer.Option("file://./vault-data/store", help="fsspec URL of the blob store"),
-    database: str = typer.Option("sqlite:///./vault-data/access.db", help="SQLAlchemy URL of the access log"),
+    config: Path | None = ConfigOpt,
+    store: str | None = typer.Option(None, help=f"fsspec URL of the blob store (default {_DEFAULT['store']})"),
+    database: str | None = typer.Option(
+        None, help=f"SQLAlchemy URL of the access log (default {_DEFAULT['database']})"
+    ),
     deployment: Path | None = typer.Option(None, help="Deployment file: members come from the Coalition contract"),
     members: Path | None = typer.Option(None, help="JSON member file {address: x25519 hex or null} (no chain)"),
-    max_bytes: int = typer.Option(DEFAULT_MAX_BYTES, help="largest blob accepted"),
-    public_reads: bool = typer.Option(False, help="variant A: allow unsigned reads"),
-    host: str = typer.Option("127.0.0.1"),
-    port: int = typer.Option(8700),
+    max_bytes: int | None = typer.Option(None, help=f"largest blob accepted (default {_DEFAULT['max_bytes']})"),
+    public_reads: bool | None = typer.Option(
+        None, "--public-reads/--no-public-reads", help="variant A: allow unsigned reads (default no)"
+    ),
+    host: str | None = HostOpt,
+    port: int | None = PortOpt,
 ) -> None:
     """Run the vault service (put it behind TLS for anything but loopback)."""
-    import uvicorn
+    from services.vault.app import app_for  # the CLI wires the library to the services, never the reverse
 
-    settings = {
-        "STORE": store,
-        "DATABASE": database,
-        "MAX_BYTES": max_bytes,
-        "PUBLIC_READS": public_reads,
-        "DEPLOYMENT": deployment,
-        "MEMBERS": members,
+    given = {
+        "store": store,
+        "database": database,
+        "max_bytes": max_bytes,
+        "public_reads": public_reads,
+        "deployment": text(deployment),
+        "members": text(members),
+        "server": server_options(host, port),
     }
-    export_settings("TCLEARN_VAULT_", settings)
-    uvicorn.run("services.vault.app:app_from_env", factory=True, host=host, port=port)
+    serve_service(VaultSettings, config, given, app_for)
 
 
 @app.command()

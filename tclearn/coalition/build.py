@@ -22,6 +22,7 @@ from tclearn.coalition.context import Clock, Coalition, Hospital
 from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.errors import ConfigError, DataError, NotFoundError
 from tclearn.learning.data import ImageData, load_csv, load_segmentation
+from tclearn.learning.defaults import ENCRYPTED_TRAINING, EncryptedTraining
 from tclearn.learning.manifest import Manifest, fingerprint
 from tclearn.learning.models import ModelConfig
 from tclearn.learning.synth import GLOBAL
@@ -137,14 +138,6 @@ def hospital_folders(root: Path, members: int, form: DataFormat) -> list[Path]:
     return folders[:members]
 
 
-@dataclass(frozen=True)
-class EncryptedTraining:
-    """Variant C: full-batch encrypted gradient steps per increment, and their learning rate."""
-
-    steps: int = 3
-    lr: float = 1.0
-
-
 def find_supervisor(client: LedgerClient) -> str:
     """The coalition's one active supervisor, read from the contract."""
     found = [m.address for m in client.members() if m.active and Role.SUPERVISOR in m.roles]
@@ -186,7 +179,7 @@ def build(
     training: TrainConfig,
     policy: AcceptancePolicy,
     supervisor: ConnectSupervisor | None = None,
-    encrypted: EncryptedTraining = EncryptedTraining(),
+    encrypted: EncryptedTraining = ENCRYPTED_TRAINING,
     directory_ttl: float = 30.0,
 ) -> Coalition:
     """The coalition as `hospitals` (those this process acts for) see it, with the backend of its variant."""

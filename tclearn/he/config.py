@@ -1,12 +1,16 @@
-"""Supervisor service settings, read from `TCLEARN_SUPERVISOR_*` environment variables."""
+"""Supervisor service settings: `TCLEARN_SUPERVISOR_*` environment variables over an optional TOML file."""
 
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from tclearn.config import ServerSection, ServiceSettings
 
 
-class SupervisorSettings(BaseSettings):
+class SupervisorSettings(ServiceSettings):
+    """Where the secret context and the decryption log live, who may ask, and how much."""
+
     model_config = SettingsConfigDict(env_prefix="TCLEARN_SUPERVISOR_")
 
     key_file: str = Field(default="./supervisor-data/ckks.key", description="encrypted secret context file")
@@ -17,3 +21,4 @@ class SupervisorSettings(BaseSettings):
     max_values: int = Field(default=1 << 16, gt=0, description="most values decrypted per request")
     requests_per_minute: int = Field(default=120, gt=0, description="requests per member per minute")
     max_skew_s: int = Field(default=300, gt=0, description="largest accepted clock difference of a signed request")
+    server: ServerSection = Field(default=ServerSection(port=8710), description="where the service listens")

@@ -23,6 +23,7 @@ from torch import nn
 
 from tclearn.errors import ConfigError, DataError, TrainingCancelled
 from tclearn.learning.data import ImageData, Task
+from tclearn.learning.defaults import LOCAL_TRAINING
 from tclearn.records import TrainingFacts
 
 StateDict = dict[str, torch.Tensor]
@@ -44,13 +45,13 @@ class LossName(enum.StrEnum):
 class TrainConfig:
     """How a member trains; `min_batch_size` is the coalition's policy, not the member's choice."""
 
-    epochs: int = 1
-    batch_size: int = 8
-    lr: float = 1e-3
+    epochs: int = LOCAL_TRAINING.epochs
+    batch_size: int = LOCAL_TRAINING.batch_size
+    lr: float = LOCAL_TRAINING.lr
     optimiser: Optimiser = Optimiser.ADAM
     loss: LossName | None = None  # None: dice_ce for segmentation, ce for classification
-    seed: int = 0
-    min_batch_size: int = 1
+    seed: int = LOCAL_TRAINING.seed
+    min_batch_size: int = LOCAL_TRAINING.min_batch_size
     device: str = "auto"  # "auto" picks CUDA when present
     amp: bool = True  # mixed precision, on CUDA only
     progress: bool = False

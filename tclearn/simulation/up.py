@@ -2,39 +2,38 @@
 
 It founds the coalition (data, keys, genesis, contract, members), then starts the chain node (unless a URL is
 given), the vault, one member API and one node daemon per hospital, and the auditor — each the ordinary
-`tclearn` command a hospital would run, with its own config, keys, data folder, state database and port. In
+`tclearn` command a hospital would run, with its own config, keys, data folder, state database and port. Each
+config is the service's settings model written as TOML (`dump_settings`), read back by its `--config`. In
 variant C the data are feature tables and the supervisor service (`tclearn supervisor serve`, its encrypted
 secret key only in `supervisor/`) is one more process, ready before the sites start.
 Rounds are driven through the member APIs, exactly as a hospital's staff would (`POST /jobs/train`), and
-decided by the node daemons. Everything lives under one folder; `run.json` there lists the processes, so
-`tclearn coalition down` can stop a detached run.
+decided by the node daemons. Everything lives under one folder; `run.json` there lists the processes
+(`processes.py`), so `tclearn coalition down` can stop a detached run.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import urlparse
 
 import httpx
 import torch
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from tclearn.audit.config import AuditorSettings
 from tclearn.coalition.build import Tables
 from tclearn.coalition.ckks import encrypted_genesis, supervisor_founder
 from tclearn.coalition.founding import Founder, found, genesis_weights
-from tclearn.config import save_deployment
+from tclearn.config import ServiceSettings, dump_settings, save_deployment
 from tclearn.errors import ConfigError, NodeError
+from tclearn.he.config import SupervisorSettings
 from tclearn.he.keys import save_secret
 from tclearn.he.model import ModelSpec
 from tclearn.learning.attacks import Attack
@@ -46,17 +45,22 @@ from tclearn.ledger.chain import Chain, connect
 from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.deployment import deployment_of
 from tclearn.ledger.localchain import NODES, free_port
-from tclearn.site.config import ModelSection, TrainingSection
+from tclearn.simulation.processes import RUN_FILE, Run, Service
+from tclearn.site.config import ModelSection, SiteConfig, TrainingSection
 from tclearn.types import ModelState, Variant
+from tclearn.vault.config import VaultSettings
 from tclearn.vault.keys import PASSWORD_ENV as KEY_PASSWORD_ENV
 from tclearn.vault.keys import save_key
 from tclearn.vault.store import FsspecStore
 
-RUN_FILE = "run.json"
 TOKEN_ENV = "TCLEARN_OPERATOR_TOKEN"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 SUPERVISOR_KEY = "ckks.key"  # in the supervisor's folder, encrypted with the run's key password
 FINAL = {ModelState.COMMITTED, ModelState.REJECTED, ModelState.EXPIRED, ModelState.STALE}
+HEADER = 'Written by `tclearn coalition up`; the fields: docs/deploy.md, "Settings".'
+# Epochs per increment, below the coalition default (COALITION_TRAINING): every hospital's member API and node
+# daemon share this one machine, and a round trains on one of them while the others evaluate.
+UP_EPOCHS = 4
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,7 @@ class UpSettings:
     chain: str = "anvil"  # anvil, ganache or a loopback JSON-RPC URL
     variant: Variant = Variant.B
     rounds: int = 4
-    epochs: int = 4
+    epochs: int = UP_EPOCHS
     seed: int = 0
     out: Path = Path("out/coalition")
     round_timeout: float = 600.0
@@ -92,179 +96,45 @@ class UpSettings:
         return index >= self.members - self.byzantine
 
 
-@dataclass
-class Service:
-    name: str
-    args: list[str]
-    url: str | None  # what answers /health, if anything
-    pid: int = 0
-
-
-@dataclass
-class Run:
-    """A coalition started by `up`: its folder, processes and endpoints (saved as `run.json`)."""
-
-    folder: Path
-    chain_url: str = ""
-    token: str = ""
-    services: list[Service] = field(default_factory=list)
-    _procs: list[subprocess.Popen[bytes]] = field(default_factory=list, repr=False)
-
-    def url(self, name: str) -> str:
-        found = next((s.url for s in self.services if s.name == name), None)
-        if found is None:
-            raise KeyError(name)
-        return found
-
-    def save(self) -> None:
-        document = {
-            "chain": self.chain_url,
-            "operator_token": self.token,
-            "services": [{"name": s.name, "pid": s.pid, "url": s.url, "args": s.args} for s in self.services],
-        }
-        path = self.folder / RUN_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(document, indent=2) + "\n")
-        tmp.chmod(0o600)  # the operator token of a local dev run
-        tmp.replace(path)
-
-    def start(self, service: Service, env: dict[str, str]) -> None:
-        logs = self.folder / "logs"
-        logs.mkdir(exist_ok=True)
-        log: IO[bytes] = open(logs / f"{service.name}.log", "ab")  # noqa: SIM115 - the child keeps it open
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tclearn.cli.app", *service.args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, **env},
-            start_new_session=True,  # Ctrl-C reaches `up`, which stops its children in order
-            cwd=self.folder,
-        )
-        log.close()
-        service.pid = proc.pid
-        self.services.append(service)
-        self._procs.append(proc)
-        self.save()
-
-    def wait_ready(self, timeout: float = 180.0) -> None:
-        """Until every service answers `/health` (the chain: JSON-RPC); names the one that died or hung."""
-        deadline = time.monotonic() + timeout
-        for service, proc in zip(self.services, self._procs, strict=True):
-            while not _healthy(service):
-                if proc.poll() is not None:
-                    raise NodeError(f"{service.name} exited with code {proc.returncode}; {_tail(self.folder, service)}")
-                if time.monotonic() > deadline:
-                    raise NodeError(
-                        f"{service.name} did not answer within {timeout:.0f} s; {_tail(self.folder, service)}"
-                    )
-                time.sleep(0.5)
-
-    def stop(self, timeout: float = 20.0) -> list[str]:
-        """SIGTERM every process, newest first, then SIGKILL what is still running; returns what was killed."""
-        killed = stop_services([(s.name, s.pid) for s in self.services], timeout)
-        (self.folder / RUN_FILE).unlink(missing_ok=True)
-        return [s.name for s in self.services if s.pid in killed]
-
-
-def _healthy(service: Service) -> bool:
-    if service.url is None:
-        return True
-    try:
-        if service.name == "chain":
-            body = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
-            return "result" in httpx.post(service.url, json=body, timeout=1.0).json()
-        return httpx.get(f"{service.url}/health", timeout=2.0).status_code == 200
-    except (httpx.HTTPError, ValueError):
-        return False
-
-
-def _tail(folder: Path, service: Service, lines: int = 5) -> str:
-    path = folder / "logs" / f"{service.name}.log"
-    text = path.read_text(errors="replace").strip().splitlines()[-lines:] if path.exists() else []
-    return f"see {path}" + (": " + " | ".join(text) if text else "")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a child that exited but was not reaped yet is not running
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        return True
-
-
-def stop_pids(pids: list[int], timeout: float = 20.0) -> set[int]:
-    """SIGTERM every pid, wait for them together; SIGKILL the ones still alive after `timeout`."""
-    running = [pid for pid in pids if _alive(pid)]
-    for pid in running:
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while any(_alive(pid) for pid in running) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    killed = {pid for pid in running if _alive(pid)}
-    for pid in killed:
-        os.kill(pid, signal.SIGKILL)
-    return killed
-
-
-def stop_services(services: list[tuple[str, int]], timeout: float = 20.0) -> set[int]:
-    """Stops the services first and the chain node last (it must outlive their final transactions)."""
-    chain = [pid for name, pid in services if name == "chain"]
-    return stop_pids([pid for name, pid in services if name != "chain"], timeout) | stop_pids(chain, timeout)
-
-
-def down(folder: Path, timeout: float = 20.0) -> list[str]:
-    """Stops the detached run in `folder`; returns the names of the services it stopped."""
-    path = folder / RUN_FILE
-    if not path.exists():
-        raise ConfigError(f"{path} does not exist: no coalition started with `up --detach` runs from {folder}")
-    try:
-        services = json.loads(path.read_text())["services"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{path} is not a run file: {exc}") from None
-    running = [s for s in services if _alive(int(s["pid"]))]
-    stop_services([(str(s["name"]), int(s["pid"])) for s in services], timeout)
-    path.unlink()
-    return [str(s["name"]) for s in running]
-
-
-def _port(url: str) -> str:
-    return str(urlparse(url).port)
+def _server(url: str) -> dict[str, Any]:
+    parsed = urlparse(url)
+    return {"host": parsed.hostname, "port": parsed.port}
 
 
 # ---- founding and configuration ---------------------------------------------------------------------------
+
+
+def _config(path: Path, model: type[ServiceSettings], values: dict[str, Any]) -> Path:
+    """Writes `values`, checked as the service's settings, as its TOML file."""
+    return dump_settings(model.model_validate(values), path, header=HEADER)
+
+
+def _serve(run: Run, env: dict[str, str], service: str, config: Path, url: str) -> None:
+    """Starts `tclearn SERVICE serve --config CONFIG`, answering at `url`."""
+    run.start(Service(service, [service, "serve", "--config", str(config)], url), env)
 
 
 def _site_file(path: Path, settings: UpSettings, index: int, urls: dict[str, str], training: TrainingSection) -> int:
     """Writes one of a hospital's service configs (member.toml, node.toml); returns the port it listens on."""
     name, port = hospital_name(index), free_port()
     encrypted = settings.variant is Variant.C
-    lines = [
-        f'name = "{name}"',
-        'deployment = "../deployment.json"',
-        f'vault_url = "{urls["vault"]}"',
-        *([f'supervisor_url = "{urls["supervisor"]}"'] if encrypted else []),
-        f"dev_account = {index + 1}",
-        f'encryption_key = "{name}.x25519.pem"',
-        f'data = "../../data/{name}"',
-        f'global_test = "../../data/{GLOBAL_CSV if encrypted else GLOBAL}"',
-        f'state = "sqlite:///{path.stem}.db"',
-        f'attack = "{settings.attack.value if settings.byzantine_at(index) else Attack.NONE.value}"',
-        "poll_interval = 0.5",
-        "keeper_interval = 5.0",
-        "[training]",
-        *(f"{k} = {v}" for k, v in training.model_dump().items()),
-        "[server]",
-        'host = "127.0.0.1"',
-        f"port = {port}",
-    ]
-    path.write_text("\n".join(lines) + "\n")
+    site = {
+        "name": name,
+        "deployment": "../deployment.json",
+        "vault_url": urls["vault"],
+        **({"supervisor_url": urls["supervisor"]} if encrypted else {}),
+        "dev_account": index + 1,
+        "encryption_key": f"{name}.x25519.pem",
+        "data": f"../../data/{name}",
+        "global_test": f"../../data/{GLOBAL_CSV if encrypted else GLOBAL}",
+        "state": f"sqlite:///{path.stem}.db",
+        "attack": settings.attack if settings.byzantine_at(index) else Attack.NONE,
+        "poll_interval": 0.5,
+        "keeper_interval": 5.0,
+        "training": training.model_dump(),
+        "server": {"host": "127.0.0.1", "port": port},
+    }
+    _config(path, SiteConfig, site)
     return port
 
 
@@ -351,17 +221,25 @@ def started(
         client, sites = prepare(settings, chain, urls, env[KEY_PASSWORD_ENV].encode())
         deployment = str(out.resolve() / "sites" / "deployment.json")
         store, access = (out / "vault").resolve(), f"sqlite:///{(out / 'vault' / 'access.db').resolve()}"
-        vault = ["vault", "serve", "--store", f"file://{store / 'store'}", "--database", access]
-        vault += ["--deployment", deployment, "--port", _port(urls["vault"])]
-        if settings.variant is Variant.A:
-            vault.append("--public-reads")
-        run.start(Service("vault", vault, urls["vault"]), env)
+        vault = {
+            "store": f"file://{store / 'store'}",
+            "database": access,
+            "deployment": deployment,
+            "public_reads": settings.variant is Variant.A,
+            "server": _server(urls["vault"]),
+        }
+        _serve(run, env, "vault", _config(store / "vault.toml", VaultSettings, vault), urls["vault"])
         if settings.variant is Variant.C:
             folder = out.resolve() / "supervisor"
-            supervisor = ["supervisor", "serve", "--key-file", str(folder / SUPERVISOR_KEY)]
-            supervisor += ["--database", f"sqlite:///{folder / 'log.db'}", "--deployment", deployment]
-            supervisor += ["--requests-per-minute", "10000", "--port", _port(urls["supervisor"])]
-            run.start(Service("supervisor", supervisor, urls["supervisor"]), env)
+            supervisor = {
+                "key_file": str(folder / SUPERVISOR_KEY),
+                "database": f"sqlite:///{folder / 'log.db'}",
+                "deployment": deployment,
+                "requests_per_minute": 10000,
+                "server": _server(urls["supervisor"]),
+            }
+            supervisor_config = _config(folder / "supervisor.toml", SupervisorSettings, supervisor)
+            _serve(run, env, "supervisor", supervisor_config, urls["supervisor"])
             on_step("starting the vault and the supervisor (each site fetches the public context at start)")
             run.wait_ready()
         for config, port in sites:
@@ -371,11 +249,15 @@ def started(
                 f"{role}-{config.parent.name}", [*args, "--config", str(config)], f"http://127.0.0.1:{port}"
             )
             run.start(service, env)
-        auditor_port = free_port()
-        auditor = ["auditor", "serve", "--deployment", deployment, "--vault", f"file://{store / 'store'}"]
-        auditor += ["--access-db", access, "--state", f"sqlite:///{out.resolve() / 'auditor.db'}"]
-        auditor += ["--port", str(auditor_port)]
-        run.start(Service("auditor", auditor, f"http://127.0.0.1:{auditor_port}"), env)
+        auditor_url = f"http://127.0.0.1:{free_port()}"
+        auditor = {
+            "deployment": deployment,
+            "vault": f"file://{store / 'store'}",
+            "access_db": access,
+            "state": f"sqlite:///{out.resolve() / 'auditor.db'}",
+            "server": _server(auditor_url),
+        }
+        _serve(run, env, "auditor", _config(out.resolve() / "auditor.toml", AuditorSettings, auditor), auditor_url)
         on_step(f"starting {len(run.services)} processes (each loads torch and MONAI: this takes a while)")
         run.wait_ready()
         yield run, client
@@ -467,25 +349,3 @@ def summary(rows: list[RoundRow], client: LedgerClient, run: Run) -> dict[str, A
         "supervisor": next((s.url for s in run.services if s.name == "supervisor"), None),
         "folder": str(run.folder),
     }
-
-
-def wait_for_interrupt(run: Run) -> None:
-    """Blocks until Ctrl-C or SIGTERM, or until a service dies (named in the error)."""
-    stop = {"now": False}
-
-    def handler(*_: object) -> None:
-        stop["now"] = True
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, handler)
-    while not stop["now"]:
-        for service, proc in zip(run.services, run._procs, strict=True):
-            if proc.poll() is not None:
-                raise NodeError(f"{service.name} exited with code {proc.returncode}; {_tail(run.folder, service)}")
-        time.sleep(0.5)
-
-
-def detach(run: Run) -> None:
-    """Leaves the processes running after `up` exits; `tclearn coalition down` stops them."""
-    run._procs.clear()
-    run.save()

@@ -8,23 +8,30 @@ context the supervisor registered on chain, and reaches the supervisor service a
 requests signed as its own account. The member API and the node daemon both
 call `open_site`, so they see the same hospital the same way.
 
-Relative paths in the file are relative to the file's folder. Secrets never sit in the file: the keystore
-password comes from `TCLEARN_KEYSTORE_PASSWORD`, the X25519 key-file password from `TCLEARN_KEY_PASSWORD`.
+The file is read by the one settings loader (`tclearn.config.load_settings`): the member service as
+`MemberSettings` (`TCLEARN_MEMBER_*` variables override the file, e.g. `TCLEARN_MEMBER_TRAINING__EPOCHS=2`), the
+node daemon as `NodeSettings` (`TCLEARN_NODE_*`). Relative paths are relative to the file's folder. Secrets never
+sit in the file: the keystore password comes from `TCLEARN_KEYSTORE_PASSWORD`, the X25519 key-file password from
+`TCLEARN_KEY_PASSWORD`.
 """
 
 from __future__ import annotations
 
-import tomllib
+import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import SettingsConfigDict
 
 from tclearn.coalition.policy import AcceptancePolicy
-from tclearn.config import _load
+from tclearn.config import ServerSection, ServiceSettings, load_settings
+from tclearn.errors import ConfigError
 from tclearn.learning.attacks import Attack
+from tclearn.learning.defaults import COALITION_TRAINING, ENCRYPTED_TRAINING
 
-MEMBER_CONFIG_ENV = "TCLEARN_MEMBER_CONFIG"  # the member service's config path (`tclearn member serve` sets it)
+__all__ = ["MemberSettings", "NodeSettings", "ServerSection", "SiteConfig", "load_site_config", "site_from_env"]
 
 
 class ModelSection(BaseModel):
@@ -38,11 +45,11 @@ class ModelSection(BaseModel):
 
 class TrainingSection(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    epochs: int = Field(default=8, ge=1)
-    batch_size: int = Field(default=8, ge=1)
-    lr: float = Field(default=0.01, gt=0)
-    min_batch_size: int = Field(default=4, ge=1)
-    seed: int = 0
+    epochs: int = Field(default=COALITION_TRAINING.epochs, ge=1)
+    batch_size: int = Field(default=COALITION_TRAINING.batch_size, ge=1)
+    lr: float = Field(default=COALITION_TRAINING.lr, gt=0)
+    min_batch_size: int = Field(default=COALITION_TRAINING.min_batch_size, ge=1)
+    seed: int = COALITION_TRAINING.seed
 
 
 class PolicySection(BaseModel):
@@ -55,20 +62,14 @@ class HESection(BaseModel):
     """Variant C: how each encrypted increment is trained (full-batch gradient steps)."""
 
     model_config = ConfigDict(extra="forbid")
-    steps: int = Field(default=3, ge=1)
-    lr: float = Field(default=1.0, gt=0)
+    steps: int = Field(default=ENCRYPTED_TRAINING.steps, ge=1)
+    lr: float = Field(default=ENCRYPTED_TRAINING.lr, gt=0)
 
 
-class ServerSection(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    host: str = "127.0.0.1"
-    port: int = Field(default=8700, ge=0, le=65535)
+class SiteConfig(ServiceSettings):
+    """`member.toml` / `node.toml`: one hospital's services (read as `TCLEARN_SITE_*` by neither service)."""
 
-
-class SiteConfig(BaseModel):
-    """`member.toml` / `node.toml`: one hospital's services."""
-
-    model_config = ConfigDict(extra="forbid")
+    model_config = SettingsConfigDict(env_prefix="TCLEARN_SITE_")
     name: str = Field(min_length=1)
     deployment: Path
     chain_url: str | None = None  # overrides the deployment file's URL
@@ -90,15 +91,14 @@ class SiteConfig(BaseModel):
     training: TrainingSection = TrainingSection()
     policy: PolicySection = PolicySection()
     he: HESection = HESection()
-    server: ServerSection = ServerSection()
 
     @model_validator(mode="after")
-    def _one_signer(self) -> SiteConfig:
+    def _one_signer(self) -> Self:
         if (self.keystore is None) == (self.dev_account is None):
             raise ValueError("give exactly one of keystore (a file) or dev_account (a local dev chain's index)")
         return self
 
-    def resolved(self, folder: Path) -> SiteConfig:
+    def resolved(self, folder: Path) -> Self:
         """The config with its relative paths (and a relative SQLite file) taken from `folder`."""
         paths = {
             name: folder / value
@@ -112,5 +112,34 @@ class SiteConfig(BaseModel):
         return self.model_copy(update={**paths, "state": state})
 
 
-def load_site_config(path: Path) -> SiteConfig:
-    return _load(path, SiteConfig, tomllib.loads).resolved(path.parent.resolve())
+class MemberSettings(SiteConfig):
+    """The site file as the member service reads it: `TCLEARN_MEMBER_*` variables override it."""
+
+    model_config = SettingsConfigDict(env_prefix="TCLEARN_MEMBER_")
+
+
+class NodeSettings(SiteConfig):
+    """The site file as the node daemon reads it: `TCLEARN_NODE_*` variables override it."""
+
+    model_config = SettingsConfigDict(env_prefix="TCLEARN_NODE_")
+
+
+Site = TypeVar("Site", bound=SiteConfig)
+
+
+def load_site_config(
+    path: Path,
+    model: type[Site] = SiteConfig,  # type: ignore[assignment]  # a TypeVar's default: mypy#3737
+    overrides: Mapping[str, Any] | None = None,
+) -> Site:
+    """The site file at `path` under `model`'s environment variables and `overrides`, its relative paths
+    taken from the file's folder."""
+    return load_settings(model, path, overrides).resolved(path.parent.resolve())
+
+
+def site_from_env(model: type[Site]) -> Site:
+    """The site file named by `{PREFIX}CONFIG` (a service started by `uvicorn --factory`)."""
+    path = os.environ.get(model.config_env())
+    if not path:
+        raise ConfigError(f"set {model.config_env()} to the path of the site file")
+    return load_site_config(Path(path), model)

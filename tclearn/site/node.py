@@ -36,7 +36,6 @@ from tclearn.types import ModelRecord, ModelState
 
 log = logging.getLogger(__name__)
 
-CONFIG_ENV = "TCLEARN_NODE_CONFIG"  # the site file the service reads (set by `tclearn node run`)
 MAX_ATTEMPTS = 3  # a duty that fails this often on one candidate is given up (the keeper still expires it)
 SETTLING_EVENTS = frozenset({"Committed", "Rejected", "Expired", "Staled"})
 CANDIDATE_EVENTS = frozenset({"Submitted", "GeneralReassigned", "CandidateOpened", "Voted", *SETTLING_EVENTS})

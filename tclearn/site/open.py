@@ -12,10 +12,11 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from tclearn.coalition.build import EncryptedTraining, build, data_format
+from tclearn.coalition.build import build, data_format
 from tclearn.coalition.context import Coalition, Hospital
 from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.errors import ConfigError
+from tclearn.learning.defaults import EncryptedTraining
 from tclearn.learning.models import ModelConfig
 from tclearn.learning.train import TrainConfig
 from tclearn.ledger.accounts import choose_signer

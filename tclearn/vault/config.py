@@ -1,14 +1,23 @@
-"""Vault service settings, read from `TCLEARN_VAULT_*` environment variables."""
+"""Vault service settings: `TCLEARN_VAULT_*` environment variables over an optional TOML file (`--config`).
+
+store       = "file://./vault-data/store"         # fsspec URL of the blob store
+database    = "sqlite:///./vault-data/access.db"  # SQLAlchemy URL of the access log
+deployment  = "deployment.json"                   # members are read from the Coalition contract
+public_reads = false                              # variant A: unsigned GET/HEAD allowed
+[server]
+port = 8700                                       # TCLEARN_VAULT_SERVER__PORT overrides it
+"""
 
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from tclearn.config import ServerSection, ServiceSettings
 from tclearn.vault.store import DEFAULT_MAX_BYTES
 
 
-class VaultSettings(BaseSettings):
+class VaultSettings(ServiceSettings):
     """Where blobs and the access log live, and who may read."""
 
     model_config = SettingsConfigDict(env_prefix="TCLEARN_VAULT_")
@@ -22,3 +31,4 @@ class VaultSettings(BaseSettings):
     )
     members: str | None = Field(default=None, description="JSON member file (tests, no chain)")
     max_skew_s: int = Field(default=300, gt=0, description="largest accepted clock difference of a signed request")
+    server: ServerSection = Field(default=ServerSection(port=8700), description="where the service listens")

@@ -20,7 +20,8 @@ from tclearn.ledger.accounts import dev_accounts
 from tclearn.ledger.chain import connect
 from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.history import rebuild
-from tclearn.simulation.up import RUN_FILE, UpSettings, down
+from tclearn.simulation.processes import RUN_FILE, down
+from tclearn.simulation.up import UpSettings
 from tclearn.types import ModelState, Variant
 
 ROOT = Path(__file__).resolve().parents[2]

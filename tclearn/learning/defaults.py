@@ -1,0 +1,38 @@
+"""The training defaults, defined once: every place that trains (a site, the demo, `coalition up`, `tclearn
+train`, a bare `TrainConfig`) refers to one of these sets, or names its own value with its reason.
+
+Kept apart from `train.py` so that settings and the CLI read them without importing torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TrainingDefaults:
+    """Training values every driver starts from; each place that trains refers to one of the sets below."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    min_batch_size: int
+    seed: int = 0
+
+
+# A coalition's increments: what a site trains with unless its file says otherwise (`[training]`), and what the
+# demo and `coalition up` start from; `min_batch_size` is the coalition's policy, enforced on every member.
+COALITION_TRAINING = TrainingDefaults(epochs=8, batch_size=8, lr=0.01, min_batch_size=4)
+# One increment outside a coalition (`tclearn train`, a bare `TrainConfig`): a short, cautious run, no minimum.
+LOCAL_TRAINING = TrainingDefaults(epochs=1, batch_size=8, lr=1e-3, min_batch_size=1)
+
+
+@dataclass(frozen=True)
+class EncryptedTraining:
+    """Variant C: full-batch gradient steps per encrypted increment and their learning rate."""
+
+    steps: int = 3
+    lr: float = 1.0
+
+
+ENCRYPTED_TRAINING = EncryptedTraining()

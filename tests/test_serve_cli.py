@@ -1,0 +1,138 @@
+"""The serve commands build their service's settings (file, environment, options) and hand them to the app
+they serve: no `TCLEARN_*` variable is exported on the way, and uvicorn gets the app object."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from typer.testing import CliRunner
+
+import services.auditor.app
+import services.member.app
+import services.node.app
+import services.supervisor.app
+from tclearn.cli.app import app
+from tclearn.config import ServiceSettings
+from tests.test_settings import SITE
+
+runner = CliRunner()
+
+
+class Served:
+    """What uvicorn was asked to serve, instead of serving it."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: list[tuple[Any, dict[str, Any]]] = []
+        monkeypatch.setattr(uvicorn, "run", lambda app, **kw: self.calls.append((app, kw)))
+
+        def server_run(server: uvicorn.Server, *_args: object) -> None:
+            server.started = True  # `tclearn node run` exits 1 when the server never started
+            self.calls.append((server.config.app, {"host": server.config.host, "port": server.config.port}))
+
+        monkeypatch.setattr(uvicorn.Server, "run", server_run)
+
+    @property
+    def settings(self) -> Any:
+        (app, _), *_ = self.calls
+        assert isinstance(app, FastAPI)
+        return app.state.settings
+
+
+def _stub_app_for(monkeypatch: pytest.MonkeyPatch, module: Any) -> None:
+    """The service's `app_for` without opening anything (chain, keys): an empty app holding the settings."""
+
+    def app_for(settings: ServiceSettings) -> FastAPI:
+        stub = FastAPI()
+        stub.state.settings = settings
+        return stub
+
+    monkeypatch.setattr(module, "app_for", app_for)
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [k for k in os.environ if k.startswith("TCLEARN_")]:
+        monkeypatch.delenv(name)
+
+
+def _invoke(*args: str) -> None:
+    before = dict(os.environ)
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    assert dict(os.environ) == before, "a serve command changed the environment"
+
+
+def test_vault_serve_passes_file_environment_and_options_to_the_app(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    served = Served(monkeypatch)
+    config = tmp_path / "vault.toml"
+    config.write_text(f'store = "file://{tmp_path}/store"\ndatabase = "sqlite:///{tmp_path}/a.db"\n')
+    monkeypatch.setenv("TCLEARN_VAULT_MAX_BYTES", "1234")
+
+    _invoke("vault", "serve", "--config", str(config), "--port", "8799", "--public-reads")
+
+    settings = served.settings
+    assert settings.store == f"file://{tmp_path}/store" and settings.max_bytes == 1234 and settings.public_reads
+    assert served.calls[0][1] == {"host": "127.0.0.1", "port": 8799}
+
+
+@pytest.mark.parametrize(
+    ("module", "argv", "toml", "expected"),
+    [
+        (
+            services.supervisor.app,
+            ["supervisor", "serve", "--max-values", "9"],
+            'key_file = "/k"\n[server]\nhost = "0.0.0.0"\n',
+            {"key_file": "/k", "max_values": 9, "server": ("0.0.0.0", 8710)},
+        ),
+        (
+            services.auditor.app,
+            ["auditor", "serve", "--vault", "/v", "--port", "8000"],
+            'deployment = "d.json"\nvault = "/elsewhere"\n',
+            {"vault": "/v", "deployment": Path("d.json"), "server": ("127.0.0.1", 8000)},
+        ),
+        (
+            services.member.app,
+            ["member", "serve", "--host", "0.0.0.0"],
+            SITE,
+            {"name": "hospital-1", "server": ("0.0.0.0", 8901)},
+        ),
+        (services.node.app, ["node", "run"], SITE, {"name": "hospital-1", "server": ("127.0.0.1", 8901)}),
+    ],
+    ids=["supervisor", "auditor", "member", "node"],
+)
+def test_every_serve_command_hands_its_settings_to_the_app(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    module: Any,
+    argv: list[str],
+    toml: str,
+    expected: dict[str, Any],
+) -> None:
+    served = Served(monkeypatch)
+    _stub_app_for(monkeypatch, module)
+    config = tmp_path / "service.toml"
+    config.write_text(toml)
+
+    _invoke(*argv, "--config", str(config))
+
+    settings = served.settings
+    server = expected.pop("server")
+    assert (settings.server.host, settings.server.port) == server
+    assert {name: getattr(settings, name) for name in expected} == expected
+
+
+def test_a_bad_setting_is_one_line_naming_the_file_and_the_field(tmp_path: Path) -> None:
+    config = tmp_path / "vault.toml"
+    config.write_text("max_bytes = -1\n")
+
+    result = runner.invoke(app, ["vault", "serve", "--config", str(config)])
+
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "vault.toml" in result.output and "max_bytes" in result.output
