@@ -66,7 +66,13 @@ GRAPH = {module_name(p): imports(p) for p in sorted((ROOT / "tclearn").rglob("*.
 
 
 def test_the_library_never_imports_the_services() -> None:
-    offenders = {m: sorted(i for i in deps if i.startswith("services")) for m, deps in GRAPH.items()}
+    """Only the CLI's serve commands reach into `services/`: they build a service's settings and hand them to its
+    app factory (and import it inside the command, so that `tclearn --help` does not load FastAPI apps)."""
+    offenders = {
+        m: sorted(i for i in deps if i.startswith("services"))
+        for m, deps in GRAPH.items()
+        if not m.startswith("tclearn.cli.")
+    }
     assert not {m: d for m, d in offenders.items() if d}
 
 
