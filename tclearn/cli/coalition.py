@@ -11,6 +11,7 @@ from rich.live import Live
 from rich.table import Table
 
 from tclearn.cli.common import DevAccountOpt, KeystoreOpt, console, signer, user_errors
+from tclearn.coalition.rounds import CandidateRow
 from tclearn.config import load_coalition_config, save_deployment
 from tclearn.errors import ConfigError
 from tclearn.learning.attacks import Attack
@@ -18,7 +19,7 @@ from tclearn.ledger.chain import connect
 from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.deployment import deployment_of
 from tclearn.simulation import processes
-from tclearn.simulation.up import UP_EPOCHS, RoundRow, UpSettings, drive_round, started, summary
+from tclearn.simulation.up import UP_EPOCHS, UpSettings, drive_round, started, summary
 from tclearn.types import Variant
 
 app = typer.Typer(help="Coalitions: deploy and run.", no_args_is_help=True)
@@ -63,18 +64,18 @@ def deploy(
         )
 
 
-def _rounds_table(rows: list[RoundRow]) -> Table:
+def _rounds_table(rows: list[CandidateRow]) -> Table:
     table = Table(title="Rounds, driven through the member APIs and decided by the node daemons")
     for column in ("round", "proposer", "job", "candidate", "general", "approve", "reject", "state", "seconds"):
         table.add_column(column)
     for r in rows:
         proposer = f"{r.proposer} [red](byzantine)[/]" if r.byzantine else r.proposer
-        candidate = "" if r.model_id is None else str(r.model_id)
+        candidate = "" if r.id is None else str(r.id)
         state = r.state if r.error is None else f"{r.state}: {r.error}"
         table.add_row(
             str(r.round),
             proposer,
-            r.job[:8],
+            (r.job or "")[:8],
             candidate,
             r.general,
             str(r.approvals),
@@ -102,12 +103,22 @@ def up(
     """Start a whole coalition on loopback — chain, vault, a member API and a node daemon per hospital, the
     auditor — drive ROUNDS through the member APIs, print the dashboard URL, and stop everything on Ctrl-C."""
     with user_errors():
-        settings = UpSettings(members, byzantine, attack, chain, Variant.parse(variant), rounds, epochs, seed, out)
+        settings = UpSettings(
+            members=members,
+            byzantine=byzantine,
+            attack=attack,
+            variant=Variant.parse(variant),
+            rounds=rounds,
+            seed=seed,
+            epochs=epochs,
+            chain=chain,
+            out=out,
+        )
         say = console.print if not as_json else (lambda _m: None)
         with started(settings, on_step=lambda m: say(f"[dim]{m}[/]")) as (run, client):
-            rows: list[RoundRow] = []
+            rows: list[CandidateRow] = []
 
-            def show(row: RoundRow) -> None:
+            def show(row: CandidateRow) -> None:
                 if not rows or rows[-1] is not row:
                     rows.append(row)
                 if live is not None:

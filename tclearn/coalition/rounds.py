@@ -18,28 +18,37 @@ from tclearn.types import ModelState, Role
 
 @dataclass
 class CandidateRow:
-    """One candidate as the demo shows it and summary.json records it."""
+    """One candidate as every driver shows it and its summary records it: the demo (a row per candidate) and
+    `coalition up` (a row per round, which may fail before a candidate exists: `id` None, `error` set)."""
 
-    id: int
+    id: int | None
     proposer: str
     byzantine: bool
-    general: str
+    general: str = ""
     state: str = "submitted"
     approvals: int = 0
     rejections: int = 0
     score_global: float | None = None
+    round: int | None = None  # the driver's round number, when it counts rounds
+    job: str | None = None  # the member API's training job, when the round went through one
+    seconds: float | None = None  # from the request to the decision, when the driver times it
+    error: str | None = None  # why no candidate came of the round
     gas: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
         return {
             "id": self.id,
+            "round": self.round,
             "proposer": self.proposer,
             "byzantine": self.byzantine,
+            "job": self.job,
             "general": self.general,
             "state": self.state,
             "approvals": self.approvals,
             "rejections": self.rejections,
             "score_global": None if self.score_global is None else round(self.score_global, 4),
+            "seconds": self.seconds,
+            "error": self.error,
         }
 
 

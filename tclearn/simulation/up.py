@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 import httpx
@@ -31,6 +31,7 @@ from tclearn.audit.config import AuditorSettings
 from tclearn.coalition.build import Tables
 from tclearn.coalition.ckks import encrypted_genesis, supervisor_founder
 from tclearn.coalition.founding import Founder, found, genesis_weights
+from tclearn.coalition.rounds import CandidateRow
 from tclearn.config import ServiceSettings, dump_settings, save_deployment
 from tclearn.errors import ConfigError, NodeError
 from tclearn.he.config import SupervisorSettings
@@ -46,6 +47,7 @@ from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.deployment import deployment_of
 from tclearn.ledger.localchain import NODES, free_port
 from tclearn.simulation.processes import RUN_FILE, Run, Service
+from tclearn.simulation.run import RunSpec, outcome
 from tclearn.site.config import ModelSection, SiteConfig, TrainingSection
 from tclearn.types import ModelState, Variant
 from tclearn.vault.config import VaultSettings
@@ -64,36 +66,25 @@ UP_EPOCHS = 4
 
 
 @dataclass(frozen=True)
-class UpSettings:
-    members: int = 4
-    byzantine: int = 1
-    attack: Attack = Attack.SIGN_FLIP
-    chain: str = "anvil"  # anvil, ganache or a loopback JSON-RPC URL
-    variant: Variant = Variant.B
+class UpSettings(RunSpec):
+    """`coalition up`'s run: every role its own process on this machine."""
+
     rounds: int = 4
     epochs: int = UP_EPOCHS
-    seed: int = 0
+    chain: str = "anvil"  # anvil, ganache or a loopback JSON-RPC URL
     out: Path = Path("out/coalition")
     round_timeout: float = 600.0
+    MIN_MEMBERS: ClassVar[tuple[int, str]] = (3, "a proposer and two validators")
+    MIN_ROUNDS: ClassVar[int] = 0
 
     def __post_init__(self) -> None:
-        if self.members < 3:
-            raise ConfigError(f"--members must be at least 3 (a proposer and two validators), got {self.members}")
-        if not 0 <= self.byzantine < self.members:
-            raise ConfigError(f"--byzantine must be between 0 and members - 1, got {self.byzantine}")
-        if self.rounds < 0:
-            raise ConfigError(f"--rounds must be >= 0, got {self.rounds}")
-        object.__setattr__(self, "attack", Attack(self.attack))
-        object.__setattr__(self, "variant", Variant.parse(self.variant))
+        super().__post_init__()
         if self.chain not in NODES:
             host = urlparse(self.chain).hostname
             if not self.chain.startswith("http://") or host not in LOOPBACK:
                 raise ConfigError(
                     f"--chain must be {', '.join(NODES)} or an http:// URL on loopback, got {self.chain!r}"
                 )
-
-    def byzantine_at(self, index: int) -> bool:
-        return index >= self.members - self.byzantine
 
 
 def _server(url: str) -> dict[str, Any]:
@@ -269,24 +260,6 @@ def started(
 # ---- driving rounds through the member APIs --------------------------------------------------------------
 
 
-@dataclass
-class RoundRow:
-    round: int
-    proposer: str
-    byzantine: bool
-    job: str
-    model_id: int | None = None
-    general: str = ""
-    state: str = "training"
-    approvals: int = 0
-    rejections: int = 0
-    seconds: float = 0.0
-    error: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
 def _member_call(run: Run, hospital: str, method: str, path: str) -> dict[str, Any]:
     url = run.url(f"member-{hospital}") + path
     response = httpx.request(method, url, headers={"Authorization": f"Bearer {run.token}"}, timeout=30.0)
@@ -297,29 +270,29 @@ def _member_call(run: Run, hospital: str, method: str, path: str) -> dict[str, A
 
 
 def drive_round(
-    run: Run, client: LedgerClient, settings: UpSettings, index: int, on_update: Callable[[RoundRow], None]
-) -> RoundRow:
+    run: Run, client: LedgerClient, settings: UpSettings, index: int, on_update: Callable[[CandidateRow], None]
+) -> CandidateRow:
     """One round: the turn's hospital trains through its member API; the node daemons decide the candidate."""
     member = index % settings.members
     name = hospital_name(member)
     started_at = time.monotonic()
     job = _member_call(run, name, "POST", "/jobs/train")
-    row = RoundRow(index + 1, name, settings.byzantine_at(member), str(job["id"]))
+    row = CandidateRow(None, name, settings.byzantine_at(member), state="training", round=index + 1, job=str(job["id"]))
     on_update(row)
     deadline = started_at + settings.round_timeout
     while job["state"] not in ("done", "failed", "cancelled"):
         if time.monotonic() > deadline:
-            raise NodeError(f"round {index + 1}: {name}'s training job {row.job} did not finish in time")
+            raise NodeError(f"round {index + 1}: {name}'s training job {job['id']} did not finish in time")
         time.sleep(0.5)
-        job = _member_call(run, name, "GET", f"/jobs/{row.job}")
+        job = _member_call(run, name, "GET", f"/jobs/{job['id']}")
     if job["state"] != "done" or job["model_id"] is None:
         row.state, row.error = job["state"], job.get("error")
         on_update(row)
         return row
-    row.model_id, row.state = int(job["model_id"]), "submitted"
+    row.id, row.state = int(job["model_id"]), "submitted"
     names = {str(a.address): hospital_name(i) for i, a in enumerate(dev_accounts(settings.members + 1)[1:])}
     while True:
-        record = client.get_model(row.model_id, with_uri=False)
+        record = client.get_model(row.id, with_uri=False)
         row.general = names.get(record.general, record.general)
         row.approvals, row.rejections = record.approvals, record.rejections
         row.state = record.state.name.lower()
@@ -328,21 +301,17 @@ def drive_round(
         if record.state in FINAL:
             return row
         if time.monotonic() > deadline:
-            raise NodeError(f"round {index + 1}: candidate {row.model_id} was not decided in time ({row.state})")
+            raise NodeError(f"round {index + 1}: candidate {row.id} was not decided in time ({row.state})")
         time.sleep(0.5)
 
 
-def summary(rows: list[RoundRow], client: LedgerClient, run: Run) -> dict[str, Any]:
-    honest = [r for r in rows if not r.byzantine]
+def summary(rows: list[CandidateRow], client: LedgerClient, run: Run) -> dict[str, Any]:
     return {
         "chain": run.chain_url,
         "contract": client.address,
         "head": client.head(),
         "rounds": [r.to_json() for r in rows],
-        "committed": sum(r.state == "committed" for r in rows),
-        "rejected": sum(r.state == "rejected" for r in rows),
-        "poisoned_committed": sum(r.byzantine and r.state == "committed" for r in rows),
-        "honest_rejected": sum(r.state == "rejected" for r in honest),
+        **outcome(rows),
         "dashboard": run.url("auditor") + "/",
         "members": {s.name: s.url for s in run.services if s.name.startswith("member-")},
         "vault": run.url("vault"),

@@ -65,14 +65,14 @@ def test_three_hospitals_on_anvil_commit_honest_work_and_reject_the_byzantine(tm
         assert summary["poisoned_committed"] == 0 and summary["honest_rejected"] == 0
         # The chain agrees, read by a fresh client of its own.
         client = LedgerClient(connect(str(summary["chain"])), str(summary["contract"]))
-        assert client.head() == rounds[1]["model_id"] == summary["head"]
-        assert client.get_model(rounds[2]["model_id"]).state is ModelState.REJECTED
+        assert client.head() == rounds[1]["id"] == summary["head"]
+        assert client.get_model(rounds[2]["id"]).state is ModelState.REJECTED
         # ... and so does the lineage read back through the auditor's API.
         lineage = httpx.get(f"{summary['dashboard']}api/lineage", timeout=30).json()
         assert lineage["head"] == summary["head"]
-        assert lineage["committed"] == [0, rounds[0]["model_id"], rounds[1]["model_id"]]
+        assert lineage["committed"] == [0, rounds[0]["id"], rounds[1]["id"]]
         states = {m["id"]: m["state"] for m in lineage["models"]}
-        assert states[rounds[2]["model_id"]] == "rejected"
+        assert states[rounds[2]["id"]] == "rejected"
         # Every member API answers for its hospital.
         for url in summary["members"].values():
             assert httpx.get(f"{url}/health", timeout=10).status_code == 200
@@ -99,7 +99,7 @@ def test_variant_c_runs_with_a_supervisor_service_and_validators_scoring_through
             ("hospital-3", True, "rejected"),
         ]
         client = LedgerClient(connect(str(summary["chain"])), str(summary["contract"]))
-        assert client.variant() is Variant.C and client.head() == rounds[1]["model_id"] == summary["head"]
+        assert client.variant() is Variant.C and client.head() == rounds[1]["id"] == summary["head"]
         # The secret key lives only in the supervisor's folder, encrypted at rest; the sites hold none of it.
         assert (out / "supervisor" / "ckks.key").read_bytes().startswith(b"TCHEKEY1")
         assert not [p for p in (out / "sites").rglob("*") if p.suffix == ".key"]
@@ -111,9 +111,9 @@ def test_variant_c_runs_with_a_supervisor_service_and_validators_scoring_through
         assert {e["account"].lower() for e in log} <= {a.address.lower() for a in hospitals}
         history = rebuild(client.events())
         for row in rounds:
-            model = client.get_model(row["model_id"], with_uri=False).model_hash.hex()
+            model = client.get_model(row["id"], with_uri=False).model_hash.hex()
             scorers = Counter(e["account"].lower() for e in log if e["action"] == "score" and e["model"] == model)
-            voters = {v.validator.lower() for v in history.candidates[row["model_id"]].votes}
+            voters = {v.validator.lower() for v in history.candidates[row["id"]].votes}
             assert voters and voters <= set(scorers) and set(scorers.values()) == {2}
         # The member API hands no model out in variant C, neither as a file nor through predictions.
         token = json.loads((out / RUN_FILE).read_text())["operator_token"]
