@@ -19,27 +19,11 @@ ALLOWED: dict[str, set[str]] = {
     "tclearn.he": {"tclearn.config", "tclearn.state", "tclearn.vault", "tclearn.learning", "tclearn.ledger"},
     "tclearn.audit": {"tclearn.config", "tclearn.state", "tclearn.vault", "tclearn.ledger"},
     "tclearn.coalition": {"tclearn.vault", "tclearn.ledger", "tclearn.learning", "tclearn.he"},
-    "tclearn.site": {
-        "tclearn.config",
-        "tclearn.state",
-        "tclearn.vault",
-        "tclearn.ledger",
-        "tclearn.learning",
-        "tclearn.he",
-        "tclearn.coalition",
-    },
-    "tclearn.simulation": {
-        "tclearn.config",
-        "tclearn.state",
-        "tclearn.vault",
-        "tclearn.ledger",
-        "tclearn.learning",
-        "tclearn.he",
-        "tclearn.coalition",
-        "tclearn.site",
-        "tclearn.audit",
-    },
+    "tclearn.site": {"tclearn.coalition"},
 }
+ALLOWED["tclearn.coalition"] |= {"tclearn.config", "tclearn.state"}  # below the coalition: the leaf packages
+ALLOWED["tclearn.site"] |= ALLOWED["tclearn.coalition"]
+ALLOWED["tclearn.simulation"] = ALLOWED["tclearn.site"] | {"tclearn.site", "tclearn.audit"}
 
 
 def module_name(path: Path) -> str:

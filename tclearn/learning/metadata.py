@@ -1,7 +1,7 @@
-"""The learning part of a candidate's metadata: architecture + config and its hash, parent, training facts,
-the training-set manifest summary and the proposer's own scores — never data.
+"""The metadata `tclearn train` writes beside a model file: architecture + config and its hash, the parent
+file, training facts, the training-set manifest summary and the scores on the training data — never data.
 
-The ledger layer canonicalises and hashes this dict; here it is only assembled.
+A coalition candidate declares its own typed record instead (`tclearn.records.CandidateMetadata`).
 """
 
 from __future__ import annotations
