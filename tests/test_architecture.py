@@ -21,8 +21,7 @@ ALLOWED: dict[str, set[str]] = {
     "tclearn.coalition": {"tclearn.vault", "tclearn.ledger", "tclearn.learning", "tclearn.he"},
     "tclearn.site": {"tclearn.coalition"},
 }
-ALLOWED["tclearn.coalition"] |= {"tclearn.config", "tclearn.state"}  # below the coalition: the leaf packages
-ALLOWED["tclearn.site"] |= ALLOWED["tclearn.coalition"]
+ALLOWED["tclearn.site"] |= ALLOWED["tclearn.coalition"] | {"tclearn.config", "tclearn.state"}
 ALLOWED["tclearn.simulation"] = ALLOWED["tclearn.site"] | {"tclearn.site", "tclearn.audit"}
 
 
