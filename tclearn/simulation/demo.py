@@ -209,11 +209,12 @@ def run_demo(
             on_update(rows)
 
     for r in range(settings.rounds):
-        turn = co.hospitals[r % settings.members]
+        turn, began = co.hospitals[r % settings.members], time.perf_counter()
         if settings.mode == "fedavg":
-            run_fedavg_round(co, turn, settings.aggregator, show)
+            row = run_fedavg_round(co, turn, settings.aggregator, show)
         else:
-            run_round(co, turn, show)
+            row = run_round(co, turn, show)
+        row.round, row.seconds = r + 1, round(time.perf_counter() - began, 1)
     head = co.client.head()
     trainers = settings.members if settings.mode == "fedavg" else 1  # who trains in one round
     table = reference.score_table(co, settings.rounds, trainers)
