@@ -195,3 +195,44 @@ class VoteEvidence(Record):
     approve: bool
     reason: str
     schema: int = SCHEMA
+
+
+@dataclass(frozen=True)
+class SummaryScores(Record):
+    KIND = "summary scores"
+    coalition: float
+    centralized: float
+    single: dict[str, float]
+
+
+@dataclass(frozen=True)
+class SummaryGas(Record):
+    KIND = "summary gas"
+    submit: int
+    open: int
+    vote: int
+    per_committed_round: int
+
+
+@dataclass(frozen=True)
+class RunSummary(Record):
+    """A simulated run as `summary.json` records it (its keys are a published format: no schema field)."""
+
+    KIND = "run summary"
+    variant: str
+    chain: str
+    mode: str
+    metric: str
+    members: tuple[str, ...]
+    validators: tuple[str, ...]
+    byzantine: tuple[str, ...]
+    candidates: tuple[dict[str, Any], ...]  # `tclearn.coalition.rounds.CandidateRow.to_json()`, one per candidate
+    committed: int
+    rejected: int
+    poisoned_submitted: int
+    poisoned_committed: int
+    honest_rejected: int
+    scores: SummaryScores
+    gas: SummaryGas
+    audit_ok: bool
+    seconds: float

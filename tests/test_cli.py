@@ -16,6 +16,7 @@ from tclearn.cli.app import app
 from tclearn.errors import ConfigError, NoContract, NotFoundError, TclearnError, WrongChain
 from tclearn.ledger.accounts import dev_accounts
 from tclearn.ledger.localchain import LocalNode, free_port
+from tclearn.records import RunSummary
 
 runner = CliRunner()
 GENESIS = "0x" + "ab" * 32
@@ -188,6 +189,8 @@ def test_demo_writes_summary_report_and_deployment(tmp_path: Path) -> None:
     assert summary["poisoned_committed"] == 0 and summary["audit_ok"] is True
     assert set(summary["scores"]) == {"coalition", "centralized", "single"}
     assert {c["id"] for c in summary["candidates"]} == {1, 2, 3}
+    assert [c["round"] for c in summary["candidates"]] == [1, 2, 3]
+    assert RunSummary.parse((tmp_path / "summary.json").read_bytes()).to_json() == summary  # a typed record
     report = (tmp_path / "report.html").read_text()
     assert "hospital-3" in report and (tmp_path / "votes.png").stat().st_size > 0
     assert "L of hospital-1" in report and "L of hospital-3" in report

@@ -35,6 +35,7 @@ from tclearn.learning.train import TrainConfig
 from tclearn.ledger.chain import Chain
 from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.history import LedgerHistory, rebuild
+from tclearn.records import RunSummary, SummaryGas, SummaryScores
 from tclearn.simulation.baselines import TensorReference
 from tclearn.simulation.run import RunSpec, outcome
 from tclearn.types import Variant
@@ -219,32 +220,29 @@ def run_demo(
     trainers = settings.members if settings.mode == "fedavg" else 1  # who trains in one round
     table = reference.score_table(co, settings.rounds, trainers)
     single = {name: row["G"] for name, row in table.items() if name not in ("coalition", "centralized")}
-    scores = {"coalition": table["coalition"]["G"], "centralized": table["centralized"]["G"], "single": single}
     history = rebuild(co.client.events())
     report = audit(history, co.store)
     committed = [r for r in rows if r.state == "committed"]
-    summary = {
-        "variant": settings.variant.name,
-        "chain": chain_label or ("embedded" if chain.embedded else chain.kind),
-        "mode": settings.mode,
-        "metric": metric_name(co),
-        "members": [h.name for h in co.hospitals],
-        "validators": [h.name for h in co.hospitals],
-        "byzantine": [h.name for h in co.hospitals if h.byzantine],
-        "candidates": [r.to_json() for r in rows],
+    summary = RunSummary(
+        variant=settings.variant.name,
+        chain=chain_label or ("embedded" if chain.embedded else chain.kind),
+        mode=settings.mode,
+        metric=metric_name(co),
+        members=tuple(h.name for h in co.hospitals),
+        validators=tuple(h.name for h in co.hospitals),
+        byzantine=tuple(h.name for h in co.hospitals if h.byzantine),
+        candidates=tuple(r.to_json() for r in rows),
         **outcome(rows),
-        "scores": scores,
-        "gas": {
-            "submit": max((r.gas["submit"] for r in rows), default=0),
-            "open": max((r.gas.get("open", 0) for r in rows), default=0),
-            "vote": max((r.gas.get("votes", 0) // max(1, r.approvals + r.rejections) for r in rows), default=0),
-            "per_committed_round": round(sum(sum(r.gas.values()) for r in committed) / len(committed))
-            if committed
-            else 0,
-        },
-        "audit_ok": report.ok,
-        "seconds": round(time.perf_counter() - started, 1),
-    }
+        scores=SummaryScores(table["coalition"]["G"], table["centralized"]["G"], single),
+        gas=SummaryGas(
+            submit=max((r.gas["submit"] for r in rows), default=0),
+            open=max((r.gas.get("open", 0) for r in rows), default=0),
+            vote=max((r.gas.get("votes", 0) // max(1, r.approvals + r.rejections) for r in rows), default=0),
+            per_committed_round=round(sum(sum(r.gas.values()) for r in committed) / len(committed)) if committed else 0,
+        ),
+        audit_ok=report.ok,
+        seconds=round(time.perf_counter() - started, 1),
+    )
     phases = {p: round(co.clock.seconds.get(p, 0.0), 3) for p in PHASES}
     assert isinstance(co.client, LedgerClient)  # founded on a chain by the reference
-    return DemoResult(summary, table, phases, report, history, head, co.client, reference.log())
+    return DemoResult(summary.to_json(), table, phases, report, history, head, co.client, reference.log())
