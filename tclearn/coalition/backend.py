@@ -136,11 +136,10 @@ class TensorBackend:
         ref: str = "",
         cancel: CancelToken | None = None,
         on_step: OnStep | None = None,
-        training: TrainConfig | None = None,
     ) -> Trained[StateDict]:
         data = flip_labels(member.train) if member.attack is Attack.LABEL_FLIP else member.train
         with self.clock("training"):
-            increment = train_increment(self.network(parent), data, training or self.training, cancel, on_step)
+            increment = train_increment(self.network(parent), data, self.training, cancel, on_step)
         return Trained(attack_weights(member.attack, parent, increment.weights, seed=seed), increment.facts)
 
     def score(self, reader: Hospital, model: StateDict, data: ImageData, ref: str) -> float:
