@@ -2,10 +2,12 @@
 
 `audit(history, store)` takes the history folded from the chain's events (`tclearn.ledger.history`) and
 the vault the coalition stored its blobs in; it never decrypts anything — it re-hashes what the vault
-returns and compares with the hashes on chain. A committed model whose blob, metadata, general's report
-or validators' evidence is missing or tampered is an error; the same for a candidate that never made it
-is a warning, and for a candidate the general rejected for integrity only information (a broken blob is
-why it was rejected). Every commit must carry a 2/3 quorum of distinct validators other than the
+returns and compares with the hashes on chain. A blob present with content other than its hash is always
+an error, whatever became of its candidate: altered evidence of a rejected poisoning attempt is a cover-up.
+A committed model whose blob, metadata, general's report or validators' evidence is missing is an error; a
+missing blob of a candidate that never made it is a warning (a retention policy may drop it), and for a
+candidate the general rejected for integrity only information (a blob that never reached the vault is why
+it was rejected). Every commit must carry a 2/3 quorum of distinct validators other than the
 proposer, a general's opening, and a committed parent, so that the lineage is a chain from genesis.
 """
 
@@ -148,8 +150,13 @@ def _blob_severity(candidate: CandidateHistory, committed: bool) -> Severity:
     return Severity.WARNING
 
 
+def severity_of(status: BlobStatus, if_missing: Severity) -> Severity:
+    """A tampered blob is always an error; a missing one weighs what its candidate's fate allows."""
+    return Severity.ERROR if status is BlobStatus.TAMPERED else if_missing
+
+
 def references(candidate: CandidateHistory) -> list[tuple[str, bytes, Severity]]:
-    """(what, hash, severity if missing or tampered) for every blob the chain links to `candidate`."""
+    """(what, hash, severity if missing) for every blob the chain links to `candidate`."""
     committed = candidate.state == ModelState.COMMITTED
     blob_severity = _blob_severity(candidate, committed)
     side_severity = Severity.ERROR if committed else Severity.WARNING
@@ -177,11 +184,12 @@ def audit(history: LedgerHistory, store: BlobStore) -> AuditReport:
                 findings.append(
                     Finding(Severity.WARNING, candidate.id, "its general filed no integrity report (zero hash)")
                 )
-        for what, digest, severity in references(candidate):
+        for what, digest, if_missing in references(candidate):
             if digest not in statuses:
                 statuses[digest] = check_blob(store, digest)
             status = statuses[digest]
             if status != BlobStatus.OK:
+                severity = severity_of(status, if_missing)
                 findings.append(Finding(severity, candidate.id, f"{what} {hex_hash(digest)} is {status}"))
     return AuditReport(
         findings=tuple(findings),

@@ -81,6 +81,57 @@ def test_a_missing_evidence_blob_is_a_finding(run: AuditedRun, which: str, sever
     assert report.ok == (severity != Severity.ERROR)
 
 
+def _flip_a_byte(run: AuditedRun, digest: bytes) -> None:
+    path = run.blob_file(digest)
+    data = bytearray(path.read_bytes())
+    data[0] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("blob", ["model blob", "metadata", "general's report", "evidence"])
+def test_an_altered_blob_of_a_voted_down_candidate_fails_the_audit(run: AuditedRun, blob: str) -> None:
+    """Altered evidence of a rejected poisoning attempt is a cover-up: an error, not a warning."""
+    history = run.history()
+    candidate = history.candidates[run.voted_down]
+    assert candidate.state is ModelState.REJECTED and candidate.report_hash is not None
+    digest = {
+        "model blob": candidate.model_hash,
+        "metadata": candidate.metadata_hash,
+        "general's report": candidate.report_hash,
+        "evidence": candidate.votes[0].evidence_hash,
+    }[blob]
+    _flip_a_byte(run, digest)
+
+    report = audit(history, run.store)
+
+    assert not report.ok
+    assert [(e.model_id, e.what.endswith("is tampered")) for e in report.errors] == [(run.voted_down, True)]
+    assert blob in report.errors[0].what and hex_hash(digest) in report.errors[0].what
+
+
+def test_an_altered_metadata_blob_of_an_integrity_reject_fails_the_audit(run: AuditedRun) -> None:
+    history = run.history()
+    digest = history.candidates[run.broken].metadata_hash
+    _flip_a_byte(run, digest)
+
+    report = audit(history, run.store)
+
+    assert _kinds(report.errors) == [(Severity.ERROR, run.broken)]
+    assert f"metadata {hex_hash(digest)} is tampered" in report.errors[0].what
+
+
+@pytest.mark.parametrize("blob", ["model blob", "metadata"])
+def test_a_missing_blob_of_a_voted_down_candidate_stays_a_warning(run: AuditedRun, blob: str) -> None:
+    history = run.history()
+    candidate = history.candidates[run.voted_down]
+    run.blob_file(candidate.model_hash if blob == "model blob" else candidate.metadata_hash).unlink()
+
+    report = audit(history, run.store)
+
+    assert report.ok
+    assert _kinds(tuple(f for f in report.findings if blob in f.what)) == [(Severity.WARNING, run.voted_down)]
+
+
 # ---- quorum and lineage rules on plain values ------------------------------------------------------------
 
 P, A, B, C = "0xproposer", "0xa", "0xb", "0xc"
