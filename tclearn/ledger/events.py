@@ -66,15 +66,27 @@ def decode_log(log: Any, artifact: Artifact | None = None) -> LedgerEvent | None
     )
 
 
+MAX_LOG_RANGE = 1000  # blocks per eth_getLogs: Besu's default cap (geth and Anvil allow more, none allows less)
+
+
+def block_ranges(from_block: int, to_block: int, size: int = MAX_LOG_RANGE) -> Iterator[tuple[int, int]]:
+    """[from_block, to_block] cut into consecutive ranges of at most `size` blocks."""
+    start = max(from_block, 0)
+    while start <= to_block:
+        end = min(start + size - 1, to_block)
+        yield start, end
+        start = end + 1
+
+
 def fetch_events(w3: Any, address: str, from_block: int, to_block: int, **topics: Any) -> list[LedgerEvent]:
-    """Every Coalition event of `address` in [from_block, to_block], in chain order."""
-    if to_block < from_block:
-        return []
-    params: dict[str, Any] = {"address": address, "fromBlock": from_block, "toBlock": to_block, **topics}
-    logs = w3.eth.get_logs(params)
+    """Every Coalition event of `address` in [from_block, to_block], in chain order, read in ranges of at most
+    `MAX_LOG_RANGE` blocks so that nodes which cap `eth_getLogs` (Besu: 1,000 blocks) serve a long chain."""
     artifact = load_artifact()
-    decoded = [decode_log(log, artifact) for log in logs]
-    return sorted((e for e in decoded if e is not None), key=lambda e: e.position)
+    decoded: list[LedgerEvent] = []
+    for start, end in block_ranges(from_block, to_block):
+        params: dict[str, Any] = {"address": address, "fromBlock": start, "toBlock": end, **topics}
+        decoded += [e for e in (decode_log(log, artifact) for log in w3.eth.get_logs(params)) if e is not None]
+    return sorted(decoded, key=lambda e: e.position)
 
 
 _END_OF_BLOCK = 2**31 - 1  # a log index after every real one: the block is done
@@ -105,7 +117,7 @@ class EventReader:
         *,
         start_block: int = 0,
         confirmations: int = 0,
-        batch_size: int = 2000,
+        batch_size: int = MAX_LOG_RANGE,
     ) -> None:
         if confirmations < 0:
             raise ConfigError(f"confirmations must be >= 0, got {confirmations}")
@@ -140,13 +152,10 @@ class EventReader:
         return int(self.w3.eth.block_number) - self.confirmations
 
     def _after(self, done: tuple[int, int], safe_head: int) -> Iterator[LedgerEvent]:
-        start = max(done[0], 0)
-        while start <= safe_head:
-            end = min(start + self.batch_size - 1, safe_head)
+        for start, end in block_ranges(done[0], safe_head, self.batch_size):
             for ev in fetch_events(self.w3, self.address, start, end):
                 if ev.position > done:
                     yield ev
-            start = end + 1
 
     def pending(self) -> list[LedgerEvent]:
         """Events after the cursor up to the confirmed head (does not move the cursor)."""
