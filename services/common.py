@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
@@ -24,6 +24,10 @@ from tclearn.vault.signing import RequestVerifier
 
 log = logging.getLogger(__name__)
 
+
+MAX_LOG_ENTRIES = 100_000
+LogLimit = Annotated[int, Query(ge=1, le=MAX_LOG_ENTRIES, description="the most entries to return, newest first")]
+"""`?limit=` of every log endpoint: bounded, so that no request asks the database for more than it can count."""
 
 ERROR_SCHEMA = {
     "type": "object",

@@ -28,7 +28,7 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from services.common import install_error_handlers
+from services.common import LogLimit, install_error_handlers
 from tclearn.audit.config import AccessLog, AuditorSettings, no_access_log, open_access_log, open_store
 from tclearn.audit.follow import ChainFollower
 from tclearn.audit.integrity import BlobChecks, candidate_of
@@ -111,7 +111,7 @@ def create_app(
         return integrity([model_id], refresh=True)
 
     @app.get("/api/access-log")
-    def access(account: str | None = None, sha256: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    def access(account: str | None = None, sha256: str | None = None, limit: LogLimit = 200) -> list[dict[str, Any]]:
         if access_log is None:
             raise no_access_log()
         return access_log(account, sha256, max(1, min(limit, 1000)))

@@ -21,7 +21,7 @@ import json
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 
-from services.common import install_error_handlers, member_directory, signed_caller
+from services.common import LogLimit, install_error_handlers, member_directory, signed_caller
 from tclearn.config import settings_from_env
 from tclearn.errors import HEError, TooLargeError
 from tclearn.he.config import SupervisorSettings
@@ -83,7 +83,7 @@ def create_app(supervisor: Supervisor, directory: MemberDirectory, *, max_skew_s
 
     @app.get("/log")
     def log(
-        request: Request, account: str | None = None, model: str | None = None, limit: int = 1000
+        request: Request, account: str | None = None, model: str | None = None, limit: LogLimit = 1000
     ) -> list[dict[str, object]]:
         signed_caller(verifier, request, EMPTY_SHA256)
         return [e.to_json() for e in supervisor.log(account, model, limit)]

@@ -22,7 +22,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
 
-from services.common import install_error_handlers, member_directory, signed_caller
+from services.common import LogLimit, install_error_handlers, member_directory, signed_caller
 from tclearn.config import settings_from_env
 from tclearn.errors import NotFoundError, TclearnError, TooLargeError
 from tclearn.state.db import Database
@@ -142,7 +142,7 @@ def create_app(
 
     @app.get("/access-log")
     def access_log(
-        request: Request, account: str | None = None, sha256: str | None = None, limit: int = 1000
+        request: Request, account: str | None = None, sha256: str | None = None, limit: LogLimit = 1000
     ) -> list[dict[str, object]]:
         caller(request, EMPTY_SHA256)
         return [e.to_json() for e in access_entries(db, account=account, sha256=sha256, limit=limit)]

@@ -106,3 +106,19 @@ def test_the_fuzz_catches_a_5xx_and_the_error_body_hides_a_bug() -> None:
     answer = TestClient(app, raise_server_exceptions=False).get("/boom/1")
     assert answer.status_code == 500
     assert answer.json() == {"code": "internal_error", "message": "internal error; the service log has the details"}
+
+
+@pytest.mark.parametrize("limit", ["9223372036854775808", "0", "-1"])
+def test_a_log_limit_out_of_range_is_a_4xx_not_a_5xx(limit: str) -> None:
+    """Found by the fuzz: `?limit=2**63` reached SQLite and overflowed (500)."""
+    member = account(1)
+    store = FsspecStore(f"memory://fuzz-{uuid.uuid4().hex}")
+    app = create_vault(store, Database("sqlite://"), StaticDirectory({member.address: None}))
+    path = f"/access-log?limit={limit}"
+    with TestClient(app) as client:
+        response = client.get(path, headers=sign_request(member, "GET", path, EMPTY_SHA256))
+        within = client.get(
+            "/access-log?limit=5", headers=sign_request(member, "GET", "/access-log?limit=5", EMPTY_SHA256)
+        )
+    assert response.status_code == 422 and response.json()["code"] and "limit" in response.text
+    assert within.status_code == 200
