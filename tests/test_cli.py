@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import tclearn
 from tclearn.cli.app import app
 from tclearn.errors import ConfigError, NoContract, NotFoundError, TclearnError, WrongChain
 from tclearn.ledger.accounts import dev_accounts
@@ -245,3 +246,12 @@ def test_demo_refuses_what_it_cannot_do(tmp_path: Path) -> None:
 def test_module_entry_point_help() -> None:
     proc = subprocess.run([sys.executable, "-m", "tclearn.cli.app", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "coalition" in proc.stdout
+
+
+def test_version_prints_the_package_version() -> None:
+    proc = subprocess.run([sys.executable, "-m", "tclearn.cli.app", "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"tclearn {tclearn.__version__}"
+
+
+def test_the_package_says_it_is_typed() -> None:
+    assert (Path(tclearn.__file__).parent / "py.typed").is_file()

@@ -6,6 +6,7 @@ import sys
 
 import typer
 
+from tclearn import __version__
 from tclearn.cli import (
     account,
     audit,
@@ -30,6 +31,23 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tclearn {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", help="Print tclearn's version and exit.", callback=_version, is_eager=True
+    ),
+) -> None:
+    """tclearn: trusted-coalition learning on an Ethereum ledger."""
+
+
 app.add_typer(chain.app, name="chain")
 app.add_typer(account.app, name="account")
 app.add_typer(coalition.app, name="coalition")
