@@ -27,8 +27,6 @@ from tclearn.vault.config import VaultSettings
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 CONFIG_MOUNT = "/etc/tclearn/"
-# Commands another branch of issue 6 is adding; until they exist here their lines are expected to fail.
-PENDING = {("member", "serve"), ("node", "run")}
 
 
 def _compose() -> dict[str, Any]:
@@ -81,8 +79,6 @@ CASES = [pytest.param(argv, id=name) for name, argv in compose_commands() + unit
 def test_every_deploy_command_is_a_real_tclearn_command_line(argv: list[str]) -> None:
     command = parse(argv)
 
-    if command is None and tuple(argv[1:3]) in PENDING:
-        pytest.xfail(f"`{' '.join(argv[:3])}` is being added by the member/node work of issue 6")
     assert command is not None, f"{' '.join(argv)}: no such tclearn command"
     for part in argv:
         if part.startswith(CONFIG_MOUNT) and part.endswith(".toml"):

@@ -1,12 +1,12 @@
 """CKKS parameters and contexts (TenSEAL), public contexts and the ciphertexts that travel between parties.
 
 Parameters (`DEFAULT_PARAMS`): polynomial modulus degree N = 8192 (4096 slots per ciphertext), coefficient
-modulus primes of 40, 30, 30, 30, 30 and 40 bits (200 bits in all), scale 2^30. The HE security standard
+modulus primes of 50, 33, 33, 33, 33 and 36 bits (218 bits in all), scale 2^33. The HE security standard
 (homomorphicencryption.org, 2018) allows at most 218 bits of coefficient modulus for N = 8192 at 128-bit
 classical security; SEAL checks this itself (its default `sec_level_type.tc128`) and refuses, for
-instance, 220 bits. The first prime (40 bits) leaves 10 bits above the scale for the decrypted values
-(|value| < 512); the four 30-bit primes are the multiplicative levels (four rescalings); the last prime
-is the special prime used for key switching (relinearisation, rotations).
+instance, 220 bits. The first prime (50 bits) leaves 17 bits above the scale for the decrypted values;
+the four 33-bit primes are the multiplicative levels (four rescalings); the last prime (36 bits) is the
+special prime used for key switching (relinearisation, rotations).
 
 A context with the secret key exists only at the supervisor. Members get the *public context*: the same
 parameters with the public, relinearisation and Galois (rotation) keys and no secret key
