@@ -30,7 +30,7 @@ from tclearn.learning.tabular import GLOBAL_CSV
 from tclearn.learning.train import TrainConfig
 from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.directory import ChainDirectory
-from tclearn.types import Role, Variant
+from tclearn.types import Member, Role, Variant
 from tclearn.vault.store import BlobStore
 
 if TYPE_CHECKING:  # TenSEAL is imported for variant C only
@@ -138,12 +138,12 @@ def hospital_folders(root: Path, members: int, form: DataFormat) -> list[Path]:
     return folders[:members]
 
 
-def find_supervisor(client: LedgerClient) -> str:
-    """The coalition's one active supervisor, read from the contract."""
-    found = [m.address for m in client.members() if m.active and Role.SUPERVISOR in m.roles]
+def find_supervisor(client: LedgerClient) -> Member:
+    """The coalition's one active supervisor, read from the contract (its key there: the public context hash)."""
+    found = [m for m in client.members() if m.active and Role.SUPERVISOR in m.roles]
     if len(found) != 1:
         raise ConfigError(f"a variant C coalition needs exactly one active supervisor on chain; it has {len(found)}")
-    return str(found[0])
+    return found[0]
 
 
 def _ckks(
@@ -155,16 +155,13 @@ def _ckks(
     encrypted: EncryptedTraining,
     clock: Clock,
 ) -> ModelBackend[Any]:
-    from tclearn.coalition.ckks import CkksBackend  # TenSEAL only for variant C
+    from tclearn.coalition.ckks import CkksBackend, model_spec  # TenSEAL only for variant C
     from tclearn.he.keys import fetch_context
-    from tclearn.he.model import ModelSpec
 
     if connect is None:
         raise ConfigError("a variant C coalition needs a way to its supervisor (supervisor_url)")
-    member = client.get_member(find_supervisor(client))
-    assert member is not None
-    context = fetch_context(store, member.encryption_key.hex())  # named on chain, re-hashed by the vault
-    spec = ModelSpec("logreg", int(global_test.images.shape[1]))  # a logistic regression over G's columns
+    context = fetch_context(store, find_supervisor(client).encryption_key.hex())  # named on chain, re-hashed
+    spec = model_spec(global_test)
     clients = {h.address: connect(h) for h in hospitals}
     return CkksBackend(store, spec, context, clients, encrypted.steps, encrypted.lr, clock)
 

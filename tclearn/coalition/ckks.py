@@ -116,6 +116,11 @@ class CkksBackend:
             return score_model(self.context, model, x, y, self.client(reader), ref).accuracy
 
 
+def model_spec(global_test: ImageData) -> ModelSpec:
+    """The coalition's encrypted model: a logistic regression over G's feature columns."""
+    return ModelSpec("logreg", int(global_test.images.shape[1]))
+
+
 @dataclass(frozen=True)
 class EncryptedGenesis:
     """What the supervisor made at founding: its secret context, the public context's hash, the genesis."""

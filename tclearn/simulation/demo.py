@@ -133,11 +133,12 @@ def synthesize(settings: DemoSettings, root: Path) -> None:
 def reference_for(settings: DemoSettings, chain: Chain, global_test: ImageData, out: Path) -> Reference:
     """How this run founds its coalition and what it compares the result with: chosen once, by variant."""
     if settings.variant is Variant.C:
-        from tclearn.he.model import ModelSpec  # TenSEAL only for variant C
+        from tclearn.coalition.ckks import model_spec  # TenSEAL only for variant C
         from tclearn.simulation.encrypted_demo import EncryptedRun
 
-        spec = ModelSpec("logreg", int(global_test.images.shape[1]))
-        return EncryptedRun(spec, chain.dev_keys[settings.members + 1], out / "supervisor", settings.seed)
+        return EncryptedRun(
+            model_spec(global_test), chain.dev_keys[settings.members + 1], out / "supervisor", settings.seed
+        )
     return TensorReference(settings.variant, settings.model_config(), settings.training(), settings.seed)
 
 

@@ -29,14 +29,13 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from tclearn.audit.config import AuditorSettings
 from tclearn.coalition.build import Tables
-from tclearn.coalition.ckks import encrypted_genesis, supervisor_founder
+from tclearn.coalition.ckks import encrypted_genesis, model_spec, supervisor_founder
 from tclearn.coalition.founding import Founder, found, genesis_weights
 from tclearn.coalition.rounds import CandidateRow
 from tclearn.config import ServiceSettings, dump_settings, save_deployment
 from tclearn.errors import ConfigError, NodeError
 from tclearn.he.config import SupervisorSettings
 from tclearn.he.keys import save_secret
-from tclearn.he.model import ModelSpec
 from tclearn.learning.attacks import Attack
 from tclearn.learning.models import ModelConfig
 from tclearn.learning.synth import GLOBAL, hospital_name, synth_coalition
@@ -138,7 +137,7 @@ def _encrypted_genesis(
     out = settings.out
     synth_tabular(out / "data", hospitals=settings.members, seed=settings.seed)
     global_test = Tables(LABEL).global_test(out / "data" / GLOBAL_CSV)  # checked as the sites will check it
-    genesis = encrypted_genesis(store, ModelSpec("logreg", int(global_test.images.shape[1])), settings.seed)
+    genesis = encrypted_genesis(store, model_spec(global_test), settings.seed)
     save_secret(out / "supervisor" / SUPERVISOR_KEY, genesis.secret, password)
     return genesis.model_hash, supervisor_founder(supervisor, genesis.context)
 

@@ -7,8 +7,8 @@ feature tables in variant C) and the model backend. Errors name the file's field
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
@@ -28,6 +28,10 @@ from tclearn.vault.http import HttpStore
 from tclearn.vault.keys import key_password, load_key
 
 
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
 @dataclass
 class Site:
     """A hospital's view of its coalition: the context every duty takes, and its own place in it."""
@@ -35,6 +39,7 @@ class Site:
     config: SiteConfig
     coalition: Coalition
     hospital: Hospital
+    opened: list[Closable] = field(default_factory=list)  # the connections `open_site` made, closed by `close`
 
     @property
     def client(self) -> LedgerClient:
@@ -44,10 +49,8 @@ class Site:
         return client
 
     def close(self) -> None:
-        for closable in (self.coalition.store, *getattr(self.coalition.backend, "clients", {}).values()):
-            close = getattr(closable, "close", None)
-            if close is not None:
-                close()
+        for connection in self.opened:
+            connection.close()
 
 
 def _x25519(config: SiteConfig, variant: Variant) -> X25519PrivateKey:
@@ -90,13 +93,15 @@ def open_site(config: SiteConfig) -> Site:
     )
     training = TrainConfig(**config.training.model_dump())
     store = HttpStore(config.vault_url, account.key)
+    opened: list[Closable] = [store]
     supervisor_url = config.supervisor_url
 
     def supervisor(h: Hospital) -> Any:
         from tclearn.he.client import HttpSupervisorClient  # TenSEAL only for variant C
 
         assert supervisor_url is not None
-        return HttpSupervisorClient(supervisor_url, h.account.key)
+        opened.append(HttpSupervisorClient(supervisor_url, h.account.key))
+        return opened[-1]
 
     try:
         coalition = build(
@@ -111,6 +116,7 @@ def open_site(config: SiteConfig) -> Site:
             encrypted=EncryptedTraining(config.he.steps, config.he.lr),
         )
     except BaseException:
-        store.close()
+        for connection in opened:
+            connection.close()
         raise
-    return Site(config, coalition, hospital)
+    return Site(config, coalition, hospital, opened)
