@@ -16,7 +16,7 @@ from typing import TypeVar
 from alembic.util import CommandError
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -60,14 +60,15 @@ def open_engine(url: str) -> Engine:
 
 
 def reachable(engine: Engine, action: Callable[[Engine], T]) -> T:
-    """`action(engine)`, with a database that cannot be reached, or is at a revision this tclearn does not
-    know, named in a `ConfigError`."""
+    """`action(engine)`, with a database that cannot be reached or changed, or is at a revision this tclearn
+    does not know, named in a `ConfigError`."""
     where = engine.url.render_as_string(hide_password=True)
     try:
         return action(engine)
-    except OperationalError as exc:
+    except DBAPIError as exc:  # unreachable, refused, or not allowed to create the tables
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise ConfigError(f"cannot open database {where}: {reason}") from None
+        doing = "open" if isinstance(exc, OperationalError) else "migrate"
+        raise ConfigError(f"cannot {doing} database {where}: {reason}") from None
     except CommandError as exc:
         raise ConfigError(f"database {where} cannot be migrated by this tclearn: {exc}") from None
 

@@ -38,7 +38,10 @@ class LocalPostgres:
         self.folder = Path(tempfile.mkdtemp(prefix="tclearn-pg-"))
         self._as: dict[str, object] = {}
         if os.geteuid() == 0:  # initdb and postgres refuse root: run them as the package's postgres user
-            owner = pwd.getpwnam("postgres")
+            try:
+                owner = pwd.getpwnam("postgres")
+            except KeyError:
+                raise RuntimeError("running as root needs the `postgres` user (Debian's postgresql package)") from None
             os.chown(self.folder, owner.pw_uid, owner.pw_gid)
             self._as = {"user": owner.pw_uid, "group": owner.pw_gid, "extra_groups": []}
         self._process: subprocess.Popen[bytes] | None = None
