@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt
 NODE_MODULES := contracts/node_modules
 
-.PHONY: demo test lint types contracts contracts-check bench install dev chain-tools browser-tools clean
+.PHONY: demo test lint types contracts contracts-check bench install dev chain-tools browser-tools postgres-tools clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ $(NODE_MODULES)/.stamp: contracts/package.json contracts/package-lock.json
 browser-tools:
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+## A PostgreSQL server for the state suite: Debian's postgresql (the tests start their own cluster in a temp dir).
+postgres-tools:
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql)
 
 install: $(VENV)/.stamp-install
 dev: $(VENV)/.stamp-dev
@@ -50,7 +55,7 @@ contracts: dev chain-tools
 contracts-check: dev chain-tools
 	$(PY) -m tclearn.ledger.compiler --check
 
-test: dev chain-tools browser-tools lint types contracts-check
+test: dev chain-tools browser-tools postgres-tools lint types contracts-check
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: dev chain-tools

@@ -14,6 +14,7 @@ from tclearn.cli import (
     chain,
     coalition,
     data,
+    db,
     demo,
     ledger,
     member,
@@ -59,6 +60,7 @@ app.add_typer(supervisor.app, name="supervisor")
 app.add_typer(audit.app, name="audit")
 app.add_typer(auditor.app, name="auditor")
 app.add_typer(data.app, name="data")
+app.add_typer(db.app, name="db")
 app.command("train")(train.train)
 app.command("evaluate")(train.evaluate)
 app.command("predict")(predict.predict)

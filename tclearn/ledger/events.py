@@ -13,7 +13,7 @@ from typing import Any
 
 from eth_abi import decode as abi_decode
 from eth_utils import to_checksum_address
-from sqlalchemy import Integer, String, select
+from sqlalchemy import BigInteger, Integer, String, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tclearn.errors import ConfigError
@@ -98,7 +98,7 @@ class EventCursor(Base):
     __tablename__ = "event_cursors"
 
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
-    chain_id: Mapped[int] = mapped_column(Integer)
+    chain_id: Mapped[int] = mapped_column(BigInteger)  # chain ids outgrow 32 bits (the embedded chain's does)
     contract: Mapped[str] = mapped_column(String(42))
     block: Mapped[int] = mapped_column(Integer)  # -1: nothing handled yet
     log_index: Mapped[int] = mapped_column(Integer)

@@ -1,0 +1,1 @@
+"""Alembic migrations of every tclearn table, run by `tclearn.state.migrate` (no alembic.ini needed)."""
