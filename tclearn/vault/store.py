@@ -36,7 +36,7 @@ DEFAULT_MAX_BYTES = 2 << 30
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 # Object stores publish an object whole on its last PUT; only S3 (s3fs) is tested here.
 OBJECT_STORE_PROTOCOLS = frozenset({"s3", "s3a"})
-OBJECT_PART_BYTES = 8 << 20  # an S3 multipart part is at least 5 MiB; an upload buffers one
+OBJECT_PART_BYTES = 8 << 20  # S3: one multipart part (at least 5 MiB), what an upload buffers and a read fetches
 _TRANSPORT_PACKAGES = frozenset({"botocore", "aiobotocore", "aiohttp"})
 
 
@@ -198,7 +198,7 @@ class _FsspecWriter(BlobWriter):
         self._tmp = f"{store.root}/tmp/{uuid.uuid4().hex}"
         self._done = False
         with store.storage_errors("start a write"):
-            self._file: Any = store.fs.open(self._tmp, "wb")
+            self._file: Any = store.fs.open(self._tmp, "wb", block_size=OBJECT_PART_BYTES)
 
     def _write(self, chunk: bytes | memoryview) -> None:
         with self._store.storage_errors("write a blob"):
@@ -313,9 +313,9 @@ class FsspecStore(BlobStore):
             if isinstance(exc, FileNotFoundError):
                 problem = "does not exist (the vault does not create buckets)"
             elif isinstance(exc, PermissionError):
-                problem = "refused the credentials (storage_options key/secret, or AWS_ACCESS_KEY_ID and friends)"
+                problem = "refused access (check the credentials and that they may list the bucket)"
             elif _is_storage_failure(exc):
-                problem = "cannot be reached"
+                problem = "cannot be used"
             else:
                 raise
             raise ConfigError(
@@ -368,7 +368,7 @@ class FsspecStore(BlobStore):
         path = self.blob_path(sha256)
         try:
             with self.storage_errors(f"open blob {sha256}", absent_passes=True):
-                handle = self.fs.open(path, "rb")
+                handle = self.fs.open(path, "rb", block_size=OBJECT_PART_BYTES)
         except FileNotFoundError:
             raise NotFoundError(f"the vault holds no blob {sha256}", sha256=sha256) from None
         return verified(_read_chunks(handle, chunk_size), sha256)

@@ -138,7 +138,7 @@ def test_missing_bucket_is_a_config_error_naming_it(local_s3: LocalS3) -> None:
 def test_refused_credentials_are_a_config_error_naming_the_bucket(local_s3: LocalS3) -> None:
     with (
         credentials_checked(local_s3),
-        pytest.raises(ConfigError, match=f"bucket '{local_s3.bucket}' refused the credentials.*PermissionError"),
+        pytest.raises(ConfigError, match=f"bucket '{local_s3.bucket}' refused access.*PermissionError"),
     ):
         FsspecStore(local_s3.url(), storage_options=local_s3.options(key="not-a-key"))
 
@@ -146,7 +146,7 @@ def test_refused_credentials_are_a_config_error_naming_the_bucket(local_s3: Loca
 def test_unreachable_endpoint_is_a_config_error_naming_the_bucket(local_s3: LocalS3) -> None:
     nobody = f"http://127.0.0.1:{free_port()}"
 
-    with pytest.raises(ConfigError, match=f"bucket '{local_s3.bucket}' cannot be reached.*{nobody}"):
+    with pytest.raises(ConfigError, match=f"bucket '{local_s3.bucket}' cannot be used.*{nobody}"):
         FsspecStore(local_s3.url(), storage_options=local_s3.options(endpoint_url=nobody))
 
 
