@@ -132,6 +132,13 @@ class AccessDenied(TclearnError):
     http_status = 403
 
 
+class StorageError(TclearnError):
+    """The vault's backing storage (a disk, an object store such as S3) refused or failed an operation."""
+
+    code = "storage_error"
+    http_status = 502
+
+
 class VaultUnavailable(TclearnError):
     """The vault service cannot be reached or the connection broke off."""
 

@@ -154,7 +154,7 @@ def app_for(settings: VaultSettings) -> FastAPI:
     """The service as `settings` describe it (see `VaultSettings`)."""
     directory = member_directory(settings.deployment, settings.members, __name__)
     app = create_app(
-        FsspecStore(settings.store, settings.max_bytes),
+        FsspecStore(settings.store, settings.max_bytes, settings.storage_options),
         Database(settings.database),
         directory,
         public_reads=settings.public_reads,

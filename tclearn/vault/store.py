@@ -1,9 +1,10 @@
 """Content-addressed blob storage: the `BlobStore` interface and its fsspec implementation.
 
 A blob is named by the lowercase hex sha256 of its bytes. Writes stream through a `BlobWriter` that
-hashes as it goes into a temporary object and renames it into place only when the hash matches, so an
-interrupted or refused write leaves nothing behind. Reads stream too and re-hash: the last chunk is
-followed by an `IntegrityError` naming the hash when the stored bytes no longer match their name.
+hashes as it goes and publishes only when the hash matches: on a disk a temporary file renamed into place,
+on S3 a multipart upload completed only then. An interrupted or refused write leaves nothing behind.
+Reads stream too and re-hash: the last chunk is followed by an `IntegrityError` naming the hash when the
+stored bytes no longer match their name.
 Beside every blob the store may keep a keyring (small JSON bytes, see `envelope.py`).
 """
 
@@ -16,16 +17,27 @@ import re
 import threading
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import fsspec
 
-from tclearn.errors import ConfigError, ConflictError, IntegrityError, NotFoundError, TooLargeError
+from tclearn.errors import (
+    ConfigError,
+    ConflictError,
+    IntegrityError,
+    NotFoundError,
+    StorageError,
+    TooLargeError,
+)
 
 CHUNK_SIZE = 1 << 20
 DEFAULT_MAX_BYTES = 2 << 30
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+# Object stores publish an object whole on its last PUT; only S3 (s3fs) is tested here.
+OBJECT_STORE_PROTOCOLS = frozenset({"s3", "s3a"})
+OBJECT_PART_BYTES = 8 << 20  # S3: one multipart part (at least 5 MiB), what an upload buffers and a read fetches
+_TRANSPORT_PACKAGES = frozenset({"botocore", "aiobotocore", "aiohttp"})
 
 
 def check_sha256(sha256: str) -> str:
@@ -178,32 +190,31 @@ class BlobStore(ABC):
 
 
 class _FsspecWriter(BlobWriter):
+    """Writes to `tmp/<uuid>` and moves it into place: a rename on a disk, a server-side copy on S3."""
+
     def __init__(self, store: FsspecStore, expected: str | None) -> None:
         super().__init__(expected, store.max_bytes)
         self._store = store
         self._tmp = f"{store.root}/tmp/{uuid.uuid4().hex}"
-        self._file: Any = store.fs.open(self._tmp, "wb")
         self._done = False
+        with store.storage_errors("start a write"):
+            self._file: Any = store.fs.open(self._tmp, "wb", block_size=OBJECT_PART_BYTES)
 
     def _write(self, chunk: bytes | memoryview) -> None:
-        self._file.write(chunk)
+        with self._store.storage_errors("write a blob"):
+            self._file.write(chunk)
 
     def _publish(self, sha256: str) -> None:
-        self._file.close()
-        target = self._store.blob_path(sha256)
-        existing = self._store.size(sha256)
         try:
-            if existing is not None:
-                # Same address, verified bytes: identical content unless the stored copy was damaged.
-                if existing != self.size:
-                    raise ConflictError(
-                        f"the vault already holds a different {existing}-byte blob at {sha256}",
-                        sha256=sha256,
-                    )
-                return
-            self._store.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
-            self._store.fs.mv(self._tmp, target)
-            self._done = True
+            with self._store.storage_errors(f"store blob {sha256}"):
+                self._file.close()
+                if self._store.holds_same(sha256, self.size):
+                    return
+                target = self._store.blob_path(sha256)
+                if not self._store.object_store:
+                    self._store.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+                self._store.fs.mv(self._tmp, target)
+                self._done = True
         finally:
             self.abort()
 
@@ -213,25 +224,116 @@ class _FsspecWriter(BlobWriter):
         self._done = True
         with contextlib.suppress(Exception):
             self._file.close()
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(Exception):
             self._store.fs.rm(self._tmp)
 
 
-class FsspecStore(BlobStore):
-    """Blobs under any fsspec URL: `file:///srv/vault` (default), `memory://name`, `s3://bucket/x`."""
+class _ObjectWriter(BlobWriter):
+    """Writes straight to the blob's key as a multipart upload that only `commit` completes.
 
-    def __init__(self, url: str, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    An object store publishes an object whole or not at all, so a write whose address is known needs no
+    temporary object and no copy: a refused or interrupted write aborts the upload and the key never
+    appears. An upload holds at most one part (`OBJECT_PART_BYTES`) in memory.
+    """
+
+    def __init__(self, store: FsspecStore, expected: str) -> None:
+        super().__init__(expected, store.max_bytes)
+        self._store = store
+        self._done = False
+        with store.storage_errors("start an upload"):
+            self._file: Any = store.fs.open(
+                store.blob_path(expected), "wb", autocommit=False, block_size=OBJECT_PART_BYTES
+            )
+
+    def _write(self, chunk: bytes | memoryview) -> None:
+        with self._store.storage_errors("upload a blob"):
+            self._file.write(chunk)
+
+    def _publish(self, sha256: str) -> None:
+        try:
+            with self._store.storage_errors(f"store blob {sha256}"):
+                self._file.close()  # uploads the last part; the upload stays open until commit()
+                if self._store.holds_same(sha256, self.size):
+                    return
+                self._file.commit()
+                self._done = True
+        finally:
+            self.abort()
+
+    def _discard(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        with contextlib.suppress(Exception):
+            self._file.discard()
+        self._file.closed = True  # discard() drops the buffer but leaves the file open for __del__ to flush
+
+
+class FsspecStore(BlobStore):
+    """Blobs under any fsspec URL: `file:///srv/vault` (default), `memory://name`, `s3://bucket/prefix`.
+
+    `storage_options` go to the filesystem (for S3: `endpoint_url`, `key`, `secret`, `client_kwargs`, ...);
+    without them s3fs reads the usual AWS variables and files. An S3 store checks its bucket at once, so a
+    missing bucket, refused credentials or an unreachable endpoint are a `ConfigError` naming the bucket.
+    """
+
+    def __init__(
+        self, url: str, max_bytes: int = DEFAULT_MAX_BYTES, storage_options: Mapping[str, Any] | None = None
+    ) -> None:
         if max_bytes <= 0:
             raise ConfigError(f"max_bytes must be positive, got {max_bytes}")
         try:
-            fs, root = fsspec.core.url_to_fs(url)
-        except (ImportError, ValueError) as exc:
+            fs, root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+        except ImportError as exc:
+            raise ConfigError(
+                f"cannot open vault storage {url!r}: {exc}; for s3:// install the s3 extra: pip install 'tclearn[s3]'"
+            ) from None
+        except (ValueError, TypeError) as exc:
             raise ConfigError(f"cannot open vault storage {url!r}: {exc}") from None
         self.fs: Any = fs
         self.root: str = root.rstrip("/")
         self.url = url
         self.max_bytes = max_bytes
-        self.fs.makedirs(f"{self.root}/tmp", exist_ok=True)
+        protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+        self.object_store = bool(protocols & OBJECT_STORE_PROTOCOLS)
+        if self.object_store:
+            self._check_bucket()
+        else:
+            try:
+                self.fs.makedirs(f"{self.root}/tmp", exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(f"cannot prepare vault storage {url!r}: {exc}") from None
+
+    def _check_bucket(self) -> None:
+        """List one key under the root: the vault needs the bucket, and credentials that may list it."""
+        bucket, _, prefix = self.root.partition("/")
+        try:
+            self.fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=prefix, MaxKeys=1)
+        except Exception as exc:
+            if isinstance(exc, FileNotFoundError):
+                problem = "does not exist (the vault does not create buckets)"
+            elif isinstance(exc, PermissionError):
+                problem = "refused access (check the credentials and that they may list the bucket)"
+            elif _is_storage_failure(exc):
+                problem = "cannot be used"
+            else:
+                raise
+            raise ConfigError(
+                f"vault storage {self.url!r}: bucket {bucket!r} {problem}: {_cause(exc)}", bucket=bucket
+            ) from None
+
+    @contextlib.contextmanager
+    def storage_errors(self, doing: str, *, absent_passes: bool = False) -> Iterator[None]:
+        """Turn a failure of the backing storage into a `StorageError` naming the store.
+
+        With `absent_passes` (a read) a `FileNotFoundError` goes through for the caller to answer "not held".
+        """
+        try:
+            yield
+        except Exception as exc:
+            if not _is_storage_failure(exc) or (absent_passes and isinstance(exc, FileNotFoundError)):
+                raise
+            raise StorageError(f"vault storage {self.url!r} could not {doing}: {_cause(exc)}") from exc
 
     def blob_path(self, sha256: str) -> str:
         check_sha256(sha256)
@@ -242,33 +344,64 @@ class FsspecStore(BlobStore):
         return f"{self.root}/keyrings/{sha256[:2]}/{sha256}.json"
 
     def writer(self, expected: str | None = None) -> BlobWriter:
+        if expected is not None and self.object_store:
+            return _ObjectWriter(self, expected)
         return _FsspecWriter(self, expected)
 
+    def holds_same(self, sha256: str, size: int) -> bool:
+        """Whether a verified write of `size` bytes to `sha256` is already stored (conflict if damaged)."""
+        existing = self.size(sha256)
+        # Same address, verified bytes: identical content unless the stored copy was damaged.
+        if existing is not None and existing != size:
+            raise ConflictError(f"the vault already holds a different {existing}-byte blob at {sha256}", sha256=sha256)
+        return existing is not None
+
     def size(self, sha256: str) -> int | None:
+        path = self.blob_path(sha256)
         try:
-            return int(self.fs.size(self.blob_path(sha256)))
+            with self.storage_errors(f"read the size of {sha256}", absent_passes=True):
+                return int(self.fs.size(path))
         except FileNotFoundError:
             return None
 
     def iter_blob(self, sha256: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        path = self.blob_path(sha256)
         try:
-            handle = self.fs.open(self.blob_path(sha256), "rb")
+            with self.storage_errors(f"open blob {sha256}", absent_passes=True):
+                handle = self.fs.open(path, "rb", block_size=OBJECT_PART_BYTES)
         except FileNotFoundError:
             raise NotFoundError(f"the vault holds no blob {sha256}", sha256=sha256) from None
         return verified(_read_chunks(handle, chunk_size), sha256)
 
     def read_keyring(self, sha256: str) -> bytes | None:
+        path = self.keyring_path(sha256)
         try:
-            return bytes(self.fs.cat_file(self.keyring_path(sha256)))
+            with self.storage_errors(f"read the keyring of {sha256}", absent_passes=True):
+                return bytes(self.fs.cat_file(path))
         except FileNotFoundError:
             return None
 
     def write_keyring(self, sha256: str, document: bytes) -> None:
         path = self.keyring_path(sha256)
-        tmp = f"{self.root}/tmp/{uuid.uuid4().hex}.json"
-        self.fs.pipe_file(tmp, document)
-        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-        self.fs.mv(tmp, path)
+        with self.storage_errors(f"write the keyring of {sha256}"):
+            if self.object_store:  # one PUT replaces an object whole
+                self.fs.pipe_file(path, document)
+                return
+            tmp = f"{self.root}/tmp/{uuid.uuid4().hex}.json"
+            self.fs.pipe_file(tmp, document)
+            self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+            self.fs.mv(tmp, path)
+
+
+def _is_storage_failure(exc: BaseException) -> bool:
+    """An OSError (s3fs translates S3's answers into these) or a botocore / aiohttp transport error."""
+    if isinstance(exc, OSError):
+        return True
+    return any(cls.__module__.split(".")[0] in _TRANSPORT_PACKAGES for cls in type(exc).__mro__)
+
+
+def _cause(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _read_chunks(handle: Any, chunk_size: int) -> Iterator[bytes]:

@@ -1,4 +1,4 @@
-"""Fixtures of the vault suite: member accounts, a directory, stores and a live vault service."""
+"""Fixtures of the vault suite: member accounts, a directory, stores, a live vault service and a local S3."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import fsspec
 import pytest
 import uvicorn
 from eth_account import Account
@@ -102,6 +104,46 @@ def public_vault(tmp_path: Path, directory: StaticDirectory) -> Iterator[LiveVau
     db.dispose()
 
 
+@dataclass(frozen=True)
+class LocalS3:
+    """moto's S3 server on a loopback port, with one bucket; every store gets a prefix of its own."""
+
+    endpoint: str
+    bucket: str
+
+    def options(self, **overrides: Any) -> dict[str, Any]:
+        """s3fs options for this server: explicit test credentials, so no AWS setting of the machine counts."""
+        options: dict[str, Any] = {
+            "endpoint_url": self.endpoint,
+            "key": "testing",
+            "secret": "testing",
+            "client_kwargs": {"region_name": "eu-west-1"},
+            "config_kwargs": {"retries": {"max_attempts": 1}},
+        }
+        return options | overrides
+
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{uuid.uuid4().hex}"
+
+    def store(self, max_bytes: int = SMALL_LIMIT) -> FsspecStore:
+        return FsspecStore(self.url(), max_bytes, self.options())
+
+
+@pytest.fixture(scope="session")
+def local_s3() -> Iterator[LocalS3]:
+    from moto.server import ThreadedMotoServer  # the dev extra; imported here so other suites do not need it
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    s3 = LocalS3(f"http://127.0.0.1:{port}", "tclearn-vault-test")
+    try:
+        fsspec.filesystem("s3", **s3.options()).mkdir(s3.bucket)
+        yield s3
+    finally:
+        server.stop()
+
+
 @dataclass
 class StoreCase:
     """A store under test plus the fsspec store that really holds its bytes (to tamper with)."""
@@ -110,13 +152,17 @@ class StoreCase:
     backing: FsspecStore
 
 
-@pytest.fixture(params=["memory", "file", "http"])
+@pytest.fixture(params=["memory", "file", "s3", "http"])
 def case(request: pytest.FixtureRequest, tmp_path: Path, member: LocalAccount) -> Iterator[StoreCase]:
     if request.param == "memory":
         store = FsspecStore(f"memory://vault-{uuid.uuid4().hex}", max_bytes=SMALL_LIMIT)
         yield StoreCase(store, store)
     elif request.param == "file":
         store = FsspecStore(f"file://{tmp_path}/store", max_bytes=SMALL_LIMIT)
+        yield StoreCase(store, store)
+    elif request.param == "s3":
+        local_s3: LocalS3 = request.getfixturevalue("local_s3")
+        store = local_s3.store()
         yield StoreCase(store, store)
     else:
         live: LiveVault = request.getfixturevalue("live_vault")

@@ -1,4 +1,4 @@
-"""One suite for every `BlobStore`: memory, file and HTTP (a live vault service)."""
+"""One suite for every `BlobStore`: memory, file, S3 (moto's server on loopback) and HTTP (a live vault service)."""
 
 from __future__ import annotations
 
