@@ -20,7 +20,7 @@ $(VENV)/.stamp-dev: $(VENV)/.stamp-install
 	touch $@
 
 $(NODE_MODULES)/.stamp: contracts/package.json contracts/package-lock.json
-	cd contracts && npm install --no-audit --no-fund --loglevel=error
+	cd contracts && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 ## A headless browser for the dashboard test: Debian's chromium (playwright drives it, never downloads one).
