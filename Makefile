@@ -54,6 +54,7 @@ test: dev chain-tools browser-tools lint types contracts-check
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: dev chain-tools
+	$(PY) bench/cli.py
 	$(PY) bench/gas.py
 	$(PY) bench/ledger_latency.py
 	$(PY) bench/vault.py
