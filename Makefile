@@ -20,7 +20,7 @@ $(VENV)/.stamp-dev: $(VENV)/.stamp-install
 	touch $@
 
 $(NODE_MODULES)/.stamp: contracts/package.json contracts/package-lock.json
-	cd contracts && npm install --no-audit --no-fund --loglevel=error
+	cd contracts && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 ## A headless browser for the dashboard test: Debian's chromium (playwright drives it, never downloads one).
@@ -59,6 +59,7 @@ test: dev chain-tools browser-tools postgres-tools lint types contracts-check
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: dev chain-tools
+	$(PY) bench/cli.py
 	$(PY) bench/gas.py
 	$(PY) bench/ledger_latency.py
 	$(PY) bench/vault.py

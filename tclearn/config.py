@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import tomli_w
-from eth_utils import is_address, to_checksum_address
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
@@ -41,6 +40,8 @@ def hex32(value: Any) -> bytes:
 
 
 def _address(value: Any) -> str:
+    from eth_utils import is_address, to_checksum_address  # here: `tclearn --help` reads settings without it
+
     if not isinstance(value, str) or not is_address(value):
         raise ValueError(f"{value!r} is not an Ethereum address")
     return to_checksum_address(value)

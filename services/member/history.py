@@ -2,13 +2,12 @@
 
 The history is folded from events (`tclearn.ledger.history`) incrementally: a refresh reads only the blocks
 after the last one read, at most every `ttl` seconds. While one request refreshes, others are served the
-previous snapshot (a snapshot is never half-updated); `GET /models` returns pre-encoded JSON.
+previous snapshot (`tclearn.ledger.snapshot.Refreshed`: never half-updated, read without a lock while fresh);
+`GET /models` returns pre-encoded JSON.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import dataclass
 
 from pydantic import TypeAdapter
@@ -17,6 +16,7 @@ from services.member.schemas import ModelDetail, ModelSummary, VoteOut
 from tclearn.errors import NotFoundError
 from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.history import CandidateHistory, LedgerHistory, fold
+from tclearn.ledger.snapshot import Refreshed
 
 _SUMMARIES = TypeAdapter(list[ModelSummary])
 
@@ -83,35 +83,19 @@ class HistoryCache:
         self.client, self.ttl = client, ttl
         self._history = LedgerHistory()
         self._next_block = 0
-        self._snapshot: Snapshot | None = None
-        self._read_at = float("-inf")
-        self._lock = threading.Lock()
+        self._snapshots = Refreshed(self._refresh, ttl)
 
     @property
     def fresh(self) -> bool:
-        return self._snapshot is not None and time.monotonic() - self._read_at < self.ttl
+        return self._snapshots.fresh
 
     def snapshot(self) -> Snapshot:
         """The latest snapshot; refreshed from the chain when older than `ttl` (blocking only the first time)."""
-        current = self._snapshot
-        if self.fresh and current is not None:
-            return current
-        if not self._lock.acquire(blocking=current is None):
-            assert current is not None
-            return current  # another request is refreshing: the previous snapshot is at most one refresh old
-        try:
-            if not self.fresh:
-                self._refresh()
-        finally:
-            self._lock.release()
-        assert self._snapshot is not None
-        return self._snapshot
+        return self._snapshots.get()
 
-    def _refresh(self) -> None:
+    def _refresh(self, previous: Snapshot | None) -> Snapshot:
         latest = self.client.chain.latest_block()
         events = self.client.events(self._next_block, latest) if latest >= self._next_block else []
         fold(self._history, events)
         self._next_block = latest + 1
-        if events or self._snapshot is None:
-            self._snapshot = Snapshot.of(self._history)
-        self._read_at = time.monotonic()
+        return Snapshot.of(self._history) if events or previous is None else previous

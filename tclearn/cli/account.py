@@ -7,13 +7,6 @@ from pathlib import Path
 import typer
 
 from tclearn.cli.common import console
-from tclearn.ledger.accounts import (
-    account_from_key,
-    dev_accounts,
-    keystore_password,
-    new_account,
-    save_keystore,
-)
 
 app = typer.Typer(help="Signing accounts (encrypted keystores).", no_args_is_help=True)
 
@@ -21,6 +14,8 @@ app = typer.Typer(help="Signing accounts (encrypted keystores).", no_args_is_hel
 @app.command("new")
 def new(keystore: Path = typer.Argument(..., help="Where to write the new keystore.")) -> None:
     """Create a fresh account; the password comes from TCLEARN_KEYSTORE_PASSWORD or a prompt."""
+    from tclearn.ledger.accounts import keystore_password, new_account, save_keystore
+
     account = new_account()
     save_keystore(account, keystore, keystore_password(confirm=True))
     console.print(f"{account.address} -> {keystore}")
@@ -36,6 +31,7 @@ def import_key(
     import os
 
     from tclearn.errors import ConfigError
+    from tclearn.ledger.accounts import account_from_key, dev_accounts, keystore_password, save_keystore
 
     if (dev_account is None) == (key_env is None):
         raise ConfigError("give exactly one of --dev-account N or --key-env NAME")

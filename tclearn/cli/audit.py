@@ -9,22 +9,22 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
 
-from tclearn.audit.report import write_report
-from tclearn.audit.verify import AuditReport, Severity, audit
 from tclearn.cli.common import DeploymentOpt, UrlOpt, console, open_deployment, user_errors
 from tclearn.errors import AccessDenied, AuthError, ConfigError
-from tclearn.ledger.history import LedgerHistory, rebuild
-from tclearn.vault.http import HttpStore
-from tclearn.vault.store import BlobStore, FsspecStore
+
+if TYPE_CHECKING:
+    from tclearn.audit.verify import AuditReport
+    from tclearn.ledger.history import LedgerHistory
+    from tclearn.vault.store import BlobStore
 
 app = typer.Typer(help="Audit a coalition run: lineage, quorums and every blob the chain vouches for.")
 
-_STYLES = {Severity.ERROR: "red", Severity.WARNING: "yellow", Severity.INFO: "dim"}
+_STYLES = {"error": "red", "warning": "yellow", "info": "dim"}
 
 
 @app.callback()
@@ -44,6 +44,9 @@ def private_key_from_env(key_env: str | None) -> str | None:
 
 def open_vault(url: str, private_key: str | None) -> BlobStore:
     """`http(s)://` -> the vault service (signed requests with `private_key`); anything else an fsspec store."""
+    from tclearn.vault.http import HttpStore
+    from tclearn.vault.store import FsspecStore
+
     if url.startswith(("http://", "https://")):
         try:
             return HttpStore(url, private_key)
@@ -65,6 +68,8 @@ def _table(report: AuditReport) -> Table:
 
 def _audit(history: LedgerHistory, store: BlobStore, vault: str, private_key: str | None) -> AuditReport:
     """`audit`, turning a refusal of an anonymous read into a hint about `--key-env`."""
+    from tclearn.audit.verify import audit
+
     try:
         return audit(history, store)
     except (AuthError, AccessDenied) as exc:
@@ -91,6 +96,8 @@ def verify(
     key_env: str | None = KeyEnvOpt,
 ) -> None:
     """Rebuild the history from the chain's logs and check every blob, quorum and parent; exit 1 on failure."""
+    from tclearn.ledger.history import rebuild
+
     with user_errors():
         private_key = private_key_from_env(key_env)
         store = open_vault(vault, private_key)
@@ -135,6 +142,9 @@ def report_command(
     key_env: str | None = KeyEnvOpt,
 ) -> None:
     """Write an HTML report of the run (summary, candidates, votes, lineage) rebuilt from the chain's logs."""
+    from tclearn.audit.report import write_report
+    from tclearn.ledger.history import rebuild
+
     with user_errors():
         run_summary = _load_summary(summary)
         private_key = private_key_from_env(key_env)

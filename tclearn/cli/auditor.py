@@ -10,7 +10,6 @@ from pathlib import Path
 
 import typer
 
-from tclearn.audit.config import AuditorSettings
 from tclearn.cli.common import ConfigOpt, HostOpt, PortOpt, server_options, user_errors
 from tclearn.cli.common import serve as serve_service
 from tclearn.errors import ConfigError
@@ -44,6 +43,7 @@ def serve(
 ) -> None:
     """Serve the dashboard and its JSON API (behind TLS, or with --ssl-*, for anything but loopback)."""
     from services.auditor.app import app_for  # the CLI wires the library to the services, never the reverse
+    from tclearn.audit.config import AuditorSettings
 
     given = {
         "deployment": deployment,

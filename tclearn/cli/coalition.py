@@ -5,22 +5,20 @@ from __future__ import annotations
 import json
 from contextlib import nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.live import Live
 from rich.table import Table
 
 from tclearn.cli.common import DevAccountOpt, KeystoreOpt, console, signer, user_errors
-from tclearn.coalition.rounds import CandidateRow
-from tclearn.config import load_coalition_config, save_deployment
 from tclearn.errors import ConfigError
-from tclearn.learning.attacks import Attack
-from tclearn.ledger.chain import connect
-from tclearn.ledger.client import LedgerClient
-from tclearn.ledger.deployment import deployment_of
-from tclearn.simulation import processes
-from tclearn.simulation.up import UP_EPOCHS, UpSettings, drive_round, started, summary
+from tclearn.learning.choices import Attack
+from tclearn.learning.defaults import UP_EPOCHS
 from tclearn.types import Variant
+
+if TYPE_CHECKING:
+    from tclearn.coalition.rounds import CandidateRow
 
 app = typer.Typer(help="Coalitions: deploy and run.", no_args_is_help=True)
 
@@ -34,6 +32,11 @@ def deploy(
     dev_account: int | None = DevAccountOpt,
 ) -> None:
     """Deploy a coalition from CONFIG; the signer becomes its admin."""
+    from tclearn.config import load_coalition_config, save_deployment
+    from tclearn.ledger.chain import connect
+    from tclearn.ledger.client import LedgerClient
+    from tclearn.ledger.deployment import deployment_of
+
     cfg = load_coalition_config(config)
     if out.exists():
         raise ConfigError(f"{out} already exists; move it away or choose another --out")
@@ -102,6 +105,9 @@ def up(
 ) -> None:
     """Start a whole coalition on loopback — chain, vault, a member API and a node daemon per hospital, the
     auditor — drive ROUNDS through the member APIs, print the dashboard URL, and stop everything on Ctrl-C."""
+    from tclearn.simulation import processes
+    from tclearn.simulation.up import UpSettings, drive_round, started, summary
+
     with user_errors():
         settings = UpSettings(
             members=members,
@@ -154,6 +160,8 @@ def down(
     out: Path = typer.Option(Path("out/coalition"), "--out", help="The folder `coalition up --detach` used."),
 ) -> None:
     """Stop a coalition started with `tclearn coalition up --detach`."""
+    from tclearn.simulation import processes
+
     with user_errors():
         stopped = processes.down(out)
         console.print(f"Stopped {len(stopped)} process(es): {', '.join(stopped) or 'none was still running'}")

@@ -1,22 +1,28 @@
-"""What several CLI commands share: the console, signers, opening a deployment, serve commands' options."""
+"""What several CLI commands share: the console, signers, opening a deployment, serve commands' options.
+
+`tclearn --help` imports every CLI module, so none of them imports torch, MONAI, web3, eth-account, FastAPI or
+SQLAlchemy at module level: each command imports what it needs when it runs (`tests/test_cli_imports.py`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
-from eth_account.signers.local import LocalAccount
 from rich.console import Console
 
-from tclearn.config import ServiceSettings, load_settings
 from tclearn.errors import TclearnError
-from tclearn.ledger.accounts import choose_signer
-from tclearn.ledger.chain import Chain
-from tclearn.ledger.client import LedgerClient
-from tclearn.ledger.deployment import open_deployment
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
+    from tclearn.config import ServiceSettings
+    from tclearn.ledger.chain import Chain
+    from tclearn.ledger.client import LedgerClient
+    from tclearn.ledger.deployment import Deployment
 
 console = Console()
 
@@ -61,7 +67,7 @@ def text(value: Path | None) -> str | None:
     return None if value is None else str(value)
 
 
-S = TypeVar("S", bound=ServiceSettings)
+S = TypeVar("S", bound="ServiceSettings")
 
 
 def serve(
@@ -71,6 +77,8 @@ def serve(
     app built from them (`app_for`), served by uvicorn where `[server]` says (`options` go to uvicorn)."""
     import uvicorn
 
+    from tclearn.config import load_settings
+
     with user_errors():  # a bad setting, or a chain, vault or key file that does not open: one line
         settings = load_settings(model, config, given)
         service = app_for(settings)
@@ -79,6 +87,8 @@ def serve(
 
 def signer(chain: Chain, keystore: Path | None, dev_account: int | None) -> LocalAccount:
     """The account that signs: --keystore (password from env or prompt) or --dev-account N."""
+    from tclearn.ledger.accounts import choose_signer
+
     return choose_signer(chain.chain_id, chain.embedded, keystore, dev_account)
 
 
@@ -88,3 +98,10 @@ def open_as(
     """The deployment's client and the account that will sign through it."""
     _, client = open_deployment(deployment, url)
     return client, signer(client.chain, keystore, dev_account)
+
+
+def open_deployment(deployment: Path, url: str | None) -> tuple[Deployment, LedgerClient]:
+    """The deployment file and a client of its contract (`tclearn.ledger.deployment.open_deployment`)."""
+    from tclearn.ledger.deployment import open_deployment as open_it
+
+    return open_it(deployment, url)

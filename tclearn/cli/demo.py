@@ -5,23 +5,19 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.live import Live
 from rich.table import Table
 
-from tclearn.audit.report import write_report
 from tclearn.cli.common import console
-from tclearn.coalition.fedavg import Aggregator
-from tclearn.coalition.rounds import CandidateRow
-from tclearn.config import save_deployment
-from tclearn.learning.attacks import Attack
-from tclearn.ledger.chain import Chain
-from tclearn.ledger.deployment import deployment_of
-from tclearn.ledger.localchain import open_chain
-from tclearn.simulation.demo import DemoResult, DemoSettings, run_demo
+from tclearn.learning.choices import Aggregator, Attack
 from tclearn.types import Variant
+
+if TYPE_CHECKING:
+    from tclearn.coalition.rounds import CandidateRow
+    from tclearn.simulation.demo import DemoResult
 
 STATE_STYLE = {"committed": "green", "rejected": "red", "expired": "yellow", "stale": "yellow"}
 
@@ -64,7 +60,11 @@ def _requests(log: list[dict[str, Any]]) -> str:
     return ", ".join(f"{action} {n}" for action, n in counts.most_common()) + f", from {accounts} accounts"
 
 
-def _write_outputs(out: Path, result: DemoResult, chain: Chain) -> None:
+def _write_outputs(out: Path, result: DemoResult) -> None:
+    from tclearn.audit.report import write_report
+    from tclearn.config import save_deployment
+    from tclearn.ledger.deployment import deployment_of
+
     (out / "summary.json").write_text(json.dumps(result.summary, indent=2) + "\n")
     if result.supervisor_log:
         (out / "supervisor-log.json").write_text(json.dumps(result.supervisor_log, indent=2) + "\n")
@@ -108,6 +108,9 @@ def demo(
     as_json: bool = typer.Option(False, "--json", help="Print only summary.json."),
 ) -> None:
     """Run a coalition: members train, a drawn general checks and opens, validators vote, 2/3 commit."""
+    from tclearn.ledger.localchain import open_chain
+    from tclearn.simulation.demo import DemoSettings, run_demo
+
     settings = DemoSettings(
         members=members,
         byzantine=byzantine,
@@ -135,7 +138,7 @@ def demo(
                     chain_label=chain_spec,
                 )
             console.print()
-        _write_outputs(out, result, chain)
+        _write_outputs(out, result)
     if as_json:
         typer.echo(json.dumps(result.summary, indent=2))
         return

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from tclearn.cli.common import DeploymentOpt, UrlOpt, console, open_deployment
-from tclearn.ledger.history import LedgerHistory, rebuild, to_json
+
+if TYPE_CHECKING:
+    from tclearn.ledger.history import LedgerHistory
 
 app = typer.Typer(help="Read the ledger.", no_args_is_help=True)
 
@@ -49,6 +52,8 @@ def show(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Members, models, generals and votes, rebuilt from the contract's logs."""
+    from tclearn.ledger.history import rebuild, to_json
+
     dep, client = open_deployment(deployment, url)
     history = rebuild(client.events(from_block=dep.block))
     if as_json:

@@ -18,7 +18,6 @@ from tclearn.cli.common import (
     server_options,
     user_errors,
 )
-from tclearn.config import hex32
 from tclearn.errors import ConfigError
 from tclearn.types import Role
 
@@ -39,6 +38,8 @@ def add(
     dev_account: int | None = DevAccountOpt,
 ) -> None:
     """Register ADDRESS (or re-activate it) with ROLES."""
+    from tclearn.config import hex32
+
     flags = Role.parse(roles)
     try:
         key = hex32(encryption_key)

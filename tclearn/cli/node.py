@@ -11,7 +11,6 @@ import typer
 
 from tclearn.cli.common import user_errors
 from tclearn.errors import ConfigError
-from tclearn.site.config import NodeSettings, load_site_config
 
 app = typer.Typer(help="The node daemon: general, validator and keeper duties, driven by chain events.")
 log = logging.getLogger("tclearn.node")
@@ -29,6 +28,7 @@ def run(
     import uvicorn
 
     from services.node.app import app_for  # the CLI wires the library to the services, never the reverse
+    from tclearn.site.config import NodeSettings, load_site_config
 
     with user_errors():
         if log_level.lower() not in LEVELS:

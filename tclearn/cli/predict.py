@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from tclearn.cli.common import user_errors
-from tclearn.learning.evaluate import MIN_FINDING_AREA
+from tclearn.learning.defaults import MIN_FINDING_AREA
 
 app = typer.Typer(help="Predict findings with a trained model.")
 

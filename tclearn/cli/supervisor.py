@@ -15,8 +15,6 @@ from tclearn.cli.common import ConfigOpt, HostOpt, PortOpt, server_options, text
 from tclearn.cli.common import serve as serve_service
 from tclearn.cli.vault import VaultOption, _client
 from tclearn.he.config import SupervisorSettings
-from tclearn.he.keys import generate, publish_context, save_secret
-from tclearn.vault.keys import key_password
 
 app = typer.Typer(help="Variant C supervisor: holds the CKKS secret key, decrypts on request, logs every request.")
 _DEFAULT = {name: field.default for name, field in SupervisorSettings.model_fields.items()}
@@ -31,6 +29,9 @@ def keygen(
 
     Prints the context hash: register it on chain as the supervisor's encryption key.
     """
+    from tclearn.he.keys import generate, publish_context, save_secret
+    from tclearn.vault.keys import key_password
+
     with user_errors():
         he, public = generate()
         save_secret(key_file, he, key_password("New supervisor key password: "))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -18,11 +19,10 @@ from tclearn.cli.common import ConfigOpt, HostOpt, PortOpt, server_options, text
 from tclearn.cli.common import serve as serve_service
 from tclearn.errors import ConfigError
 from tclearn.vault.config import VaultSettings
-from tclearn.vault.directory import StaticDirectory
-from tclearn.vault.envelope import grant, public_bytes, recipients_of, seal, unseal
-from tclearn.vault.http import HttpStore
-from tclearn.vault.keys import generate_key, key_password, load_key, save_key
 from tclearn.vault.store import CHUNK_SIZE
+
+if TYPE_CHECKING:
+    from tclearn.vault.http import HttpStore
 
 ETH_KEY_ENV = "TCLEARN_ETH_KEY"
 
@@ -32,6 +32,8 @@ VaultOption = typer.Option("http://127.0.0.1:8700", "--vault", envvar="TCLEARN_V
 
 
 def _client(vault: str, anonymous: bool = False) -> HttpStore:
+    from tclearn.vault.http import HttpStore
+
     key = os.environ.get(ETH_KEY_ENV)
     if key is None and not anonymous:
         raise ConfigError(f"set {ETH_KEY_ENV} to the hex private key of your coalition account")
@@ -92,6 +94,8 @@ def serve(
 @app.command()
 def keygen(path: Path = typer.Argument(..., help="where to write the encrypted X25519 key")) -> None:
     """Make a member encryption key; prints the public key to register on chain."""
+    from tclearn.vault.keys import generate_key, key_password, save_key
+
     public = save_key(path, generate_key(), key_password("New key password: "))
     typer.echo(public.hex())
 
@@ -111,6 +115,9 @@ def get(sha256: str, out: Path, vault: str = VaultOption, anonymous: bool = Fals
 @app.command("seal")
 def seal_command(path: Path, members: Path, vault: str = VaultOption) -> None:
     """Encrypt a file for every member with a key in the member file (variant B); prints the model hash."""
+    from tclearn.vault.directory import StaticDirectory
+    from tclearn.vault.envelope import recipients_of, seal
+
     recipients = recipients_of(StaticDirectory.from_file(members))
     typer.echo(seal(_client(vault), _read(path), recipients))
 
@@ -118,6 +125,9 @@ def seal_command(path: Path, members: Path, vault: str = VaultOption) -> None:
 @app.command("unseal")
 def unseal_command(sha256: str, out: Path, key: Path, vault: str = VaultOption) -> None:
     """Decrypt a sealed model into OUT with your X25519 key file."""
+    from tclearn.vault.envelope import unseal
+    from tclearn.vault.keys import key_password, load_key
+
     client = _client(vault)
     private = load_key(key, key_password())
     _write(out, unseal(client, sha256, client_address(), private))
@@ -126,6 +136,10 @@ def unseal_command(sha256: str, out: Path, key: Path, vault: str = VaultOption) 
 @app.command("grant")
 def grant_command(sha256: str, members: Path, key: Path, vault: str = VaultOption) -> None:
     """Add wraps of a model you can read for members of the member file who lack one."""
+    from tclearn.vault.directory import StaticDirectory
+    from tclearn.vault.envelope import grant, public_bytes, recipients_of
+    from tclearn.vault.keys import key_password, load_key
+
     private = load_key(key, key_password())
     keyring = grant(
         _client(vault), sha256, client_address(), private, recipients_of(StaticDirectory.from_file(members))

@@ -10,7 +10,6 @@ from the listed contributions and reject any mismatch before they even score it.
 from __future__ import annotations
 
 import dataclasses
-import enum
 from collections.abc import Sequence
 
 import torch
@@ -23,15 +22,10 @@ from tclearn.coalition.context import Coalition, Hospital
 from tclearn.coalition.member import Proposal, submit
 from tclearn.errors import TclearnError
 from tclearn.learning import aggregate
+from tclearn.learning.choices import Aggregator
 from tclearn.records import Aggregation, CandidateMetadata, Contribution, TrainingFacts
 
 DOMAIN = "tclearn-contribution-v1"
-
-
-class Aggregator(enum.StrEnum):
-    FEDAVG = "fedavg"
-    MEDIAN = "median"
-    TRIMMED_MEAN = "trimmed_mean"
 
 
 def message(chain_id: int, contract: str, parent_id: int, model_hash: str) -> str:

@@ -6,23 +6,13 @@ data before honest training. Each is a plain function, named for what it does.
 
 from __future__ import annotations
 
-import enum
-
 import torch
 
 from tclearn.errors import ConfigError
+from tclearn.learning.choices import Attack
 from tclearn.learning.data import ImageData, Task
 
 StateDict = dict[str, torch.Tensor]
-
-
-class Attack(enum.StrEnum):
-    NONE = "none"
-    RANDOM_WEIGHTS = "random_weights"
-    SIGN_FLIP = "sign_flip"
-    LABEL_FLIP = "label_flip"
-    GAUSSIAN_NOISE = "gaussian_noise"
-    LAZY = "lazy"
 
 
 def _float_items(state: StateDict) -> dict[str, torch.Tensor]:

@@ -1,5 +1,6 @@
 """The training defaults, defined once: every place that trains (a site, the demo, `coalition up`, `tclearn
-train`, a bare `TrainConfig`) refers to one of these sets, or names its own value with its reason.
+train`, a bare `TrainConfig`) refers to one of these sets, or names its own value with its reason; and the
+smallest finding a prediction keeps.
 
 Kept apart from `train.py` so that settings and the CLI read them without importing torch.
 """
@@ -25,6 +26,11 @@ class TrainingDefaults:
 COALITION_TRAINING = TrainingDefaults(epochs=8, batch_size=8, lr=0.01, min_batch_size=4)
 # One increment outside a coalition (`tclearn train`, a bare `TrainConfig`): a short, cautious run, no minimum.
 LOCAL_TRAINING = TrainingDefaults(epochs=1, batch_size=8, lr=1e-3, min_batch_size=1)
+# Epochs per increment in `coalition up`, below the coalition default (COALITION_TRAINING): every hospital's member
+# API and node daemon share one machine, and a round trains on one of them while the others evaluate.
+UP_EPOCHS = 4
+# Prediction: a predicted component smaller than this many pixels (voxels in 3D) is a speck, not a finding.
+MIN_FINDING_AREA = 5
 
 
 @dataclass(frozen=True)

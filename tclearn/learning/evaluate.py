@@ -19,6 +19,7 @@ from torch import nn
 
 from tclearn.errors import DataError
 from tclearn.learning.data import ImageData, Task
+from tclearn.learning.defaults import MIN_FINDING_AREA
 from tclearn.learning.train import choose_device, forward_checked
 
 
@@ -49,9 +50,6 @@ def segmentation_masks(logits: torch.Tensor, threshold: float = 0.5) -> torch.Te
     if logits.shape[1] == 1:
         return (probs > threshold).float()
     return (probs.argmax(dim=1, keepdim=True) > 0).float()
-
-
-MIN_FINDING_AREA = 5  # pixels (voxels in 3D): a smaller predicted component is a speck, not a finding
 
 
 def drop_specks(masks: torch.Tensor, min_area: int = MIN_FINDING_AREA) -> torch.Tensor:

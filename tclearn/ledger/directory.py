@@ -2,19 +2,19 @@
 
 Implements `tclearn.vault.directory.MemberDirectory`: who is an active member, and the X25519 key each
 registered. The registry is re-read at most every `ttl` seconds, so a busy vault does not ask the chain
-for every request, and a deactivation takes effect within `ttl`.
+for every request, and a deactivation takes effect within `ttl` (plus the one re-read that notices it). A
+re-read never holds up other requests: they are answered from the current snapshot (`snapshot.Refreshed`).
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
 from eth_utils import is_address, to_checksum_address
 
 from tclearn.ledger.deployment import open_deployment
 from tclearn.ledger.ledger import Ledger
+from tclearn.ledger.snapshot import Refreshed
 from tclearn.types import Member
 
 _NO_KEY = b"\x00" * 32
@@ -23,16 +23,13 @@ _NO_KEY = b"\x00" * 32
 class ChainDirectory:
     def __init__(self, client: Ledger, ttl: float = 5.0) -> None:
         self.client, self.ttl = client, ttl
-        self._members: dict[str, Member] = {}
-        self._read_at = float("-inf")
-        self._lock = threading.Lock()
+        self._members = Refreshed(self._read, ttl)
+
+    def _read(self, _previous: dict[str, Member] | None) -> dict[str, Member]:
+        return {m.address: m for m in self.client.members() if m.active}
 
     def _active(self) -> dict[str, Member]:
-        with self._lock:
-            if time.monotonic() - self._read_at >= self.ttl:
-                self._members = {m.address: m for m in self.client.members() if m.active}
-                self._read_at = time.monotonic()
-            return self._members
+        return self._members.get()
 
     def is_active_member(self, address: str) -> bool:
         return is_address(address) and to_checksum_address(address) in self._active()

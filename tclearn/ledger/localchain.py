@@ -1,7 +1,8 @@
 """Local development chain nodes: Anvil (default) or Ganache, started on 127.0.0.1 and stopped cleanly.
 
 Both come from npm (`contracts/node_modules`, installed by `make chain-tools`) and start with the same
-development mnemonic as the embedded chain, so the same dev keys are funded on all three.
+development mnemonic as the embedded chain, so the same dev keys are funded on all three. Imported by the CLI
+to build its help, so web3, eth-account and requests are imported only where a node is started or used.
 """
 
 from __future__ import annotations
@@ -17,13 +18,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from tclearn.errors import ConfigError, NodeError
-from tclearn.ledger.accounts import DEV_MNEMONIC, dev_accounts
-from tclearn.ledger.chain import Chain
+
+if TYPE_CHECKING:
+    from tclearn.ledger.chain import Chain
 
 NODES = ("anvil", "ganache")
 _BIN_DIR = Path(__file__).resolve().parents[2] / "contracts" / "node_modules" / ".bin"
@@ -51,6 +51,8 @@ def node_binary(kind: str) -> Path:
 
 
 def _command(kind: str, binary: Path, port: int, accounts: int, state: Path | None) -> list[str]:
+    from tclearn.ledger.accounts import DEV_MNEMONIC
+
     if kind == "anvil":
         cmd = [
             str(binary),
@@ -103,6 +105,8 @@ class LocalNode:
         return f"http://127.0.0.1:{self.port}"
 
     def _answers(self) -> bool:
+        import requests
+
         try:
             body: dict[str, Any] = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
             return "result" in requests.post(self.url, json=body, timeout=1).json()
@@ -139,6 +143,8 @@ class LocalNode:
 
     def write_dev_keys(self, path: Path) -> Path:
         """Writes the funded dev accounts (address, private key) as JSON — development chains only."""
+        from tclearn.ledger.accounts import dev_accounts
+
         keys = [{"address": a.address, "private_key": "0x" + bytes(a.key).hex()} for a in dev_accounts(self.accounts)]
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -158,6 +164,7 @@ class LocalNode:
 def open_chain(spec: str, accounts: int = 10) -> Iterator[Chain]:
     """A chain with `accounts` funded dev keys: `embedded`, a fresh local `anvil` / `ganache` node (stopped on
     exit), or a JSON-RPC URL of a development node that funds the dev mnemonic's keys."""
+    from tclearn.ledger.accounts import dev_accounts
     from tclearn.ledger.chain import connect, embedded_chain
 
     if spec == "embedded":

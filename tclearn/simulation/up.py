@@ -37,6 +37,7 @@ from tclearn.errors import ConfigError, NodeError
 from tclearn.he.config import SupervisorSettings
 from tclearn.he.keys import save_secret
 from tclearn.learning.attacks import Attack
+from tclearn.learning.defaults import UP_EPOCHS
 from tclearn.learning.models import ModelConfig
 from tclearn.learning.synth import GLOBAL, hospital_name, synth_coalition
 from tclearn.learning.tabular import GLOBAL_CSV, LABEL, synth_tabular
@@ -59,9 +60,6 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 SUPERVISOR_KEY = "ckks.key"  # in the supervisor's folder, encrypted with the run's key password
 FINAL = {ModelState.COMMITTED, ModelState.REJECTED, ModelState.EXPIRED, ModelState.STALE}
 HEADER = 'Written by `tclearn coalition up`; the fields: docs/deploy.md, "Settings".'
-# Epochs per increment, below the coalition default (COALITION_TRAINING): every hospital's member API and node
-# daemon share this one machine, and a round trains on one of them while the others evaluate.
-UP_EPOCHS = 4
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,6 @@
 `store` (BlobStore, fsspec), `http` (the same over the vault service, signed requests), `codec`
 (deterministic safetensors), `cipher` + `envelope` (variant B chunked AES-GCM and key wraps), `keys`
 (encrypted X25519 key files), `directory` (what the vault asks the chain), `access_log` (audit table).
-See docs/vault.md.
+See docs/vault.md. Import from those modules: this package imports none of them, so that reading the vault's
+settings (`config`, for `tclearn vault --help`) does not load eth-utils.
 """
-
-from tclearn.vault.directory import MemberDirectory, StaticDirectory
-from tclearn.vault.store import BlobStore, FsspecStore
-
-__all__ = ["BlobStore", "FsspecStore", "MemberDirectory", "StaticDirectory"]

@@ -13,8 +13,10 @@ because the index is in the nonce and the associated data. The header is bound t
 
 from __future__ import annotations
 
+import itertools
 import os
 import struct
+from collections import deque
 from collections.abc import Iterable, Iterator
 
 from cryptography.exceptions import InvalidTag
@@ -40,18 +42,51 @@ def _nonce(prefix: bytes, index: int) -> bytes:
     return prefix + struct.pack(">I", index)
 
 
-def _rechunk(chunks: Iterable[bytes], size: int) -> Iterator[memoryview]:
-    """Yield views of exactly `size` bytes, then one shorter remainder (possibly empty)."""
-    buf = bytearray()
+def _frames(chunks: Iterable[bytes], size: int) -> Iterator[list[memoryview]]:
+    """The stream as frames of exactly `size` bytes, then one shorter remainder (possibly empty).
+
+    A frame is a list of views into the incoming chunks (one view when the chunks line up with the frames), so
+    no byte is copied to re-cut the stream. A chunk that is not `bytes` is copied once: a view must not change.
+    """
+    views: deque[memoryview] = deque()
+    held = 0
     for chunk in chunks:
-        if not buf and len(chunk) == size:
-            yield memoryview(chunk)
+        if not chunk:
             continue
-        buf += chunk
-        while len(buf) >= size:
-            yield memoryview(bytes(memoryview(buf)[:size]))
-            del buf[:size]
-    yield memoryview(bytes(buf))
+        views.append(memoryview(chunk if isinstance(chunk, bytes) else bytes(chunk)))
+        held += len(views[-1])
+        while held >= size:
+            frame, need = [], size
+            while need:
+                first = views.popleft()
+                if len(first) > need:
+                    views.appendleft(first[need:])
+                    first = first[:need]
+                frame.append(first)
+                need -= len(first)
+            held -= size
+            yield frame
+    yield list(views)
+
+
+class _Joiner:
+    """A frame as one buffer for AES-GCM: its only view as is, or its views copied into one buffer that is
+    allocated once per stream (fresh pages for every frame cost more than the copy)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._buffer: memoryview | None = None
+
+    def __call__(self, frame: list[memoryview]) -> memoryview | bytes:
+        if len(frame) <= 1:
+            return frame[0] if frame else b""
+        if self._buffer is None:
+            self._buffer = memoryview(bytearray(self.size))
+        end = 0
+        for view in frame:
+            self._buffer[end : end + len(view)] = view
+            end += len(view)
+        return self._buffer[:end]
 
 
 def encrypt_stream(chunks: Iterable[bytes], key: bytes, chunk_size: int = DEFAULT_CHUNK) -> Iterator[bytes]:
@@ -62,11 +97,11 @@ def encrypt_stream(chunks: Iterable[bytes], key: bytes, chunk_size: int = DEFAUL
         raise IntegrityError(f"invalid chunk size {chunk_size}")
     prefix = os.urandom(8)
     header = HEADER.pack(MAGIC, VERSION, chunk_size, prefix)
-    aead = AESGCM(key)
+    aead, joined = AESGCM(key), _Joiner(chunk_size)
     yield header
-    for index, piece in enumerate(_rechunk(chunks, chunk_size)):
-        final = len(piece) < chunk_size
-        yield aead.encrypt(_nonce(prefix, index), piece, _aad(header, index, final))
+    for index, frame in enumerate(_frames(chunks, chunk_size)):
+        final = sum(map(len, frame)) < chunk_size
+        yield aead.encrypt(_nonce(prefix, index), joined(frame), _aad(header, index, final))
         if final:
             return
 
@@ -86,38 +121,32 @@ def parse_header(header: bytes) -> tuple[int, bytes]:
 
 
 def decrypt_stream(chunks: Iterable[bytes], key: bytes) -> Iterator[bytes]:
-    """Plaintext of a version-1 ciphertext stream; raises `IntegrityError` on any tampering."""
-    aead = AESGCM(key)
-    buf = bytearray()
-    header: bytes | None = None
-    chunk_size, prefix, index = 0, b"", 0
+    """Plaintext of a version-1 ciphertext stream; raises `IntegrityError` on any tampering.
 
-    def open_chunk(data: bytes | memoryview, final: bool) -> bytes:
-        assert header is not None
+    The stream may come in pieces of any size; a sealed chunk that lies in one piece is opened where it lies,
+    one spread over several is copied into a buffer reused for the whole stream.
+    """
+    aead = AESGCM(key)
+    stream = iter(chunks)
+    start = bytearray()
+    for chunk in stream:
+        start += chunk
+        if len(start) >= HEADER.size:
+            break
+    header = bytes(start[: HEADER.size])
+    chunk_size, prefix = parse_header(header)
+    full = chunk_size + TAG_SIZE
+    joined = _Joiner(full)
+    for index, frame in enumerate(_frames(itertools.chain([bytes(start[HEADER.size :])], stream), full)):
+        size = sum(map(len, frame))
+        if size < TAG_SIZE:
+            raise IntegrityError(f"ciphertext is truncated: final chunk {index} is missing", chunk=index)
         try:
-            return aead.decrypt(_nonce(prefix, index), data, _aad(header, index, final))
+            # A full-size chunk is never final: the encryptor always ends with a shorter one.
+            plain = aead.decrypt(_nonce(prefix, index), joined(frame), _aad(header, index, final=size < full))
         except InvalidTag:
             raise IntegrityError(
                 f"ciphertext chunk {index} fails authentication (wrong key, tampered, reordered or truncated)",
                 chunk=index,
             ) from None
-
-    for chunk in chunks:
-        buf += chunk
-        if header is None:
-            if len(buf) < HEADER.size:
-                continue
-            header = bytes(buf[: HEADER.size])
-            chunk_size, prefix = parse_header(header)
-            del buf[: HEADER.size]
-        full = chunk_size + TAG_SIZE
-        while len(buf) >= full:
-            # A full-size chunk is never final: the encryptor always ends with a shorter one.
-            yield open_chunk(memoryview(buf)[:full], final=False)
-            del buf[:full]
-            index += 1
-    if header is None:
-        parse_header(bytes(buf))
-    if len(buf) < TAG_SIZE:
-        raise IntegrityError(f"ciphertext is truncated: final chunk {index} is missing", chunk=index)
-    yield open_chunk(bytes(buf), final=True)
+        yield plain
