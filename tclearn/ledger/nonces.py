@@ -31,17 +31,17 @@ class NonceRefusal(StrEnum):
 
 
 # Lower-case fragments of the messages geth, Besu, Anvil and Ganache send, checked in order (the replacement
-# message contains "transaction underpriced", so it comes first).
+# message contains "transaction underpriced", so it comes first). Anvil's and Ganache's were seen from the nodes
+# the tests run; geth's and Besu's are as their sources word them (no geth or Besu node runs in the tests).
 _MESSAGES: tuple[tuple[str, NonceRefusal], ...] = (
     ("nonce too low", NonceRefusal.TOO_LOW),  # geth, Anvil, Besu ("Nonce too low")
-    ("nonce_too_low", NonceRefusal.TOO_LOW),  # Besu's error name
     ("correct nonce", NonceRefusal.TOO_LOW),  # Ganache: "the tx doesn't have the correct nonce"
     ("replacement transaction underpriced", NonceRefusal.REPLACEMENT_UNDERPRICED),  # geth, Anvil, Besu
-    ("replacement_underpriced", NonceRefusal.REPLACEMENT_UNDERPRICED),  # Besu's error name
+    ("transaction can't be replaced", NonceRefusal.REPLACEMENT_UNDERPRICED),  # Ganache
     ("transaction underpriced", NonceRefusal.UNDERPRICED),  # geth
     ("already known", NonceRefusal.ALREADY_KNOWN),  # geth
-    ("known transaction", NonceRefusal.ALREADY_KNOWN),  # Besu, older geth
-    ("already imported", NonceRefusal.ALREADY_KNOWN),  # Anvil, Besu
+    ("known transaction", NonceRefusal.ALREADY_KNOWN),  # Besu
+    ("already imported", NonceRefusal.ALREADY_KNOWN),  # Anvil
 )
 
 

@@ -39,12 +39,19 @@ log = logging.getLogger(__name__)
 class Sender:
     """Sends for one account: one thread at a time, and one process at a time where `lock_path` is given.
 
-    The embedded chain lives inside one process, so it needs no lock file (`lock_path` None)."""
+    The embedded chain lives inside one process, so it needs no lock file (`lock_path` None). `floor` is the
+    nonce after this process's last accepted transaction: a node whose pending count leaves out its pool
+    (Ganache with a block time) is never trusted below it; a refused nonce or a lost transaction clears it."""
 
     def __init__(self, account: LocalAccount, lock_path: Path | None = None) -> None:
         self.account = account
         self.lock = threading.Lock()
         self.lock_path = lock_path
+        self.floor = 0
+
+    def next_nonce(self, chain: Chain) -> int:
+        """The node's pending transaction count, read now (another process may have sent), or the floor."""
+        return max(int(chain.w3.eth.get_transaction_count(self.account.address, "pending")), self.floor)
 
     @classmethod
     def on(cls, chain: Chain, account: LocalAccount, lock_dir: Path) -> Sender:
@@ -92,24 +99,26 @@ def _send_once(chain: Chain, sender: Sender, fn: Any, action: str, artifact: Any
     with sender.lock:  # simulated under the lock too: the embedded chain (py-evm) is not safe across threads
         gas = _simulate(chain, fn, {"from": account.address}, action, artifact)
         with sender.across_processes():
-            # read again on every send: another process may have sent since
-            nonce = int(chain.w3.eth.get_transaction_count(account.address, "pending"))
+            nonce = sender.next_nonce(chain)
             tx = fn.build_transaction(
                 {"from": account.address, "nonce": nonce, "gas": gas, "chainId": chain.chain_id, **_fee_fields(chain)}
             )
             signed = account.sign_transaction(tx)
             try:
-                return HexBytes(chain.w3.eth.send_raw_transaction(signed.raw_transaction)), ""
+                tx_hash = HexBytes(chain.w3.eth.send_raw_transaction(signed.raw_transaction))
             except Exception as exc:  # web3 and eth-tester report reverts by several exception types
+                sender.floor = 0
                 data = revert_data(exc)
                 if data is not None:
                     raise decode_revert(artifact, data, action) from None
                 refusal = nonce_refusal(str(exc))
                 if refusal is None:
                     raise LedgerError(f"{action}: the node refused the transaction: {exc}") from None
-                if refusal is NonceRefusal.ALREADY_KNOWN:  # this very transaction is pending: wait for it
-                    return HexBytes(signed.hash), ""
-                return None, f"nonce {nonce}: {refusal.value}"
+                if refusal is not NonceRefusal.ALREADY_KNOWN:
+                    return None, f"nonce {nonce}: {refusal.value}"
+                tx_hash = HexBytes(signed.hash)  # this very transaction is pending: wait for it
+            sender.floor = nonce + 1
+            return tx_hash, ""
 
 
 def send(chain: Chain, sender: Sender, fn: Any, action: str, artifact: Any, *, timeout: float) -> Any:
@@ -131,6 +140,7 @@ def send(chain: Chain, sender: Sender, fn: Any, action: str, artifact: Any, *, t
     try:
         receipt = chain.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout)
     except TimeExhausted:
+        sender.floor = 0  # the transaction may be lost: trust the node's count again
         raise TransactionTimeout(f"{action}: no receipt for 0x{bytes(tx_hash).hex()} within {timeout:.0f} s") from None
     if receipt["status"] != 1:
         _explain_failure(fn, sender.account, receipt, action, artifact)
