@@ -1,7 +1,8 @@
 """One OS process sending as a shared account: `python -m tests.ledger.nonce_sender URL CONTRACT KEY_INDEX THREADS
 SENDS LOCKS`. Prints `ready`, waits for a line on stdin (so that every process starts sending at once), then sends
-THREADS x SENDS `setEncryptionKey` transactions from THREADS threads through `LedgerClient` and prints one JSON
-line: the transaction hashes, the errors, and the nonce refusals the sender retried."""
+THREADS x SENDS `setEncryptionKey` transactions from THREADS threads through `LedgerClient` (SENDS 0: each thread
+sends until a second line arrives) and prints one JSON line: the transaction hashes, the errors, and the nonce
+refusals the sender retried."""
 
 from __future__ import annotations
 
@@ -38,8 +39,12 @@ def main(url: str, contract: str, key_index: str, threads: str, sends: str, lock
     retried = Retried()
     logging.getLogger("tclearn.ledger.sending").addHandler(retried)
 
+    stop = threading.Event()
+
     def run() -> None:
-        for _ in range(int(sends)):
+        sent = 0
+        while (sent < int(sends) or int(sends) == 0) and not stop.is_set():
+            sent += 1
             try:
                 hashes.append(client.set_encryption_key(account, os.urandom(32)).tx_hash)
             except Exception as exc:  # reported to the test, which asserts there are none
@@ -50,6 +55,9 @@ def main(url: str, contract: str, key_index: str, threads: str, sends: str, lock
     workers = [threading.Thread(target=run) for _ in range(int(threads))]
     for worker in workers:
         worker.start()
+    if int(sends) == 0:
+        sys.stdin.readline()
+        stop.set()
     for worker in workers:
         worker.join()
     print(json.dumps({"hashes": hashes, "errors": errors, "retried": retried.messages}), flush=True)
