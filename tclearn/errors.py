@@ -89,6 +89,14 @@ class TransactionTimeout(LedgerError):
     http_status = 504
 
 
+class NonceConflict(LedgerError):
+    """The node refused a transaction's nonce every time it was sent: another process sends as the same account
+    without sharing its nonce lock. `causes` lists each refusal."""
+
+    code = "nonce_conflict"
+    http_status = 503
+
+
 class ContractRevert(LedgerError):
     """The contract refused a call; `error` is the contract's custom error name."""
 

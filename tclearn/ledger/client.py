@@ -8,6 +8,7 @@ call the contract would refuse raises `ContractRevert` naming the custom error a
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
@@ -20,6 +21,7 @@ from tclearn.ledger.events import LedgerEvent, decode_log, fetch_events
 from tclearn.ledger.ledger import Submission, TxResult, VoteOutcome, raise_if_staled, vote_outcome
 from tclearn.ledger.ledger import bytes32 as _bytes32
 from tclearn.ledger.ledger import checked_address as _address
+from tclearn.ledger.nonces import default_lock_dir
 from tclearn.ledger.reverts import decode_revert, revert_data
 from tclearn.ledger.sending import Sender, send
 from tclearn.protocol import to_fixed
@@ -29,9 +31,15 @@ __all__ = ["LedgerClient", "Submission", "TxResult", "VoteOutcome"]
 
 
 class LedgerClient:
-    """The Coalition contract at `address` on `chain`."""
+    """The Coalition contract at `address` on `chain`.
 
-    def __init__(self, chain: Chain, address: str, *, receipt_timeout: float = 120.0) -> None:
+    `nonce_locks` is the folder of the per-account nonce lock files (`tclearn.ledger.nonces`): every process
+    that signs as one account on one host must use the same folder (the default is the system temp folder's).
+    """
+
+    def __init__(
+        self, chain: Chain, address: str, *, receipt_timeout: float = 120.0, nonce_locks: Path | None = None
+    ) -> None:
         self.chain = chain
         self.w3 = chain.w3
         self.artifact = load_artifact()
@@ -49,6 +57,7 @@ class LedgerClient:
             )
         self.contract = self.w3.eth.contract(address=self.address, abi=self.artifact.abi)
         self.receipt_timeout = receipt_timeout
+        self.nonce_locks = nonce_locks or default_lock_dir()
         self._senders: dict[str, Sender] = {}
         self._senders_lock = threading.Lock()
 
@@ -66,6 +75,7 @@ class LedgerClient:
         global_test_set_hash: bytes = b"\x00" * 32,
         general_timeout: int = 3600,
         voting_timeout: int = 86400,
+        nonce_locks: Path | None = None,
     ) -> tuple[LedgerClient, TxResult]:
         """Deploys a new coalition whose genesis model is `genesis_hash`; returns it and the receipt."""
         artifact = load_artifact()
@@ -79,9 +89,9 @@ class LedgerClient:
             voting_timeout,
         )
         fn = factory.constructor(*args)
-        sender = Sender(deployer)
+        sender = Sender.on(chain, deployer, nonce_locks or default_lock_dir())
         receipt = send(chain, sender, fn, "deploy", artifact, timeout=120.0)
-        client = cls(chain, receipt["contractAddress"])
+        client = cls(chain, receipt["contractAddress"], nonce_locks=nonce_locks)
         return client, client._result(receipt)
 
     # ---- transactions ------------------------------------------------------------------------------
@@ -90,7 +100,7 @@ class LedgerClient:
         with self._senders_lock:
             sender = self._senders.get(account.address)
             if sender is None:
-                sender = self._senders[account.address] = Sender(account)
+                sender = self._senders[account.address] = Sender.on(self.chain, account, self.nonce_locks)
             return sender
 
     def _result(self, receipt: Any) -> TxResult:

@@ -11,10 +11,13 @@ from tclearn.ledger.chain import EMBEDDED, connect
 from tclearn.ledger.client import LedgerClient
 
 
-def open_deployment(path: Path, url: str | None = None) -> tuple[Deployment, LedgerClient]:
+def open_deployment(
+    path: Path, url: str | None = None, *, nonce_locks: Path | None = None
+) -> tuple[Deployment, LedgerClient]:
     """Reads the deployment file, connects (checking the chain id) and checks the contract is there.
 
-    `url` overrides the file's JSON-RPC URL (e.g. the same chain reached through another host).
+    `url` overrides the file's JSON-RPC URL (e.g. the same chain reached through another host); `nonce_locks`
+    is the folder of the accounts' nonce lock files (`LedgerClient`).
     """
     deployment = load_deployment(path)
     if (url or deployment.url) == EMBEDDED:
@@ -23,7 +26,7 @@ def open_deployment(path: Path, url: str | None = None) -> tuple[Deployment, Led
             "run it on a node (e.g. `tclearn demo --chain anvil`) to inspect it afterwards"
         )
     chain = connect(url or deployment.url, expected_chain_id=deployment.chain_id)
-    return deployment, LedgerClient(chain, deployment.address)
+    return deployment, LedgerClient(chain, deployment.address, nonce_locks=nonce_locks)
 
 
 def deployment_of(client: LedgerClient, block: int, tx_hash: str, variant: str) -> Deployment:

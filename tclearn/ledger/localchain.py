@@ -50,7 +50,9 @@ def node_binary(kind: str) -> Path:
     raise NodeError(f"{kind} is not installed; run `make chain-tools` (npm installs it into contracts/)")
 
 
-def _command(kind: str, binary: Path, port: int, accounts: int, state: Path | None) -> list[str]:
+def _command(
+    kind: str, binary: Path, port: int, accounts: int, state: Path | None, block_time: int | None = None
+) -> list[str]:
     from tclearn.ledger.accounts import DEV_MNEMONIC
 
     if kind == "anvil":
@@ -68,6 +70,8 @@ def _command(kind: str, binary: Path, port: int, accounts: int, state: Path | No
         ]
         if state is not None:
             cmd += ["--state", str(state)]
+        if block_time is not None:
+            cmd += ["--block-time", str(block_time)]
         return cmd
     cmd = [
         str(binary),
@@ -86,18 +90,34 @@ def _command(kind: str, binary: Path, port: int, accounts: int, state: Path | No
     if state is not None:
         state.mkdir(parents=True, exist_ok=True)
         cmd += ["--database.dbPath", str(state)]
+    if block_time is not None:
+        cmd += ["--miner.blockTime", str(block_time)]
     return cmd
 
 
 class LocalNode:
-    """A local chain node process; use as a context manager or call start()/stop()."""
+    """A local chain node process; use as a context manager or call start()/stop().
 
-    def __init__(self, kind: str = "anvil", port: int = 0, *, accounts: int = 10, state: Path | None = None) -> None:
+    By default every transaction is mined at once; `block_time` (seconds) mines a block every so often instead,
+    as a real network does, so that transactions wait in the node's pool."""
+
+    def __init__(
+        self,
+        kind: str = "anvil",
+        port: int = 0,
+        *,
+        accounts: int = 10,
+        state: Path | None = None,
+        block_time: int | None = None,
+    ) -> None:
+        if block_time is not None and block_time < 1:
+            raise ConfigError(f"block_time must be at least 1 second, not {block_time}")
         self.kind = kind
         self.binary = node_binary(kind)
         self.port = port or free_port()
         self.accounts = accounts
         self.state = state
+        self.block_time = block_time
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -116,7 +136,7 @@ class LocalNode:
     def start(self, timeout: float = 60.0) -> LocalNode:
         if self._answers():
             raise NodeError(f"something already answers at {self.url}; choose another --port")
-        cmd = _command(self.kind, self.binary, self.port, self.accounts, self.state)
+        cmd = _command(self.kind, self.binary, self.port, self.accounts, self.state, self.block_time)
         self.process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -86,6 +86,9 @@ class SiteConfig(ServiceSettings):
     poll_interval: float = Field(default=1.0, gt=0)
     keeper_interval: float = Field(default=10.0, gt=0)  # node: how often deadlines are checked without events
     confirmations: int = Field(default=0, ge=0)
+    # folder of the per-account nonce lock files: the member API and the node daemon of one hospital sign as
+    # one account and must see the same folder (default: the system temp folder's tclearn-nonces-<uid>)
+    nonce_locks: Path | None = None
     operator_token_env: str = "TCLEARN_OPERATOR_TOKEN"
     model: ModelSection = ModelSection()
     training: TrainingSection = TrainingSection()
@@ -102,7 +105,7 @@ class SiteConfig(ServiceSettings):
         """The config with its relative paths (and a relative SQLite file) taken from `folder`."""
         paths = {
             name: folder / value
-            for name in ("deployment", "keystore", "encryption_key", "data", "global_test")
+            for name in ("deployment", "keystore", "encryption_key", "data", "global_test", "nonce_locks")
             if isinstance(value := getattr(self, name), Path) and not value.is_absolute()
         }
         state = self.state

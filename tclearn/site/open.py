@@ -77,7 +77,7 @@ def _check_paths(config: SiteConfig, variant: Variant) -> None:
 
 def open_site(config: SiteConfig) -> Site:
     """Connects to the coalition as this hospital and loads its data; errors name the file or field."""
-    _, client = open_deployment(config.deployment, config.chain_url)
+    _, client = open_deployment(config.deployment, config.chain_url, nonce_locks=config.nonce_locks)
     variant = client.variant()
     if variant is Variant.C and config.supervisor_url is None:
         raise ConfigError(f"site {config.name!r}: variant C needs supervisor_url (the supervisor service)")
