@@ -59,20 +59,20 @@ def unseal(document: Any, password: Password, path: Path, kind: str | None = Non
     """The secret of a keystore document read from `path`; `AuthError` on a wrong password, `ConfigError` on a
     document that is not a keystore or holds another kind of key."""
     if not isinstance(document, dict) or not ({"crypto", "Crypto"} & document.keys()):
-        raise ConfigError(f"{path} is not a {what}: no keystore 'crypto' section")
+        raise ConfigError(f"{what} {str(path)!r} is not a keystore: it has no 'crypto' section")
     found = document.get("kind")
     if found != kind:
-        raise ConfigError(f"{path} holds {_kind_name(found)}, not {_kind_name(kind)}")
+        raise ConfigError(f"{what} {str(path)!r} holds {_kind_name(found)}, not {_kind_name(kind)}")
     try:
         secret = bytes(Account.decrypt(document, _text(password)))
     except ValueError as exc:
         if "MAC mismatch" in str(exc):
-            raise AuthError(f"wrong password for {what} {path}") from None
-        raise ConfigError(f"{path} is not a valid {what}: {exc}") from None
+            raise AuthError(f"wrong password for {what} {str(path)!r}") from None
+        raise ConfigError(f"{what} {str(path)!r} is not a valid keystore: {exc}") from None
     except (KeyError, TypeError) as exc:
-        raise ConfigError(f"{path} is not a valid {what}: missing or malformed {exc}") from None
+        raise ConfigError(f"{what} {str(path)!r} is not a valid keystore: missing or malformed {exc}") from None
     if len(secret) != SECRET_BYTES:
-        raise ConfigError(f"{path} is not a valid {what}: it holds {len(secret)} bytes, not {SECRET_BYTES}")
+        raise ConfigError(f"{what} {str(path)!r} is not a valid keystore: it holds {len(secret)} bytes, not 32")
     return secret
 
 
@@ -99,7 +99,7 @@ def parse(data: bytes, path: Path, what: str = "key file") -> Any:
     try:
         return json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ConfigError(f"{path} is not a {what} (not JSON)") from None
+        raise ConfigError(f"{what} {str(path)!r} is not a keystore (not JSON)") from None
 
 
 def read_bytes(path: str | Path, what: str = "key file") -> bytes:

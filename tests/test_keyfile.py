@@ -76,9 +76,9 @@ def test_wrong_password_names_the_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (b"\x00\x01binary", r"not a key file \(not JSON\)"),
-        (b"[1, 2]", "not a key file: no keystore 'crypto' section"),
-        (b'{"crypto": {"kdf": "scrypt"}, "version": 3, "kind": "x25519"}', "not a valid key file"),
+        (b"\x00\x01binary", r"not a keystore \(not JSON\)"),
+        (b"[1, 2]", "not a keystore: it has no .crypto. section"),
+        (b'{"crypto": {"kdf": "scrypt"}, "version": 3, "kind": "x25519"}', "not a valid keystore"),
     ],
 )
 def test_a_file_that_is_not_a_key_names_the_file(tmp_path: Path, content: bytes, message: str) -> None:

@@ -45,7 +45,7 @@ def test_keystore_is_scrypt_and_refuses_a_member_key(tmp_path: Path) -> None:
     assert document["crypto"]["kdf"] == "scrypt" and document["crypto"]["kdfparams"]["n"] == 2**18
     assert document["address"].lower() == account.address[2:].lower()  # the standard document, as wallets write it
     save_key(tmp_path / "member.key", generate_key(), b"pw")
-    with pytest.raises(ConfigError, match=r"member\.key holds a key of kind 'x25519', not an Ethereum account key"):
+    with pytest.raises(ConfigError, match=r"member\.key' holds a key of kind 'x25519', not an Ethereum account key"):
         load_keystore(tmp_path / "member.key", "pw")
 
 

@@ -100,7 +100,7 @@ def test_a_file_that_is_not_a_key_is_named(tmp_path: Path, content: bytes) -> No
 
 def test_an_account_keystore_is_not_a_member_key(tmp_path: Path) -> None:
     save_keystore(new_account(), tmp_path / "account.json", "pw")
-    with pytest.raises(ConfigError, match=r"account\.json holds an Ethereum account key, not a key of kind 'x25519'"):
+    with pytest.raises(ConfigError, match=r"account\.json' holds an Ethereum account key, not a key of kind 'x25519'"):
         load_key(tmp_path / "account.json", b"pw")
 
 
