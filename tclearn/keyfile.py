@@ -144,19 +144,25 @@ def write_new(path: str | Path, data: bytes, what: str = "key file") -> None:
     target = Path(path)
     temporary = _temporary(target, data)
     try:
-        try:
-            os.link(temporary, target)  # atomic, and fails if the target exists
-        except FileExistsError:
-            raise
-        except OSError as exc:
-            if exc.errno not in _NO_HARD_LINKS:
-                raise
-            os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))  # claim the name, then fill it
-            os.replace(temporary, target)
+        _put_new(temporary, target)
     except FileExistsError:
         raise _exists(what, target) from None
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def _put_new(source: Path, target: Path) -> None:
+    """`source` at `target`, or `FileExistsError`: a hard link is both atomic and exclusive; on a file system
+    without hard links, the name is claimed exclusively (empty for an instant) and the file renamed over it."""
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:
+            raise
+        os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        os.replace(source, target)
 
 
 def _exists(what: str, target: Path) -> ConfigError:

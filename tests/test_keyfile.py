@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -118,3 +119,17 @@ def test_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not a valid secp256k1 scalar"):
         keyfile.write_key(tmp_path / "k", bytes(32), "pw", "x25519")
     assert not (tmp_path / "k").exists()
+
+
+def test_a_file_system_without_hard_links_still_gets_whole_new_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_links(source: object, target: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    keyfile.write_new(tmp_path / "k", b"first")
+    with pytest.raises(ConfigError, match="already exists"):
+        keyfile.write_new(tmp_path / "k", b"second")
+    assert (tmp_path / "k").read_bytes() == b"first" and (tmp_path / "k").stat().st_mode & 0o777 == 0o600
+    assert os.listdir(tmp_path) == ["k"]
