@@ -113,9 +113,14 @@ def read_bytes(path: str | Path, what: str = "key file") -> bytes:
 
 def write_key(path: str | Path, secret: bytes, password: Password, kind: str | None, what: str = "key file") -> None:
     """`secret` sealed under `password` into a new file at `path` (mode 0600, never overwriting)."""
-    if Path(path).exists():  # said before the seconds of scrypt; `write_new` still refuses atomically
-        raise _exists(what, Path(path))
+    ensure_absent(path, what)
     write_new(path, encode(seal(secret, password, kind)), what)
+
+
+def ensure_absent(path: str | Path, what: str = "key file") -> None:
+    """`ConfigError` if `path` exists: said before the seconds of scrypt (`write_new` still refuses atomically)."""
+    if Path(path).exists():
+        raise _exists(what, Path(path))
 
 
 def read_key(path: str | Path, password: Password, kind: str | None, what: str = "key file") -> bytes:

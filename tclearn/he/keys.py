@@ -52,6 +52,7 @@ def save_secret(path: str | Path, he: HEContext, password: bytes) -> None:
     """Write the secret context encrypted under `password` (mode 0600, never overwriting a file)."""
     if not he.can_decrypt:
         raise ConfigError("only a context holding the secret key can be saved as a supervisor key file")
+    keyfile.ensure_absent(path, WHAT)
     secret = he.context.serialize(save_secret_key=True, save_galois_keys=False, save_relin_keys=False)
     header = json.dumps({"context": he.hash, "params": he.params.to_json()}).encode()
     keyfile.write_new(path, _encode(_framed(header) + bytes(secret), password), WHAT)
