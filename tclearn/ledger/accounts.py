@@ -1,25 +1,26 @@
 """Accounts that sign their own raw transactions: dev keys, encrypted keystores, and a nonce-safe sender.
 
 Nothing relies on a node's unlocked accounts, so any EVM chain works. Keystores are the standard
-encrypted JSON (scrypt); the password comes from the environment (`TCLEARN_KEYSTORE_PASSWORD`) or a
-prompt, never from a command line argument.
+encrypted JSON, written with scrypt by `tclearn.keyfile` (tclearn's one at-rest key format); the password
+comes from the environment (`TCLEARN_KEYSTORE_PASSWORD`) or a prompt, never from a command line argument.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from tclearn.errors import AuthError, ConfigError, NotFoundError
+from tclearn import keyfile
+from tclearn.errors import ConfigError
 
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
 DEV_HD_PATH = "m/44'/60'/0'/0"
 PASSWORD_ENV = "TCLEARN_KEYSTORE_PASSWORD"
 DEV_CHAIN_IDS = {31337, 1337}  # Anvil, Ganache
+WHAT = "keystore"
 
 Account.enable_unaudited_hdwallet_features()
 
@@ -41,34 +42,16 @@ def account_from_key(private_key: str) -> LocalAccount:
 
 
 def save_keystore(account: LocalAccount, path: Path, password: str) -> Path:
-    """Writes `account` as an encrypted keystore, atomically, readable by its owner only."""
+    """Writes `account` as an encrypted keystore (scrypt), atomically, readable by its owner only."""
     if not password:
         raise ConfigError("a keystore password must not be empty")
-    if path.exists():
-        raise ConfigError(f"{path} already exists; refusing to overwrite a keystore")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    encrypted = Account.encrypt(account.key, password)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(encrypted))
-    tmp.chmod(0o600)
-    tmp.replace(path)
+    keyfile.write_key(path, bytes(account.key), password, None, WHAT)
     return path
 
 
 def load_keystore(path: Path, password: str) -> LocalAccount:
-    try:
-        encrypted = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise NotFoundError(f"keystore {path} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ConfigError(f"{path} is not a keystore (not JSON)") from None
-    try:
-        key = Account.decrypt(encrypted, password)
-    except ValueError as exc:
-        if "MAC mismatch" in str(exc):
-            raise AuthError(f"wrong password for keystore {path}") from None
-        raise ConfigError(f"{path} is not a valid keystore: {exc}") from None
-    return Account.from_key(key)
+    """The account in a keystore file; `AuthError` on a wrong password, `ConfigError` on a file that is not one."""
+    return Account.from_key(keyfile.read_key(path, password, None, WHAT))
 
 
 def keystore_password(prompt: bool = True, confirm: bool = False) -> str:

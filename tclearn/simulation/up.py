@@ -112,7 +112,7 @@ def _site_file(path: Path, settings: UpSettings, index: int, urls: dict[str, str
         "vault_url": urls["vault"],
         **({"supervisor_url": urls["supervisor"]} if encrypted else {}),
         "dev_account": index + 1,
-        "encryption_key": f"{name}.x25519.pem",
+        "encryption_key": f"{name}.x25519.key",
         "data": f"../../data/{name}",
         "global_test": f"../../data/{GLOBAL_CSV if encrypted else GLOBAL}",
         "state": f"sqlite:///{path.stem}.db",
@@ -163,7 +163,7 @@ def prepare(
         name = hospital_name(i)
         site = out / "sites" / name
         site.mkdir(parents=True)
-        public = save_key(site / f"{name}.x25519.pem", X25519PrivateKey.generate(), password)
+        public = save_key(site / f"{name}.x25519.key", X25519PrivateKey.generate(), password)
         founders.append(Founder(accounts[i + 1].address, public, name))
         for role in ("node", "member"):
             config = site / f"{role}.toml"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from pathlib import Path
@@ -13,6 +14,7 @@ from tclearn.ledger.accounts import dev_accounts, load_keystore, new_account, sa
 from tclearn.ledger.chain import Chain, connect
 from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.localchain import LocalNode, free_port
+from tclearn.vault.keys import generate_key, save_key
 from tests.conftest import Coalition
 
 
@@ -35,6 +37,16 @@ def test_keystore_round_trip_and_wrong_password(tmp_path: Path) -> None:
     (tmp_path / "junk.json").write_text("not json")
     with pytest.raises(ConfigError, match="not a keystore"):
         load_keystore(tmp_path / "junk.json", "x")
+
+
+def test_keystore_is_scrypt_and_refuses_a_member_key(tmp_path: Path) -> None:
+    account = new_account()
+    document = json.loads(save_keystore(account, tmp_path / "k.json", "pw").read_text())
+    assert document["crypto"]["kdf"] == "scrypt" and document["crypto"]["kdfparams"]["n"] == 2**18
+    assert document["address"].lower() == account.address[2:].lower()  # the standard document, as wallets write it
+    save_key(tmp_path / "member.key", generate_key(), b"pw")
+    with pytest.raises(ConfigError, match=r"member\.key' holds a key of kind 'x25519', not an Ethereum account key"):
+        load_keystore(tmp_path / "member.key", "pw")
 
 
 def test_one_account_sending_from_many_threads(coalition: Coalition) -> None:

@@ -101,8 +101,10 @@ def test_variant_c_runs_with_a_supervisor_service_and_validators_scoring_through
         client = LedgerClient(connect(str(summary["chain"])), str(summary["contract"]))
         assert client.variant() is Variant.C and client.head() == rounds[1]["id"] == summary["head"]
         # The secret key lives only in the supervisor's folder, encrypted at rest; the sites hold none of it.
-        assert (out / "supervisor" / "ckks.key").read_bytes().startswith(b"TCHEKEY1")
-        assert not [p for p in (out / "sites").rglob("*") if p.suffix == ".key"]
+        secret = (out / "supervisor" / "ckks.key").read_bytes()
+        assert secret.startswith(b"TCHEKEY2") and b'"kdf": "scrypt"' in secret  # the file records its KDF
+        assert not [p for p in (out / "sites").rglob("*") if p.is_file() and p.read_bytes().startswith(b"TCHEKEY")]
+        assert len(list((out / "sites").rglob("*.x25519.key"))) == 3  # the members' own keys, nothing more
         # Every validator that voted had the supervisor service score the candidate, signed as itself;
         # members only asked for refreshes and scores, nobody for a decryption.
         hospitals = dev_accounts(4)[1:]
