@@ -9,8 +9,9 @@ service registers its domain metrics on `metrics_registry(app)`. Per request the
   response's `X-Request-ID` header;
 - observes `tclearn_http_request_duration_seconds` (histogram: from the request's arrival to its last body byte
   sent) and counts `tclearn_http_request_bytes_total` / `tclearn_http_response_bytes_total` (bodies), labelled by
-  method, the route's template (`/blobs/{sha256}`, never the raw path: a bounded set of series; `unmatched` for
-  paths no route serves) and, for the histogram, the status code.
+  method (`OTHER` for a method outside the usual seven), the route's template (`/blobs/{sha256}`, never the raw
+  path; `unmatched` for paths no route serves) and, for the histogram, the status code: whatever callers send,
+  the number of series stays bounded.
 
 A request that ends in an unexpected exception is counted with status 500; its response comes from the error
 handler outside the middleware (`services.common`), which reads the id from the context variable.
@@ -33,6 +34,7 @@ from tclearn.logs import REQUEST_ID
 HEADER = "x-request-id"
 SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 UNMATCHED = "unmatched"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})  # any other is labelled OTHER
 # Prometheus' default buckets, stretched to the minutes a model upload or an encrypted evaluation may take.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
@@ -59,7 +61,7 @@ def route_template(app: FastAPI, routed: Scope, pristine: Scope) -> str:
 
 
 class HttpMetrics:
-    """The HTTP series of one app, on its registry."""
+    """The HTTP series of one app, on its registry (each label set's children kept: `labels()` takes a lock)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.latency = Histogram(
@@ -75,6 +77,22 @@ class HttpMetrics:
         self.response_bytes = Counter(
             "tclearn_http_response_bytes", "Response body bytes sent", ["method", "route"], registry=registry
         )
+        self._children: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float, received: int, sent: int) -> None:
+        key = (method if method in METHODS else "OTHER", route, str(status))
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.latency.labels(*key),
+                self.request_bytes.labels(*key[:2]),
+                self.response_bytes.labels(*key[:2]),
+            )
+            self._children[key] = children
+        latency, request_bytes, response_bytes = children
+        latency.observe(seconds)
+        request_bytes.inc(received)
+        response_bytes.inc(sent)
 
 
 class ObservabilityMiddleware:
@@ -112,10 +130,9 @@ class ObservabilityMiddleware:
         try:
             await self.app(scope, counting_receive, tagging_send)
         finally:
-            method, route = scope["method"], route_template(self.owner, scope, pristine)
-            self.metrics.latency.labels(method, route, str(status[0])).observe(time.perf_counter() - started)
-            self.metrics.request_bytes.labels(method, route).inc(sizes["in"])
-            self.metrics.response_bytes.labels(method, route).inc(sizes["out"])
+            route = route_template(self.owner, scope, pristine)
+            seconds = time.perf_counter() - started
+            self.metrics.observe(scope["method"], route, status[0], seconds, sizes["in"], sizes["out"])
 
 
 def install_observability(app: FastAPI, registry: CollectorRegistry | None = None) -> CollectorRegistry:

@@ -55,8 +55,10 @@ def create_app(
     verifier = RequestVerifier(directory, max_skew_s)
     keyring_lock = asyncio.Lock()
     app = service_app("tclearn vault")
-    stored = Counter("tclearn_vault_stored_bytes", "Blob bytes stored", registry=metrics_registry(app))
-    served = Counter("tclearn_vault_served_bytes", "Blob bytes served (GET /blobs)", registry=metrics_registry(app))
+    stored_bytes = Counter("tclearn_vault_stored_bytes", "Blob bytes stored", registry=metrics_registry(app))
+    served_bytes = Counter(
+        "tclearn_vault_served_bytes", "Blob bytes served (GET /blobs)", registry=metrics_registry(app)
+    )
 
     def caller(request: Request, body_sha256: str, *, read: bool = False) -> str:
         if read and public_reads and ADDRESS_HEADER not in request.headers:
@@ -84,16 +86,16 @@ def create_app(
                     await run_in_threadpool(_write_all, writer, pending)
                     pending, pending_size = [], 0
             await run_in_threadpool(_write_all, writer, pending)
-            sha = await run_in_threadpool(writer.commit)
+            stored = await run_in_threadpool(writer.commit)
         except ClientDisconnect:
             writer.abort()
             raise TclearnError(f"upload of {sha256} was interrupted; nothing was stored") from None
         except BaseException:
             writer.abort()
             raise
-        await run_in_threadpool(record_access, db, account, "put", sha, writer.size)
-        stored.inc(writer.size)
-        return {"sha256": sha, "size": writer.size}
+        await run_in_threadpool(record_access, db, account, "put", stored, writer.size)
+        stored_bytes.inc(writer.size)
+        return {"sha256": stored, "size": writer.size}
 
     def blob_size(sha256: str) -> int:
         size = store.size(check_sha256(sha256))
@@ -112,7 +114,7 @@ def create_app(
         size = blob_size(sha256)
         chunks = store.iter_blob(sha256)
         record_access(db, account, "get", sha256, size)
-        served.inc(size)
+        served_bytes.inc(size)
         return StreamingResponse(chunks, media_type="application/octet-stream", headers={"content-length": str(size)})
 
     @app.get("/keyrings/{sha256}")
