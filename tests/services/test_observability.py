@@ -137,6 +137,22 @@ def test_metrics_count_requests_by_route_template_status_and_bytes(vault: FastAP
     assert metrics["tclearn_vault_served_bytes_total{}"] == len(blob)
 
 
+def test_odd_methods_and_unknown_paths_do_not_grow_the_series(vault: FastAPI) -> None:
+    client = TestClient(vault)
+    for index in range(5):
+        client.request(f"BREW{index}", "/health")
+        client.get(f"/random/{index}")
+
+    metrics = samples(client.get("/metrics").text)
+
+    latency = {name for name in metrics if name.startswith(f"{LATENCY}_count")}
+    assert latency == {
+        f"{LATENCY}_count{{method=OTHER,route=/health,status=405}}",
+        f"{LATENCY}_count{{method=GET,route=unmatched,status=404}}",
+    }
+    assert metrics[f"{LATENCY}_count{{method=OTHER,route=/health,status=405}}"] == 5
+
+
 def test_each_app_has_its_own_registry(tmp_path: Path) -> None:
     first, second = service_app("first"), service_app("second")
 
