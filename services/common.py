@@ -76,12 +76,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+        body = {"code": "internal_error", "message": "internal error; the service log has the details"}
         rid = REQUEST_ID.get()  # this handler answers outside the middleware that sets the header
-        return JSONResponse(
-            {"code": "internal_error", "message": "internal error; the service log has the details", "request_id": rid},
-            status_code=500,
-            headers={HEADER: rid} if rid else None,
-        )
+        if rid is None:  # an app without `install_observability`
+            return JSONResponse(body, status_code=500)
+        return JSONResponse({**body, "request_id": rid}, status_code=500, headers={HEADER: rid})
 
 
 def service_app(title: str, *, registry: CollectorRegistry | None = None, **options: Any) -> FastAPI:
