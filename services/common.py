@@ -1,9 +1,11 @@
-"""What every tclearn service shares: errors mapped to HTTP in one place, signed-request callers, serving.
+"""What every tclearn service shares: the app itself (`service_app`), errors mapped to HTTP in one place,
+signed-request callers, serving.
 
 Every error response is JSON `{"code": ..., "message": ..., ...details}`: a `TclearnError` gives its own
 code, HTTP status and details; FastAPI's request validation gives 422 `invalid_request` naming each bad
 field; routing errors (unknown path, wrong method) keep their status with code `http_error`; anything
-unexpected is a 500 `internal_error` whose detail goes to the service log, not to the caller.
+unexpected is a 500 `internal_error` whose detail goes to the service log, not to the caller (who gets the
+request id to quote).
 """
 
 from __future__ import annotations
@@ -15,10 +17,14 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException
 
+from services.docs import install_docs
+from services.observability import HEADER, install_observability
 from tclearn.errors import TclearnError
 from tclearn.ledger.directory import chain_directory
+from tclearn.logs import REQUEST_ID
 from tclearn.vault.directory import MemberDirectory, StaticDirectory
 from tclearn.vault.signing import RequestVerifier
 
@@ -70,9 +76,21 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-        return JSONResponse(
-            {"code": "internal_error", "message": "internal error; the service log has the details"}, status_code=500
-        )
+        body = {"code": "internal_error", "message": "internal error; the service log has the details"}
+        rid = REQUEST_ID.get()  # this handler answers outside the middleware that sets the header
+        if rid is None:  # an app without `install_observability`
+            return JSONResponse(body, status_code=500)
+        return JSONResponse({**body, "request_id": rid}, status_code=500, headers={HEADER: rid})
+
+
+def service_app(title: str, *, registry: CollectorRegistry | None = None, **options: Any) -> FastAPI:
+    """A service's app with what every service has: the JSON errors above, request ids and `/metrics` over
+    `registry` (`services.observability`), and `/docs` served offline (`services.docs`)."""
+    app = FastAPI(title=title, version="1", docs_url=None, redoc_url=None, **options)
+    install_error_handlers(app)
+    install_observability(app, registry)
+    install_docs(app)
+    return app
 
 
 def signed_caller(verifier: RequestVerifier, request: Request, body_sha256: str) -> str:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from tclearn.errors import ConfigError, NotFoundError
+from tclearn.logs import LogFormat, LogLevel
 from tclearn.types import Role, Variant
 
 
@@ -145,6 +146,14 @@ class ServerSection(BaseModel):
     port: int = Field(default=8700, ge=0, le=65535)
 
 
+class LogSection(BaseModel):
+    """What a service logs and how (`[log]` in its file; `--log-level`, `--log-format` on its serve command)."""
+
+    model_config = ConfigDict(extra="forbid")
+    level: LogLevel = LogLevel.INFO
+    format: LogFormat = LogFormat.TEXT
+
+
 class ServiceSettings(BaseSettings):
     """The one base of every service's settings: init values over `{env_prefix}*` variables over the TOML
     file `load_settings` was given, over the defaults. Each service sets its own `env_prefix`."""
@@ -167,6 +176,7 @@ class ServiceSettings(BaseSettings):
         return init_settings, env_settings, *file
 
     server: ServerSection = ServerSection()
+    log: LogSection = LogSection()
 
     @classmethod
     def env_prefix(cls) -> str:

@@ -17,6 +17,7 @@ LEAVES = {
     "tclearn.canonical",
     "tclearn.records",
     "tclearn.keyfile",
+    "tclearn.logs",
 }
 ALLOWED: dict[str, set[str]] = {
     "tclearn.state": set(),

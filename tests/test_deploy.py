@@ -2,7 +2,8 @@
 
 The compose services on the tclearn image and the systemd units' ExecStart lines are parsed by the
 CLI's own Typer app (options included, nothing is run); the config files they name must exist and
-the ones tclearn can already read must load.
+the ones tclearn can already read must load. Every long-running compose service has a health check that
+probes the port its own command listens on.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import configparser
 import os
 import re
 import shlex
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +94,36 @@ def test_the_compose_file_covers_every_role() -> None:
     assert {("vault", "serve"), ("auditor", "serve"), ("member", "serve"), ("node", "run")} <= roles
     assert sum(n.startswith("member-") for n in services) == sum(n.startswith("node-") for n in services) == 3
     assert "anvil" in services
+
+
+PROBE = re.compile(r"http://127\.0\.0\.1:(\d+)(/\S*?)'")
+
+
+def listening_port(argv: list[str]) -> int:
+    """The port a compose command's service listens on: its --port, else its config file's `[server] port`."""
+    if "--port" in argv:
+        return int(argv[argv.index("--port") + 1])
+    config = DEPLOY / "config" / argv[argv.index("--config") + 1].removeprefix(CONFIG_MOUNT)
+    port: int = tomllib.loads(config.read_text())["server"]["port"]
+    return port
+
+
+def test_every_long_running_compose_service_has_a_health_check() -> None:
+    services = _compose()["services"]
+    commands = dict(compose_commands())
+
+    for name, service in services.items():
+        check = service.get("healthcheck")
+        assert check, f"{name} has no healthcheck"
+        if service.get("restart") == "no":  # a one-shot job: nothing to probe
+            assert check == {"disable": True}, name
+            continue
+        assert check["test"][0] in ("CMD", "CMD-SHELL"), name
+        if name in commands:
+            probe = PROBE.search(" ".join(check["test"]))
+            assert probe, f"{name}: the check fetches no http://127.0.0.1 URL: {check['test']}"
+            assert (int(probe[1]), probe[2]) == (listening_port(commands[name]), "/health"), name
+    assert {"vault", "auditor", "member-1", "node-1"} <= {n for n in commands if "test" in services[n]["healthcheck"]}
 
 
 def test_the_example_configs_load(monkeypatch: pytest.MonkeyPatch) -> None:

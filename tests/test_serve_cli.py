@@ -1,9 +1,12 @@
 """The serve commands build their service's settings (file, environment, options) and hand them to the app
-they serve: no `TCLEARN_*` variable is exported on the way, and uvicorn gets the app object."""
+they serve: no `TCLEARN_*` variable is exported on the way, and uvicorn gets the app object. Every one takes
+`--log-level` and `--log-format` (or `[log]` in its file) and hands uvicorn the logging they set up."""
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ import services.auditor.app
 import services.member.app
 import services.node.app
 import services.supervisor.app
+import services.vault.app
 from tclearn.cli.app import app
 from tclearn.config import ServiceSettings
 from tests.test_settings import SITE
@@ -32,7 +36,9 @@ class Served:
 
         def server_run(server: uvicorn.Server, *_args: object) -> None:
             server.started = True  # `tclearn node run` exits 1 when the server never started
-            self.calls.append((server.config.app, {"host": server.config.host, "port": server.config.port}))
+            config = server.config
+            given = {"log_config": config.log_config, "log_level": config.log_level}
+            self.calls.append((config.app, {"host": config.host, "port": config.port, **given}))
 
         monkeypatch.setattr(uvicorn.Server, "run", server_run)
 
@@ -60,6 +66,16 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name)
 
 
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """The serve commands set up the process' logging for real: put the test process' back."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
 def _invoke(*args: str) -> None:
     before = dict(os.environ)
     result = runner.invoke(app, list(args))
@@ -79,7 +95,7 @@ def test_vault_serve_passes_file_environment_and_options_to_the_app(
 
     settings = served.settings
     assert settings.store == f"file://{tmp_path}/store" and settings.max_bytes == 1234 and settings.public_reads
-    assert served.calls[0][1] == {"host": "127.0.0.1", "port": 8799}
+    assert served.calls[0][1] == {"host": "127.0.0.1", "port": 8799, "log_config": None, "log_level": "info"}
 
 
 @pytest.mark.parametrize(
@@ -126,6 +142,61 @@ def test_every_serve_command_hands_its_settings_to_the_app(
     server = expected.pop("server")
     assert (settings.server.host, settings.server.port) == server
     assert {name: getattr(settings, name) for name in expected} == expected
+
+
+SERVE_COMMANDS = [
+    pytest.param(services.vault.app, ["vault", "serve"], "", id="vault"),
+    pytest.param(services.supervisor.app, ["supervisor", "serve"], "", id="supervisor"),
+    pytest.param(services.auditor.app, ["auditor", "serve"], 'deployment = "d.json"\nvault = "/v"\n', id="auditor"),
+    pytest.param(services.member.app, ["member", "serve"], SITE, id="member"),
+    pytest.param(services.node.app, ["node", "run"], SITE, id="node"),
+]
+
+
+@pytest.mark.parametrize(("module", "argv", "toml"), SERVE_COMMANDS)
+def test_every_serve_command_takes_log_level_and_format_and_hands_them_to_uvicorn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: Any, argv: list[str], toml: str
+) -> None:
+    served = Served(monkeypatch)
+    _stub_app_for(monkeypatch, module)
+    config = tmp_path / "service.toml"
+    config.write_text(toml)
+
+    _invoke(*argv, "--config", str(config), "--log-level", "WARNING", "--log-format", "json")
+
+    settings = served.settings
+    assert (settings.log.level, settings.log.format) == ("warning", "json")
+    assert {k: served.calls[0][1][k] for k in ("log_config", "log_level")} == {
+        "log_config": None,
+        "log_level": "warning",
+    }
+    (handler,) = logging.getLogger().handlers
+    assert type(handler.formatter).__name__ == "JsonFormatter" and logging.getLogger().level == logging.WARNING
+
+
+def test_the_log_section_comes_from_the_file_and_the_environment_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    served = Served(monkeypatch)
+    config = tmp_path / "vault.toml"
+    config.write_text(f'store = "file://{tmp_path}/store"\n[log]\nlevel = "debug"\nformat = "json"\n')
+    monkeypatch.setenv("TCLEARN_VAULT_LOG__FORMAT", "text")
+
+    _invoke("vault", "serve", "--config", str(config))
+
+    assert (served.settings.log.level, served.settings.log.format) == ("debug", "text")
+    assert served.calls[0][1]["log_level"] == "debug"
+
+
+def test_a_bad_log_level_is_named(tmp_path: Path) -> None:
+    config = tmp_path / "vault.toml"
+    config.write_text('[log]\nlevel = "loud"\n')
+
+    option = runner.invoke(app, ["vault", "serve", "--log-level", "loud"])
+    setting = runner.invoke(app, ["vault", "serve", "--config", str(config)])
+
+    assert option.exit_code == 2 and "loud" in option.output and "Traceback" not in option.output
+    assert setting.exit_code == 1 and "log.level" in setting.output and "Traceback" not in setting.output
 
 
 def test_a_bad_setting_is_one_line_naming_the_file_and_the_field(tmp_path: Path) -> None:

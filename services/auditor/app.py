@@ -28,7 +28,7 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from services.common import LogLimit, install_error_handlers
+from services.common import LogLimit, service_app
 from tclearn.audit.config import AccessLog, AuditorSettings, no_access_log, open_access_log, open_store
 from tclearn.audit.follow import ChainFollower
 from tclearn.audit.integrity import BlobChecks, candidate_of
@@ -56,9 +56,8 @@ def create_app(
 ) -> FastAPI:
     """The auditor over a chain `follower` and the `store` its blobs live in; `label` names the coalition."""
     checks = BlobChecks(store)
-    app = FastAPI(title="tclearn auditor", version="1")
+    app = service_app("tclearn auditor")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    install_error_handlers(app)
 
     @app.get("/", include_in_schema=False)
     def dashboard() -> FileResponse:

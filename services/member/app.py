@@ -38,7 +38,7 @@ from fastapi.responses import StreamingResponse
 from starlette.datastructures import UploadFile
 from torch import nn
 
-from services.common import error_responses, install_error_handlers
+from services.common import error_responses, service_app
 from services.member.auth import OPERATOR_SCHEME, PEER_SCHEME, Authenticator, Caller
 from services.member.history import HistoryCache, Snapshot
 from services.member.schemas import (
@@ -159,14 +159,12 @@ def create_app(
         yield
         await run_in_threadpool(runner.shutdown)
 
-    app = FastAPI(
-        title="tclearn member",
-        version="1",
+    app = service_app(
+        "tclearn member",
         description="One hospital's member service: its coalition's models, training jobs and predictions.",
         lifespan=lifespan,
     )
     app.state.runner, app.state.history, app.state.authenticator = runner, history, authenticator
-    install_error_handlers(app)
 
     async def current() -> Snapshot:
         return history.snapshot() if history.fresh else await run_in_threadpool(history.snapshot)

@@ -14,14 +14,14 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
-from services.common import install_error_handlers
+from services.common import service_app
 from tclearn.site.config import NodeSettings, SiteConfig, site_from_env
 from tclearn.site.node import NodeRunner
 from tclearn.site.open import open_site
@@ -46,6 +46,13 @@ class NodeCollector(Collector):
         duties = CounterMetricFamily(PREFIX + "duties", "Duties performed", labels=["duty"])
         for duty in ("open", "vote", "reassigned", "expired"):
             duties.add_metric([duty], s.duties[duty])
+        failures = CounterMetricFamily(
+            PREFIX + "duty_failures",
+            "Duties that failed: refused by the contract, or an error",
+            labels=["duty", "reason"],
+        )
+        for (duty, reason), count in sorted(s.failures.items()):
+            failures.add_metric([duty, reason], count)
         errors = CounterMetricFamily(PREFIX + "errors", "Failed steps and duties")
         errors.add_metric([], s.errors)
         evaluation = SummaryMetricFamily(
@@ -56,7 +63,7 @@ class NodeCollector(Collector):
         block.add_metric([], s.last_block)
         running = GaugeMetricFamily(PREFIX + "running", "1 while the duty loop runs")
         running.add_metric([], int(s.running))
-        yield from (seen, votes, duties, errors, evaluation, block, running)
+        yield from (seen, votes, duties, failures, errors, evaluation, block, running)
 
 
 def create_app(runner: NodeRunner, *, on_close: Callable[[], None] | None = None) -> FastAPI:
@@ -76,8 +83,7 @@ def create_app(runner: NodeRunner, *, on_close: Callable[[], None] | None = None
             if on_close is not None:
                 on_close()
 
-    app = FastAPI(title="tclearn node", version="1", lifespan=lifespan)
-    install_error_handlers(app)
+    app = service_app("tclearn node", registry=registry, lifespan=lifespan)
 
     @app.get("/health")
     def health() -> JSONResponse:
@@ -92,10 +98,6 @@ def create_app(runner: NodeRunner, *, on_close: Callable[[], None] | None = None
             "errors": s.errors,
         }
         return JSONResponse(body, status_code=200 if s.running else 503)
-
-    @app.get("/metrics")
-    def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
 

@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
+from typing import TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from prometheus_client import Counter
 
-from services.common import LogLimit, install_error_handlers, member_directory, signed_caller
+from services.common import LogLimit, member_directory, service_app, signed_caller
+from services.observability import metrics_registry
 from tclearn.config import settings_from_env
-from tclearn.errors import HEError, TooLargeError
+from tclearn.errors import HEError, TclearnError, TooLargeError
 from tclearn.he.config import SupervisorSettings
 from tclearn.he.context import Ciphertexts
 from tclearn.he.keys import load_secret
@@ -33,11 +37,18 @@ from tclearn.vault.directory import MemberDirectory
 from tclearn.vault.keys import key_password
 from tclearn.vault.signing import EMPTY_SHA256, RequestVerifier
 
+T = TypeVar("T")
+
 
 def create_app(supervisor: Supervisor, directory: MemberDirectory, *, max_skew_s: int = 300) -> FastAPI:
     verifier = RequestVerifier(directory, max_skew_s)
-    app = FastAPI(title="tclearn supervisor", version="1")
-    install_error_handlers(app)
+    app = service_app("tclearn supervisor")
+    requests = Counter(
+        "tclearn_supervisor_requests",
+        "Decrypt, refresh and score requests, by outcome (ok or the error code)",
+        ["operation", "outcome"],
+        registry=metrics_registry(app),
+    )
     limit = supervisor.limits.max_request_bytes
 
     async def signed_message(request: Request) -> tuple[str, Ciphertexts]:
@@ -65,20 +76,31 @@ def create_app(supervisor: Supervisor, directory: MemberDirectory, *, max_skew_s
         signed_caller(verifier, request, EMPTY_SHA256)
         return {"context": supervisor.context_hash}
 
+    async def answer(operation: str, request: Request, work: Callable[[str, Ciphertexts], T]) -> T:
+        """`work` on the signed request's ciphertexts, counted in `tclearn_supervisor_requests_total`."""
+        try:
+            account, message = await signed_message(request)
+            result = await run_in_threadpool(work, account, message)
+        except TclearnError as exc:
+            requests.labels(operation, exc.code).inc()
+            raise
+        except Exception:
+            requests.labels(operation, "internal_error").inc()
+            raise
+        requests.labels(operation, "ok").inc()
+        return result
+
     @app.post("/decrypt")
     async def decrypt(request: Request) -> dict[str, object]:
-        account, message = await signed_message(request)
-        return {"values": await run_in_threadpool(supervisor.decrypt, account, message)}
+        return {"values": await answer("decrypt", request, supervisor.decrypt)}
 
     @app.post("/refresh")
     async def refresh(request: Request) -> dict[str, object]:
-        account, message = await signed_message(request)
-        return (await run_in_threadpool(supervisor.refresh, account, message)).to_json()
+        return (await answer("refresh", request, supervisor.refresh)).to_json()
 
     @app.post("/score")
     async def score(request: Request) -> dict[str, object]:
-        account, message = await signed_message(request)
-        result = await run_in_threadpool(supervisor.score, account, message)
+        result = await answer("score", request, supervisor.score)
         return {"accuracy": result.accuracy, "count": result.count}
 
     @app.get("/log")

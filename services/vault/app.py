@@ -20,9 +20,11 @@ import hashlib
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
+from prometheus_client import Counter
 from starlette.requests import ClientDisconnect
 
-from services.common import LogLimit, install_error_handlers, member_directory, signed_caller
+from services.common import LogLimit, member_directory, service_app, signed_caller
+from services.observability import metrics_registry
 from tclearn.config import settings_from_env
 from tclearn.errors import NotFoundError, TclearnError, TooLargeError
 from tclearn.state.db import Database
@@ -52,8 +54,11 @@ def create_app(
 ) -> FastAPI:
     verifier = RequestVerifier(directory, max_skew_s)
     keyring_lock = asyncio.Lock()
-    app = FastAPI(title="tclearn vault", version="1")
-    install_error_handlers(app)
+    app = service_app("tclearn vault")
+    stored_bytes = Counter("tclearn_vault_stored_bytes", "Blob bytes stored", registry=metrics_registry(app))
+    served_bytes = Counter(
+        "tclearn_vault_served_bytes", "Blob bytes served (GET /blobs)", registry=metrics_registry(app)
+    )
 
     def caller(request: Request, body_sha256: str, *, read: bool = False) -> str:
         if read and public_reads and ADDRESS_HEADER not in request.headers:
@@ -89,6 +94,7 @@ def create_app(
             writer.abort()
             raise
         await run_in_threadpool(record_access, db, account, "put", stored, writer.size)
+        stored_bytes.inc(writer.size)
         return {"sha256": stored, "size": writer.size}
 
     def blob_size(sha256: str) -> int:
@@ -108,6 +114,7 @@ def create_app(
         size = blob_size(sha256)
         chunks = store.iter_blob(sha256)
         record_access(db, account, "get", sha256, size)
+        served_bytes.inc(size)
         return StreamingResponse(chunks, media_type="application/octet-stream", headers={"content-length": str(size)})
 
     @app.get("/keyrings/{sha256}")

@@ -10,9 +10,19 @@ from pathlib import Path
 
 import typer
 
-from tclearn.cli.common import ConfigOpt, HostOpt, PortOpt, server_options, user_errors
+from tclearn.cli.common import (
+    ConfigOpt,
+    HostOpt,
+    LogFormatOpt,
+    LogLevelOpt,
+    PortOpt,
+    log_options,
+    server_options,
+    user_errors,
+)
 from tclearn.cli.common import serve as serve_service
 from tclearn.errors import ConfigError
+from tclearn.logs import LogFormat, LogLevel
 
 app = typer.Typer(help="The auditor: lineage, votes, blob integrity and the vault's access log in a dashboard.")
 
@@ -38,6 +48,8 @@ def serve(
     config: Path | None = ConfigOpt,
     host: str | None = HostOpt,
     port: int | None = PortOpt,
+    log_level: LogLevel | None = LogLevelOpt,
+    log_format: LogFormat | None = LogFormatOpt,
     ssl_keyfile: Path | None = typer.Option(None, "--ssl-keyfile", help="TLS private key (PEM): serve HTTPS."),
     ssl_certfile: Path | None = typer.Option(None, "--ssl-certfile", help="TLS certificate chain (PEM)."),
 ) -> None:
@@ -54,6 +66,7 @@ def serve(
         "state": state,
         "confirmations": confirmations,
         "server": server_options(host, port),
+        "log": log_options(log_level, log_format),
     }
     with user_errors():
         if (ssl_keyfile is None) != (ssl_certfile is None):

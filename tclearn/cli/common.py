@@ -1,4 +1,5 @@
-"""What several CLI commands share: the console, signers, opening a deployment, serve commands' options.
+"""What several CLI commands share: the console, signers, opening a deployment, serve commands' options and
+logging.
 
 `tclearn --help` imports every CLI module, so none of them imports torch, MONAI, web3, eth-account, FastAPI or
 SQLAlchemy at module level: each command imports what it needs when it runs (`tests/test_cli_imports.py`).
@@ -15,6 +16,7 @@ import typer
 from rich.console import Console
 
 from tclearn.errors import TclearnError
+from tclearn.logs import LogFormat, LogLevel
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -56,6 +58,32 @@ HostOpt = typer.Option(None, "--host", help="Listen address (default: the settin
 PortOpt = typer.Option(None, "--port", help="Listen port (default: the settings' server.port, else the service's own).")
 
 
+LogLevelOpt = typer.Option(
+    None, "--log-level", case_sensitive=False, help="debug, info, warning or error (default: the settings' log.level)."
+)
+LogFormatOpt = typer.Option(
+    None,
+    "--log-format",
+    case_sensitive=False,
+    help="text or json lines (default: the settings' log.format, else text).",
+)
+
+
+def log_options(level: LogLevel | None, fmt: LogFormat | None) -> dict[str, object] | None:
+    """--log-level and --log-format as an override of the settings' `[log]` section (None: neither was given)."""
+    given: dict[str, object] = {key: value for key, value in (("level", level), ("format", fmt)) if value is not None}
+    return given or None
+
+
+def start_logging(settings: ServiceSettings) -> dict[str, Any]:
+    """Logging as `settings.log` says (`tclearn.logs.setup_logging`); the options that keep uvicorn's loggers
+    (its access lines included) on that one handler."""
+    from tclearn.logs import setup_logging
+
+    setup_logging(settings.log.level, settings.log.format)
+    return {"log_config": None, "log_level": settings.log.level.value}
+
+
 def server_options(host: str | None, port: int | None) -> dict[str, object] | None:
     """--host and --port as an override of the settings' `[server]` section (None: neither was given)."""
     given: dict[str, object] = {key: value for key, value in (("host", host), ("port", port)) if value is not None}
@@ -81,8 +109,9 @@ def serve(
 
     with user_errors():  # a bad setting, or a chain, vault or key file that does not open: one line
         settings = load_settings(model, config, given)
+        logged = start_logging(settings)
         service = app_for(settings)
-    uvicorn.run(service, host=settings.server.host, port=settings.server.port, **options)
+    uvicorn.run(service, host=settings.server.host, port=settings.server.port, **logged, **options)
 
 
 def signer(chain: Chain, keystore: Path | None, dev_account: int | None) -> LocalAccount:

@@ -11,14 +11,19 @@ from tclearn.cli.common import (
     DevAccountOpt,
     HostOpt,
     KeystoreOpt,
+    LogFormatOpt,
+    LogLevelOpt,
     PortOpt,
     UrlOpt,
     console,
+    log_options,
     open_as,
     server_options,
+    start_logging,
     user_errors,
 )
 from tclearn.errors import ConfigError
+from tclearn.logs import LogFormat, LogLevel
 from tclearn.types import Role
 
 app = typer.Typer(help="Coalition members: register and change them (admin), serve one's API.", no_args_is_help=True)
@@ -90,6 +95,8 @@ def serve(
     host: str | None = HostOpt,
     port: int | None = PortOpt,
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log every request."),
+    log_level: LogLevel | None = LogLevelOpt,
+    log_format: LogFormat | None = LogFormatOpt,
 ) -> None:
     """Run this hospital's member API (docs/member-api.md); the operator token comes from the environment."""
     import uvicorn
@@ -98,6 +105,8 @@ def serve(
     from tclearn.site.config import MemberSettings, load_site_config
 
     with user_errors():  # also a bad chain, vault or data folder: opening the site raises them here
-        site = load_site_config(config, MemberSettings, {"server": server_options(host, port)})
+        given = {"server": server_options(host, port), "log": log_options(log_level, log_format)}
+        site = load_site_config(config, MemberSettings, given)
+        logged = start_logging(site)
         service = app_for(site)
-        uvicorn.run(service, host=site.server.host, port=site.server.port, access_log=access_log)
+        uvicorn.run(service, host=site.server.host, port=site.server.port, access_log=access_log, **logged)

@@ -9,12 +9,11 @@ from types import FrameType
 
 import typer
 
-from tclearn.cli.common import user_errors
-from tclearn.errors import ConfigError
+from tclearn.cli.common import LogFormatOpt, LogLevelOpt, log_options, start_logging, user_errors
+from tclearn.logs import LogFormat, LogLevel
 
 app = typer.Typer(help="The node daemon: general, validator and keeper duties, driven by chain events.")
 log = logging.getLogger("tclearn.node")
-LEVELS = ("debug", "info", "warning", "error")
 
 
 @app.command()
@@ -22,7 +21,8 @@ def run(
     config: Path = typer.Option(
         Path("node.toml"), "--config", "-c", help="The hospital's site file; TCLEARN_NODE_* variables override it."
     ),
-    log_level: str = typer.Option("info", help="debug, info, warning or error"),
+    log_level: LogLevel | None = LogLevelOpt,
+    log_format: LogFormat | None = LogFormatOpt,
 ) -> None:
     """Follow the chain and perform this hospital's duties until SIGTERM or Ctrl-C (exit 0)."""
     import uvicorn
@@ -31,13 +31,8 @@ def run(
     from tclearn.site.config import NodeSettings, load_site_config
 
     with user_errors():
-        if log_level.lower() not in LEVELS:
-            raise ConfigError(f"unknown log level {log_level!r}; expected one of {', '.join(LEVELS)}")
-        site = load_site_config(config, NodeSettings)
-        logging.basicConfig(
-            level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
-        )
-        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per duty, not one per vault request
+        site = load_site_config(config, NodeSettings, {"log": log_options(log_level, log_format)})
+        logged = start_logging(site)  # httpx quietened: one line per duty, not one per vault request
         service = app_for(site)  # errors opening the site (chain, vault, data) are one line here
         received: list[int] = []
 
@@ -50,8 +45,8 @@ def run(
                 service,
                 host=site.server.host,
                 port=site.server.port,
-                log_level=log_level.lower(),
-                access_log=log_level.lower() == "debug",
+                access_log=site.log.level is LogLevel.DEBUG,
+                **logged,
             )
         )
         try:

@@ -11,10 +11,21 @@ from pathlib import Path
 
 import typer
 
-from tclearn.cli.common import ConfigOpt, HostOpt, PortOpt, server_options, text, user_errors
+from tclearn.cli.common import (
+    ConfigOpt,
+    HostOpt,
+    LogFormatOpt,
+    LogLevelOpt,
+    PortOpt,
+    log_options,
+    server_options,
+    text,
+    user_errors,
+)
 from tclearn.cli.common import serve as serve_service
 from tclearn.cli.vault import VaultOption, _client
 from tclearn.he.config import SupervisorSettings
+from tclearn.logs import LogFormat, LogLevel
 
 app = typer.Typer(help="Variant C supervisor: holds the CKKS secret key, decrypts on request, logs every request.")
 _DEFAULT = {name: field.default for name, field in SupervisorSettings.model_fields.items()}
@@ -58,6 +69,8 @@ def serve(
     ),
     host: str | None = HostOpt,
     port: int | None = PortOpt,
+    log_level: LogLevel | None = LogLevelOpt,
+    log_format: LogFormat | None = LogFormatOpt,
 ) -> None:
     """Run the supervisor service (put it behind TLS for anything but loopback)."""
     from services.supervisor.app import app_for  # the CLI wires the library to the services, never the reverse
@@ -71,5 +84,6 @@ def serve(
         "deployment": text(deployment),
         "members": text(members),
         "server": server_options(host, port),
+        "log": log_options(log_level, log_format),
     }
     serve_service(SupervisorSettings, config, given, app_for)

@@ -15,9 +15,19 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from tclearn.cli.common import ConfigOpt, HostOpt, PortOpt, server_options, text
+from tclearn.cli.common import (
+    ConfigOpt,
+    HostOpt,
+    LogFormatOpt,
+    LogLevelOpt,
+    PortOpt,
+    log_options,
+    server_options,
+    text,
+)
 from tclearn.cli.common import serve as serve_service
 from tclearn.errors import ConfigError
+from tclearn.logs import LogFormat, LogLevel
 from tclearn.vault.config import VaultSettings
 from tclearn.vault.store import CHUNK_SIZE
 
@@ -75,6 +85,8 @@ def serve(
     ),
     host: str | None = HostOpt,
     port: int | None = PortOpt,
+    log_level: LogLevel | None = LogLevelOpt,
+    log_format: LogFormat | None = LogFormatOpt,
 ) -> None:
     """Run the vault service (put it behind TLS for anything but loopback)."""
     from services.vault.app import app_for  # the CLI wires the library to the services, never the reverse
@@ -87,6 +99,7 @@ def serve(
         "deployment": text(deployment),
         "members": text(members),
         "server": server_options(host, port),
+        "log": log_options(log_level, log_format),
     }
     serve_service(VaultSettings, config, given, app_for)
 

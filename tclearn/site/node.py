@@ -76,6 +76,7 @@ class NodeStats:
     last_block: int = -1
     cursor: tuple[int, int] = (-1, -1)
     running: bool = False
+    failures: Counter[tuple[str, str]] = field(default_factory=Counter)  # (duty, "refused" / "error")
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def snapshot(self) -> NodeStats:
@@ -90,6 +91,7 @@ class NodeStats:
                 self.last_block,
                 self.cursor,
                 self.running,
+                Counter(self.failures),
             )
 
 
@@ -238,13 +240,16 @@ class NodeRunner:
                 done = self._keep(candidate, now)
         except ContractRevert as exc:
             if exc.error == "AlreadyVoted":  # must never happen: counted as an error
+                self._failed(duty, "error")
                 raise
             # the contract refused: the state moved on meanwhile (decided, expired, another keeper was first)
             log.warning("%s: %s on candidate %d refused by the contract: %s", self.name, duty, candidate.id, exc)
             self._failures[key] += 1
+            self._failed(duty, "refused")
             return 0
         except Exception:
             self._failures[key] += 1
+            self._failed(duty, "error")
             if self._failures[key] >= MAX_ATTEMPTS:
                 log.error("%s: giving up %s on candidate %d", self.name, duty, candidate.id)
             raise
@@ -308,6 +313,10 @@ class NodeRunner:
             row = s.get(WatchedCandidate, (self.me, model_id))
             if row is not None:
                 row.settled = True
+
+    def _failed(self, duty: Duty, reason: str) -> None:
+        with self.stats.lock:
+            self.stats.failures[(duty.value, reason)] += 1
 
     def _error(self, message: str) -> None:
         with self.stats.lock:

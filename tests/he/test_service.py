@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from services.supervisor.app import create_app
 from tclearn.errors import AccessDenied, AuthError, ConfigError, ContextMismatch, RateLimited, TooLargeError
@@ -47,6 +48,7 @@ def test_member_decrypts_scores_refreshes_and_every_request_is_logged(url: str, 
     assert keys.public.level(fresh) == keys.public.params.levels
     log = client.log()
     assert [e["action"] for e in log] == ["refresh", "score", "score", "decrypt"]
+    assert supervisor_requests(url) == {("decrypt", "ok"): 1, ("score", "ok"): 2, ("refresh", "ok"): 1}
     assert {(e["account"], e["model"], e["values"]) for e in log} == {(MEMBER.address, "ab" * 32, 3)}
     assert client.log(model="cd" * 32) == []
 
@@ -79,6 +81,23 @@ def test_limits_and_foreign_context(url: str, keys: Keys, other_secret: HEContex
     with pytest.raises(RateLimited, match="limit 5"):
         client.decrypt(one)
     assert [e["action"] for e in client.log()] == ["decrypt"] * 3
+    assert supervisor_requests(url) == {
+        ("decrypt", "ok"): 3,
+        ("decrypt", "too_large"): 2,
+        ("decrypt", "context_mismatch"): 1,
+        ("decrypt", "auth_error"): 1,
+        ("decrypt", "rate_limited"): 1,
+    }
+
+
+def supervisor_requests(url: str) -> dict[tuple[str, str], float]:
+    """`tclearn_supervisor_requests_total` from the service's /metrics, by (operation, outcome)."""
+    return {
+        (sample.labels["operation"], sample.labels["outcome"]): sample.value
+        for family in text_string_to_metric_families(httpx.get(f"{url}/metrics").text)
+        for sample in family.samples
+        if sample.name == "tclearn_supervisor_requests_total"
+    }
 
 
 def test_secret_key_file_is_encrypted_at_rest(keys: Keys, tmp_path: Path) -> None:

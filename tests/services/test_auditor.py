@@ -171,6 +171,21 @@ def test_the_dashboard_and_its_scripts_are_served_without_outside_sources(api: T
     assert "http://" not in page.text.replace("http://www.w3.org", "") and "https://" not in page.text
 
 
+def test_metrics_name_routes_by_template_and_docs_load_locally(api: TestClient, coalition_run: CoalitionRun) -> None:
+    model_id = coalition_run.committed[0]
+    assert api.get(f"/api/models/{model_id}").status_code == 200
+    assert api.get("/static/app.js").status_code == 200
+    docs = api.get("/docs")
+
+    metrics = api.get("/metrics").text
+
+    latency = "tclearn_http_request_duration_seconds_count"
+    assert f'{latency}{{method="GET",route="/api/models/{{model_id}}",status="200"}} 1.0' in metrics
+    assert f'{latency}{{method="GET",route="/static/{{path}}",status="200"}} 1.0' in metrics
+    assert docs.status_code == 200 and "https://" not in docs.text
+    assert api.get("/docs/assets/swagger-ui-bundle.js").status_code == 200
+
+
 def test_the_follower_reads_new_events_incrementally_and_resumes_from_its_database(
     auditor_parts: Auditor, tmp_path: Path
 ) -> None:

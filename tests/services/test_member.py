@@ -69,6 +69,19 @@ def test_health_needs_no_auth_and_coalition_describes_the_deployment(api: TestCl
     assert info["active_members"] == 3
 
 
+def test_requests_are_tagged_and_counted_by_route_template(api: TestClient, coalition_a: Coalition3) -> None:
+    tagged = api.get(f"/models/{coalition_a.committed}", headers={**OPERATOR, "x-request-id": "member-trace-1"})
+    refused = api.get(f"/models/{coalition_a.committed}")  # no credentials: 401
+
+    metrics = api.get("/metrics").text
+
+    assert tagged.headers["x-request-id"] == "member-trace-1" and refused.status_code == 401
+    latency = "tclearn_http_request_duration_seconds_count"
+    assert f'{latency}{{method="GET",route="/models/{{model_id}}",status="200"}}' in metrics
+    assert f'{latency}{{method="GET",route="/models/{{model_id}}",status="401"}}' in metrics
+    assert f"/models/{coalition_a.committed}" not in metrics
+
+
 def test_models_list_and_one_model_with_votes(api: TestClient, coalition_a: Coalition3) -> None:
     models = api.get("/models", headers=OPERATOR).json()
     by_id = {m["id"]: m for m in models}

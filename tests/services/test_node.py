@@ -16,10 +16,12 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from services.node.app import create_app
 from tclearn.cli.app import app
 from tclearn.coalition import validator as validator_duty
 from tclearn.coalition.member import propose
@@ -94,6 +96,39 @@ def test_runners_open_and_vote_a_members_candidate(local: InProcess) -> None:
     assert all(r.stats.evaluation_seconds > 0 for r in local.runners if r.stats.evaluations)
 
 
+def scrape(runner: NodeRunner) -> dict[str, float]:
+    """The runner's /metrics through the daemon's app (its loop not started: no lifespan)."""
+    return parse_metrics(TestClient(create_app(runner)).get("/metrics").text)
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    return {
+        sample.name + "".join(f"{{{k}={v}}}" for k, v in sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_the_duty_metrics_move_when_the_nodes_perform_duties(local: InProcess) -> None:
+    opened, approved = "tclearn_node_duties_total{duty=open}", "tclearn_node_votes_cast_total{approve=true}"
+    before = [scrape(r) for r in local.runners]
+
+    model_id = local.propose()
+    local.step_until(lambda: local.state(model_id) is ModelState.COMMITTED)
+    after = [scrape(r) for r in local.runners]
+
+    assert sum(a[opened] - b[opened] for a, b in zip(after, before, strict=True)) == 1
+    assert sum(a[approved] - b[approved] for a, b in zip(after, before, strict=True)) == 2
+    general = next(
+        i for i, r in enumerate(local.runners) if r.me == local.client.get_model(model_id, with_uri=False).general
+    )
+    assert after[general][opened] == before[general][opened] + 1
+    client = TestClient(create_app(local.runners[0]))
+    assert client.get("/health").status_code == 503  # the loop is not running here
+    http = parse_metrics(client.get("/metrics").text)
+    assert http["tclearn_http_request_duration_seconds_count{method=GET}{route=/health}{status=503}"] == 1
+
+
 def record_block(client: LedgerClient, model_id: int) -> int:
     return max(e.block_number for e in client.events() if e.args.get("id") == model_id)
 
@@ -136,6 +171,7 @@ def test_a_failing_duty_is_counted_and_retried_and_a_silent_general_is_replaced(
     assert local.client.get_model(model_id, with_uri=False).general != silent
     crashed = next(r for r in others if r.name == failures[0])
     assert crashed.stats.errors == 1 and local.client.has_voted(model_id, crashed.me)  # retried, voted once
+    assert scrape(crashed)["tclearn_node_duty_failures_total{duty=vote}{reason=error}"] == 1
 
 
 def test_an_unverifiable_blob_is_rejected_by_its_general(local: InProcess) -> None:
@@ -284,4 +320,4 @@ def test_node_run_names_a_bad_site_file(tmp_path: Path, monkeypatch: pytest.Monk
     assert unopened.exit_code == 1 and unopened.stderr.strip() == f"error: {tmp_path / 'nope.json'} does not exist"
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     level = runner.invoke(app, ["node", "run", "--config", str(site), "--log-level", "loud"])
-    assert level.exit_code == 1 and "unknown log level 'loud'" in level.stderr
+    assert level.exit_code == 2 and "'loud'" in level.stderr and "Traceback" not in level.stderr
