@@ -19,6 +19,7 @@ from tclearn.audit.verify import AuditReport, Severity, audit
 from tclearn.cli.common import DeploymentOpt, UrlOpt, console, open_deployment, user_errors
 from tclearn.errors import AccessDenied, AuthError, ConfigError
 from tclearn.ledger.history import LedgerHistory, rebuild
+from tclearn.vault.audience import CoalitionId
 from tclearn.vault.http import HttpStore
 from tclearn.vault.store import BlobStore, FsspecStore
 
@@ -42,11 +43,12 @@ def private_key_from_env(key_env: str | None) -> str | None:
     return key
 
 
-def open_vault(url: str, private_key: str | None) -> BlobStore:
-    """`http(s)://` -> the vault service (signed requests with `private_key`); anything else an fsspec store."""
+def open_vault(url: str, private_key: str | None, deployment: Path) -> BlobStore:
+    """`http(s)://` -> the vault service (requests signed with `private_key` for the coalition of `deployment`);
+    anything else an fsspec store."""
     if url.startswith(("http://", "https://")):
         try:
-            return HttpStore(url, private_key)
+            return HttpStore(url, private_key, coalition=CoalitionId.of_deployment(deployment))
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"the auditor's private key is not a valid Ethereum key: {exc}") from None
     if "://" not in url:
@@ -93,7 +95,7 @@ def verify(
     """Rebuild the history from the chain's logs and check every blob, quorum and parent; exit 1 on failure."""
     with user_errors():
         private_key = private_key_from_env(key_env)
-        store = open_vault(vault, private_key)
+        store = open_vault(vault, private_key, deployment)
         dep, client = open_deployment(deployment, url)
         history = rebuild(client.events(from_block=dep.block))
         report = _audit(history, store, vault, private_key)
@@ -138,7 +140,7 @@ def report_command(
     with user_errors():
         run_summary = _load_summary(summary)
         private_key = private_key_from_env(key_env)
-        store = open_vault(vault, private_key) if vault is not None else None
+        store = open_vault(vault, private_key, deployment) if vault is not None else None
         dep, client = open_deployment(deployment, url)
         history = rebuild(client.events(from_block=dep.block))
         verdict = _audit(history, store, vault or "", private_key) if store is not None else None

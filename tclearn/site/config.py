@@ -87,6 +87,8 @@ class SiteConfig(ServiceSettings):
     keeper_interval: float = Field(default=10.0, gt=0)  # node: how often deadlines are checked without events
     confirmations: int = Field(default=0, ge=0)
     operator_token_env: str = "TCLEARN_OPERATOR_TOKEN"
+    public_url: str | None = Field(default=None, pattern=r"^https?://")  # member API: the URL peers sign for
+    replay_store: str | None = None  # member API: SQLAlchemy URL of the seen nonces replicas share
     model: ModelSection = ModelSection()
     training: TrainingSection = TrainingSection()
     policy: PolicySection = PolicySection()
