@@ -68,7 +68,11 @@ def test_three_hospitals_on_anvil_commit_honest_work_and_reject_the_byzantine(tm
         assert client.head() == rounds[1]["id"] == summary["head"]
         assert client.get_model(rounds[2]["id"]).state is ModelState.REJECTED
         # ... and so does the lineage read back through the auditor's API.
-        lineage = httpx.get(f"{summary['dashboard']}api/lineage", timeout=30).json()
+        token = str(summary["dashboard"]).split("#token=")[1]
+        lineage = httpx.get(
+            f"{summary['auditor']}/api/lineage", headers={"authorization": f"Bearer {token}"}, timeout=30
+        ).json()
+        assert httpx.get(f"{summary['auditor']}/api/lineage", timeout=30).status_code == 401
         assert lineage["head"] == summary["head"]
         assert lineage["committed"] == [0, rounds[0]["id"], rounds[1]["id"]]
         states = {m["id"]: m["state"] for m in lineage["models"]}
