@@ -8,6 +8,7 @@ a `token_sha256` it makes a token for this run and prints the dashboard's URL ca
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +36,14 @@ def token() -> None:
     typer.echo(f'token_sha256 = "{digest}"   # auditor.toml (or TCLEARN_AUDITOR_TOKEN_SHA256)')
 
 
-def _with_run_token(settings: AuditorSettings) -> Any:
+def _with_run_token(settings: AuditorSettings, scheme: str = "http") -> Any:
     """The service for `settings`; without a token_sha256, one made for this run, printed with the dashboard URL."""
     from services.auditor.app import app_for  # the CLI wires the library to the services, never the reverse
 
     if settings.token_sha256 is None:
         value, digest = new_token()
         settings = settings.model_copy(update={"token_sha256": digest})
-        where = f"http://{settings.server.host}:{settings.server.port}/#token={value}"
+        where = f"{scheme}://{settings.server.host}:{settings.server.port}/#token={value}"
         typer.echo(f"no token_sha256 in the settings: this run's auditor token is {value}\ndashboard: {where}")
     return app_for(settings)
 
@@ -84,7 +85,7 @@ def serve(
         AuditorSettings,
         config,
         given,
-        _with_run_token,
+        functools.partial(_with_run_token, scheme="https" if ssl_keyfile else "http"),
         ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
         ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
     )
