@@ -40,6 +40,7 @@ from tclearn.coalition.member import propose  # noqa: E402
 from tclearn.coalition.rounds import settle  # noqa: E402
 from tclearn.ledger.localchain import LocalNode, free_port  # noqa: E402
 from tclearn.types import ModelState, Variant  # noqa: E402
+from tclearn.vault.audience import Audience, CoalitionId  # noqa: E402
 from tclearn.vault.signing import sign_request  # noqa: E402
 from tests.services.conftest import OPERATOR_TOKEN, deploy_sites, operator_headers  # noqa: E402
 
@@ -196,6 +197,7 @@ def main() -> None:
                 member_args = ["member", "serve", "--config", str(config), "--no-access-log"]
                 with service(member_args, free_port(), member_env) as url:
                     peer = deployed.accounts[1]
+                    audience = Audience.of(url, CoalitionId(deployed.client.chain.chain_id, deployed.client.address))
                     blob = f"/models/{proposal.submission.model_id}/blob"
                     rows = {
                         "models_operator": asyncio.run(
@@ -205,7 +207,7 @@ def main() -> None:
                             load(
                                 url,
                                 "/models",
-                                lambda: sign_request(peer, "GET", "/models"),
+                                lambda: sign_request(peer, audience, "GET", "/models"),
                                 args.clients,
                                 args.requests,
                             )

@@ -11,6 +11,7 @@ request id to quote).
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -93,10 +94,20 @@ def service_app(title: str, *, registry: CollectorRegistry | None = None, **opti
     return app
 
 
-def signed_caller(verifier: RequestVerifier, request: Request, body_sha256: str) -> str:
-    """The member address that signed `request` (method, path with query, body hash); 401/403 otherwise."""
+def signed_caller(
+    verifier: RequestVerifier,
+    request: Request,
+    body_sha256: str,
+    *,
+    auditors: Collection[str] = (),
+    members: bool = True,
+) -> str:
+    """The address that signed `request` (method, path with query, body hash) for this service: an active member
+    or one of `auditors` (any signer with `members=False`: the route decides); 401/403 otherwise."""
     path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return verifier.verify(request.method, path, request.headers, body_sha256)
+    if not members:
+        return verifier.authenticate(request.method, path, request.headers, body_sha256)
+    return verifier.verify(request.method, path, request.headers, body_sha256, auditors=auditors)
 
 
 def member_directory(deployment: str | None, members: str | None, service: str) -> MemberDirectory:

@@ -4,6 +4,7 @@ they serve: no `TCLEARN_*` variable is exported on the way, and uvicorn gets the
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Iterator
@@ -207,3 +208,32 @@ def test_a_bad_setting_is_one_line_naming_the_file_and_the_field(tmp_path: Path)
 
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "vault.toml" in result.output and "max_bytes" in result.output
+
+
+def test_auditor_token_prints_a_token_and_the_digest_settings_keep(monkeypatch: pytest.MonkeyPatch) -> None:
+    result = runner.invoke(app, ["auditor", "token"])
+    assert result.exit_code == 0, result.output
+    token = result.output.split("token: ")[1].split()[0]
+    digest = result.output.split('token_sha256 = "')[1].split('"')[0]
+    assert digest == hashlib.sha256(token.encode()).hexdigest() and len(token) >= 40
+
+
+@pytest.mark.parametrize(("toml", "printed"), [("", True), (f'token_sha256 = "{"ab" * 32}"\n', False)])
+def test_auditor_serve_without_a_token_makes_one_for_the_run_and_prints_the_dashboard_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, toml: str, printed: bool
+) -> None:
+    served = Served(monkeypatch)
+    _stub_app_for(monkeypatch, services.auditor.app)
+    config = tmp_path / "auditor.toml"
+    config.write_text(f'deployment = "d.json"\nvault = "/v"\n{toml}')
+
+    result = runner.invoke(app, ["auditor", "serve", "--config", str(config), "--port", "8123"])
+
+    assert result.exit_code == 0, result.output
+    digest = served.settings.token_sha256
+    if printed:
+        line = next(line for line in result.output.splitlines() if line.startswith("dashboard: "))
+        token = line.split("http://127.0.0.1:8123/#token=")[1]
+        assert digest == hashlib.sha256(token.encode()).hexdigest()
+    else:
+        assert "dashboard:" not in result.output and digest == "ab" * 32

@@ -12,6 +12,11 @@
     GET  /report.html             the audit report as one self-contained HTML page                200
     GET  /report.json             the same as JSON: audit verdict, history, integrity, scores     200
 
+Everything but /, /static and /health needs `Authorization: Bearer <auditor token>`: the token whose sha256 is
+`token_sha256` in the settings (`tclearn auditor token` makes one; `tclearn auditor serve` without one makes a
+token for that run and prints the dashboard's URL with it). The dashboard reads the token from the URL's
+fragment (`/#token=...`, never sent to the server) or asks for it once, and keeps it for the browser tab.
+
 The chain is followed incrementally (`ChainFollower`): each request reads only blocks not seen before.
 Run it with `tclearn auditor serve`, or `uvicorn --factory services.auditor.app:app_from_env` with
 `TCLEARN_AUDITOR_*` variables (`TCLEARN_AUDITOR_CONFIG` naming a TOML file; docs/deploy.md, "Settings").
@@ -22,17 +27,20 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Request, Security
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
-from services.common import LogLimit, service_app
+from services.auditor.schemas import AccessEntry, Health, Integrity, Lineage, ModelDetail, ScorePoint
+from services.common import LogLimit, error_responses, service_app
 from tclearn.audit.config import AccessLog, AuditorSettings, no_access_log, open_access_log, open_store
 from tclearn.audit.follow import ChainFollower
 from tclearn.audit.integrity import BlobChecks, candidate_of
 from tclearn.audit.report import write_report
+from tclearn.audit.token import check_bearer
 from tclearn.audit.verify import audit
 from tclearn.audit.views import lineage_json, model_json, scores_json
 from tclearn.config import settings_from_env
@@ -45,6 +53,8 @@ from tclearn.vault.store import BlobStore
 STATIC = Path(__file__).parent / "static"
 # The dashboard loads nothing from elsewhere, runs no inline script and sends data only to this service.
 DASHBOARD_CSP = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
+AUDITOR_SCHEME = HTTPBearer(auto_error=False, description="the auditor token (its sha256 is token_sha256)")
+AUTH_ERRORS = error_responses(401, 422)
 
 
 def create_app(
@@ -53,17 +63,25 @@ def create_app(
     *,
     access_log: AccessLog | None = None,
     label: str = "",
+    token_sha256: str | None = None,
 ) -> FastAPI:
-    """The auditor over a chain `follower` and the `store` its blobs live in; `label` names the coalition."""
+    """The auditor over a chain `follower` and the `store` its blobs live in; `label` names the coalition. Its
+    API answers the bearer token whose sha256 is `token_sha256` (None: nobody)."""
     checks = BlobChecks(store)
     app = service_app("tclearn auditor")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    def auditor(request: Request, _bearer: Annotated[Any, Security(AUDITOR_SCHEME)] = None) -> None:
+        """Checks the header itself (the scheme is declared for the OpenAPI document): every refusal named."""
+        check_bearer(request.headers.get("authorization"), token_sha256)
+
+    api = APIRouter(dependencies=[Depends(auditor)], responses=AUTH_ERRORS)
 
     @app.get("/", include_in_schema=False)
     def dashboard() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers={"content-security-policy": DASHBOARD_CSP})
 
-    @app.get("/health")
+    @app.get("/health", response_model=Health)
     def health() -> dict[str, Any]:
         history = follower.refresh()
         return {
@@ -77,11 +95,11 @@ def create_app(
             "access_log": access_log is not None,
         }
 
-    @app.get("/api/lineage")
+    @api.get("/api/lineage", response_model=Lineage)
     def lineage() -> dict[str, Any]:
         return {"coalition": label or follower.client.address, **lineage_json(follower.refresh())}
 
-    @app.get("/api/models/{model_id}")
+    @api.get("/api/models/{model_id}", response_model=ModelDetail, responses=error_responses(404))
     def model(model_id: int) -> dict[str, Any]:
         history = follower.refresh()
         candidate_of(history, model_id)
@@ -97,25 +115,25 @@ def create_app(
             "blobs": [b.to_json() for b in blobs],
         }
 
-    @app.get("/api/integrity")
+    @api.get("/api/integrity", response_model=Integrity)
     def last_integrity() -> dict[str, Any]:
         return integrity(None, refresh=False)
 
-    @app.post("/api/integrity")
+    @api.post("/api/integrity", response_model=Integrity)
     def verify_all() -> dict[str, Any]:
         return integrity(None, refresh=True)
 
-    @app.post("/api/integrity/{model_id}")
+    @api.post("/api/integrity/{model_id}", response_model=Integrity, responses=error_responses(404))
     def verify_model(model_id: int) -> dict[str, Any]:
         return integrity([model_id], refresh=True)
 
-    @app.get("/api/access-log")
+    @api.get("/api/access-log", response_model=list[AccessEntry], responses=error_responses(404))
     def access(account: str | None = None, sha256: str | None = None, limit: LogLimit = 200) -> list[dict[str, Any]]:
         if access_log is None:
             raise no_access_log()
         return access_log(account, sha256, max(1, min(limit, 1000)))
 
-    @app.get("/api/scores")
+    @api.get("/api/scores", response_model=list[ScorePoint])
     def scores() -> list[dict[str, Any]]:
         return scores_json(follower.refresh())
 
@@ -133,7 +151,7 @@ def create_app(
             "audit_ok": verdict_ok,
         }
 
-    @app.get("/report.json")
+    @api.get("/report.json", responses={200: {"content": {"application/json": {}}, "description": "the report"}})
     def report_json() -> JSONResponse:
         history = follower.refresh()
         verdict = audit(history, store)
@@ -147,7 +165,7 @@ def create_app(
         }
         return JSONResponse(document, headers={"content-disposition": 'attachment; filename="audit-report.json"'})
 
-    @app.get("/report.html")
+    @api.get("/report.html", response_class=HTMLResponse)
     def report_html() -> HTMLResponse:
         history = follower.refresh()
         verdict = audit(history, store)
@@ -156,6 +174,7 @@ def create_app(
             page = path.read_text(encoding="utf-8")
         return HTMLResponse(page, headers={"content-disposition": 'inline; filename="audit-report.html"'})
 
+    app.include_router(api)
     return app
 
 
@@ -167,7 +186,8 @@ def app_for(settings: AuditorSettings) -> FastAPI:
         client, Database(settings.state), start_block=deployment.block, confirmations=settings.confirmations
     )
     label = f"variant {deployment.variant} coalition ({settings.deployment.name})"
-    app = create_app(follower, store, access_log=open_access_log(settings, store), label=label)
+    access_log = open_access_log(settings, store)
+    app = create_app(follower, store, access_log=access_log, label=label, token_sha256=settings.token_sha256)
     app.state.settings = settings
     return app
 

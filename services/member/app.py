@@ -62,6 +62,8 @@ from tclearn.site.jobs import JobRunner
 from tclearn.site.open import Site, open_site
 from tclearn.state.db import Database
 from tclearn.types import ModelState
+from tclearn.vault.audience import Audience, CoalitionId, service_url
+from tclearn.vault.replay import ReplayStore, open_replay_store
 from tclearn.vault.signing import RequestVerifier
 
 MAX_UPLOAD_BYTES = 32 << 20
@@ -142,11 +144,17 @@ def create_app(
     operator_token: str | None = None,
     max_skew_s: int = 300,
     history_ttl: float = 1.0,
+    audience: Audience | None = None,
+    replay: ReplayStore | None = None,
 ) -> FastAPI:
-    """The member API of `site`; jobs live in `db` (default: the site's `state` database)."""
+    """The member API of `site`; jobs live in `db` (default: the site's `state` database). Peers sign their
+    requests for `audience` (default: the site's `public_url`, else http://host:port, and its coalition)."""
     db = db or Database(site.config.state)
     directory = site.coalition.directory or ChainDirectory(site.client, ttl=30.0)
-    verifier = RequestVerifier(directory, max_skew_s)
+    if audience is None:
+        coalition_id = CoalitionId(site.client.chain.chain_id, site.client.address)
+        audience = Audience.of(service_url(site.config.public_url, site.config.server), coalition_id)
+    verifier = RequestVerifier(directory, audience, max_skew_s, replay=replay)
     authenticator = Authenticator(verifier, operator_token, site.config.operator_token_env)
     runner = JobRunner(site, db)
     history = HistoryCache(site.client, history_ttl)
@@ -165,6 +173,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.runner, app.state.history, app.state.authenticator = runner, history, authenticator
+    app.state.audience = audience
 
     async def current() -> Snapshot:
         return history.snapshot() if history.fresh else await run_in_threadpool(history.snapshot)
@@ -327,7 +336,11 @@ def create_app(
 
 def app_for(config: SiteConfig) -> FastAPI:
     """The service for a loaded member.toml: opens the site (chain, vault, data) and reads the operator token."""
-    app = create_app(open_site(config), operator_token=os.environ.get(config.operator_token_env) or None)
+    app = create_app(
+        open_site(config),
+        operator_token=os.environ.get(config.operator_token_env) or None,
+        replay=open_replay_store(config.replay_store),
+    )
     app.state.settings = config
     return app
 

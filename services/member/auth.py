@@ -2,9 +2,10 @@
 
 * Operator: `Authorization: Bearer <token>`, the token being the value of the environment variable that
   `operator_token_env` in member.toml names (at least 16 characters). Without it, operator calls get 401.
-* Peer: the vault's signed-request scheme (`tclearn.vault.signing`): EIP-191 signature over method, path
-  with query, body sha256, timestamp and nonce; stale timestamps and replayed nonces are 401, an address that
-  is not an active member of the coalition on chain is 403.
+* Peer: the vault's signed-request scheme (`tclearn.vault.signing`): EIP-712 signature over this service's
+  audience (its public URL, the coalition's chain id and contract), method, path with query, body sha256,
+  timestamp and nonce; another audience, stale timestamps and replayed nonces are 401, an address that is not
+  an active member of the coalition on chain is 403.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ OPERATOR_SCHEME = HTTPBearer(auto_error=False, description="the operator token (
 PEER_SCHEME = APIKeyHeader(
     name=ADDRESS_HEADER,
     auto_error=False,
-    description="signed request of a coalition peer: x-tclearn-address, -signature, -timestamp and -nonce headers",
+    description="a coalition peer's signed request: x-tclearn-address, -signature, -timestamp, -nonce, -audience",
 )
 
 

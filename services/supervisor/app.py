@@ -7,25 +7,26 @@
     POST /score      {context, model, vectors: [margins]} -> {accuracy, count}          200 / 409 / 413 / 429
     GET  /log        who asked for which model, how many values, when (auditors)       200
 
-Every request but /health is signed by an active member (`tclearn.vault.signing`): 401 unsigned or forged,
-403 not a member. Ciphertexts made under another context are refused with 409. Run it with
-`tclearn supervisor serve`, or `uvicorn --factory services.supervisor.app:app_from_env` with `TCLEARN_SUPERVISOR_*`
-variables (`TCLEARN_SUPERVISOR_CONFIG` naming a TOML file; docs/deploy.md, "Settings").
+Every request but /health is signed by an active member for this supervisor (`tclearn.vault.signing`): 401
+unsigned, forged or signed for another audience, 403 not a member. Ciphertexts made under another context are
+refused with 409. Run it with `tclearn supervisor serve`, or `uvicorn --factory services.supervisor.app:app_from_env`
+with `TCLEARN_SUPERVISOR_*` variables (`TCLEARN_SUPERVISOR_CONFIG` naming a TOML file; docs/deploy.md, "Settings").
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from prometheus_client import Counter
+from pydantic import ValidationError
 
-from services.common import LogLimit, member_directory, service_app, signed_caller
+from services.common import LogLimit, error_responses, member_directory, service_app, signed_caller
 from services.observability import metrics_registry
+from services.supervisor.schemas import CiphertextMessage, ContextOut, Decrypted, Health, LogEntryOut, ScoreOut
 from tclearn.config import settings_from_env
 from tclearn.errors import HEError, TclearnError, TooLargeError
 from tclearn.he.config import SupervisorSettings
@@ -33,16 +34,27 @@ from tclearn.he.context import Ciphertexts
 from tclearn.he.keys import load_secret
 from tclearn.he.supervisor import Limits, Supervisor
 from tclearn.state.db import Database
+from tclearn.vault.audience import Audience, service_audience
 from tclearn.vault.directory import MemberDirectory
 from tclearn.vault.keys import key_password
+from tclearn.vault.replay import ReplayStore, open_replay_store
 from tclearn.vault.signing import EMPTY_SHA256, RequestVerifier
 
 T = TypeVar("T")
 
 
-def create_app(supervisor: Supervisor, directory: MemberDirectory, *, max_skew_s: int = 300) -> FastAPI:
-    verifier = RequestVerifier(directory, max_skew_s)
+def create_app(
+    supervisor: Supervisor,
+    directory: MemberDirectory,
+    audience: Audience,
+    *,
+    max_skew_s: int = 300,
+    replay: ReplayStore | None = None,
+) -> FastAPI:
+    """The supervisor service for the members of `directory`; requests must be signed for `audience`."""
+    verifier = RequestVerifier(directory, audience, max_skew_s, replay=replay)
     app = service_app("tclearn supervisor")
+    app.state.audience = audience
     requests = Counter(
         "tclearn_supervisor_requests",
         "Decrypt, refresh and score requests, by outcome (ok or the error code)",
@@ -50,6 +62,16 @@ def create_app(supervisor: Supervisor, directory: MemberDirectory, *, max_skew_s
         registry=metrics_registry(app),
     )
     limit = supervisor.limits.max_request_bytes
+    signed = error_responses(401, 403, 422)
+    message_route: dict[str, Any] = {
+        "responses": {**signed, **error_responses(400, 409, 413, 429)},
+        "openapi_extra": {  # the body is read as a stream (size limit, signature), then validated as this model
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CiphertextMessage"}}},
+            }
+        },
+    }
 
     async def signed_message(request: Request) -> tuple[str, Ciphertexts]:
         declared = request.headers.get("content-length")
@@ -62,19 +84,20 @@ def create_app(supervisor: Supervisor, directory: MemberDirectory, *, max_skew_s
                 raise TooLargeError(f"request exceeds the supervisor limit of {limit} bytes", limit=limit)
         account = signed_caller(verifier, request, hashlib.sha256(body).hexdigest())
         try:
-            document = json.loads(body)
-        except ValueError:
-            raise HEError("the request body is not JSON") from None
-        return account, Ciphertexts.from_json(document)
+            document = CiphertextMessage.model_validate_json(body)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+            raise HEError(f"malformed ciphertext message: {problems}") from None
+        return account, Ciphertexts.from_json(document.model_dump())
 
     @app.get("/health")
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
+    def health() -> Health:
+        return Health(status="ok")
 
-    @app.get("/context")
-    def context(request: Request) -> dict[str, str]:
+    @app.get("/context", responses=signed)
+    def context(request: Request) -> ContextOut:
         signed_caller(verifier, request, EMPTY_SHA256)
-        return {"context": supervisor.context_hash}
+        return ContextOut(context=supervisor.context_hash)
 
     async def answer(operation: str, request: Request, work: Callable[[str, Ciphertexts], T]) -> T:
         """`work` on the signed request's ciphertexts, counted in `tclearn_supervisor_requests_total`."""
@@ -90,25 +113,26 @@ def create_app(supervisor: Supervisor, directory: MemberDirectory, *, max_skew_s
         requests.labels(operation, "ok").inc()
         return result
 
-    @app.post("/decrypt")
-    async def decrypt(request: Request) -> dict[str, object]:
-        return {"values": await answer("decrypt", request, supervisor.decrypt)}
+    @app.post("/decrypt", **message_route)
+    async def decrypt(request: Request) -> Decrypted:
+        return Decrypted(values=await answer("decrypt", request, supervisor.decrypt))
 
-    @app.post("/refresh")
-    async def refresh(request: Request) -> dict[str, object]:
-        return (await answer("refresh", request, supervisor.refresh)).to_json()
+    @app.post("/refresh", **message_route)
+    async def refresh(request: Request) -> CiphertextMessage:
+        fresh = await answer("refresh", request, supervisor.refresh)
+        return CiphertextMessage.model_validate(fresh.to_json())
 
-    @app.post("/score")
-    async def score(request: Request) -> dict[str, object]:
+    @app.post("/score", **message_route)
+    async def score(request: Request) -> ScoreOut:
         result = await answer("score", request, supervisor.score)
-        return {"accuracy": result.accuracy, "count": result.count}
+        return ScoreOut(accuracy=result.accuracy, count=result.count)
 
-    @app.get("/log")
+    @app.get("/log", responses=signed)
     def log(
         request: Request, account: str | None = None, model: str | None = None, limit: LogLimit = 1000
-    ) -> list[dict[str, object]]:
+    ) -> list[LogEntryOut]:
         signed_caller(verifier, request, EMPTY_SHA256)
-        return [e.to_json() for e in supervisor.log(account, model, limit)]
+        return [LogEntryOut.model_validate(e.to_json()) for e in supervisor.log(account, model, limit)]
 
     return app
 
@@ -119,7 +143,9 @@ def app_for(settings: SupervisorSettings) -> FastAPI:
     limits = Limits(settings.max_request_bytes, settings.max_values, settings.requests_per_minute)
     supervisor = Supervisor(he, Database(settings.database), limits)
     directory = member_directory(settings.deployment, settings.members, __name__)
-    app = create_app(supervisor, directory, max_skew_s=settings.max_skew_s)
+    audience = service_audience(settings.public_url, settings.server, settings.deployment)
+    replay = open_replay_store(settings.replay_store)
+    app = create_app(supervisor, directory, audience, max_skew_s=settings.max_skew_s, replay=replay)
     app.state.settings = settings
     return app
 

@@ -5,9 +5,11 @@
     HEAD /blobs/{sha256}      its size                                            200 / 404
     GET  /keyrings/{sha256}   the keyring of wrapped data keys beside a blob      200 / 404
     POST /keyrings/{sha256}   merge wraps into it (grant a model to a new member) 200 / 404 / 409
-    GET  /access-log          who read and wrote what, for auditors               200
+    GET  /access-log          who read and wrote what, for auditors only          200 / 403
     GET  /health              liveness                                            200
 
+Every request but /health (and reads when `public_reads`) is signed for this vault (`tclearn.vault.signing`):
+writes by active members, reads by members or the `auditors` of the settings, the access log by auditors only.
 Run it with `tclearn vault serve`, or `uvicorn --factory services.vault.app:app_from_env` with `TCLEARN_VAULT_*`
 variables (`TCLEARN_VAULT_CONFIG` naming a TOML file; docs/deploy.md, "Settings").
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Iterable
 
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -26,12 +29,14 @@ from starlette.requests import ClientDisconnect
 from services.common import LogLimit, member_directory, service_app, signed_caller
 from services.observability import metrics_registry
 from tclearn.config import settings_from_env
-from tclearn.errors import NotFoundError, TclearnError, TooLargeError
+from tclearn.errors import AccessDenied, NotFoundError, TclearnError, TooLargeError
 from tclearn.state.db import Database
 from tclearn.vault.access_log import access_entries, record_access
+from tclearn.vault.audience import Audience, service_audience
 from tclearn.vault.config import VaultSettings
-from tclearn.vault.directory import MemberDirectory
+from tclearn.vault.directory import MemberDirectory, checksum
 from tclearn.vault.envelope import Keyring, add_wraps
+from tclearn.vault.replay import ReplayStore, open_replay_store
 from tclearn.vault.signing import ADDRESS_HEADER, EMPTY_SHA256, RequestVerifier
 from tclearn.vault.store import CHUNK_SIZE, BlobStore, BlobWriter, FsspecStore, check_sha256
 
@@ -48,22 +53,29 @@ def create_app(
     store: BlobStore,
     db: Database,
     directory: MemberDirectory,
+    audience: Audience,
     *,
     public_reads: bool = False,
     max_skew_s: int = 300,
+    auditors: Iterable[str] = (),
+    replay: ReplayStore | None = None,
 ) -> FastAPI:
-    verifier = RequestVerifier(directory, max_skew_s)
+    """The vault over `store`, logging to `db`, for the members of `directory`; requests must be signed for
+    `audience` (this vault's URL and coalition)."""
+    verifier = RequestVerifier(directory, audience, max_skew_s, replay=replay)
+    auditor_set = frozenset(checksum(a) for a in auditors)
     keyring_lock = asyncio.Lock()
     app = service_app("tclearn vault")
     stored_bytes = Counter("tclearn_vault_stored_bytes", "Blob bytes stored", registry=metrics_registry(app))
     served_bytes = Counter(
         "tclearn_vault_served_bytes", "Blob bytes served (GET /blobs)", registry=metrics_registry(app)
     )
+    app.state.audience = audience
 
     def caller(request: Request, body_sha256: str, *, read: bool = False) -> str:
         if read and public_reads and ADDRESS_HEADER not in request.headers:
             return ANONYMOUS
-        return signed_caller(verifier, request, body_sha256)
+        return signed_caller(verifier, request, body_sha256, auditors=auditor_set if read else frozenset())
 
     @app.put("/blobs/{sha256}", status_code=201)
     async def put_blob(sha256: str, request: Request) -> dict[str, object]:
@@ -151,7 +163,13 @@ def create_app(
     def access_log(
         request: Request, account: str | None = None, sha256: str | None = None, limit: LogLimit = 1000
     ) -> list[dict[str, object]]:
-        caller(request, EMPTY_SHA256)
+        auditor = signed_caller(verifier, request, EMPTY_SHA256, members=False)
+        if auditor not in auditor_set:
+            raise AccessDenied(
+                f"{auditor} is not an auditor of this vault: the access log is for the addresses in its "
+                "`auditors` setting only",
+                address=auditor,
+            )
         return [e.to_json() for e in access_entries(db, account=account, sha256=sha256, limit=limit)]
 
     return app
@@ -164,8 +182,11 @@ def app_for(settings: VaultSettings) -> FastAPI:
         FsspecStore(settings.store, settings.max_bytes, settings.storage_options),
         Database(settings.database),
         directory,
+        service_audience(settings.public_url, settings.server, settings.deployment),
         public_reads=settings.public_reads,
         max_skew_s=settings.max_skew_s,
+        auditors=settings.auditors,
+        replay=open_replay_store(settings.replay_store),
     )
     app.state.settings = settings
     return app

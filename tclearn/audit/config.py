@@ -7,6 +7,7 @@ keystore      = "/etc/tclearn/auditor.json"      # signs vault reads (password: 
 access_db     = "sqlite:////srv/vault/access.db" # or read a local vault's access log from its database
 state         = "sqlite:///./auditor-data/state.db"  # event cursor and the events it has read
 confirmations = 0                                # only blocks this deep are read
+token_sha256  = "9f86d0..."                      # sha256 of the auditor token (`tclearn auditor token`)
 [server]
 port = 8800                                      # TCLEARN_AUDITOR_SERVER__PORT overrides it
 """
@@ -25,6 +26,7 @@ from tclearn.errors import ConfigError, NotFoundError
 from tclearn.ledger.accounts import keystore_password, load_keystore
 from tclearn.state.db import Database
 from tclearn.vault.access_log import access_entries
+from tclearn.vault.audience import CoalitionId
 from tclearn.vault.http import HttpStore
 from tclearn.vault.store import BlobStore, FsspecStore
 
@@ -43,6 +45,11 @@ class AuditorSettings(ServiceSettings):
     access_db: str | None = Field(default=None, description="SQLAlchemy URL of a local vault's access log")
     state: str = Field(default="sqlite:///./auditor-data/state.db", description="SQLAlchemy URL of the event cursor")
     confirmations: int = Field(default=0, ge=0, description="blocks an event must be buried under before it is read")
+    token_sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="sha256 (hex) of the bearer token the API answers (`tclearn auditor token`); none: nobody",
+    )
     server: ServerSection = Field(default=ServerSection(port=8800), description="where the service listens")
 
 
@@ -54,7 +61,7 @@ def open_store(settings: AuditorSettings) -> BlobStore:
     """The vault the auditor re-hashes blobs from: the service (signed if a keystore is given) or a local store."""
     if is_http(settings.vault):
         key = load_keystore(settings.keystore, keystore_password(prompt=False)).key if settings.keystore else None
-        return HttpStore(settings.vault, key)
+        return HttpStore(settings.vault, key, coalition=CoalitionId.of_deployment(settings.deployment))
     if settings.keystore is not None:
         raise ConfigError(f"keystore {settings.keystore} is for a vault service; vault {settings.vault} is local")
     return FsspecStore(settings.vault if "://" in settings.vault else f"file://{Path(settings.vault).resolve()}")

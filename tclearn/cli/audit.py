@@ -42,14 +42,16 @@ def private_key_from_env(key_env: str | None) -> str | None:
     return key
 
 
-def open_vault(url: str, private_key: str | None) -> BlobStore:
-    """`http(s)://` -> the vault service (signed requests with `private_key`); anything else an fsspec store."""
+def open_vault(url: str, private_key: str | None, deployment: Path) -> BlobStore:
+    """`http(s)://` -> the vault service (requests signed with `private_key` for the coalition of `deployment`);
+    anything else an fsspec store."""
+    from tclearn.vault.audience import CoalitionId
     from tclearn.vault.http import HttpStore
     from tclearn.vault.store import FsspecStore
 
     if url.startswith(("http://", "https://")):
         try:
-            return HttpStore(url, private_key)
+            return HttpStore(url, private_key, coalition=CoalitionId.of_deployment(deployment))
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"the auditor's private key is not a valid Ethereum key: {exc}") from None
     if "://" not in url:
@@ -100,7 +102,7 @@ def verify(
 
     with user_errors():
         private_key = private_key_from_env(key_env)
-        store = open_vault(vault, private_key)
+        store = open_vault(vault, private_key, deployment)
         dep, client = open_deployment(deployment, url)
         history = rebuild(client.events(from_block=dep.block))
         report = _audit(history, store, vault, private_key)
@@ -148,7 +150,7 @@ def report_command(
     with user_errors():
         run_summary = _load_summary(summary)
         private_key = private_key_from_env(key_env)
-        store = open_vault(vault, private_key) if vault is not None else None
+        store = open_vault(vault, private_key, deployment) if vault is not None else None
         dep, client = open_deployment(deployment, url)
         history = rebuild(client.events(from_block=dep.block))
         verdict = _audit(history, store, vault or "", private_key) if store is not None else None

@@ -1,12 +1,16 @@
-"""`tclearn auditor serve`: the auditor's dashboard and JSON API over a coalition's chain and vault.
+"""`tclearn auditor serve`: the auditor's dashboard and JSON API over a coalition's chain and vault;
+`tclearn auditor token`: a bearer token for it.
 
 Mounted under `tclearn auditor` by `tclearn/cli/app.py`. `serve` builds `AuditorSettings` — the `--config`
-TOML file, `TCLEARN_AUDITOR_*` variables over it, the options over both — and hands them to the service.
+TOML file, `TCLEARN_AUDITOR_*` variables over it, the options over both — and hands them to the service. Without
+a `token_sha256` it makes a token for this run and prints the dashboard's URL carrying it (`/#token=...`).
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -24,12 +28,38 @@ from tclearn.cli.common import serve as serve_service
 from tclearn.errors import ConfigError
 from tclearn.logs import LogFormat, LogLevel
 
+if TYPE_CHECKING:
+    from tclearn.audit.config import AuditorSettings
+
 app = typer.Typer(help="The auditor: lineage, votes, blob integrity and the vault's access log in a dashboard.")
 
 
 @app.callback()
 def _group() -> None:
     """The auditor: lineage, votes, blob integrity and the vault's access log in a dashboard."""
+
+
+@app.command()
+def token() -> None:
+    """Make an auditor token: give the token to the auditors, put its sha256 in auditor.toml."""
+    from tclearn.audit.token import new_token
+
+    value, digest = new_token()
+    typer.echo(f"token: {value}")
+    typer.echo(f'token_sha256 = "{digest}"   # auditor.toml (or TCLEARN_AUDITOR_TOKEN_SHA256)')
+
+
+def _with_run_token(settings: AuditorSettings, scheme: str = "http") -> Any:
+    """The service for `settings`; without a token_sha256, one made for this run, printed with the dashboard URL."""
+    from services.auditor.app import app_for  # the CLI wires the library to the services, never the reverse
+    from tclearn.audit.token import new_token
+
+    if settings.token_sha256 is None:
+        value, digest = new_token()
+        settings = settings.model_copy(update={"token_sha256": digest})
+        where = f"{scheme}://{settings.server.host}:{settings.server.port}/#token={value}"
+        typer.echo(f"no token_sha256 in the settings: this run's auditor token is {value}\ndashboard: {where}")
+    return app_for(settings)
 
 
 @app.command()
@@ -54,7 +84,6 @@ def serve(
     ssl_certfile: Path | None = typer.Option(None, "--ssl-certfile", help="TLS certificate chain (PEM)."),
 ) -> None:
     """Serve the dashboard and its JSON API (behind TLS, or with --ssl-*, for anything but loopback)."""
-    from services.auditor.app import app_for  # the CLI wires the library to the services, never the reverse
     from tclearn.audit.config import AuditorSettings
 
     given = {
@@ -75,7 +104,7 @@ def serve(
         AuditorSettings,
         config,
         given,
-        app_for,
+        functools.partial(_with_run_token, scheme="https" if ssl_keyfile else "http"),
         ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
         ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
     )

@@ -23,7 +23,7 @@ from tclearn.cli.common import (
     user_errors,
 )
 from tclearn.cli.common import serve as serve_service
-from tclearn.cli.vault import VaultOption, _client
+from tclearn.cli.vault import CoalitionOption, VaultOption, _client
 from tclearn.he.config import SupervisorSettings
 from tclearn.logs import LogFormat, LogLevel
 
@@ -35,6 +35,7 @@ _DEFAULT = {name: field.default for name, field in SupervisorSettings.model_fiel
 def keygen(
     key_file: Path = typer.Argument(..., help="where to write the encrypted secret context"),
     vault: str = VaultOption,
+    deployment: Path | None = CoalitionOption,
 ) -> None:
     """Make a CKKS context, keep its secret part in KEY_FILE, publish the public context in the vault.
 
@@ -46,7 +47,7 @@ def keygen(
     with user_errors():
         he, public = generate()
         save_secret(key_file, he, key_password("New supervisor key password: "))
-        typer.echo(publish_context(_client(vault), public))
+        typer.echo(publish_context(_client(vault, deployment), public))
 
 
 @app.command()

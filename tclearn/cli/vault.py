@@ -39,15 +39,22 @@ ETH_KEY_ENV = "TCLEARN_ETH_KEY"
 app = typer.Typer(help="Model vault: content-addressed blob storage with envelope encryption.")
 
 VaultOption = typer.Option("http://127.0.0.1:8700", "--vault", envvar="TCLEARN_VAULT_URL", help="vault URL")
+CoalitionOption = typer.Option(
+    None,
+    "--deployment",
+    envvar="TCLEARN_DEPLOYMENT",
+    help="deployment file of the vault's coalition: requests are signed for it (none: a member-file vault)",
+)
 
 
-def _client(vault: str, anonymous: bool = False) -> HttpStore:
+def _client(vault: str, deployment: Path | None, anonymous: bool = False) -> HttpStore:
+    from tclearn.vault.audience import CoalitionId
     from tclearn.vault.http import HttpStore
 
     key = os.environ.get(ETH_KEY_ENV)
     if key is None and not anonymous:
         raise ConfigError(f"set {ETH_KEY_ENV} to the hex private key of your coalition account")
-    return HttpStore(vault, key)
+    return HttpStore(vault, key, coalition=CoalitionId.of_deployment(deployment))
 
 
 def _read(path: Path) -> Iterator[bytes]:
@@ -114,40 +121,48 @@ def keygen(path: Path = typer.Argument(..., help="where to write the encrypted X
 
 
 @app.command()
-def put(path: Path, vault: str = VaultOption) -> None:
+def put(path: Path, vault: str = VaultOption, deployment: Path | None = CoalitionOption) -> None:
     """Store a file in clear (variant A); prints its sha256."""
-    typer.echo(_client(vault).put_stream(_read(path)))
+    typer.echo(_client(vault, deployment).put_stream(_read(path)))
 
 
 @app.command()
-def get(sha256: str, out: Path, vault: str = VaultOption, anonymous: bool = False) -> None:
+def get(
+    sha256: str, out: Path, vault: str = VaultOption, deployment: Path | None = CoalitionOption, anonymous: bool = False
+) -> None:
     """Fetch a blob into OUT, checking its hash."""
-    _write(out, _client(vault, anonymous).iter_blob(sha256))
+    _write(out, _client(vault, deployment, anonymous).iter_blob(sha256))
 
 
 @app.command("seal")
-def seal_command(path: Path, members: Path, vault: str = VaultOption) -> None:
+def seal_command(
+    path: Path, members: Path, vault: str = VaultOption, deployment: Path | None = CoalitionOption
+) -> None:
     """Encrypt a file for every member with a key in the member file (variant B); prints the model hash."""
     from tclearn.vault.directory import StaticDirectory
     from tclearn.vault.envelope import recipients_of, seal
 
     recipients = recipients_of(StaticDirectory.from_file(members))
-    typer.echo(seal(_client(vault), _read(path), recipients))
+    typer.echo(seal(_client(vault, deployment), _read(path), recipients))
 
 
 @app.command("unseal")
-def unseal_command(sha256: str, out: Path, key: Path, vault: str = VaultOption) -> None:
+def unseal_command(
+    sha256: str, out: Path, key: Path, vault: str = VaultOption, deployment: Path | None = CoalitionOption
+) -> None:
     """Decrypt a sealed model into OUT with your X25519 key file."""
     from tclearn.vault.envelope import unseal
     from tclearn.vault.keys import key_password, load_key
 
-    client = _client(vault)
+    client = _client(vault, deployment)
     private = load_key(key, key_password())
     _write(out, unseal(client, sha256, client_address(), private))
 
 
 @app.command("grant")
-def grant_command(sha256: str, members: Path, key: Path, vault: str = VaultOption) -> None:
+def grant_command(
+    sha256: str, members: Path, key: Path, vault: str = VaultOption, deployment: Path | None = CoalitionOption
+) -> None:
     """Add wraps of a model you can read for members of the member file who lack one."""
     from tclearn.vault.directory import StaticDirectory
     from tclearn.vault.envelope import grant, public_bytes, recipients_of
@@ -155,7 +170,7 @@ def grant_command(sha256: str, members: Path, key: Path, vault: str = VaultOptio
 
     private = load_key(key, key_password())
     keyring = grant(
-        _client(vault), sha256, client_address(), private, recipients_of(StaticDirectory.from_file(members))
+        _client(vault, deployment), sha256, client_address(), private, recipients_of(StaticDirectory.from_file(members))
     )
     typer.echo(f"{len(keyring.wraps)} recipient(s); you are {public_bytes(private).hex()[:16]}...")
 

@@ -13,6 +13,7 @@ from tclearn.canonical import canonical_json
 from tclearn.errors import SupervisorRefused
 from tclearn.he.context import Ciphertexts
 from tclearn.he.supervisor import Score, Supervisor
+from tclearn.vault.audience import NO_COALITION, Audience, CoalitionId
 from tclearn.vault.http import error_from_response
 from tclearn.vault.signing import sign_request
 
@@ -42,17 +43,20 @@ class LocalSupervisorClient:
 
 
 class HttpSupervisorClient:
-    """The supervisor service at `base_url`; every request signed with `private_key` (`vault.signing`)."""
+    """The supervisor service at `base_url`; every request signed with `private_key` for that URL and
+    `coalition` (`vault.signing`)."""
 
     def __init__(
         self,
         base_url: str,
         private_key: str | bytes,
         *,
+        coalition: CoalitionId = NO_COALITION,
         timeout: float = 120.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.account = Account.from_key(private_key)
+        self.audience = Audience.of(base_url, coalition)
         self.client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, transport=transport)
 
     def close(self) -> None:
@@ -60,7 +64,7 @@ class HttpSupervisorClient:
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         content = b"" if body is None else canonical_json(body)
-        headers = sign_request(self.account, method, path, hashlib.sha256(content).hexdigest())
+        headers = sign_request(self.account, self.audience, method, path, hashlib.sha256(content).hexdigest())
         try:
             response = self.client.request(method, path, content=content, headers=headers)
         except httpx.TransportError as exc:

@@ -21,4 +21,12 @@ class SupervisorSettings(ServiceSettings):
     max_values: int = Field(default=1 << 16, gt=0, description="most values decrypted per request")
     requests_per_minute: int = Field(default=120, gt=0, description="requests per member per minute")
     max_skew_s: int = Field(default=300, gt=0, description="largest accepted clock difference of a signed request")
+    public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="the URL clients reach the supervisor at, which signed requests name (default: http://host:port)",
+    )
+    replay_store: str | None = Field(
+        default=None, description="SQLAlchemy URL of the seen-nonce table replicas share (default: in memory)"
+    )
     server: ServerSection = Field(default=ServerSection(port=8710), description="where the service listens")

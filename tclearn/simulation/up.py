@@ -28,6 +28,7 @@ import torch
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from tclearn.audit.config import AuditorSettings
+from tclearn.audit.token import token_digest
 from tclearn.coalition.build import Tables
 from tclearn.coalition.ckks import encrypted_genesis, model_spec, supervisor_founder
 from tclearn.coalition.founding import Founder, found, genesis_weights
@@ -243,6 +244,7 @@ def started(
             "vault": f"file://{store / 'store'}",
             "access_db": access,
             "state": f"sqlite:///{out.resolve() / 'auditor.db'}",
+            "token_sha256": token_digest(run.token),  # the run's one token: operator calls and the dashboard
             "server": _server(auditor_url),
         }
         _serve(run, env, "auditor", _config(out.resolve() / "auditor.toml", AuditorSettings, auditor), auditor_url)
@@ -309,7 +311,8 @@ def summary(rows: list[CandidateRow], client: LedgerClient, run: Run) -> dict[st
         "head": client.head(),
         "rounds": [r.to_json() for r in rows],
         **outcome(rows),
-        "dashboard": run.url("auditor") + "/",
+        "dashboard": run.url("auditor") + f"/#token={run.token}",  # the fragment stays in the browser
+        "auditor": run.url("auditor"),
         "members": {s.name: s.url for s in run.services if s.name.startswith("member-")},
         "vault": run.url("vault"),
         "supervisor": next((s.url for s in run.services if s.name == "supervisor"), None),

@@ -90,6 +90,8 @@ class SiteConfig(ServiceSettings):
     # one account and must see the same folder (default: the system temp folder's tclearn-nonces-<uid>)
     nonce_locks: Path | None = None
     operator_token_env: str = "TCLEARN_OPERATOR_TOKEN"
+    public_url: str | None = Field(default=None, pattern=r"^https?://")  # member API: the URL peers sign for
+    replay_store: str | None = None  # member API: SQLAlchemy URL of the seen nonces replicas share
     model: ModelSection = ModelSection()
     training: TrainingSection = TrainingSection()
     policy: PolicySection = PolicySection()

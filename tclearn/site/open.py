@@ -24,6 +24,7 @@ from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.deployment import open_deployment
 from tclearn.site.config import SiteConfig
 from tclearn.types import Variant
+from tclearn.vault.audience import CoalitionId
 from tclearn.vault.http import HttpStore
 from tclearn.vault.keys import key_password, load_key
 
@@ -92,7 +93,8 @@ def open_site(config: SiteConfig) -> Site:
         config.name, account, _x25519(config, variant), data.train, data.local_test, data.manifest, config.attack
     )
     training = TrainConfig(**config.training.model_dump())
-    store = HttpStore(config.vault_url, account.key)
+    coalition_id = CoalitionId(client.chain.chain_id, client.address)
+    store = HttpStore(config.vault_url, account.key, coalition=coalition_id)
     opened: list[Closable] = [store]
     supervisor_url = config.supervisor_url
 
@@ -100,7 +102,7 @@ def open_site(config: SiteConfig) -> Site:
         from tclearn.he.client import HttpSupervisorClient  # TenSEAL only for variant C
 
         assert supervisor_url is not None
-        opened.append(HttpSupervisorClient(supervisor_url, h.account.key))
+        opened.append(HttpSupervisorClient(supervisor_url, h.account.key, coalition=coalition_id))
         return opened[-1]
 
     try:

@@ -4,6 +4,9 @@ store       = "file://./vault-data/store"         # fsspec URL of the blob store
 database    = "sqlite:///./vault-data/access.db"  # SQLAlchemy URL of the access log
 deployment  = "deployment.json"                   # members are read from the Coalition contract
 public_reads = false                              # variant A: unsigned GET/HEAD allowed
+public_url  = "https://vault.example.org"         # the URL clients sign requests for (default http://host:port)
+auditors    = ["0xAuditor..."]                    # may read blobs and, alone, the access log
+replay_store = "postgresql://..."                 # seen nonces shared by replicas (default: this process)
 [storage_options]                                 # passed to the store's filesystem (s3fs for s3://)
 endpoint_url = "http://127.0.0.1:9000"            # an S3-compatible server; TCLEARN_VAULT_STORAGE_OPTIONS='{...}'
 [server]
@@ -17,7 +20,7 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from tclearn.config import ServerSection, ServiceSettings
+from tclearn.config import Address, ServerSection, ServiceSettings
 from tclearn.vault.store import DEFAULT_MAX_BYTES
 
 
@@ -39,4 +42,15 @@ class VaultSettings(ServiceSettings):
     )
     members: str | None = Field(default=None, description="JSON member file (tests, no chain)")
     max_skew_s: int = Field(default=300, gt=0, description="largest accepted clock difference of a signed request")
+    public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="the URL clients reach the vault at, which signed requests name (default: http://host:port)",
+    )
+    auditors: list[Address] = Field(
+        default=[], description="auditor addresses: they may read blobs and, alone, the access log"
+    )
+    replay_store: str | None = Field(
+        default=None, description="SQLAlchemy URL of the seen-nonce table replicas share (default: in memory)"
+    )
     server: ServerSection = Field(default=ServerSection(port=8700), description="where the service listens")

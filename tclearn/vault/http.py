@@ -19,6 +19,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from tclearn.errors import IntegrityError, TclearnError, VaultUnavailable
+from tclearn.vault.audience import NO_COALITION, Audience, CoalitionId
 from tclearn.vault.signing import EMPTY_SHA256, sign_request
 from tclearn.vault.store import CHUNK_SIZE, DEFAULT_MAX_BYTES, BlobStore, BlobWriter, check_sha256, verified
 
@@ -67,18 +68,21 @@ class _SpoolWriter(BlobWriter):
 
 
 class HttpStore(BlobStore):
-    """A vault service at `base_url`, as `private_key`'s account (None: unsigned, public reads only)."""
+    """A vault service at `base_url`, as `private_key`'s account (None: unsigned, public reads only); requests
+    are signed for that URL and `coalition` (`audience.py`)."""
 
     def __init__(
         self,
         base_url: str,
         private_key: str | bytes | None,
         *,
+        coalition: CoalitionId = NO_COALITION,
         timeout: float = 60.0,
         max_bytes: int = DEFAULT_MAX_BYTES,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.audience = Audience.of(self.base_url, coalition)
         self.account: LocalAccount | None = None if private_key is None else Account.from_key(private_key)
         self.max_bytes = max_bytes
         self.client = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
@@ -87,7 +91,7 @@ class HttpStore(BlobStore):
         self.client.close()
 
     def _headers(self, method: str, path: str, body_sha256: str = EMPTY_SHA256) -> dict[str, str]:
-        return {} if self.account is None else sign_request(self.account, method, path, body_sha256)
+        return {} if self.account is None else sign_request(self.account, self.audience, method, path, body_sha256)
 
     def _request(self, method: str, path: str, *, stream: bool = False, **kwargs: Any) -> httpx.Response:
         """One request; transport failures become `VaultUnavailable` naming the vault."""

@@ -31,6 +31,7 @@ from tclearn.records import CandidateMetadata, TrainingFacts
 from tclearn.simulation.demo import DemoSettings, setup
 from tclearn.simulation.encrypted_demo import EncryptedRun
 from tclearn.types import ModelRecord, ModelState, Variant
+from tclearn.vault.audience import Audience
 from tclearn.vault.directory import StaticDirectory
 from tests.vault.conftest import serve_app
 
@@ -101,7 +102,7 @@ def test_members_with_only_an_http_client_to_the_supervisor_service(tabular_data
     """The same duties when each hospital reaches the supervisor over signed HTTP: nothing it holds can decrypt."""
     co, run = make(tabular_data, tmp_path, byzantine=1)
     directory = StaticDirectory({h.address: None for h in co.hospitals})
-    with serve_app(create_app(run.supervisor, directory)) as url:
+    with serve_app(lambda url: create_app(run.supervisor, directory, Audience.of(url))) as url:
         backend_of(co).clients = {h.address: HttpSupervisorClient(url, h.account.key) for h in co.hospitals}
         rows = [run_round(co, co.hospitals[0]), run_round(co, co.hospitals[2])]
         assert [(r.byzantine, r.state) for r in rows] == [(False, "committed"), (True, "rejected")]

@@ -28,11 +28,12 @@ from tclearn.site.config import load_site_config
 from tclearn.site.open import open_site
 from tclearn.state.db import Database
 from tclearn.types import Variant
+from tclearn.vault.audience import Audience
 from tclearn.vault.envelope import public_bytes
 from tclearn.vault.http import HttpStore
 from tclearn.vault.store import FsspecStore
 from tests.test_cli import _config, invoke
-from tests.vault.conftest import serve_app
+from tests.vault.conftest import coalition_of, serve_app
 
 
 def _site(folder: Path, **extra: str) -> Path:
@@ -126,8 +127,10 @@ def encrypted(anvil_node: LocalNode, tmp_path_factory: pytest.TempPathFactory) -
 def test_a_variant_c_site_holds_the_registered_public_context_and_a_signed_supervisor_client(
     encrypted: Encrypted,
 ) -> None:
-    vault = create_app(encrypted.store, Database("sqlite://"), ChainDirectory(encrypted.client))
-    with serve_app(vault) as url:
+    directory, ours = ChainDirectory(encrypted.client), coalition_of(encrypted.client)
+    with serve_app(
+        lambda url: create_app(encrypted.store, Database("sqlite://"), directory, Audience.of(url, ours))
+    ) as url:
         fields = {"vault_url": f'"{url}"', "global_test": '"data/global.csv"', "dev_account": "1"}
         site = open_site(load_site_config(_site(encrypted.folder, supervisor_url='"http://127.0.0.1:9"', **fields)))
         try:

@@ -18,6 +18,7 @@ from tclearn.he.context import Ciphertexts, HEContext
 from tclearn.he.keys import load_secret, save_secret
 from tclearn.he.supervisor import Limits, Supervisor
 from tclearn.state.db import Database
+from tclearn.vault.audience import Audience, CoalitionId
 from tclearn.vault.directory import StaticDirectory
 from tclearn.vault.signing import EMPTY_SHA256, sign_request
 from tests.he.conftest import Keys
@@ -27,7 +28,9 @@ MEMBER, OUTSIDER = account(1), account(99)
 
 
 def serve(supervisor: Supervisor) -> Iterator[str]:
-    with serve_app(create_app(supervisor, StaticDirectory({MEMBER.address: None}))) as url:
+    with serve_app(
+        lambda url: create_app(supervisor, StaticDirectory({MEMBER.address: None}), Audience.of(url))
+    ) as url:
         yield url
 
 
@@ -60,9 +63,15 @@ def test_unsigned_and_outsiders_are_refused(url: str, keys: Keys) -> None:
     assert httpx.get(f"{url}/log").status_code == 401
     with pytest.raises(AccessDenied, match="not an active member"):
         HttpSupervisorClient(url, OUTSIDER.key).decrypt(Ciphertexts.from_json(json.loads(body)))
-    signed_for_another_body = sign_request(MEMBER, "POST", "/decrypt", EMPTY_SHA256)
+    signed_for_another_body = sign_request(MEMBER, Audience.of(url), "POST", "/decrypt", EMPTY_SHA256)
     response = httpx.post(f"{url}/decrypt", content=body, headers=signed_for_another_body)
     assert response.status_code == 401 and "signature does not match" in response.json()["message"]
+    for_another_supervisor = sign_request(MEMBER, Audience.of("http://supervisor-2.test:8710"), "GET", "/context")
+    response = httpx.get(f"{url}/context", headers=for_another_supervisor)
+    assert response.status_code == 401
+    assert response.json()["message"].startswith("audience mismatch: the request was signed for http://supervisor-2")
+    with pytest.raises(AuthError, match=r"audience mismatch.*chain 5"):
+        HttpSupervisorClient(url, MEMBER.key, coalition=CoalitionId(5)).context()
 
 
 def test_limits_and_foreign_context(url: str, keys: Keys, other_secret: HEContext) -> None:

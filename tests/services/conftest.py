@@ -35,12 +35,13 @@ from tclearn.site.config import load_site_config
 from tclearn.site.open import Site, open_site
 from tclearn.state.db import Database
 from tclearn.types import ModelState, Variant
+from tclearn.vault.audience import Audience
 from tclearn.vault.envelope import public_bytes
 from tclearn.vault.keys import PASSWORD_ENV, save_key
 from tclearn.vault.store import FsspecStore
 from tests.conftest import node_chain
 from tests.services.coalition_run import Auditor, CoalitionRun, auditor_parts, coalition_run  # noqa: F401 - fixtures
-from tests.vault.conftest import serve_app
+from tests.vault.conftest import coalition_of, serve_app
 
 HOSPITALS = 3
 KEY_PASSWORD = "member-api-test"
@@ -107,7 +108,10 @@ def deploy_sites(node: LocalNode, folder: Path, variant: Variant) -> Iterator[De
     db = Database(f"sqlite:///{folder}/vault-access.db")
     with ExitStack() as stack, pytest.MonkeyPatch.context() as env:
         env.setenv(PASSWORD_ENV, KEY_PASSWORD)
-        vault_url = stack.enter_context(serve_app(create_vault(store, db, ChainDirectory(client, ttl=0.2))))
+        directory, ours = ChainDirectory(client, ttl=0.2), coalition_of(client)
+        vault_url = stack.enter_context(
+            serve_app(lambda url: create_vault(store, db, directory, Audience.of(url, ours)))
+        )
         configs = [_site_file(folder, i, vault_url, variant) for i in range(HOSPITALS)]
         yield Deployed(folder, client, admin, accounts, outsider, vault_url, variant, configs, genesis)
     db.dispose()

@@ -7,18 +7,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from services.auditor.app import app_from_env, create_app
 from services.vault.app import create_app as create_vault
 from tclearn.audit.config import AuditorSettings
 from tclearn.audit.follow import ChainFollower
+from tclearn.audit.token import new_token
 from tclearn.config import load_settings
-from tclearn.errors import ConfigError, NotFoundError
+from tclearn.errors import AccessDenied, ConfigError, NotFoundError
 from tclearn.ledger.history import rebuild, to_json
 from tclearn.ledger.localchain import LocalNode
 from tclearn.state.db import Database
 from tclearn.types import Role
+from tclearn.vault.audience import Audience
 from tclearn.vault.directory import StaticDirectory
 from tclearn.vault.http import HttpStore
 from tclearn.vault.store import FsspecStore
@@ -27,12 +30,58 @@ from tests.services.coalition_run import Auditor, CoalitionRun
 from tests.vault.conftest import account, serve_app
 
 pytestmark = pytest.mark.anvil
+TOKEN, TOKEN_SHA256 = new_token()
+AUTH = {"authorization": f"Bearer {TOKEN}"}
+
+
+def authorized(app: FastAPI) -> TestClient:
+    """A client of the auditor `app` that sends the auditor token with every request."""
+    return TestClient(app, headers=AUTH)
 
 
 @pytest.fixture
 def api(auditor_parts: Auditor) -> Iterator[TestClient]:
-    with TestClient(create_app(auditor_parts.follower, auditor_parts.store, label="test coalition")) as client:
+    app = create_app(auditor_parts.follower, auditor_parts.store, label="test coalition", token_sha256=TOKEN_SHA256)
+    with authorized(app) as client:
         yield client
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/lineage"),
+        ("GET", "/api/models/0"),
+        ("GET", "/api/integrity"),
+        ("POST", "/api/integrity"),
+        ("POST", "/api/integrity/0"),
+        ("GET", "/api/access-log"),
+        ("GET", "/api/scores"),
+        ("GET", "/report.html"),
+        ("GET", "/report.json"),
+    ],
+)
+def test_every_api_route_needs_the_auditor_token(auditor_parts: Auditor, method: str, path: str) -> None:
+    app = create_app(auditor_parts.follower, auditor_parts.store, token_sha256=TOKEN_SHA256)
+    no_token = create_app(auditor_parts.follower, auditor_parts.store)
+    with TestClient(app) as client, TestClient(no_token) as off:
+        missing = client.request(method, path)
+        wrong = client.request(method, path, headers={"authorization": "Bearer " + "x" * 43})
+        basic = client.request(method, path, headers={"authorization": "Basic " + TOKEN})
+        nobody = off.request(method, path, headers=AUTH)
+        right = client.request(method, path, headers=AUTH)
+
+    assert (missing.status_code, missing.json()["code"]) == (401, "auth_error")
+    assert "Authorization: Bearer" in missing.json()["message"]
+    assert (wrong.status_code, wrong.json()["message"]) == (401, "wrong auditor token")
+    assert basic.status_code == 401 and "must be 'Bearer" in basic.json()["message"]
+    assert nobody.status_code == 401 and "auditor access is off" in nobody.json()["message"]
+    assert right.status_code in (200, 404)  # 404: this auditor has no access log
+
+
+def test_health_and_the_dashboard_need_no_token(auditor_parts: Auditor) -> None:
+    with TestClient(create_app(auditor_parts.follower, auditor_parts.store, token_sha256=TOKEN_SHA256)) as client:
+        assert client.get("/health").status_code == 200
+        assert client.get("/").status_code == 200 and client.get("/static/app.js").status_code == 200
 
 
 def test_lineage_lists_every_model_with_its_state_and_the_committed_chain(
@@ -208,13 +257,19 @@ def test_the_follower_reads_new_events_incrementally_and_resumes_from_its_databa
 def test_the_access_log_is_read_from_the_vault_service_with_signed_requests(
     coalition_run: CoalitionRun, auditor_parts: Auditor, tmp_path: Path
 ) -> None:
-    auditor_key = account(5)
+    auditor_key, member = account(5), account(6)
     vault_db = Database(f"sqlite:///{tmp_path}/access.db")
-    vault = create_vault(auditor_parts.store, vault_db, StaticDirectory({auditor_key.address: None}))
+    directory = StaticDirectory({member.address: None})  # the auditor is no member: listed as the vault's auditor
+
+    def vault(url: str) -> FastAPI:
+        return create_vault(auditor_parts.store, vault_db, directory, Audience.of(url), auditors=[auditor_key.address])
+
     with serve_app(vault) as url:
         store = HttpStore(url, auditor_key.key)
-        app = create_app(auditor_parts.follower, store, access_log=store.access_log)
-        with TestClient(app) as api:
+        with pytest.raises(AccessDenied, match="not an auditor of this vault"):
+            HttpStore(url, member.key).access_log()
+        app = create_app(auditor_parts.follower, store, access_log=store.access_log, token_sha256=TOKEN_SHA256)
+        with authorized(app) as api:
             checked = api.get("/api/integrity").json()["checked"]
             log = api.get("/api/access-log").json()
             one_blob = log[0]["sha256"]
@@ -233,12 +288,12 @@ def test_app_from_env_reads_a_toml_file_with_environment_overrides(
     config = tmp_path / "auditor.toml"
     config.write_text(
         f'deployment = "{coalition_run.deployment_file}"\nvault = "/nonexistent"\n'
-        f'state = "sqlite:///{tmp_path}/state.db"\n'
+        f'state = "sqlite:///{tmp_path}/state.db"\ntoken_sha256 = "{TOKEN_SHA256}"\n'
     )
     monkeypatch.setenv("TCLEARN_AUDITOR_CONFIG", str(config))
     monkeypatch.setenv("TCLEARN_AUDITOR_VAULT", str(coalition_run.vault))  # a plain folder is a file vault
 
-    with TestClient(app_from_env()) as api:
+    with authorized(app_from_env()) as api:
         health = api.get("/health").json()
         integrity = api.get("/api/integrity").json()
 
@@ -286,7 +341,7 @@ def test_a_chain_that_stops_answering_is_a_502_naming_it(tmp_path: Path) -> None
     with LocalNode("anvil", accounts=ACCOUNTS) as node:
         coalition = deploy_coalition(node_chain(node), validators=2)
         follower = ChainFollower(coalition.client, Database(f"sqlite:///{tmp_path}/state.db"))
-        api = TestClient(create_app(follower, FsspecStore(f"file://{tmp_path}/vault")))
+        api = authorized(create_app(follower, FsspecStore(f"file://{tmp_path}/vault"), token_sha256=TOKEN_SHA256))
         assert api.get("/api/lineage").json()["models"][0]["state"] == "committed"
     response = api.get("/api/lineage")
 

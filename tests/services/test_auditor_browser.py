@@ -1,10 +1,12 @@
 """The auditor's dashboard in a real headless browser (Debian's chromium driven by playwright).
 
-`tclearn auditor serve` runs as a subprocess on a free loopback port over a real coalition run on Anvil;
-the page must render the lineage with every committed model, fill its tables and log no console error.
-A screenshot is kept in out/test-artifacts/auditor.png. Playwright never downloads a browser here: it
-drives the system chromium (`make browser-tools` installs it). Without one the test is skipped, except
-in CI (CI=true), where a missing browser is a failure.
+`tclearn auditor serve` runs as a subprocess on a free loopback port over a real coalition run on Anvil, with no
+token in its settings: it prints the dashboard's URL with a token made for the run, which the test opens as a
+user would (the page keeps the token and sends it with every API call). The page must render the lineage
+with every committed model, fill its tables and log no console error. A screenshot is kept in
+out/test-artifacts/auditor.png. Playwright never downloads a browser here: it drives the system chromium
+(`make browser-tools` installs it). Without one the test is skipped, except in CI (CI=true), where a missing
+browser is a failure.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def browser_binary() -> str:
 
 @pytest.fixture
 def auditor_url(coalition_run: CoalitionRun, tmp_path: Path) -> Iterator[str]:
-    """`tclearn auditor serve` over the run, as a user would start it."""
+    """`tclearn auditor serve` over the run, as a user would start it: the dashboard URL it prints."""
     port = free_port()
     command = [
         sys.executable,
@@ -75,7 +77,10 @@ def auditor_url(coalition_run: CoalitionRun, tmp_path: Path) -> Iterator[str]:
             if server.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"the auditor did not start:\n{log.read_text()}")
             time.sleep(0.2)
-        yield url
+        printed = [line for line in log.read_text().splitlines() if line.startswith("dashboard: ")]
+        assert printed and printed[0].startswith(f"dashboard: {url}/#token="), log.read_text()
+        assert httpx.get(f"{url}/api/lineage", timeout=10).status_code == 401  # the API wants the token
+        yield printed[0].removeprefix("dashboard: ")
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -101,8 +106,9 @@ def test_the_dashboard_renders_the_lineage_without_console_errors(
             page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
             page.on("requestfailed", lambda req: problems.append(f"request failed: {req.url}"))
 
-            page.goto(auditor_url + "/")
+            page.goto(auditor_url)
             page.wait_for_selector("#lineage .node", timeout=20_000)
+            address_bar = page.url  # the token has left the URL for the tab's session storage
             page.locator("#votes tbody tr").first.wait_for(timeout=20_000)
             page.locator("#integrity tbody tr").first.wait_for(timeout=20_000)
             committed = page.eval_on_selector_all(
@@ -135,5 +141,6 @@ def test_the_dashboard_renders_the_lineage_without_console_errors(
     assert "blobs match the hashes on chain" in integrity
     assert f"head: model {history.head}" in status
     assert detail.startswith("rejected")
+    assert "token=" not in address_bar
     assert problems == []
     assert (ARTIFACTS / "auditor.png").stat().st_size > 10_000

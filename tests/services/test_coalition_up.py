@@ -23,6 +23,7 @@ from tclearn.ledger.history import rebuild
 from tclearn.simulation.processes import RUN_FILE, down
 from tclearn.simulation.up import UpSettings
 from tclearn.types import ModelState, Variant
+from tests.vault.conftest import coalition_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,7 +69,11 @@ def test_three_hospitals_on_anvil_commit_honest_work_and_reject_the_byzantine(tm
         assert client.head() == rounds[1]["id"] == summary["head"]
         assert client.get_model(rounds[2]["id"]).state is ModelState.REJECTED
         # ... and so does the lineage read back through the auditor's API.
-        lineage = httpx.get(f"{summary['dashboard']}api/lineage", timeout=30).json()
+        token = str(summary["dashboard"]).split("#token=")[1]
+        lineage = httpx.get(
+            f"{summary['auditor']}/api/lineage", headers={"authorization": f"Bearer {token}"}, timeout=30
+        ).json()
+        assert httpx.get(f"{summary['auditor']}/api/lineage", timeout=30).status_code == 401
         assert lineage["head"] == summary["head"]
         assert lineage["committed"] == [0, rounds[0]["id"], rounds[1]["id"]]
         states = {m["id"]: m["state"] for m in lineage["models"]}
@@ -108,7 +113,7 @@ def test_variant_c_runs_with_a_supervisor_service_and_validators_scoring_through
         # Every validator that voted had the supervisor service score the candidate, signed as itself;
         # members only asked for refreshes and scores, nobody for a decryption.
         hospitals = dev_accounts(4)[1:]
-        log = HttpSupervisorClient(str(summary["supervisor"]), hospitals[0].key).log()
+        log = HttpSupervisorClient(str(summary["supervisor"]), hospitals[0].key, coalition=coalition_of(client)).log()
         assert {e["action"] for e in log} == {"score", "refresh"}
         assert {e["account"].lower() for e in log} <= {a.address.lower() for a in hospitals}
         history = rebuild(client.events())

@@ -27,15 +27,21 @@ from tclearn.site.jobs import JobRunner, JobState, TrainJobRow
 from tclearn.site.open import Site
 from tclearn.state.db import Database
 from tclearn.types import ModelState
+from tclearn.vault.audience import Audience
 from tclearn.vault.codec import architecture_of, decode_model
 from tclearn.vault.signing import ADDRESS_HEADER, sign_request
 from tests.services.conftest import OPERATOR_TOKEN, Coalition3, member_client, operator_headers
+from tests.vault.conftest import coalition_of
 
 OPERATOR = operator_headers()
 
 
-def signed(account: LocalAccount, method: str, path: str, body: bytes = b"", **kw: float) -> dict[str, str]:
-    return sign_request(account, method, path, hashlib.sha256(body).hexdigest(), **kw)
+def signed(
+    to: TestClient, account: LocalAccount, method: str, path: str, body: bytes = b"", **kw: float
+) -> dict[str, str]:
+    """Headers of `account`'s request to the member API `to` (signed for its audience)."""
+    audience = to.app.state.audience  # type: ignore[attr-defined]
+    return sign_request(account, audience, method, path, hashlib.sha256(body).hexdigest(), **kw)
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +107,7 @@ def test_models_list_and_one_model_with_votes(api: TestClient, coalition_a: Coal
 def test_variant_a_download_is_the_blob_for_operator_and_peers(api: TestClient, coalition_a: Coalition3) -> None:
     model_id, peer = coalition_a.committed, coalition_a.deployed.accounts[1]
     path = f"/models/{model_id}/blob"
-    for headers in (OPERATOR, signed(peer, "GET", path)):
+    for headers in (OPERATOR, signed(api, peer, "GET", path)):
         response = api.get(path, headers=headers)
         assert response.status_code == 200
         assert hashlib.sha256(response.content).hexdigest() == response.headers["x-tclearn-model-hash"]
@@ -128,7 +134,7 @@ def test_predict_returns_boxes_and_an_overlay(api: TestClient, coalition_a: Coal
     peer = coalition_a.deployed.accounts[2]
     upload = httpx.Request("POST", "http://x" + path, files={"image": ("scan.png", image)})
     body_bytes = upload.read()
-    headers = {**dict(upload.headers), **signed(peer, "POST", path, body_bytes)}
+    headers = {**dict(upload.headers), **signed(api, peer, "POST", path, body_bytes)}
     by_peer = api.post(path, content=body_bytes, headers=headers)
     assert by_peer.status_code == 200 and by_peer.json()["boxes"] == body["boxes"]
 
@@ -165,23 +171,47 @@ def test_auth_matrix(api: TestClient, coalition_a: Coalition3) -> None:
         response = api.get(path, headers=headers)
         return response.status_code, response.json()["message"] if response.status_code >= 400 else ""
 
-    good = signed(member, "GET", path)
+    good = signed(api, member, "GET", path)
     assert status(good)[0] == 200
     replayed = f"replayed request: nonce {good['x-tclearn-nonce']} was already used by {member.address}"
     assert status(good) == (401, replayed)
     unsigned = status({})
     assert unsigned[0] == 401 and "unsigned request" in unsigned[1]
-    wrong_signer = {**signed(other, "GET", path), ADDRESS_HEADER: member.address}
+    wrong_signer = {**signed(api, other, "GET", path), ADDRESS_HEADER: member.address}
     assert status(wrong_signer)[0] == 401 and "signature does not match" in status(wrong_signer)[1]
     non_member = f"{outsider.address} is not an active member of the coalition"
-    assert status(signed(outsider, "GET", path)) == (403, non_member)
-    expired = status(signed(member, "GET", path, now=time.time() - 3600))
+    assert status(signed(api, outsider, "GET", path)) == (403, non_member)
+    expired = status(signed(api, member, "GET", path, now=time.time() - 3600))
     assert expired[0] == 401 and "stale request" in expired[1]
-    other_path = status(signed(member, "GET", "/coalition"))
+    other_path = status(signed(api, member, "GET", "/coalition"))
     assert other_path[0] == 401 and "signature does not match" in other_path[1]
     assert status(operator_headers("wrong-token-0123456789")) == (401, "wrong operator token")
     assert status({"authorization": "Basic abc"})[0] == 401
     assert status(operator_headers(OPERATOR_TOKEN))[0] == 200
+
+
+def test_a_peer_request_replayed_to_another_member_api_is_refused(coalition_a: Coalition3) -> None:
+    """Hospital-3 signs a request for hospital-1's API (X); X replays it to hospital-2's (Y), which refuses it
+    as signed for another audience; X itself refuses a second copy as a replay."""
+    peer, ours = coalition_a.deployed.accounts[2], coalition_of(coalition_a.deployed.client)
+    x_audience = Audience.of("http://hospital-1.test:8900", ours)
+    y_audience = Audience.of("http://hospital-2.test:8900", ours)
+    x_site, y_site = coalition_a.sites[:2]
+    with member_client(x_site, audience=x_audience) as x, member_client(y_site, audience=y_audience) as y:
+        headers = sign_request(peer, x_audience, "GET", "/coalition")
+        at_x = x.get("/coalition", headers=headers)
+        at_y = y.get("/coalition", headers=headers)
+        again_at_x = x.get("/coalition", headers=headers)
+        own_at_y = y.get("/coalition", headers=sign_request(peer, y_audience, "GET", "/coalition"))
+
+    assert at_x.status_code == 200 and at_x.json()["site"]["name"] == "hospital-1"
+    assert at_y.status_code == 401 and at_y.json()["code"] == "auth_error"
+    assert (
+        at_y.json()["message"]
+        == f"audience mismatch: the request was signed for {x_audience}, this service is {y_audience}"
+    )
+    assert again_at_x.status_code == 401 and "replayed request" in again_at_x.json()["message"]
+    assert own_at_y.status_code == 200 and own_at_y.json()["site"]["name"] == "hospital-2"
 
 
 def test_a_train_job_submits_a_candidate_that_commits(api: TestClient, coalition_a: Coalition3) -> None:
@@ -220,29 +250,29 @@ def slow_api(coalition_a: Coalition3, tmp_path: Path) -> Iterator[TestClient]:
 def test_jobs_are_private_and_a_cancelled_job_stops(slow_api: TestClient, coalition_a: Coalition3) -> None:
     owner, other = coalition_a.deployed.accounts[1:3]
     before = coalition_a.deployed.client.model_count()
-    started = slow_api.post("/jobs/train", headers=signed(owner, "POST", "/jobs/train"))
+    started = slow_api.post("/jobs/train", headers=signed(slow_api, owner, "POST", "/jobs/train"))
     assert started.status_code == 202
     job = started.json()
     assert job["owner"] == owner.address
     path, cancel = f"/jobs/{job['id']}", f"/jobs/{job['id']}/cancel"
     deadline = time.monotonic() + 60
-    while (seen := slow_api.get(path, headers=signed(owner, "GET", path)).json())["phase"] != "training":
+    while (seen := slow_api.get(path, headers=signed(slow_api, owner, "GET", path)).json())["phase"] != "training":
         assert time.monotonic() < deadline and seen["state"] in ("queued", "running"), seen
         time.sleep(0.05)
-    for headers in (signed(other, "GET", path), OPERATOR):
+    for headers in (signed(slow_api, other, "GET", path), OPERATOR):
         hidden = slow_api.get(path, headers=headers)
         assert hidden.status_code == 404 and "no job" in hidden.json()["message"]
-    for headers in (signed(other, "POST", cancel), OPERATOR):
+    for headers in (signed(slow_api, other, "POST", cancel), OPERATOR):
         assert slow_api.post(cancel, headers=headers).status_code == 404
     assert slow_api.get("/jobs", headers=OPERATOR).json() == []
-    assert slow_api.post(cancel, headers=signed(owner, "POST", cancel)).status_code == 200
+    assert slow_api.post(cancel, headers=signed(slow_api, owner, "POST", cancel)).status_code == 200
     deadline = time.monotonic() + 30
-    while (ended := slow_api.get(path, headers=signed(owner, "GET", path)).json())["state"] == "running":
+    while (ended := slow_api.get(path, headers=signed(slow_api, owner, "GET", path)).json())["state"] == "running":
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert ended["state"] == "cancelled" and ended["progress"] < 0.9 and "cancelled" in ended["error"]
     assert coalition_a.deployed.client.model_count() == before  # nothing was submitted
-    again = slow_api.post(cancel, headers=signed(owner, "POST", cancel))
+    again = slow_api.post(cancel, headers=signed(slow_api, owner, "POST", cancel))
     assert again.status_code == 409 and "already ended (cancelled)" in again.json()["message"]
 
 

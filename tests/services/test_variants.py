@@ -24,7 +24,10 @@ def test_variant_b_model_is_decrypted_for_the_operator_only(anvil_node: LocalNod
             weights = decode_model(own.content, architecture_of(deployed.genesis))
             assert all(torch.equal(weights[k], deployed.genesis[k]) for k in deployed.genesis)
             assert hashlib.sha256(own.content).hexdigest() != sealed_hash  # the clear file, not the ciphertext
-            peer = api.get("/models/0/blob", headers=sign_request(deployed.accounts[1], "GET", "/models/0/blob"))
+            peer = api.get(
+                "/models/0/blob",
+                headers=sign_request(deployed.accounts[1], api.app.state.audience, "GET", "/models/0/blob"),
+            )
             assert peer.status_code == 403 and "sealed (variant B)" in peer.json()["message"]
             image = next(iter(sorted((tmp_path / "data" / "global" / "images").iterdir()))).read_bytes()
             predicted = api.post("/models/0/predict", headers=operator_headers(), files={"image": ("g.png", image)})

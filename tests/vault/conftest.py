@@ -6,7 +6,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +20,9 @@ from eth_account.signers.local import LocalAccount
 from fastapi import FastAPI
 
 from services.vault.app import create_app
+from tclearn.ledger.client import LedgerClient
 from tclearn.state.db import Database
+from tclearn.vault.audience import Audience, CoalitionId
 from tclearn.vault.directory import StaticDirectory
 from tclearn.vault.http import HttpStore
 from tclearn.vault.store import BlobStore, FsspecStore
@@ -48,8 +50,19 @@ def outsider() -> LocalAccount:
 
 
 @pytest.fixture
+def auditor() -> LocalAccount:
+    """Not a member: listed in the live vaults' `auditors`."""
+    return account(3)
+
+
+@pytest.fixture
 def directory(member: LocalAccount) -> StaticDirectory:
     return StaticDirectory({member.address: None, account(2).address: None})
+
+
+def coalition_of(client: LedgerClient) -> CoalitionId:
+    """The coalition a chain client's contract is: what its sites sign their requests for."""
+    return CoalitionId(client.chain.chain_id, client.address)
 
 
 def free_port() -> int:
@@ -67,9 +80,12 @@ class LiveVault:
 
 
 @contextmanager
-def serve_app(app: FastAPI) -> Iterator[str]:
-    """Serves `app` with uvicorn on a free loopback port (in a thread) and yields its URL."""
+def serve_app(app: FastAPI | Callable[[str], FastAPI]) -> Iterator[str]:
+    """Serves `app` with uvicorn on a free loopback port (in a thread) and yields its URL. `app` may be a
+    function of that URL, for a service that must know the URL its clients sign requests for."""
     port = free_port()
+    if not isinstance(app, FastAPI):
+        app = app(f"http://127.0.0.1:{port}")
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -89,8 +105,8 @@ def serve_app(app: FastAPI) -> Iterator[str]:
 def live_vault(tmp_path: Path, directory: StaticDirectory) -> Iterator[LiveVault]:
     store = FsspecStore(f"file://{tmp_path}/server-store", max_bytes=SMALL_LIMIT)
     db = Database(f"sqlite:///{tmp_path}/access.db")
-    app = create_app(store, db, directory)
-    with serve_app(app) as url:
+    auditors = [account(3).address]
+    with serve_app(lambda url: create_app(store, db, directory, Audience.of(url), auditors=auditors)) as url:
         yield LiveVault(url, store, db, directory)
     db.dispose()
 
@@ -99,7 +115,7 @@ def live_vault(tmp_path: Path, directory: StaticDirectory) -> Iterator[LiveVault
 def public_vault(tmp_path: Path, directory: StaticDirectory) -> Iterator[LiveVault]:
     store = FsspecStore(f"file://{tmp_path}/public-store", max_bytes=SMALL_LIMIT)
     db = Database(f"sqlite:///{tmp_path}/public-access.db")
-    with serve_app(create_app(store, db, directory, public_reads=True)) as url:
+    with serve_app(lambda url: create_app(store, db, directory, Audience.of(url), public_reads=True)) as url:
         yield LiveVault(url, store, db, directory)
     db.dispose()
 

@@ -5,45 +5,74 @@ from __future__ import annotations
 import hashlib
 import socket
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 from eth_account.signers.local import LocalAccount
+from fastapi.testclient import TestClient
 
+from services.vault.app import create_app as create_vault
 from tclearn.errors import AccessDenied, AuthError, TooLargeError, VaultUnavailable
+from tclearn.state.db import Database
+from tclearn.vault.audience import Audience, CoalitionId
 from tclearn.vault.directory import StaticDirectory
 from tclearn.vault.http import HttpStore
+from tclearn.vault.replay import open_replay_store
 from tclearn.vault.signing import (
     ADDRESS_HEADER,
+    AUDIENCE_HEADER,
     EMPTY_SHA256,
     NONCE_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     RequestVerifier,
+    request_message,
     sign_request,
+    typed_data,
 )
+from tclearn.vault.store import FsspecStore
 
 if TYPE_CHECKING:
     from tests.vault.conftest import LiveVault
 
 NOW = 1_800_000_000.0
 PATH = "/blobs/" + "ab" * 32
+COALITION = CoalitionId(31337, "0x" + "11" * 20)
+AUDIENCE = Audience.of("http://vault.test:8700", COALITION)
 
 
 @pytest.fixture
 def verifier(directory: StaticDirectory) -> RequestVerifier:
-    return RequestVerifier(directory, clock=lambda: NOW)
+    return RequestVerifier(directory, AUDIENCE, clock=lambda: NOW)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "timestamp", "nonce"),
+    [
+        ("GET", PATH, EMPTY_SHA256, int(NOW), "ab" * 16),
+        ("put", "/jobs?limit=5&x=é", "", 0, ""),
+        ("POST", "/", "x", 2**40, "n"),
+    ],
+)
+def test_the_signed_message_is_the_eip712_encoding_of_eth_account(
+    method: str, path: str, body: str, timestamp: int, nonce: str
+) -> None:
+    for audience in (AUDIENCE, Audience.of("https://[::1]:9000/base")):
+        assert request_message(audience, method, path, body, timestamp, nonce) == typed_data(
+            audience, method, path, body, timestamp, nonce
+        )
 
 
 def test_valid_request(verifier: RequestVerifier, member: LocalAccount) -> None:
-    headers = sign_request(member.key, "GET", PATH, now=NOW - 10)
+    headers = sign_request(member.key, AUDIENCE, "GET", PATH, now=NOW - 10)
     assert verifier.verify("GET", PATH, headers, EMPTY_SHA256) == member.address
 
 
-@pytest.mark.parametrize("header", [ADDRESS_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, NONCE_HEADER])
+@pytest.mark.parametrize("header", [ADDRESS_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, NONCE_HEADER, AUDIENCE_HEADER])
 def test_missing_header(verifier: RequestVerifier, member: LocalAccount, header: str) -> None:
-    headers = sign_request(member.key, "GET", PATH, now=NOW)
+    headers = sign_request(member.key, AUDIENCE, "GET", PATH, now=NOW)
     del headers[header]
     with pytest.raises(AuthError, match=f"missing header.*{header}"):
         verifier.verify("GET", PATH, headers, EMPTY_SHA256)
@@ -51,19 +80,19 @@ def test_missing_header(verifier: RequestVerifier, member: LocalAccount, header:
 
 @pytest.mark.parametrize("skew", [-301, 301])
 def test_stale_timestamp(verifier: RequestVerifier, member: LocalAccount, skew: int) -> None:
-    headers = sign_request(member.key, "GET", PATH, now=NOW + skew)
+    headers = sign_request(member.key, AUDIENCE, "GET", PATH, now=NOW + skew)
     with pytest.raises(AuthError, match="stale request"):
         verifier.verify("GET", PATH, headers, EMPTY_SHA256)
 
 
 def test_bad_timestamp(verifier: RequestVerifier, member: LocalAccount) -> None:
-    headers = {**sign_request(member.key, "GET", PATH, now=NOW), TIMESTAMP_HEADER: "soon"}
+    headers = {**sign_request(member.key, AUDIENCE, "GET", PATH, now=NOW), TIMESTAMP_HEADER: "soon"}
     with pytest.raises(AuthError, match="invalid timestamp 'soon'"):
         verifier.verify("GET", PATH, headers, EMPTY_SHA256)
 
 
 def test_replayed_nonce(verifier: RequestVerifier, member: LocalAccount) -> None:
-    headers = sign_request(member.key, "GET", PATH, now=NOW)
+    headers = sign_request(member.key, AUDIENCE, "GET", PATH, now=NOW)
     verifier.verify("GET", PATH, headers, EMPTY_SHA256)
     with pytest.raises(AuthError, match="replayed request"):
         verifier.verify("GET", PATH, headers, EMPTY_SHA256)
@@ -76,25 +105,25 @@ def test_replayed_nonce(verifier: RequestVerifier, member: LocalAccount) -> None
 def test_signature_over_other_request(
     verifier: RequestVerifier, member: LocalAccount, method: str, path: str, body: str
 ) -> None:
-    headers = sign_request(member.key, "GET", PATH, now=NOW)
+    headers = sign_request(member.key, AUDIENCE, "GET", PATH, now=NOW)
     with pytest.raises(AuthError, match="signature does not match"):
         verifier.verify(method, path, headers, body)
 
 
 def test_signature_of_another_account(verifier: RequestVerifier, member: LocalAccount, outsider: LocalAccount) -> None:
-    headers = {**sign_request(outsider.key, "GET", PATH, now=NOW), ADDRESS_HEADER: member.address}
+    headers = {**sign_request(outsider.key, AUDIENCE, "GET", PATH, now=NOW), ADDRESS_HEADER: member.address}
     with pytest.raises(AuthError, match="signature does not match"):
         verifier.verify("GET", PATH, headers, EMPTY_SHA256)
 
 
 def test_malformed_signature(verifier: RequestVerifier, member: LocalAccount) -> None:
-    headers = {**sign_request(member.key, "GET", PATH, now=NOW), SIGNATURE_HEADER: "0x1234"}
+    headers = {**sign_request(member.key, AUDIENCE, "GET", PATH, now=NOW), SIGNATURE_HEADER: "0x1234"}
     with pytest.raises(AuthError, match="malformed signature"):
         verifier.verify("GET", PATH, headers, EMPTY_SHA256)
 
 
 def test_non_member(verifier: RequestVerifier, outsider: LocalAccount) -> None:
-    headers = sign_request(outsider.key, "GET", PATH, now=NOW)
+    headers = sign_request(outsider.key, AUDIENCE, "GET", PATH, now=NOW)
     with pytest.raises(AccessDenied, match=f"{outsider.address} is not an active member"):
         verifier.verify("GET", PATH, headers, EMPTY_SHA256)
 
@@ -102,29 +131,123 @@ def test_non_member(verifier: RequestVerifier, outsider: LocalAccount) -> None:
 def test_deactivated_member(verifier: RequestVerifier, directory: StaticDirectory, member: LocalAccount) -> None:
     directory.remove(member.address)
     with pytest.raises(AccessDenied):
-        verifier.verify("GET", PATH, sign_request(member.key, "GET", PATH, now=NOW), EMPTY_SHA256)
+        verifier.verify("GET", PATH, sign_request(member.key, AUDIENCE, "GET", PATH, now=NOW), EMPTY_SHA256)
+
+
+@pytest.mark.parametrize(
+    ("other", "named"),
+    [
+        (Audience.of("http://other-vault.test:8700", COALITION), "http://other-vault.test:8700"),
+        (Audience.of("http://vault.test:8701", COALITION), "http://vault.test:8701"),
+        (Audience.of("https://vault.test:8700", COALITION), "https://vault.test:8700"),
+        (Audience.of("http://vault.test:8700", CoalitionId(1, COALITION.contract)), "chain 1,"),
+        (Audience.of("http://vault.test:8700", CoalitionId(31337, "0x" + "22" * 20)), "0x" + "22" * 20),
+    ],
+)
+def test_a_request_signed_for_another_audience_is_refused_naming_both(
+    verifier: RequestVerifier, member: LocalAccount, other: Audience, named: str
+) -> None:
+    headers = sign_request(member.key, other, "GET", PATH, now=NOW)
+    with pytest.raises(AuthError, match="audience mismatch") as refused:
+        verifier.verify("GET", PATH, headers, EMPTY_SHA256)
+    assert named.lower() in refused.value.message.lower() and str(AUDIENCE) in refused.value.message
+
+
+def test_the_same_url_written_differently_is_the_same_audience(verifier: RequestVerifier, member: LocalAccount) -> None:
+    same = Audience.of("HTTP://Vault.Test:8700/", COALITION)
+    assert verifier.verify("GET", PATH, sign_request(member.key, same, "GET", PATH, now=NOW), EMPTY_SHA256)
+    assert Audience.of("https://vault.test") == Audience.of("https://vault.test:443")
+
+
+def test_a_forged_audience_header_does_not_help_a_replay(verifier: RequestVerifier, member: LocalAccount) -> None:
+    """Signed for another service, the header rewritten to name this one: the signature no longer matches."""
+    elsewhere = Audience.of("http://other-vault.test:8700", COALITION)
+    headers = {**sign_request(member.key, elsewhere, "GET", PATH, now=NOW), AUDIENCE_HEADER: AUDIENCE.header()}
+    with pytest.raises(AuthError, match="signature does not match"):
+        verifier.verify("GET", PATH, headers, EMPTY_SHA256)
+
+
+@pytest.mark.parametrize("header", ["http://vault.test:8700", "ftp://vault.test 1 0x" + "11" * 20, "x y z"])
+def test_a_malformed_audience_header_is_named(verifier: RequestVerifier, member: LocalAccount, header: str) -> None:
+    headers = {**sign_request(member.key, AUDIENCE, "GET", PATH, now=NOW), AUDIENCE_HEADER: header}
+    with pytest.raises(AuthError, match="malformed audience header"):
+        verifier.verify("GET", PATH, headers, EMPTY_SHA256)
+
+
+def test_replicas_sharing_a_replay_store_refuse_each_others_replays(
+    directory: StaticDirectory, member: LocalAccount, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path}/nonces.db"
+    first, second = (RequestVerifier(directory, AUDIENCE, replay=open_replay_store(url)) for _ in range(2))
+    alone = RequestVerifier(directory, AUDIENCE)  # the default: this process's memory only
+    headers = sign_request(member.key, AUDIENCE, "GET", PATH)
+
+    assert first.verify("GET", PATH, headers, EMPTY_SHA256) == member.address
+    with pytest.raises(AuthError, match="replayed request"):
+        second.verify("GET", PATH, headers, EMPTY_SHA256)
+    assert alone.verify("GET", PATH, headers, EMPTY_SHA256) == member.address  # what the shared store prevents
+    fresh = sign_request(member.key, AUDIENCE, "GET", PATH)
+    assert second.verify("GET", PATH, fresh, EMPTY_SHA256) == member.address
+
+
+def test_two_vault_replicas_on_one_sqlite_file_refuse_each_others_replays(
+    tmp_path: Path, directory: StaticDirectory, member: LocalAccount
+) -> None:
+    audience = Audience.of("http://vault.test:8700")
+    store = FsspecStore(f"file://{tmp_path}/store")
+    replicas = [
+        create_vault(store, Database(f"sqlite:///{tmp_path}/access.db"), directory, audience, replay=replay)
+        for replay in (open_replay_store(f"sqlite:///{tmp_path}/nonces.db") for _ in range(2))
+    ]
+    data = b"replicated"
+    path = f"/blobs/{hashlib.sha256(data).hexdigest()}"
+    headers = sign_request(member.key, audience, "PUT", path, hashlib.sha256(data).hexdigest())
+    with TestClient(replicas[0]) as one, TestClient(replicas[1]) as other:
+        stored = one.put(path, content=data, headers=headers)
+        replayed = other.put(path, content=data, headers=headers)
+        read = other.get(path, headers=sign_request(member.key, audience, "GET", path))
+
+    assert stored.status_code == 201
+    assert replayed.status_code == 401 and "replayed request" in replayed.json()["message"]
+    assert read.status_code == 200 and read.content == data
+
+
+def test_a_vault_refuses_a_request_signed_for_another_vault(
+    tmp_path: Path, directory: StaticDirectory, member: LocalAccount
+) -> None:
+    store = FsspecStore(f"file://{tmp_path}/store")
+    mine, theirs = Audience.of("http://vault-x.test:8700"), Audience.of("http://vault-y.test:8700")
+    app = create_vault(store, Database("sqlite://"), directory, theirs)
+    path = "/blobs/" + "ab" * 32
+    with TestClient(app) as client:
+        refused = client.get(path, headers=sign_request(member.key, mine, "GET", path))
+
+    assert refused.status_code == 401 and refused.json()["code"] == "auth_error"
+    assert refused.json()["message"].startswith("audience mismatch: the request was signed for http://vault-x.test")
+    assert refused.json()["expected"] == theirs.header() and refused.json()["signed_for"] == mine.header()
 
 
 def test_http_status_codes(live_vault: LiveVault, member: LocalAccount, outsider: LocalAccount) -> None:
     data = b"model bytes"
     address = hashlib.sha256(data).hexdigest()
     path = f"/blobs/{address}"
+    aud = Audience.of(live_vault.url)
     with httpx.Client(base_url=live_vault.url) as client:
         unsigned = client.put(path, content=data)
-        stranger = client.put(path, content=data, headers=sign_request(outsider.key, "PUT", path, address))
-        signed = sign_request(member.key, "PUT", path, address)
+        stranger = client.put(path, content=data, headers=sign_request(outsider.key, aud, "PUT", path, address))
+        signed = sign_request(member.key, aud, "PUT", path, address)
         created = client.put(path, content=data, headers=signed)
         replayed = client.put(path, content=data, headers=signed)
-        wrong_body = client.put(path, content=b"other", headers=sign_request(member.key, "PUT", path, address))
+        wrong_body = client.put(path, content=b"other", headers=sign_request(member.key, aud, "PUT", path, address))
         missing_path = "/blobs/" + "00" * 32
-        missing = client.get(missing_path, headers=sign_request(member.key, "GET", missing_path))
-        bad_name = client.get("/blobs/xyz", headers=sign_request(member.key, "GET", "/blobs/xyz"))
+        missing = client.get(missing_path, headers=sign_request(member.key, aud, "GET", missing_path))
+        bad_name = client.get("/blobs/xyz", headers=sign_request(member.key, aud, "GET", "/blobs/xyz"))
         big = b"x" * (2 << 20)
         big_path = f"/blobs/{hashlib.sha256(big).hexdigest()}"
         too_large = client.put(
             big_path,
             content=big,
-            headers=sign_request(member.key, "PUT", big_path, hashlib.sha256(big).hexdigest()),
+            headers=sign_request(member.key, aud, "PUT", big_path, hashlib.sha256(big).hexdigest()),
         )
 
     assert (unsigned.status_code, unsigned.json()["code"]) == (401, "auth_error")
@@ -137,18 +260,27 @@ def test_http_status_codes(live_vault: LiveVault, member: LocalAccount, outsider
     assert too_large.status_code == 413 and "size limit" in too_large.json()["message"]
 
 
-def test_access_log_records_reads_and_writes(live_vault: LiveVault, member: LocalAccount) -> None:
-    client = HttpStore(live_vault.url, member.key)
+def test_access_log_records_reads_and_writes_and_only_auditors_read_it(
+    live_vault: LiveVault, member: LocalAccount, auditor: LocalAccount
+) -> None:
+    client, auditing = HttpStore(live_vault.url, member.key), HttpStore(live_vault.url, auditor.key)
     address = client.put(b"logged")
     client.get(address)
+    assert auditing.get(address) == b"logged"  # an auditor reads blobs, though not a member
 
-    entries = client.access_log(sha256=address)
+    entries = auditing.access_log(sha256=address)
 
     assert [(e["account"], e["action"], e["size"]) for e in entries] == [
+        (auditor.address, "get", 6),
         (member.address, "get", 6),
         (member.address, "put", 6),
     ]
+    with pytest.raises(AccessDenied, match=f"{member.address} is not an auditor of this vault"):
+        client.access_log()
+    with pytest.raises(AccessDenied, match=f"{auditor.address} is not an active member"):
+        auditing.put(b"an auditor writes nothing")
     client.close()
+    auditing.close()
 
 
 def test_public_reads(public_vault: LiveVault, member: LocalAccount) -> None:
@@ -168,7 +300,7 @@ def test_connection_dropped_mid_upload_leaves_nothing(live_vault: LiveVault, mem
     data = b"y" * 200_000
     address = hashlib.sha256(data).hexdigest()
     path = f"/blobs/{address}"
-    headers = sign_request(member.key, "PUT", path, address)
+    headers = sign_request(member.key, Audience.of(live_vault.url), "PUT", path, address)
     host, port = live_vault.url.removeprefix("http://").split(":")
     request = f"PUT {path} HTTP/1.1\r\nhost: {host}\r\ncontent-length: {len(data)}\r\n"
     request += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from services.vault.app import create_app
-from tclearn.errors import AccessDenied
+from tclearn.errors import AccessDenied, AuthError
 from tclearn.ledger.chain import embedded_chain
 from tclearn.ledger.directory import ChainDirectory
 from tclearn.state.db import Database
+from tclearn.vault.audience import Audience, CoalitionId
 from tclearn.vault.http import HttpStore
 from tclearn.vault.store import FsspecStore
 from tests.conftest import deploy_coalition
@@ -33,15 +34,18 @@ def test_directory_follows_the_registry() -> None:
 
 def test_vault_on_chain_membership(tmp_path: Path) -> None:
     co = deploy_coalition(embedded_chain(8), validators=2)
-    app = create_app(FsspecStore(f"file://{tmp_path}/store"), Database("sqlite://"), ChainDirectory(co.client, ttl=0))
+    ours = CoalitionId(co.client.chain.chain_id, co.client.address)
+    store, directory = FsspecStore(f"file://{tmp_path}/store"), ChainDirectory(co.client, ttl=0)
     blob = os.urandom(1000)
     digest = hashlib.sha256(blob).hexdigest()
-    with serve_app(app) as url:
-        member = HttpStore(url, co.hospitals[0].key)
+    with serve_app(lambda url: create_app(store, Database("sqlite://"), directory, Audience.of(url, ours))) as url:
+        member = HttpStore(url, co.hospitals[0].key, coalition=ours)
         member.put(blob)
         assert member.get(digest) == blob
+        with pytest.raises(AuthError, match="audience mismatch"):
+            HttpStore(url, co.hospitals[0].key).get(digest)  # signed for no coalition: another audience
         with pytest.raises(AccessDenied):
-            HttpStore(url, co.spare[0].key).get(digest)  # signed, but not a member on chain
+            HttpStore(url, co.spare[0].key, coalition=ours).get(digest)  # signed, but not a member on chain
         co.client.deactivate_member(co.admin, co.hospitals[1].address)
         with pytest.raises(AccessDenied):
-            HttpStore(url, co.hospitals[1].key).get(digest)
+            HttpStore(url, co.hospitals[1].key, coalition=ours).get(digest)

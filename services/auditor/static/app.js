@@ -20,11 +20,54 @@ function el(tag, attrs = {}, text = null) {
   return node;
 }
 
+// ---- the auditor token -------------------------------------------------------------------------------
+// Given once: in the URL's fragment (`/#token=...`, which `tclearn auditor serve` prints and which never reaches
+// the server), or typed into the form. Kept for this browser tab only (sessionStorage), sent as a bearer token.
+const TOKEN_KEY = "tclearn-auditor-token";
+
+function takeTokenFromUrl() {
+  const match = /(?:^#|&)token=([^&]+)/.exec(window.location.hash);
+  if (!match) return;
+  sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(match[1]));
+  window.history.replaceState(null, "", window.location.pathname + window.location.search);
+}
+
+const token = () => sessionStorage.getItem(TOKEN_KEY);
+
+function showLogin(message) {
+  document.getElementById("login").hidden = false;
+  document.getElementById("login-message").textContent = message;
+}
+
+async function authorized(path, options = {}) {
+  const headers = { accept: "application/json", ...(options.headers || {}) };
+  if (token()) headers.authorization = `Bearer ${token()}`;
+  const response = await fetch(path, { ...options, headers });
+  if (response.status === 401) {
+    const body = await response.json();
+    showLogin(body.message || "this auditor needs its token");
+    throw new Error(`${body.message || "unauthorized"}: enter the auditor token`);
+  }
+  return response;
+}
+
 async function api(path, options = {}) {
-  const response = await fetch(path, { headers: { accept: "application/json" }, ...options });
+  const response = await authorized(path, options);
   const body = await response.json();
   if (!response.ok) throw new Error(body.message || `${path}: HTTP ${response.status}`);
   return body;
+}
+
+// A report is fetched with the token, then saved as a file (a plain link could not carry the header).
+async function download(path, filename) {
+  const response = await authorized(path);
+  if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
+  const url = URL.createObjectURL(await response.blob());
+  const link = el("a", { href: url, download: filename });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
 }
 
 function setStatus(text, isError = false) {
@@ -291,7 +334,22 @@ async function reverify(path, what) {
 
 
 document.addEventListener("DOMContentLoaded", () => {
+  takeTokenFromUrl();
   drawLegend();
+  document.getElementById("login").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const field = document.getElementById("token");
+    sessionStorage.setItem(TOKEN_KEY, field.value.trim());
+    field.value = "";
+    document.getElementById("login").hidden = true;
+    guarded(load)();
+  });
+  document.getElementById("export-html").addEventListener(
+    "click", guarded(() => download("/report.html", "audit-report.html")),
+  );
+  document.getElementById("export-json").addEventListener(
+    "click", guarded(() => download("/report.json", "audit-report.json")),
+  );
   document.getElementById("reload").addEventListener("click", guarded(load));
   document.getElementById("verify-all").addEventListener("click", guarded(() => reverify("/api/integrity", "every blob")));
   document.getElementById("verify-model").addEventListener(

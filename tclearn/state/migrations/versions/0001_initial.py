@@ -1,4 +1,4 @@
-"""Every table tclearn kept when migrations began.
+"""Every table tclearn kept when migrations began (the shared replay store's seen nonces among them).
 
 A database made before then by `create_all` holds some of these tables (only those of the modules its
 process had imported) and no `alembic_version`: this revision creates only the tables that are missing, so
@@ -102,6 +102,14 @@ def _tables() -> dict[str, tuple[list[sa.Column[Any]], list[str]]]:
                 sa.Column("at", sa.DateTime(timezone=True), nullable=False),
             ],
             [],
+        ),
+        "signed_request_nonces": (
+            [
+                sa.Column("address", sa.String(42), primary_key=True),
+                sa.Column("nonce", sa.String(64), primary_key=True),
+                sa.Column("expires_at", sa.Float(), nullable=False),
+            ],
+            ["expires_at"],
         ),
     }
 
