@@ -78,6 +78,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
+class StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is when a record is emitted, not the one set up with: a command run
+    again in one process (a test runner's captured stderr, closed since) still logs somewhere open."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self) -> IO[str]:
+        return sys.stderr
+
+
 def setup_logging(
     level: LogLevel | str = LogLevel.INFO, fmt: LogFormat | str = LogFormat.TEXT, stream: IO[str] | None = None
 ) -> None:
@@ -87,7 +99,7 @@ def setup_logging(
     handlers and propagate to the root, so start uvicorn with `log_config=None`.
     """
     level, fmt = LogLevel(level), LogFormat(fmt)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler: logging.Handler = StderrHandler() if stream is None else logging.StreamHandler(stream)
     handler.addFilter(RequestIdFilter())
     handler.setFormatter(JsonFormatter() if fmt is LogFormat.JSON else TextFormatter())
     root = logging.getLogger()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from eth_account.signers.local import LocalAccount
 from tclearn.ledger.chain import Chain, connect, embedded_chain
 from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.localchain import LocalNode
+from tclearn.logs import QUIET_LOGGERS, UVICORN_LOGGERS
 from tclearn.types import Role, Variant
 
 ACCOUNTS = 20
@@ -76,6 +78,19 @@ def node_chain(node: LocalNode) -> Chain:
 
     chain.dev_keys = dev_accounts(ACCOUNTS)
     return chain
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """A serve command run in-process (`start_logging`) configures the root logger for the process: put it back,
+    so that one test's log level and handler do not write into the next test's captured output."""
+    loggers = [logging.getLogger(), *(logging.getLogger(name) for name in (*UVICORN_LOGGERS, *QUIET_LOGGERS))]
+    saved = [(logger, logger.handlers[:], logger.level, logger.propagate) for logger in loggers]
+    yield
+    for logger, handlers, level, propagate in saved:
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 @pytest.fixture(scope="session")

@@ -180,7 +180,10 @@ def test_the_log_section_comes_from_the_file_and_the_environment_too(
 ) -> None:
     served = Served(monkeypatch)
     config = tmp_path / "vault.toml"
-    config.write_text(f'store = "file://{tmp_path}/store"\n[log]\nlevel = "debug"\nformat = "json"\n')
+    config.write_text(
+        f'store = "file://{tmp_path}/store"\ndatabase = "sqlite:///{tmp_path}/access.db"\n'
+        '[log]\nlevel = "debug"\nformat = "json"\n'
+    )
     monkeypatch.setenv("TCLEARN_VAULT_LOG__FORMAT", "text")
 
     _invoke("vault", "serve", "--config", str(config))

@@ -19,6 +19,7 @@ from tclearn.errors import AccessDenied, AuthError, ConfigError
 
 if TYPE_CHECKING:
     from tclearn.audit.verify import AuditReport
+    from tclearn.config import Deployment
     from tclearn.ledger.history import LedgerHistory
     from tclearn.vault.store import BlobStore
 
@@ -42,7 +43,7 @@ def private_key_from_env(key_env: str | None) -> str | None:
     return key
 
 
-def open_vault(url: str, private_key: str | None, deployment: Path) -> BlobStore:
+def open_vault(url: str, private_key: str | None, deployment: Deployment) -> BlobStore:
     """`http(s)://` -> the vault service (requests signed with `private_key` for the coalition of `deployment`);
     anything else an fsspec store."""
     from tclearn.vault.audience import CoalitionId
@@ -51,12 +52,18 @@ def open_vault(url: str, private_key: str | None, deployment: Path) -> BlobStore
 
     if url.startswith(("http://", "https://")):
         try:
-            return HttpStore(url, private_key, coalition=CoalitionId.of_deployment(deployment))
+            coalition = CoalitionId(deployment.chain_id, deployment.address)
+            return HttpStore(url, private_key, coalition=coalition)
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"the auditor's private key is not a valid Ethereum key: {exc}") from None
+    return FsspecStore(check_vault_url(url))
+
+
+def check_vault_url(url: str) -> str:
+    """`url` if it names a vault (a service or an fsspec URL); `ConfigError` before anything is opened otherwise."""
     if "://" not in url:
         raise ConfigError(f"--vault {url!r}: expected a URL such as file:///srv/vault, memory://x or https://host")
-    return FsspecStore(url)
+    return url
 
 
 def _table(report: AuditReport) -> Table:
@@ -102,8 +109,9 @@ def verify(
 
     with user_errors():
         private_key = private_key_from_env(key_env)
-        store = open_vault(vault, private_key, deployment)
+        check_vault_url(vault)
         dep, client = open_deployment(deployment, url)
+        store = open_vault(vault, private_key, dep)
         history = rebuild(client.events(from_block=dep.block))
         report = _audit(history, store, vault, private_key)
     if json_out:
@@ -150,8 +158,10 @@ def report_command(
     with user_errors():
         run_summary = _load_summary(summary)
         private_key = private_key_from_env(key_env)
-        store = open_vault(vault, private_key, deployment) if vault is not None else None
+        if vault is not None:
+            check_vault_url(vault)
         dep, client = open_deployment(deployment, url)
+        store = open_vault(vault, private_key, dep) if vault is not None else None
         history = rebuild(client.events(from_block=dep.block))
         verdict = _audit(history, store, vault or "", private_key) if store is not None else None
         path = write_report(out, history, run_summary, audit=verdict)

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from tclearn.audit.verify import hex_hash
 from tclearn.cli import audit as audit_cli
 from tclearn.ledger.chain import Chain
+from tclearn.vault.audience import ZERO_ADDRESS
 from tests.audit.conftest import AuditedRun, run_coalition
 from tests.vault.conftest import LiveVault
 
@@ -74,7 +75,8 @@ def test_an_http_vault_needs_the_auditors_key(
     chain: Chain, live_vault: LiveVault, member: LocalAccount, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run = run_coalition(chain, live_vault.store)
-    monkeypatch.setattr(audit_cli, "open_deployment", lambda path, url: (SimpleNamespace(block=0), run.client))
+    member_file_vault = SimpleNamespace(block=0, chain_id=0, address=ZERO_ADDRESS)  # the vault's audience: no chain
+    monkeypatch.setattr(audit_cli, "open_deployment", lambda path, url: (member_file_vault, run.client))
     monkeypatch.setenv("AUDITOR_KEY", member.key.hex())
 
     anonymous = runner.invoke(audit_cli.app, ["verify", "--vault", live_vault.url])

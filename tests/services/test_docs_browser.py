@@ -13,6 +13,7 @@ import pytest
 
 from services.vault.app import create_app
 from tclearn.state.db import Database
+from tclearn.vault.audience import Audience
 from tclearn.vault.directory import StaticDirectory
 from tclearn.vault.store import FsspecStore
 from tests.services.test_auditor_browser import ARTIFACTS, browser_binary
@@ -24,7 +25,8 @@ pytestmark = pytest.mark.browser
 @pytest.fixture
 def vault_url(tmp_path: Path) -> Iterator[str]:
     db = Database(f"sqlite:///{tmp_path}/access.db")
-    with serve_app(create_app(FsspecStore(f"file://{tmp_path}/store"), db, StaticDirectory({}))) as url:
+    store = FsspecStore(f"file://{tmp_path}/store")
+    with serve_app(lambda url: create_app(store, db, StaticDirectory({}), Audience.of(url))) as url:
         yield url
     db.dispose()
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -27,6 +28,7 @@ from services.observability import SANE_ID, request_id
 from services.vault.app import create_app
 from tclearn.logs import setup_logging
 from tclearn.state.db import Database
+from tclearn.vault.audience import Audience
 from tclearn.vault.directory import StaticDirectory
 from tclearn.vault.http import HttpStore
 from tclearn.vault.store import FsspecStore
@@ -39,7 +41,8 @@ LATENCY = "tclearn_http_request_duration_seconds"
 @pytest.fixture
 def vault(tmp_path: Path) -> Iterator[FastAPI]:
     db = Database(f"sqlite:///{tmp_path}/access.db")
-    app = create_app(FsspecStore(f"file://{tmp_path}/store"), db, StaticDirectory({MEMBER.address: None}))
+    audience = Audience.of(f"http://127.0.0.1:{free_port()}")  # where `serve` will serve it
+    app = create_app(FsspecStore(f"file://{tmp_path}/store"), db, StaticDirectory({MEMBER.address: None}), audience)
 
     @app.get("/boom")
     def boom() -> None:
@@ -51,8 +54,9 @@ def vault(tmp_path: Path) -> Iterator[FastAPI]:
 
 @contextmanager
 def serve(app: FastAPI) -> Iterator[str]:
-    """`app` under uvicorn on loopback, its loggers left to `setup_logging` as the serve commands leave them."""
-    port = free_port()
+    """`app` under uvicorn on loopback at the URL its requests are signed for (its audience), its loggers left to
+    `setup_logging` as the serve commands leave them."""
+    port = urlsplit(app.state.audience.url).port
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, log_level="info"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -63,8 +63,10 @@ def test_vault_service_over_s3_stores_in_the_bucket(tmp_path: Path, local_s3: Lo
         )
     )
     data = os.urandom(300_000)
+    settings = load_settings(VaultSettings, config)
 
-    with serve_app(app_for(load_settings(VaultSettings, config))) as vault_url:
+    # the vault's public URL is where the test serves it: members sign their requests for it
+    with serve_app(lambda where: app_for(settings.model_copy(update={"public_url": where}))) as vault_url:
         client = HttpStore(vault_url, member.key)
         address = client.put(data)
         fetched = client.get(address)
