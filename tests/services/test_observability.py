@@ -8,17 +8,14 @@ import io
 import json
 import logging
 import re
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -32,7 +29,7 @@ from tclearn.vault.audience import Audience
 from tclearn.vault.directory import StaticDirectory
 from tclearn.vault.http import HttpStore
 from tclearn.vault.store import FsspecStore
-from tests.vault.conftest import account, free_port
+from tests.vault.conftest import account, free_port, serve_app
 
 MEMBER = account(1)
 LATENCY = "tclearn_http_request_duration_seconds"
@@ -52,23 +49,10 @@ def vault(tmp_path: Path) -> Iterator[FastAPI]:
     db.dispose()
 
 
-@contextmanager
-def serve(app: FastAPI) -> Iterator[str]:
+def serve(app: FastAPI) -> AbstractContextManager[str]:
     """`app` under uvicorn on loopback at the URL its requests are signed for (its audience), its loggers left to
     `setup_logging` as the serve commands leave them."""
-    port = urlsplit(app.state.audience.url).port
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, log_level="info"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the test server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    return serve_app(app, port=urlsplit(app.state.audience.url).port, log_config=None, log_level="info")
 
 
 @pytest.fixture

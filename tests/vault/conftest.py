@@ -80,13 +80,14 @@ class LiveVault:
 
 
 @contextmanager
-def serve_app(app: FastAPI | Callable[[str], FastAPI]) -> Iterator[str]:
-    """Serves `app` with uvicorn on a free loopback port (in a thread) and yields its URL. `app` may be a
-    function of that URL, for a service that must know the URL its clients sign requests for."""
-    port = free_port()
+def serve_app(app: FastAPI | Callable[[str], FastAPI], *, port: int | None = None, **config: Any) -> Iterator[str]:
+    """Serves `app` with uvicorn on loopback (in a thread; `port`, else a free one) and yields its URL. `app` may
+    be a function of that URL, for a service that must know the URL its clients sign requests for; `config`
+    goes to uvicorn (default: warnings only)."""
+    port = port or free_port()
     if not isinstance(app, FastAPI):
         app = app(f"http://127.0.0.1:{port}")
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **{"log_level": "warning", **config}))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
