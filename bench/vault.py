@@ -7,7 +7,9 @@ vault service (a separate uvicorn process on 127.0.0.1) while a blob streams in 
 Prints one JSON document (and writes it to --out). Throughputs are MB/s with MB = 10**6 bytes, each the
 best of --repeats runs. Every put/get figure is measured alternately with raw sha256 and raw AES-GCM
 over the same size, and `ratio` is op / min(raw sha256, raw AES-GCM) from those same rounds, so load
-from other processes on a shared machine affects both sides of the ratio alike.
+from other processes on a shared machine affects both sides of the ratio alike. `stores` runs with glibc's
+default allocator thresholds, then `stores_buffers_kept` with those the vault service and sites set
+(`tclearn.vault.allocator.keep_blob_buffers`): the same operations, side by side in one run.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eth_account import Account
 
+from tclearn.vault.allocator import keep_blob_buffers
 from tclearn.vault.envelope import public_bytes, seal, unseal
 from tclearn.vault.http import HttpStore
 from tclearn.vault.store import CHUNK_SIZE, FsspecStore
@@ -105,9 +108,11 @@ def free_port() -> int:
 def start_service(workdir: Path, member: str) -> tuple[subprocess.Popen[bytes], str]:
     (workdir / "members.json").write_text(json.dumps({member: None}))
     port = free_port()
+    url = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO),
+        "TCLEARN_VAULT_PUBLIC_URL": url,  # the audience clients sign for (uvicorn's --port is not the settings')
         "TCLEARN_VAULT_STORE": f"file://{workdir}/service-store",
         "TCLEARN_VAULT_DATABASE": f"sqlite:///{workdir}/access.db",
         "TCLEARN_VAULT_MEMBERS": str(workdir / "members.json"),
@@ -115,7 +120,6 @@ def start_service(workdir: Path, member: str) -> tuple[subprocess.Popen[bytes], 
     command = [sys.executable, "-m", "uvicorn", "--factory", "services.vault.app:app_from_env"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     process = subprocess.Popen(command, env=env, cwd=REPO)
-    url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -221,6 +225,9 @@ def main() -> None:
             }
             report["raw"].append({"size_mb": size // MB, **{f"{k}_mb_s": v for k, v in raw.items()}})
             report["stores"].append(bench_size(size, workdir))
+        # the same again with the allocator as the vault service and sites set it (glibc keeps freed buffers)
+        report["buffers_kept"] = keep_blob_buffers()
+        report["stores_buffers_kept"] = [bench_size(size, workdir) for size in sizes]
         largest = max(sizes)
         report["service"] = bench_service(largest, workdir, raw_sha256(largest))
     text = json.dumps(report, indent=2)

@@ -32,6 +32,7 @@ from tclearn.config import settings_from_env
 from tclearn.errors import AccessDenied, NotFoundError, TclearnError, TooLargeError
 from tclearn.state.db import Database
 from tclearn.vault.access_log import access_entries, record_access
+from tclearn.vault.allocator import keep_blob_buffers
 from tclearn.vault.audience import Audience, service_audience
 from tclearn.vault.config import VaultSettings
 from tclearn.vault.directory import MemberDirectory, checksum
@@ -177,6 +178,7 @@ def create_app(
 
 def app_for(settings: VaultSettings) -> FastAPI:
     """The service as `settings` describe it (see `VaultSettings`)."""
+    keep_blob_buffers()
     directory = member_directory(settings.deployment, settings.members, __name__)
     app = create_app(
         FsspecStore(settings.store, settings.max_bytes, settings.storage_options),

@@ -24,6 +24,7 @@ from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.deployment import open_deployment
 from tclearn.site.config import SiteConfig
 from tclearn.types import Variant
+from tclearn.vault.allocator import keep_blob_buffers
 from tclearn.vault.audience import CoalitionId
 from tclearn.vault.http import HttpStore
 from tclearn.vault.keys import key_password, load_key
@@ -78,6 +79,7 @@ def _check_paths(config: SiteConfig, variant: Variant) -> None:
 
 def open_site(config: SiteConfig) -> Site:
     """Connects to the coalition as this hospital and loads its data; errors name the file or field."""
+    keep_blob_buffers()  # a site streams models to and from the vault all its life
     _, client = open_deployment(config.deployment, config.chain_url, nonce_locks=config.nonce_locks)
     variant = client.variant()
     if variant is Variant.C and config.supervisor_url is None:
