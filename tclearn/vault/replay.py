@@ -7,6 +7,7 @@ database URL, so a request accepted by one is refused by every other.
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
 from collections.abc import Callable
@@ -37,22 +38,30 @@ class ReplayStore(Protocol):
 
 
 class MemoryReplayStore:
-    """Nonces seen by this process."""
+    """Nonces seen by this process. A claim costs O(log n): expired nonces leave in expiry order (a heap), not
+    by a scan of every nonce still remembered (150,000 at 500 requests/s and a 300 s window)."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
         self._seen: dict[tuple[str, str], float] = {}
+        self._expiries: list[tuple[float, tuple[str, str]]] = []
         self._lock = threading.Lock()
 
     def claim(self, address: str, nonce: str, expires_at: float) -> bool:
         with self._lock:
             now = self.clock()
-            for key in [k for k, expiry in self._seen.items() if expiry < now]:
-                del self._seen[key]
-            if (address, nonce) in self._seen:
+            while self._expiries and self._expiries[0][0] < now:
+                _, key = heapq.heappop(self._expiries)
+                self._seen.pop(key, None)
+            key = (address, nonce)
+            if key in self._seen:
                 return False
-            self._seen[(address, nonce)] = expires_at
+            self._seen[key] = expires_at
+            heapq.heappush(self._expiries, (expires_at, key))
             return True
+
+    def __len__(self) -> int:
+        return len(self._seen)
 
 
 class SqlReplayStore:

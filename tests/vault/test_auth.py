@@ -19,7 +19,7 @@ from tclearn.state.db import Database
 from tclearn.vault.audience import Audience, CoalitionId
 from tclearn.vault.directory import StaticDirectory
 from tclearn.vault.http import HttpStore
-from tclearn.vault.replay import open_replay_store
+from tclearn.vault.replay import MemoryReplayStore, open_replay_store
 from tclearn.vault.signing import (
     ADDRESS_HEADER,
     AUDIENCE_HEADER,
@@ -339,3 +339,18 @@ def test_oversized_keyring_is_refused(live_vault: LiveVault, member: LocalAccoun
     with pytest.raises(TooLargeError, match="keyring exceeds"):
         client.write_keyring(address, b" " * (2 << 20))
     client.close()
+
+
+def test_the_memory_replay_store_forgets_expired_nonces_in_expiry_order() -> None:
+    now = [1000.0]
+    store = MemoryReplayStore(clock=lambda: now[0])
+    for i in range(1000):  # expiries out of insertion order, as clients' clocks differ
+        assert store.claim("0xA", f"n{i}", 1000.0 + (i * 7919) % 300)
+    assert not store.claim("0xA", "n5", 2000.0)  # a replay within its window
+
+    now[0] = 1150.0
+    assert store.claim("0xB", "late", 1450.0)
+    remembered = len(store)
+
+    assert remembered == 1 + sum(1 for i in range(1000) if 1000.0 + (i * 7919) % 300 >= 1150.0)
+    assert store.claim("0xA", "n0", 1450.0)  # n0 expired at 1000: forgotten, a stale copy is refused elsewhere
