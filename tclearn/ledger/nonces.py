@@ -26,19 +26,18 @@ class NonceRefusal(StrEnum):
 
     TOO_LOW = "nonce too low"
     REPLACEMENT_UNDERPRICED = "replacement transaction underpriced"
-    UNDERPRICED = "transaction underpriced"
     ALREADY_KNOWN = "already known"  # this very transaction is in the node's pool: it is waited for, not resent
 
 
-# Lower-case fragments of the messages geth, Besu, Anvil and Ganache send, checked in order (the replacement
-# message contains "transaction underpriced", so it comes first). Anvil's and Ganache's were seen from the nodes
-# the tests run; geth's and Besu's are as their sources word them (no geth or Besu node runs in the tests).
+# Lower-case fragments of the messages geth, Besu, Anvil and Ganache send, checked in order. geth's plain
+# "transaction underpriced" is not among them: it means a fee below the pool's minimum, whatever the nonce.
+# Anvil's and Ganache's were seen from the nodes the tests run; geth's and Besu's are as their sources word
+# them (no geth or Besu node runs in the tests).
 _MESSAGES: tuple[tuple[str, NonceRefusal], ...] = (
     ("nonce too low", NonceRefusal.TOO_LOW),  # geth, Anvil, Besu ("Nonce too low")
     ("correct nonce", NonceRefusal.TOO_LOW),  # Ganache: "the tx doesn't have the correct nonce"
     ("replacement transaction underpriced", NonceRefusal.REPLACEMENT_UNDERPRICED),  # geth, Anvil, Besu
     ("transaction can't be replaced", NonceRefusal.REPLACEMENT_UNDERPRICED),  # Ganache
-    ("transaction underpriced", NonceRefusal.UNDERPRICED),  # geth
     ("already known", NonceRefusal.ALREADY_KNOWN),  # geth
     ("known transaction", NonceRefusal.ALREADY_KNOWN),  # Besu
     ("already imported", NonceRefusal.ALREADY_KNOWN),  # Anvil
@@ -66,6 +65,12 @@ def account_lock(path: Path) -> Iterator[None]:
     """Holds the exclusive lock on `path` (created, with its folder, if missing); other processes wait."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        folder = path.parent.stat()
+        if folder.st_uid != os.getuid() or folder.st_mode & 0o022:  # another user could swap the lock files
+            raise ConfigError(
+                f"the nonce lock folder {path.parent} belongs to another user or others may write to it; "
+                "give a folder of this account's own as the site's `nonce_locks`"
+            )
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
         raise ConfigError(

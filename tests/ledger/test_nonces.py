@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
         ("{'code': -32003, 'message': 'replacement transaction underpriced'}", NonceRefusal.REPLACEMENT_UNDERPRICED),
         ("Replacement transaction underpriced", NonceRefusal.REPLACEMENT_UNDERPRICED),  # Besu
         ("transaction can't be replaced, mining has already started", NonceRefusal.REPLACEMENT_UNDERPRICED),  # Ganache
-        ("transaction underpriced", NonceRefusal.UNDERPRICED),  # geth
+        ("transaction underpriced", None),  # geth: a fee below the pool's minimum, not a nonce clash
         ("already known", NonceRefusal.ALREADY_KNOWN),  # geth
         ("Known transaction", NonceRefusal.ALREADY_KNOWN),  # Besu
         ("{'code': -32003, 'message': 'transaction already imported'}", NonceRefusal.ALREADY_KNOWN),  # Anvil
@@ -149,6 +149,17 @@ def test_an_unusable_lock_folder_is_a_config_error(tmp_path: Path) -> None:
         pass
 
 
+def test_a_lock_folder_others_may_write_to_is_refused(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # as a folder another local user made first in /tmp would be
+    with (
+        pytest.raises(ConfigError, match=r"nonce lock folder .* others may write to it"),
+        account_lock(shared / "1-0xabc.lock"),
+    ):
+        pass
+
+
 # ---- two processes, one account, a chain with a block time -----------------------------------------------------
 
 
@@ -175,17 +186,23 @@ def run_senders(url: str, contract: str, key_index: int, locks: list[Path], thre
         )
         for folder in locks
     ]
-    for proc in procs:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready", proc.stderr
-    for proc in procs:
-        assert proc.stdin is not None
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-    reports = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=240)
-        assert proc.returncode == 0, err
-        reports.append(json.loads(out.strip().splitlines()[-1]))
+    try:
+        for proc in procs:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready", proc.stderr
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        reports = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=240)
+            assert proc.returncode == 0, err
+            reports.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for proc in procs:  # a failed step: no sender left running (or starting to send at stdin's end)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=30)
     return reports
 
 
