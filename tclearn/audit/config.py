@@ -70,7 +70,7 @@ def open_store(settings: AuditorSettings) -> BlobStore:
 def open_access_log(settings: AuditorSettings, store: BlobStore) -> AccessLog | None:
     """Where the vault's access log is read: its database if given, else the service (signed reads only)."""
     if settings.access_db is not None:
-        db = Database(settings.access_db)
+        db = Database(settings.access_db, migrate=False)  # the vault's: it alone migrates its schema
         return lambda account, sha256, limit: [
             e.to_json() for e in access_entries(db, account=account, sha256=sha256, limit=limit)
         ]

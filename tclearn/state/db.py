@@ -81,12 +81,15 @@ def upgrade(engine: Engine) -> str:
 class Database:
     """An engine plus a session factory; the schema is migrated to the newest revision on construction."""
 
-    def __init__(self, url: str = "sqlite://") -> None:
+    def __init__(self, url: str = "sqlite://", *, migrate: bool = True) -> None:
+        """`migrate=False` for a database another service owns (the auditor reading the vault's access log):
+        its schema is read as it is, never migrated, whichever tclearn is newer."""
         self.engine: Engine = open_engine(url)
         self.url = url
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         try:
-            upgrade(self.engine)
+            if migrate:
+                upgrade(self.engine)
         except BaseException:
             self.engine.dispose()
             raise

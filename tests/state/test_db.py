@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, inspect
@@ -67,3 +68,19 @@ def test_db_command_names_a_bad_url_in_one_line() -> None:
     assert result.exit_code == 1
     assert result.output.startswith("error: invalid database URL 'nosuchdb://x'")
     assert "Traceback" not in result.output
+
+
+def test_a_reader_of_another_services_database_never_migrates_it(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/vault-access.db"
+    owner = Database(url)
+    with owner.engine.begin() as connection:  # the vault runs a newer tclearn: a revision this one does not know
+        connection.exec_driver_sql("UPDATE alembic_version SET version_num = 'from-a-newer-tclearn'")
+    owner.dispose()
+
+    reader = Database(url, migrate=False)  # as the auditor opens the vault's access log
+
+    assert migrate.current(reader.engine) == "from-a-newer-tclearn"
+    assert "vault_access_log" in inspect(reader.engine).get_table_names()
+    with pytest.raises(ConfigError):
+        Database(url)  # the owner's way refuses a schema it cannot migrate
+    reader.dispose()
