@@ -96,9 +96,20 @@ class Audience:
         return f"{self.url} (chain {self.coalition.chain_id}, contract {self.coalition.contract})"
 
 
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+
+
 def service_url(public_url: str | None, server: ServerSection) -> str:
-    """The URL clients reach a service at: `public_url` if set, else `http://{host}:{port}` it listens on."""
-    return public_url if public_url else f"http://{server.host}:{server.port}"
+    """The URL clients reach a service at: `public_url` if set, else `http://{host}:{port}` it listens on.
+    A service listening on every interface has no such URL of its own: `ConfigError` asking for `public_url`."""
+    if public_url:
+        return public_url
+    if server.host in WILDCARD_HOSTS:
+        raise ConfigError(
+            f"this service listens on {server.host or 'every interface'}:{server.port}, which no client can sign "
+            "requests for: set public_url to the URL clients reach it at (e.g. http://vault.hospital.example:8700)"
+        )
+    return f"http://{server.host}:{server.port}"
 
 
 def service_audience(public_url: str | None, server: ServerSection, deployment: str | Path | None) -> Audience:

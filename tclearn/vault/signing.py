@@ -145,6 +145,7 @@ class RequestVerifier:
         replay: ReplayStore | None = None,
     ) -> None:
         self.directory, self.audience = directory, audience
+        self._header = audience.header()  # what honest clients send: compared before anything is parsed
         self.max_skew_s = max_skew_s
         self.clock = clock
         self.replay = replay if replay is not None else MemoryReplayStore(clock)
@@ -157,8 +158,9 @@ class RequestVerifier:
             raise AuthError(f"unsigned request: missing header(s) {', '.join(missing)}")
         claimed, signature = str(values[ADDRESS_HEADER]), str(values[SIGNATURE_HEADER])
         nonce = str(values[NONCE_HEADER])
-        declared = Audience.parse_header(str(values[AUDIENCE_HEADER]))
-        if declared != self.audience:
+        declared_text = str(values[AUDIENCE_HEADER])
+        declared = self.audience if declared_text == self._header else Audience.parse_header(declared_text)
+        if declared != self.audience:  # parsed only when not written as this service writes it (normalized)
             raise AuthError(
                 f"audience mismatch: the request was signed for {declared}, this service is {self.audience}",
                 expected=self.audience.header(),

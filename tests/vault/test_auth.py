@@ -14,9 +14,10 @@ from eth_account.signers.local import LocalAccount
 from fastapi.testclient import TestClient
 
 from services.vault.app import create_app as create_vault
-from tclearn.errors import AccessDenied, AuthError, TooLargeError, VaultUnavailable
+from tclearn.config import ServerSection
+from tclearn.errors import AccessDenied, AuthError, ConfigError, TooLargeError, VaultUnavailable
 from tclearn.state.db import Database
-from tclearn.vault.audience import Audience, CoalitionId
+from tclearn.vault.audience import Audience, CoalitionId, service_url
 from tclearn.vault.directory import StaticDirectory
 from tclearn.vault.http import HttpStore
 from tclearn.vault.replay import MemoryReplayStore, open_replay_store
@@ -354,3 +355,12 @@ def test_the_memory_replay_store_forgets_expired_nonces_in_expiry_order() -> Non
 
     assert remembered == 1 + sum(1 for i in range(1000) if 1000.0 + (i * 7919) % 300 >= 1150.0)
     assert store.claim("0xA", "n0", 1450.0)  # n0 expired at 1000: forgotten, a stale copy is refused elsewhere
+
+
+def test_a_service_on_every_interface_must_say_its_public_url() -> None:
+    everywhere = ServerSection(host="0.0.0.0", port=8700)
+
+    with pytest.raises(ConfigError, match=r"listens on 0\.0\.0\.0:8700.*set public_url"):
+        service_url(None, everywhere)
+    assert service_url("https://vault.hospital.example", everywhere) == "https://vault.hospital.example"
+    assert service_url(None, ServerSection(host="127.0.0.1", port=8700)) == "http://127.0.0.1:8700"
