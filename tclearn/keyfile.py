@@ -167,7 +167,11 @@ def _put_new(source: Path, target: Path) -> None:
         if exc.errno not in _NO_HARD_LINKS:
             raise
         os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-        os.replace(source, target)
+        try:
+            os.replace(source, target)
+        except BaseException:  # no empty placeholder left to be refused as "already exists" ever after
+            target.unlink(missing_ok=True)
+            raise
 
 
 def _exists(what: str, target: Path) -> ConfigError:

@@ -133,3 +133,18 @@ def test_a_file_system_without_hard_links_still_gets_whole_new_files(
         keyfile.write_new(tmp_path / "k", b"second")
     assert (tmp_path / "k").read_bytes() == b"first" and (tmp_path / "k").stat().st_mode & 0o777 == 0o600
     assert os.listdir(tmp_path) == ["k"]
+
+
+def test_a_failed_rename_leaves_no_empty_placeholder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_links(source: object, target: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    def full_disk(source: object, target: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "link", no_links)
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        keyfile.write_new(tmp_path / "k", b"first")
+
+    assert os.listdir(tmp_path) == []  # a later write is not refused as "already exists"
