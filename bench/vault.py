@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eth_account import Account
 
+from tclearn.ledger.localchain import free_port
 from tclearn.vault.allocator import keep_blob_buffers
 from tclearn.vault.envelope import public_bytes, seal, unseal
 from tclearn.vault.http import HttpStore
@@ -97,12 +98,6 @@ def rss_kib(pid: int) -> dict[str, int]:
         if name in ("VmRSS", "VmHWM"):
             fields[name] = int(value.split()[0])
     return fields
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_service(workdir: Path, member: str) -> tuple[subprocess.Popen[bytes], str]:

@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NoReturn
 
 import pytest
 from eth_account.signers.local import LocalAccount
@@ -78,6 +79,14 @@ def node_chain(node: LocalNode) -> Chain:
 
     chain.dev_keys = dev_accounts(ACCOUNTS)
     return chain
+
+
+def missing_tool(message: str) -> NoReturn:
+    """A test whose tool (a browser, PostgreSQL) is not installed: skipped on a developer's machine, failed in CI
+    (`CI` set to anything but empty, 0 or false), which installs every tool and must run every test."""
+    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 @pytest.fixture(autouse=True)

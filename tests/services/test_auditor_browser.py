@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import missing_tool
 from tests.services.coalition_run import CoalitionRun
 from tests.vault.conftest import free_port
 
@@ -36,10 +37,7 @@ def browser_binary() -> str:
     found = next((path for path in map(shutil.which, BROWSERS) if path), None)
     if found is not None:
         return found
-    message = f"no headless browser ({', '.join(BROWSERS)}) on PATH; run `make browser-tools`"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    missing_tool(f"no headless browser ({', '.join(BROWSERS)}) on PATH; run `make browser-tools`")
 
 
 @pytest.fixture

@@ -84,6 +84,9 @@ def test_a_node_daemon_and_another_process_sign_as_one_account(tmp_path: Path) -
                 metric(port, "tclearn_node_votes_cast_total"),
             )
         finally:
+            if other.poll() is None:  # a failed step above: the other sender would go on sending
+                other.kill()
+                other.wait(timeout=30)
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(timeout=30)
             runner.db.dispose()

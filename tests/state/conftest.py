@@ -5,11 +5,11 @@ Without PostgreSQL installed (`make postgres-tools`) its tests are skipped local
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
+from tests.conftest import missing_tool
 from tests.state.postgres import LocalPostgres, postgres_bin
 
 
@@ -17,10 +17,7 @@ from tests.state.postgres import LocalPostgres, postgres_bin
 def postgres() -> Iterator[LocalPostgres]:
     bin_dir = postgres_bin()
     if bin_dir is None:
-        message = "PostgreSQL is not installed (/usr/lib/postgresql/*/bin/postgres); run `make postgres-tools`"
-        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_tool("PostgreSQL is not installed (/usr/lib/postgresql/*/bin/postgres); run `make postgres-tools`")
     with LocalPostgres(bin_dir) as server:
         yield server
 

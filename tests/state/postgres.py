@@ -48,6 +48,13 @@ class LocalPostgres:
         self._names = itertools.count()
 
     def __enter__(self) -> LocalPostgres:
+        try:
+            return self._start()
+        except BaseException:  # initdb or the server failed: no cluster folder or server left behind
+            self.__exit__(None, None, None)
+            raise
+
+    def _start(self) -> LocalPostgres:
         data = self.folder / "data"
         initdb = [str(self.bin_dir / "initdb"), "-D", str(data), "-U", USER, "-A", "trust", "-E", "UTF8"]
         subprocess.run([*initdb, "--locale=C", "--no-sync"], check=True, capture_output=True, **self._as)  # type: ignore[call-overload]
@@ -63,7 +70,7 @@ class LocalPostgres:
             "-c",
             "full_page_writes=off",
         ]
-        self._log = open(self.folder / "server.log", "wb")  # the server writes it until __exit__
+        self._log = open(self.folder / "server.log", "wb")  # noqa: SIM115 -- the server writes it until __exit__
         self._process = subprocess.Popen([*server, *tuning], stdout=self._log, stderr=subprocess.STDOUT, **self._as)  # type: ignore[call-overload]
         self._wait_ready()
         return self

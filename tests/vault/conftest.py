@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import uuid
@@ -21,6 +20,7 @@ from fastapi import FastAPI
 
 from services.vault.app import create_app
 from tclearn.ledger.client import LedgerClient
+from tclearn.ledger.localchain import free_port
 from tclearn.state.db import Database
 from tclearn.vault.audience import Audience, CoalitionId
 from tclearn.vault.directory import StaticDirectory
@@ -63,12 +63,6 @@ def directory(member: LocalAccount) -> StaticDirectory:
 def coalition_of(client: LedgerClient) -> CoalitionId:
     """The coalition a chain client's contract is: what its sites sign their requests for."""
     return CoalitionId(client.chain.chain_id, client.address)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
