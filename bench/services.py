@@ -197,7 +197,7 @@ def main() -> None:
                 member_args = ["member", "serve", "--config", str(config), "--no-access-log"]
                 with service(member_args, free_port(), member_env) as url:
                     peer = deployed.accounts[1]
-                    audience = Audience.of(url, CoalitionId(deployed.client.chain.chain_id, deployed.client.address))
+                    audience = Audience.of(url, CoalitionId.of_client(deployed.client))
                     blob = f"/models/{proposal.submission.model_id}/blob"
                     rows = {
                         "models_operator": asyncio.run(

@@ -152,7 +152,7 @@ def create_app(
     db = db or Database(site.config.state)
     directory = site.coalition.directory or ChainDirectory(site.client, ttl=30.0)
     if audience is None:
-        coalition_id = CoalitionId(site.client.chain.chain_id, site.client.address)
+        coalition_id = CoalitionId.of_client(site.client)
         audience = Audience.of(service_url(site.config.public_url, site.config.server), coalition_id)
     verifier = RequestVerifier(directory, audience, max_skew_s, replay=replay)
     authenticator = Authenticator(verifier, operator_token, site.config.operator_token_env)

@@ -95,7 +95,7 @@ def open_site(config: SiteConfig) -> Site:
         config.name, account, _x25519(config, variant), data.train, data.local_test, data.manifest, config.attack
     )
     training = TrainConfig(**config.training.model_dump())
-    coalition_id = CoalitionId(client.chain.chain_id, client.address)
+    coalition_id = CoalitionId.of_client(client)
     store = HttpStore(config.vault_url, account.key, coalition=coalition_id)
     opened: list[Closable] = [store]
     supervisor_url = config.supervisor_url

@@ -14,12 +14,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from eth_utils import is_address, to_checksum_address
 
 from tclearn.config import ServerSection, load_deployment
 from tclearn.errors import AuthError, ConfigError
+
+if TYPE_CHECKING:
+    from tclearn.ledger.client import LedgerClient
 
 ZERO_ADDRESS = "0x" + "00" * 20
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -38,6 +42,12 @@ class CoalitionId:
         if not is_address(self.contract):
             raise ConfigError(f"invalid contract address {self.contract!r}")
         object.__setattr__(self, "contract", to_checksum_address(self.contract))
+
+    @classmethod
+    def of_client(cls, client: LedgerClient) -> CoalitionId:
+        """The coalition a chain client's contract is (its chain id checked on connecting): what its sites and
+        services sign and verify requests for."""
+        return cls(client.chain.chain_id, client.address)
 
     @classmethod
     def of_deployment(cls, path: str | Path | None) -> CoalitionId:

@@ -28,12 +28,12 @@ from tclearn.site.config import load_site_config
 from tclearn.site.open import open_site
 from tclearn.state.db import Database
 from tclearn.types import Variant
-from tclearn.vault.audience import Audience
+from tclearn.vault.audience import Audience, CoalitionId
 from tclearn.vault.envelope import public_bytes
 from tclearn.vault.http import HttpStore
 from tclearn.vault.store import FsspecStore
 from tests.test_cli import _config, invoke
-from tests.vault.conftest import coalition_of, serve_app
+from tests.vault.conftest import serve_app
 
 
 def _site(folder: Path, **extra: str) -> Path:
@@ -127,7 +127,7 @@ def encrypted(anvil_node: LocalNode, tmp_path_factory: pytest.TempPathFactory) -
 def test_a_variant_c_site_holds_the_registered_public_context_and_a_signed_supervisor_client(
     encrypted: Encrypted,
 ) -> None:
-    directory, ours = ChainDirectory(encrypted.client), coalition_of(encrypted.client)
+    directory, ours = ChainDirectory(encrypted.client), CoalitionId.of_client(encrypted.client)
     with serve_app(
         lambda url: create_app(encrypted.store, Database("sqlite://"), directory, Audience.of(url, ours))
     ) as url:

@@ -35,13 +35,13 @@ from tclearn.site.config import load_site_config
 from tclearn.site.open import Site, open_site
 from tclearn.state.db import Database
 from tclearn.types import ModelState, Variant
-from tclearn.vault.audience import Audience
+from tclearn.vault.audience import Audience, CoalitionId
 from tclearn.vault.envelope import public_bytes
 from tclearn.vault.keys import PASSWORD_ENV, save_key
 from tclearn.vault.store import FsspecStore
 from tests.conftest import node_chain
 from tests.services.coalition_run import Auditor, CoalitionRun, auditor_parts, coalition_run  # noqa: F401 - fixtures
-from tests.vault.conftest import coalition_of, serve_app
+from tests.vault.conftest import serve_app
 
 HOSPITALS = 3
 KEY_PASSWORD = "member-api-test"
@@ -108,7 +108,7 @@ def deploy_sites(node: LocalNode, folder: Path, variant: Variant) -> Iterator[De
     db = Database(f"sqlite:///{folder}/vault-access.db")
     with ExitStack() as stack, pytest.MonkeyPatch.context() as env:
         env.setenv(PASSWORD_ENV, KEY_PASSWORD)
-        directory, ours = ChainDirectory(client, ttl=0.2), coalition_of(client)
+        directory, ours = ChainDirectory(client, ttl=0.2), CoalitionId.of_client(client)
         vault_url = stack.enter_context(
             serve_app(lambda url: create_vault(store, db, directory, Audience.of(url, ours)))
         )

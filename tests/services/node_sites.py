@@ -28,10 +28,9 @@ from tclearn.site.config import load_site_config
 from tclearn.site.open import Site, open_site
 from tclearn.state.db import Database
 from tclearn.types import Variant
-from tclearn.vault.audience import Audience
+from tclearn.vault.audience import Audience, CoalitionId
 from tclearn.vault.keys import generate_key, save_key
 from tclearn.vault.store import FsspecStore
-from tests.vault.conftest import coalition_of
 from tests.vault.conftest import serve_app as serve
 
 KEY_PASSWORD = "node-test"
@@ -118,7 +117,7 @@ def node_coalition(chain: Chain, folder: Path, variant: Variant, hospitals: int 
     deployment = folder / "deployment.json"
     save_deployment(deployment_of(client, tx.block_number, tx.tx_hash, variant.name), deployment)
     vault_db = Database(f"sqlite:///{folder / 'vault' / 'access.db'}")
-    vault_store, audience = FsspecStore(f"file://{folder / 'vault' / 'store'}"), coalition_of(client)
+    vault_store, audience = FsspecStore(f"file://{folder / 'vault' / 'store'}"), CoalitionId.of_client(client)
     with serve(
         lambda url: create_app(vault_store, vault_db, chain_directory(deployment), Audience.of(url, audience))
     ) as url:

@@ -23,7 +23,7 @@ from tclearn.ledger.history import rebuild
 from tclearn.simulation.processes import RUN_FILE, down
 from tclearn.simulation.up import UpSettings
 from tclearn.types import ModelState, Variant
-from tests.vault.conftest import coalition_of
+from tclearn.vault.audience import CoalitionId
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -113,7 +113,9 @@ def test_variant_c_runs_with_a_supervisor_service_and_validators_scoring_through
         # Every validator that voted had the supervisor service score the candidate, signed as itself;
         # members only asked for refreshes and scores, nobody for a decryption.
         hospitals = dev_accounts(4)[1:]
-        log = HttpSupervisorClient(str(summary["supervisor"]), hospitals[0].key, coalition=coalition_of(client)).log()
+        log = HttpSupervisorClient(
+            str(summary["supervisor"]), hospitals[0].key, coalition=CoalitionId.of_client(client)
+        ).log()
         assert {e["action"] for e in log} == {"score", "refresh"}
         assert {e["account"].lower() for e in log} <= {a.address.lower() for a in hospitals}
         history = rebuild(client.events())

@@ -27,11 +27,10 @@ from tclearn.site.jobs import JobRunner, JobState, TrainJobRow
 from tclearn.site.open import Site
 from tclearn.state.db import Database
 from tclearn.types import ModelState
-from tclearn.vault.audience import Audience
+from tclearn.vault.audience import Audience, CoalitionId
 from tclearn.vault.codec import architecture_of, decode_model
 from tclearn.vault.signing import ADDRESS_HEADER, sign_request
 from tests.services.conftest import OPERATOR_TOKEN, Coalition3, member_client, operator_headers
-from tests.vault.conftest import coalition_of
 
 OPERATOR = operator_headers()
 
@@ -193,7 +192,7 @@ def test_auth_matrix(api: TestClient, coalition_a: Coalition3) -> None:
 def test_a_peer_request_replayed_to_another_member_api_is_refused(coalition_a: Coalition3) -> None:
     """Hospital-3 signs a request for hospital-1's API (X); X replays it to hospital-2's (Y), which refuses it
     as signed for another audience; X itself refuses a second copy as a replay."""
-    peer, ours = coalition_a.deployed.accounts[2], coalition_of(coalition_a.deployed.client)
+    peer, ours = coalition_a.deployed.accounts[2], CoalitionId.of_client(coalition_a.deployed.client)
     x_audience = Audience.of("http://hospital-1.test:8900", ours)
     y_audience = Audience.of("http://hospital-2.test:8900", ours)
     x_site, y_site = coalition_a.sites[:2]

@@ -19,10 +19,9 @@ from eth_account.signers.local import LocalAccount
 from fastapi import FastAPI
 
 from services.vault.app import create_app
-from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.localchain import free_port
 from tclearn.state.db import Database
-from tclearn.vault.audience import Audience, CoalitionId
+from tclearn.vault.audience import Audience
 from tclearn.vault.directory import StaticDirectory
 from tclearn.vault.http import HttpStore
 from tclearn.vault.store import BlobStore, FsspecStore
@@ -58,11 +57,6 @@ def auditor() -> LocalAccount:
 @pytest.fixture
 def directory(member: LocalAccount) -> StaticDirectory:
     return StaticDirectory({member.address: None, account(2).address: None})
-
-
-def coalition_of(client: LedgerClient) -> CoalitionId:
-    """The coalition a chain client's contract is: what its sites sign their requests for."""
-    return CoalitionId(client.chain.chain_id, client.address)
 
 
 @dataclass

@@ -34,7 +34,7 @@ def test_directory_follows_the_registry() -> None:
 
 def test_vault_on_chain_membership(tmp_path: Path) -> None:
     co = deploy_coalition(embedded_chain(8), validators=2)
-    ours = CoalitionId(co.client.chain.chain_id, co.client.address)
+    ours = CoalitionId.of_client(co.client)
     store, directory = FsspecStore(f"file://{tmp_path}/store"), ChainDirectory(co.client, ttl=0)
     blob = os.urandom(1000)
     digest = hashlib.sha256(blob).hexdigest()
