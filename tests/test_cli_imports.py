@@ -48,3 +48,11 @@ def test_help_lists_every_command_group() -> None:
     assert done.returncode == 0, done.stderr
     for group in ("chain", "account", "coalition", "member", "ledger", "vault", "node", "supervisor", "audit"):
         assert group in done.stdout
+
+
+def test_a_signing_client_loads_no_database_stack() -> None:
+    """`HttpStore` only signs requests: the replay store's SQL table is the services' (`replay_db.py`)."""
+    probe = "import json, sys\nimport tclearn.vault.http\n"
+    probe += "print(json.dumps(sorted({n.split('.')[0] for n in sys.modules} & {'sqlalchemy', 'alembic'})))"
+
+    assert loaded_by(probe) == []

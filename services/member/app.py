@@ -63,7 +63,8 @@ from tclearn.site.open import Site, open_site
 from tclearn.state.db import Database
 from tclearn.types import ModelState
 from tclearn.vault.audience import Audience, CoalitionId, service_url
-from tclearn.vault.replay import ReplayStore, open_replay_store
+from tclearn.vault.replay import ReplayStore
+from tclearn.vault.replay_db import open_replay_store
 from tclearn.vault.signing import RequestVerifier
 
 MAX_UPLOAD_BYTES = 32 << 20

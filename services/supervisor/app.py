@@ -37,7 +37,8 @@ from tclearn.state.db import Database
 from tclearn.vault.audience import Audience, service_audience
 from tclearn.vault.directory import MemberDirectory
 from tclearn.vault.keys import key_password
-from tclearn.vault.replay import ReplayStore, open_replay_store
+from tclearn.vault.replay import ReplayStore
+from tclearn.vault.replay_db import open_replay_store
 from tclearn.vault.signing import EMPTY_SHA256, RequestVerifier
 
 T = TypeVar("T")

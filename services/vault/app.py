@@ -37,7 +37,8 @@ from tclearn.vault.audience import Audience, service_audience
 from tclearn.vault.config import VaultSettings
 from tclearn.vault.directory import MemberDirectory, checksum
 from tclearn.vault.envelope import Keyring, add_wraps
-from tclearn.vault.replay import ReplayStore, open_replay_store
+from tclearn.vault.replay import ReplayStore
+from tclearn.vault.replay_db import open_replay_store
 from tclearn.vault.signing import ADDRESS_HEADER, EMPTY_SHA256, RequestVerifier
 from tclearn.vault.store import CHUNK_SIZE, BlobStore, BlobWriter, FsspecStore, check_sha256
 

@@ -28,7 +28,7 @@ TABLE_MODULES = (
     "tclearn.site.jobs",
     "tclearn.site.node",
     "tclearn.vault.access_log",
-    "tclearn.vault.replay",
+    "tclearn.vault.replay_db",
 )
 
 

@@ -20,7 +20,8 @@ from tclearn.state.db import Database
 from tclearn.vault.audience import Audience, CoalitionId, service_url
 from tclearn.vault.directory import StaticDirectory
 from tclearn.vault.http import HttpStore
-from tclearn.vault.replay import MemoryReplayStore, open_replay_store
+from tclearn.vault.replay import MemoryReplayStore
+from tclearn.vault.replay_db import open_replay_store
 from tclearn.vault.signing import (
     ADDRESS_HEADER,
     AUDIENCE_HEADER,
