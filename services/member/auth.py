@@ -19,6 +19,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, HTTPBearer
 
 from services.common import signed_caller
+from tclearn.audit.token import bearer_token
 from tclearn.errors import AuthError, ConfigError
 from tclearn.site.jobs import OPERATOR
 from tclearn.vault.signing import ADDRESS_HEADER, RequestVerifier
@@ -49,12 +50,10 @@ class Authenticator:
         self.verifier, self.token, self.token_env = verifier, operator_token, token_env
 
     def operator(self, header: str) -> Caller:
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise AuthError("the Authorization header must be 'Bearer <operator token>'")
+        token = bearer_token(header, "operator token")
         if self.token is None:
             raise AuthError(f"operator access is off: this service was started without {self.token_env}")
-        if not hmac.compare_digest(token.strip().encode(), self.token.encode()):
+        if not hmac.compare_digest(token.encode(), self.token.encode()):
             raise AuthError("wrong operator token")
         return Caller(OPERATOR)
 

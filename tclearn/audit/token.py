@@ -32,8 +32,14 @@ def check_bearer(authorization: str | None, digest: str | None) -> None:
         raise AuthError("auditor access is off: this service has no token_sha256 (`tclearn auditor token` makes one)")
     if authorization is None:
         raise AuthError("missing 'Authorization: Bearer <auditor token>' header")
+    if not hmac.compare_digest(token_digest(bearer_token(authorization, "auditor token")), digest):
+        raise AuthError("wrong auditor token")
+
+
+def bearer_token(authorization: str, what: str) -> str:
+    """The token of an `Authorization: Bearer <token>` header; `AuthError` naming the expected form (`what`:
+    the token's name, e.g. "auditor token", "operator token") for another scheme or an empty token."""
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise AuthError("the Authorization header must be 'Bearer <auditor token>'")
-    if not hmac.compare_digest(token_digest(token.strip()), digest):
-        raise AuthError("wrong auditor token")
+        raise AuthError(f"the Authorization header must be 'Bearer <{what}>'")
+    return token.strip()
