@@ -79,6 +79,8 @@ class TrainingFacts(Record):
     device: str
     amp: bool = False
     final_loss: float | None = None  # None where training cannot see its loss (encrypted weights)
+    augmentation: tuple[str, ...] = ()  # the MONAI random transforms applied, by name (tclearn.learning.augment)
+    patch: tuple[int, ...] | None = None  # trained on random crops of this size
 
     def to_dict(self) -> dict[str, Any]:
         return self.to_json()

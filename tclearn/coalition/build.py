@@ -11,7 +11,7 @@ registered on chain, re-hashed by the vault, with a supervisor client per hospit
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -21,13 +21,15 @@ from tclearn.coalition.backend import ModelBackend, PlainBackend, SealedBackend
 from tclearn.coalition.context import Clock, Coalition, Hospital
 from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.errors import ConfigError, DataError, NotFoundError
-from tclearn.learning.data import ImageData, load_csv, load_segmentation
+from tclearn.learning.data import ImageData, load_csv
 from tclearn.learning.defaults import ENCRYPTED_TRAINING, EncryptedTraining
 from tclearn.learning.manifest import Manifest, fingerprint
 from tclearn.learning.models import ModelConfig
+from tclearn.learning.samples import Samples
 from tclearn.learning.synth import GLOBAL
 from tclearn.learning.tabular import GLOBAL_CSV
 from tclearn.learning.train import TrainConfig
+from tclearn.learning.volumes import DEFAULT_CACHE_BYTES, FileSamples, Intensity, segmentation_samples
 from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.directory import ChainDirectory
 from tclearn.types import Member, Role, Variant
@@ -42,8 +44,8 @@ ConnectSupervisor = Callable[[Hospital], "SupervisorClient"]
 
 @dataclass(frozen=True)
 class HospitalData:
-    train: ImageData
-    local_test: ImageData
+    train: Samples
+    local_test: Samples
     manifest: Manifest
 
 
@@ -63,26 +65,38 @@ class DataFormat(Protocol):
         """What each hospital's folder holds."""
         ...
 
-    def global_test(self, path: Path) -> ImageData: ...
+    def global_test(self, path: Path) -> Samples: ...
 
-    def hospital(self, folder: Path, global_test: ImageData) -> HospitalData: ...
+    def hospital(self, folder: Path, global_test: Samples) -> HospitalData: ...
 
 
 @dataclass(frozen=True)
 class Images:
-    """Images and masks: `G/images`, `G/masks`; a hospital's `train/` and `test/` with the same two folders."""
+    """Images (2-D pictures, 3-D volumes) and masks: `G/images`, `G/masks`; a hospital's `train/` and `test/`
+    with the same two folders. Read from disk through a cache of `cache_bytes` per set; a hospital's own images
+    through its `intensity`, G through the coalition's `global_intensity`."""
 
     global_name: str = GLOBAL
     shared: tuple[str, ...] = (f"{GLOBAL}/images", f"{GLOBAL}/masks")
     own: tuple[str, ...] = ("train/images", "train/masks", "test/images", "test/masks")
+    intensity: Intensity = field(default_factory=Intensity)
+    global_intensity: Intensity = field(default_factory=Intensity)
+    cache_bytes: int = DEFAULT_CACHE_BYTES
 
-    def global_test(self, path: Path) -> ImageData:
-        return load_segmentation(path)
+    def global_test(self, path: Path) -> Samples:
+        return segmentation_samples(path, self.global_intensity, self.cache_bytes)
 
-    def hospital(self, folder: Path, global_test: ImageData) -> HospitalData:
-        return HospitalData(
-            load_segmentation(folder / "train"), load_segmentation(folder / "test"), fingerprint(folder / "train")
+    def hospital(self, folder: Path, global_test: Samples) -> HospitalData:
+        train, test = (
+            segmentation_samples(folder / part, self.intensity, self.cache_bytes) for part in ("train", "test")
         )
+        dims = {"G": global_test, "train": train, "test": test}
+        shapes = {name: {len(i.shape) - 1 for i in s.items} for name, s in dims.items() if isinstance(s, FileSamples)}
+        if len(set().union(*shapes.values())) > 1:
+            raise DataError(
+                f"{folder} and G mix 2-D and 3-D images: " + ", ".join(f"{k} {sorted(v)}" for k, v in shapes.items())
+            )
+        return HospitalData(train, test, fingerprint(folder / "train"))
 
 
 @dataclass(frozen=True)
@@ -109,17 +123,29 @@ class Tables:
             )
         return data
 
-    def global_test(self, path: Path) -> ImageData:
+    def global_test(self, path: Path) -> Samples:
         return self.table(path)
 
-    def hospital(self, folder: Path, global_test: ImageData) -> HospitalData:
-        columns = int(global_test.images.shape[1])
+    def hospital(self, folder: Path, global_test: Samples) -> HospitalData:
+        from tclearn.he.duties import features  # TenSEAL only for variant C
+
+        columns = int(features(global_test, "G")[0].shape[1])
         train, test = (self.table(folder / name, columns) for name in self.own)
         return HospitalData(train, test, fingerprint(folder / "train.csv"))
 
 
-def data_format(variant: Variant, label_column: str = "label") -> DataFormat:
-    return Tables(label_column) if variant is Variant.C else Images()
+def data_format(
+    variant: Variant,
+    label_column: str = "label",
+    intensity: Intensity | None = None,
+    global_intensity: Intensity | None = None,
+    cache_bytes: int = DEFAULT_CACHE_BYTES,
+) -> DataFormat:
+    """How a coalition folder is read: feature tables in variant C, images (with their intensity) otherwise."""
+    if variant is Variant.C:
+        return Tables(label_column)
+    own = intensity or Intensity()
+    return Images(intensity=own, global_intensity=global_intensity or own, cache_bytes=cache_bytes)
 
 
 def hospital_folders(root: Path, members: int, form: DataFormat) -> list[Path]:
@@ -149,7 +175,7 @@ def find_supervisor(client: LedgerClient) -> Member:
 def _ckks(
     client: LedgerClient,
     store: BlobStore,
-    global_test: ImageData,
+    global_test: Samples,
     hospitals: Sequence[Hospital],
     connect: ConnectSupervisor | None,
     encrypted: EncryptedTraining,
@@ -170,7 +196,7 @@ def build(
     client: LedgerClient,
     store: BlobStore,
     hospitals: list[Hospital],
-    global_test: ImageData,
+    global_test: Samples,
     *,
     model: ModelConfig,
     training: TrainConfig,

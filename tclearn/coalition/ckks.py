@@ -27,7 +27,7 @@ from tclearn.he.encrypted import EncryptedModel, compact, encrypt_model, load_co
 from tclearn.he.keys import generate, key_bytes32, publish_context
 from tclearn.he.model import ModelSpec, Weights, init_weights
 from tclearn.learning.attacks import Attack
-from tclearn.learning.data import ImageData
+from tclearn.learning.samples import Samples
 from tclearn.learning.train import CancelToken
 from tclearn.records import ModelDescription, TrainingFacts
 from tclearn.types import Role, Variant
@@ -110,15 +110,15 @@ class CkksBackend:
         )
         return Trained(submitted, facts)
 
-    def score(self, reader: Hospital, model: EncryptedModel, data: ImageData, ref: str) -> float:
+    def score(self, reader: Hospital, model: EncryptedModel, data: Samples, ref: str) -> float:
         x, y = features(data, "the test set")
         with self.clock("evaluation"):
             return score_model(self.context, model, x, y, self.client(reader), ref).accuracy
 
 
-def model_spec(global_test: ImageData) -> ModelSpec:
+def model_spec(global_test: Samples) -> ModelSpec:
     """The coalition's encrypted model: a logistic regression over G's feature columns."""
-    return ModelSpec("logreg", int(global_test.images.shape[1]))
+    return ModelSpec("logreg", int(features(global_test, "G")[0].shape[1]))
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from tclearn.coalition.backend import ModelBackend, tensors
 from tclearn.coalition.hospital import Clock, Hospital
 from tclearn.coalition.policy import AcceptancePolicy, Scores
 from tclearn.errors import NotFoundError
-from tclearn.learning.data import ImageData
+from tclearn.learning.samples import Samples
 from tclearn.learning.train import TrainConfig
 from tclearn.ledger.directory import ChainDirectory
 from tclearn.ledger.ledger import Ledger
@@ -29,7 +29,7 @@ class Coalition:
     store: BlobStore  # the vault: model blobs (through the backend) and the JSON records of every round
     backend: ModelBackend[Any]
     policy: AcceptancePolicy
-    global_test: ImageData  # G
+    global_test: Samples  # G
     hospitals: list[Hospital]
     directory: ChainDirectory
     head_scores: dict[tuple[str, int], Scores] = field(default_factory=dict)  # (validator, model id) -> scores

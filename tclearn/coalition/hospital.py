@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from eth_account.signers.local import LocalAccount
 
 from tclearn.learning.attacks import Attack
-from tclearn.learning.data import ImageData
 from tclearn.learning.manifest import Manifest
+from tclearn.learning.samples import Samples
 
 
 @dataclass
@@ -24,8 +24,8 @@ class Hospital:
     name: str
     account: LocalAccount
     key: X25519PrivateKey  # its X25519 key, registered on chain: sealed (variant B) models are wrapped for it
-    train: ImageData
-    local_test: ImageData  # L: what it validates candidates on, besides G
+    train: Samples
+    local_test: Samples  # L: what it validates candidates on, besides G
     manifest: Manifest
     attack: Attack = Attack.NONE
 

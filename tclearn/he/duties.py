@@ -31,11 +31,14 @@ from tclearn.he.encrypted import (
 )
 from tclearn.he.supervisor import Score
 from tclearn.learning.data import ImageData, load_csv
+from tclearn.learning.samples import Samples
 from tclearn.vault.store import BlobStore
 
 
-def features(data: ImageData, source: str = "the data set") -> tuple[np.ndarray, np.ndarray]:
+def features(data: Samples, source: str = "the data set") -> tuple[np.ndarray, np.ndarray]:
     """Features and 0/1 labels of a binary table (`tclearn.learning.data.load_csv`) as float64 arrays."""
+    if not isinstance(data, ImageData):
+        raise DataError(f"{source} is not a feature table held in memory; encrypted models train on CSV tables")
     if data.images.ndim != 2 or len(data.classes) != 2:
         raise DataError(
             f"{source} is not a binary feature table ({len(data.classes)} classes, shape {tuple(data.images.shape)});"

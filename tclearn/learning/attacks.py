@@ -10,7 +10,8 @@ import torch
 
 from tclearn.errors import ConfigError
 from tclearn.learning.choices import Attack
-from tclearn.learning.data import ImageData, Task
+from tclearn.learning.data import Task
+from tclearn.learning.samples import Samples, relabelled
 
 StateDict = dict[str, torch.Tensor]
 
@@ -50,14 +51,15 @@ def lazy(parent: StateDict) -> StateDict:
     return {k: v.clone() for k, v in parent.items()}
 
 
-def flip_labels(data: ImageData) -> ImageData:
-    """Masks inverted (foreground <-> background); class c becomes class (n - 1 - c)."""
-    if data.task is Task.SEGMENTATION:
-        targets = 1.0 - data.targets
-    else:
-        classes = len(data.classes) or int(data.targets.max()) + 1
-        targets = classes - 1 - data.targets
-    return ImageData(data.task, data.images, targets, data.names, data.classes)
+def flip_labels(data: Samples) -> Samples:
+    """Masks inverted (foreground <-> background), every label of a multi-label item flipped; class c becomes
+    class (n - 1 - c) of the `n` classes the data names."""
+    if data.task is not Task.CLASSIFICATION:
+        return relabelled(data, lambda y: 1 - y)
+    if not data.classes:
+        raise ConfigError("cannot flip the labels of a classification set that does not name its classes")
+    classes = len(data.classes)
+    return relabelled(data, lambda y: classes - 1 - y)
 
 
 def attack_weights(attack: Attack | str, parent: StateDict, child: StateDict, seed: int = 0) -> StateDict:

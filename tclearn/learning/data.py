@@ -20,11 +20,13 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
 from monai.data import NibabelReader, PILReader, PydicomReader
 from monai.transforms import LoadImage, Resize
+from torch.utils.data import Dataset, TensorDataset
 
 from tclearn.errors import DataError, NotFoundError
 
@@ -37,14 +39,16 @@ IMAGE_SUFFIXES = PIL_SUFFIXES + NIFTI_SUFFIXES + DICOM_SUFFIXES
 class Task(enum.StrEnum):
     SEGMENTATION = "segmentation"
     CLASSIFICATION = "classification"
+    MULTILABEL = "multilabel"  # several labels per image, each 0 or 1 (seed 003: ten brain regions)
 
 
 @dataclass(frozen=True)
 class ImageData:
-    """A loaded data set: inputs `(N, C, *spatial)` (or `(N, F)` for tabular) and their targets.
+    """A data set held in memory (a `Samples`): inputs `(N, C, *spatial)` (or `(N, F)` for tabular) and targets.
 
     Segmentation targets are binary masks `(N, 1, *spatial)` of 0.0/1.0; classification targets are
-    class indices `(N,)` (int64) into `classes`.
+    class indices `(N,)` (int64) into `classes`; multi-label targets are `(N, K)` of 0.0/1.0, one column per
+    label named in `classes`.
     """
 
     task: Task
@@ -61,6 +65,9 @@ class ImageData:
 
     def __len__(self) -> int:
         return len(self.names)
+
+    def dataset(self) -> Dataset[tuple[torch.Tensor, torch.Tensor]]:
+        return cast(Dataset[tuple[torch.Tensor, torch.Tensor]], TensorDataset(self.images, self.targets))
 
     def subset(self, indices: Sequence[int]) -> ImageData:
         idx = torch.as_tensor(list(indices), dtype=torch.long)

@@ -9,18 +9,21 @@ when nothing is predicted and 0 for any false finding.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from monai.inferers import sliding_window_inference
 from monai.metrics import DiceMetric, MeanIoU, ROCAUCMetric
 from scipy import ndimage
 from torch import nn
 
 from tclearn.errors import DataError
-from tclearn.learning.data import ImageData, Task
+from tclearn.learning.data import Task
 from tclearn.learning.defaults import MIN_FINDING_AREA
-from tclearn.learning.train import choose_device, forward_checked
+from tclearn.learning.samples import Samples, batches, first_pair
+from tclearn.learning.train import as_targets, choose_device, forward_checked
 
 
 @dataclass(frozen=True)
@@ -87,8 +90,15 @@ def _scalar(value: torch.Tensor | tuple[torch.Tensor, ...] | list[torch.Tensor])
     return float(tensor)
 
 
-@torch.no_grad()
-def predict_logits(model: nn.Module, data: ImageData, batch_size: int = 16, device: str = "auto") -> torch.Tensor:
+def outputs(
+    model: nn.Module,
+    data: Samples,
+    batch_size: int = 16,
+    device: str = "auto",
+    roi_size: Sequence[int] | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """`(logits, targets)` of `data`, batch by batch, in eval mode without gradients (volumes through a sliding
+    window of `roi_size` where they are larger)."""
     if len(data) == 0:
         raise DataError("cannot evaluate on an empty data set")
     dev = choose_device(device)
@@ -96,31 +106,43 @@ def predict_logits(model: nn.Module, data: ImageData, batch_size: int = 16, devi
     model.eval()
     model.to(dev)
     try:
-        forward_checked(model, data.images[:1].to(dev), data.targets[:1], data.task)
-        outs = [model(data.images[i : i + batch_size].to(dev)).float().cpu() for i in range(0, len(data), batch_size)]
+        with torch.no_grad():
+            x0, y0 = first_pair(data)
+            forward_checked(model, x0.float().to(dev), y0, data.task)
+            for x, y in batches(data, batch_size):
+                yield infer(model, x.float().to(dev), roi_size).float().cpu(), as_targets(y, data.task)
     finally:
         model.train(was_training)
-    return torch.cat(outs)
+
+
+def infer(model: nn.Module, x: torch.Tensor, roi_size: Sequence[int] | None) -> torch.Tensor:
+    if roi_size is None or all(s <= r for s, r in zip(x.shape[2:], roi_size, strict=True)):
+        return model(x)
+    return sliding_window_inference(x, list(roi_size), 1, model, overlap=0.25)  # type: ignore[return-value]
 
 
 def evaluate(
     model: nn.Module,
-    data: ImageData,
+    data: Samples,
     batch_size: int = 16,
     device: str = "auto",
     min_area: int = MIN_FINDING_AREA,
+    roi_size: Sequence[int] | None = None,
 ) -> Evaluation:
-    logits = predict_logits(model, data, batch_size, device)
+    """The model's metrics on `data`; segmentation is scored batch by batch (volumes never all in memory)."""
+    batched = outputs(model, data, batch_size, device, roi_size)
     if data.task is Task.SEGMENTATION:
-        masks, truth = drop_specks(segmentation_masks(logits), min_area), data.targets.float()
         # An empty truth predicted empty counts as a perfect 1.0, not as a missing value.
         dice = DiceMetric(include_background=True, reduction="mean", ignore_empty=False)
         iou = MeanIoU(include_background=True, reduction="mean", ignore_empty=False)
-        dice(masks, truth)
-        iou(masks, truth)
+        for logits, truth in batched:
+            masks = drop_specks(segmentation_masks(logits), min_area)
+            dice(masks, truth)
+            iou(masks, truth)
         metrics = {"dice": _scalar(dice.aggregate()), "iou": _scalar(iou.aggregate())}
         return Evaluation(data.task, len(data), metrics)
-    truth = data.targets.long()
+    pairs = list(batched)
+    logits, truth = torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
     probs = (
         probabilities(logits)
         if logits.shape[1] > 1

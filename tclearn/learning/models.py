@@ -82,6 +82,8 @@ class ModelConfig:
     options: Mapping[str, Any] = field(default_factory=dict)
     # Each image standardised (zero mean, unit variance per channel) inside the model; None: on for image networks.
     standardize: bool | None = None
+    # A classifier whose outputs are independent labels (each 0 or 1), not one class among `out_channels`.
+    multilabel: bool = False
 
     def __post_init__(self) -> None:
         try:
@@ -102,7 +104,9 @@ class ModelConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{arch}: {name} must be a positive integer, got {value!r}")
-        if arch not in SEGMENTATION and self.out_channels < 2:
+        if self.multilabel and (arch in SEGMENTATION or arch is Arch.FULLY_CONNECTED):
+            raise ConfigError(f"{arch}: multilabel is for image classifiers (densenet121, resnet*)")
+        if arch not in SEGMENTATION and not self.multilabel and self.out_channels < 2:
             raise ConfigError(f"{arch}: out_channels is the number of classes and must be >= 2")
         allowed = DEFAULT_OPTIONS[arch]
         unknown = sorted(set(self.options) - set(allowed))
@@ -121,6 +125,8 @@ class ModelConfig:
 
     @property
     def task(self) -> Task:
+        if self.multilabel:
+            return Task.MULTILABEL
         return Task.SEGMENTATION if self.arch in SEGMENTATION else Task.CLASSIFICATION
 
     def to_dict(self) -> dict[str, Any]:
@@ -131,6 +137,7 @@ class ModelConfig:
             "out_channels": self.out_channels,
             "options": dict(self.options),
             "standardize": self.standardize,
+            **({"multilabel": True} if self.multilabel else {}),  # absent when false: older hashes stay as they were
         }
 
     @classmethod
@@ -139,7 +146,9 @@ class ModelConfig:
             raise ConfigError(f"a model config must be a mapping, got {type(data).__name__}")
         if "arch" not in data:
             raise ConfigError("a model config needs an 'arch' key")
-        unknown = sorted(set(data) - {"arch", "spatial_dims", "in_channels", "out_channels", "options", "standardize"})
+        unknown = sorted(
+            set(data) - {"arch", "spatial_dims", "in_channels", "out_channels", "options", "standardize", "multilabel"}
+        )
         if unknown:
             raise ConfigError(f"unknown model config key(s) {', '.join(unknown)}")
         arch = str(data["arch"])
@@ -151,6 +160,7 @@ class ModelConfig:
             out_channels=data.get("out_channels", 1 if arch in {a.value for a in SEGMENTATION} else 2),
             options=dict(data.get("options", {})),
             standardize=data.get("standardize"),
+            multilabel=bool(data.get("multilabel", False)),
         )
 
 

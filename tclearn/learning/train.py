@@ -22,8 +22,10 @@ from rich.progress import Progress
 from torch import nn
 
 from tclearn.errors import ConfigError, DataError, TrainingCancelled
-from tclearn.learning.data import ImageData, Task
+from tclearn.learning.augment import check_augment, check_patch, training_transform
+from tclearn.learning.data import Task
 from tclearn.learning.defaults import LOCAL_TRAINING
+from tclearn.learning.samples import Samples, augmented, batches, first_pair
 from tclearn.records import TrainingFacts
 
 StateDict = dict[str, torch.Tensor]
@@ -55,6 +57,8 @@ class TrainConfig:
     device: str = "auto"  # "auto" picks CUDA when present
     amp: bool = True  # mixed precision, on CUDA only
     progress: bool = False
+    augment: tuple[str, ...] = ()  # MONAI random transforms by name (tclearn.learning.augment), seeded by `seed`
+    patch: tuple[int, ...] | None = None  # train on random crops of this size; evaluate with a sliding window
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "min_batch_size"):
@@ -68,6 +72,8 @@ class TrainConfig:
             object.__setattr__(self, "loss", None if self.loss is None else LossName(self.loss))
         except ValueError as exc:
             raise ConfigError(f"bad training option: {exc}") from None
+        object.__setattr__(self, "augment", check_augment(self.augment))
+        object.__setattr__(self, "patch", check_patch(self.patch))
         if self.batch_size < self.min_batch_size:
             raise ConfigError(
                 f"batch size {self.batch_size} is below the coalition's minimum batch size {self.min_batch_size}"
@@ -103,8 +109,17 @@ def choose_device(name: str = "auto") -> torch.device:
         raise ConfigError(f"unknown device {name!r}; expected auto, cpu or cuda[:N]") from None
 
 
+def default_loss(task: Task) -> LossName:
+    return LossName.DICE_CE if task is Task.SEGMENTATION else LossName.CE
+
+
 def make_loss(task: Task, name: LossName | None, out_channels: int) -> nn.Module:
-    """MONAI's Dice / DiceCE for segmentation (sigmoid for one channel, softmax otherwise); CE else."""
+    """MONAI's Dice / DiceCE for segmentation (sigmoid for one channel, softmax otherwise); CE for classes;
+    binary cross-entropy per label for multi-label."""
+    if task is Task.MULTILABEL:
+        if name not in (None, LossName.CE):
+            raise ConfigError(f"loss {name!r} does not fit multi-label classification; use 'ce'")
+        return nn.BCEWithLogitsLoss()
     if task is Task.CLASSIFICATION:
         if name not in (None, LossName.CE):
             raise ConfigError(f"loss {name!r} does not fit classification; use 'ce'")
@@ -133,7 +148,12 @@ def forward_checked(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Ta
         out = model(x)
     except RuntimeError as exc:
         raise ConfigError(f"the model does not fit inputs of shape {tuple(x.shape[1:])}: {str(exc)[:200]}") from None
-    fits = out.shape[2:] == y.shape[2:] if task is Task.SEGMENTATION else out.ndim == 2
+    if task is Task.SEGMENTATION:
+        fits = out.shape[2:] == y.shape[2:]
+    elif task is Task.MULTILABEL:
+        fits = out.ndim == 2 and y.ndim == 2 and out.shape[1] == y.shape[1]
+    else:
+        fits = out.ndim == 2
     if not fits:
         raise ConfigError(
             f"model output {tuple(out.shape[1:])} does not fit {task.value} targets {tuple(y.shape[1:])}; "
@@ -152,9 +172,14 @@ def _progress(enabled: bool, total: int) -> Iterator[Callable[[], None]]:
         yield lambda: bar.advance(task)
 
 
+def as_targets(y: torch.Tensor, task: Task) -> torch.Tensor:
+    """Targets as the loss wants them: class indices as int64, masks and label vectors as float."""
+    return y.long() if task is Task.CLASSIFICATION else y.float()
+
+
 def train_increment(
     parent: nn.Module,
-    data: ImageData,
+    data: Samples,
     config: TrainConfig,
     cancel: CancelToken | None = None,
     on_step: Callable[[int, int], None] | None = None,
@@ -172,7 +197,11 @@ def train_increment(
     device = choose_device(config.device)
     use_amp = config.amp and device.type == "cuda"
     steps_per_epoch = len(data) // config.batch_size  # drop the partial batch: no step on fewer samples
-    targets = data.targets.float() if data.task is Task.SEGMENTATION else data.targets.long()
+    spatial_dims = first_pair(data)[0].dim() - 2
+    transform = training_transform(
+        config.augment, spatial_dims, data.task is Task.SEGMENTATION, config.seed, config.patch
+    )
+    source = data if transform is None or spatial_dims < 1 else augmented(data, transform)
     started = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
@@ -186,12 +215,11 @@ def train_increment(
         total = config.epochs * steps_per_epoch
         with _progress(config.progress, total) as advance:
             for _epoch in range(config.epochs):
-                order = torch.randperm(len(data), generator=shuffle)
-                for step in range(steps_per_epoch):
+                order = torch.randperm(len(data), generator=shuffle).tolist()
+                for step, (xb, yb) in enumerate(batches(source, config.batch_size, order, drop_last=True)):
                     if cancel is not None and cancel.cancelled:
                         raise TrainingCancelled("training cancelled", steps=_epoch * steps_per_epoch + step)
-                    idx = order[step * config.batch_size : (step + 1) * config.batch_size]
-                    x, y = data.images[idx].to(device), targets[idx].to(device)
+                    x, y = xb.float().to(device), as_targets(yb, data.task).to(device)
                     optimiser.zero_grad(set_to_none=True)
                     amp = torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext()
                     with amp:
@@ -215,11 +243,13 @@ def train_increment(
         optimiser=config.optimiser.value,
         lr=config.lr,
         seed=config.seed,
-        loss=(config.loss or (LossName.DICE_CE if data.task is Task.SEGMENTATION else LossName.CE)).value,
+        loss=(config.loss or default_loss(data.task)).value,
         steps=config.epochs * steps_per_epoch,
         duration_s=round(time.perf_counter() - started, 4),
         device=str(device),
         amp=use_amp,
         final_loss=float(last.detach().cpu()),
+        augmentation=config.augment,
+        patch=config.patch,
     )
     return Increment(weights, facts)

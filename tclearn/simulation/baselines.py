@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-import torch
 from eth_account.signers.local import LocalAccount
 from torch import nn
 
@@ -20,9 +19,9 @@ from tclearn.coalition.backend import StateDict, TensorBackend, tensors
 from tclearn.coalition.build import ConnectSupervisor
 from tclearn.coalition.context import Coalition
 from tclearn.coalition.founding import Founder, found, genesis_weights
-from tclearn.learning.data import ImageData
 from tclearn.learning.evaluate import evaluate
 from tclearn.learning.models import ModelConfig
+from tclearn.learning.samples import Samples, pooled
 from tclearn.learning.train import TrainConfig, train_increment
 from tclearn.ledger.chain import Chain
 from tclearn.ledger.client import LedgerClient
@@ -30,7 +29,7 @@ from tclearn.types import Variant
 from tclearn.vault.store import BlobStore
 
 
-def _trained(backend: TensorBackend, start: StateDict, data: ImageData, steps: int, seed: int) -> nn.Module:
+def _trained(backend: TensorBackend, start: StateDict, data: Samples, steps: int, seed: int) -> nn.Module:
     """A model trained from `start` on `data` for about `steps` optimisation steps."""
     per_epoch = max(1, len(data) // backend.training.batch_size)
     config = replace(backend.training, epochs=max(1, round(steps / per_epoch)), seed=seed)
@@ -43,21 +42,20 @@ def baselines(co: Coalition, genesis: StateDict, steps: int, seed: int) -> dict[
     """Each honest hospital alone, and all honest hospitals' data pooled, with the coalition's training budget."""
     backend = tensors(co.backend, "baselines")
     honest = [h for h in co.hospitals if not h.byzantine]
-    pooled = ImageData(
-        honest[0].train.task,
-        torch.cat([h.train.images for h in honest]),
-        torch.cat([h.train.targets for h in honest]),
-        tuple(f"{h.name}/{n}" for h in honest for n in h.train.names),
-    )
+    together = pooled([h.train for h in honest], [h.name for h in honest])
     models = {h.name: _trained(backend, genesis, h.train, steps, seed) for h in honest}
-    models["centralized"] = _trained(backend, genesis, pooled, steps, seed)
+    models["centralized"] = _trained(backend, genesis, together, steps, seed)
     return models
 
 
 def score_table(co: Coalition, models: dict[str, nn.Module]) -> dict[str, dict[str, float]]:
     """Each model's score on G and on every hospital's local test set L."""
     sets = {"G": co.global_test, **{h.name: h.local_test for h in co.hospitals}}
-    return {name: {s: round(evaluate(m, data).score, 4) for s, data in sets.items()} for name, m in models.items()}
+    roi = tensors(co.backend, "baselines").training.patch
+    return {
+        name: {s: round(evaluate(m, data, roi_size=roi).score, 4) for s, data in sets.items()}
+        for name, m in models.items()
+    }
 
 
 @dataclass

@@ -26,9 +26,9 @@ from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.coalition.rounds import CandidateRow, run_fedavg_round, run_round
 from tclearn.coalition.validator import metric_name
 from tclearn.errors import ConfigError
-from tclearn.learning.data import ImageData
 from tclearn.learning.defaults import COALITION_TRAINING, ENCRYPTED_TRAINING, EncryptedTraining
 from tclearn.learning.models import ModelConfig
+from tclearn.learning.samples import Samples
 from tclearn.learning.synth import synth_coalition
 from tclearn.learning.tabular import synth_tabular
 from tclearn.learning.train import TrainConfig
@@ -130,7 +130,7 @@ def synthesize(settings: DemoSettings, root: Path) -> None:
         synth_coalition(root, hospitals=settings.members, seed=settings.seed)
 
 
-def reference_for(settings: DemoSettings, chain: Chain, global_test: ImageData, out: Path) -> Reference:
+def reference_for(settings: DemoSettings, chain: Chain, global_test: Samples, out: Path) -> Reference:
     """How this run founds its coalition and what it compares the result with: chosen once, by variant."""
     if settings.variant is Variant.C:
         from tclearn.coalition.ckks import model_spec  # TenSEAL only for variant C

@@ -8,6 +8,7 @@ import torch
 from tclearn.errors import ConfigError
 from tclearn.learning.attacks import Attack, attack_weights, flip_labels, gaussian_noise, lazy, sign_flip
 from tclearn.learning.data import ImageData, Task
+from tclearn.learning.samples import Samples
 
 PARENT = {"w": torch.tensor([1.0, 1.0]), "n": torch.tensor(2)}
 CHILD = {"w": torch.tensor([1.5, 0.5]), "n": torch.tensor(3)}
@@ -39,8 +40,18 @@ def test_unknown_attack() -> None:
         attack_weights("bribe", PARENT, CHILD)
 
 
+def _targets(data: Samples) -> torch.Tensor:
+    return torch.stack([data.dataset()[i][1] for i in range(len(data))])
+
+
 def test_label_flip() -> None:
     seg = ImageData(Task.SEGMENTATION, torch.zeros(1, 1, 2, 2), torch.tensor([[[[0.0, 1.0], [1.0, 1.0]]]]), ("a",))
-    assert flip_labels(seg).targets.sum().item() == 1.0
+    assert _targets(flip_labels(seg)).sum().item() == 1.0
     cls = ImageData(Task.CLASSIFICATION, torch.zeros(3, 2), torch.tensor([0, 1, 2]), ("a", "b", "c"), ("x", "y", "z"))
-    assert flip_labels(cls).targets.tolist() == [2, 1, 0]
+    assert _targets(flip_labels(cls)).tolist() == [2, 1, 0]
+    assert _targets(flip_labels(cls).subset([0])).tolist() == [2]
+    multi = ImageData(Task.MULTILABEL, torch.zeros(2, 1, 4, 4), torch.tensor([[0.0, 1.0], [1.0, 1.0]]), ("a", "b"))
+    assert _targets(flip_labels(multi)).tolist() == [[1.0, 0.0], [0.0, 0.0]]
+    unnamed = ImageData(Task.CLASSIFICATION, torch.zeros(2, 2), torch.tensor([0, 1]), ("a", "b"))
+    with pytest.raises(ConfigError, match="does not name its classes"):
+        flip_labels(unnamed)
