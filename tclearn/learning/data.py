@@ -122,7 +122,8 @@ def _loader_for(kind: str) -> LoadImage:
     return LoadImage(reader=reader, image_only=True, ensure_channel_first=True, dtype=None)
 
 
-def _kind(path: Path) -> str:
+def image_kind(path: Path) -> str:
+    """`pil`, `nifti` or `dicom` by the file's suffix; a `DataError` for any other file."""
     name = path.name.lower()
     for kind, suffixes in (("pil", PIL_SUFFIXES), ("nifti", NIFTI_SUFFIXES), ("dicom", DICOM_SUFFIXES)):
         if name.endswith(suffixes):
@@ -130,8 +131,13 @@ def _kind(path: Path) -> str:
     raise DataError(f"unsupported image type {path.name!r}; expected one of {', '.join(IMAGE_SUFFIXES)}")
 
 
-def _normalise(array: np.ndarray) -> np.ndarray:
-    """A display picture's integers scaled to [0, 1] by their type's range; float pictures kept as they are."""
+def _normalise(array: np.ndarray, mode: str = "") -> np.ndarray:
+    """A display picture's integers scaled to [0, 1] by their range; float pictures kept as they are.
+
+    PIL hands 16-bit pictures (mode `I;16`) over as int32: their range is that of uint16 all the same.
+    """
+    if mode.startswith("I;16"):
+        return array.astype(np.float32) / 65535.0
     if np.issubdtype(array.dtype, np.integer):
         info = np.iinfo(array.dtype)
         return (array.astype(np.float32) - info.min) / float(info.max - info.min)
@@ -169,7 +175,7 @@ def read_image(path: Path) -> np.ndarray:
     if path.is_dir():
         volume, affine = read_series(path)
         return to_ras(volume, affine)
-    kind = _kind(path)
+    kind = image_kind(path)
     if kind == "dicom":
         return read_slice(path)
     try:
@@ -181,7 +187,7 @@ def read_image(path: Path) -> np.ndarray:
         raise DataError(f"cannot read image {str(path)!r}: {exc}", path=str(path)) from None
     array = np.asarray(data.detach().cpu().numpy() if isinstance(data, torch.Tensor) else data)
     if kind == "pil":
-        return _normalise(array)
+        return _normalise(array, str(getattr(data, "meta", {}).get("mode", "")))
     array = array.astype(np.float32)
     if array.ndim == 4:
         array = to_ras(array, np.asarray(data.affine, dtype=np.float64))
