@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from monai.data import NibabelReader, PILReader
-from nibabel.orientations import apply_orientation, io_orientation
 from monai.transforms import LoadImage, Resize
+from nibabel.orientations import apply_orientation, io_orientation
 
 from tclearn.errors import DataError, NotFoundError
 from tclearn.learning.dicom import read_series, read_slice
@@ -114,11 +114,8 @@ def list_images(folder: Path) -> list[Path]:
 @functools.cache
 def _loader_for(kind: str) -> LoadImage:
     """One loader per reader kind, built once."""
-    reader: PILReader | NibabelReader
-    if kind == "pil":
-        reader = PILReader(reverse_indexing=False)  # keep rows x columns as the picture shows them
-    else:
-        reader = NibabelReader()
+    # PIL: keep rows x columns as the picture shows them
+    reader = PILReader(reverse_indexing=False) if kind == "pil" else NibabelReader()
     return LoadImage(reader=reader, image_only=True, ensure_channel_first=True, dtype=None)
 
 

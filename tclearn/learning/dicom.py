@@ -98,7 +98,7 @@ def file_problem(header: SliceHeader) -> str | None:
     return None
 
 
-def _normal(orientation: Sequence[float]) -> np.ndarray:
+def _normal(orientation: Sequence[float] | np.ndarray) -> np.ndarray:
     return np.cross(np.asarray(orientation[:3]), np.asarray(orientation[3:]))
 
 
@@ -132,7 +132,7 @@ def series_problem(folder: Path, headers: Sequence[SliceHeader]) -> str | None:
         if not np.allclose(header.orientation, orientation, atol=_COSINE_TOLERANCE):  # type: ignore[arg-type]
             return (
                 f"DICOM series folder {str(folder)!r} mixes orientations: {header.path.name} has "
-                f"{list(header.orientation or ())}, {first.path.name} has {list(orientation)}"
+                f"{list(header.orientation or ())}, {first.path.name} has {list(first.orientation or ())}"
             )
     if len(headers) < 2:
         return None

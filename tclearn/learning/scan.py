@@ -77,6 +77,8 @@ def _nifti_shape(path: Path) -> tuple[int, ...]:
     import nibabel as nib
 
     image = nib.load(path)
+    if not isinstance(image, nib.spatialimages.SpatialImage):
+        raise DataError(f"{str(path)!r} is not a NIfTI image", path=str(path))
     shape = tuple(int(n) for n in image.shape)
     if len(shape) == 2:
         return (1, *shape)

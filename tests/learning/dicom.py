@@ -70,8 +70,9 @@ def write_series(
 ) -> list[Path]:
     """`stored` `(slices, rows, columns)` as one series: slice k sits `k * step` mm along the normal.
 
-    Files are named in reverse order and numbered backwards, so a reader that sorts by name or by
-    InstanceNumber instead of by position gets the volume upside down.
+    Files are named and numbered out of order (odd slices first: for 4 slices, slice k is
+    `slice{2,0,3,1}[k] + 1`), so a reader that sorts by name or by InstanceNumber instead of by position
+    scrambles the volume.
     """
     from pydicom.uid import generate_uid
 
@@ -79,8 +80,9 @@ def write_series(
     uid = series_uid or generate_uid()
     normal = np.cross(orientation[:3], orientation[3:])
     paths = []
+    ranks = [*range(1, len(stored), 2), *range(0, len(stored), 2)]
     for k, pixels in enumerate(stored):
-        path = folder / f"slice{len(stored) - k:03d}.dcm"
+        path = folder / f"slice{ranks.index(k) + 1:03d}.dcm"
         position = np.asarray(origin) + k * step * normal
         write_dicom(
             path,
@@ -91,7 +93,7 @@ def write_series(
             orientation=orientation,
             spacing=spacing,
             series_uid=uid,
-            instance=len(stored) - k,
+            instance=ranks.index(k) + 1,
         )
         paths.append(path)
     return paths
