@@ -40,6 +40,7 @@ class SliceHeader:
     rows: int
     columns: int
     frames: int
+    samples: int  # values per pixel: 1 grey, 3 colour
     position: tuple[float, float, float] | None
     orientation: tuple[float, ...] | None
     spacing: tuple[float, float]
@@ -64,6 +65,7 @@ def read_header(path: Path) -> SliceHeader:
             rows=int(ds.Rows),
             columns=int(ds.Columns),
             frames=int(ds.get("NumberOfFrames", 1) or 1),
+            samples=int(ds.get("SamplesPerPixel", 1) or 1),
             position=_floats(ds.get("ImagePositionPatient"), 3),  # type: ignore[arg-type]
             orientation=_floats(ds.get("ImageOrientationPatient"), 6),
             spacing=_floats(ds.get("PixelSpacing"), 2) or (1.0, 1.0),  # type: ignore[arg-type]
@@ -126,6 +128,12 @@ def series_problem(folder: Path, headers: Sequence[SliceHeader]) -> str | None:
             return (
                 f"DICOM slice {str(header.path)!r} in series folder {str(folder)!r} has no "
                 "ImagePositionPatient/ImageOrientationPatient: its place in the volume is unknown"
+            )
+    for header in headers:
+        if header.samples != 1:
+            return (
+                f"DICOM slice {str(header.path)!r} in series folder {str(folder)!r} has {header.samples} values "
+                "per pixel; a series volume is grey (one value per pixel)"
             )
     orientation = np.asarray(first.orientation)
     for header in headers[1:]:
@@ -195,7 +203,7 @@ def series_affine(headers: Sequence[SliceHeader]) -> np.ndarray:
 
 
 def _pixels(path: Path) -> np.ndarray:
-    """One slice's pixels with the rescale (modality LUT) applied, as float32 rows x columns."""
+    """One slice's pixels with the rescale (modality LUT) applied, as float32 `(samples, rows, columns)`."""
     import pydicom
     from pydicom.pixels import apply_rescale
 
@@ -204,15 +212,16 @@ def _pixels(path: Path) -> np.ndarray:
         values = apply_rescale(ds.pixel_array, ds)
     except Exception as exc:
         raise DataError(f"cannot read DICOM pixels of {str(path)!r}: {exc}", path=str(path)) from None
-    return np.asarray(values, dtype=np.float32)
+    pixels = np.asarray(values, dtype=np.float32)
+    return pixels[np.newaxis] if pixels.ndim == 2 else np.moveaxis(pixels, -1, 0)  # colour: samples last
 
 
 def read_slice(path: Path) -> np.ndarray:
-    """A single `.dcm` file as float32 `(1, rows, columns)` in its real units."""
+    """A single `.dcm` file as float32 `(samples, rows, columns)` in its real units (1 sample if grey)."""
     header = read_header(path)
     if (problem := file_problem(header)) is not None:
         raise DataError(problem, path=str(path))
-    return _pixels(path)[np.newaxis]
+    return _pixels(path)
 
 
 def read_series(folder: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -221,11 +230,11 @@ def read_series(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     volume = np.empty((1, headers[0].rows, headers[0].columns, len(headers)), np.float32)
     for index, header in enumerate(headers):
         pixels = _pixels(header.path)
-        if pixels.shape != volume.shape[1:3]:
+        if pixels.shape != volume.shape[:3]:
             raise DataError(
                 f"DICOM slice {str(header.path)!r} has {pixels.shape} pixels but its header says "
                 f"{header.rows}x{header.columns}",
                 path=str(header.path),
             )
-        volume[0, :, :, index] = pixels
+        volume[:, :, :, index] = pixels
     return volume, series_affine(headers)

@@ -55,7 +55,7 @@ def image_shape(path: Path) -> tuple[int, ...]:
         header = read_header(path)
         if (problem := file_problem(header)) is not None:
             raise DataError(problem, path=str(path))
-        return (1, header.rows, header.columns)
+        return (header.samples, header.rows, header.columns)
     try:
         return _nifti_shape(path) if kind == "nifti" else _pil_shape(path)
     except DataError:

@@ -142,6 +142,31 @@ def test_ct_without_rescale_tags_is_refused(tmp_path: Path) -> None:
         read_image(tmp_path / "series")
 
 
+def test_colour_slice_is_channel_first_and_multi_frame_is_refused(tmp_path: Path) -> None:
+    import pydicom
+
+    from tclearn.learning.scan import image_shape
+    from tests.learning.dicom import write_dicom
+
+    write_dicom(tmp_path / "rgb.dcm", np.zeros((4, 5), np.uint16))
+    ds = pydicom.dcmread(tmp_path / "rgb.dcm")
+    rgb = np.zeros((4, 5, 3), np.uint8)
+    rgb[1, 2] = (10, 20, 30)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelData = 8, 8, 7, rgb.tobytes()
+    ds.save_as(tmp_path / "rgb.dcm")
+    image = read_image(tmp_path / "rgb.dcm")
+    assert image.shape == image_shape(tmp_path / "rgb.dcm") == (3, 4, 5)
+    assert image[:, 1, 2].tolist() == [10.0, 20.0, 30.0]
+
+    write_dicom(tmp_path / "cine.dcm", np.zeros((4, 5), np.uint16))
+    ds = pydicom.dcmread(tmp_path / "cine.dcm")
+    ds.NumberOfFrames, ds.PixelData = 2, np.zeros((2, 4, 5), np.uint16).tobytes()
+    ds.save_as(tmp_path / "cine.dcm")
+    with pytest.raises(DataError, match=r"cine\.dcm' holds 2 frames"):
+        read_image(tmp_path / "cine.dcm")
+
+
 def test_series_is_one_volume_sorted_by_position_in_ras_axes(tmp_path: Path) -> None:
     from tests.learning.dicom import write_series
 
