@@ -192,7 +192,7 @@ def read_image(path: Path) -> np.ndarray:
 
 
 def read_mask(path: Path) -> np.ndarray:
-    """A mask as a binary float32 `(1, *spatial)`: any non-zero pixel is foreground."""
+    """A mask as a binary float32 `(1, *spatial)`: a pixel above zero in any channel is foreground."""
     array = read_image(path)
     return (array.max(axis=0, keepdims=True) > 0).astype(np.float32)
 

@@ -109,6 +109,10 @@ def test_nifti_and_dicom_keep_their_real_values(tmp_path: Path) -> None:
     array[1:3, 1:4] = 40.0
     nib.save(nib.Nifti1Image(array, np.eye(4)), tmp_path / "x.nii.gz")
     assert np.array_equal(read_image(tmp_path / "x.nii.gz"), array[np.newaxis])  # not squeezed into [0, 1]
+    scaled = nib.Nifti1Image(np.array([[[0, 10]]], np.int16), np.eye(4))
+    scaled.header.set_slope_inter(2.0, -1024.0)
+    nib.save(scaled, tmp_path / "s.nii.gz")
+    assert read_image(tmp_path / "s.nii.gz").ravel().tolist() == [-1024.0, -1004.0]  # scl_slope, scl_inter
 
     stored = np.zeros((6, 5), np.uint16)
     stored[1, 3] = 1064  # one bright pixel: row 1, column 3 as displayed

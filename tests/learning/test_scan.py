@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from tclearn.errors import ConfigError, DataError
-from tclearn.learning.data import read_image
+from tclearn.learning.data import read_image, read_mask
 from tclearn.learning.scan import ScanItem, scan_segmentation
 from tests.learning.dicom import AXIAL, series_affine_ras, write_dicom, write_series
 
@@ -53,7 +53,8 @@ def series_folder(root: Path) -> Path:
     write_series(root / "images" / "ct1", stored)
     write_nifti(root / "masks" / "ct1.nii.gz", (stored > 0).transpose(1, 2, 0).astype(np.uint8), series_affine_ras())
     write_series(root / "images" / "ct2", stored)
-    write_series(root / "masks" / "ct2", (stored > 0).astype(np.int16))  # a mask that is itself a series
+    mask = (stored > 0).astype(np.int16)
+    write_series(root / "masks" / "ct2", mask, modality="OT", rescale=None)  # a mask that is itself a series
     return root
 
 
@@ -77,6 +78,7 @@ def test_good_folder_gives_items_with_the_shapes_read_image_returns(
         assert item.shape == shape and item.spatial_dims == dims
         assert read_image(item.image).shape == item.shape  # the header's shape is the one the reader returns
         assert read_image(item.mask).shape[1:] == item.spatial_shape
+        assert read_mask(item.mask).any()
         assert item.image.parent.name == "images" and item.mask.parent.name == "masks"
     assert [item.name for item in items] == sorted(item.name for item in items)
 
