@@ -41,9 +41,9 @@ class SliceHeader:
     columns: int
     frames: int
     samples: int  # values per pixel: 1 grey, 3 colour
-    position: tuple[float, float, float] | None
-    orientation: tuple[float, ...] | None
-    spacing: tuple[float, float]
+    position: tuple[float, ...] | None  # x, y, z of the first pixel (mm, LPS)
+    orientation: tuple[float, ...] | None  # the row and column direction cosines
+    spacing: tuple[float, ...]  # between rows, between columns (mm)
     modality: str
     has_rescale: bool
 
@@ -66,9 +66,9 @@ def read_header(path: Path) -> SliceHeader:
             columns=int(ds.Columns),
             frames=int(ds.get("NumberOfFrames", 1) or 1),
             samples=int(ds.get("SamplesPerPixel", 1) or 1),
-            position=_floats(ds.get("ImagePositionPatient"), 3),  # type: ignore[arg-type]
-            orientation=_floats(ds.get("ImageOrientationPatient"), 6),
-            spacing=_floats(ds.get("PixelSpacing"), 2) or (1.0, 1.0),  # type: ignore[arg-type]
+            position=_floats(ds, "ImagePositionPatient", 3),
+            orientation=_floats(ds, "ImageOrientationPatient", 6),
+            spacing=_floats(ds, "PixelSpacing", 2) or (1.0, 1.0),
             modality=str(ds.get("Modality", "")),
             has_rescale="RescaleSlope" in ds and "RescaleIntercept" in ds,
         )
@@ -76,12 +76,13 @@ def read_header(path: Path) -> SliceHeader:
         raise DataError(f"cannot read DICOM file {str(path)!r}: {exc}", path=str(path)) from None
 
 
-def _floats(value: Any, count: int) -> tuple[float, ...] | None:
+def _floats(ds: Any, tag: str, count: int) -> tuple[float, ...] | None:
+    value = ds.get(tag)
     if value is None:
         return None
     numbers = tuple(float(v) for v in value)
     if len(numbers) != count or not np.isfinite(numbers).all():
-        raise DataError(f"expected {count} finite numbers, got {list(value)}")
+        raise DataError(f"{tag} should hold {count} finite numbers, not {list(value)}")
     return numbers
 
 
@@ -137,7 +138,7 @@ def series_problem(folder: Path, headers: Sequence[SliceHeader]) -> str | None:
             )
     orientation = np.asarray(first.orientation)
     for header in headers[1:]:
-        if not np.allclose(header.orientation, orientation, atol=_COSINE_TOLERANCE):  # type: ignore[arg-type]
+        if not np.allclose(np.asarray(header.orientation), orientation, atol=_COSINE_TOLERANCE):
             return (
                 f"DICOM series folder {str(folder)!r} mixes orientations: {header.path.name} has "
                 f"{list(header.orientation or ())}, {first.path.name} has {list(first.orientation or ())}"
@@ -176,9 +177,7 @@ def read_series_headers(folder: Path) -> list[SliceHeader]:
     headers = [read_header(path) for path in series_files(folder)]
     if (problem := series_problem(folder, headers)) is not None:
         raise DataError(problem, path=str(folder))
-    if headers[0].orientation is None:
-        return headers
-    orientation = np.asarray(headers[0].orientation)
+    orientation = np.asarray(headers[0].orientation)  # present on every slice once the series is sound
     return sorted(headers, key=lambda h: _depth(h, orientation))
 
 

@@ -184,6 +184,18 @@ def test_series_is_one_volume_sorted_by_position_in_ras_axes(tmp_path: Path) -> 
     assert np.array_equal(volume[0], hu[:, ::-1, ::-1].transpose(2, 1, 0))
 
 
+def test_reading_a_broken_series_is_the_scan_s_error(tmp_path: Path) -> None:
+    from tests.learning.dicom import write_series
+
+    write_series(tmp_path / "ct", np.zeros((4, 3, 3), np.int16))
+    (tmp_path / "ct" / "slice004.dcm").unlink()  # an inner slice (write_series names them out of order)
+    with pytest.raises(DataError, match=r"ct' has 1 missing slice"):
+        read_image(tmp_path / "ct")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=r"empty' holds no \.dcm files"):
+        read_image(tmp_path / "empty")
+
+
 def test_coronal_series_is_turned_to_ras(tmp_path: Path) -> None:
     from tests.learning.dicom import write_series
 
