@@ -6,9 +6,11 @@ Layouts (the same one `tclearn data synth` writes):
 - classification: `ROOT/<label>/<name>.<ext>`, one sub-folder per class;
 - tabular: one CSV file with a label column, every other column a numeric feature.
 
-Images are PNG/JPEG/TIFF (PIL), NIfTI (nibabel) or DICOM (pydicom). Everything is loaded into memory as
-tensors: coalition data sets are small per member, and in-memory batches keep training fast and
-deterministic. Every user mistake is a `DataError` that names the file.
+Images are PNG/JPEG/TIFF (PIL), NIfTI (nibabel) or DICOM (pydicom): a `.dcm` file is one slice, a
+sub-folder of `.dcm` slices is one series, one volume (`dicom.py`). PIL images are display pictures, scaled
+to [0, 1] by their type's range; NIfTI and DICOM keep their real values (Hounsfield units for CT), and their
+volumes are turned to RAS axes (as `nibabel.as_closest_canonical`) so that a DICOM series and a NIfTI mask of
+the same scan line up voxel for voxel. Every user mistake is a `DataError` that names the file.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import csv
 import enum
 import functools
+import glob
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,11 +27,13 @@ from typing import cast
 
 import numpy as np
 import torch
-from monai.data import NibabelReader, PILReader, PydicomReader
+from monai.data import NibabelReader, PILReader
 from monai.transforms import LoadImage, Resize
+from nibabel.orientations import apply_orientation, io_orientation
 from torch.utils.data import Dataset, TensorDataset
 
 from tclearn.errors import DataError, NotFoundError
+from tclearn.learning.dicom import read_series, read_slice
 
 PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -81,79 +86,120 @@ class ImageData:
 
 
 def stem(path: Path) -> str:
-    """The file name without its image suffix (`scan.nii.gz` -> `scan`)."""
+    """The image's name without its suffix (`scan.nii.gz` -> `scan`; a series folder's own name)."""
     name = path.name
+    if path.is_dir():
+        return name
     for suffix in sorted(IMAGE_SUFFIXES, key=len, reverse=True):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return path.stem
 
 
+def is_series(path: Path) -> bool:
+    """A sub-folder of an image folder: one DICOM series (hidden folders are not data)."""
+    return path.is_dir() and not path.name.startswith(".")
+
+
 def is_image(path: Path) -> bool:
-    return path.is_file() and path.name.lower().endswith(IMAGE_SUFFIXES)
+    return (path.is_file() and path.name.lower().endswith(IMAGE_SUFFIXES)) or is_series(path)
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Image files directly in `folder`, sorted by name; a `DataError` when there are none."""
+    """Image files and series folders directly in `folder`, sorted by name; a `DataError` when there are none."""
     if not folder.is_dir():
         raise NotFoundError(f"data folder {str(folder)!r} does not exist")
     files = sorted(p for p in folder.iterdir() if is_image(p))
     if not files:
-        raise DataError(f"data folder {str(folder)!r} holds no images (expected {', '.join(IMAGE_SUFFIXES)})")
+        raise DataError(
+            f"data folder {str(folder)!r} holds no images "
+            f"(expected {', '.join(IMAGE_SUFFIXES)} files or DICOM series folders)"
+        )
     return files
 
 
 @functools.cache
 def _loader_for(kind: str) -> LoadImage:
-    """One loader per reader kind, built once (building the DICOM reader is slow and chatty)."""
-    reader: PILReader | NibabelReader | PydicomReader
-    if kind == "pil":
-        reader = PILReader(reverse_indexing=False)  # keep rows x columns as the picture shows them
-    elif kind == "nifti":
-        reader = NibabelReader()
-    else:
-        reader = PydicomReader()
+    """One loader per reader kind, built once."""
+    # PIL: keep rows x columns as the picture shows them
+    reader = PILReader(reverse_indexing=False) if kind == "pil" else NibabelReader()
     return LoadImage(reader=reader, image_only=True, ensure_channel_first=True, dtype=None)
 
 
-def _loader(path: Path) -> LoadImage:
+def image_kind(path: Path) -> str:
+    """`pil`, `nifti` or `dicom` by the file's suffix; a `DataError` for any other file."""
     name = path.name.lower()
     for kind, suffixes in (("pil", PIL_SUFFIXES), ("nifti", NIFTI_SUFFIXES), ("dicom", DICOM_SUFFIXES)):
         if name.endswith(suffixes):
-            return _loader_for(kind)
+            return kind
     raise DataError(f"unsupported image type {path.name!r}; expected one of {', '.join(IMAGE_SUFFIXES)}")
 
 
-def _normalise(array: np.ndarray) -> np.ndarray:
-    """Integer images scaled to [0, 1] by their type's range; float images kept as they are."""
+def _normalise(array: np.ndarray, mode: str = "") -> np.ndarray:
+    """A display picture's integers scaled to [0, 1] by their range; float pictures kept as they are.
+
+    PIL hands 16-bit pictures (mode `I;16`) over as int32: their range is that of uint16 all the same.
+    """
+    if mode.startswith("I;16"):
+        return array.astype(np.float32) / 65535.0
     if np.issubdtype(array.dtype, np.integer):
         info = np.iinfo(array.dtype)
         return (array.astype(np.float32) - info.min) / float(info.max - info.min)
     return array.astype(np.float32)
 
 
+def ras_shape(spatial: Sequence[int], affine: np.ndarray) -> tuple[int, ...]:
+    """The spatial shape a volume of `spatial` voxels with `affine` has once turned to RAS axes."""
+    shape = [0] * len(spatial)
+    for size, (axis, _flip) in zip(spatial, io_orientation(affine), strict=True):
+        shape[int(axis)] = int(size)
+    return tuple(shape)
+
+
+def to_ras(array: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """A channel-first volume `(C, X, Y, Z)` with its voxel axes permuted and flipped to RAS.
+
+    Only whole axes move (no resampling); an oblique scan goes to its closest RAS axes.
+    """
+    turned = apply_orientation(np.moveaxis(array, 0, -1), io_orientation(affine))
+    return np.ascontiguousarray(np.moveaxis(turned, -1, 0))
+
+
 # MONAI's readers warn about things that are not the user's concern: a GPU DICOM decoder plugin that a CPU
-# machine does not have, and read-only NumPy buffers (the array is copied right below).
+# machine does not have (`LoadImage` builds every reader it knows), and read-only NumPy buffers (the array is
+# copied right below).
 _READER_NOISE = ("NvImgCodecPydicomReader: nvImageCodec", "The given NumPy array is not writable")
 
 
 def read_image(path: Path) -> np.ndarray:
-    """One image as float32 `(C, *spatial)`; a `DataError` naming the file when it cannot be read."""
+    """One image as float32 `(C, *spatial)`; a `DataError` naming the file when it cannot be read.
+
+    PIL pictures are scaled to [0, 1]; NIfTI and DICOM keep their real values, volumes in RAS axes.
+    """
+    if path.is_dir():
+        volume, affine = read_series(path)
+        return to_ras(volume, affine)
+    kind = image_kind(path)
+    if kind == "dicom":
+        return read_slice(path)
     try:
         with warnings.catch_warnings():
             for message in _READER_NOISE:
                 warnings.filterwarnings("ignore", message=message, category=UserWarning)
-            data = _loader(path)(str(path))
-    except DataError:
-        raise
+            data = _loader_for(kind)(str(path))
     except Exception as exc:
         raise DataError(f"cannot read image {str(path)!r}: {exc}", path=str(path)) from None
     array = np.asarray(data.detach().cpu().numpy() if isinstance(data, torch.Tensor) else data)
-    return _normalise(array)
+    if kind == "pil":
+        return _normalise(array, str(getattr(data, "meta", {}).get("mode", "")))
+    array = array.astype(np.float32)
+    if array.ndim == 4:
+        array = to_ras(array, np.asarray(data.affine, dtype=np.float64))
+    return array
 
 
 def read_mask(path: Path) -> np.ndarray:
-    """A mask as a binary float32 `(1, *spatial)`: any non-zero pixel is foreground."""
+    """A mask as a binary float32 `(1, *spatial)`: a pixel above zero in any channel is foreground."""
     array = read_image(path)
     return (array.max(axis=0, keepdims=True) > 0).astype(np.float32)
 
@@ -177,13 +223,15 @@ def _stack(arrays: list[np.ndarray], files: list[Path], size: Sequence[int] | No
 
 
 def find_mask(image: Path, masks: Path) -> Path:
-    """The mask whose name matches `image` in the `masks` folder (any supported suffix)."""
+    """The mask whose name matches `image` in the `masks` folder (any supported suffix, or a series folder)."""
     wanted = stem(image)
-    for candidate in sorted(masks.glob(f"{wanted}.*")):
+    candidates = [masks / wanted, *sorted(masks.glob(f"{glob.escape(wanted)}.*"))]
+    for candidate in candidates:
         if is_image(candidate) and stem(candidate) == wanted:
             return candidate
     raise DataError(
-        f"no mask for image {str(image)!r}: expected {masks / wanted!s}.<ext> in {str(masks)!r}",
+        f"no mask for image {str(image)!r}: expected {masks / wanted!s}.<ext> (or a series folder "
+        f"{masks / wanted!s}/) in {str(masks)!r}",
         path=str(image),
     )
 
