@@ -16,7 +16,9 @@ from tclearn.cli.predict import app as predict_app
 from tclearn.errors import ConfigError, NotFoundError
 from tclearn.learning.modelfile import load_model
 from tclearn.learning.models import build_model
-from tclearn.learning.predict import find_boxes, overlay, predict_folder
+from tclearn.learning.boxes import find_boxes
+from tclearn.learning.overlays import overlay
+from tclearn.learning.predict import predict_folder
 
 CONFIG = {"arch": "unet", "options": {"channels": [4, 8], "strides": [2]}}
 runner = CliRunner()
