@@ -50,8 +50,8 @@ def check_image(config: ModelConfig, image: np.ndarray, name: str) -> None:
     if dims != config.spatial_dims or image.shape[0] != config.in_channels:
         kind = "volume" if dims == 3 else "image"
         raise DataError(
-            f"{kind} {name!r} has shape {image.shape} ({dims}D, {image.shape[0]} channel(s)); "
-            f"the model takes {config.spatial_dims}D inputs with {config.in_channels} channel(s)",
+            f"{kind} {name!r} has shape {image.shape} ({dims}D); "
+            f"the model expects {config.in_channels} channel(s), {config.spatial_dims}D",
             path=name,
         )
 
