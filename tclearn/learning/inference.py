@@ -102,7 +102,8 @@ def infer(
     task: Task = Task.SEGMENTATION,
     multiple: int = PAD_MULTIPLE,
 ) -> torch.Tensor:
-    """Logits of `model` for the batch `x` `(N, C, *spatial)`, in eval mode (the model's mode is restored).
+    """Logits of `model` for the batch `x` `(N, C, *spatial)`, in eval mode (its mode is restored; it stays on
+    `device`).
 
     Segmentation: the sliding window `window(spatial, roi_size, multiple)` with `overlap` between windows and
     `sw_batch_size` windows per pass, or one forward pass padded to `multiple` and cropped back. Other tasks:
