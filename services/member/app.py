@@ -55,7 +55,8 @@ from tclearn import __version__
 from tclearn.coalition.backend import tensors
 from tclearn.errors import AccessDenied, ConflictError, DataError, TooLargeError
 from tclearn.learning.data import IMAGE_SUFFIXES, read_image
-from tclearn.learning.predict import check_predictable, overlay, predict_boxes
+from tclearn.learning.overlays import overlay
+from tclearn.learning.predict import check_predictable, predict_boxes
 from tclearn.ledger.directory import ChainDirectory
 from tclearn.site.config import MemberSettings, SiteConfig, site_from_env
 from tclearn.site.jobs import JobRunner
@@ -287,7 +288,7 @@ def create_app(
         if model.state != ModelState.COMMITTED.name.lower():
             raise ConflictError(f"model {model_id} is {model.state}; predictions use committed models only")
         backend = tensors(co.backend, f"model {model_id}")
-        check_predictable(backend.config, threshold)
+        check_predictable(backend.config, threshold, dims=(2,))  # BoxOut and the overlay are 2-D
         form = await request.form(max_files=1, max_fields=10)
         upload = form.get("image")
         if not isinstance(upload, UploadFile):

@@ -164,19 +164,25 @@ class ModelConfig:
         )
 
 
+def standardize(x: torch.Tensor) -> torch.Tensor:
+    """Each image of the batch `(N, C, *spatial)` at zero mean and unit variance per channel."""
+    dims = tuple(range(2, x.dim()))
+    centred = x - x.mean(dim=dims, keepdim=True)
+    return centred / x.std(dim=dims, keepdim=True).clamp_min(1e-6)
+
+
 class Standardized(nn.Module):
     """Standardises each image — zero mean, unit variance per channel, as MONAI's `NormalizeIntensity` does —
     before `net`. Inside the model, so training, validation and prediction always agree, and a scanner's gain
-    and offset drop out before the first layer."""
+    and offset drop out before the first layer. (Sliding-window inference standardises the whole image once
+    and slides `net`, so each window sees the image's statistics, not its own: `inference.py`.)"""
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dims = tuple(range(2, x.dim()))
-        centred = x - x.mean(dim=dims, keepdim=True)
-        return self.net(centred / x.std(dim=dims, keepdim=True).clamp_min(1e-6))
+        return self.net(standardize(x))
 
 
 def build_model(config: ModelConfig | Mapping[str, Any]) -> nn.Module:
