@@ -131,6 +131,7 @@ def finetune(
     import json
     import uuid
 
+    from rich.console import Console
     from rich.progress import Progress
 
     from tclearn.site.config import MemberSettings, load_site_config
@@ -143,7 +144,7 @@ def finetune(
         options = FinetuneOptions(epochs, batch_size, lr)
         site = open_site(settings)
         try:
-            with Progress(console=console, transient=True) as bar:
+            with Progress(console=Console(stderr=True), transient=True) as bar:  # stdout: the result alone
                 shown = bar.add_task("pulling", total=1.0)
                 done = run(
                     site.coalition,
