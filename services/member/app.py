@@ -7,6 +7,7 @@
     GET  /models/{id}/blob           the model file, as the variant allows (A: anyone; B: operator; C: no one)
     POST /models/{id}/predict        image upload -> boxes JSON, or the overlay PNG with ?format=png
     POST /jobs/train                 train an increment on local data and submit it, in the background
+    POST /jobs/finetune              fine-tune the head on local data for this hospital alone (operator only)
     GET  /jobs                       the caller's jobs
     GET  /jobs/{id}                  one of the caller's jobs (progress, candidate, error)
     POST /jobs/{id}/cancel           stop one of the caller's jobs
@@ -44,6 +45,7 @@ from services.member.history import HistoryCache, Snapshot
 from services.member.schemas import (
     BoxOut,
     CoalitionInfo,
+    FinetuneIn,
     Health,
     JobOut,
     ModelDetail,
@@ -59,6 +61,7 @@ from tclearn.learning.overlays import overlay
 from tclearn.learning.predict import check_predictable, predict_boxes
 from tclearn.ledger.directory import ChainDirectory
 from tclearn.site.config import MemberSettings, SiteConfig, site_from_env
+from tclearn.site.finetune import FinetuneOptions
 from tclearn.site.jobs import JobRunner
 from tclearn.site.open import Site, open_site
 from tclearn.state.db import Database
@@ -318,6 +321,17 @@ def create_app(
         """Starts training an increment on this hospital's data from the current head, then stores and submits
         it as a candidate. One job at a time per site: 409 while another runs."""
         return JobOut.of(await run_in_threadpool(runner.start, who.identity))
+
+    @app.post("/jobs/finetune", status_code=202, responses={**AUTH_ERRORS, **error_responses(400, 409)})
+    async def finetune(who: Authenticated, options: FinetuneIn | None = None) -> JobOut:
+        """Starts fine-tuning the committed head on this hospital's data for its own use: scored on its local
+        test set L before and after, written under the site's `finetuned` folder, never stored in the vault or
+        submitted. Operator only. The JSON body may override `epochs`, `batch_size` and `lr` of [training].
+        409 in variant C, before any increment has committed, and while another job runs."""
+        if not who.operator:
+            raise AccessDenied("fine-tuning trains on this hospital's data for its own use: its operator starts it")
+        chosen = FinetuneOptions(**(options or FinetuneIn()).model_dump())
+        return JobOut.of(await run_in_threadpool(runner.start_finetune, who.identity, chosen))
 
     @app.get("/jobs", responses=AUTH_ERRORS)
     async def list_jobs(who: Authenticated, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[JobOut]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Any
 
-from tclearn.site.jobs import Job, JobState
+from pydantic import BaseModel, ConfigDict, Field
+
+from tclearn.site.jobs import Job, JobKind, JobState
 
 
 class Health(BaseModel):
@@ -64,21 +66,40 @@ class ModelDetail(ModelSummary):
 
 class JobOut(BaseModel):
     id: str
+    kind: JobKind = Field(description="train (an increment, submitted) or finetune (kept by this hospital)")
     owner: str = Field(description="'operator' or the peer's address: only the owner sees the job")
     state: JobState
-    phase: str = Field(description="pulling, training, storing or submitting")
+    phase: str = Field(
+        description="train: pulling, training, storing or submitting; finetune: pulling, scoring, training, "
+        "rescoring or saving"
+    )
     progress: float = Field(ge=0, le=1)
     created_at: float
     started_at: float | None
     finished_at: float | None
-    model_id: int | None = Field(description="the candidate the job submitted")
+    model_id: int | None = Field(description="the candidate a train job submitted")
     model_hash: str | None
     error: str | None = Field(description="why the job failed or stopped")
-    timings: dict[str, float] = Field(description="seconds per phase (training, vault, crypto, ledger)")
+    timings: dict[str, float] = Field(
+        description="seconds per phase (training, evaluation, vault, crypto, ledger, saving)"
+    )
+    result: dict[str, Any] | None = Field(
+        description="a finetune job's record: the head it started from, its score on L before and after, the "
+        "training facts, and the folder holding the model (docs/member-api.md)"
+    )
 
     @classmethod
     def of(cls, job: Job) -> JobOut:
         return cls(**job.__dict__)
+
+
+class FinetuneIn(BaseModel):
+    """Overrides of the site's [training] settings for one fine-tuning run (absent: the setting as it is)."""
+
+    model_config = ConfigDict(extra="forbid")
+    epochs: int | None = Field(default=None, ge=1, le=10_000)
+    batch_size: int | None = Field(default=None, ge=1)
+    lr: float | None = Field(default=None, gt=0)
 
 
 class BoxOut(BaseModel):

@@ -25,7 +25,7 @@ PROPOSAL_PHASES = ("pulling", "training", "storing", "submitting")
 Progress = Callable[[str, float], None]  # (phase, fraction of that phase done), phases as above
 
 
-def _report(progress: Progress | None, phase: str, fraction: float, cancel: CancelToken | None = None) -> None:
+def report_phase(progress: Progress | None, phase: str, fraction: float, cancel: CancelToken | None = None) -> None:
     """Reports a phase's progress, and stops here (`TrainingCancelled`) when the run was cancelled."""
     if cancel is not None and cancel.cancelled:
         raise TrainingCancelled(f"cancelled before {phase} finished", phase=phase)
@@ -45,13 +45,13 @@ def increment(
     co: Coalition, member: Hospital, head_id: int, cancel: CancelToken | None, progress: Progress | None
 ) -> tuple[str, CandidateMetadata]:
     """`member`'s increment of model `head_id`, stored; returns its hash and the metadata it declares."""
-    _report(progress, "pulling", 0.0, cancel)
+    report_phase(progress, "pulling", 0.0, cancel)
     parent_hash = co.client.get_model(head_id, with_uri=False).model_hash.hex()
     parent = co.backend.open(member, parent_hash)  # re-hashed against the chain's hash by the store
-    _report(progress, "training", 0.0, cancel)
+    report_phase(progress, "training", 0.0, cancel)
     on_step = None if progress is None else lambda done, total: progress("training", done / total)
     trained = co.backend.train(member, parent, seed=head_id, ref=parent_hash, cancel=cancel, on_step=on_step)
-    _report(progress, "storing", 0.0, cancel)
+    report_phase(progress, "storing", 0.0, cancel)
     model_hash = co.backend.store_model(trained.model)
     metadata = CandidateMetadata(
         variant=co.backend.variant.name,
@@ -86,7 +86,7 @@ def propose(
     for rebases in range(MAX_REBASES + 1):
         head_id = co.client.head()
         model_hash, metadata = increment(co, member, head_id, cancel, progress)
-        _report(progress, "submitting", 0.0, cancel)
+        report_phase(progress, "submitting", 0.0, cancel)
         try:
             proposal = submit(co, member, head_id, model_hash, metadata)
             if progress is not None:

@@ -66,8 +66,15 @@ def save_model(
     save_state(path, state)
     path.with_suffix(".json").write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
     if metadata is not None:
-        path.with_suffix(".meta.json").write_text(json.dumps(dict(metadata), indent=2, sort_keys=True) + "\n")
+        save_metadata(path, metadata)
     return path
+
+
+def save_metadata(path: str | Path, metadata: Mapping[str, Any]) -> Path:
+    """`metadata` as `<file stem>.meta.json` beside the model file `path`; returns where it went."""
+    target = Path(path).with_suffix(".meta.json")
+    target.write_text(json.dumps(dict(metadata), indent=2, sort_keys=True) + "\n")
+    return target
 
 
 def load_model(model: str | Path, config: Path | None = None) -> tuple[nn.Module, ModelConfig]:

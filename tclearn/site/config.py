@@ -82,6 +82,7 @@ class SiteConfig(ServiceSettings):
     supervisor_url: str | None = Field(default=None, pattern=r"^https?://")  # variant C: the supervisor service
     label_column: str = Field(default="label", min_length=1)  # variant C: the CSV files' label column
     state: str = "sqlite:///state.db"  # SQLAlchemy URL: event cursor, jobs, votes cast
+    finetuned: Path = Path("finetuned")  # the hospital's own fine-tuned models (never in the vault or on chain)
     attack: Attack = Attack.NONE  # simulations only: makes this site a Byzantine member
     poll_interval: float = Field(default=1.0, gt=0)
     keeper_interval: float = Field(default=10.0, gt=0)  # node: how often deadlines are checked without events
@@ -107,7 +108,7 @@ class SiteConfig(ServiceSettings):
         """The config with its relative paths (and a relative SQLite file) taken from `folder`."""
         paths = {
             name: folder / value
-            for name in ("deployment", "keystore", "encryption_key", "data", "global_test", "nonce_locks")
+            for name in ("deployment", "keystore", "encryption_key", "data", "global_test", "nonce_locks", "finetuned")
             if isinstance(value := getattr(self, name), Path) and not value.is_absolute()
         }
         state = self.state

@@ -9,12 +9,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from services.vault.app import create_app
+from tclearn.cli.app import app
 from tclearn.coalition.backend import PlainBackend
 from tclearn.coalition.build import Tables
 from tclearn.coalition.ckks import CkksBackend, encrypted_genesis, model_spec, supervisor_founder
 from tclearn.coalition.founding import Founder, found
 from tclearn.config import save_deployment
-from tclearn.errors import ConfigError, NotFoundError
+from tclearn.errors import ConfigError, ConflictError, NotFoundError
 from tclearn.he.client import HttpSupervisorClient
 from tclearn.learning.synth import synth_coalition
 from tclearn.learning.tabular import synth_tabular
@@ -25,6 +26,7 @@ from tclearn.ledger.deployment import deployment_of
 from tclearn.ledger.directory import ChainDirectory
 from tclearn.ledger.localchain import LocalNode
 from tclearn.site.config import load_site_config
+from tclearn.site.finetune import plan
 from tclearn.site.open import open_site
 from tclearn.state.db import Database
 from tclearn.types import Variant
@@ -32,7 +34,7 @@ from tclearn.vault.audience import Audience, CoalitionId
 from tclearn.vault.envelope import public_bytes
 from tclearn.vault.http import HttpStore
 from tclearn.vault.store import FsspecStore
-from tests.test_cli import _config, invoke
+from tests.test_cli import _config, invoke, runner
 from tests.vault.conftest import serve_app
 
 
@@ -66,6 +68,7 @@ def test_relative_paths_are_taken_from_the_file_folder(deployed: Path) -> None:
     assert config.data == deployed / "data" / "hospital-1"
     assert config.deployment == deployed / "deployment.json"
     assert config.state == f"sqlite:///{deployed / 'state' / 'site.db'}"
+    assert config.finetuned == deployed / "finetuned"
 
 
 def test_open_site_sees_the_coalition_as_its_hospital(deployed: Path) -> None:
@@ -160,3 +163,30 @@ def test_bad_variant_c_site_files_name_the_field(encrypted: Encrypted, deployed:
         open_site(load_site_config(_site(encrypted.folder, **{**table, "data": '"data"'})))
     with pytest.raises(ConfigError, match="supervisor_url is for variant C; this coalition is A"):
         open_site(load_site_config(_site(deployed, dev_account="1", supervisor_url='"http://127.0.0.1:9"')))
+
+
+def test_finetuning_before_any_increment_commits_is_refused_in_one_line(deployed: Path) -> None:
+    """The head is still the genesis: `tclearn member finetune` says so, and writes nothing."""
+    config = _site(deployed, dev_account="1")
+    refused = runner.invoke(app, ["member", "finetune", "--config", str(config)])
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    assert refused.stderr.strip() == (
+        "error: the coalition has committed no increment yet: its head is the genesis model 0; "
+        "fine-tune once a candidate has committed"
+    )
+    assert not (deployed / "finetuned").exists()
+
+
+def test_finetuning_is_refused_in_variant_c(encrypted: Encrypted, tmp_path: Path) -> None:
+    directory, ours = ChainDirectory(encrypted.client), CoalitionId.of_client(encrypted.client)
+    with serve_app(
+        lambda url: create_app(encrypted.store, Database("sqlite://"), directory, Audience.of(url, ours))
+    ) as url:
+        fields = {"vault_url": f'"{url}"', "global_test": '"data/global.csv"', "dev_account": "1"}
+        site = open_site(load_site_config(_site(encrypted.folder, supervisor_url='"http://127.0.0.1:9"', **fields)))
+        try:
+            with pytest.raises(ConflictError, match=r"fine-tuning: the model is encrypted .*\(variant C\)"):
+                plan(site.coalition, site.hospital, tmp_path / "finetuned")
+        finally:
+            site.close()
+    assert not (tmp_path / "finetuned").exists()

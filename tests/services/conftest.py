@@ -7,10 +7,12 @@ member.toml for each; the sites are opened in-process like `tclearn member serve
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -125,6 +127,17 @@ def member_client(site: Site, **options: object) -> TestClient:
 
 def operator_headers(token: str = OPERATOR_TOKEN) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"}
+
+
+def wait_job(api: TestClient, job_id: str, headers: dict[str, str] | None = None, timeout: float = 60) -> Any:
+    """The job once it has ended (done, failed or cancelled), polled as its owner (default: the operator)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = api.get(f"/jobs/{job_id}", headers=headers or operator_headers()).json()
+        if job["state"] in ("done", "failed", "cancelled"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not end within {timeout} s")
 
 
 @dataclass

@@ -10,7 +10,6 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
@@ -30,7 +29,7 @@ from tclearn.types import ModelState
 from tclearn.vault.audience import Audience, CoalitionId
 from tclearn.vault.codec import architecture_of, decode_model
 from tclearn.vault.signing import ADDRESS_HEADER, sign_request
-from tests.services.conftest import OPERATOR_TOKEN, Coalition3, member_client, operator_headers
+from tests.services.conftest import OPERATOR_TOKEN, Coalition3, member_client, operator_headers, wait_job
 
 OPERATOR = operator_headers()
 
@@ -47,16 +46,6 @@ def signed(
 def api(coalition_a: Coalition3) -> Iterator[TestClient]:
     with member_client(coalition_a.sites[0], history_ttl=0.0) as client:
         yield client
-
-
-def wait_job(api: TestClient, job_id: str, headers: dict[str, str] | None = None, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = api.get(f"/jobs/{job_id}", headers=headers or OPERATOR).json()
-        if job["state"] in ("done", "failed", "cancelled"):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not end within {timeout} s")
 
 
 def png_of(folder: Path) -> bytes:

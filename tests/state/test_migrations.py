@@ -81,6 +81,28 @@ def test_a_database_made_by_create_all_is_adopted(database_url: str) -> None:
     )
 
 
+def test_jobs_made_before_job_kinds_are_training_jobs(database_url: str) -> None:
+    """Revision 0002 adds the jobs' kind and result: a row written at 0001 reads as a training job."""
+    from alembic import command
+
+    from tclearn.site.jobs import JobKind, TrainJobRow
+
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        command.upgrade(migrate._config(connection), "0001")
+        connection.execute(
+            text(
+                "INSERT INTO member_train_jobs (id, owner, state, phase, progress, created_at, timings) "
+                "VALUES ('old', 'operator', 'done', 'submitting', 1.0, 1.0, '{}')"
+            )
+        )
+    engine.dispose()
+    db = Database(database_url)
+    with db.session() as s:
+        row = s.get(TrainJobRow, "old")
+        assert row is not None and row.kind == JobKind.TRAIN.value and row.result is None
+
+
 def test_processes_opening_a_new_database_at_once_all_start(database_url: str) -> None:
     opener = "import sys; from tclearn.state.db import Database; Database(sys.argv[1])"
     processes = [
