@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from monai.inferers import sliding_window_inference
 from monai.metrics import DiceMetric, MeanIoU, ROCAUCMetric
 from scipy import ndimage
 from torch import nn
@@ -22,8 +21,9 @@ from torch import nn
 from tclearn.errors import DataError
 from tclearn.learning.data import Task
 from tclearn.learning.defaults import MIN_FINDING_AREA
-from tclearn.learning.samples import Samples, batches, first_pair
-from tclearn.learning.train import as_targets, choose_device, forward_checked
+from tclearn.learning.inference import infer
+from tclearn.learning.samples import Samples, batches
+from tclearn.learning.train import as_targets, check_output
 
 
 @dataclass(frozen=True)
@@ -101,24 +101,10 @@ def outputs(
     window of `roi_size` where they are larger)."""
     if len(data) == 0:
         raise DataError("cannot evaluate on an empty data set")
-    dev = choose_device(device)
-    was_training = model.training
-    model.eval()
-    model.to(dev)
-    try:
-        with torch.no_grad():
-            x0, y0 = first_pair(data)
-            forward_checked(model, x0.float().to(dev), y0, data.task)
-            for x, y in batches(data, batch_size):
-                yield infer(model, x.float().to(dev), roi_size).float().cpu(), as_targets(y, data.task)
-    finally:
-        model.train(was_training)
-
-
-def infer(model: nn.Module, x: torch.Tensor, roi_size: Sequence[int] | None) -> torch.Tensor:
-    if roi_size is None or all(s <= r for s, r in zip(x.shape[2:], roi_size, strict=True)):
-        return model(x)
-    return sliding_window_inference(x, list(roi_size), 1, model, overlap=0.25)  # type: ignore[return-value]
+    with torch.no_grad():
+        for x, y in batches(data, batch_size):
+            truth = as_targets(y, data.task)
+            yield check_output(infer(model, x, roi_size, device=device, task=data.task), truth, data.task), truth
 
 
 def evaluate(

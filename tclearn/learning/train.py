@@ -148,6 +148,11 @@ def forward_checked(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Ta
         out = model(x)
     except RuntimeError as exc:
         raise ConfigError(f"the model does not fit inputs of shape {tuple(x.shape[1:])}: {str(exc)[:200]}") from None
+    return check_output(out, y, task)
+
+
+def check_output(out: torch.Tensor, y: torch.Tensor, task: Task) -> torch.Tensor:
+    """`out`, or a `ConfigError` when the model's output does not fit `task`'s targets `y`."""
     if task is Task.SEGMENTATION:
         fits = out.shape[2:] == y.shape[2:]
     elif task is Task.MULTILABEL:

@@ -24,7 +24,8 @@ from monai.transforms import NormalizeIntensity, ScaleIntensityRange
 from torch.utils.data import Dataset
 
 from tclearn.errors import ConfigError, DataError
-from tclearn.learning.data import Task, find_mask, list_images, read_image, read_mask
+from tclearn.learning.data import Task, read_image, read_mask
+from tclearn.learning.scan import scan_segmentation
 
 DEFAULT_CACHE_BYTES = 256 * 2**20
 FLOAT_BYTES, MASK_BYTES = 4, 1
@@ -183,17 +184,11 @@ class FileSamples:
         return replace(self, items=tuple(self.items[i] for i in indices))
 
 
-def segmentation_items(root: Path) -> tuple[FileItem, ...]:
-    """`ROOT/images` with a mask of the same name in `ROOT/masks`, as items (every image read once for its shape)."""
-    images = list_images(root / "images")
-    masks = root / "masks"
-    if not masks.is_dir():
-        raise DataError(f"segmentation folder {str(root)!r} has no 'masks' sub-folder")
-    return tuple(FileItem(f.name, f, find_mask(f, masks), tuple(read_image(f).shape)) for f in images)
-
-
 def segmentation_samples(
     root: str | Path, intensity: Intensity | None = None, cache_bytes: int = DEFAULT_CACHE_BYTES
 ) -> FileSamples:
-    """A segmentation folder as a `FileSamples`, checked before anything trains on it."""
-    return FileSamples(Task.SEGMENTATION, segmentation_items(Path(root)), intensity or Intensity(), cache_bytes)
+    """A segmentation folder as a `FileSamples`, checked by `scan_segmentation` before anything trains on it
+    (one volume larger than the memory budget is refused: it could never be held)."""
+    scanned = scan_segmentation(root, memory_budget=cache_bytes)
+    items = tuple(FileItem(i.name, i.image, i.mask, i.shape) for i in scanned)
+    return FileSamples(Task.SEGMENTATION, items, intensity or Intensity(), cache_bytes)

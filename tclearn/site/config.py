@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -50,6 +50,16 @@ class TrainingSection(BaseModel):
     lr: float = Field(default=COALITION_TRAINING.lr, gt=0)
     min_batch_size: int = Field(default=COALITION_TRAINING.min_batch_size, ge=1)
     seed: int = COALITION_TRAINING.seed
+    augment: list[str] = []  # MONAI random transforms by name: flip, rotate90, rotate, intensity, noise
+    patch: list[int] | None = None  # 3-D: train on random crops of this size, evaluate with a sliding window
+
+
+class IntensitySection(BaseModel):
+    """How this site's scanner's values become model inputs (tclearn.learning.volumes.Intensity)."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["as_stored", "ct", "zscore"] = "as_stored"
+    window: tuple[float, float] | None = None  # ct: the HU window kept, e.g. [-100, 200]
 
 
 class PolicySection(BaseModel):
@@ -93,6 +103,9 @@ class SiteConfig(ServiceSettings):
     operator_token_env: str = "TCLEARN_OPERATOR_TOKEN"
     public_url: str | None = Field(default=None, pattern=r"^https?://")  # member API: the URL peers sign for
     replay_store: str | None = None  # member API: SQLAlchemy URL of the seen nonces replicas share
+    intensity: IntensitySection = IntensitySection()  # this site's own images (train/, test/)
+    global_intensity: IntensitySection | None = None  # G's images (default: as this site's)
+    cache_mib: int = Field(default=256, ge=1)  # per data set: prepared images kept in memory; one must fit
     model: ModelSection = ModelSection()
     training: TrainingSection = TrainingSection()
     policy: PolicySection = PolicySection()

@@ -19,6 +19,7 @@ from tclearn.errors import ConfigError
 from tclearn.learning.defaults import EncryptedTraining
 from tclearn.learning.models import ModelConfig
 from tclearn.learning.train import TrainConfig
+from tclearn.learning.volumes import Intensity
 from tclearn.ledger.accounts import choose_signer
 from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.deployment import open_deployment
@@ -87,7 +88,9 @@ def open_site(config: SiteConfig) -> Site:
     if variant is not Variant.C and config.supervisor_url is not None:
         raise ConfigError(f"site {config.name!r}: supervisor_url is for variant C; this coalition is {variant.name}")
     _check_paths(config, variant)
-    form = data_format(variant, config.label_column)
+    own = Intensity(**config.intensity.model_dump())
+    shared = Intensity(**config.global_intensity.model_dump()) if config.global_intensity else own
+    form = data_format(variant, config.label_column, own, shared, config.cache_mib * 2**20)
     global_test = form.global_test(config.global_test)
     data = form.hospital(config.data, global_test)
     account = choose_signer(client.chain.chain_id, client.chain.embedded, config.keystore, config.dev_account)
