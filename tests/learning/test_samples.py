@@ -99,7 +99,7 @@ def test_3d_training_from_disk_is_seeded_and_declares_its_augmentation(tmp_path:
 
 
 def test_unknown_augmentation_and_bad_patch_are_refused() -> None:
-    with pytest.raises(ConfigError, match="unknown augmentation.*elastic"):
+    with pytest.raises(ConfigError, match=r"unknown augmentation.*elastic"):
         TrainConfig(augment=("flip", "elastic"))
     with pytest.raises(ConfigError, match="patch must be"):
         TrainConfig(patch=(8, 0))
