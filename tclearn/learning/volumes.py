@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from monai.data import CacheDataset
-from monai.transforms import NormalizeIntensity, ScaleIntensityRange
+from monai.transforms import NormalizeIntensity, ScaleIntensityRange, Transform
 from torch.utils.data import Dataset
 
 from tclearn.errors import ConfigError, DataError
@@ -103,8 +103,9 @@ class FileItem:
         return voxels * (FLOAT_BYTES * self.shape[0] + (MASK_BYTES if isinstance(self.target, Path) else 0))
 
 
-class _Read:
-    """The deterministic part of reading an item (cached by MONAI): image, intensity, target."""
+class _Read(Transform):
+    """The deterministic part of reading an item: image, intensity, target. A MONAI `Transform`, so that
+    `CacheDataset` keeps its result (it caches up to the first transform that is random or not MONAI's)."""
 
     def __init__(self, intensity: Intensity) -> None:
         self.intensity = intensity

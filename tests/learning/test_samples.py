@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from tclearn.errors import ConfigError, DataError
+from tclearn.learning import volumes
 from tclearn.learning.data import ImageData, Task
 from tclearn.learning.evaluate import evaluate
 from tclearn.learning.models import ModelConfig, build_model
@@ -70,8 +71,15 @@ def test_bad_intensity_is_refused(kind: str, window: tuple[float, float] | None,
         Intensity(kind, window)  # type: ignore[arg-type]
 
 
-def test_cache_holds_what_the_budget_allows(tmp_path: Path) -> None:
+def test_cache_holds_what_the_budget_allows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = segmentation_samples(_volumes(tmp_path, 5), CT)
+    reads: list[Path] = []
+    real_read = volumes.read_image
+    monkeypatch.setattr(volumes, "read_image", lambda path: reads.append(path) or real_read(path))
+    budget = FileSamples(Task.SEGMENTATION, data.items, CT, cache_bytes=3 * SIDE**3 * 5)
+    for _ in range(3):
+        list(batches(budget, 2))
+    assert len(reads) == 3 + 2 * 3  # three volumes read once and kept; the other two read on every pass
     per_item = SIDE**3 * (4 + 1)
     assert cache_count(data.items, 2 * per_item) == 2
     assert cache_count(data.items, 10**9) == 5
