@@ -17,11 +17,13 @@ console = Console()
 
 @app.command()
 def train(
-    data: Path = typer.Option(..., "--data", help="Training folder (images/ + masks/, or class folders) or CSV."),
+    data: Path = typer.Option(
+        ..., "--data", help="Training folder (images/ + masks/, class folders, or images/ + labels.csv) or CSV."
+    ),
     out: Path = typer.Option(..., "--out", help="Model file to write (.pt or .safetensors)."),
     parent: Path | None = typer.Option(None, "--parent", help="Parent model file; default: a fresh model."),
     arch: str = typer.Option("unet", help="Architecture of a fresh model (ignored with --parent)."),
-    task: str = typer.Option("segmentation", help="segmentation or classification (folders)."),
+    task: str = typer.Option("segmentation", help="segmentation, classification or multilabel (folders)."),
     epochs: int = typer.Option(LOCAL_TRAINING.epochs, min=1),
     batch_size: int = typer.Option(LOCAL_TRAINING.batch_size, "--batch-size", min=1),
     min_batch_size: int = typer.Option(
@@ -32,8 +34,9 @@ def train(
     seed: int = typer.Option(LOCAL_TRAINING.seed),
 ) -> None:
     """Train from the parent on local data; write the weights, their config and their metadata."""
-    from tclearn.learning.data import load_dataset
+    from tclearn.learning.data import Task
     from tclearn.learning.evaluate import evaluate as run_evaluation
+    from tclearn.learning.folders import load_dataset
     from tclearn.learning.manifest import fingerprint
     from tclearn.learning.metadata import increment_metadata
     from tclearn.learning.modelfile import load_model, save_model
@@ -56,8 +59,9 @@ def train(
         else:
             classes = len(dataset.classes)
             channels = dataset.images.shape[1]
+            multilabel = {"multilabel": True} if dataset.task is Task.MULTILABEL else {}
             cfg = ModelConfig.from_dict(
-                {"arch": arch, "in_channels": channels, **({"out_channels": classes} if classes else {})}
+                {"arch": arch, "in_channels": channels, **({"out_channels": classes} if classes else {}), **multilabel}
             )
             model = build_model(cfg)
         increment = train_increment(model, dataset, config)
@@ -72,13 +76,13 @@ def train(
 def evaluate(
     model: str = typer.Option(..., "--model", help="Model file (.pt or .safetensors) with its config beside it."),
     data: Path = typer.Option(..., "--data", help="Test folder or CSV (G or a local L)."),
-    task: str = typer.Option("segmentation", help="segmentation or classification (folders)."),
+    task: str = typer.Option("segmentation", help="segmentation, classification or multilabel (folders)."),
     config: Path | None = typer.Option(None, "--config", help="Model config JSON (default: beside the model)."),
     batch_size: int = typer.Option(16, "--batch-size", min=1),
 ) -> None:
-    """Print the metrics of a model on a data set as JSON (Dice/IoU or accuracy/AUC/precision/recall)."""
-    from tclearn.learning.data import load_dataset
+    """Print a model's metrics on a data set as JSON (Dice/IoU, accuracy/AUC/precision/recall, or per-label AUC)."""
     from tclearn.learning.evaluate import evaluate as run_evaluation
+    from tclearn.learning.folders import load_dataset
     from tclearn.learning.modelfile import load_model
 
     with user_errors():

@@ -4,6 +4,7 @@ Layouts (the same one `tclearn data synth` writes):
 
 - segmentation: `ROOT/images/<name>.<ext>` and `ROOT/masks/<name>.<ext>`, matched by name;
 - classification: `ROOT/<label>/<name>.<ext>`, one sub-folder per class;
+- multi-label: `ROOT/images/<name>.<ext>` and `ROOT/labels.csv` (`multilabel.py`);
 - tabular: one CSV file with a label column, every other column a numeric feature.
 
 Images are PNG/JPEG/TIFF (PIL), NIfTI (nibabel) or DICOM (pydicom): a `.dcm` file is one slice, a
@@ -222,6 +223,14 @@ def _stack(arrays: list[np.ndarray], files: list[Path], size: Sequence[int] | No
     return torch.from_numpy(np.stack(arrays))
 
 
+def read_images(files: list[Path], size: Sequence[int] | None = None) -> torch.Tensor:
+    """`files` read and stacked `(N, C, *spatial)`, resized to `size` when given (else all of one shape)."""
+    arrays = [read_image(f) for f in files]
+    if size is not None:
+        arrays = [_resize(a, size, "bilinear") for a in arrays]
+    return _stack(arrays, files, size)
+
+
 def find_mask(image: Path, masks: Path) -> Path:
     """The mask whose name matches `image` in the `masks` folder (any supported suffix, or a series folder)."""
     wanted = stem(image)
@@ -279,12 +288,9 @@ def load_classification(root: str | Path, size: Sequence[int] | None = None) -> 
         for file in list_images(root / label):
             files.append(file)
             labels.append(index)
-    arrays = [read_image(f) for f in files]
-    if size is not None:
-        arrays = [_resize(a, size, "bilinear") for a in arrays]
     return ImageData(
         Task.CLASSIFICATION,
-        _stack(arrays, files, size),
+        read_images(files, size),
         torch.tensor(labels, dtype=torch.long),
         tuple(f"{f.parent.name}/{f.name}" for f in files),
         tuple(classes),
@@ -320,14 +326,3 @@ def load_csv(path: str | Path, label_column: str = "label") -> ImageData:
         tuple(f"row{i}" for i in range(len(rows))),
         tuple(classes),
     )
-
-
-def load_dataset(
-    path: str | Path, task: Task | str = Task.SEGMENTATION, size: Sequence[int] | None = None
-) -> ImageData:
-    """The one entry point: a CSV file, or a folder read for `task`."""
-    path = Path(path)
-    if path.suffix.lower() == ".csv":
-        return load_csv(path)
-    task = Task(task)
-    return load_segmentation(path, size) if task is Task.SEGMENTATION else load_classification(path, size)

@@ -1,14 +1,16 @@
 """What a validator measures: Dice and IoU for segmentation, accuracy, AUC, precision and recall for
-classification. Batched, in eval mode and without gradients, so the same weights give the same scores.
+classification, per-label and mean AUC, recall and precision for multi-label (`multilabel.py`). Batched, in
+eval mode and without gradients, so the same weights give the same scores.
 
-`Evaluation.score` is the one number a validator reports on chain (Dice or accuracy). Segmentation is scored
-as it is used: predicted components smaller than `min_area` pixels (voxels) are specks, not findings, and are
-dropped before Dice and IoU — as `tclearn predict` draws no box for them. An image without findings scores 1
-when nothing is predicted and 0 for any false finding.
+`Evaluation.score` is the one number a validator reports on chain (Dice, accuracy, or the mean AUC).
+Segmentation is scored as it is used: predicted components smaller than `min_area` pixels (voxels) are
+specks, not findings, and are dropped before Dice and IoU — as `tclearn predict` draws no box for them. An
+image without findings scores 1 when nothing is predicted and 0 for any false finding.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -22,6 +24,7 @@ from tclearn.errors import DataError
 from tclearn.learning.data import Task
 from tclearn.learning.defaults import MIN_FINDING_AREA
 from tclearn.learning.inference import infer
+from tclearn.learning.multilabel import multilabel_metrics
 from tclearn.learning.samples import Samples, batches
 from tclearn.learning.train import as_targets, check_output
 
@@ -38,8 +41,9 @@ class Evaluation:
 
 
 def headline_metric(task: Task) -> str:
-    """The one metric a model is judged by for `task`: Dice for segmentation, accuracy for classification."""
-    return "dice" if task is Task.SEGMENTATION else "accuracy"
+    """The one metric a model is judged by for `task`: Dice for segmentation, accuracy for classification,
+    the mean AUC over labels for multi-label."""
+    return {Task.SEGMENTATION: "dice", Task.MULTILABEL: "auc"}.get(task, "accuracy")
 
 
 def probabilities(logits: torch.Tensor) -> torch.Tensor:
@@ -129,6 +133,14 @@ def evaluate(
         return Evaluation(data.task, len(data), metrics)
     pairs = list(batched)
     logits, truth = torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
+    if data.task is Task.MULTILABEL:
+        metrics = multilabel_metrics(torch.sigmoid(logits), truth, data.classes)
+        if math.isnan(metrics["auc"]):
+            raise DataError(
+                f"no label of these {len(data)} samples has both a positive and a negative case: the mean AUC "
+                "is undefined; score on a set that holds both for at least one label"
+            )
+        return Evaluation(data.task, len(data), metrics)
     probs = (
         probabilities(logits)
         if logits.shape[1] > 1

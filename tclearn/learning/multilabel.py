@@ -5,7 +5,10 @@ Layout: `ROOT/images/<name>.<ext>` (NIfTI volumes or 2-D pictures) and `ROOT/lab
 column (the image's name with or without its suffix) and one 0/1 column per label, the column header being
 the label's name. `read_label_table` checks that rows and images match one to one before anything is read.
 
-`multilabel_metrics` is pure: per-label AUC, recall and precision and their means, on plain tensors.
+`load_multilabel` holds a folder in memory (an `ImageData`: 2-D pictures, small volumes);
+`multilabel_samples` reads it from disk as it is used (a `FileSamples`: volumes, through the site's
+`Intensity`, e.g. a CT window in HU). `multilabel_metrics` is pure: per-label AUC, recall and precision and
+their means, on plain tensors.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ import torch
 from monai.metrics import compute_roc_auc
 
 from tclearn.errors import DataError, NotFoundError
-from tclearn.learning.data import list_images, stem
+from tclearn.learning.data import ImageData, Task, list_images, read_images, stem
+from tclearn.learning.scan import image_shape
+from tclearn.learning.volumes import DEFAULT_CACHE_BYTES, FileItem, FileSamples, Intensity
 
 LABELS_CSV = "labels.csv"
 NAME_COLUMN = "name"
@@ -131,6 +136,31 @@ def read_label_table(root: str | Path) -> LabelTable:
             )
     targets = np.array([rows[stem(f)][1] for f in files], dtype=np.float32).reshape(len(files), len(labels))
     return LabelTable(tuple(files), labels, targets)
+
+
+def load_multilabel(root: str | Path, size: Sequence[int] | None = None) -> ImageData:
+    """A multi-label folder in memory: images `(N, C, *spatial)`, targets `(N, K)`, the labels as `classes`."""
+    table = read_label_table(root)
+    images = read_images(list(table.files), size)
+    return ImageData(Task.MULTILABEL, images, torch.from_numpy(table.targets), table.names, table.labels)
+
+
+def multilabel_samples(
+    root: str | Path, intensity: Intensity | None = None, cache_bytes: int = DEFAULT_CACHE_BYTES
+) -> FileSamples:
+    """A multi-label folder read from disk as it is used; shapes come from the headers and must agree."""
+    table = read_label_table(root)
+    shapes = [image_shape(f) for f in table.files]
+    for file, shape in zip(table.files, shapes, strict=True):
+        if shape != shapes[0]:
+            raise DataError(
+                f"image {str(file)!r} has shape {shape} but {str(table.files[0])!r} has {shapes[0]}", path=str(file)
+            )
+    items = tuple(
+        FileItem(file.name, file, tuple(float(v) for v in row), shape)
+        for file, row, shape in zip(table.files, table.targets, shapes, strict=True)
+    )
+    return FileSamples(Task.MULTILABEL, items, intensity or Intensity(), cache_bytes, table.labels)
 
 
 def write_label_table(path: Path, labels: Sequence[str], rows: Sequence[tuple[str, Sequence[int]]]) -> None:

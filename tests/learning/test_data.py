@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from tclearn.errors import DataError, NotFoundError
-from tclearn.learning.data import Task, load_csv, load_dataset, load_segmentation, read_image
+from tclearn.learning.data import Task, load_csv, load_segmentation, read_image
+from tclearn.learning.folders import load_dataset
 from tclearn.learning.manifest import fingerprint
 from tclearn.learning.splits import split_indices, train_test_split
 

@@ -14,8 +14,13 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from tclearn.cli.data import app as data_app
+from tclearn.cli.train import app as train_app
 from tclearn.errors import ConfigError, DataError
-from tclearn.learning.multilabel import multilabel_metrics, read_label_table
+from tclearn.learning.data import Task
+from tclearn.learning.evaluate import evaluate, headline_metric
+from tclearn.learning.folders import load_dataset
+from tclearn.learning.models import ModelConfig, build_model
+from tclearn.learning.multilabel import multilabel_metrics, multilabel_samples, read_label_table
 from tclearn.learning.multilabel_synth import (
     BASE_PROFILES,
     BRAIN_HU,
@@ -26,6 +31,9 @@ from tclearn.learning.multilabel_synth import (
     make_case,
     synth_multilabel,
 )
+from tclearn.learning.samples import pooled
+from tclearn.learning.train import TrainConfig, train_increment
+from tclearn.learning.volumes import Intensity, IntensityKind
 
 
 @pytest.fixture(scope="module")
@@ -275,3 +283,74 @@ def test_no_label_with_both_classes_gives_a_nan_headline() -> None:
 def test_bad_metric_inputs(probs: torch.Tensor, truth: torch.Tensor, labels: list, message: str) -> None:
     with pytest.raises(DataError, match=message):
         multilabel_metrics(probs, truth, labels)
+
+
+# --- training and evaluation ------------------------------------------------------------------------
+
+
+def test_headline_is_the_mean_auc() -> None:
+    assert headline_metric(Task.MULTILABEL) == "auc"
+
+
+def test_a_densenet_learns_the_two_dimensional_task(tmp_path: Path) -> None:
+    """Trained on the three hospitals' 96 slices for 4 epochs, the mean AUC on G (48 slices) rises well above
+    chance. Measured (seeds 0, 1, 2): untrained 0.47 / 0.59 / 0.54, trained 0.69 / 0.67 / 0.68."""
+    synth_multilabel(tmp_path, hospitals=3, train=32, test=1, global_size=48, dims=2, seed=0)
+    train = pooled([load_dataset(tmp_path / f"hospital-{i}" / "train", Task.MULTILABEL) for i in (1, 2, 3)])
+    test_set = load_dataset(tmp_path / "global", Task.MULTILABEL)
+    assert test_set.classes == REGIONS and tuple(test_set.targets.shape) == (48, len(REGIONS))
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("densenet121", out_channels=len(REGIONS), multilabel=True))  # type: ignore[arg-type]
+    before = evaluate(model, test_set).score
+    increment = train_increment(model, train, TrainConfig(epochs=4, batch_size=8, lr=3e-3, seed=0))
+    model.load_state_dict(increment.weights)
+    after = evaluate(model, test_set)
+    assert after.score >= 0.62
+    assert after.score >= before + 0.1
+    assert set(after.metrics) >= {"auc", "recall", "precision", *(f"auc/{r}" for r in REGIONS)}
+
+
+def test_volumes_train_and_score_from_disk_through_a_ct_window(tmp_path: Path) -> None:
+    """The 3-D path: `FileSamples` read int16 HU volumes through the site's CT window, train and score."""
+    synth_multilabel(tmp_path, hospitals=2, train=4, test=1, global_size=8, size=32, dims=3, seed=1)
+    window = Intensity(IntensityKind.CT, (-20.0, 100.0))
+    train = multilabel_samples(tmp_path / "hospital-1" / "train", window)
+    x, y = train.dataset()[0]
+    assert tuple(x.shape) == (1, 32, 32, 32) and float(x.min()) == 0.0 and float(x.max()) == 1.0
+    assert y.tolist() == read_label_table(tmp_path / "hospital-1" / "train").targets[0].tolist()
+    config = ModelConfig("densenet121", spatial_dims=3, out_channels=len(REGIONS), multilabel=True)  # type: ignore[arg-type]
+    model = build_model(config)
+    increment = train_increment(model, train, TrainConfig(epochs=1, batch_size=4, seed=0))
+    assert increment.facts.steps == 1
+    model.load_state_dict(increment.weights)
+    scored = evaluate(model, multilabel_samples(tmp_path / "global", window))
+    assert 0.0 <= scored.score <= 1.0 and scored.samples == 8
+
+
+def test_a_set_where_no_label_has_both_classes_cannot_be_scored(tmp_path: Path) -> None:
+    synth_multilabel(tmp_path, hospitals=1, train=1, test=1, global_size=1, size=32, dims=2, seed=0)
+    model = build_model(ModelConfig("densenet121", out_channels=len(REGIONS), multilabel=True))  # type: ignore[arg-type]
+    with pytest.raises(DataError, match="no label of these 1 samples has both"):
+        evaluate(model, load_dataset(tmp_path / "global", Task.MULTILABEL))
+
+
+def test_mixed_shapes_are_refused_before_reading(tmp_path: Path) -> None:
+    root = folder(tmp_path, "name,x\na,1\nb,0\n", ("a",))
+    Image.fromarray(np.zeros((9, 9), np.uint8)).save(root / "images" / "b.png")
+    with pytest.raises(DataError, match=r"b\.png' has shape \(1, 9, 9\)"):
+        multilabel_samples(root)
+
+
+def test_cli_trains_and_evaluates_a_multilabel_model(tmp_path: Path) -> None:
+    synth_multilabel(tmp_path / "d", hospitals=1, train=8, test=1, global_size=4, size=32, dims=2, seed=0)
+    runner = CliRunner()
+    model = tmp_path / "m.pt"
+    args = ["--data", str(tmp_path / "d" / "hospital-1" / "train"), "--task", "multilabel", "--out", str(model)]
+    trained = runner.invoke(train_app, ["train", *args, "--arch", "densenet121", "--epochs", "1"])
+    assert trained.exit_code == 0, trained.output
+    assert json.loads(model.with_suffix(".json").read_text())["multilabel"] is True
+    scored = runner.invoke(
+        train_app, ["evaluate", "--model", str(model), "--data", str(tmp_path / "d" / "global"), "--task", "multilabel"]
+    )
+    assert scored.exit_code == 0, scored.output
+    assert set(json.loads(scored.output)) >= {"score", "auc", "auc/caudate", "recall/m6"}
