@@ -21,10 +21,11 @@ from tclearn.coalition.backend import ModelBackend, PlainBackend, SealedBackend
 from tclearn.coalition.context import Clock, Coalition, Hospital
 from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.errors import ConfigError, DataError, NotFoundError
-from tclearn.learning.data import ImageData, load_csv
+from tclearn.learning.data import ImageData, Task, load_csv
 from tclearn.learning.defaults import ENCRYPTED_TRAINING, EncryptedTraining
 from tclearn.learning.manifest import Manifest, fingerprint
 from tclearn.learning.models import ModelConfig
+from tclearn.learning.multilabel import LABELS_CSV, multilabel_samples
 from tclearn.learning.samples import Samples
 from tclearn.learning.synth import GLOBAL
 from tclearn.learning.tabular import GLOBAL_CSV
@@ -72,31 +73,56 @@ class DataFormat(Protocol):
 
 @dataclass(frozen=True)
 class Images:
-    """Images (2-D pictures, 3-D volumes) and masks: `G/images`, `G/masks`; a hospital's `train/` and `test/`
-    with the same two folders. Read from disk through a cache of `cache_bytes` per set; a hospital's own images
-    through its `intensity`, G through the coalition's `global_intensity`."""
+    """Images (2-D pictures, 3-D volumes) with their targets: `G/images` and a hospital's `train/images` and
+    `test/images`, each beside its `masks/` (segmentation) or its `labels.csv` (multi-label). Read from disk
+    through a cache of `cache_bytes` per set; a hospital's own images through its `intensity`, G through the
+    coalition's `global_intensity`."""
 
-    global_name: str = GLOBAL
-    shared: tuple[str, ...] = (f"{GLOBAL}/images", f"{GLOBAL}/masks")
-    own: tuple[str, ...] = ("train/images", "train/masks", "test/images", "test/masks")
+    task: Task = Task.SEGMENTATION
     intensity: Intensity = field(default_factory=Intensity)
     global_intensity: Intensity = field(default_factory=Intensity)
     cache_bytes: int = DEFAULT_CACHE_BYTES
+    global_name: str = GLOBAL
+
+    def __post_init__(self) -> None:
+        if self.task not in READERS:
+            raise ConfigError(f"a coalition's image task is one of {', '.join(READERS)}; got {self.task}")
+
+    @property
+    def _targets(self) -> str:
+        return "masks" if self.task is Task.SEGMENTATION else LABELS_CSV
+
+    @property
+    def shared(self) -> tuple[str, ...]:
+        return (f"{GLOBAL}/images", f"{GLOBAL}/{self._targets}")
+
+    @property
+    def own(self) -> tuple[str, ...]:
+        return tuple(f"{split}/{part}" for split in ("train", "test") for part in ("images", self._targets))
 
     def global_test(self, path: Path) -> Samples:
-        return segmentation_samples(path, self.global_intensity, self.cache_bytes)
+        return READERS[self.task](path, self.global_intensity, self.cache_bytes)
 
     def hospital(self, folder: Path, global_test: Samples) -> HospitalData:
-        train, test = (
-            segmentation_samples(folder / part, self.intensity, self.cache_bytes) for part in ("train", "test")
-        )
-        dims = {"G": global_test, "train": train, "test": test}
-        shapes = {name: {len(i.shape) - 1 for i in s.items} for name, s in dims.items() if isinstance(s, FileSamples)}
-        if len(set().union(*shapes.values())) > 1:
+        read = READERS[self.task]
+        train, test = (read(folder / part, self.intensity, self.cache_bytes) for part in ("train", "test"))
+        sets = {"G": global_test, "train": train, "test": test}
+        dims = {name: {len(i.shape) - 1 for i in s.items} for name, s in sets.items() if isinstance(s, FileSamples)}
+        if len(set().union(*dims.values())) > 1:
             raise DataError(
-                f"{folder} and G mix 2-D and 3-D images: " + ", ".join(f"{k} {sorted(v)}" for k, v in shapes.items())
+                f"{folder} and G mix 2-D and 3-D images: " + ", ".join(f"{k} {sorted(v)}" for k, v in dims.items())
+            )
+        if self.task is Task.MULTILABEL and not train.classes == test.classes == global_test.classes:
+            raise DataError(
+                f"{folder}'s labels ({', '.join(train.classes)}) are not G's ({', '.join(global_test.classes)})"
             )
         return HospitalData(train, test, fingerprint(folder / "train"))
+
+
+READERS: dict[Task, Callable[[Path, Intensity, int], FileSamples]] = {
+    Task.SEGMENTATION: segmentation_samples,
+    Task.MULTILABEL: multilabel_samples,
+}
 
 
 @dataclass(frozen=True)
@@ -140,12 +166,13 @@ def data_format(
     intensity: Intensity | None = None,
     global_intensity: Intensity | None = None,
     cache_bytes: int = DEFAULT_CACHE_BYTES,
+    task: Task = Task.SEGMENTATION,
 ) -> DataFormat:
     """How a coalition folder is read: feature tables in variant C, images (with their intensity) otherwise."""
     if variant is Variant.C:
         return Tables(label_column)
     own = intensity or Intensity()
-    return Images(intensity=own, global_intensity=global_intensity or own, cache_bytes=cache_bytes)
+    return Images(Task(task), own, global_intensity or own, cache_bytes)
 
 
 def hospital_folders(root: Path, members: int, form: DataFormat) -> list[Path]:

@@ -41,6 +41,7 @@ class ModelSection(BaseModel):
     in_channels: int = 1
     out_channels: int = 1
     options: dict[str, Any] = {}
+    multilabel: bool = False  # image classifiers: independent 0/1 labels (images/ + labels.csv folders)
 
 
 class TrainingSection(BaseModel):

@@ -90,7 +90,8 @@ def open_site(config: SiteConfig) -> Site:
     _check_paths(config, variant)
     own = Intensity(**config.intensity.model_dump())
     shared = Intensity(**config.global_intensity.model_dump()) if config.global_intensity else own
-    form = data_format(variant, config.label_column, own, shared, config.cache_mib * 2**20)
+    model = ModelConfig(arch=config.model.arch, **config.model.model_dump(exclude={"arch"}))  # type: ignore[arg-type]
+    form = data_format(variant, config.label_column, own, shared, config.cache_mib * 2**20, model.task)
     global_test = form.global_test(config.global_test)
     data = form.hospital(config.data, global_test)
     account = choose_signer(client.chain.chain_id, client.chain.embedded, config.keystore, config.dev_account)
@@ -116,7 +117,7 @@ def open_site(config: SiteConfig) -> Site:
             store,
             [hospital],
             global_test,
-            model=ModelConfig(arch=config.model.arch, **config.model.model_dump(exclude={"arch"})),  # type: ignore[arg-type]
+            model=model,
             training=training,
             policy=AcceptancePolicy(**config.policy.model_dump(), min_batch_size=training.min_batch_size),
             supervisor=supervisor,
