@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
 from rich.console import Console
@@ -11,8 +12,32 @@ from rich.console import Console
 from tclearn.cli.common import user_errors
 from tclearn.learning.defaults import LOCAL_TRAINING
 
+if TYPE_CHECKING:
+    from tclearn.learning.volumes import Intensity
+
+T = TypeVar("T", int, float)
+
 app = typer.Typer(help="Train a local increment and evaluate models.", no_args_is_help=True)
 console = Console()
+
+
+def numbers(text: str, kind: type[T], option: str) -> tuple[T, ...] | None:
+    """`"64,64,64"` as a tuple of numbers (None when empty); a `ConfigError` naming the option otherwise."""
+    from tclearn.errors import ConfigError
+
+    if not text.strip():
+        return None
+    try:
+        return tuple(kind(part) for part in text.split(","))
+    except ValueError:
+        raise ConfigError(f"{option} takes comma-separated numbers, got {text!r}") from None
+
+
+def reading(intensity: str, window: str) -> Intensity:
+    from tclearn.learning.volumes import Intensity
+
+    values = numbers(window, float, "--window")
+    return Intensity(intensity, None if values is None else values)  # type: ignore[arg-type]
 
 
 @app.command()
@@ -32,15 +57,20 @@ def train(
     lr: float = typer.Option(LOCAL_TRAINING.lr),
     optimiser: str = typer.Option("adam", help="adam, adamw or sgd."),
     seed: int = typer.Option(LOCAL_TRAINING.seed),
+    augment: str = typer.Option("", "--augment", help="Comma-separated: flip, rotate90, rotate, intensity, noise."),
+    patch: str = typer.Option("", "--patch", help="Train on random crops of this size, e.g. 64,64,64."),
+    intensity: str = typer.Option("as_stored", "--intensity", help="as_stored, ct (with --window) or zscore."),
+    window: str = typer.Option("", "--window", help="CT window in HU, e.g. -100,200."),
 ) -> None:
     """Train from the parent on local data; write the weights, their config and their metadata."""
     from tclearn.learning.data import Task
     from tclearn.learning.evaluate import evaluate as run_evaluation
-    from tclearn.learning.folders import load_dataset
+    from tclearn.learning.folders import open_folder
     from tclearn.learning.manifest import fingerprint
     from tclearn.learning.metadata import increment_metadata
     from tclearn.learning.modelfile import load_model, save_model
     from tclearn.learning.models import ModelConfig, build_model
+    from tclearn.learning.samples import first_pair
     from tclearn.learning.train import TrainConfig, train_increment
 
     with user_errors():
@@ -52,21 +82,24 @@ def train(
             seed=seed,
             min_batch_size=min_batch_size,
             progress=True,
+            augment=tuple(n.strip() for n in augment.split(",") if n.strip()),
+            patch=numbers(patch, int, "--patch"),
         )
-        dataset = load_dataset(data, task)
+        dataset = open_folder(data, task, reading(intensity, window))
         if parent is not None:
             model, cfg = load_model(parent)
         else:
+            first = first_pair(dataset)[0]
             classes = len(dataset.classes)
-            channels = dataset.images.shape[1]
             multilabel = {"multilabel": True} if dataset.task is Task.MULTILABEL else {}
+            shape = {"in_channels": first.shape[1], **({"spatial_dims": first.dim() - 2} if first.dim() > 2 else {})}
             cfg = ModelConfig.from_dict(
-                {"arch": arch, "in_channels": channels, **({"out_channels": classes} if classes else {}), **multilabel}
+                {"arch": arch, **shape, **({"out_channels": classes} if classes else {}), **multilabel}
             )
             model = build_model(cfg)
         increment = train_increment(model, dataset, config)
         model.load_state_dict(increment.weights)
-        scores = run_evaluation(model, dataset).metrics
+        scores = run_evaluation(model, dataset, roi_size=config.patch).metrics
         meta = increment_metadata(cfg, increment.facts, fingerprint(data), str(parent) if parent else None, scores)
         save_model(out, increment.weights, cfg, meta)
     console.print_json(json.dumps({"out": str(out), "training": increment.facts.to_dict(), "train_scores": scores}))
@@ -79,13 +112,17 @@ def evaluate(
     task: str = typer.Option("segmentation", help="segmentation, classification or multilabel (folders)."),
     config: Path | None = typer.Option(None, "--config", help="Model config JSON (default: beside the model)."),
     batch_size: int = typer.Option(16, "--batch-size", min=1),
+    roi: str = typer.Option("", "--roi", help="Sliding window for volumes, e.g. 64,64,64 (default: whole)."),
+    intensity: str = typer.Option("as_stored", "--intensity", help="as_stored, ct (with --window) or zscore."),
+    window: str = typer.Option("", "--window", help="CT window in HU, e.g. -100,200."),
 ) -> None:
     """Print a model's metrics on a data set as JSON (Dice/IoU, accuracy/AUC/precision/recall, or per-label AUC)."""
     from tclearn.learning.evaluate import evaluate as run_evaluation
-    from tclearn.learning.folders import load_dataset
+    from tclearn.learning.folders import open_folder
     from tclearn.learning.modelfile import load_model
 
     with user_errors():
         net, _ = load_model(model, config)
-        result = run_evaluation(net, load_dataset(data, task), batch_size)
+        samples = open_folder(data, task, reading(intensity, window))
+        result = run_evaluation(net, samples, batch_size, roi_size=numbers(roi, int, "--roi"))
     console.print_json(json.dumps({"samples": result.samples, "score": result.score, **result.metrics}))

@@ -1,7 +1,10 @@
-"""The one entry point from a path to an in-memory data set: a CSV table, or a folder read for its task.
+"""The entry points from a path to a data set: a CSV table, or a folder read for its task.
 
-It sits above the task modules (`data.py` for segmentation, classification and tables, `multilabel.py` for
-`images/` + `labels.csv`), which each read their own layout; nothing below imports it.
+`open_folder` is what training and evaluation use: segmentation and multi-label folders read from disk as
+they are used (`FileSamples`, through an `Intensity` and a cache budget), class folders and tables in memory.
+`load_dataset` stacks any of them in memory (small 2-D sets, tests). This module sits above the task modules
+(`data.py` for segmentation, classification and tables, `multilabel.py` for `images/` + `labels.csv`,
+`volumes.py` for the disk-backed sets), which each read their own layout; nothing below imports it.
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tclearn.learning.data import ImageData, Task, load_classification, load_csv, load_segmentation
-from tclearn.learning.multilabel import load_multilabel
+from tclearn.learning.multilabel import load_multilabel, multilabel_samples
+from tclearn.learning.samples import Samples
+from tclearn.learning.volumes import DEFAULT_CACHE_BYTES, Intensity, segmentation_samples
 
 
 def load_dataset(
@@ -27,3 +32,23 @@ def load_dataset(
             return load_multilabel(path, size)
         case _:
             return load_classification(path, size)
+
+
+def open_folder(
+    path: str | Path,
+    task: Task | str = Task.SEGMENTATION,
+    intensity: Intensity | None = None,
+    cache_bytes: int = DEFAULT_CACHE_BYTES,
+) -> Samples:
+    """A data set to train or evaluate on: image folders from disk (checked first), class folders and CSV
+    tables in memory."""
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        return load_csv(path)
+    match Task(task):
+        case Task.SEGMENTATION:
+            return segmentation_samples(path, intensity, cache_bytes)
+        case Task.MULTILABEL:
+            return multilabel_samples(path, intensity, cache_bytes)
+        case _:
+            return load_classification(path)

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from tclearn.cli.data import app as data_app
 from tclearn.cli.predict import app as predict_app
 from tclearn.cli.train import app as train_app
+from tests.learning.volumes import ct_volumes
 
 runner = CliRunner()
 
@@ -90,3 +91,24 @@ def test_missing_mask_on_the_command_line(tmp_path: Path) -> None:
     write_png(tmp_path / "d" / "images" / "orphan.png")
     result = runner.invoke(train_app, ["train", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "m.pt")])
     assert result.exit_code == 1 and "orphan.png" in result.output
+
+
+def test_train_and_evaluate_volumes_from_disk(tmp_path: Path) -> None:
+    data = ct_volumes(tmp_path / "vols", 4)
+    model = tmp_path / "m3d.safetensors"
+    reading = ["--intensity", "ct", "--window", "-100,200"]
+    args = ["train", "--data", str(data), "--out", str(model), "--epochs", "1", "--batch-size", "2"]
+    result = runner.invoke(train_app, [*args, "--patch", "16,16,16", "--augment", "flip,intensity", *reading])
+    assert result.exit_code == 0, result.output
+    facts = json.loads(result.stdout)["training"]
+    assert facts["augmentation"] == ["flip", "intensity"] and facts["patch"] == [16, 16, 16]
+    assert json.loads(model.with_suffix(".json").read_text())["spatial_dims"] == 3
+    scored = runner.invoke(
+        train_app, ["evaluate", "--model", str(model), "--data", str(data), "--roi", "16,16,16", *reading]
+    )
+    assert scored.exit_code == 0, scored.output
+    assert 0.0 <= json.loads(scored.stdout)["dice"] <= 1.0
+    bad = runner.invoke(train_app, [*args, "--window", "low,high", "--intensity", "ct"])
+    assert bad.exit_code != 0 and "--window takes comma-separated numbers, got 'low,high'" in bad.output
+    unknown = runner.invoke(train_app, [*args, "--augment", "elastic"])
+    assert unknown.exit_code != 0 and "unknown augmentation(s) elastic" in unknown.output

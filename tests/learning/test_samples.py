@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nibabel as nib
-import numpy as np
 import pytest
 import torch
 
@@ -18,33 +16,14 @@ from tclearn.learning.samples import batches, pooled
 from tclearn.learning.train import TrainConfig, train_increment
 from tclearn.learning.volumes import FileSamples, Intensity, cache_count, segmentation_samples
 from tclearn.records import TrainingFacts
-
-SIDE = 24
-
-
-def _volumes(root: Path, count: int, seed: int = 0) -> Path:
-    """`count` CT-like volumes in HU (int16 NIfTI): air -1000 outside a head of 40 HU, a bright 80 HU blob."""
-    rng = np.random.default_rng(seed)
-    for folder in ("images", "masks"):
-        (root / folder).mkdir(parents=True, exist_ok=True)
-    grid = np.indices((SIDE,) * 3)
-    for k in range(count):
-        centre = rng.integers(5, SIDE - 5, size=3)
-        blob = ((grid - centre[:, None, None, None]) ** 2).sum(0) <= 9
-        image = np.full((SIDE,) * 3, 40, np.int16) + rng.normal(0, 5, (SIDE,) * 3).astype(np.int16)
-        image[:2] = -1000
-        image[blob] = 80
-        nib.save(nib.Nifti1Image(image, np.eye(4)), root / "images" / f"v{k:02d}.nii.gz")
-        nib.save(nib.Nifti1Image(blob.astype(np.uint8), np.eye(4)), root / "masks" / f"v{k:02d}.nii.gz")
-    return root
-
+from tests.learning.volumes import SIDE, ct_volumes
 
 CT = Intensity("ct", (-100.0, 200.0))
 UNET3D = ModelConfig(arch="unet", spatial_dims=3, options={"channels": [4, 8], "strides": [2]})
 
 
 def test_ct_window_maps_hounsfield_units_and_clips(tmp_path: Path) -> None:
-    data = segmentation_samples(_volumes(tmp_path, 2), CT)
+    data = segmentation_samples(ct_volumes(tmp_path, 2), CT)
     x, y = data.dataset()[0]
     assert x.shape == (1, SIDE, SIDE, SIDE) and y.dtype == torch.uint8
     assert float(x.min()) == 0.0  # air (-1000 HU) clipped to the window's floor
@@ -72,7 +51,7 @@ def test_bad_intensity_is_refused(kind: str, window: tuple[float, float] | None,
 
 
 def test_cache_holds_what_the_budget_allows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    data = segmentation_samples(_volumes(tmp_path, 5), CT)
+    data = segmentation_samples(ct_volumes(tmp_path, 5), CT)
     reads: list[Path] = []
     real_read = volumes.read_image
     monkeypatch.setattr(volumes, "read_image", lambda path: reads.append(path) or real_read(path))
@@ -90,7 +69,7 @@ def test_cache_holds_what_the_budget_allows(tmp_path: Path, monkeypatch: pytest.
 
 
 def test_3d_training_from_disk_is_seeded_and_declares_its_augmentation(tmp_path: Path) -> None:
-    data = segmentation_samples(_volumes(tmp_path, 6), CT)
+    data = segmentation_samples(ct_volumes(tmp_path, 6), CT)
     config = TrainConfig(epochs=2, batch_size=2, lr=0.01, augment=("flip", "intensity"), patch=(16, 16, 16), seed=3)
     parent = build_model(UNET3D)
     first, second = train_increment(parent, data, config), train_increment(parent, data, config)
