@@ -21,22 +21,26 @@ def synth(
     train: int = typer.Option(32, help="Training images per hospital."),
     test: int = typer.Option(8, help="Local test images (L) per hospital."),
     global_size: int = typer.Option(48, "--global", help="Images in the global test set G."),
-    size: int = typer.Option(64, help="Image side in pixels."),
+    size: int | None = typer.Option(
+        None, help="Image side in pixels (voxels in 3-D); default 64 in 2-D, 48 in 3-D.", show_default=False
+    ),
+    dims: int = typer.Option(2, "--dims", help="2: PNG images; 3: NIfTI volumes (int16 HU) and masks."),
     seed: int = typer.Option(0, help="Random seed; the same seed writes the same files."),
     tabular: bool = typer.Option(False, "--tabular", help="Feature tables (CSV) for variant C instead of images."),
     features: int = typer.Option(8, "--features", help="With --tabular: features per sample."),
 ) -> None:
-    """Write DIR/<hospital>/{train,test}/{images,masks} with per-hospital domain shift, and DIR/global
-    (--tabular: DIR/<hospital>/{train,test}.csv and DIR/global.csv)."""
-    from tclearn.learning.synth import synth_coalition
+    """Write DIR/<hospital>/{train,test}/{images,masks}, each hospital with its own case mix and scanner, DIR/global
+    and DIR/coalition.json (--tabular: DIR/<hospital>/{train,test}.csv and DIR/global.csv)."""
+    from tclearn.learning.synth import DEFAULT_SIZE, synth_coalition
     from tclearn.learning.tabular import synth_tabular
 
     with user_errors():
         if tabular:
             description = synth_tabular(out, hospitals, train, test, global_size, features, seed)
         else:
-            description = synth_coalition(out, hospitals, train, test, global_size, size, seed)
-    kind = "rows" if tabular else "images"
+            side = DEFAULT_SIZE.get(dims, 0) if size is None else size
+            description = synth_coalition(out, hospitals, train, test, global_size, side, seed, dims)
+    kind = "rows" if tabular else ("volumes" if dims == 3 else "images")
     console.print(f"wrote {hospitals} hospitals and a global test set of {global_size} {kind} to {out}")
     console.print_json(json.dumps(description["hospitals"]))
 
