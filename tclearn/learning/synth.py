@@ -98,7 +98,7 @@ BASE_PROFILES: tuple[HospitalProfile, ...] = (
     # a screening centre: small faint findings high in the body, many per case; a sharp, quiet scanner
     HospitalProfile(0.03, 0.06, 2, 4, 35.0, 55.0, 1.3, (0.1, 0.5), 0.9, 0.05, 1.0, 0.0, 6.0, 0.0, 1, 0.8),
     # a referral centre: large dense findings low in the body, one or two; an old noisy, blurry scanner
-    HospitalProfile(0.10, 0.18, 1, 2, 60.0, 110.0, 1.3, (0.5, 0.9), 0.7, 0.05, 0.9, 30.0, 18.0, 1.0, 2, 1.2),
+    HospitalProfile(0.08, 0.16, 1, 2, 50.0, 100.0, 1.3, (0.5, 0.9), 0.7, 0.1, 0.9, 30.0, 14.0, 1.0, 2, 1.2),
     # elongated findings low in the body, few positive cases; a miscalibrated, mid-noise scanner
     HospitalProfile(0.04, 0.08, 1, 3, 45.0, 75.0, 3.0, (0.55, 0.9), 0.5, 0.05, 1.1, -40.0, 12.0, 0.5, 1, 1.0),
     # mid-sized to large faint findings in the middle of the body; a mid-noise scanner
