@@ -142,9 +142,7 @@ def _rotation(rng: np.random.Generator, dims: int) -> np.ndarray:
     return q * np.sign(np.diag(r))
 
 
-def ellipsoid(
-    shape: tuple[int, ...], centre: np.ndarray, radii: np.ndarray, rotation: np.ndarray
-) -> np.ndarray:
+def ellipsoid(shape: tuple[int, ...], centre: np.ndarray, radii: np.ndarray, rotation: np.ndarray) -> np.ndarray:
     """A boolean mask of the ellipsoid with `radii` (pixels) along the rows of `rotation`, around `centre`."""
     grid = np.indices(shape, dtype=np.float32).reshape(len(shape), -1) - centre[:, None]
     local = rotation @ grid
@@ -173,8 +171,7 @@ def draw_findings(
         stretch = rng.uniform(1.0, mix.elongation, size=dims)
         radii = np.maximum(radius * stretch / np.prod(stretch) ** (1 / dims), 1.0)
         centre = np.array(
-            [rng.uniform(mix.region[0], mix.region[1]) * shape[0]]
-            + [rng.uniform(0.25, 0.75) * n for n in shape[1:]]
+            [rng.uniform(mix.region[0], mix.region[1]) * shape[0]] + [rng.uniform(0.25, 0.75) * n for n in shape[1:]]
         )
         # larger findings are denser (correlated features), with case-to-case spread
         contrast = mix.contrast_min + (mix.contrast_max - mix.contrast_min) * (0.6 * t + 0.4 * float(rng.uniform()))
