@@ -224,10 +224,12 @@ def alone_and_pooled(root: Path, hospitals: int, steps: int) -> tuple[list[float
     return [score(s) for s in sets], score(pooled)
 
 
+@pytest.mark.slow
 def test_no_hospital_alone_reaches_the_pooled_model(tmp_path: Path) -> None:
     """Each hospital trained alone to convergence reaches at most 0.85x the Dice on G of the model trained on all
-    hospitals' data pooled: none sees enough of the case mix. (Fails on the generator before the case mixes, where
-    every hospital alone reached 0.98-0.996 and the pooled data 0.995-0.999.)"""
+    hospitals' data pooled: none sees enough of the case mix. Measured: alone 0.36 / 0.50 / 0.53 / 0.54, pooled
+    0.76 (worst ratio 0.70). The generator before the case mixes fails it: alone 0.99 / 0.97 / 0.90 / 0.99,
+    pooled 0.999 (ratio 0.994)."""
     synth_coalition(tmp_path, hospitals=4, train=24, test=1, global_size=48, size=64, seed=0)
     singles, pooled = alone_and_pooled(tmp_path, hospitals=4, steps=480)
     assert pooled > 0.6, f"the pooled model did not learn the task: Dice {pooled:.3f} on G"
