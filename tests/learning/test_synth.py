@@ -88,16 +88,16 @@ def test_bad_profile(bad: dict, message: str) -> None:
         HospitalProfile(**bad)
 
 
-def _finding_stats(profile: HospitalProfile, dims: int, cases: int = 24) -> dict[str, float]:
+def _finding_stats(profile: HospitalProfile, dims: int) -> dict[str, float]:
     """Mean finding size (pixels per connected finding), centre along the first axis, and the positive share."""
-    rng = np.random.default_rng(0)
+    rng, side, cases = np.random.default_rng(0), 48 if dims == 2 else 32, 24 if dims == 2 else 16
     sizes, rows, positives = [], [], 0
     for _ in range(cases):
-        _, mask = draw_case(profile, (48,) * dims, rng)
+        _, mask = draw_case(profile, (side,) * dims, rng)
         if mask.any():
             positives += 1
             sizes.append(mask.sum() / ndimage.label(mask)[1])
-            rows.append(np.argwhere(mask)[:, 0].mean() / 48)
+            rows.append(np.argwhere(mask)[:, 0].mean() / side)
     return {"size": float(np.mean(sizes)), "row": float(np.mean(rows)), "positive": positives / cases}
 
 
