@@ -1,12 +1,12 @@
 """The coalition end to end, as the demo runs it: Byzantine resistance, learning quality, and where the time goes.
 
-For each attack (random weights, scaled sign flip, label flipping) and each of 3 seeds, a coalition of 4
-hospitals with 1 Byzantine member runs on a local Anvil node (or `--chain embedded|ganache`) with a file
-vault (variant B). Prints JSON:
+For each attack (random weights, scaled sign flip, label flipping; `--attacks` picks some) and each of 3 seeds,
+a coalition of 4 hospitals with 1 Byzantine member runs the demo's defaults (rounds, epochs, data) on a local
+Anvil node (or `--chain embedded|ganache`) with a file vault (variant B). Prints JSON, per seed and over all:
 poisoned candidates committed (target 0), honest candidates rejected (target <= 1 in 10), the coalition's
-score on G against the centralised model (target >= 0.97x) and against every single hospital (target: above
-all), and the wall time per phase — training, evaluation, ledger, vault, crypto (target: ledger + vault +
-crypto <= 10% of a round).
+score on G against the centralised model (target >= 0.97x) and against the best single hospital (target: ahead
+by >= 0.05 Dice), and the wall time per phase — training, evaluation, ledger, vault, crypto (target: ledger +
+vault + crypto <= 10% of a round).
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ def one_run(settings: DemoSettings, chain: str) -> dict[str, Any]:
         if scores["centralized"]
         else None,
         "above_every_single": all(scores["coalition"] > v for v in scores["single"].values()),
+        "margin_over_best_single": round(scores["coalition"] - max(scores["single"].values()), 4),
         "audit_ok": s["audit_ok"],
         "seconds": s["seconds"],
         "seconds_by_phase": phases,
@@ -59,9 +60,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--mode", default="incremental", choices=("incremental", "fedavg"))
-    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=DemoSettings.rounds)
     parser.add_argument("--epochs", type=int, default=DemoSettings.epochs)
     parser.add_argument("--chain", default="anvil", help="embedded, anvil (default: the local node) or ganache")
+    parser.add_argument("--attacks", nargs="+", default=[a.value for a in ATTACKS], choices=[a.value for a in ATTACKS])
     args = parser.parse_args()
     torch.set_num_threads(2)
     runs = [
@@ -71,12 +73,21 @@ def main() -> None:
             ),
             args.chain,
         )
-        for attack in ATTACKS
+        for attack in map(Attack, args.attacks)
         for seed in range(args.seeds)
     ]
     honest = sum(r["honest_candidates"] for r in runs)
     honest_rejected = sum(r["honest_rejected"] for r in runs)
     worst_ratio = min(r["ratio_to_centralized"] or 0 for r in runs)
+    by_seed = {
+        seed: {
+            "worst_ratio_to_centralized": min(r["ratio_to_centralized"] or 0 for r in runs if r["seed"] == seed),
+            "worst_margin_over_best_single": min(r["margin_over_best_single"] for r in runs if r["seed"] == seed),
+            "honest_rejected": sum(r["honest_rejected"] for r in runs if r["seed"] == seed),
+            "honest_candidates": sum(r["honest_candidates"] for r in runs if r["seed"] == seed),
+        }
+        for seed in range(args.seeds)
+    }
     print(
         json.dumps(
             {
@@ -86,11 +97,16 @@ def main() -> None:
                 "rounds": args.rounds,
                 "epochs_per_increment": args.epochs,
                 "runs": runs,
+                "by_seed": by_seed,
                 "targets": {
                     "poisoned_committed": {"value": sum(r["poisoned_committed"] for r in runs), "target": 0},
                     "honest_rejected_per_10": {"value": round(10 * honest_rejected / max(1, honest), 2), "target": 1},
                     "worst_ratio_to_centralized": {"value": worst_ratio, "target": 0.97},
                     "above_every_single_in_all_runs": all(r["above_every_single"] for r in runs),
+                    "worst_margin_over_best_single": {
+                        "value": min(r["margin_over_best_single"] for r in runs),
+                        "target": 0.05,
+                    },
                     "worst_overhead_share": {"value": max(r["overhead_share"] for r in runs), "target": 0.10},
                     "median_overhead_share": round(statistics.median(r["overhead_share"] for r in runs), 4),
                 },

@@ -27,21 +27,27 @@ def synth(
     train: int = typer.Option(32, help="Training images per hospital."),
     test: int = typer.Option(8, help="Local test images (L) per hospital."),
     global_size: int = typer.Option(48, "--global", help="Images in the global test set G."),
-    size: int | None = typer.Option(None, help="Image side in pixels [default: 64; multilabel 3-D: 32]."),
+    size: int | None = typer.Option(
+        None,
+        help="Image side in pixels (voxels in 3-D); default 64 in 2-D, 48 in 3-D (multilabel 3-D: 32).",
+        show_default=False,
+    ),
+    dims: int = typer.Option(2, "--dims", help="2: PNG images; 3: NIfTI volumes (int16 HU)."),
     seed: int = typer.Option(0, help="Random seed; the same seed writes the same files."),
     tabular: bool = typer.Option(False, "--tabular", help="Feature tables (CSV) for variant C instead of images."),
     features: int = typer.Option(8, "--features", help="With --tabular: features per sample."),
     task: SynthTask = typer.Option(
-        SynthTask.SEGMENTATION, "--task", help="segmentation (discs and masks) or multilabel (CT heads, ten regions)."
+        SynthTask.SEGMENTATION,
+        "--task",
+        help="segmentation (findings, masks) or multilabel (CT heads, ten regions).",
     ),
-    dims: int = typer.Option(2, "--dims", min=2, max=3, help="2 (PNG) or 3 (NIfTI volumes; --task multilabel)."),
 ) -> None:
-    """Write DIR/<hospital>/{train,test}/{images,masks} with per-hospital domain shift, and DIR/global
-    (--tabular: DIR/<hospital>/{train,test}.csv and DIR/global.csv; --task multilabel:
+    """Write DIR/<hospital>/{train,test}/{images,masks}, each hospital with its own case mix and scanner, DIR/global
+    and DIR/coalition.json (--tabular: DIR/<hospital>/{train,test}.csv and DIR/global.csv; --task multilabel:
     DIR/<hospital>/{train,test}/{images/,labels.csv})."""
     from tclearn.errors import ConfigError
     from tclearn.learning.multilabel_synth import synth_multilabel
-    from tclearn.learning.synth import synth_coalition
+    from tclearn.learning.synth import DEFAULT_SIZE, synth_coalition
     from tclearn.learning.tabular import synth_tabular
 
     with user_errors():
@@ -51,11 +57,10 @@ def synth(
             description = synth_tabular(out, hospitals, train, test, global_size, features, seed)
         elif task is SynthTask.MULTILABEL:
             description = synth_multilabel(out, hospitals, train, test, global_size, size, dims, seed)
-        elif dims == 3:
-            raise ConfigError("--dims 3 writes multi-label CT volumes: add --task multilabel")
         else:
-            description = synth_coalition(out, hospitals, train, test, global_size, size or 64, seed)
-    kind = "rows" if tabular else "images"
+            side = DEFAULT_SIZE.get(dims, 0) if size is None else size
+            description = synth_coalition(out, hospitals, train, test, global_size, side, seed, dims)
+    kind = "rows" if tabular else ("volumes" if dims == 3 else "images")
     console.print(f"wrote {hospitals} hospitals and a global test set of {global_size} {kind} to {out}")
     console.print_json(json.dumps(description["hospitals"]))
 

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from tclearn.cli.common import console
 from tclearn.learning.choices import Aggregator, Attack
+from tclearn.learning.defaults import DEMO_ROUNDS, ENCRYPTED_DEMO_ROUNDS
 from tclearn.types import Variant
 
 if TYPE_CHECKING:
@@ -90,7 +91,11 @@ def demo(
     aggregator: Aggregator = typer.Option(
         Aggregator.MEDIAN, "--aggregator", help="fedavg mode: how contributions are combined."
     ),
-    rounds: int = typer.Option(6, "--rounds", help="Candidates submitted, hospitals in turn."),
+    rounds: int | None = typer.Option(
+        None,
+        "--rounds",
+        help=f"Candidates submitted, hospitals in turn [default: {DEMO_ROUNDS}; variant C: {ENCRYPTED_DEMO_ROUNDS}].",
+    ),
     chain_spec: str = typer.Option(
         "embedded", "--chain", help="embedded, anvil, ganache or a JSON-RPC URL (dev keys)."
     ),
@@ -111,6 +116,8 @@ def demo(
     from tclearn.ledger.localchain import open_chain
     from tclearn.simulation.demo import DemoSettings, run_demo
 
+    if rounds is None:
+        rounds = ENCRYPTED_DEMO_ROUNDS if Variant.parse(variant) is Variant.C else DEMO_ROUNDS
     settings = DemoSettings(
         members=members,
         byzantine=byzantine,

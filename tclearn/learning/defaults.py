@@ -29,6 +29,12 @@ LOCAL_TRAINING = TrainingDefaults(epochs=1, batch_size=8, lr=1e-3, min_batch_siz
 # Epochs per increment in `coalition up`, below the coalition default (COALITION_TRAINING): every hospital's member
 # API and node daemon share one machine, and a round trains on one of them while the others evaluate.
 UP_EPOCHS = 4
+# Candidates in `tclearn demo` (hospitals in turn), each a short increment (`DEMO_EPOCHS` in simulation/demo.py): with
+# hospitals that each see one part of the case mix, many short increments forget less of the others' than few long
+# ones (docs/coalition.md). Here, not in the demo's module, so that the CLI reads it without importing torch.
+DEMO_ROUNDS = 20
+# ... and in `tclearn demo --variant C`, where every encrypted increment and score goes through the supervisor.
+ENCRYPTED_DEMO_ROUNDS = 6
 # Prediction: a predicted component smaller than this many pixels (voxels in 3D) is a speck, not a finding.
 MIN_FINDING_AREA = 5
 

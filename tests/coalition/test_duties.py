@@ -38,7 +38,7 @@ MEMBERS = 4
 @pytest.fixture(scope="session")
 def coalition_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("coalition") / "data"
-    synth_coalition(root, hospitals=MEMBERS, train=16, test=8, global_size=16, size=32, seed=0)
+    synth_coalition(root, hospitals=MEMBERS, train=16, test=8, global_size=16, size=48, seed=0)
     return root
 
 
@@ -97,7 +97,7 @@ def test_an_honest_round_commits(coalition_data: Path, tmp_path: Path, variant: 
 
 
 def test_a_sign_flipping_member_is_voted_down(coalition_data: Path, tmp_path: Path) -> None:
-    co = make(coalition_data, tmp_path, epochs=3)
+    co = make(coalition_data, tmp_path, epochs=20)
     assert run_round(co, co.hospitals[0]).state == "committed"  # a head worth protecting
     co.hospitals[3].attack = Attack.SIGN_FLIP
     row = run_round(co, co.hospitals[3])

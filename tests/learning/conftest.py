@@ -13,13 +13,6 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
-def coalition(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("coalition")
-    synth_coalition(root, hospitals=3, train=32, test=4, global_size=48, size=64, seed=0)
-    return root
-
-
-@pytest.fixture(scope="session")
 def small_coalition(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("small")
     synth_coalition(root, hospitals=2, train=8, test=2, global_size=4, size=32, seed=1)
