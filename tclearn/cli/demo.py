@@ -105,9 +105,15 @@ def demo(
         help="A coalition folder (layout of `tclearn data synth`; C: <hospital>/{train,test}.csv, global.csv).",
     ),
     label_column: str = typer.Option("label", "--label-column", help="Variant C: the label column of the CSVs."),
-    model: str = typer.Option(
-        "unet", "--model", help="Segmentation network: unet, basic_unet, attention_unet, segresnet."
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        help="Network [default: unet; multilabel: densenet121]: unet, basic_unet, attention_unet, segresnet, "
+        "densenet121, resnet18.",
+        show_default=False,
     ),
+    task: str = typer.Option("segmentation", "--task", help="segmentation, or multilabel (ten CT regions)."),
+    dims: int = typer.Option(2, "--dims", help="Synthetic data: 2 (pictures) or 3 (CT volumes, NIfTI)."),
     out: Path = typer.Option(Path("out/demo"), "--out", help="Vault, data, summary.json and deployment.json go here."),
     seed: int = typer.Option(0, "--seed", help="Seed of the data, the genesis model and training."),
     as_json: bool = typer.Option(False, "--json", help="Print only summary.json."),
@@ -127,6 +133,8 @@ def demo(
         aggregator=aggregator,
         rounds=rounds,
         model=model,
+        task=task,  # type: ignore[arg-type]  # validated into Task by DemoSettings
+        dims=dims,
         seed=seed,
         data=data,
         label_column=label_column,

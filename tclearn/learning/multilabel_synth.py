@@ -180,6 +180,14 @@ def _write_set(folder: Path, cases: list[tuple[str, np.ndarray, np.ndarray]]) ->
     write_label_table(folder / LABELS_CSV, REGIONS, [(name, labels.tolist()) for name, _hu, labels in cases])
 
 
+def loader_record(dims: int) -> dict[str, object]:
+    """What a loader needs to read a site's files: 2-D pictures are 8-bit, already windowed; volumes are in HU."""
+    if dims == 2:
+        return {"modality": "ct", "dims": 2, "units": "uint8"}
+    brain = [WINDOW_LEVEL - WINDOW_WIDTH / 2, WINDOW_LEVEL + WINDOW_WIDTH / 2]
+    return {"modality": "ct", "dims": 3, "units": "HU", "window": brain}
+
+
 def synth_multilabel(
     out: str | Path,
     hospitals: int = 3,
@@ -222,6 +230,7 @@ def synth_multilabel(
         "test_per_hospital": test,
         "global": global_size,
         "hospitals": {hospital_name(i): asdict(p) for i, p in enumerate(profiles)},
+        "sites": {hospital_name(i): loader_record(dims) for i in range(hospitals)},
     }
     (root / "coalition.json").write_text(json.dumps(description, indent=2, sort_keys=True) + "\n")
     return description

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -67,6 +68,19 @@ class Intensity:
         return cls(
             IntensityKind(kind) if kind in set(IntensityKind) else kind, None if window is None else tuple(window)
         )
+
+    @classmethod
+    def of_site(cls, record: Mapping[str, Any]) -> Intensity:
+        """A site's intensity from its loader record in `coalition.json` (`modality`, `window`, `units`, `dims`):
+        display images (8-bit, 2-D) as stored, CT through its window in HU, MR z-normalised."""
+        if record.get("units") == "uint8" or record.get("dims") == 2:
+            return cls()
+        if record.get("modality") == "ct" and record.get("window") is not None:
+            low, high = record["window"]
+            return cls(IntensityKind.CT, (float(low), float(high)))
+        if record.get("modality") == "mr":
+            return cls(IntensityKind.ZSCORE)
+        return cls()
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind.value, **({"window": list(self.window)} if self.window else {})}
@@ -193,3 +207,15 @@ def segmentation_samples(
     scanned = scan_segmentation(root, memory_budget=cache_bytes)
     items = tuple(FileItem(i.name, i.image, i.mask, i.shape) for i in scanned)
     return FileSamples(Task.SEGMENTATION, items, intensity or Intensity(), cache_bytes)
+
+
+def site_intensities(root: Path) -> dict[str, Intensity]:
+    """Each site's intensity as `ROOT/coalition.json` records it (`sites`); empty when it records none."""
+    description = root / "coalition.json"
+    if not description.is_file():
+        return {}
+    try:
+        sites = json.loads(description.read_text()).get("sites", {})
+        return {name: Intensity.of_site(record) for name, record in sites.items()}
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise DataError(f"{str(description)!r} does not describe its sites: {exc}", path=str(description)) from None

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from eth_account.signers.local import LocalAccount
 
 from tclearn.audit.verify import AuditReport, audit
-from tclearn.coalition.build import ConnectSupervisor, build, data_format, hospital_folders
+from tclearn.coalition.build import ConnectSupervisor, DataFormat, build, data_format, hospital_folders
 from tclearn.coalition.context import PHASES, Coalition, Hospital
 from tclearn.coalition.fedavg import Aggregator
 from tclearn.coalition.founding import Founder
@@ -26,12 +26,15 @@ from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.coalition.rounds import CandidateRow, run_fedavg_round, run_round
 from tclearn.coalition.validator import metric_name
 from tclearn.errors import ConfigError
+from tclearn.learning.data import Task
 from tclearn.learning.defaults import COALITION_TRAINING, DEMO_ROUNDS, ENCRYPTED_TRAINING, EncryptedTraining
 from tclearn.learning.models import ModelConfig
-from tclearn.learning.samples import Samples
-from tclearn.learning.synth import synth_coalition
+from tclearn.learning.multilabel_synth import synth_multilabel
+from tclearn.learning.samples import Samples, first_pair
+from tclearn.learning.synth import DEFAULT_SIZE, GLOBAL, synth_coalition
 from tclearn.learning.tabular import synth_tabular
 from tclearn.learning.train import LossName, TrainConfig
+from tclearn.learning.volumes import site_intensities
 from tclearn.ledger.chain import Chain
 from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.history import LedgerHistory, rebuild
@@ -43,9 +46,14 @@ from tclearn.vault.envelope import public_bytes
 from tclearn.vault.store import BlobStore, FsspecStore
 
 MODES = ("incremental", "fedavg")
+# The demo's network per task, and its size per (network, spatial dims) where the zoo's default does not fit.
+DEMO_MODELS = {Task.SEGMENTATION: "unet", Task.MULTILABEL: "densenet121"}
 # The demo's UNet is wider than the zoo's CPU default (8-16-32): a round's ledger, vault and crypto work is a
 # fixed ~0.1 s, and with this model training and validation take most of a round (bench/coalition.py).
-DEMO_OPTIONS: dict[str, dict[str, Any]] = {"unet": {"channels": [16, 32, 64], "strides": [2, 2]}}
+DEMO_OPTIONS: dict[tuple[str, int], dict[str, Any]] = {
+    ("unet", 2): {"channels": [16, 32, 64], "strides": [2, 2]},
+    ("unet", 3): {"channels": [8, 16, 32], "strides": [2, 2]},  # 3-D on 2 CPU cores: the zoo's small default
+}
 # Epochs per increment, below the coalition default (COALITION_TRAINING): each hospital sees one part of the case
 # mix, and a long increment on it forgets the others' (G drops and validators reject honest work); many short
 # increments (DEMO_ROUNDS) reach the pooled model (docs/coalition.md).
@@ -79,7 +87,9 @@ class DemoSettings(RunSpec):
     rounds: int = DEMO_ROUNDS
     mode: str = "incremental"
     aggregator: Aggregator = Aggregator.MEDIAN  # fedavg mode: how the round's aggregator combines contributions
-    model: str = "unet"
+    model: str | None = None  # None: the task's default (DEMO_MODELS)
+    task: Task = Task.SEGMENTATION  # or multilabel (seed 003's ten regions)
+    dims: int = 2  # synthetic data: 2-D pictures or 3-D volumes
     epochs: int = DEMO_EPOCHS
     batch_size: int = COALITION_TRAINING.batch_size
     lr: float = COALITION_TRAINING.lr
@@ -93,15 +103,22 @@ class DemoSettings(RunSpec):
     he_steps: int = ENCRYPTED_TRAINING.steps  # variant C: full-batch encrypted gradient steps per increment
     he_lr: float = ENCRYPTED_TRAINING.lr  # variant C: their learning rate
 
-    def model_config(self) -> ModelConfig:
-        return ModelConfig(arch=self.model, options=DEMO_OPTIONS.get(self.model, {}))  # type: ignore[arg-type]
+    def model_config(self, data: Samples) -> ModelConfig:
+        """The network for the task, shaped by the data (channels, spatial dims, labels)."""
+        arch = self.model or DEMO_MODELS[self.task]
+        x = first_pair(data)[0]
+        spatial_dims = x.dim() - 2
+        options = DEMO_OPTIONS.get((arch, spatial_dims), {})
+        if self.task is Task.MULTILABEL:
+            return ModelConfig(arch, spatial_dims, int(x.shape[1]), len(data.classes), options, multilabel=True)  # type: ignore[arg-type]
+        return ModelConfig(arch, spatial_dims, int(x.shape[1]), options=options)  # type: ignore[arg-type]
 
     def training(self) -> TrainConfig:
         return TrainConfig(
             epochs=self.epochs,
             batch_size=self.batch_size,
             lr=self.lr,
-            loss=self.loss,
+            loss=None if self.task is Task.MULTILABEL else self.loss,
             seed=self.seed,
             min_batch_size=self.min_batch_size,
         )
@@ -125,6 +142,16 @@ class DemoSettings(RunSpec):
             raise ConfigError(f"he_steps must be at least 1, got {self.he_steps}")
         if self.mode not in MODES:
             raise ConfigError(f"mode {self.mode!r} is not implemented yet; available: {', '.join(MODES)}")
+        try:
+            object.__setattr__(self, "task", Task(self.task))
+        except ValueError:
+            raise ConfigError(f"--task must be segmentation or multilabel, got {self.task!r}") from None
+        if self.task not in DEMO_MODELS:
+            raise ConfigError(f"--task must be segmentation or multilabel, got {self.task.value!r}")
+        if self.dims not in (2, 3):
+            raise ConfigError(f"--dims must be 2 or 3, got {self.dims}")
+        if self.variant is Variant.C and (self.task is not Task.SEGMENTATION or self.dims != 2):
+            raise ConfigError("variant C trains an encrypted model on feature tables: --task and --dims do not apply")
 
 
 def check_keys(settings: DemoSettings, chain: Chain) -> None:
@@ -133,11 +160,15 @@ def check_keys(settings: DemoSettings, chain: Chain) -> None:
 
 
 def synthesize(settings: DemoSettings, root: Path) -> None:
-    """The default data: domain-shifted images per hospital, or (variant C) feature tables."""
+    """The default data: hospitals that each see one part of the case mix (2-D pictures or 3-D volumes), the
+    ten-region CT task (multilabel), or (variant C) feature tables."""
     if settings.variant is Variant.C:
         synth_tabular(root, hospitals=settings.members, features=settings.features, seed=settings.seed)
+    elif settings.task is Task.MULTILABEL:
+        synth_multilabel(root, hospitals=settings.members, dims=settings.dims, seed=settings.seed)
     else:
-        synth_coalition(root, hospitals=settings.members, train=DEMO_TRAIN, seed=settings.seed)
+        side = DEFAULT_SIZE[settings.dims]
+        synth_coalition(root, settings.members, DEMO_TRAIN, size=side, seed=settings.seed, dims=settings.dims)
 
 
 def reference_for(settings: DemoSettings, chain: Chain, global_test: Samples, out: Path) -> Reference:
@@ -149,21 +180,27 @@ def reference_for(settings: DemoSettings, chain: Chain, global_test: Samples, ou
         return EncryptedRun(
             model_spec(global_test), chain.dev_keys[settings.members + 1], out / "supervisor", settings.seed
         )
-    return TensorReference(settings.variant, settings.model_config(), settings.training(), settings.seed)
+    return TensorReference(settings.variant, settings.model_config(global_test), settings.training(), settings.seed)
 
 
 def setup(settings: DemoSettings, chain: Chain, out: Path) -> tuple[Coalition, Reference]:
     """Data (every hospital's checked before anything is written), keys, genesis, contract, members: the
     coalition as every hospital of the run sees it, and the reference it is compared with."""
-    form = data_format(settings.variant, settings.label_column)
     root = settings.data
     if root is None:
         root = out / "data"
         synthesize(settings, root)
-    folders = hospital_folders(root, settings.members, form)
+    sites = site_intensities(root)
+    shared = sites.get(GLOBAL) or next(iter(sites.values()), None)  # G: its own record, else the first site's
+
+    def form_for(site: str | None = None) -> DataFormat:
+        own = sites.get(site, shared) if site else shared
+        return data_format(settings.variant, settings.label_column, own, shared, task=settings.task)
+
+    folders = hospital_folders(root, settings.members, form_for())
     check_keys(settings, chain)
-    global_test = form.global_test(root / form.global_name)
-    data = [form.hospital(folder, global_test) for folder in folders]
+    global_test = form_for().global_test(root / form_for().global_name)
+    data = [form_for(folder.name).hospital(folder, global_test) for folder in folders]
     admin, accounts = chain.dev_keys[0], chain.dev_keys[1 : settings.members + 1]
     hospitals = [
         Hospital(f.name, a, X25519PrivateKey.generate(), d.train, d.local_test, d.manifest, attack)
@@ -180,7 +217,7 @@ def setup(settings: DemoSettings, chain: Chain, out: Path) -> tuple[Coalition, R
         store,
         hospitals,
         global_test,
-        model=settings.model_config(),
+        model=settings.model_config(global_test),
         training=training,
         policy=AcceptancePolicy(settings.tolerance_global, settings.tolerance_local, training.min_batch_size),
         supervisor=reference.connect(),
