@@ -8,6 +8,7 @@ Kept apart from `train.py` so that settings and the CLI read them without import
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,11 @@ UP_EPOCHS = 4
 DEMO_ROUNDS = 20
 # ... and in `tclearn demo --variant C`, where every encrypted increment and score goes through the supervisor.
 ENCRYPTED_DEMO_ROUNDS = 6
+# The loss of the simulations' segmentation increments (the demo, `coalition up`): Dice alone, not Dice + cross-entropy.
+# Findings are a few per cent of the pixels, and with the cross-entropy term an early increment collapses to "no
+# finding anywhere" (Dice 0.27 on G, the share of cases without findings), which validators rightly reject, round
+# after round; Dice loss climbs steadily instead (docs/coalition.md).
+SIMULATION_LOSS: Final = "dice"
 # Prediction: a predicted component smaller than this many pixels (voxels in 3D) is a speck, not a finding.
 MIN_FINDING_AREA = 5
 

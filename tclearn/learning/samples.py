@@ -15,6 +15,7 @@ batch any of them through one `DataLoader`:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -126,7 +127,9 @@ def augmented(data: Samples, transform: Callable[[dict[str, Any]], dict[str, Any
     segmentation = data.task is Task.SEGMENTATION
 
     def apply(x: torch.Tensor, y: torch.Tensor) -> Pair:
-        item = one_item(transform({"image": x, "label": y} if segmentation else {"image": x}))
+        with warnings.catch_warnings():  # a case without findings is cropped anywhere: expected, not a problem
+            warnings.filterwarnings("ignore", message="Num foregrounds 0", category=UserWarning)
+            item = one_item(transform({"image": x, "label": y} if segmentation else {"image": x}))
         image = torch.as_tensor(item["image"]).float()
         return image.contiguous(), (torch.as_tensor(item["label"]).float().contiguous() if segmentation else y)
 

@@ -38,7 +38,7 @@ from tclearn.errors import ConfigError, NodeError
 from tclearn.he.config import SupervisorSettings
 from tclearn.he.keys import save_secret
 from tclearn.learning.attacks import Attack
-from tclearn.learning.defaults import UP_EPOCHS
+from tclearn.learning.defaults import SIMULATION_LOSS, UP_EPOCHS
 from tclearn.learning.models import ModelConfig
 from tclearn.learning.synth import GLOBAL, hospital_name, synth_coalition
 from tclearn.learning.tabular import GLOBAL_CSV, LABEL, synth_tabular
@@ -158,7 +158,7 @@ def prepare(
         synth_coalition(out / "data", hospitals=settings.members, seed=settings.seed)
         model = ModelConfig(arch=ModelSection().arch)  # type: ignore[arg-type]  # the site files' default model
         genesis = genesis_weights(model, settings.seed)
-    training = TrainingSection(epochs=settings.epochs, seed=settings.seed)
+    training = TrainingSection(epochs=settings.epochs, seed=settings.seed, loss=SIMULATION_LOSS)
     sites = []
     for i in range(settings.members):
         name = hospital_name(i)

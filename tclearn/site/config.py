@@ -51,6 +51,7 @@ class TrainingSection(BaseModel):
     lr: float = Field(default=COALITION_TRAINING.lr, gt=0)
     min_batch_size: int = Field(default=COALITION_TRAINING.min_batch_size, ge=1)
     seed: int = COALITION_TRAINING.seed
+    loss: Literal["dice", "dice_ce", "ce"] | None = None  # None: dice_ce for segmentation, ce for classes
     augment: list[str] = []  # MONAI random transforms by name: flip, rotate90, rotate, intensity, noise
     patch: list[int] | None = None  # 3-D: train on random crops of this size, evaluate with a sliding window
 

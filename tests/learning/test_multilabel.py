@@ -219,10 +219,14 @@ def test_cli_writes_a_multilabel_coalition(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert len(read_label_table(tmp_path / "ml" / "hospital-2" / "train").names) == 2
-    refused = runner.invoke(data_app, ["synth", "--out", str(tmp_path / "seg"), *args, "--dims", "3"])
+    sites = json.loads((tmp_path / "ml" / "coalition.json").read_text())["sites"]
+    assert sites["hospital-1"] == {"modality": "ct", "dims": 3, "units": "HU", "window": [-20.0, 100.0]}
+    refused = runner.invoke(
+        data_app, ["synth", "--out", str(tmp_path / "t"), *args, "--task", "multilabel", "--tabular"]
+    )
     assert refused.exit_code == 1
-    assert "--task multilabel" in refused.output
-    assert not (tmp_path / "seg").exists()
+    assert "--tabular and --task multilabel exclude each other" in refused.output
+    assert not (tmp_path / "t").exists()
 
 
 # --- metrics ----------------------------------------------------------------------------------------

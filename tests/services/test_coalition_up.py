@@ -52,7 +52,7 @@ def _alive(pid: int) -> bool:
 @pytest.mark.anvil
 def test_three_hospitals_on_anvil_commit_honest_work_and_reject_the_byzantine(tmp_path: Path) -> None:
     out = tmp_path / "coalition"
-    summary = _up(out, "--members", "3", "--byzantine", "1", "--rounds", "3", "--epochs", "1", "--chain", "anvil")
+    summary = _up(out, "--members", "3", "--byzantine", "1", "--rounds", "3", "--epochs", "6", "--chain", "anvil")
     pids = _pids(out)
     try:
         rounds = summary["rounds"]
