@@ -6,6 +6,7 @@ eval mode and without gradients, so the same weights give the same scores.
 Segmentation is scored as it is used: predicted components smaller than `min_area` pixels (voxels) are
 specks, not findings, and are dropped before Dice and IoU — as `tclearn predict` draws no box for them. An
 image without findings scores 1 when nothing is predicted and 0 for any false finding.
+A model that outputs NaN or infinity anywhere scores 0.
 """
 
 from __future__ import annotations
@@ -111,6 +112,11 @@ def outputs(
             yield check_output(infer(model, x, roi_size, device=device, task=data.task), truth, data.task), truth
 
 
+def unusable(data: Samples, values: int) -> Evaluation:
+    """A model that outputs NaN or infinity is broken, whatever else it gets right: it scores 0."""
+    return Evaluation(data.task, len(data), {headline_metric(data.task): 0.0, "non_finite_outputs": float(values)})
+
+
 def evaluate(
     model: nn.Module,
     data: Samples,
@@ -125,14 +131,20 @@ def evaluate(
         # An empty truth predicted empty counts as a perfect 1.0, not as a missing value.
         dice = DiceMetric(include_background=True, reduction="mean", ignore_empty=False)
         iou = MeanIoU(include_background=True, reduction="mean", ignore_empty=False)
+        broken = 0
         for logits, truth in batched:
+            broken += int((~torch.isfinite(logits)).sum())
             masks = drop_specks(segmentation_masks(logits), min_area)
             dice(masks, truth)
             iou(masks, truth)
+        if broken:
+            return unusable(data, broken)
         metrics = {"dice": _scalar(dice.aggregate()), "iou": _scalar(iou.aggregate())}
         return Evaluation(data.task, len(data), metrics)
     pairs = list(batched)
     logits, truth = torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
+    if not bool(torch.isfinite(logits).all()):
+        return unusable(data, int((~torch.isfinite(logits)).sum()))
     if data.task is Task.MULTILABEL:
         metrics = multilabel_metrics(torch.sigmoid(logits), truth, data.classes)
         if math.isnan(metrics["auc"]):

@@ -103,3 +103,27 @@ def test_pooled_and_subset_keep_names_and_items() -> None:
     seg = ImageData(Task.SEGMENTATION, torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4), ("s",))
     with pytest.raises(DataError, match="different tasks"):
         pooled([a, seg])
+
+
+class _Broken(torch.nn.Module):
+    """A model whose outputs hold NaN (a poisoned candidate can)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (x.shape[0], self.channels, *x.shape[2:]) if self.channels == 1 else (x.shape[0], self.channels)
+        out = torch.zeros(shape)
+        out.view(-1)[0] = float("nan")
+        return out
+
+
+def test_a_model_that_outputs_nan_scores_zero() -> None:
+    multi = ImageData(
+        Task.MULTILABEL, torch.zeros(4, 1, 8, 8), torch.tensor([[0.0, 1], [1, 0], [1, 1], [0, 0]]), tuple("abcd")
+    )
+    broken = evaluate(_Broken(2), multi)
+    assert broken.score == 0.0 and broken.metrics["non_finite_outputs"] == 1.0
+    empty_masks = ImageData(Task.SEGMENTATION, torch.zeros(2, 1, 8, 8), torch.zeros(2, 1, 8, 8), ("a", "b"))
+    assert evaluate(_Broken(1), empty_masks).score == 0.0  # NaN would otherwise read as "no finding": Dice 1
