@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import nibabel as nib
 import pytest
 from typer.testing import CliRunner
 
@@ -196,6 +197,25 @@ def test_demo_writes_summary_report_and_deployment(tmp_path: Path) -> None:
     assert "hospital-3" in report and (tmp_path / "votes.png").stat().st_size > 0
     assert "L of hospital-1" in report and "L of hospital-3" in report
     assert json.loads((tmp_path / "deployment.json").read_text())["url"] == "embedded"
+
+
+def test_demo_in_3d_reads_ct_volumes_through_each_sites_window(tmp_path: Path) -> None:
+    options = ("--members", "3", "--byzantine", "1", "--rounds", "1", "--json", "--out", str(tmp_path))
+    summary = json.loads(invoke("demo", "--dims", "3", *options).output)  # type: ignore[attr-defined]
+    assert summary["metric"] == "dice" and summary["audit_ok"] is True and summary["poisoned_submitted"] == 0
+    volume = tmp_path / "data" / "global" / "images" / "g-0000-h1.nii.gz"
+    assert volume.is_file() and len(nib.load(volume).shape) == 3  # NIfTI volumes, read from disk
+    sites = json.loads((tmp_path / "data" / "coalition.json").read_text())["sites"]
+    assert sites["hospital-1"]["window"] == [-160.0, 240.0]  # the CT window each site's loader applies
+    assert all(0.0 <= score <= 1.0 for score in summary["scores"]["single"].values())
+
+
+def test_demo_multilabel_scores_candidates_by_mean_auc(tmp_path: Path) -> None:
+    options = ("--members", "3", "--byzantine", "1", "--rounds", "3", "--json", "--out", str(tmp_path))
+    summary = json.loads(invoke("demo", "--task", "multilabel", *options).output)  # type: ignore[attr-defined]
+    assert summary["metric"] == "auc" and summary["audit_ok"] is True
+    assert summary["poisoned_submitted"] == 1 and summary["poisoned_committed"] == 0  # unchanged policy, on AUC
+    assert len(summary["candidates"]) == 3 and 0.0 <= summary["scores"]["centralized"] <= 1.0
 
 
 def test_demo_variant_c_runs_the_protocol_on_an_encrypted_model(tmp_path: Path) -> None:

@@ -139,7 +139,11 @@ def demo(
         data=data,
         label_column=label_column,
     )
-    metric = "accuracy" if settings.variant is Variant.C else "Dice"
+    metric = (
+        {"segmentation": "Dice", "multilabel": "mean AUC"}.get(task, task)
+        if settings.variant is not Variant.C
+        else "accuracy"
+    )
     with open_chain(chain_spec, settings.accounts) as chain:
         if as_json:
             result = run_demo(settings, chain, out, chain_label=chain_spec)
