@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +29,7 @@ from tclearn.ledger.directory import ChainDirectory
 from tclearn.ledger.localchain import LocalNode
 from tclearn.site.config import load_site_config
 from tclearn.site.finetune import plan
-from tclearn.site.open import open_site
+from tclearn.site.open import Site, open_site
 from tclearn.state.db import Database
 from tclearn.types import Variant
 from tclearn.vault.audience import Audience, CoalitionId
@@ -127,9 +129,9 @@ def encrypted(anvil_node: LocalNode, tmp_path_factory: pytest.TempPathFactory) -
     return Encrypted(folder, client, store, genesis.context)
 
 
-def test_a_variant_c_site_holds_the_registered_public_context_and_a_signed_supervisor_client(
-    encrypted: Encrypted,
-) -> None:
+@contextmanager
+def _variant_c_site(encrypted: Encrypted) -> Iterator[Site]:
+    """A variant C site opened against a live vault (its supervisor unreachable: nothing here asks it)."""
     directory, ours = ChainDirectory(encrypted.client), CoalitionId.of_client(encrypted.client)
     with serve_app(
         lambda url: create_app(encrypted.store, Database("sqlite://"), directory, Audience.of(url, ours))
@@ -137,17 +139,24 @@ def test_a_variant_c_site_holds_the_registered_public_context_and_a_signed_super
         fields = {"vault_url": f'"{url}"', "global_test": '"data/global.csv"', "dev_account": "1"}
         site = open_site(load_site_config(_site(encrypted.folder, supervisor_url='"http://127.0.0.1:9"', **fields)))
         try:
-            backend = site.coalition.backend
-            assert isinstance(backend, CkksBackend) and backend.variant is Variant.C
-            assert backend.context.hash == encrypted.context and not backend.context.can_decrypt
-            assert backend.spec.features == 4
-            supervisor = backend.clients[site.hospital.address]
-            assert isinstance(supervisor, HttpSupervisorClient)
-            assert supervisor.account.address == site.hospital.address == dev_accounts(2)[1].address
-            assert len(site.hospital.train) == 48 and len(site.hospital.local_test) == 24
-            assert len(site.coalition.global_test) == 48
+            yield site
         finally:
             site.close()
+
+
+def test_a_variant_c_site_holds_the_registered_public_context_and_a_signed_supervisor_client(
+    encrypted: Encrypted,
+) -> None:
+    with _variant_c_site(encrypted) as site:
+        backend = site.coalition.backend
+        assert isinstance(backend, CkksBackend) and backend.variant is Variant.C
+        assert backend.context.hash == encrypted.context and not backend.context.can_decrypt
+        assert backend.spec.features == 4
+        supervisor = backend.clients[site.hospital.address]
+        assert isinstance(supervisor, HttpSupervisorClient)
+        assert supervisor.account.address == site.hospital.address == dev_accounts(2)[1].address
+        assert len(site.hospital.train) == 48 and len(site.hospital.local_test) == 24
+        assert len(site.coalition.global_test) == 48
 
 
 def test_bad_variant_c_site_files_name_the_field(encrypted: Encrypted, deployed: Path) -> None:
@@ -178,15 +187,7 @@ def test_finetuning_before_any_increment_commits_is_refused_in_one_line(deployed
 
 
 def test_finetuning_is_refused_in_variant_c(encrypted: Encrypted, tmp_path: Path) -> None:
-    directory, ours = ChainDirectory(encrypted.client), CoalitionId.of_client(encrypted.client)
-    with serve_app(
-        lambda url: create_app(encrypted.store, Database("sqlite://"), directory, Audience.of(url, ours))
-    ) as url:
-        fields = {"vault_url": f'"{url}"', "global_test": '"data/global.csv"', "dev_account": "1"}
-        site = open_site(load_site_config(_site(encrypted.folder, supervisor_url='"http://127.0.0.1:9"', **fields)))
-        try:
-            with pytest.raises(ConflictError, match=r"fine-tuning: the model is encrypted .*\(variant C\)"):
-                plan(site.coalition, site.hospital, tmp_path / "finetuned")
-        finally:
-            site.close()
+    refused = pytest.raises(ConflictError, match=r"fine-tuning: the model is encrypted .*\(variant C\)")
+    with _variant_c_site(encrypted) as site, refused:
+        plan(site.coalition, site.hospital, tmp_path / "finetuned")
     assert not (tmp_path / "finetuned").exists()
