@@ -24,8 +24,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import torch
-from monai.losses import DiceCELoss
 
+from bench.train import plain_tensor_loop
 from tclearn.learning.models import ModelConfig, build_model
 from tclearn.learning.train import TrainConfig, train_increment
 from tclearn.learning.volumes import DEFAULT_CACHE_BYTES, Intensity, segmentation_samples
@@ -65,21 +65,6 @@ def one_increment(root: Path, count: int, patch: int, cache_bytes: int) -> dict[
     }
 
 
-def plain_loop(images: torch.Tensor, masks: torch.Tensor, epochs: int, seed: int) -> None:
-    """The strongest baseline: whole preloaded volumes, batches by indexing, no loader."""
-    torch.manual_seed(seed)
-    model = build_model(MODEL)
-    loss_fn, opt = DiceCELoss(sigmoid=True), torch.optim.Adam(model.parameters(), lr=1e-3)
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(images))
-        for step in range(len(images) // BATCH):
-            idx = order[step * BATCH : (step + 1) * BATCH]
-            opt.zero_grad()
-            loss_fn(model(images[idx]), masks[idx]).backward()
-            opt.step()
-
-
 def throughput(root: Path, epochs: int, repeats: int) -> dict[str, float]:
     data = segmentation_samples(root, CT)
     pairs = [data.dataset()[i] for i in range(len(data))]
@@ -93,7 +78,7 @@ def throughput(root: Path, epochs: int, repeats: int) -> dict[str, float]:
         train_increment(build_model(MODEL), fresh, config)
         loader_s.append(time.perf_counter() - started)
         started = time.perf_counter()
-        plain_loop(images, masks, epochs, r)
+        plain_tensor_loop(build_model(MODEL), images, masks, epochs, r, BATCH)
         plain_s.append(time.perf_counter() - started)
     volumes = epochs * (len(data) // BATCH) * BATCH
     return {
