@@ -60,16 +60,6 @@ class Intensity:
             raise ConfigError(f"a window is for CT intensities; {self.kind.value} takes none")
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Intensity:
-        window = data.get("window")
-        kind = data.get("kind", data.get("modality", IntensityKind.AS_STORED))
-        if kind == "mr":
-            kind = IntensityKind.ZSCORE
-        return cls(
-            IntensityKind(kind) if kind in set(IntensityKind) else kind, None if window is None else tuple(window)
-        )
-
-    @classmethod
     def of_site(cls, record: Mapping[str, Any]) -> Intensity:
         """A site's intensity from its loader record in `coalition.json` (`modality`, `window`, `units`, `dims`):
         display images (8-bit, 2-D) as stored, CT through its window in HU, MR z-normalised."""
@@ -81,9 +71,6 @@ class Intensity:
         if record.get("modality") == "mr":
             return cls(IntensityKind.ZSCORE)
         return cls()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind.value, **({"window": list(self.window)} if self.window else {})}
 
     def apply(self, image: np.ndarray) -> np.ndarray:
         if self.kind is IntensityKind.CT:
@@ -171,10 +158,6 @@ class FileSamples:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(i.name for i in self.items)
-
-    @property
-    def spatial_dims(self) -> int:
-        return len(self.items[0].shape) - 1 if self.items else 0
 
     def __len__(self) -> int:
         return len(self.items)
