@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import typer
 from rich.console import Console
 
-from tclearn.errors import TclearnError
+from tclearn.errors import ConfigError, TclearnError
 from tclearn.logs import LogFormat, LogLevel
 
 if TYPE_CHECKING:
@@ -39,6 +39,19 @@ UrlOpt = typer.Option(None, "--chain", help="JSON-RPC URL (default: the URL in t
 def report(exc: TclearnError) -> None:
     """A user's mistake as one unwrapped line on stderr, whatever the terminal width."""
     typer.echo(f"error: {exc}", err=True)
+
+
+def sizes(text: str | None, option: str) -> tuple[int, ...] | None:
+    """`96,96,64` given to `option` as a tuple of positive integers; None when not given."""
+    if not text:
+        return None
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise ConfigError(f"{option} must be positive integers separated by commas, e.g. 96,96,96; got {text!r}")
+    return values
 
 
 @contextmanager

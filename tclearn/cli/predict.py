@@ -7,24 +7,10 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from tclearn.cli.common import user_errors
-from tclearn.errors import ConfigError
+from tclearn.cli.common import sizes, user_errors
 from tclearn.learning.defaults import MIN_FINDING_AREA
 
 app = typer.Typer(help="Predict findings with a trained model.")
-
-
-def parse_roi(text: str | None) -> tuple[int, ...] | None:
-    """`--roi 96,96,64` as a tuple of positive integers; None when not given."""
-    if text is None:
-        return None
-    try:
-        roi = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        roi = ()
-    if not roi or min(roi) < 1:
-        raise ConfigError(f"--roi must be positive integers separated by commas, e.g. 96,96,96; got {text!r}")
-    return roi
 
 
 @app.command()
@@ -51,7 +37,7 @@ def predict(
     from tclearn.learning.predict import predict_folder
 
     with user_errors():
-        roi_size = parse_roi(roi)
+        roi_size = sizes(roi, "--roi")
         net, cfg = load_model(model, config)
         report = predict_folder(net, cfg, input, out, threshold, device, min_area, roi_size)
     boxes = sum(len(r["boxes"]) for r in report["images"].values())

@@ -4,40 +4,32 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
-from tclearn.cli.common import user_errors
+from tclearn.cli.common import sizes, user_errors
 from tclearn.learning.defaults import LOCAL_TRAINING
 
 if TYPE_CHECKING:
     from tclearn.learning.volumes import Intensity
 
-T = TypeVar("T", int, float)
 
 app = typer.Typer(help="Train a local increment and evaluate models.", no_args_is_help=True)
 console = Console()
 
 
-def numbers(text: str, kind: type[T], option: str) -> tuple[T, ...] | None:
-    """`"64,64,64"` as a tuple of numbers (None when empty); a `ConfigError` naming the option otherwise."""
-    from tclearn.errors import ConfigError
-
-    if not text.strip():
-        return None
-    try:
-        return tuple(kind(part) for part in text.split(","))
-    except ValueError:
-        raise ConfigError(f"{option} takes comma-separated numbers, got {text!r}") from None
-
-
 def reading(intensity: str, window: str) -> Intensity:
+    """`--intensity` and `--window low,high` (HU) as the site intensity a folder is read through."""
+    from tclearn.errors import ConfigError
     from tclearn.learning.volumes import Intensity
 
-    values = numbers(window, float, "--window")
-    return Intensity(intensity, None if values is None else values)  # type: ignore[arg-type]
+    try:
+        values = tuple(float(part) for part in window.split(",")) if window.strip() else None
+    except ValueError:
+        raise ConfigError(f"--window takes comma-separated numbers, got {window!r}") from None
+    return Intensity(intensity, values)  # type: ignore[arg-type]
 
 
 @app.command()
@@ -83,7 +75,7 @@ def train(
             min_batch_size=min_batch_size,
             progress=True,
             augment=tuple(n.strip() for n in augment.split(",") if n.strip()),
-            patch=numbers(patch, int, "--patch"),
+            patch=sizes(patch, "--patch"),
         )
         dataset = open_folder(data, task, reading(intensity, window))
         if parent is not None:
@@ -124,5 +116,5 @@ def evaluate(
     with user_errors():
         net, _ = load_model(model, config)
         samples = open_folder(data, task, reading(intensity, window))
-        result = run_evaluation(net, samples, batch_size, roi_size=numbers(roi, int, "--roi"))
+        result = run_evaluation(net, samples, batch_size, roi_size=sizes(roi, "--roi"))
     console.print_json(json.dumps({"samples": result.samples, "score": result.score, **result.metrics}))
