@@ -204,7 +204,7 @@ def _labels(cells: list[str], lines: tuple[int, ...], label_column: str, fail: F
             value = values[cell]
             return f"{value:g}" if value is not None else repr(cell.strip())
 
-        found = sorted({shown(c) for c in values}, key=lambda s: (0, float(s)) if _is_number(s) else (1, s))
+        found = sorted({shown(c) for c in values}, key=_number_first)
         held: dict[str, list[int]] = {}
         for line, cell in zip(lines, cells, strict=True):
             if cell in bad:
@@ -222,12 +222,13 @@ def _labels(cells: list[str], lines: tuple[int, ...], label_column: str, fail: F
     return np.array([values[c] for c in cells], dtype=np.float64)
 
 
-def _is_number(text: str) -> bool:
+def _number_first(text: str) -> tuple[int, float, str]:
+    """Numbers in order, then nan, then words."""
     try:
-        float(text)
+        value = float(text)
     except ValueError:
-        return False
-    return True
+        return (2, 0.0, text)
+    return (0, value, text) if value == value else (1, 0.0, text)
 
 
 def _numbers(rows: list[list[str]], lines: tuple[int, ...], header: list[str], label: int, fail: Fail) -> np.ndarray:
