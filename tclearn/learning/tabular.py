@@ -111,8 +111,8 @@ class Site:
 
 
 def factor_count(features: int) -> int:
-    """Latent factors: one per five columns, at least one and at most six."""
-    return int(np.clip(features // 5, 1, 6))
+    """Latent factors: one per two columns, at least one and at most six."""
+    return int(np.clip(features // 2, 1, 6))
 
 
 def population(features: int, hospitals: int, rng: np.random.Generator) -> Population:
@@ -121,11 +121,11 @@ def population(features: int, hospitals: int, rng: np.random.Generator) -> Popul
     typical = np.array([q.typical for q in quantities]) * rng.lognormal(0.0, 0.1, features)
     groups = np.arange(features) % k
     loadings = rng.uniform(*LOADING, features) * rng.choice([-1.0, 1.0], features, p=[0.25, 0.75])
-    count = max(1, min(hospitals, k - 1 if k > 1 else 1))  # the last factor is shared by every subtype
+    count = min(hospitals, k)  # one subtype per site while there are factors; a spare factor is shared
     subtypes = np.zeros((count, k))
-    for s in range(count):
-        subtypes[s, s] = SUBTYPE_SHIFT
-        subtypes[s, k - 1] += SHARED_SHIFT if k > 1 else 0.0
+    subtypes[np.arange(count), np.arange(count)] = SUBTYPE_SHIFT
+    if k > count:  # every case raises the last factor a little (a common sign of the disease)
+        subtypes[:, k - 1] += SHARED_SHIFT
     return Population(quantities, typical, groups, loadings, subtypes)
 
 
