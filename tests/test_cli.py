@@ -242,6 +242,14 @@ def test_data_synth_tabular_writes_the_variant_c_layout(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "coalition.json").read_text())["features"] == 3
 
 
+def test_data_synth_tabular_gives_every_training_table_both_classes(tmp_path: Path) -> None:
+    invoke("data", "synth", "--tabular", "--features", "30", "--train", "32", "--out", str(tmp_path))
+    for hospital in ("hospital-1", "hospital-2", "hospital-3"):
+        header, *rows = (tmp_path / hospital / "train.csv").read_text().splitlines()
+        assert len(header.split(",")) == 31 and len(rows) == 32
+        assert {r.rsplit(",", 1)[1] for r in rows} == {"0", "1"}, hospital
+
+
 def test_demo_refuses_what_it_cannot_do(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="variant C"):
         invoke("demo", "--variant", "C", "--mode", "fedavg", "--out", str(tmp_path))
