@@ -147,7 +147,7 @@ def _quick(text: str, width: int, label: int) -> tuple[np.ndarray, tuple[int, ..
     if not numbered:
         return np.zeros((0, width)), ()
     try:
-        x = np.loadtxt([line for _, line in numbered], delimiter=",", dtype=np.float64, ndmin=2)
+        x = np.loadtxt([line for _, line in numbered], delimiter=",", comments=None, dtype=np.float64, ndmin=2)
     except ValueError:
         return None
     ok = x.shape == (len(numbered), width) and bool(np.isfinite(x).all())

@@ -90,6 +90,7 @@ def test_a_cell_that_is_not_a_number(tmp_path: Path) -> None:
     path = table(tmp_path, "age,creatinine,label\n" + "60,1.0,0\n" * 5 + "61,n/a,1\n")
     error = refused(path, "line 7, column 'creatinine': 'n/a' is not a number")
     assert str(error) == f"{str(path)!r} line 7, column 'creatinine': 'n/a' is not a number"
+    refused(table(tmp_path, "f0,f1,label\n1,2,0\n3,4#,1\n"), "line 3, column 'f1': '4#' is not a number")
 
 
 def test_a_missing_value(tmp_path: Path) -> None:
