@@ -11,8 +11,9 @@ The tables look like a lab export, not like a textbook sample:
   per cent to a referral centre's fifth;
 - sites that differ: each sees its own case mix (its latent factors shifted), measures with its own
   calibration (a gain and an offset per column), and its cases are mostly one disease subtype, each subtype
-  raising another factor (plus a little of a shared one). A model trained on one site learns its subtype and
-  misses the others; the global test set G mixes every site's patients, so the coalition does better on G.
+  raising another factor (and, when a factor is spare, a little of a shared one). A model trained on one site
+  learns its subtype and misses the others; the global test set G mixes every site's patients, so the coalition
+  does better on G.
 
 Every site's `train.csv` holds both classes; a `test.csv` may hold one class only (a screening site's small
 test set may have no case), and G holds both.
