@@ -199,6 +199,14 @@ class DepthExhausted(HEError):
     http_status = 409
 
 
+class Overflow(HEError):
+    """An encrypted computation left the range CKKS parameters can hold (decrypted values beyond 2^16): a
+    step too large or features not scaled, never another context (that is `ContextMismatch`)."""
+
+    code = "overflow"
+    http_status = 422
+
+
 class SecretKeyMissing(HEError):
     """Decryption was attempted with a public context: only the supervisor holds the secret key."""
 

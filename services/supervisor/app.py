@@ -5,6 +5,8 @@
     POST /decrypt    {context, model, vectors} -> {values}                             200 / 409 / 413 / 429
     POST /refresh    {context, model, vectors} -> the same values re-encrypted fresh    200 / 409 / 413 / 429
     POST /score      {context, model, vectors: [margins]} -> {accuracy, count}          200 / 409 / 413 / 429
+    POST /measure    {context, model, vectors: weights} -> {bounds: [[norm, |bias|]...]} 200 / 409 / 413 / 429
+    POST /aggregate  {parts: [{context, model, vectors}, ...]} -> {values} of their sum  200 / 400 / 409 / 413 / 429
     GET  /log        who asked for which model, how many values, when (auditors)       200
 
 Every request but /health is signed by an active member for this supervisor (`tclearn.vault.signing`): 401
@@ -16,17 +18,26 @@ with `TCLEARN_SUPERVISOR_*` variables (`TCLEARN_SUPERVISOR_CONFIG` naming a TOML
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from prometheus_client import Counter
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from services.common import LogLimit, error_responses, member_directory, service_app, signed_caller
 from services.observability import metrics_registry
-from services.supervisor.schemas import CiphertextMessage, ContextOut, Decrypted, Health, LogEntryOut, ScoreOut
+from services.supervisor.schemas import (
+    AggregateIn,
+    CiphertextMessage,
+    ContextOut,
+    Decrypted,
+    Health,
+    LogEntryOut,
+    Measured,
+    ScoreOut,
+)
 from tclearn.config import settings_from_env
 from tclearn.errors import HEError, TclearnError, TooLargeError
 from tclearn.he.config import SupervisorSettings
@@ -42,6 +53,16 @@ from tclearn.vault.replay_db import open_replay_store
 from tclearn.vault.signing import EMPTY_SHA256, RequestVerifier
 
 T = TypeVar("T")
+M = TypeVar("M")
+B = TypeVar("B", bound=BaseModel)
+
+
+def _body_schema(schema: type[BaseModel]) -> dict[str, Any]:
+    """The body is read as a stream (size limit, signature), then validated as `schema` (its nested models are
+    the OpenAPI document's components)."""
+    inline = schema.model_json_schema(ref_template="#/components/schemas/{model}")
+    inline.pop("$defs", None)
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": inline}}}}
 
 
 def create_app(
@@ -58,7 +79,7 @@ def create_app(
     app.state.audience = audience
     requests = Counter(
         "tclearn_supervisor_requests",
-        "Decrypt, refresh and score requests, by outcome (ok or the error code)",
+        "Decrypt, refresh, score, measure and aggregate requests, by outcome (ok or the error code)",
         ["operation", "outcome"],
         registry=metrics_registry(app),
     )
@@ -66,15 +87,10 @@ def create_app(
     signed = error_responses(401, 403, 422)
     message_route: dict[str, Any] = {
         "responses": {**signed, **error_responses(400, 409, 413, 429)},
-        "openapi_extra": {  # the body is read as a stream (size limit, signature), then validated as this model
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CiphertextMessage"}}},
-            }
-        },
+        "openapi_extra": _body_schema(CiphertextMessage),
     }
 
-    async def signed_message(request: Request) -> tuple[str, Ciphertexts]:
+    async def signed_document(request: Request, schema: type[B]) -> tuple[str, B]:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit():
             supervisor.check_size(int(declared))
@@ -85,11 +101,18 @@ def create_app(
                 raise TooLargeError(f"request exceeds the supervisor limit of {limit} bytes", limit=limit)
         account = signed_caller(verifier, request, hashlib.sha256(body).hexdigest())
         try:
-            document = CiphertextMessage.model_validate_json(body)
+            return account, schema.model_validate_json(body)
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
             raise HEError(f"malformed ciphertext message: {problems}") from None
+
+    async def signed_message(request: Request) -> tuple[str, Ciphertexts]:
+        account, document = await signed_document(request, CiphertextMessage)
         return account, Ciphertexts.from_json(document.model_dump())
+
+    async def signed_parts(request: Request) -> tuple[str, list[Ciphertexts]]:
+        account, document = await signed_document(request, AggregateIn)
+        return account, [Ciphertexts.from_json(part.model_dump()) for part in document.parts]
 
     @app.get("/health")
     def health() -> Health:
@@ -100,10 +123,15 @@ def create_app(
         signed_caller(verifier, request, EMPTY_SHA256)
         return ContextOut(context=supervisor.context_hash)
 
-    async def answer(operation: str, request: Request, work: Callable[[str, Ciphertexts], T]) -> T:
+    async def answer(
+        operation: str,
+        request: Request,
+        work: Callable[[str, M], T],
+        read: Callable[[Request], Awaitable[tuple[str, M]]],
+    ) -> T:
         """`work` on the signed request's ciphertexts, counted in `tclearn_supervisor_requests_total`."""
         try:
-            account, message = await signed_message(request)
+            account, message = await read(request)
             result = await run_in_threadpool(work, account, message)
         except TclearnError as exc:
             requests.labels(operation, exc.code).inc()
@@ -116,17 +144,27 @@ def create_app(
 
     @app.post("/decrypt", **message_route)
     async def decrypt(request: Request) -> Decrypted:
-        return Decrypted(values=await answer("decrypt", request, supervisor.decrypt))
+        return Decrypted(values=await answer("decrypt", request, supervisor.decrypt, signed_message))
 
     @app.post("/refresh", **message_route)
     async def refresh(request: Request) -> CiphertextMessage:
-        fresh = await answer("refresh", request, supervisor.refresh)
+        fresh = await answer("refresh", request, supervisor.refresh, signed_message)
         return CiphertextMessage.model_validate(fresh.to_json())
 
     @app.post("/score", **message_route)
     async def score(request: Request) -> ScoreOut:
-        result = await answer("score", request, supervisor.score)
+        result = await answer("score", request, supervisor.score, signed_message)
         return ScoreOut(accuracy=result.accuracy, count=result.count)
+
+    @app.post("/measure", **message_route)
+    async def measure(request: Request) -> Measured:
+        return Measured(bounds=await answer("measure", request, supervisor.measure, signed_message))
+
+    aggregate_route = {**message_route, "openapi_extra": _body_schema(AggregateIn)}
+
+    @app.post("/aggregate", **aggregate_route)
+    async def aggregate(request: Request) -> Decrypted:
+        return Decrypted(values=await answer("aggregate", request, supervisor.aggregate, signed_parts))
 
     @app.get("/log", responses=signed)
     def log(

@@ -19,6 +19,20 @@ class CiphertextMessage(BaseModel):
     context: str = Field(description="hash of the context the vectors were made under")
     model: str = Field(default="", description="the model they belong to, for the log")
     vectors: list[str] = Field(description="serialized CKKS vectors, base64")
+    bounds: list[tuple[float, float]] | None = Field(
+        default=None,
+        description="/refresh of model weights: one (norm, |bias|) bound per vector to project the values onto",
+    )
+
+
+class AggregateIn(BaseModel):
+    """Several sites' ciphertexts of the same shape: the supervisor decrypts only their sum."""
+
+    parts: list[CiphertextMessage] = Field(description="one message per site, each of the same vectors' shape")
+
+
+class Measured(BaseModel):
+    bounds: list[tuple[float, float]] = Field(description="each weight vector's (norm of its weights, |bias|)")
 
 
 class Decrypted(BaseModel):
@@ -33,7 +47,7 @@ class ScoreOut(BaseModel):
 class LogEntryOut(BaseModel):
     at: float
     account: str
-    action: str = Field(description="decrypt, refresh or score")
+    action: str = Field(description="decrypt, refresh, score, measure or aggregate")
     model: str
     context: str
     values: int = Field(description="how many values the request decrypted")

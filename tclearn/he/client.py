@@ -25,6 +25,10 @@ class SupervisorClient(Protocol):
 
     def score(self, message: Ciphertexts) -> Score: ...
 
+    def measure(self, message: Ciphertexts) -> list[tuple[float, float]]: ...
+
+    def aggregate(self, parts: list[Ciphertexts]) -> list[list[float]]: ...
+
 
 class LocalSupervisorClient:
     """Calls a `Supervisor` object directly, as `account`."""
@@ -40,6 +44,12 @@ class LocalSupervisorClient:
 
     def score(self, message: Ciphertexts) -> Score:
         return self.supervisor.score(self.account, message)
+
+    def measure(self, message: Ciphertexts) -> list[tuple[float, float]]:
+        return self.supervisor.measure(self.account, message)
+
+    def aggregate(self, parts: list[Ciphertexts]) -> list[list[float]]:
+        return self.supervisor.aggregate(self.account, parts)
 
 
 class HttpSupervisorClient:
@@ -83,6 +93,13 @@ class HttpSupervisorClient:
     def score(self, message: Ciphertexts) -> Score:
         result = self._call("POST", "/score", message.to_json())
         return Score(float(result["accuracy"]), int(result["count"]))
+
+    def measure(self, message: Ciphertexts) -> list[tuple[float, float]]:
+        return [(float(n), float(b)) for n, b in self._call("POST", "/measure", message.to_json())["bounds"]]
+
+    def aggregate(self, parts: list[Ciphertexts]) -> list[list[float]]:
+        values: list[list[float]] = self._call("POST", "/aggregate", {"parts": [p.to_json() for p in parts]})["values"]
+        return values
 
     def context(self) -> str:
         return str(self._call("GET", "/context")["context"])

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import tenseal as ts
 
-from tclearn.errors import ContextMismatch, DepthExhausted, HEError, SecretKeyMissing
+from tclearn.errors import ContextMismatch, DepthExhausted, HEError, Overflow, SecretKeyMissing
 
 
 @dataclass(frozen=True)
@@ -123,9 +123,20 @@ class HEContext:
         data = np.asarray(values, dtype=np.float64).ravel()
         if not 0 < len(data) <= self.params.slots:
             raise HEError(f"cannot encrypt {len(data)} values: one ciphertext holds 1 to {self.params.slots}")
-        if not np.isfinite(data).all() or np.abs(data).max() >= self.params.max_abs_value:
-            raise HEError(f"values to encrypt must be finite and below {self.params.max_abs_value} in magnitude")
+        self.check_range(data, "cannot encrypt")
         return ts.ckks_vector(self.context, data.tolist())
+
+    def check_range(self, values: np.ndarray, what: str) -> None:
+        """`Overflow` naming the first value these parameters cannot hold (non-finite, or |v| >= 2^16)."""
+        bad = ~np.isfinite(values) | (np.abs(np.nan_to_num(values, nan=np.inf)) >= self.params.max_abs_value)
+        if bad.any():
+            index = int(np.argmax(bad))
+            raise Overflow(
+                f"{what}: value {values[index]:.6g} at position {index} (of {len(values)}) is beyond the "
+                f"+-{self.params.max_abs_value:g} these CKKS parameters hold",
+                position=index,
+                value=float(values[index]) if np.isfinite(values[index]) else str(values[index]),
+            )
 
     def decrypt(self, vector: ts.CKKSVector) -> np.ndarray:
         """Plain values of `vector`; only a context holding the secret key can do this."""
@@ -134,11 +145,7 @@ class HEContext:
                 "this is a public CKKS context without the secret key: only the supervisor can decrypt"
             )
         values = np.asarray(vector.decrypt(self.context.secret_key()), dtype=np.float64)
-        if not np.isfinite(values).all() or (values.size and np.abs(values).max() > self.params.max_abs_value):
-            raise ContextMismatch(
-                "decryption gave values beyond what these parameters can hold: the ciphertext was not made "
-                f"under context {self.hash[:16]}..."
-            )
+        self.check_range(values, "an encrypted computation overflowed")
         return values
 
     def load_vector(self, data: bytes) -> ts.CKKSVector:
@@ -163,29 +170,45 @@ class Ciphertexts:
     context: str
     vectors: tuple[bytes, ...]
     model: str = ""
+    bounds: tuple[tuple[float, float], ...] = ()
+    """For a refresh of model weights: one (norm, |bias|) bound per vector the supervisor projects the values
+    onto before re-encrypting them (`tclearn.he.model.project`); empty: values returned as they are."""
+
+    def __post_init__(self) -> None:
+        if self.bounds and len(self.bounds) != len(self.vectors):
+            raise HEError(f"a message of {len(self.vectors)} vectors carries {len(self.bounds)} bounds")
 
     @property
     def size(self) -> int:
         return sum(len(v) for v in self.vectors)
 
     def to_json(self) -> dict[str, Any]:
+        bounds = {"bounds": [list(b) for b in self.bounds]} if self.bounds else {}
         return {
             "context": self.context,
             "model": self.model,
             "vectors": [base64.b64encode(v).decode("ascii") for v in self.vectors],
+            **bounds,
         }
 
     @classmethod
     def from_json(cls, data: Any) -> Ciphertexts:
         try:
             vectors = tuple(base64.b64decode(v, validate=True) for v in data["vectors"])
-            return cls(str(data["context"]), vectors, str(data.get("model", "")))
+            bounds = tuple((float(norm), float(bias)) for norm, bias in data.get("bounds") or ())
+            return cls(str(data["context"]), vectors, str(data.get("model", "")), bounds)
         except (KeyError, TypeError, ValueError) as exc:
             raise HEError(f"malformed ciphertext message: {exc}") from None
 
     @classmethod
-    def of(cls, he: HEContext, vectors: Sequence[ts.CKKSVector], model: str = "") -> Ciphertexts:
-        return cls(he.hash, tuple(bytes(v.serialize()) for v in vectors), model)
+    def of(
+        cls,
+        he: HEContext,
+        vectors: Sequence[ts.CKKSVector],
+        model: str = "",
+        bounds: Sequence[tuple[float, float]] = (),
+    ) -> Ciphertexts:
+        return cls(he.hash, tuple(bytes(v.serialize()) for v in vectors), model, tuple(bounds))
 
     def load(self, he: HEContext) -> list[ts.CKKSVector]:
         """The vectors, after checking they name `he`'s context."""

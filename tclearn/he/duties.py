@@ -7,12 +7,13 @@ supervisor logs against the caller.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import tenseal as ts
 
-from tclearn.errors import DataError
+from tclearn.errors import DataError, Overflow
 from tclearn.he.client import SupervisorClient
 from tclearn.he.context import Ciphertexts, HEContext
 from tclearn.he.encrypted import (
@@ -29,34 +30,65 @@ from tclearn.he.encrypted import (
     missing_levels,
     store_container,
 )
+from tclearn.he.model import step_size, weight_bounds
+from tclearn.he.scaling import Scaling, combine
 from tclearn.he.supervisor import Score
-from tclearn.learning.data import ImageData, load_csv
+from tclearn.learning.data import ImageData
 from tclearn.learning.samples import Samples
+from tclearn.learning.tables import BINARY, read_table
 from tclearn.vault.store import BlobStore
 
 
 def features(data: Samples, source: str = "the data set") -> tuple[np.ndarray, np.ndarray]:
-    """Features and 0/1 labels of a binary table (`tclearn.learning.data.load_csv`) as float64 arrays."""
+    """Features and 0/1 labels of a binary table (`tclearn.learning.tables.read_table`) as float64 arrays. A
+    table may hold one class only (a site's skewed case mix): it is scored by recall or specificity."""
     if not isinstance(data, ImageData):
         raise DataError(f"{source} is not a feature table held in memory; encrypted models train on CSV tables")
-    if data.images.ndim != 2 or len(data.classes) != 2:
+    if data.images.ndim != 2 or data.classes != BINARY:
         raise DataError(
-            f"{source} is not a binary feature table ({len(data.classes)} classes, shape {tuple(data.images.shape)});"
-            " encrypted models are binary classifiers on feature vectors"
+            f"{source} is not a binary feature table (classes {', '.join(data.classes)}, shape "
+            f"{tuple(data.images.shape)}); encrypted models are binary classifiers on feature vectors"
         )
     return data.images.numpy().astype(np.float64), data.targets.numpy().astype(np.float64)
 
 
 def load_features(path: str | Path, label_column: str = "label") -> tuple[np.ndarray, np.ndarray]:
-    """Features and 0/1 labels of a binary CSV data set."""
-    return features(load_csv(path, label_column), repr(str(path)))
+    """Features and 0/1 labels of a binary CSV table (raw values: the model's scaling applies them)."""
+    table = read_table(path, label_column)
+    return table.x, table.y
+
+
+def weight_message(he: HEContext, model: EncryptedModel, ref: str, *, bounded: bool) -> Ciphertexts:
+    """The model's weight vectors as a supervisor request (with their bounds, for a refresh that projects)."""
+    names = list(model.vectors)
+    bounds = [weight_bounds(model.spec)[n].to_json() for n in names] if bounded else []
+    return Ciphertexts.of(he, [model.vectors[n] for n in names], ref, [(b[0], b[1]) for b in bounds])
 
 
 def refresh(he: HEContext, model: EncryptedModel, client: SupervisorClient, model_ref: str = "") -> EncryptedModel:
-    """The same weights, re-encrypted at full depth by the supervisor (one logged refresh)."""
-    names = list(model.vectors)
-    message = client.refresh(Ciphertexts.of(he, [model.vectors[n] for n in names], model_ref))
-    return EncryptedModel(model.spec, model.context, dict(zip(names, message.load(he), strict=True)))
+    """The same weights, re-encrypted at full depth by the supervisor (one logged refresh) and projected onto the
+    model's weight bounds on the way (`tclearn.he.model.project`)."""
+    message = client.refresh(weight_message(he, model, model_ref, bounded=True))
+    return EncryptedModel(model.spec, model.context, dict(zip(model.vectors, message.load(he), strict=True)))
+
+
+def range_problem(he: HEContext, model: EncryptedModel, client: SupervisorClient, ref: str) -> str | None:
+    """What is wrong with the model's range assumption (a weight vector beyond its bound, measured by the
+    supervisor, which reveals only each vector's norm and |bias|), or None."""
+    measured = client.measure(weight_message(he, model, ref, bounded=False))
+    bounds = weight_bounds(model.spec)
+    for name, (norm, bias) in zip(model.vectors, measured, strict=True):
+        bound = bounds[name]
+        if norm > bound.norm * (1 + RANGE_SLACK) + RANGE_SLACK or bias > bound.bias * (1 + RANGE_SLACK) + RANGE_SLACK:
+            return (
+                f"weight vector {name!r} is beyond the range the polynomial sigmoid holds for: norm {norm:.4g} "
+                f"(bound {bound.norm:g}), |bias| {bias:.4g} (bound {bound.bias:g})"
+            )
+    return None
+
+
+RANGE_SLACK = 1e-3
+"""CKKS noise allowed over a bound (a projected vector decrypts within about 1e-5 of it)."""
 
 
 MASK_BOUND = 1024.0
@@ -94,17 +126,35 @@ def train_model(
     lr: float = 0.5,
     ref: str = "",
 ) -> EncryptedModel:
-    """`steps` full-batch steps from `model` (its hash `ref` names it in the supervisor's log); the result is
-    refreshed to full depth. Every step uses up the depth of a fresh ciphertext, so each starts with a refresh
-    (but for a fresh model), and an mlp step asks for two blinded refreshes inside (`gradient_step`):
+    """`steps` full-batch steps from `model` (its hash `ref` names it in the supervisor's log), each of
+    `model.step_size(lr, scaled rows)` and projected onto the weight bounds by the supervisor's refreshes; the
+    result is refreshed to full depth (`tclearn.he.model.train` is the plain twin). Every step uses up the depth
+    of a fresh ciphertext, so each starts with a refresh (but for a fresh model), and an mlp step asks for two
+    blinded refreshes inside (`gradient_step`):
     a logreg increment costs `steps` refresh requests, an mlp increment `3 * steps`.
     """
     if steps < 1:
         raise DataError(f"steps must be at least 1, got {steps}")
     inner = blinded_refresh(he, client, ref)
-    for _ in range(steps):
-        model = gradient_step(he, with_levels(he, model, TRAINING_LEVELS, client, ref), x, y, lr, inner)
-    return refresh(he, model, client, ref)
+    rate = step_size(lr, model.spec.prepare(x))
+    for step in range(1, steps + 1):
+        try:
+            model = gradient_step(he, with_levels(he, model, TRAINING_LEVELS, client, ref), x, y, rate, inner)
+        except Overflow as exc:
+            raise _overflow(exc, f"encrypted training step {step} of {steps} (step size {rate:.4g})") from None
+    try:
+        return refresh(he, model, client, ref)
+    except Overflow as exc:
+        raise _overflow(exc, f"the refresh after encrypted training step {steps}") from None
+
+
+def _overflow(exc: Overflow, where: str) -> Overflow:
+    return Overflow(
+        f"{where} overflowed: {exc}. The logits left the range the polynomial sigmoid holds for; what fixes it: "
+        "train on the coalition's scaled features (a model founded with a scaling, docs/he.md 'Your own table'), "
+        "or a smaller [he] lr",
+        **exc.details,
+    )
 
 
 def train_increment(
@@ -157,3 +207,34 @@ def predict_encrypted(
     model = with_levels(he, load_container(store, model_hash, he), ENCRYPTED_INFERENCE_LEVELS, client, model_hash)
     (values,) = client.decrypt(Ciphertexts.of(he, [logits_encrypted(he, model, columns)], model_hash))
     return np.asarray(values)
+
+
+def _encrypt_chunks(he: HEContext, values: np.ndarray) -> list[ts.CKKSVector]:
+    slots = he.params.slots
+    return [he.encrypt(values[start : start + slots]) for start in range(0, len(values), slots)]
+
+
+def _aggregate(he: HEContext, client: SupervisorClient, parts: Sequence[np.ndarray], what: str) -> np.ndarray:
+    """The sum of the sites' plain statistics, each encrypted by its site, decrypted by the supervisor only as
+    their sum."""
+    messages = [Ciphertexts.of(he, _encrypt_chunks(he, part), what) for part in parts]
+    return np.concatenate([np.asarray(v) for v in client.aggregate(messages)])
+
+
+def agree_scaling(
+    he: HEContext,
+    columns: Sequence[str],
+    tables: Sequence[np.ndarray],
+    client: SupervisorClient,
+    *,
+    robust: bool = True,
+    whiten: bool = True,
+) -> Scaling:
+    """The coalition's feature scaling from the sites' raw training rows (`tables`, one per site; each site's
+    statistics are computed and encrypted from its rows alone, here in one process for a simulation or a
+    founding script), the supervisor decrypting only their sums (`scaling.combine`: three rounds)."""
+
+    def add(parts: list[np.ndarray], what: str) -> np.ndarray:
+        return _aggregate(he, client, parts, f"scaling:{what}")
+
+    return combine(columns, tables, add, robust=robust, whiten=whiten)

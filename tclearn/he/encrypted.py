@@ -4,9 +4,11 @@ Container (deterministic; its sha256 is the model hash)::
 
     b"TCHE1\\n" | canonical JSON header | b"\\n" | the serialized CKKS vectors, one after the other
 
-    header = {"format": "tclearn-he-model", "version": 1, "model": {kind, features, hidden},
-              "context": <public context hash>, "params": {...},
-              "tensors": [{"name", "length", "bytes"}, ...]}
+    header = {"format": "tclearn-he-model", "version": 1 or 2, "model": {kind, features, hidden[, scaling]},
+              "context": <public context hash>, "tensors": [{"name", "length", "bytes"}, ...]}
+
+Version 2 carries the coalition's feature scaling in "model" (`tclearn.he.scaling`); version 1 (no scaling:
+rows used as they are) is still read. Every function below takes raw rows and applies the model's scaling.
 
 Computations use TenSEAL's vector-matrix product (`mm`, diagonal method: one rotation per weight of the
 vector) with plain matrices built from the member's data, so a member computes on its plain data and the
@@ -48,7 +50,7 @@ class EncryptedModel:
         blobs = [bytes(self.vectors[name].serialize()) for name in self.spec.shapes()]
         header = {
             "format": FORMAT,
-            "version": 1,
+            "version": 1 if self.spec.scaling is None else 2,
             "model": self.spec.to_json(),
             "context": self.context,
             "tensors": [
@@ -66,10 +68,12 @@ class EncryptedModel:
         head, _, body = data[len(MAGIC) :].partition(b"\n")
         try:
             header = json.loads(head)
-            spec = ModelSpec(**header["model"])
+            if header.get("version") not in (1, 2):
+                raise ValueError(f"unknown container version {header.get('version')!r}")
+            spec = ModelSpec.from_json(header["model"])
             tensors = header["tensors"]
             context = str(header["context"])
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, HEError) as exc:
             raise IntegrityError(f"malformed encrypted model header: {exc}") from None
         if context != he.hash:
             raise ContextMismatch(
@@ -164,14 +168,14 @@ def _spread(size: int, row: int, values: np.ndarray) -> np.ndarray:
 
 
 def logits(he: HEContext, model: EncryptedModel, x: np.ndarray, signs: np.ndarray | None = None) -> ts.CKKSVector:
-    """Encrypted logits of plain samples `x` (one slot per sample), times `signs` per sample if given."""
+    """Encrypted logits of plain raw samples `x` (one slot per sample), times `signs` per sample if given."""
     spec = model.spec
-    check_data(spec, x)
+    xs = spec.prepare(x)
     if len(x) > he.params.slots:
         raise HEError(f"at most {he.params.slots} samples per call, got {len(x)}")
     _require(he, model, INFERENCE_LEVELS)
     s = np.ones(len(x)) if signs is None else np.asarray(signs, dtype=np.float64)
-    xa = augment(x)
+    xa = augment(xs)
     if spec.kind == "logreg":
         return model.vectors["w"].mm((xa * s[:, None]).T)
     return _output(model, [model.vectors[f"w1_{k}"].mm(xa.T) for k in range(spec.hidden)], s)
@@ -187,15 +191,17 @@ def _output(model: EncryptedModel, pre: Sequence[ts.CKKSVector], s: np.ndarray) 
     return out
 
 
-def encrypt_features(he: HEContext, x: np.ndarray) -> list[ts.CKKSVector]:
-    """A member's data under the public context: one ciphertext per feature column (samples in slots)."""
+def encrypt_features(he: HEContext, x: np.ndarray, spec: ModelSpec | None = None) -> list[ts.CKKSVector]:
+    """A member's data under the public context: one ciphertext per feature column (samples in slots), after
+    `spec`'s scaling when given (a model with a scaling takes scaled columns)."""
     if x.ndim != 2 or not 0 < len(x) <= he.params.slots:
         raise HEError(f"expected (samples <= {he.params.slots}, features) data, got shape {x.shape}")
-    return [he.encrypt(column) for column in x.T]
+    return [he.encrypt(column) for column in (x if spec is None else spec.prepare(x)).T]
 
 
 def logits_encrypted(he: HEContext, model: EncryptedModel, columns: Sequence[ts.CKKSVector]) -> ts.CKKSVector:
-    """Encrypted logits of encrypted features (`encrypt_features`): nothing in clear but the shapes."""
+    """Encrypted logits of encrypted features (`encrypt_features(he, x, model.spec)`): nothing in clear but the
+    shapes."""
     spec = model.spec
     if len(columns) != spec.features:
         raise HEError(f"the model takes {spec.features} features, got {len(columns)} encrypted columns")
@@ -236,7 +242,7 @@ def gradient_step(
     spec = model.spec
     check_data(spec, x, y)
     _require(he, model, TRAINING_LEVELS)
-    xa, n = augment(x), len(x)
+    xa, n = augment(spec.prepare(x)), len(x)
     if spec.kind == "logreg":
         w = model.vectors["w"]
         return EncryptedModel(spec, model.context, {"w": w - residual(he, w.mm(xa.T), y).mm(xa * (lr / n))})

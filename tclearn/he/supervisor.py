@@ -1,11 +1,15 @@
 """The supervisor: the only holder of the CKKS secret key. It decrypts on request and logs every request.
 
-Three operations, each checked (context, size, per-member rate) and logged against the asking account:
+Five operations, each checked (context, size, per-member rate) and logged against the asking account:
 
 - `decrypt`: plain values of the given ciphertexts (e.g. a member's own predictions);
-- `refresh`: the same values re-encrypted fresh (full multiplicative depth), for training;
+- `refresh`: the same values re-encrypted fresh (full multiplicative depth), for training; a refresh of
+  model weights names their bounds and gets them projected onto those bounds (`tclearn.he.model.project`);
 - `score`: from an encrypted vector of label-signed logits (margins), only the aggregate accuracy —
-  the validator never sees a per-sample value.
+  the validator never sees a per-sample value;
+- `measure`: of a model's weight vectors, only each one's norm and |bias| (the general's range check);
+- `aggregate`: the sum of several sites' ciphertexts (at least `Limits.min_parts`), decrypted — never one
+  site's part alone (the coalition's scaling round, `tclearn.he.scaling`).
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ from dataclasses import dataclass
 import numpy as np
 import tenseal as ts
 
-from tclearn.errors import RateLimited, SupervisorRefused, TooLargeError
+from tclearn.errors import HEError, Overflow, RateLimited, SupervisorRefused, TooLargeError
 from tclearn.he.context import Ciphertexts, HEContext
 from tclearn.he.log import LogEntry, entries, record
+from tclearn.he.model import Bound, measure, project
 from tclearn.state.db import Database
 
 
@@ -30,6 +35,7 @@ class Limits:
     max_request_bytes: int = 64 << 20
     max_values: int = 1 << 16
     requests_per_minute: int = 120
+    min_parts: int = 2  # sites an aggregate must sum
 
 
 @dataclass(frozen=True)
@@ -96,8 +102,17 @@ class Supervisor:
             )
         return vectors
 
+    def _decrypt(self, action: str, vectors: list[ts.CKKSVector]) -> list[np.ndarray]:
+        values = []
+        for k, vector in enumerate(vectors):
+            try:
+                values.append(self.he.decrypt(vector))
+            except Overflow as exc:
+                raise Overflow(f"{action} request, vector {k + 1} of {len(vectors)}: {exc}", **exc.details) from None
+        return values
+
     def _values(self, account: str, action: str, message: Ciphertexts) -> list[np.ndarray]:
-        values = [self.he.decrypt(v) for v in self._open(account, message)]
+        values = self._decrypt(action, self._open(account, message))
         record(self.db, account, action, message.model, message.context, sum(len(v) for v in values))
         return values
 
@@ -105,8 +120,43 @@ class Supervisor:
         return [v.tolist() for v in self._values(account, "decrypt", message)]
 
     def refresh(self, account: str, message: Ciphertexts) -> Ciphertexts:
-        fresh = [self.he.encrypt(v) for v in self._values(account, "refresh", message)]
-        return Ciphertexts.of(self.he, fresh, message.model)
+        """Fresh ciphertexts of the same values, projected onto the message's bounds if it names any."""
+        values = self._values(account, "refresh", message)
+        if message.bounds:
+            values = [project(v, Bound(*b)) for v, b in zip(values, message.bounds, strict=True)]
+        return Ciphertexts.of(self.he, [self.he.encrypt(v) for v in values], message.model)
+
+    def measure(self, account: str, message: Ciphertexts) -> list[tuple[float, float]]:
+        """(norm of the feature weights, |bias|) of each weight vector: nothing else of the weights."""
+        return [measure(v) for v in self._values(account, "measure", message)]
+
+    def aggregate(self, account: str, parts: list[Ciphertexts]) -> list[list[float]]:
+        """The element-wise sum of the parts' vectors, decrypted; no part is ever decrypted alone."""
+        if len(parts) < self.limits.min_parts:
+            raise SupervisorRefused(
+                f"an aggregate sums at least {self.limits.min_parts} sites' parts, got {len(parts)}: "
+                "the supervisor never decrypts one site's statistics",
+                limit=self.limits.min_parts,
+            )
+        self.rate.check(account)
+        self.check_size(sum(p.size for p in parts))
+        opened = [p.load(self.he) for p in parts]
+        shapes = {tuple(v.size() for v in vectors) for vectors in opened}
+        if len(shapes) != 1:
+            raise SupervisorRefused(f"the parts of an aggregate differ in shape: {sorted(shapes)}")
+        if sum(next(iter(shapes))) > self.limits.max_values:
+            raise TooLargeError(
+                f"{sum(next(iter(shapes)))} values requested; the supervisor decrypts at most "
+                f"{self.limits.max_values} per request",
+                limit=self.limits.max_values,
+            )
+        try:
+            sums = [sum(column[1:], column[0]) for column in zip(*opened, strict=True)]
+        except (ValueError, RuntimeError) as exc:  # SEAL refuses parts at different levels or scales
+            raise HEError(f"the parts of an aggregate cannot be added: {exc}") from None
+        values = self._decrypt("aggregate", sums)
+        record(self.db, account, "aggregate", parts[0].model, parts[0].context, sum(len(v) for v in values))
+        return [v.tolist() for v in values]
 
     def score(self, account: str, message: Ciphertexts) -> Score:
         if len(message.vectors) != 1:
