@@ -8,6 +8,13 @@ Prints one JSON document (and writes it to --out). Times are seconds, best of --
 (every level), a compact one (dropped to the levels plain-data inference needs, what is stored) and a cold
 one (level 0, refreshed by the supervisor before each use).
 Inference and training times are measured on smaller models (an `mm` costs one rotation per weight).
+
+"tables" (`--tables`, minutes): variant C on tables with real properties (`tclearn.learning.tabular`: raw clinical
+scales, correlated columns, outliers, 1:9 classes, three sites with their own case mix), for 30 and 64 features
+and three seeds: the scaling round's time (three sites' encrypted statistics, the supervisor decrypting their
+sums), then the same coalition (each site in turn trains an increment of 3 steps, `--rounds` times) encrypted
+and in plaintext (`tclearn.he.model.train`, the twin), each site alone with as many steps, and an exact
+logistic regression on the pooled rows (true sigmoid, no bounds: the ceiling). Accuracy on G.
 """
 
 from __future__ import annotations
@@ -15,8 +22,10 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,8 +33,14 @@ import tenseal as ts
 
 from tclearn.he import encrypted as enc
 from tclearn.he import model as plain
+from tclearn.he.client import LocalSupervisorClient
 from tclearn.he.context import DEFAULT_PARAMS, HEContext
+from tclearn.he.duties import agree_scaling, train_model
 from tclearn.he.keys import generate
+from tclearn.he.supervisor import Limits, Supervisor
+from tclearn.learning.tables import read_table
+from tclearn.learning.tabular import GLOBAL_CSV, synth_tabular
+from tclearn.state.db import Database
 
 
 def best(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
@@ -121,10 +136,76 @@ def timings(he: HEContext, spec: plain.ModelSpec, samples: int, repeats: int) ->
     return result
 
 
+def exact_logistic(x: np.ndarray, y: np.ndarray, steps: int = 2000) -> np.ndarray:
+    xa = np.hstack([x, np.ones((len(x), 1))])
+    w = np.zeros(xa.shape[1])
+    for _ in range(steps):
+        w -= 0.5 * xa.T @ (1 / (1 + np.exp(-xa @ w)) - y) / len(x)
+    return w
+
+
+def tables(secret: HEContext, public: HEContext, features: int, seed: int, rounds: int) -> dict[str, Any]:
+    """One raw-scale coalition of three sites: the scaling round, then C against its plaintext twin and the sites."""
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        synth_tabular(root, hospitals=3, train=160, test=48, global_size=600, features=features, seed=seed)
+        g = read_table(root / GLOBAL_CSV)
+        sites = [read_table(root / f"hospital-{k}" / "train.csv", columns=g.columns) for k in (1, 2, 3)]
+    supervisor = Supervisor(secret, Database("sqlite://"), Limits(requests_per_minute=100_000))
+    client = LocalSupervisorClient(supervisor, "0xBench")
+    start = time.perf_counter()
+    scaling = agree_scaling(public, g.columns, [t.x for t in sites], client)
+    round_s = time.perf_counter() - start
+    spec = plain.ModelSpec("logreg", features, scaling=scaling)
+    genesis = plain.init_weights(spec, seed)
+    model, twin = enc.compact(public, enc.encrypt_model(public, spec, genesis)), genesis
+    start = time.perf_counter()
+    for _ in range(rounds):
+        for t in sites:
+            model = enc.compact(public, train_model(public, model, t.x, t.y, client, steps=3, lr=1.0))
+            twin = plain.train(spec, twin, t.x, t.y, steps=3, lr=1.0)
+    train_s = time.perf_counter() - start
+    steps = 3 * rounds * len(sites)
+
+    def on_g(weights: plain.Weights) -> float:
+        return round(plain.accuracy(plain.logits(spec, weights, g.x), g.y), 4)
+
+    encrypted = enc.decrypt_model(secret, model)
+    pooled_x, pooled_y = np.vstack([t.x for t in sites]), np.concatenate([t.y for t in sites])
+    exact = exact_logistic(scaling.apply(pooled_x), pooled_y)
+    singles = [on_g(plain.train(spec, genesis, t.x, t.y, steps, 1.0)) for t in sites]
+    coalition = on_g(encrypted)
+    return {
+        "features": features,
+        "seed": seed,
+        "site_prevalence": [round(float(t.y.mean()), 3) for t in sites],
+        "g_prevalence": round(float(g.y.mean()), 3),
+        "raw_std_ratio": round(float(pooled_x.std(0).max() / pooled_x.std(0).min()), 1),
+        "scaling_round_s": round(round_s, 3),
+        "encrypted_training_s": round(train_s, 1),
+        "steps": steps,
+        "accuracy_G": {
+            "coalition_encrypted": coalition,
+            "coalition_plaintext": on_g(twin),
+            "sites_alone": singles,
+            "pooled_plaintext": on_g(plain.train(spec, genesis, pooled_x, pooled_y, steps, 1.0)),
+            "pooled_exact_logistic": round(
+                plain.accuracy(np.hstack([scaling.apply(g.x), np.ones((len(g.x), 1))]) @ exact, g.y), 4
+            ),
+            "majority_class": round(float(1 - g.y.mean()), 4),
+        },
+        "encrypted_minus_plaintext": round(coalition - on_g(twin), 4),
+        "encrypted_minus_best_site": round(coalition - max(singles), 4),
+        "max_weight_difference": float(np.abs(encrypted["w"] - twin["w"]).max()),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--tables", action="store_true", help="Also the raw-table coalitions (minutes).")
+    parser.add_argument("--rounds", type=int, default=4, help="--tables: increments per site.")
     args = parser.parse_args()
     start = time.perf_counter()
     he, public = generate()
@@ -145,6 +226,9 @@ def main() -> None:
             timings(he, plain.ModelSpec("mlp", 15, 8), 256, args.repeats),
         ],
     }
+    if args.tables:
+        members = HEContext.from_public(public)
+        report["tables"] = [tables(he, members, f, seed, args.rounds) for f in (30, 64) for seed in (0, 1, 2)]
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

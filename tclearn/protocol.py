@@ -6,6 +6,7 @@ These mirror Coalition.sol exactly; tests check the contract against them.
 from __future__ import annotations
 
 SCORE_SCALE = 1_000_000
+GENESIS = 0  # the contract's model 0, committed when the coalition was deployed
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 

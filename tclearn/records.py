@@ -196,6 +196,7 @@ class VoteEvidence(Record):
     local_samples: int
     approve: bool
     reason: str
+    local_metric: str = ""  # the metric on L: `metric`, or recall / specificity for a set of one class ("": metric)
     schema: int = SCHEMA
 
 

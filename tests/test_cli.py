@@ -228,7 +228,7 @@ def test_demo_variant_c_runs_the_protocol_on_an_encrypted_model(tmp_path: Path) 
     assert set(summary["scores"]["single"]) == {"hospital-1", "hospital-2"}
     assert (tmp_path / "data" / "global.csv").is_file() and (tmp_path / "report.html").is_file()
     log = json.loads((tmp_path / "supervisor-log.json").read_text())
-    assert {e["action"] for e in log} == {"score", "refresh", "decrypt"}
+    assert {e["action"] for e in log} == {"score", "refresh", "decrypt", "measure", "aggregate"}
     assert sum(e["action"] == "decrypt" for e in log) == 1  # the head, for the final comparison only
     deployment = json.loads((tmp_path / "deployment.json").read_text())
     assert deployment["variant"] == "C"

@@ -67,6 +67,11 @@ class ModelBackend(Protocol[M]):
         or `NotFoundError`."""
         ...
 
+    def inspect(self, reader: Hospital, model: M, ref: str) -> str | None:
+        """What the general finds wrong with an opened model beyond its decoding (variant C: weights beyond the
+        range its metadata declares), or None."""
+        ...
+
     def train(
         self,
         member: Hospital,
@@ -120,6 +125,9 @@ class TensorBackend:
     def clear_chunks(self, reader: Hospital, model_hash: str) -> Iterator[bytes]:
         """The model's safetensors bytes, streamed and re-hashed (decrypted for `reader` when sealed)."""
         raise NotImplementedError
+
+    def inspect(self, reader: Hospital, model: StateDict, ref: str) -> str | None:
+        return None  # `open` checked everything: shapes, dtypes, finite values
 
     def open(self, reader: Hospital, model_hash: str) -> StateDict:
         with self.clock("crypto" if self.sealed else "vault"):

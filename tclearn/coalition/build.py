@@ -15,31 +15,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
-
 from tclearn.coalition.backend import ModelBackend, PlainBackend, SealedBackend
 from tclearn.coalition.context import Clock, Coalition, Hospital
 from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.errors import ConfigError, DataError, NotFoundError
-from tclearn.learning.data import ImageData, Task, load_csv
+from tclearn.learning.data import Task
 from tclearn.learning.defaults import ENCRYPTED_TRAINING, EncryptedTraining
 from tclearn.learning.manifest import Manifest, fingerprint
 from tclearn.learning.models import ModelConfig
 from tclearn.learning.multilabel import LABELS_CSV, multilabel_samples
 from tclearn.learning.samples import Samples
 from tclearn.learning.synth import GLOBAL
+from tclearn.learning.tables import read_table
 from tclearn.learning.tabular import GLOBAL_CSV
 from tclearn.learning.train import TrainConfig
 from tclearn.learning.volumes import DEFAULT_CACHE_BYTES, FileSamples, Intensity, segmentation_samples
 from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.directory import ChainDirectory
+from tclearn.protocol import GENESIS
 from tclearn.types import Member, Role, Variant
 from tclearn.vault.store import BlobStore
 
 if TYPE_CHECKING:  # TenSEAL is imported for variant C only
     from tclearn.he.client import SupervisorClient
 
-MAX_FEATURE = 10.0  # the polynomial sigmoid fits logits in [-5, 5]: features must be standardised
 ConnectSupervisor = Callable[[Hospital], "SupervisorClient"]
 
 
@@ -127,36 +126,25 @@ READERS: dict[Task, Callable[[Path, Intensity, int], FileSamples]] = {
 
 @dataclass(frozen=True)
 class Tables:
-    """Binary feature tables (variant C): G one CSV file, a hospital's `train.csv` and `test.csv`, with the
-    same feature columns as G, standardised (|value| <= MAX_FEATURE)."""
+    """Binary feature tables (variant C): G one CSV file, a hospital's `train.csv` and `test.csv`, with G's
+    feature columns (`tclearn.learning.tables.read_table`: raw values, any scale; the coalition's scaling is
+    agreed at founding and travels in the model)."""
 
     label_column: str = "label"
     global_name: str = GLOBAL_CSV
     shared: tuple[str, ...] = (GLOBAL_CSV,)
     own: tuple[str, ...] = ("train.csv", "test.csv")
 
-    def table(self, path: Path, columns: int | None = None) -> ImageData:
-        from tclearn.he.duties import features  # TenSEAL only for variant C
-
-        data = load_csv(path, self.label_column)
-        x, _ = features(data, repr(str(path)))
-        if columns is not None and x.shape[1] != columns:
-            raise DataError(f"{str(path)!r} has {x.shape[1]} feature columns; G has {columns}")
-        if np.abs(x).max() > MAX_FEATURE:
-            raise DataError(
-                f"{str(path)!r} holds feature values up to {np.abs(x).max():.4g}; encrypted training needs "
-                f"standardised features (|value| <= {MAX_FEATURE:g})"
-            )
-        return data
+    def columns(self, root: Path) -> tuple[str, ...]:
+        """G's feature columns (every table must have them)."""
+        return read_table(root / self.global_name, self.label_column).columns
 
     def global_test(self, path: Path) -> Samples:
-        return self.table(path)
+        return read_table(path, self.label_column).samples()
 
     def hospital(self, folder: Path, global_test: Samples) -> HospitalData:
-        from tclearn.he.duties import features  # TenSEAL only for variant C
-
-        columns = int(features(global_test, "G")[0].shape[1])
-        train, test = (self.table(folder / name, columns) for name in self.own)
+        columns = self.columns(folder.parent)
+        train, test = (read_table(folder / name, self.label_column, columns).samples() for name in self.own)
         return HospitalData(train, test, fingerprint(folder / "train.csv"))
 
 
@@ -208,13 +196,15 @@ def _ckks(
     encrypted: EncryptedTraining,
     clock: Clock,
 ) -> ModelBackend[Any]:
-    from tclearn.coalition.ckks import CkksBackend, model_spec  # TenSEAL only for variant C
+    from tclearn.coalition.ckks import CkksBackend, genesis_spec  # TenSEAL only for variant C
+    from tclearn.he.duties import features
     from tclearn.he.keys import fetch_context
 
     if connect is None:
         raise ConfigError("a variant C coalition needs a way to its supervisor (supervisor_url)")
     context = fetch_context(store, find_supervisor(client).encryption_key.hex())  # named on chain, re-hashed
-    spec = model_spec(global_test)
+    spec = genesis_spec(store, context, client.get_model(GENESIS, with_uri=False).model_hash.hex())
+    features(global_test, "G")  # a binary table (G and the model agree: the general checks every candidate)
     clients = {h.address: connect(h) for h in hospitals}
     return CkksBackend(store, spec, context, clients, encrypted.steps, encrypted.lr, clock)
 

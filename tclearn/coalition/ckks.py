@@ -14,22 +14,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+import numpy as np
+
 from tclearn.canonical import canonical_hash
 from tclearn.coalition.backend import OnStep, Trained
 from tclearn.coalition.founding import Founder
 from tclearn.coalition.hospital import Clock, Hospital
 from tclearn.errors import AccessDenied, ConfigError, IntegrityError
 from tclearn.he.attacks import attack_model, flip_labels
-from tclearn.he.client import SupervisorClient
+from tclearn.he.client import LocalSupervisorClient, SupervisorClient
 from tclearn.he.context import HEContext
-from tclearn.he.duties import features, score_model, train_model
+from tclearn.he.duties import agree_scaling, features, range_problem, score_model, train_model
 from tclearn.he.encrypted import EncryptedModel, compact, encrypt_model, load_container, store_container
 from tclearn.he.keys import generate, key_bytes32, publish_context
-from tclearn.he.model import ModelSpec, Weights, init_weights
+from tclearn.he.model import ModelSpec, Weights, init_weights, step_size, weight_bounds
+from tclearn.he.scaling import Scaling
+from tclearn.he.supervisor import Limits, Supervisor
 from tclearn.learning.attacks import Attack
 from tclearn.learning.samples import Samples
 from tclearn.learning.train import CancelToken
 from tclearn.records import ModelDescription, TrainingFacts
+from tclearn.state.db import Database
 from tclearn.types import Role, Variant
 from tclearn.vault.store import BlobStore
 
@@ -54,8 +59,9 @@ class CkksBackend:
             raise ConfigError(f"encrypted training needs at least 1 step per increment, got {self.steps}")
 
     def describe(self) -> ModelDescription:
-        config = {"model": self.spec.to_json(), "context": self.context.hash}
-        return ModelDescription("ckks", config, canonical_hash(config))
+        """The model, its scaling (by hash: it is in every container) and its range assumption (`weight_bounds`:
+        the general measures every candidate against it)."""
+        return describe(self.spec, self.context.hash)
 
     def client(self, hospital: Hospital) -> SupervisorClient:
         found = self.clients.get(hospital.address)
@@ -72,9 +78,13 @@ class CkksBackend:
             model = load_container(self.store, model_hash, self.context)
         if model.spec != self.spec:
             raise IntegrityError(
-                f"the container holds a {model.spec.to_json()} model, the coalition's is {self.spec.to_json()}"
+                f"the container holds a {summary(model.spec)} model, the coalition's is {summary(self.spec)}"
             )
         return model
+
+    def inspect(self, reader: Hospital, model: EncryptedModel, ref: str) -> str | None:
+        with self.clock("evaluation"):
+            return range_problem(self.context, model, self.client(reader), ref)
 
     def train(
         self,
@@ -91,6 +101,7 @@ class CkksBackend:
         if member.attack is Attack.LABEL_FLIP:
             y = flip_labels(y)
         client, started = self.client(member), time.perf_counter()
+        rate = step_size(self.lr, self.spec.prepare(x))
         with self.clock("training"):
             child = train_model(self.context, parent, x, y, client, steps=self.steps, lr=self.lr, ref=ref)
             submitted = compact(self.context, attack_model(member.attack, self.context, parent, child, client, seed))
@@ -101,7 +112,7 @@ class CkksBackend:
             epochs=self.steps,  # one full-batch step is one pass over the data
             batch_size=len(x),
             optimiser="gd",
-            lr=self.lr,
+            lr=round(rate, 6),  # the step size itself: `lr` times the largest stable step on this member's rows
             seed=seed,
             loss="logistic",
             steps=self.steps,
@@ -116,9 +127,30 @@ class CkksBackend:
             return score_model(self.context, model, x, y, self.client(reader), ref).accuracy
 
 
-def model_spec(global_test: Samples) -> ModelSpec:
-    """The coalition's encrypted model: a logistic regression over G's feature columns."""
-    return ModelSpec("logreg", int(features(global_test, "G")[0].shape[1]))
+def model_spec(global_test: Samples, scaling: Scaling | None = None) -> ModelSpec:
+    """The coalition's encrypted model: a logistic regression over G's feature columns, on the coalition's
+    scaling of them."""
+    return ModelSpec("logreg", int(features(global_test, "G")[0].shape[1]), scaling=scaling)
+
+
+def summary(spec: ModelSpec) -> str:
+    scaling = "no scaling" if spec.scaling is None else f"scaling {spec.scaling.sha256[:16]}..."
+    return f"{spec.shape} ({scaling})"
+
+
+def describe(spec: ModelSpec, context: str) -> ModelDescription:
+    config = {
+        "model": spec.shape,
+        "scaling": None if spec.scaling is None else spec.scaling.sha256,
+        "range": {name: bound.to_json() for name, bound in weight_bounds(spec).items()},
+        "context": context,
+    }
+    return ModelDescription("ckks", config, canonical_hash(config))
+
+
+def genesis_spec(store: BlobStore, context: HEContext, genesis_hash: str) -> ModelSpec:
+    """The coalition's model as its genesis container (named on chain) holds it: shape and scaling."""
+    return load_container(store, genesis_hash, context).spec
 
 
 @dataclass(frozen=True)
@@ -131,10 +163,33 @@ class EncryptedGenesis:
     model_hash: str
 
 
-def encrypted_genesis(store: BlobStore, spec: ModelSpec, seed: int) -> EncryptedGenesis:
-    """New CKKS keys, the public context published in `store`, the genesis model encrypted and stored."""
+@dataclass(frozen=True)
+class SiteRows:
+    """What the founding's scaling round reads: the feature columns and each site's raw training rows (each
+    site's statistics are computed from its own rows alone and reach the supervisor only summed)."""
+
+    columns: tuple[str, ...]
+    tables: tuple[np.ndarray, ...]
+    robust: bool = True
+    whiten: bool = True
+
+
+def encrypted_genesis(
+    store: BlobStore, global_test: Samples, seed: int, sites: SiteRows | None = None, log: Database | None = None
+) -> EncryptedGenesis:
+    """New CKKS keys, the public context published in `store`; with `sites`, the coalition's feature scaling
+    agreed by the scaling round (`duties.agree_scaling`: the sites encrypt their statistics under the public
+    context, the supervisor holding the new keys decrypts only their sums, logged in `log`); the genesis
+    logistic regression on that scaling, encrypted and stored."""
     secret, public = generate()
     context = publish_context(store, public)
+    scaling = None
+    if sites is not None:
+        supervisor = Supervisor(secret, log or Database("sqlite://"), Limits(requests_per_minute=10_000))
+        client = LocalSupervisorClient(supervisor, "founding")
+        members = HEContext.from_public(public)
+        scaling = agree_scaling(members, sites.columns, sites.tables, client, robust=sites.robust, whiten=sites.whiten)
+    spec = model_spec(global_test, scaling)
     weights = init_weights(spec, seed)
     model_hash = store_container(store, compact(secret, encrypt_model(secret, spec, weights)))
     return EncryptedGenesis(secret, context, weights, model_hash)

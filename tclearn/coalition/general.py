@@ -4,7 +4,8 @@ Checks (PROTOCOL.md, step 2), in order, stopping at the first that fails: the bl
 metadata blob hashes to the on-chain metadata hash and parses as `CandidateMetadata`; it declares the current
 head as parent, the coalition's variant and model (`integrity.declared_problem`); the declared training facts
 meet policy (`integrity.policy_problem`); the backend opens the model — hash, decryption, decoding to exactly
-the coalition's model, finite values (for an encrypted model: the coalition's context and shape).
+the coalition's model, finite values (for an encrypted model: the coalition's context, shape and scaling, and
+its weights within the range its metadata declares, measured by the supervisor).
 Fetching and writing happen here; the decisions are the pure functions of `tclearn.coalition.integrity`.
 """
 
@@ -54,8 +55,7 @@ def inspect(co: Coalition, general: Hospital, candidate: ModelRecord) -> list[Ch
         return policy_problem(read[0], co.policy)
 
     def weights() -> str | None:
-        co.backend.open(general, model_hash)
-        return None
+        return co.backend.inspect(general, co.backend.open(general, model_hash), model_hash)
 
     steps: list[tuple[str, Callable[[], str | None]]] = [
         ("blob", blob),

@@ -14,7 +14,7 @@ from tclearn.coalition.context import Coalition, Hospital
 from tclearn.coalition.fedavg import verify_aggregate
 from tclearn.coalition.policy import Scores
 from tclearn.errors import TclearnError
-from tclearn.learning.evaluate import headline_metric
+from tclearn.learning.evaluate import headline_metric, set_metric
 from tclearn.ledger.client import VoteOutcome
 from tclearn.records import CandidateMetadata, VoteEvidence
 from tclearn.types import ModelRecord
@@ -85,6 +85,7 @@ def evidence_of(co: Coalition, validator: Hospital, candidate: ModelRecord, a: A
         local_samples=len(validator.local_test),
         approve=a.approve,
         reason=a.reason,
+        local_metric=set_metric(validator.local_test),
     )
 
 

@@ -22,7 +22,7 @@ from scipy import ndimage
 from torch import nn
 
 from tclearn.errors import DataError
-from tclearn.learning.data import Task
+from tclearn.learning.data import ImageData, Task
 from tclearn.learning.defaults import MIN_FINDING_AREA
 from tclearn.learning.inference import infer
 from tclearn.learning.multilabel import multilabel_metrics
@@ -45,6 +45,17 @@ def headline_metric(task: Task) -> str:
     """The one metric a model is judged by for `task`: Dice for segmentation, accuracy for classification,
     the mean AUC over labels for multi-label."""
     return {Task.SEGMENTATION: "dice", Task.MULTILABEL: "auc"}.get(task, "accuracy")
+
+
+def set_metric(data: Samples) -> str:
+    """The headline metric as it applies to `data`. A binary classification set holding one class only (a site
+    with a skewed case mix) is scored by accuracy all the same, which is then its recall (positives only) or its
+    specificity (negatives only): the name says which."""
+    metric = headline_metric(data.task)
+    if metric != "accuracy" or not isinstance(data, ImageData) or len(data.classes) != 2:
+        return metric
+    present = set(data.targets.unique().tolist())
+    return {frozenset({1}): "recall", frozenset({0}): "specificity"}.get(frozenset(present), metric)
 
 
 def probabilities(logits: torch.Tensor) -> torch.Tensor:

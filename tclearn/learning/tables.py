@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 SHOWN_ROWS = 5  # rows named in a message about unexpected labels
 
 Fail = Callable[[str], DataError]  # a DataError naming the file
+BINARY = ("0", "1")  # the classes of every binary table, present or not
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,7 +53,7 @@ class Table:
             torch.as_tensor(self.x, dtype=torch.float32),
             torch.as_tensor(self.y, dtype=torch.long),
             tuple(f"row{line}" for line in self.row_lines()),
-            ("0", "1"),
+            BINARY,
         )
 
 

@@ -18,7 +18,15 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from eth_account.signers.local import LocalAccount
 
 from tclearn.audit.verify import AuditReport, audit
-from tclearn.coalition.build import ConnectSupervisor, DataFormat, build, data_format, hospital_folders
+from tclearn.coalition.build import (
+    ConnectSupervisor,
+    DataFormat,
+    HospitalData,
+    Tables,
+    build,
+    data_format,
+    hospital_folders,
+)
 from tclearn.coalition.context import PHASES, Coalition, Hospital
 from tclearn.coalition.fedavg import Aggregator
 from tclearn.coalition.founding import Founder
@@ -102,7 +110,7 @@ class DemoSettings(RunSpec):
     tolerance_local: float = AcceptancePolicy.tolerance_local
     data: Path | None = None
     label_column: str = "label"  # variant C: the label column of the CSV files
-    features: int = 8  # variant C, synthetic data: features per sample
+    features: int = 30  # variant C, synthetic data: measurements per patient (at 8 no hospital lacks much alone)
     he_steps: int = ENCRYPTED_TRAINING.steps  # variant C: full-batch encrypted gradient steps per increment
     he_lr: float = ENCRYPTED_TRAINING.lr  # variant C: their learning rate
 
@@ -177,15 +185,18 @@ def synthesize(settings: DemoSettings, root: Path) -> None:
         synth_coalition(root, settings.members, DEMO_TRAIN, size=side, seed=settings.seed, dims=settings.dims)
 
 
-def reference_for(settings: DemoSettings, chain: Chain, global_test: Samples, out: Path) -> Reference:
+def reference_for(
+    settings: DemoSettings, chain: Chain, global_test: Samples, data: Sequence[HospitalData], root: Path, out: Path
+) -> Reference:
     """How this run founds its coalition and what it compares the result with: chosen once, by variant."""
     if settings.variant is Variant.C:
-        from tclearn.coalition.ckks import model_spec  # TenSEAL only for variant C
+        from tclearn.coalition.ckks import SiteRows  # TenSEAL only for variant C
+        from tclearn.he.duties import features
         from tclearn.simulation.encrypted_demo import EncryptedRun
 
-        return EncryptedRun(
-            model_spec(global_test), chain.dev_keys[settings.members + 1], out / "supervisor", settings.seed
-        )
+        columns = Tables(settings.label_column).columns(root)
+        sites = SiteRows(columns, tuple(features(d.train)[0] for d in data))
+        return EncryptedRun(global_test, sites, chain.dev_keys[settings.members + 1], out / "supervisor", settings.seed)
     return TensorReference(settings.variant, settings.model_config(global_test), settings.training(), settings.seed)
 
 
@@ -215,7 +226,7 @@ def setup(settings: DemoSettings, chain: Chain, out: Path) -> tuple[Coalition, R
         )
     ]
     store = FsspecStore(f"file://{(out / 'vault').resolve()}")
-    reference = reference_for(settings, chain, global_test, out)
+    reference = reference_for(settings, chain, global_test, data, root, out)
     client = reference.found(chain, admin, store, [Founder(h.address, public_bytes(h.key), h.name) for h in hospitals])
     training = settings.training()
     co = build(

@@ -1,13 +1,14 @@
 """What a variant C simulation founds and compares with: a supervisor, its CKKS keys and the encrypted genesis.
 
-Founding: the supervisor (its own account, `Role.SUPERVISOR`) makes the CKKS keys, publishes the public context
-in the vault and encrypts the genesis logistic regression; the coalition is founded around that container
-with the context hash as the supervisor's key on chain. Every hospital gets an in-process supervisor client
-signed as itself: it never holds the secret key.
+Founding: the supervisor (its own account, `Role.SUPERVISOR`) makes the CKKS keys and publishes the public context
+in the vault; the hospitals agree on the feature scaling (each encrypts its statistics, the supervisor decrypts
+only their sums) and the supervisor encrypts the genesis logistic regression on that scaling; the coalition is
+founded around that container with the context hash as the supervisor's key on chain. Every hospital gets an
+in-process supervisor client signed as itself: it never holds the secret key.
 
 The final comparison: the supervisor decrypts the head (logged against its own account), and the baselines
 (each honest hospital alone, all honest data pooled) are trained in plain numpy with the same number of
-gradient steps, from the same genesis, with the same polynomial sigmoid.
+gradient steps, from the same genesis, with the same polynomial sigmoid, scaling, step size and weight bounds.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 from eth_account.signers.local import LocalAccount
 
 from tclearn.coalition.build import ConnectSupervisor
-from tclearn.coalition.ckks import CkksBackend, EncryptedGenesis, encrypted_genesis, supervisor_founder
+from tclearn.coalition.ckks import CkksBackend, EncryptedGenesis, SiteRows, encrypted_genesis, supervisor_founder
 from tclearn.coalition.context import Coalition
 from tclearn.coalition.founding import Founder, found
 from tclearn.errors import ConfigError
@@ -29,8 +30,9 @@ from tclearn.he.client import LocalSupervisorClient
 from tclearn.he.context import Ciphertexts
 from tclearn.he.duties import features
 from tclearn.he.encrypted import load_container
-from tclearn.he.model import ModelSpec, Weights, accuracy, logits, train
+from tclearn.he.model import Weights, accuracy, logits, train
 from tclearn.he.supervisor import Limits, Supervisor
+from tclearn.learning.samples import Samples
 from tclearn.ledger.chain import Chain
 from tclearn.ledger.client import LedgerClient
 from tclearn.state.db import Database
@@ -43,7 +45,8 @@ class EncryptedRun:
     """What only the simulation (standing in for the supervisor's operator) holds: the supervisor, its account
     and the genesis in clear."""
 
-    spec: ModelSpec
+    global_test: Samples
+    sites: SiteRows  # the founding's scaling round reads each site's training rows (only their sums decrypted)
     account: LocalAccount  # the supervisor's
     folder: Path  # the supervisor's log database lives here
     seed: int
@@ -61,9 +64,9 @@ class EncryptedRun:
         return self.service
 
     def found(self, chain: Chain, admin: LocalAccount, store: BlobStore, founders: Sequence[Founder]) -> LedgerClient:
-        self.made = encrypted_genesis(store, self.spec, self.seed)
         self.folder.mkdir(parents=True, exist_ok=True)
         database = Database(f"sqlite:///{(self.folder / 'log.db').resolve()}")
+        self.made = encrypted_genesis(store, self.global_test, self.seed, self.sites, database)
         self.service = Supervisor(self.made.secret, database, Limits(requests_per_minute=10_000))
         everyone = [*founders, supervisor_founder(self.account.address, self.made.context)]
         client, _ = found(chain, admin, store, Variant.C, self.made.model_hash, everyone)

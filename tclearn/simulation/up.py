@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from tclearn.audit.config import AuditorSettings
 from tclearn.audit.token import token_digest
 from tclearn.coalition.build import Tables
-from tclearn.coalition.ckks import encrypted_genesis, model_spec, supervisor_founder
+from tclearn.coalition.ckks import SiteRows, encrypted_genesis, supervisor_founder
 from tclearn.coalition.founding import Founder, found, genesis_weights
 from tclearn.coalition.rounds import CandidateRow
 from tclearn.config import ServiceSettings, dump_settings, save_deployment
@@ -41,6 +41,7 @@ from tclearn.learning.attacks import Attack
 from tclearn.learning.defaults import SIMULATION_LOSS, UP_EPOCHS
 from tclearn.learning.models import ModelConfig
 from tclearn.learning.synth import GLOBAL, hospital_name, synth_coalition
+from tclearn.learning.tables import read_table
 from tclearn.learning.tabular import GLOBAL_CSV, LABEL, synth_tabular
 from tclearn.ledger.accounts import DEV_CHAIN_IDS, dev_accounts
 from tclearn.ledger.chain import Chain, connect
@@ -135,8 +136,13 @@ def _encrypted_genesis(
     supervisor as a founder."""
     out = settings.out
     synth_tabular(out / "data", hospitals=settings.members, seed=settings.seed)
-    global_test = Tables(LABEL).global_test(out / "data" / GLOBAL_CSV)  # checked as the sites will check it
-    genesis = encrypted_genesis(store, model_spec(global_test), settings.seed)
+    tables = Tables(LABEL)
+    global_test = tables.global_test(out / "data" / GLOBAL_CSV)  # checked as the sites will check it
+    columns = tables.columns(out / "data")
+    rows = tuple(
+        read_table(out / "data" / hospital_name(i) / "train.csv", LABEL, columns).x for i in range(settings.members)
+    )
+    genesis = encrypted_genesis(store, global_test, settings.seed, SiteRows(columns, rows))
     save_secret(out / "supervisor" / SUPERVISOR_KEY, genesis.secret, password)
     return genesis.model_hash, supervisor_founder(supervisor, genesis.context)
 

@@ -37,8 +37,8 @@ from tclearn.errors import ConfigError, ConflictError, DataError
 from tclearn.learning.evaluate import Evaluation, evaluate, headline_metric
 from tclearn.learning.modelfile import save_metadata, save_model
 from tclearn.learning.train import CancelToken, TrainConfig, train_increment
+from tclearn.protocol import GENESIS
 
-GENESIS = 0  # the contract's model 0, committed when the coalition was deployed
 RECORD_SCHEMA = "tclearn.finetune/1"
 MODEL_FILE = "model.safetensors"  # beside it: model.json (the config) and model.meta.json (the record)
 FINETUNE_PHASES = ("pulling", "scoring", "training", "rescoring", "saving")

@@ -14,7 +14,7 @@ from services.vault.app import create_app
 from tclearn.cli.app import app
 from tclearn.coalition.backend import PlainBackend
 from tclearn.coalition.build import Tables
-from tclearn.coalition.ckks import CkksBackend, encrypted_genesis, model_spec, supervisor_founder
+from tclearn.coalition.ckks import CkksBackend, encrypted_genesis, supervisor_founder
 from tclearn.coalition.founding import Founder, found
 from tclearn.config import save_deployment
 from tclearn.errors import ConfigError, ConflictError, NotFoundError
@@ -114,7 +114,7 @@ def encrypted(anvil_node: LocalNode, tmp_path_factory: pytest.TempPathFactory) -
     synth_tabular(folder / "data", hospitals=2, train=48, test=24, global_size=48, features=4)
     store = FsspecStore(f"file://{folder / 'vault'}")
     global_test = Tables().global_test(folder / "data" / "global.csv")
-    genesis = encrypted_genesis(store, model_spec(global_test), 0)
+    genesis = encrypted_genesis(store, global_test, 0)
     admin, *hospitals, supervisor = dev_accounts(4)
     founders = [Founder(a.address, public_bytes(X25519PrivateKey.generate()), f"h{i}") for i, a in enumerate(hospitals)]
     client, deployed = found(
