@@ -172,6 +172,7 @@ class SiteRows:
     tables: tuple[np.ndarray, ...]
     robust: bool = True
     whiten: bool = True
+    names: tuple[str, ...] = ()  # the tables' files, for errors
 
 
 def encrypted_genesis(
@@ -188,7 +189,9 @@ def encrypted_genesis(
         supervisor = Supervisor(secret, log or Database("sqlite://"), Limits(requests_per_minute=10_000))
         client = LocalSupervisorClient(supervisor, "founding")
         members = HEContext.from_public(public)
-        scaling = agree_scaling(members, sites.columns, sites.tables, client, robust=sites.robust, whiten=sites.whiten)
+        scaling = agree_scaling(
+            members, sites.columns, sites.tables, client, robust=sites.robust, whiten=sites.whiten, names=sites.names
+        )
     spec = model_spec(global_test, scaling)
     weights = init_weights(spec, seed)
     model_hash = store_container(store, compact(secret, encrypt_model(secret, spec, weights)))

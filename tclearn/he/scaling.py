@@ -40,6 +40,8 @@ RIDGE = 0.1
 """Added to the correlation matrix's eigenvalues before whitening: directions of tiny variance are not blown
 up into noise."""
 DIGITS = 9
+FLAT = 1e-6
+"""A column's variance on [-1, 1] below which it is constant: CKKS noise in the moments is about 1e-7."""
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,8 @@ def identity(columns: Sequence[str]) -> Scaling:
 
 
 def _r(values: np.ndarray) -> tuple[float, ...]:
-    return tuple(round(float(v), DIGITS) for v in np.ravel(values))
+    """Values to DIGITS significant digits (a deterministic record; columns may be of any magnitude)."""
+    return tuple(float(f"{float(v):.{DIGITS}g}") for v in np.ravel(values))
 
 
 # --- one site's statistics (plain; each site computes its own) --------------------------------------------
@@ -189,18 +192,20 @@ def scaling_from(
     whiten: bool = True,
     rows: int = 0,
     sites: int = 0,
+    where: str = "every site's training table",
 ) -> Scaling:
     """The scaling from the pooled moments (the sum of the sites' `site_moments`): pure."""
     d = len(columns)
     if moments.shape != (2 * d + d * d,):
         raise HEError(f"moments of {d} columns hold {2 * d + d * d} values, got {moments.shape}")
     mean_u = moments[:d]
-    sd_u = np.sqrt(np.maximum(moments[d : 2 * d] - mean_u**2, 0.0))
-    flat = [c for c, s in zip(columns, sd_u, strict=True) if s < 1e-6]
+    variance_u = moments[d : 2 * d] - mean_u**2
+    sd_u = np.sqrt(np.maximum(variance_u, 0.0))
+    flat = [c for c, v in zip(columns, variance_u, strict=True) if v < FLAT]
     if flat:
         raise DataError(
-            f"feature column(s) {', '.join(map(repr, flat))} hold the same value in every row of every site's "
-            "training table: they carry no information; drop them from every table (and G)"
+            f"feature column(s) {', '.join(map(repr, flat))} hold the same value in every row of {where}: they "
+            "carry no information; drop them from every table (and G)"
         )
     matrix = None
     if whiten:
@@ -227,9 +232,10 @@ def combine(
     *,
     robust: bool = True,
     whiten: bool = True,
+    names: Sequence[str] = (),
 ) -> Scaling:
     """The three rounds over the sites' rows; `add` sums one statistic over the sites (in the clear, or encrypted
-    with the supervisor decrypting only the sum: `duties.agree_scaling`)."""
+    with the supervisor decrypting only the sum: `duties.agree_scaling`); `names` name the tables in errors."""
     if len(tables) < 2:
         raise DataError(f"a coalition's scaling needs the statistics of at least 2 sites, got {len(tables)}")
     rows, divisor = magnitudes_from(add([site_magnitudes(x) for x in tables], "magnitudes"), len(tables))
@@ -247,6 +253,7 @@ def combine(
         whiten=whiten,
         rows=rows,
         sites=len(tables),
+        where=f"every site's training table ({', '.join(names)})" if names else "every site's training table",
     )
 
 

@@ -186,7 +186,12 @@ def synthesize(settings: DemoSettings, root: Path) -> None:
 
 
 def reference_for(
-    settings: DemoSettings, chain: Chain, global_test: Samples, data: Sequence[HospitalData], root: Path, out: Path
+    settings: DemoSettings,
+    chain: Chain,
+    global_test: Samples,
+    folders: Sequence[Path],
+    data: Sequence[HospitalData],
+    out: Path,
 ) -> Reference:
     """How this run founds its coalition and what it compares the result with: chosen once, by variant."""
     if settings.variant is Variant.C:
@@ -194,8 +199,10 @@ def reference_for(
         from tclearn.he.duties import features
         from tclearn.simulation.encrypted_demo import EncryptedRun
 
-        columns = Tables(settings.label_column).columns(root)
-        sites = SiteRows(columns, tuple(features(d.train)[0] for d in data))
+        form = Tables(settings.label_column)
+        names = tuple(str(folder / form.own[0]) for folder in folders)
+        rows = tuple(features(d.train)[0] for d in data)
+        sites = SiteRows(form.columns(folders[0].parent), rows, names=names)
         return EncryptedRun(global_test, sites, chain.dev_keys[settings.members + 1], out / "supervisor", settings.seed)
     return TensorReference(settings.variant, settings.model_config(global_test), settings.training(), settings.seed)
 
@@ -226,7 +233,7 @@ def setup(settings: DemoSettings, chain: Chain, out: Path) -> tuple[Coalition, R
         )
     ]
     store = FsspecStore(f"file://{(out / 'vault').resolve()}")
-    reference = reference_for(settings, chain, global_test, data, root, out)
+    reference = reference_for(settings, chain, global_test, folders, data, out)
     client = reference.found(chain, admin, store, [Founder(h.address, public_bytes(h.key), h.name) for h in hospitals])
     training = settings.training()
     co = build(

@@ -139,10 +139,10 @@ def _encrypted_genesis(
     tables = Tables(LABEL)
     global_test = tables.global_test(out / "data" / GLOBAL_CSV)  # checked as the sites will check it
     columns = tables.columns(out / "data")
-    rows = tuple(
-        read_table(out / "data" / hospital_name(i) / "train.csv", LABEL, columns).x for i in range(settings.members)
-    )
-    genesis = encrypted_genesis(store, global_test, settings.seed, SiteRows(columns, rows))
+    files = tuple(out / "data" / hospital_name(i) / "train.csv" for i in range(settings.members))
+    rows = tuple(read_table(path, LABEL, columns).x for path in files)
+    sites = SiteRows(columns, rows, names=tuple(map(str, files)))
+    genesis = encrypted_genesis(store, global_test, settings.seed, sites)
     save_secret(out / "supervisor" / SUPERVISOR_KEY, genesis.secret, password)
     return genesis.model_hash, supervisor_founder(supervisor, genesis.context)
 

@@ -24,6 +24,7 @@ from tclearn.he.encrypted import EncryptedModel, compact, encrypt_model, store_c
 from tclearn.he.keys import generate
 from tclearn.he.model import ModelSpec, init_weights
 from tclearn.learning.attacks import Attack
+from tclearn.learning.tables import class_metric, read_table
 from tclearn.learning.tabular import synth_tabular
 from tclearn.ledger.chain import embedded_chain
 from tclearn.ledger.history import rebuild
@@ -183,12 +184,42 @@ def test_tables_that_do_not_fit_are_named(tabular_data: Path, tmp_path: Path) ->
     with pytest.raises(DataError, match=r"holds 3 values \(0, 1, 2\)"):
         make(data, tmp_path / "out")
     assert not (tmp_path / "out" / "vault").exists()  # nothing written for a coalition that cannot run
+    shutil.copy(tabular_data / "hospital-2" / "train.csv", train)
+    for hospital in ("hospital-1", "hospital-2", "hospital-3"):  # a column no site ever varies
+        path = data / hospital / "train.csv"
+        header, *rows = path.read_text().splitlines()
+        path.write_text("\n".join([header, *(",".join(["7", *r.split(",")[1:]]) for r in rows)]) + "\n")
+    with pytest.raises(
+        DataError,
+        match=r"'f0' hold the same value in every row of every site's training table "
+        r"\(.*hospital-1/train\.csv, .*hospital-3/train\.csv\)",
+    ):
+        make(data, tmp_path / "out2")
     with pytest.raises(DataError, match=r"global\.csv' has no label column 'outcome'"):
         setup(
             DemoSettings(members=MEMBERS, byzantine=0, variant=Variant.C, data=data, label_column="outcome"),
             embedded_chain(5),
             tmp_path / "out",
         )
+
+
+def test_a_site_whose_local_set_holds_one_class_is_scored_by_specificity(tabular_data: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(tabular_data, data)
+    test = data / "hospital-2" / "test.csv"  # a screening centre: no positive case this month
+    header, *rows = test.read_text().splitlines()
+    test.write_text("\n".join([header, *(r for r in rows if r.endswith(",0"))]) + "\n")
+    co, _ = make(data, tmp_path / "out")
+    row = run_round(co, co.hospitals[0])
+    assert row.state == "committed"
+    evidence = [
+        json.loads(co.store.get(v.evidence_hash.hex())) for v in rebuild(co.client.events()).candidates[row.id].votes
+    ]
+    metrics = {e["validator"]: (e["metric"], e["local_metric"]) for e in evidence}
+    assert metrics[co.hospitals[1].address] == ("accuracy", "specificity")
+    for hospital in co.hospitals[1:]:  # the voters; each names the metric its own L allows
+        own = class_metric(read_table(data / hospital.name / "test.csv").y)
+        assert metrics[hospital.address] == ("accuracy", own)
 
 
 def test_a_data_folder_in_the_wrong_layout_names_what_is_missing(tmp_path: Path) -> None:

@@ -12,7 +12,15 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.supervisor.app import create_app
-from tclearn.errors import AccessDenied, AuthError, ConfigError, ContextMismatch, RateLimited, TooLargeError
+from tclearn.errors import (
+    AccessDenied,
+    AuthError,
+    ConfigError,
+    ContextMismatch,
+    RateLimited,
+    SupervisorRefused,
+    TooLargeError,
+)
 from tclearn.he.client import HttpSupervisorClient
 from tclearn.he.context import Ciphertexts, HEContext
 from tclearn.he.keys import load_secret, save_secret
@@ -54,6 +62,27 @@ def test_member_decrypts_scores_refreshes_and_every_request_is_logged(url: str, 
     assert supervisor_requests(url) == {("decrypt", "ok"): 1, ("score", "ok"): 2, ("refresh", "ok"): 1}
     assert {(e["account"], e["model"], e["values"]) for e in log} == {(MEMBER.address, "ab" * 32, 3)}
     assert client.log(model="cd" * 32) == []
+
+
+@pytest.fixture
+def roomy(keys: Keys) -> Iterator[str]:
+    """A supervisor with the default limits: two fresh ciphertexts fit in one request."""
+    yield from serve(Supervisor(keys.secret, Database("sqlite://")))
+
+
+def test_aggregates_sums_only_and_weights_are_measured_and_projected_over_http(roomy: str, keys: Keys) -> None:
+    client = HttpSupervisorClient(roomy, MEMBER.key)
+    parts = [Ciphertexts.of(keys.public, [keys.public.encrypt(v)], "scaling") for v in ([1.0, 2.0], [0.5, -1.0])]
+    assert np.allclose(client.aggregate(parts)[0], [1.5, 1.0], atol=1e-4)
+    with pytest.raises(SupervisorRefused, match="at least 2 sites' parts"):
+        client.aggregate(parts[:1])  # one site's statistics are never decrypted alone
+    weights = Ciphertexts.of(keys.public, [keys.public.encrypt([3.0, 4.0, -9.0])], "ab" * 32)
+    ((norm, bias),) = client.measure(weights)
+    assert norm == pytest.approx(5.0, abs=1e-3) and bias == pytest.approx(9.0, abs=1e-3)
+    bounded = Ciphertexts(weights.context, weights.vectors, weights.model, ((2.0, 4.0),))
+    (fresh,) = client.refresh(bounded).load(keys.secret)
+    assert np.allclose(keys.secret.decrypt(fresh), [1.2, 1.6, -4.0], atol=1e-3)
+    assert [e["action"] for e in client.log()] == ["refresh", "measure", "aggregate"]
 
 
 def test_unsigned_and_outsiders_are_refused(url: str, keys: Keys) -> None:
