@@ -35,7 +35,7 @@ def synth(
     dims: int = typer.Option(2, "--dims", help="2: PNG images; 3: NIfTI volumes (int16 HU)."),
     seed: int = typer.Option(0, help="Random seed; the same seed writes the same files."),
     tabular: bool = typer.Option(False, "--tabular", help="Feature tables (CSV) for variant C instead of images."),
-    features: int = typer.Option(8, "--features", help="With --tabular: features per sample."),
+    features: int = typer.Option(30, "--features", help="With --tabular: measurements per patient."),
     task: SynthTask = typer.Option(
         SynthTask.SEGMENTATION,
         "--task",

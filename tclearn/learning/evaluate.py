@@ -27,6 +27,7 @@ from tclearn.learning.defaults import MIN_FINDING_AREA
 from tclearn.learning.inference import infer
 from tclearn.learning.multilabel import multilabel_metrics
 from tclearn.learning.samples import Samples, batches
+from tclearn.learning.tables import class_metric
 from tclearn.learning.train import as_targets, check_output
 
 
@@ -52,10 +53,9 @@ def set_metric(data: Samples) -> str:
     with a skewed case mix) is scored by accuracy all the same, which is then its recall (positives only) or its
     specificity (negatives only): the name says which."""
     metric = headline_metric(data.task)
-    if metric != "accuracy" or not isinstance(data, ImageData) or len(data.classes) != 2:
+    if metric != "accuracy" or not isinstance(data, ImageData) or len(data.classes) != 2 or not len(data):
         return metric
-    present = set(data.targets.unique().tolist())
-    return {frozenset({1}): "recall", frozenset({0}): "specificity"}.get(frozenset(present), metric)
+    return class_metric(data.targets.numpy())
 
 
 def probabilities(logits: torch.Tensor) -> torch.Tensor:

@@ -69,21 +69,6 @@ def class_metric(y: np.ndarray) -> str:
     return "recall" if positives else "specificity"
 
 
-def constant_columns(tables: Sequence[Table]) -> list[str]:
-    """Feature columns whose value is the same in every row of every table (they cannot be standardised)."""
-    if not tables:
-        return []
-    columns = tables[0].columns
-    for table in tables[1:]:
-        if table.columns != columns:
-            raise DataError(f"{str(table.path)!r} has other feature columns than {str(tables[0].path)!r}")
-    x = np.vstack([t.x for t in tables])
-    if len(x) == 0:
-        return []
-    same = (x == x[0]).all(axis=0)
-    return [c for c, flat in zip(columns, same, strict=True) if flat]
-
-
 def read_table(path: str | Path, label_column: str = "label", columns: Sequence[str] | None = None) -> Table:
     """A binary feature table; with `columns` (G's feature columns) its features are put in that order, and
     a table with other feature columns is refused."""

@@ -12,7 +12,7 @@ import torch
 
 from tclearn.errors import DataError, NotFoundError
 from tclearn.learning.data import Task
-from tclearn.learning.tables import class_metric, constant_columns, read_table
+from tclearn.learning.tables import class_metric, read_table
 
 
 def table(tmp_path: Path, text: str, name: str = "train.csv") -> Path:
@@ -134,17 +134,6 @@ def test_columns_that_differ_from_g(tmp_path: Path) -> None:
 def test_reordered_columns_follow_g(tmp_path: Path) -> None:
     t = read_table(table(tmp_path, "b,label,a\n1,0,2\n3,1,4\n"), columns=("a", "b"))
     assert t.columns == ("a", "b") and t.x.tolist() == [[2, 1], [4, 3]] and t.y.tolist() == [0, 1]
-
-
-def test_constant_columns(tmp_path: Path) -> None:
-    one = read_table(table(tmp_path, "a,b,c,label\n1,5,2,0\n1,5,3,1\n", "one.csv"))
-    two = read_table(table(tmp_path, "c,b,a,label\n4,5,1,1\n", "two.csv"), columns=one.columns)
-    three = read_table(table(tmp_path, "a,b,c,label\n1,6,2,0\n", "three.csv"))
-    assert constant_columns([one, two]) == ["a", "b"]
-    assert constant_columns([one, two, three]) == ["a"]
-    assert constant_columns([]) == []
-    with pytest.raises(DataError, match="other feature columns"):
-        constant_columns([one, read_table(table(tmp_path, "x,label\n1,0\n", "x.csv"))])
 
 
 def test_a_big_table_reads_quickly(tmp_path: Path) -> None:

@@ -111,15 +111,15 @@ def test_variant_c_runs_with_a_supervisor_service_and_validators_scoring_through
         assert not [p for p in (out / "sites").rglob("*") if p.is_file() and p.read_bytes().startswith(b"TCHEKEY")]
         assert len(list((out / "sites").rglob("*.x25519.key"))) == 3  # the members' own keys, nothing more
         # Every validator that voted had the supervisor service score the candidate, signed as itself;
-        # members only asked for refreshes and scores, nobody for a decryption.
+        # members only asked for refreshes and scores, generals for the weights' norms, nobody for a decryption.
         hospitals = dev_accounts(4)[1:]
         log = HttpSupervisorClient(
             str(summary["supervisor"]), hospitals[0].key, coalition=CoalitionId.of_client(client)
         ).log()
-        assert {e["action"] for e in log} == {"score", "refresh"}
+        assert {e["action"] for e in log} == {"score", "refresh", "measure"}
         assert {e["account"].lower() for e in log} <= {a.address.lower() for a in hospitals}
         history = rebuild(client.events())
-        for row in rounds:
+        for row in rounds[:2]:  # the Byzantine sign flip leaves the weight bounds: its general refuses to open it
             model = client.get_model(row["id"], with_uri=False).model_hash.hex()
             scorers = Counter(e["account"].lower() for e in log if e["action"] == "score" and e["model"] == model)
             voters = {v.validator.lower() for v in history.candidates[row["id"]].votes}
