@@ -10,7 +10,7 @@ supervisor decrypting only the label-signed logits of a set and returning the ag
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -22,19 +22,17 @@ from tclearn.coalition.founding import Founder
 from tclearn.coalition.hospital import Clock, Hospital
 from tclearn.errors import AccessDenied, ConfigError, IntegrityError
 from tclearn.he.attacks import attack_model, flip_labels
-from tclearn.he.client import LocalSupervisorClient, SupervisorClient
+from tclearn.he.client import SupervisorClient
 from tclearn.he.context import HEContext
 from tclearn.he.duties import agree_scaling, features, range_problem, score_model, train_model
 from tclearn.he.encrypted import EncryptedModel, compact, encrypt_model, load_container, store_container
 from tclearn.he.keys import generate, key_bytes32, publish_context
 from tclearn.he.model import ModelSpec, Weights, init_weights, step_size, weight_bounds
 from tclearn.he.scaling import Scaling
-from tclearn.he.supervisor import Limits, Supervisor
 from tclearn.learning.attacks import Attack
 from tclearn.learning.samples import Samples
 from tclearn.learning.train import CancelToken
 from tclearn.records import ModelDescription, TrainingFacts
-from tclearn.state.db import Database
 from tclearn.types import Role, Variant
 from tclearn.vault.store import BlobStore
 
@@ -175,22 +173,36 @@ class SiteRows:
     names: tuple[str, ...] = ()  # the tables' files, for errors
 
 
+Founding = Callable[[HEContext], SupervisorClient]
+"""Given the new secret context, the supervisor that holds it, as the founding's client (logged in its name)."""
+
+
 def encrypted_genesis(
-    store: BlobStore, global_test: Samples, seed: int, sites: SiteRows | None = None, log: Database | None = None
+    store: BlobStore,
+    global_test: Samples,
+    seed: int,
+    sites: SiteRows | None = None,
+    founding: Founding | None = None,
 ) -> EncryptedGenesis:
     """New CKKS keys, the public context published in `store`; with `sites`, the coalition's feature scaling
     agreed by the scaling round (`duties.agree_scaling`: the sites encrypt their statistics under the public
-    context, the supervisor holding the new keys decrypts only their sums, logged in `log`); the genesis
-    logistic regression on that scaling, encrypted and stored."""
+    context, the supervisor holding the new keys, reached through `founding`, decrypts only their sums); the
+    genesis logistic regression on that scaling, encrypted and stored."""
     secret, public = generate()
     context = publish_context(store, public)
     scaling = None
     if sites is not None:
-        supervisor = Supervisor(secret, log or Database("sqlite://"), Limits(requests_per_minute=10_000))
-        client = LocalSupervisorClient(supervisor, "founding")
+        if founding is None:
+            raise ConfigError("a scaling round needs the supervisor holding the new keys (founding=)")
         members = HEContext.from_public(public)
         scaling = agree_scaling(
-            members, sites.columns, sites.tables, client, robust=sites.robust, whiten=sites.whiten, names=sites.names
+            members,
+            sites.columns,
+            sites.tables,
+            founding(secret),
+            robust=sites.robust,
+            whiten=sites.whiten,
+            names=sites.names,
         )
     spec = model_spec(global_test, scaling)
     weights = init_weights(spec, seed)

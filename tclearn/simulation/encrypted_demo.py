@@ -27,7 +27,7 @@ from tclearn.coalition.context import Coalition
 from tclearn.coalition.founding import Founder, found
 from tclearn.errors import ConfigError
 from tclearn.he.client import LocalSupervisorClient
-from tclearn.he.context import Ciphertexts
+from tclearn.he.context import Ciphertexts, HEContext
 from tclearn.he.duties import features
 from tclearn.he.encrypted import load_container
 from tclearn.he.model import Weights, accuracy, logits, train
@@ -66,8 +66,12 @@ class EncryptedRun:
     def found(self, chain: Chain, admin: LocalAccount, store: BlobStore, founders: Sequence[Founder]) -> LedgerClient:
         self.folder.mkdir(parents=True, exist_ok=True)
         database = Database(f"sqlite:///{(self.folder / 'log.db').resolve()}")
-        self.made = encrypted_genesis(store, self.global_test, self.seed, self.sites, database)
-        self.service = Supervisor(self.made.secret, database, Limits(requests_per_minute=10_000))
+
+        def founding(secret: HEContext) -> LocalSupervisorClient:
+            self.service = Supervisor(secret, database, Limits(requests_per_minute=10_000))
+            return LocalSupervisorClient(self.service, "founding")
+
+        self.made = encrypted_genesis(store, self.global_test, self.seed, self.sites, founding)
         everyone = [*founders, supervisor_founder(self.account.address, self.made.context)]
         client, _ = found(chain, admin, store, Variant.C, self.made.model_hash, everyone)
         return client

@@ -35,8 +35,11 @@ from tclearn.coalition.founding import Founder, found, genesis_weights
 from tclearn.coalition.rounds import CandidateRow
 from tclearn.config import ServiceSettings, dump_settings, save_deployment
 from tclearn.errors import ConfigError, NodeError
+from tclearn.he.client import LocalSupervisorClient, SupervisorClient
 from tclearn.he.config import SupervisorSettings
+from tclearn.he.context import HEContext
 from tclearn.he.keys import save_secret
+from tclearn.he.supervisor import Supervisor
 from tclearn.learning.attacks import Attack
 from tclearn.learning.defaults import SIMULATION_LOSS, UP_EPOCHS
 from tclearn.learning.models import ModelConfig
@@ -51,6 +54,7 @@ from tclearn.ledger.localchain import NODES, free_port
 from tclearn.simulation.processes import RUN_FILE, Run, Service
 from tclearn.simulation.run import RunSpec, outcome
 from tclearn.site.config import ModelSection, SiteConfig, TrainingSection
+from tclearn.state.db import Database
 from tclearn.types import ModelState, Variant
 from tclearn.vault.config import VaultSettings
 from tclearn.vault.keys import PASSWORD_ENV as KEY_PASSWORD_ENV
@@ -128,6 +132,11 @@ def _site_file(path: Path, settings: UpSettings, index: int, urls: dict[str, str
     return port
 
 
+def founding_supervisor(secret: HEContext) -> SupervisorClient:
+    """The supervisor at founding, in this process (its log is not kept: the service starts after)."""
+    return LocalSupervisorClient(Supervisor(secret, Database("sqlite://")), "founding")
+
+
 def _encrypted_genesis(
     settings: UpSettings, store: FsspecStore, password: bytes, supervisor: str
 ) -> tuple[str, Founder]:
@@ -142,7 +151,7 @@ def _encrypted_genesis(
     files = tuple(out / "data" / hospital_name(i) / "train.csv" for i in range(settings.members))
     rows = tuple(read_table(path, LABEL, columns).x for path in files)
     sites = SiteRows(columns, rows, names=tuple(map(str, files)))
-    genesis = encrypted_genesis(store, global_test, settings.seed, sites)
+    genesis = encrypted_genesis(store, global_test, settings.seed, sites, founding_supervisor)
     save_secret(out / "supervisor" / SUPERVISOR_KEY, genesis.secret, password)
     return genesis.model_hash, supervisor_founder(supervisor, genesis.context)
 
