@@ -19,7 +19,7 @@ from tclearn.coalition.backend import ModelBackend, PlainBackend, SealedBackend
 from tclearn.coalition.context import Clock, Coalition, Hospital
 from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.errors import ConfigError, DataError, NotFoundError
-from tclearn.learning.data import Task
+from tclearn.learning.data import ImageData, Task
 from tclearn.learning.defaults import ENCRYPTED_TRAINING, EncryptedTraining
 from tclearn.learning.manifest import Manifest, fingerprint
 from tclearn.learning.models import ModelConfig
@@ -135,17 +135,20 @@ class Tables:
     shared: tuple[str, ...] = (GLOBAL_CSV,)
     own: tuple[str, ...] = ("train.csv", "test.csv")
 
-    def columns(self, root: Path) -> tuple[str, ...]:
-        """G's feature columns (every table must have them)."""
-        return read_table(root / self.global_name, self.label_column).columns
-
     def global_test(self, path: Path) -> Samples:
         return read_table(path, self.label_column).samples()
 
     def hospital(self, folder: Path, global_test: Samples) -> HospitalData:
-        columns = self.columns(folder.parent)
+        columns = table_columns(global_test)  # every table has G's columns
         train, test = (read_table(folder / name, self.label_column, columns).samples() for name in self.own)
         return HospitalData(train, test, fingerprint(folder / "train.csv"))
+
+
+def table_columns(data: Samples) -> tuple[str, ...]:
+    """A table's feature columns (`Tables` reads them with the table)."""
+    if not isinstance(data, ImageData) or not data.columns:
+        raise DataError("expected a feature table read from a CSV file (its columns named)")
+    return data.columns
 
 
 def data_format(

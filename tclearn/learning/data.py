@@ -62,8 +62,11 @@ class ImageData:
     targets: torch.Tensor
     names: tuple[str, ...]
     classes: tuple[str, ...] = ()
+    columns: tuple[str, ...] = ()  # a table's feature columns, in order (`tclearn.learning.tables`)
 
     def __post_init__(self) -> None:
+        if self.columns and (self.images.ndim != 2 or self.images.shape[1] != len(self.columns)):
+            raise DataError(f"{len(self.columns)} column names for inputs of shape {tuple(self.images.shape)}")
         if len(self.images) != len(self.targets) or len(self.images) != len(self.names):
             raise DataError(
                 f"{len(self.images)} inputs, {len(self.targets)} targets and {len(self.names)} names differ"

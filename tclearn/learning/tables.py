@@ -54,6 +54,7 @@ class Table:
             torch.as_tensor(self.y, dtype=torch.long),
             tuple(f"row{line}" for line in self.row_lines()),
             BINARY,
+            self.columns,
         )
 
 

@@ -26,6 +26,7 @@ from tclearn.coalition.build import (
     build,
     data_format,
     hospital_folders,
+    table_columns,
 )
 from tclearn.coalition.context import PHASES, Coalition, Hospital
 from tclearn.coalition.fedavg import Aggregator
@@ -199,10 +200,9 @@ def reference_for(
         from tclearn.he.duties import features
         from tclearn.simulation.encrypted_demo import EncryptedRun
 
-        form = Tables(settings.label_column)
-        names = tuple(str(folder / form.own[0]) for folder in folders)
+        names = tuple(str(folder / Tables().own[0]) for folder in folders)
         rows = tuple(features(d.train)[0] for d in data)
-        sites = SiteRows(form.columns(folders[0].parent), rows, names=names)
+        sites = SiteRows(table_columns(global_test), rows, names=names)
         return EncryptedRun(global_test, sites, chain.dev_keys[settings.members + 1], out / "supervisor", settings.seed)
     return TensorReference(settings.variant, settings.model_config(global_test), settings.training(), settings.seed)
 

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from tclearn.audit.config import AuditorSettings
 from tclearn.audit.token import token_digest
-from tclearn.coalition.build import Tables
+from tclearn.coalition.build import Tables, table_columns
 from tclearn.coalition.ckks import SiteRows, encrypted_genesis, supervisor_founder
 from tclearn.coalition.founding import Founder, found, genesis_weights
 from tclearn.coalition.rounds import CandidateRow
@@ -145,9 +145,8 @@ def _encrypted_genesis(
     supervisor as a founder."""
     out = settings.out
     synth_tabular(out / "data", hospitals=settings.members, seed=settings.seed)
-    tables = Tables(LABEL)
-    global_test = tables.global_test(out / "data" / GLOBAL_CSV)  # checked as the sites will check it
-    columns = tables.columns(out / "data")
+    global_test = Tables(LABEL).global_test(out / "data" / GLOBAL_CSV)  # checked as the sites will check it
+    columns = table_columns(global_test)
     files = tuple(out / "data" / hospital_name(i) / "train.csv" for i in range(settings.members))
     rows = tuple(read_table(path, LABEL, columns).x for path in files)
     sites = SiteRows(columns, rows, names=tuple(map(str, files)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -136,7 +137,11 @@ def _variant_c_site(encrypted: Encrypted) -> Iterator[Site]:
     with serve_app(
         lambda url: create_app(encrypted.store, Database("sqlite://"), directory, Audience.of(url, ours))
     ) as url:
-        fields = {"vault_url": f'"{url}"', "global_test": '"data/global.csv"', "dev_account": "1"}
+        shared, own = encrypted.folder / "shared" / "G.csv", encrypted.folder / "own" / "st-luke"
+        shared.parent.mkdir(exist_ok=True)
+        shutil.copy(encrypted.folder / "data" / "global.csv", shared)  # G apart from the hospital's own tables
+        shutil.copytree(encrypted.folder / "data" / "hospital-1", own, dirs_exist_ok=True)
+        fields = {"vault_url": f'"{url}"', "global_test": '"shared/G.csv"', "data": '"own/st-luke"', "dev_account": "1"}
         site = open_site(load_site_config(_site(encrypted.folder, supervisor_url='"http://127.0.0.1:9"', **fields)))
         try:
             yield site
