@@ -132,11 +132,6 @@ def _site_file(path: Path, settings: UpSettings, index: int, urls: dict[str, str
     return port
 
 
-def founding_supervisor(secret: HEContext) -> SupervisorClient:
-    """The supervisor at founding, in this process (its log is not kept: the service starts after)."""
-    return LocalSupervisorClient(Supervisor(secret, Database("sqlite://")), "founding")
-
-
 def _encrypted_genesis(
     settings: UpSettings, store: FsspecStore, password: bytes, supervisor: str
 ) -> tuple[str, Founder]:
@@ -150,7 +145,14 @@ def _encrypted_genesis(
     files = tuple(out / "data" / hospital_name(i) / "train.csv" for i in range(settings.members))
     rows = tuple(read_table(path, LABEL, columns).x for path in files)
     sites = SiteRows(columns, rows, names=tuple(map(str, files)))
-    genesis = encrypted_genesis(store, global_test, settings.seed, sites, founding_supervisor)
+    (out / "supervisor").mkdir(parents=True, exist_ok=True)
+    log = Database(f"sqlite:///{(out / 'supervisor' / 'log.db').resolve()}")  # the service's log, started later
+
+    def founding(secret: HEContext) -> SupervisorClient:
+        """The supervisor at founding, in this process; its scaling round's requests go to the service's log."""
+        return LocalSupervisorClient(Supervisor(secret, log), "founding")
+
+    genesis = encrypted_genesis(store, global_test, settings.seed, sites, founding)
     save_secret(out / "supervisor" / SUPERVISOR_KEY, genesis.secret, password)
     return genesis.model_hash, supervisor_founder(supervisor, genesis.context)
 

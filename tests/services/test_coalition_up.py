@@ -116,6 +116,9 @@ def test_variant_c_runs_with_a_supervisor_service_and_validators_scoring_through
         log = HttpSupervisorClient(
             str(summary["supervisor"]), hospitals[0].key, coalition=CoalitionId.of_client(client)
         ).log()
+        founding = [e["model"] for e in log if e["account"] == "founding"]  # the scaling round, sums only
+        assert sorted(founding) == ["scaling:bounds", "scaling:magnitudes", "scaling:moments"]
+        log = [e for e in log if e["account"] != "founding"]
         assert {e["action"] for e in log} == {"score", "refresh", "measure"}
         assert {e["account"].lower() for e in log} <= {a.address.lower() for a in hospitals}
         history = rebuild(client.events())
