@@ -39,7 +39,7 @@ from tclearn.he.duties import agree_scaling, train_model
 from tclearn.he.keys import generate
 from tclearn.he.supervisor import Limits, Supervisor
 from tclearn.learning.tables import read_table
-from tclearn.learning.tabular import GLOBAL_CSV, synth_tabular
+from tclearn.learning.tabular import GLOBAL_CSV, split_table, synth_tabular
 from tclearn.state.db import Database
 
 
@@ -145,12 +145,36 @@ def exact_logistic(x: np.ndarray, y: np.ndarray, steps: int = 2000) -> np.ndarra
 
 
 def tables(secret: HEContext, public: HEContext, features: int, seed: int, rounds: int) -> dict[str, Any]:
-    """One raw-scale coalition of three sites: the scaling round, then C against its plaintext twin and the sites."""
+    """One synthetic raw-scale coalition of three sites."""
     with tempfile.TemporaryDirectory() as folder:
-        root = Path(folder)
-        synth_tabular(root, hospitals=3, train=160, test=48, global_size=600, features=features, seed=seed)
-        g = read_table(root / GLOBAL_CSV)
-        sites = [read_table(root / f"hospital-{k}" / "train.csv", columns=g.columns) for k in (1, 2, 3)]
+        synth_tabular(folder, hospitals=3, train=160, test=48, global_size=600, features=features, seed=seed)
+        return {"features": features, "seed": seed, **coalition(secret, public, Path(folder), seed, rounds)}
+
+
+def real(secret: HEContext, public: HEContext, prevalence: float | None, seed: int, rounds: int) -> dict[str, Any]:
+    """The Wisconsin breast-cancer table (569 patients, 30 raw measurements; scikit-learn ships it), malignant = 1,
+    split into three sites by a measurement (`split_table`), at its own prevalence (37 %) or at 1:9."""
+    from sklearn.datasets import load_breast_cancer  # a dev dependency: the data ship inside the package
+
+    data = load_breast_cancer()
+    columns = [c.replace(" ", "_") for c in data.feature_names]
+    by = "mean_texture" if prevalence is None else "mean_symmetry"  # at 1:9, low texture holds no malignancy
+    with tempfile.TemporaryDirectory() as folder:
+        label = (data.target == 0).astype(np.float64)
+        split_table(folder, data.data, label, columns, by=by, prevalence=prevalence, seed=seed)
+        return {
+            "table": "breast_cancer",
+            "by": by,
+            "seed": seed,
+            **coalition(secret, public, Path(folder), seed, rounds),
+        }
+
+
+def coalition(secret: HEContext, public: HEContext, root: Path, seed: int, rounds: int) -> dict[str, Any]:
+    """The scaling round, then C against its plaintext twin, each site alone and the pooled rows."""
+    g = read_table(root / GLOBAL_CSV)
+    sites = [read_table(root / f"hospital-{k}" / "train.csv", columns=g.columns) for k in (1, 2, 3)]
+    features = len(g.columns)
     supervisor = Supervisor(secret, Database("sqlite://"), Limits(requests_per_minute=100_000))
     client = LocalSupervisorClient(supervisor, "0xBench")
     start = time.perf_counter()
@@ -176,8 +200,6 @@ def tables(secret: HEContext, public: HEContext, features: int, seed: int, round
     singles = [on_g(plain.train(spec, genesis, t.x, t.y, steps, 1.0)) for t in sites]
     coalition = on_g(encrypted)
     return {
-        "features": features,
-        "seed": seed,
         "site_prevalence": [round(float(t.y.mean()), 3) for t in sites],
         "g_prevalence": round(float(g.y.mean()), 3),
         "raw_std_ratio": round(float(pooled_x.std(0).max() / pooled_x.std(0).min()), 1),
@@ -205,7 +227,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", default=None)
     parser.add_argument("--tables", action="store_true", help="Also the raw-table coalitions (minutes).")
-    parser.add_argument("--rounds", type=int, default=4, help="--tables: increments per site.")
+    parser.add_argument("--real", action="store_true", help="Also the breast-cancer table in three sites (sklearn).")
+    parser.add_argument("--rounds", type=int, default=4, help="--tables, --real: increments per site.")
     args = parser.parse_args()
     start = time.perf_counter()
     he, public = generate()
@@ -229,6 +252,9 @@ def main() -> None:
     if args.tables:
         members = HEContext.from_public(public)
         report["tables"] = [tables(he, members, f, seed, args.rounds) for f in (30, 64) for seed in (0, 1, 2)]
+    if args.real:
+        members = HEContext.from_public(public)
+        report["real"] = [real(he, members, p, seed, args.rounds) for p in (None, 0.1) for seed in (0, 1, 2)]
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,11 +179,13 @@ def case_count(rows: int, prevalence: float) -> int:
     return int(min(rows - 2, max(2, round(prevalence * rows))))
 
 
-def write_table(path: Path, x: np.ndarray, y: np.ndarray, label_column: str = LABEL) -> None:
+def write_table(
+    path: Path, x: np.ndarray, y: np.ndarray, label_column: str = LABEL, columns: Sequence[str] | None = None
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow([*(f"f{j}" for j in range(x.shape[1])), label_column])
+        writer.writerow([*(columns or [f"f{j}" for j in range(x.shape[1])]), label_column])
         writer.writerows([*(f"{v:.6g}" for v in row), int(label)] for row, label in zip(x, y, strict=True))
 
 
@@ -276,3 +279,60 @@ def describe(
             for i, (s, c) in enumerate(zip(sites, cases, strict=True))
         },
     }
+
+
+def split_table(
+    out: str | Path,
+    x: np.ndarray,
+    y: np.ndarray,
+    columns: Sequence[str],
+    *,
+    by: str,
+    hospitals: int = 3,
+    global_share: float = 0.25,
+    test_share: float = 0.25,
+    prevalence: float | None = None,
+    seed: int = 0,
+) -> dict[str, object]:
+    """One real table (raw rows `x`, 0/1 labels `y`) written as a coalition in the variant C layout: G a random
+    `global_share` of the rows, the rest shared among `hospitals` by the column `by` (each site sees its own
+    part of its range, with overlap: a skewed case mix), each site's rows split into train and test. With
+    `prevalence`, positives are dropped at random first until they are that share of the rows (1:9 is 0.1)."""
+    if by not in columns:
+        raise ConfigError(f"no column {by!r} to split the sites by; columns: {', '.join(columns)}")
+    if not 0 < global_share < 1 or not 0 < test_share < 1 or hospitals < 2:
+        raise ConfigError("global_share and test_share must be in (0, 1), and a coalition has at least 2 hospitals")
+    rng = np.random.default_rng(seed)
+    rows = rng.permutation(len(x))
+    if prevalence is not None:
+        negatives, positives = rows[y[rows] == 0], rows[y[rows] == 1]
+        keep = min(len(positives), round(prevalence * len(negatives) / (1 - prevalence)))
+        rows = rng.permutation(np.concatenate([negatives, positives[:keep]]))
+    cut = round(global_share * len(rows))
+    shared, rest = rows[:cut], rows[cut:]
+    column = x[rest, list(columns).index(by)]
+    order = rest[np.argsort(column + rng.normal(0.0, 0.5 * column.std(), len(rest)))]
+    root = Path(out)
+    sites = {}
+    for k, part in enumerate(np.array_split(order, hospitals)):
+        part = rng.permutation(part)
+        test = max(1, round(test_share * len(part)))
+        train, local = part[test:], part[:test]
+        name = hospital_name(k)
+        if len(set(y[train].tolist())) < 2:
+            raise ConfigError(
+                f"{name}'s training rows hold one class only: split into fewer sites, or by another column"
+            )
+        write_table(root / name / "train.csv", x[train], y[train], columns=columns)
+        write_table(root / name / "test.csv", x[local], y[local], columns=columns)
+        sites[name] = {"train": len(train), "test": len(local), "prevalence": round(float(y[train].mean()), 3)}
+    write_table(root / GLOBAL_CSV, x[shared], y[shared], columns=columns)
+    description: dict[str, object] = {
+        "kind": "split",
+        "by": by,
+        "seed": seed,
+        "global": len(shared),
+        "hospitals": sites,
+    }
+    (root / "coalition.json").write_text(json.dumps(description, indent=2, sort_keys=True) + "\n")
+    return description

@@ -12,7 +12,7 @@ import pytest
 from tclearn.errors import ConfigError
 from tclearn.learning.synth import hospital_name
 from tclearn.learning.tables import Table, read_table
-from tclearn.learning.tabular import GLOBAL_CSV, synth_tabular
+from tclearn.learning.tabular import GLOBAL_CSV, split_table, synth_tabular
 
 HOSPITALS = 4
 FEATURES = 30
@@ -108,3 +108,22 @@ def test_impossible_requests_are_refused(tmp_path: Path) -> None:
         synth_tabular(tmp_path, prevalence=1.0)
     with pytest.raises(ConfigError, match="G needs at least 2 rows"):
         synth_tabular(tmp_path, global_size=1)
+
+
+def test_split_table_gives_each_site_its_part_of_a_column_and_both_classes(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    x = np.column_stack([rng.normal(50, 10, 400), rng.exponential(3.0, 400)])
+    y = (x[:, 1] + 0.05 * x[:, 0] + rng.normal(0, 1, 400) > 5.5).astype(np.float64)  # mostly CRP, a little age
+    description = split_table(tmp_path, x, y, ["age", "crp"], by="age", prevalence=0.1, seed=1)
+    g = read_table(tmp_path / "global.csv")
+    assert g.columns == ("age", "crp") and len(g.y) == description["global"]
+    sites = [read_table(tmp_path / f"hospital-{k}" / "train.csv") for k in (1, 2, 3)]
+    assert all(set(t.y.tolist()) == {0.0, 1.0} for t in sites)
+    ages = [float(np.median(t.x[:, 0])) for t in sites]
+    assert ages == sorted(ages) and ages[2] - ages[0] > 10  # each site its own part of the range
+    total = np.concatenate([g.y, *(t.y for t in sites)])
+    assert abs(total.mean() - 0.1) < 0.02  # 1:9
+    with pytest.raises(ConfigError, match="no column 'sex'"):
+        split_table(tmp_path / "x", x, y, ["age", "crp"], by="sex")
+    with pytest.raises(ConfigError, match="hospital-1's training rows hold one class only"):
+        split_table(tmp_path / "y", x, (x[:, 0] > 60).astype(np.float64), ["age", "crp"], by="age", hospitals=8)
