@@ -250,6 +250,19 @@ def test_data_synth_tabular_gives_every_training_table_both_classes(tmp_path: Pa
         assert {r.rsplit(",", 1)[1] for r in rows} == {"0", "1"}, hospital
 
 
+def test_data_split_writes_one_real_table_as_a_coalition(tmp_path: Path) -> None:
+    rows = "\n".join(f"{40 + k % 50},{(k * 37) % 100 / 10},{int(k % 7 == 0)}" for k in range(300))
+    (tmp_path / "cohort.csv").write_text("age,crp,outcome\n" + rows + "\n")
+    invoke("data", "split", str(tmp_path / "cohort.csv"), "--by", "age", "--label-column", "outcome",
+           "--out", str(tmp_path / "coalition"))  # fmt: skip
+    header = (tmp_path / "coalition" / "hospital-3" / "train.csv").read_text().splitlines()[0]
+    assert header == "age,crp,label" and (tmp_path / "coalition" / "global.csv").is_file()
+    (tmp_path / "bad.csv").write_text("age,crp,label\n50,high,1\n")
+    result = runner.invoke(app, ["data", "split", str(tmp_path / "bad.csv"), "--by", "age", "--out", str(tmp_path)])
+    assert result.exit_code == 1 and "line 2, column 'crp': 'high' is not a number" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_demo_refuses_what_it_cannot_do(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="variant C"):
         invoke("demo", "--variant", "C", "--mode", "fedavg", "--out", str(tmp_path))

@@ -1,4 +1,4 @@
-"""`tclearn data ...`: make a synthetic coalition, fingerprint a data folder."""
+"""`tclearn data ...`: make a synthetic coalition, split a real table into one, fingerprint a data folder."""
 
 from __future__ import annotations
 
@@ -62,6 +62,30 @@ def synth(
             description = synth_coalition(out, hospitals, train, test, global_size, side, seed, dims)
     kind = "rows" if tabular else ("volumes" if dims == 3 else "images")
     console.print(f"wrote {hospitals} hospitals and a global test set of {global_size} {kind} to {out}")
+    console.print_json(json.dumps(description["hospitals"]))
+
+
+@app.command()
+def split(
+    table: Path = typer.Argument(..., help="One CSV table: a 0/1 label column and raw numeric measurements."),
+    by: str = typer.Option(..., "--by", help="The column whose range the sites share out (their case mix)."),
+    out: Path = typer.Option(..., "--out", help="Folder to write the coalition into."),
+    hospitals: int = typer.Option(3, "--hospitals", min=2, help="Number of sites."),
+    prevalence: float | None = typer.Option(None, "--prevalence", help="Drop positives until they are this share."),
+    label_column: str = typer.Option("label", "--label-column", help="The 0/1 label column."),
+    seed: int = typer.Option(0, help="Random seed; the same seed writes the same files."),
+) -> None:
+    """Write one real table as a variant C coalition (DIR/<hospital>/{train,test}.csv, DIR/global.csv): G a random
+    quarter, the sites each their own part of the --by column's range, to try `tclearn demo --variant C --data DIR`."""
+    from tclearn.learning.tables import read_table
+    from tclearn.learning.tabular import split_table
+
+    with user_errors():
+        rows = read_table(table, label_column)
+        description = split_table(
+            out, rows.x, rows.y, rows.columns, by=by, hospitals=hospitals, prevalence=prevalence, seed=seed
+        )
+    console.print(f"wrote {hospitals} sites and a global test set of {description['global']} rows to {out}")
     console.print_json(json.dumps(description["hospitals"]))
 
 
