@@ -231,9 +231,11 @@ def residual(he: HEContext, z: ts.CKKSVector, y: np.ndarray) -> ts.CKKSVector:
 def gradient_step(
     he: HEContext, model: EncryptedModel, x: np.ndarray, y: np.ndarray, lr: float, refresh: Refresh | None = None
 ) -> EncryptedModel:
-    """One full-batch gradient step on encrypted weights (`model.gradients` is the plain twin); the result has
-    0 levels left. Logistic regression fits in one fresh ciphertext's depth. The mlp does not: it runs in three
-    stages with two `refresh` calls in between (required for an mlp):
+    """One full-batch gradient step of size `lr` on encrypted weights, from raw rows `x` (the model's scaling
+    applied; `duties.train_model` ties `lr` to the data with `model.step_size` and has the supervisor project
+    the result onto the weight bounds; `model.gradients` is the plain twin); the result has 0 levels left.
+    Logistic regression fits in one fresh ciphertext's depth. The mlp does not: it runs in three stages with two
+    `refresh` calls in between (required for an mlp):
 
     1. forward: h_k = w1_k . x (rows at 4 -> 3), z = w2 . [h_k^2, 1] (-> 1); refresh z;
     2. residual r = sigmoid_poly(z) - y (4 -> 2); refresh r;
