@@ -60,9 +60,9 @@ def load_features(path: str | Path, label_column: str = "label") -> tuple[np.nda
 
 def weight_message(he: HEContext, model: EncryptedModel, ref: str, *, bounded: bool) -> Ciphertexts:
     """The model's weight vectors as a supervisor request (with their bounds, for a refresh that projects)."""
-    names = list(model.vectors)
-    bounds = [weight_bounds(model.spec)[n].to_json() for n in names] if bounded else []
-    return Ciphertexts.of(he, [model.vectors[n] for n in names], ref, [(b[0], b[1]) for b in bounds])
+    bounds = weight_bounds(model.spec)
+    limits = [(bounds[n].norm, bounds[n].bias) for n in model.vectors] if bounded else []
+    return Ciphertexts.of(he, list(model.vectors.values()), ref, limits)
 
 
 def refresh(he: HEContext, model: EncryptedModel, client: SupervisorClient, model_ref: str = "") -> EncryptedModel:
