@@ -122,12 +122,6 @@ class Scaling:
         return hashlib.sha256(canonical_json(self.to_json())).hexdigest()
 
 
-def identity(columns: Sequence[str]) -> Scaling:
-    """No scaling (tables already standardised; the first container format)."""
-    d = len(columns)
-    return Scaling(tuple(columns), (0.0,) * d, (1.0,) * d)
-
-
 def _r(values: np.ndarray) -> tuple[float, ...]:
     """Values to DIGITS significant digits (a deterministic record; columns may be of any magnitude)."""
     return tuple(float(f"{float(v):.{DIGITS}g}") for v in np.ravel(values))
