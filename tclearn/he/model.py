@@ -176,11 +176,7 @@ def hidden_rows(spec: ModelSpec, weights: Weights) -> np.ndarray:
 
 def logits(spec: ModelSpec, weights: Weights, x: np.ndarray) -> np.ndarray:
     """Logits of raw rows `x` (the spec's scaling applied)."""
-    return scaled_logits(spec, weights, spec.prepare(x))
-
-
-def scaled_logits(spec: ModelSpec, weights: Weights, xs: np.ndarray) -> np.ndarray:
-    xa = augment(xs)
+    xa = augment(spec.prepare(x))
     if spec.kind == "logreg":
         return xa @ weights["w"]
     a = (xa @ hidden_rows(spec, weights).T) ** 2

@@ -94,13 +94,15 @@ class Supervisor:
         if not message.vectors:
             raise SupervisorRefused("no ciphertexts in the request")
         vectors = message.load(self.he)
-        count = sum(v.size() for v in vectors)
+        self._check_count(sum(v.size() for v in vectors))
+        return vectors
+
+    def _check_count(self, count: int) -> None:
         if count > self.limits.max_values:
             raise TooLargeError(
                 f"{count} values requested; the supervisor decrypts at most {self.limits.max_values} per request",
                 limit=self.limits.max_values,
             )
-        return vectors
 
     def _decrypt(self, action: str, vectors: list[ts.CKKSVector]) -> list[np.ndarray]:
         values = []
@@ -144,12 +146,7 @@ class Supervisor:
         shapes = {tuple(v.size() for v in vectors) for vectors in opened}
         if len(shapes) != 1:
             raise SupervisorRefused(f"the parts of an aggregate differ in shape: {sorted(shapes)}")
-        if sum(next(iter(shapes))) > self.limits.max_values:
-            raise TooLargeError(
-                f"{sum(next(iter(shapes)))} values requested; the supervisor decrypts at most "
-                f"{self.limits.max_values} per request",
-                limit=self.limits.max_values,
-            )
+        self._check_count(sum(next(iter(shapes))))
         try:
             sums = [sum(column[1:], column[0]) for column in zip(*opened, strict=True)]
         except (ValueError, RuntimeError) as exc:  # SEAL refuses parts at different levels or scales
