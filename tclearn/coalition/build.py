@@ -200,14 +200,19 @@ def _ckks(
     clock: Clock,
 ) -> ModelBackend[Any]:
     from tclearn.coalition.ckks import CkksBackend, genesis_spec  # TenSEAL only for variant C
-    from tclearn.he.duties import features
     from tclearn.he.keys import fetch_context
 
     if connect is None:
         raise ConfigError("a variant C coalition needs a way to its supervisor (supervisor_url)")
     context = fetch_context(store, find_supervisor(client).encryption_key.hex())  # named on chain, re-hashed
     spec = genesis_spec(store, context, client.get_model(GENESIS, with_uri=False).model_hash.hex())
-    features(global_test, "G")  # a binary table (G and the model agree: the general checks every candidate)
+    columns = table_columns(global_test)
+    expected = spec.scaling.columns if spec.scaling is not None else columns[: spec.features]
+    if len(columns) != spec.features or columns != expected:
+        raise DataError(
+            f"G's feature columns ({', '.join(columns)}) are not those of the coalition's model "
+            f"({', '.join(expected) if spec.scaling is not None else f'{spec.features} columns'})"
+        )
     clients = {h.address: connect(h) for h in hospitals}
     return CkksBackend(store, spec, context, clients, encrypted.steps, encrypted.lr, clock)
 

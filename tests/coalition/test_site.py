@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from tclearn.coalition.build import Tables
 from tclearn.coalition.ckks import CkksBackend, encrypted_genesis, supervisor_founder
 from tclearn.coalition.founding import Founder, found
 from tclearn.config import save_deployment
-from tclearn.errors import ConfigError, ConflictError, NotFoundError
+from tclearn.errors import ConfigError, ConflictError, DataError, NotFoundError
 from tclearn.he.client import HttpSupervisorClient
 from tclearn.learning.synth import synth_coalition
 from tclearn.learning.tabular import synth_tabular
@@ -100,6 +99,9 @@ def test_bad_site_files_are_named(deployed: Path) -> None:
         open_site(load_site_config(site))
 
 
+TABLES = ("train.csv", "test.csv")
+
+
 @dataclass
 class Encrypted:
     folder: Path
@@ -131,16 +133,20 @@ def encrypted(anvil_node: LocalNode, tmp_path_factory: pytest.TempPathFactory) -
 
 
 @contextmanager
-def _variant_c_site(encrypted: Encrypted) -> Iterator[Site]:
+def _variant_c_site(encrypted: Encrypted, drop_last_column: bool = False) -> Iterator[Site]:
     """A variant C site opened against a live vault (its supervisor unreachable: nothing here asks it)."""
     directory, ours = ChainDirectory(encrypted.client), CoalitionId.of_client(encrypted.client)
     with serve_app(
         lambda url: create_app(encrypted.store, Database("sqlite://"), directory, Audience.of(url, ours))
     ) as url:
         shared, own = encrypted.folder / "shared" / "G.csv", encrypted.folder / "own" / "st-luke"
+        own.mkdir(parents=True, exist_ok=True)
         shared.parent.mkdir(exist_ok=True)
-        shutil.copy(encrypted.folder / "data" / "global.csv", shared)  # G apart from the hospital's own tables
-        shutil.copytree(encrypted.folder / "data" / "hospital-1", own, dirs_exist_ok=True)
+        data = encrypted.folder / "data"  # G apart from the hospital's own tables
+        for source, target in ((data / "global.csv", shared), *((data / "hospital-1" / n, own / n) for n in TABLES)):
+            rows = [line.split(",") for line in source.read_text().splitlines()]
+            kept = [[*r[:-2], r[-1]] if drop_last_column else r for r in rows]
+            target.write_text("\n".join(",".join(r) for r in kept) + "\n")
         fields = {"vault_url": f'"{url}"', "global_test": '"shared/G.csv"', "data": '"own/st-luke"', "dev_account": "1"}
         site = open_site(load_site_config(_site(encrypted.folder, supervisor_url='"http://127.0.0.1:9"', **fields)))
         try:
@@ -162,6 +168,16 @@ def test_a_variant_c_site_holds_the_registered_public_context_and_a_signed_super
         assert supervisor.account.address == site.hospital.address == dev_accounts(2)[1].address
         assert len(site.hospital.train) == 48 and len(site.hospital.local_test) == 24
         assert len(site.coalition.global_test) == 48
+
+
+def test_tables_that_agree_with_each_other_but_not_with_the_coalition_model_are_refused(
+    encrypted: Encrypted,
+) -> None:
+    refused = pytest.raises(
+        DataError, match=r"G's feature columns \(f0, f1, f2\) are not those of the coalition's model"
+    )
+    with refused, _variant_c_site(encrypted, drop_last_column=True):
+        pass
 
 
 def test_bad_variant_c_site_files_name_the_field(encrypted: Encrypted, deployed: Path) -> None:
