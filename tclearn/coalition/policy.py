@@ -1,23 +1,63 @@
-"""The acceptance policy a validator applies: a pure function of the candidate's and the head's scores."""
+"""The acceptance policy a validator applies: pure functions of the candidate's, the head's and the lineage's
+scores, and of the candidate's update size.
+
+The policy is one typed record (`AcceptancePolicy`), stored in the vault and declared on chain by its hash, so
+that every validator applies the same rules and an auditor can read which. Its checks, each with its reason:
+
+- **G and L against the head**: the candidate is not worse than its parent by more than a tolerance;
+- **cumulative drift**: on G, not worse than the *best* committed model of the lineage by more than
+  `max_drift` — a member whose every increment costs a little less than the tolerance cannot walk the head
+  down;
+- **strata**: on every stratum of G and L (findings by size, each class, each label) holding at least
+  `min_stratum` samples, not worse than the head by more than `tolerance_stratum` — an increment that keeps
+  the mean but stops finding small lesions is caught here;
+- **update size** (the general's check): the candidate's distance from its parent, relative to the parent's
+  norm, within `max_update` — a scaled model replacement or a sign flip is refused before any vote.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tclearn.errors import ConfigError
+from tclearn.learning.choices import Aggregator
+from tclearn.records import SCHEMA, Record
+
+
+@dataclass(frozen=True)
+class Stratum(Record):
+    """A model's score on one stratum of one data set: `set` "G" or "L", `name` e.g. "finding:small",
+    "class:benign", "label:liver"."""
+
+    set: str
+    name: str
+    samples: int
+    score: float
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.set, self.name
 
 
 @dataclass(frozen=True)
 class Scores:
-    """A model's score on the global test set G and on the validator's own local set L (higher is better)."""
+    """A model's score on the global test set G and on the validator's own local set L (higher is better), and
+    on each of their strata."""
 
     global_: float
     local: float
+    strata: tuple[Stratum, ...] = ()
+
+
+KNOWN_AGGREGATORS = tuple(a.value for a in Aggregator)
 
 
 @dataclass(frozen=True)
-class AcceptancePolicy:
-    """Approve iff the candidate is not worse than the head by more than the tolerance, on G and on L."""
+class AcceptancePolicy(Record):
+    """Every rule a candidate must pass, with its bounds; declared on chain by the hash of its encoding."""
+
+    KIND = "coalition policy"
 
     # An honest increment trained on one hospital's domain often costs the head a little on the others; a
     # poisoned one costs it a lot (bench/coalition.py: poisoned candidates score 0.0-0.3 on G against heads at
@@ -26,25 +66,97 @@ class AcceptancePolicy:
     tolerance_global: float = 0.03
     tolerance_local: float = 0.10
     min_batch_size: int = 1  # the smallest batch a candidate may declare (a gradient-leakage defence)
+    # How far below the best committed model of the lineage (on G, as this validator measured it) a candidate
+    # may fall: above the per-step tolerance, so that honest noise passes, and far below what a few steps of
+    # drift add up to (bench/attacks.py).
+    max_drift: float = 0.05
+    # Strata are smaller than their set (a dozen images of G hold small findings), so their tolerance is wider;
+    # a stratum with fewer than `min_stratum` samples is reported in the evidence but not judged.
+    tolerance_stratum: float = 0.15
+    min_stratum: int = 8
+    # The candidate's L2 distance from its parent over the parent's L2 norm (floating tensors); 0 disables it.
+    max_update: float = 1.0
+    aggregator: str = Aggregator.MEDIAN.value  # FedAvg mode: how contributions are combined
+    schema: int = SCHEMA
 
     def __post_init__(self) -> None:
-        for name in ("tolerance_global", "tolerance_local"):
+        for name in ("tolerance_global", "tolerance_local", "max_drift", "tolerance_stratum"):
             value = getattr(self, name)
             if not 0 <= value <= 1:
                 raise ConfigError(f"{name} must be between 0 and 1, got {value}")
         if self.min_batch_size < 1:
             raise ConfigError(f"min_batch_size must be at least 1, got {self.min_batch_size}")
+        if self.min_stratum < 1:
+            raise ConfigError(f"min_stratum must be at least 1, got {self.min_stratum}")
+        if not 0 <= self.max_update <= 100:
+            raise ConfigError(f"max_update must be between 0 (no bound) and 100, got {self.max_update}")
+        if self.aggregator not in KNOWN_AGGREGATORS:
+            raise ConfigError(f"aggregator must be one of {', '.join(KNOWN_AGGREGATORS)}, got {self.aggregator!r}")
 
-    def verdict(self, candidate: Scores | None, head: Scores) -> tuple[bool, str]:
-        """Approve or not, and why; a candidate without scores (it could not be opened) is rejected."""
+    def verdict(self, candidate: Scores | None, head: Scores, best_global: float | None = None) -> tuple[bool, str]:
+        """Approve or not, and why (every check that fails, in order); a candidate without scores (it could not be
+        opened) is rejected. `best_global`: the best G score of the lineage's committed models (None: the head's)."""
         if candidate is None:
             return False, "the candidate could not be scored"
-        if self.accepts(candidate, head):
-            return True, "not worse than the head beyond tolerance"
-        return False, "worse than the head beyond tolerance"
+        problems = self.problems(candidate, head, head.global_ if best_global is None else best_global)
+        if problems:
+            return False, "; ".join(problems)
+        return True, "not worse than the head beyond tolerance, on G, L and every stratum, nor drifted"
 
-    def accepts(self, candidate: Scores, head: Scores) -> bool:
-        return (
-            candidate.global_ >= head.global_ - self.tolerance_global
-            and candidate.local >= head.local - self.tolerance_local
-        )
+    def accepts(self, candidate: Scores, head: Scores, best_global: float | None = None) -> bool:
+        return self.verdict(candidate, head, best_global)[0]
+
+    def problems(self, candidate: Scores, head: Scores, best_global: float) -> list[str]:
+        """What the candidate fails, one line per check."""
+        found = [
+            problem
+            for problem in (
+                fall("G", candidate.global_, head.global_, self.tolerance_global, "the head"),
+                fall("L", candidate.local, head.local, self.tolerance_local, "the head"),
+                fall("G", candidate.global_, max(best_global, head.global_), self.max_drift, "the best committed model"),
+            )
+            if problem
+        ]
+        mismatch = strata_mismatch(candidate.strata, head.strata)
+        if mismatch:
+            return [*found, mismatch]  # strata that cannot be compared are a rejection, never a pass
+        heads = {s.key: s for s in head.strata}
+        for s in candidate.strata:
+            if s.samples >= self.min_stratum:
+                problem = fall(f"{s.set} {s.name}", s.score, heads[s.key].score, self.tolerance_stratum, "the head")
+                if problem:
+                    found.append(problem)
+        return found
+
+    def update_problem(self, measured: float, declared: float | None) -> str | None:
+        """The general's update-size check: the distance it measured against the one declared and the bound."""
+        if declared is None:
+            return "the candidate declares no update size"
+        if abs(measured - declared) > 1e-4 * max(1.0, measured):
+            return f"the candidate declares an update size of {declared:.6g}, but it is {measured:.6g}"
+        if self.max_update and measured > self.max_update:
+            return (
+                f"the update is {measured:.4g} of its parent's norm, beyond the coalition's bound {self.max_update:g} "
+                "(max_update)"
+            )
+        return None
+
+
+def fall(what: str, candidate: float, reference: float, tolerance: float, against: str) -> str | None:
+    """Why `candidate` is too far below `reference` (None if it is not)."""
+    if candidate >= reference - tolerance:
+        return None
+    return f"{what} {candidate:.3f} is {reference - candidate:.3f} below {against}'s {reference:.3f} (tolerance {tolerance:g})"
+
+
+def strata_mismatch(candidate: Sequence[Stratum], head: Sequence[Stratum]) -> str | None:
+    """Why the candidate's strata cannot be compared with the head's (other names or sizes), or None."""
+    ours = {s.key: s.samples for s in candidate}
+    theirs = {s.key: s.samples for s in head}
+    if ours == theirs:
+        return None
+    differ = sorted(f"{k[0]} {k[1]}" for k in ours.keys() ^ theirs.keys())
+    resized = sorted(f"{k[0]} {k[1]}" for k in ours.keys() & theirs.keys() if ours[k] != theirs[k])
+    return "the strata were not measured on the same data as the head's: " + ", ".join(
+        [*(f"{name} in one only" for name in differ), *(f"{name} of another size" for name in resized)]
+    )

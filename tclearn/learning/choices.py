@@ -14,6 +14,52 @@ class Attack(enum.StrEnum):
     LABEL_FLIP = "label_flip"
     GAUSSIAN_NOISE = "gaussian_noise"
     LAZY = "lazy"
+    # Stealthy: each increment costs G a little less than the tolerance; small findings suppressed; a trigger
+    # patch that hides findings, main task kept (incremental and FedAvg mode).
+    DRIFT = "drift"
+    TARGETED = "targeted"
+    BACKDOOR = "backdoor"
+    # Inadequate honest data: annotations shifted, thickened, drawn as boxes (another protocol), 30 % noisy.
+    SHIFTED_MASKS = "shifted_masks"
+    THICK_MASKS = "thick_masks"
+    BOX_MASKS = "box_masks"
+    NOISY_LABELS = "noisy_labels"
+    # FedAvg mode: a small deviation coordinated by every Byzantine contributor ("a little is enough"), and a
+    # backdoored model scaled to replace the aggregate.
+    LITTLE_IS_ENOUGH = "little_is_enough"
+    MODEL_REPLACEMENT = "model_replacement"
+
+
+class AttackKind(enum.StrEnum):
+    """How the attacks are counted and judged (bench/attacks.py)."""
+
+    NONE = "none"
+    CRUDE = "crude"
+    DRIFT = "drift"
+    TARGETED = "targeted"
+    BACKDOOR = "backdoor"
+    INADEQUATE = "inadequate"
+    COLLUSION = "collusion"
+
+
+KIND_OF_ATTACK = {
+    Attack.NONE: AttackKind.NONE,
+    Attack.RANDOM_WEIGHTS: AttackKind.CRUDE,
+    Attack.SIGN_FLIP: AttackKind.CRUDE,
+    Attack.LABEL_FLIP: AttackKind.CRUDE,
+    Attack.GAUSSIAN_NOISE: AttackKind.CRUDE,
+    Attack.LAZY: AttackKind.CRUDE,
+    Attack.DRIFT: AttackKind.DRIFT,
+    Attack.TARGETED: AttackKind.TARGETED,
+    Attack.BACKDOOR: AttackKind.BACKDOOR,
+    Attack.SHIFTED_MASKS: AttackKind.INADEQUATE,
+    Attack.THICK_MASKS: AttackKind.INADEQUATE,
+    Attack.BOX_MASKS: AttackKind.INADEQUATE,
+    Attack.NOISY_LABELS: AttackKind.INADEQUATE,
+    Attack.LITTLE_IS_ENOUGH: AttackKind.COLLUSION,
+    Attack.MODEL_REPLACEMENT: AttackKind.BACKDOOR,
+}
+FEDAVG_ONLY = frozenset({Attack.LITTLE_IS_ENOUGH, Attack.MODEL_REPLACEMENT})
 
 
 class Aggregator(enum.StrEnum):

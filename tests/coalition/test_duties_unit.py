@@ -158,7 +158,7 @@ def test_a_sign_flipping_member_is_voted_down() -> None:
     assert co.client.head() == 0
     (rejected,) = events(co, "Rejected", row.id)
     assert rejected.args["reason"] == RejectReason.VOTES
-    assert all(v.candidate_global == 0.0 and "worse than the head" in v.reason for v in evidence(co, row.id))
+    assert all(v.candidate_global == 0.0 and "below the head's" in v.reason for v in evidence(co, row.id))
 
 
 # ---- the general ---------------------------------------------------------------------------------------------
@@ -512,20 +512,21 @@ def test_policy_problem(batch: int, minimum: int, problem: str | None) -> None:
 
 
 HEAD = Scores(0.5, 0.5)
+APPROVED = "not worse than the head beyond tolerance, on G, L and every stratum, nor drifted"
 
 
 @pytest.mark.parametrize(
     ("candidate", "approve", "reason"),
     [
         (None, False, "the candidate could not be scored"),
-        (Scores(0.5, 0.5), True, "not worse than the head beyond tolerance"),
-        (Scores(0.9, 0.9), True, "not worse than the head beyond tolerance"),
-        (Scores(0.48, 0.5), True, "not worse than the head beyond tolerance"),  # within 0.03 on G
-        (Scores(0.46, 0.5), False, "worse than the head beyond tolerance"),
-        (Scores(0.5, 0.41), True, "not worse than the head beyond tolerance"),  # within 0.10 on L
-        (Scores(0.5, 0.39), False, "worse than the head beyond tolerance"),
-        (Scores(0.9, 0.3), False, "worse than the head beyond tolerance"),  # better on G does not buy L
-        (Scores(0.1, 0.9), False, "worse than the head beyond tolerance"),
+        (Scores(0.5, 0.5), True, APPROVED),
+        (Scores(0.9, 0.9), True, APPROVED),
+        (Scores(0.48, 0.5), True, APPROVED),  # within 0.03 on G
+        (Scores(0.46, 0.5), False, "G 0.460 is 0.040 below the head's 0.500 (tolerance 0.03)"),
+        (Scores(0.5, 0.41), True, APPROVED),  # within 0.10 on L
+        (Scores(0.5, 0.39), False, "L 0.390 is 0.110 below the head's 0.500 (tolerance 0.1)"),
+        (Scores(0.9, 0.3), False, "L 0.300 is 0.200 below the head's 0.500 (tolerance 0.1)"),  # better on G does not buy L
+        (Scores(0.1, 0.9), False, "G 0.100 is 0.400 below the head's 0.500 (tolerance 0.03); G 0.100 is 0.400 below the best committed model's 0.500 (tolerance 0.05)"),
     ],
 )
 def test_acceptance_verdict(candidate: Scores | None, approve: bool, reason: str) -> None:
