@@ -204,7 +204,7 @@ class VoteEvidence(Record):
 class SummaryScores(Record):
     KIND = "summary scores"
     coalition: float
-    centralized: float
+    centralized: float | None  # None: the run trained no baselines
     single: dict[str, float]
 
 
@@ -239,3 +239,5 @@ class RunSummary(Record):
     gas: SummaryGas
     audit_ok: bool
     seconds: float
+    # per attack ("none": honest candidates): submitted, refused (by the general), rejected, committed, open
+    attacks: dict[str, dict[str, int]] = field(default_factory=dict)

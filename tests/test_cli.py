@@ -178,6 +178,7 @@ SUMMARY_KEYS = {
     "gas",
     "audit_ok",
     "seconds",
+    "attacks",
 }
 
 
@@ -191,6 +192,9 @@ def test_demo_writes_summary_report_and_deployment(tmp_path: Path) -> None:
     assert summary["poisoned_committed"] == 0 and summary["audit_ok"] is True
     assert set(summary["scores"]) == {"coalition", "centralized", "single"}
     assert {c["id"] for c in summary["candidates"]} == {1, 2, 3}
+    sign_flip = summary["attacks"]["sign_flip"]  # the one Byzantine candidate, counted under its attack
+    assert sign_flip["submitted"] == 1 and sign_flip["committed"] == 0
+    assert sum(c["submitted"] for c in summary["attacks"].values()) == 3
     assert [c["round"] for c in summary["candidates"]] == [1, 2, 3]
     assert RunSummary.parse((tmp_path / "summary.json").read_bytes()).to_json() == summary  # a typed record
     report = (tmp_path / "report.html").read_text()

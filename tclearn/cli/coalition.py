@@ -93,7 +93,9 @@ def _rounds_table(rows: list[CandidateRow]) -> Table:
 def up(
     members: int = typer.Option(4, "--members", help="Hospitals, each a member API and a node daemon."),
     byzantine: int = typer.Option(1, "--byzantine", help="How many of them attack (the last ones)."),
-    attack: Attack = typer.Option(Attack.SIGN_FLIP.value, "--attack", help="What a Byzantine member submits."),
+    attack: list[Attack] = typer.Option(
+        [Attack.SIGN_FLIP.value], "--attack", help="What a Byzantine member submits; repeat it for several."
+    ),
     chain: str = typer.Option("anvil", "--chain", help="anvil, ganache, or a loopback JSON-RPC URL."),
     variant: str = typer.Option("B", "--variant", help="A (public), B (envelope-encrypted) or C (CKKS, supervisor)."),
     rounds: int = typer.Option(4, "--rounds", help="Rounds to drive through the member APIs."),
@@ -112,7 +114,7 @@ def up(
         settings = UpSettings(
             members=members,
             byzantine=byzantine,
-            attack=attack,
+            attack=tuple(attack),
             variant=Variant.parse(variant),
             rounds=rounds,
             seed=seed,

@@ -61,6 +61,15 @@ def _requests(log: list[dict[str, Any]]) -> str:
     return ", ".join(f"{action} {n}" for action, n in counts.most_common()) + f", from {accounts} accounts"
 
 
+def _by_attack(counts: dict[str, dict[str, int]]) -> str:
+    """One clause per attack: "drift 5 submitted: 2 refused by the general, 3 rejected, 0 committed"."""
+    return "; ".join(
+        f"{attack} {c['submitted']} submitted: {c['refused']} refused by the general, {c['rejected']} rejected, "
+        f"{c['committed']} committed"
+        for attack, c in counts.items()
+    )
+
+
 def _write_outputs(out: Path, result: DemoResult) -> None:
     from tclearn.audit.report import write_report
     from tclearn.config import save_deployment
@@ -81,7 +90,11 @@ def _write_outputs(out: Path, result: DemoResult) -> None:
 def demo(
     members: int = typer.Option(4, "--members", help="Hospitals (all of them validators)."),
     byzantine: int = typer.Option(1, "--byzantine", help="How many of them are Byzantine."),
-    attack: Attack = typer.Option(Attack.SIGN_FLIP, "--attack", help="What the Byzantine members do."),
+    attack: list[Attack] = typer.Option(
+        [Attack.SIGN_FLIP.value],
+        "--attack",
+        help="What the Byzantine members do; repeat it for several (the Byzantine members take them in turn).",
+    ),
     variant: str = typer.Option(
         "B", "--variant", help="A (public model), B (envelope-encrypted model) or C (CKKS model, supervisor)."
     ),
@@ -127,7 +140,7 @@ def demo(
     settings = DemoSettings(
         members=members,
         byzantine=byzantine,
-        attack=attack,
+        attack=tuple(attack),
         variant=variant,  # type: ignore[arg-type]
         mode=mode,
         aggregator=aggregator,
@@ -172,6 +185,7 @@ def demo(
     console.print(
         f"head = model {result.head}; committed {s['committed']}, rejected {s['rejected']}; poisoned submitted "
         f"{s['poisoned_submitted']}, committed {s['poisoned_committed']}; honest rejected {s['honest_rejected']}\n"
+        f"by attack: {_by_attack(s['attacks'])}\n"
         f"gas: submit {s['gas']['submit']}, open {s['gas']['open']}, vote {s['gas']['vote']}, committed round "
         f"{s['gas']['per_committed_round']}\naudit: {audit}\n"
         f"time: {s['seconds']} s ({', '.join(f'{k} {v:.1f} s' for k, v in result.seconds_by_phase.items())})\n"

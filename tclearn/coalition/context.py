@@ -33,6 +33,7 @@ class Coalition:
     hospitals: list[Hospital]
     directory: ChainDirectory
     head_scores: dict[tuple[str, int], Scores] = field(default_factory=dict)  # (validator, model id) -> scores
+    lineage_best: dict[tuple[str, int], float] = field(default_factory=dict)  # (validator, head) -> best G to it
 
     @property
     def clock(self) -> Clock:

@@ -113,7 +113,9 @@ class AcceptancePolicy(Record):
             for problem in (
                 fall("G", candidate.global_, head.global_, self.tolerance_global, "the head"),
                 fall("L", candidate.local, head.local, self.tolerance_local, "the head"),
-                fall("G", candidate.global_, max(best_global, head.global_), self.max_drift, "the best committed model"),
+                fall(
+                    "G", candidate.global_, max(best_global, head.global_), self.max_drift, "the best committed model"
+                ),
             )
             if problem
         ]
@@ -146,7 +148,8 @@ def fall(what: str, candidate: float, reference: float, tolerance: float, agains
     """Why `candidate` is too far below `reference` (None if it is not)."""
     if candidate >= reference - tolerance:
         return None
-    return f"{what} {candidate:.3f} is {reference - candidate:.3f} below {against}'s {reference:.3f} (tolerance {tolerance:g})"
+    gap = reference - candidate
+    return f"{what} {candidate:.3f} is {gap:.3f} below {against}'s {reference:.3f} (tolerance {tolerance:g})"
 
 
 def strata_mismatch(candidate: Sequence[Stratum], head: Sequence[Stratum]) -> str | None:

@@ -24,6 +24,7 @@ class CandidateRow:
     id: int | None
     proposer: str
     byzantine: bool
+    attack: str = "none"  # what the proposer (FedAvg: the round's aggregator) does; "none": honest
     general: str = ""
     state: str = "submitted"
     approvals: int = 0
@@ -41,6 +42,7 @@ class CandidateRow:
             "round": self.round,
             "proposer": self.proposer,
             "byzantine": self.byzantine,
+            "attack": self.attack,
             "job": self.job,
             "general": self.general,
             "state": self.state,
@@ -68,7 +70,7 @@ def validators_for(co: Coalition, proposer: Hospital) -> list[Hospital]:
 def decide(co: Coalition, proposal: Proposal, proposer: Hospital, byzantine: bool, update: Update) -> CandidateRow:
     """After a submission: the drawn general opens it (or rejects it), then validators vote until decided."""
     s = proposal.submission
-    row = CandidateRow(s.model_id, proposer.name, byzantine, co.name_of(s.general))
+    row = CandidateRow(s.model_id, proposer.name, byzantine, proposer.attack.value, co.name_of(s.general))
     row.gas["submit"] = s.tx.gas_used
     update(row)
     candidate = co.client.get_model(s.model_id, with_uri=False)

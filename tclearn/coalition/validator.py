@@ -16,6 +16,7 @@ from tclearn.coalition.policy import Scores
 from tclearn.errors import TclearnError
 from tclearn.learning.evaluate import headline_metric, set_metric
 from tclearn.ledger.client import VoteOutcome
+from tclearn.protocol import GENESIS
 from tclearn.records import CandidateMetadata, VoteEvidence
 from tclearn.types import ModelRecord
 
@@ -28,6 +29,7 @@ class Assessment:
     candidate: Scores | None  # None: the candidate could not be opened, or failed a check before scoring
     head: Scores
     reason: str
+    best_global: float | None = None  # the best G score of the head's lineage, as this validator measured it
 
 
 def scores_of(co: Coalition, validator: Hospital, model: Any, ref: str) -> Scores:
@@ -47,23 +49,39 @@ def head_scores(co: Coalition, validator: Hospital, model_id: int) -> Scores:
     return co.head_scores[key]
 
 
+def lineage_best(co: Coalition, validator: Hospital, head_id: int) -> float:
+    """The best G score among the committed models from genesis to `head_id`, as this validator measures them
+    (each scored once; the best of each head is kept, so that a vote walks back only to the last head seen)."""
+    walked: list[int] = []
+    model_id: int | None = head_id
+    while model_id is not None and (validator.address, model_id) not in co.lineage_best:
+        walked.append(model_id)
+        model_id = co.client.get_model(model_id, with_uri=False).parent_id if model_id != GENESIS else None
+    best = co.lineage_best[(validator.address, model_id)] if model_id is not None else float("-inf")
+    for ancestor in reversed(walked):
+        best = max(best, head_scores(co, validator, ancestor).global_)
+        co.lineage_best[(validator.address, ancestor)] = best
+    return best
+
+
 def assess(co: Coalition, validator: Hospital, candidate: ModelRecord) -> Assessment:
     head = head_scores(co, validator, candidate.parent_id)
+    best = lineage_best(co, validator, candidate.parent_id)
     model_hash = candidate.model_hash.hex()
     try:
         metadata = get_record(co, candidate.metadata_hash.hex(), CandidateMetadata)
         model = co.backend.open(validator, model_hash)
     except TclearnError as exc:
-        return Assessment(False, None, head, f"cannot open the candidate: {exc}")
+        return Assessment(False, None, head, f"cannot open the candidate: {exc}", best)
     if metadata.aggregation is not None:
         problem = verify_aggregate(co, validator, metadata.aggregation, candidate.parent_id, model)
         if problem is not None:
             log.warning("candidate %d: %s", candidate.id, problem)
-            return Assessment(False, None, head, problem)
+            return Assessment(False, None, head, problem, best)
     scores = scores_of(co, validator, model, model_hash)
     co.head_scores[(validator.address, candidate.id)] = scores  # if it commits, it is the next head
-    approve, reason = co.policy.verdict(scores, head)
-    return Assessment(approve, scores, head, reason)
+    approve, reason = co.policy.verdict(scores, head, best)
+    return Assessment(approve, scores, head, reason, best)
 
 
 def metric_name(co: Coalition) -> str:

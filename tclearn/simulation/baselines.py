@@ -66,6 +66,7 @@ class TensorReference:
     model: ModelConfig
     training: TrainConfig
     seed: int
+    with_baselines: bool = True  # False: score the head only (benches that compare runs, not baselines)
     genesis: StateDict | None = None
 
     def found(self, chain: Chain, admin: LocalAccount, store: BlobStore, founders: Sequence[Founder]) -> LedgerClient:
@@ -80,10 +81,12 @@ class TensorReference:
         """The head after `rounds` rounds of `trainers` trainers each, and the baselines with as many steps."""
         assert self.genesis is not None, "found the coalition first"
         backend = tensors(co.backend, "baselines")
-        per_epoch = len(co.hospitals[0].train) // backend.training.batch_size
-        steps = trainers * rounds * backend.training.epochs * per_epoch
         head_hash = co.client.get_model(co.client.head(), with_uri=False).model_hash.hex()
         head = backend.network(backend.open(co.hospitals[0], head_hash))
+        if not self.with_baselines:
+            return score_table(co, {"coalition": head})
+        per_epoch = len(co.hospitals[0].train) // backend.training.batch_size
+        steps = trainers * rounds * backend.training.epochs * per_epoch
         return score_table(co, {"coalition": head, **baselines(co, self.genesis, steps, self.seed)})
 
     def log(self) -> list[dict[str, Any]]:

@@ -55,7 +55,7 @@ from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.history import LedgerHistory, rebuild
 from tclearn.records import RunSummary, SummaryGas, SummaryScores
 from tclearn.simulation.baselines import TensorReference
-from tclearn.simulation.run import RunSpec, outcome
+from tclearn.simulation.run import RunSpec, by_attack, outcome
 from tclearn.types import Variant
 from tclearn.vault.envelope import public_bytes
 from tclearn.vault.store import BlobStore, FsspecStore
@@ -114,6 +114,7 @@ class DemoSettings(RunSpec):
     features: int = 30  # variant C, synthetic data: measurements per patient (at 8 no hospital lacks much alone)
     he_steps: int = ENCRYPTED_TRAINING.steps  # variant C: full-batch encrypted gradient steps per increment
     he_lr: float = ENCRYPTED_TRAINING.lr  # variant C: their learning rate
+    baselines: bool = True  # False: the head is scored alone, no hospital-alone or pooled model is trained
 
     def model_config(self, data: Samples) -> ModelConfig:
         """The network for the task, shaped by the data (channels, spatial dims, labels); in variant C, whose model
@@ -204,7 +205,9 @@ def reference_for(
         rows = tuple(features(d.train)[0] for d in data)
         sites = SiteRows(table_columns(global_test), rows, names=names)
         return EncryptedRun(global_test, sites, chain.dev_keys[settings.members + 1], out / "supervisor", settings.seed)
-    return TensorReference(settings.variant, settings.model_config(global_test), settings.training(), settings.seed)
+    return TensorReference(
+        settings.variant, settings.model_config(global_test), settings.training(), settings.seed, settings.baselines
+    )
 
 
 def setup(settings: DemoSettings, chain: Chain, out: Path) -> tuple[Coalition, Reference]:
@@ -305,7 +308,8 @@ def run_demo(
         byzantine=tuple(h.name for h in co.hospitals if h.byzantine),
         candidates=tuple(r.to_json() for r in rows),
         **outcome(rows),
-        scores=SummaryScores(table["coalition"]["G"], table["centralized"]["G"], single),
+        attacks=by_attack(rows),
+        scores=SummaryScores(table["coalition"]["G"], table.get("centralized", {}).get("G"), single),
         gas=SummaryGas(
             submit=max((r.gas["submit"] for r in rows), default=0),
             open=max((r.gas.get("open", 0) for r in rows), default=0),

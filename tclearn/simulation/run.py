@@ -14,11 +14,21 @@ from tclearn.learning.attacks import Attack
 from tclearn.types import Variant
 
 
+def parse_attacks(attack: Attack | str | Sequence[Attack | str]) -> tuple[Attack, ...]:
+    """One attack or several, by name; an unknown name is a `ConfigError` listing the known ones."""
+    names = [attack] if isinstance(attack, str) else list(attack)
+    try:
+        return tuple(Attack(a) for a in names)
+    except ValueError:
+        known = ", ".join(a.value for a in Attack)
+        raise ConfigError(f"unknown attack in {', '.join(map(str, names))}; expected one of {known}") from None
+
+
 @dataclass(frozen=True)
 class RunSpec:
     members: int = 4
     byzantine: int = 1
-    attack: Attack = Attack.SIGN_FLIP
+    attack: Attack | Sequence[Attack] = Attack.SIGN_FLIP  # several: the Byzantine members take them in turn
     variant: Variant = Variant.B
     rounds: int = 6
     seed: int = 0
@@ -33,17 +43,47 @@ class RunSpec:
             raise ConfigError(f"--byzantine must be between 0 and members - 1, got {self.byzantine}")
         if self.rounds < self.MIN_ROUNDS:
             raise ConfigError(f"--rounds must be at least {self.MIN_ROUNDS}, got {self.rounds}")
-        object.__setattr__(self, "attack", Attack(self.attack))
+        attacks = parse_attacks(self.attack)
+        object.__setattr__(self, "attack", attacks[0] if len(attacks) == 1 else attacks)
         object.__setattr__(self, "variant", Variant.parse(self.variant))
-        if self.byzantine and self.attack is Attack.NONE:
+        if not attacks:
+            raise ConfigError("give at least one --attack ('none' for an honest run)")
+        if self.byzantine and Attack.NONE in attacks:
             raise ConfigError("--byzantine members need an --attack other than 'none'")
+        if len(attacks) > max(1, self.byzantine):
+            raise ConfigError(
+                f"{len(attacks)} attacks for {self.byzantine} Byzantine members: each attack needs its own member "
+                f"(--byzantine {len(attacks)})"
+            )
+
+    @property
+    def attacks(self) -> tuple[Attack, ...]:
+        return parse_attacks(self.attack)
 
     def byzantine_at(self, index: int) -> bool:
         """The Byzantine rule: the last `byzantine` hospitals attack; the others are honest."""
         return index >= self.members - self.byzantine
 
     def attack_at(self, index: int) -> Attack:
-        return self.attack if self.byzantine_at(index) else Attack.NONE
+        """What hospital `index` does: the Byzantine ones take the attacks in turn; the others none."""
+        if not self.byzantine_at(index):
+            return Attack.NONE
+        return self.attacks[(index - (self.members - self.byzantine)) % len(self.attacks)]
+
+
+def by_attack(rows: Sequence[CandidateRow]) -> dict[str, dict[str, int]]:
+    """Per attack (and "none", the honest candidates): submitted, refused by the general, rejected by the votes,
+    committed, and still undecided."""
+    counts: dict[str, dict[str, int]] = {}
+    for r in rows:
+        if r.id is None:
+            continue
+        c = counts.setdefault(r.attack, dict.fromkeys(("submitted", "refused", "rejected", "committed", "open"), 0))
+        c["submitted"] += 1
+        voted = r.approvals + r.rejections > 0
+        key = {"committed": "committed", "rejected": "rejected" if voted else "refused"}.get(r.state, "open")
+        c[key] += 1
+    return counts
 
 
 def outcome(rows: Sequence[CandidateRow]) -> dict[str, int]:

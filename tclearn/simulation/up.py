@@ -40,7 +40,6 @@ from tclearn.he.config import SupervisorSettings
 from tclearn.he.context import HEContext
 from tclearn.he.keys import save_secret
 from tclearn.he.supervisor import Supervisor
-from tclearn.learning.attacks import Attack
 from tclearn.learning.defaults import SIMULATION_LOSS, UP_EPOCHS
 from tclearn.learning.models import ModelConfig
 from tclearn.learning.synth import GLOBAL, hospital_name, synth_coalition
@@ -122,7 +121,7 @@ def _site_file(path: Path, settings: UpSettings, index: int, urls: dict[str, str
         "data": f"../../data/{name}",
         "global_test": f"../../data/{GLOBAL_CSV if encrypted else GLOBAL}",
         "state": f"sqlite:///{path.stem}.db",
-        "attack": settings.attack if settings.byzantine_at(index) else Attack.NONE,
+        "attack": settings.attack_at(index),
         "poll_interval": 0.5,
         "keeper_interval": 5.0,
         "training": training.model_dump(),
@@ -292,7 +291,10 @@ def drive_round(
     name = hospital_name(member)
     started_at = time.monotonic()
     job = _member_call(run, name, "POST", "/jobs/train")
-    row = CandidateRow(None, name, settings.byzantine_at(member), state="training", round=index + 1, job=str(job["id"]))
+    attack = settings.attack_at(member)
+    row = CandidateRow(
+        None, name, attack.value != "none", attack.value, "", "training", round=index + 1, job=str(job["id"])
+    )
     on_update(row)
     deadline = started_at + settings.round_timeout
     while job["state"] not in ("done", "failed", "cancelled"):

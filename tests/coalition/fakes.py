@@ -40,6 +40,7 @@ StubModel = dict[str, float]
 DESCRIPTION = ModelDescription("stub", {"w": "float"}, "ab" * 32)
 GENESIS_W = 5.0  # a head worth protecting: it scores 0.5 on G
 LOCAL_PENALTY = 0.05
+DRIFT_STEP = 0.028
 STEPS = 2  # training steps reported to `on_step`
 BATCH_SIZE = 8
 
@@ -96,6 +97,8 @@ class StubBackend:
         w = parent["w"] + 1
         if member.attack is Attack.SIGN_FLIP:
             w = -w
+        elif member.attack is Attack.DRIFT:  # G DRIFT_STEP lower each time: less than the tolerance of 0.03
+            w = parent["w"] - DRIFT_STEP * 10
         elif member.attack is not Attack.NONE:
             raise NotImplementedError(f"the stub backend has no {member.attack} attack")
         facts = TrainingFacts(len(member.train), 1, BATCH_SIZE, "sgd", 0.1, seed, "stub", STEPS, 0.0, "cpu")

@@ -302,6 +302,38 @@ def test_a_validator_rejects_a_candidate_it_cannot_open() -> None:
     assert (voted.args["approve"], voted.args["scoreGlobal"], voted.args["scoreLocal"]) == (False, 0, 0)
 
 
+@pytest.mark.parametrize(("max_drift", "committed"), [(0.05, [1, None]), (1.0, [1, 2, 3, 4])])
+def test_a_drifting_member_is_stopped_by_the_lineage_not_by_its_parent(
+    max_drift: float, committed: list[int | None]
+) -> None:
+    # Prepare: every increment costs G 0.028, under the 0.03 tolerance against its parent
+    co = stub_coalition(policy=AcceptancePolicy(min_batch_size=4, max_drift=max_drift))
+    co.hospitals[3].attack = Attack.DRIFT
+    # Execute
+    rows = [run_round(co, co.hospitals[3]) for _ in committed]
+    # Assert: with a drift bound only the first step commits; without one the head walks down 4 x 0.028
+    assert [r.id if r.state == "committed" else None for r in rows] == committed
+    if max_drift < 1:
+        (shown, *_) = evidence(co, rows[1].id)
+        assert not shown.approve and "below the best committed model's 0.500 (tolerance 0.05)" in shown.reason
+        assert "below the head's" not in shown.reason  # against its parent alone it would pass
+    assert validator_duty.lineage_best(co, co.hospitals[0], co.client.head()) == pytest.approx(0.5)
+
+
+def test_the_lineage_best_is_walked_once_per_validator() -> None:
+    co = stub_coalition()
+    rows = [run_round(co, co.hospitals[i % 3]) for i in range(3)]
+    assert [r.state for r in rows] == ["committed"] * 3
+    reads = co.client.get_model
+    calls: list[int] = []
+    co.client.get_model = lambda i, **kw: calls.append(i) or reads(i, **kw)  # type: ignore[method-assign]
+    first = co.hospitals[3]
+    assert validator_duty.lineage_best(co, first, co.client.head()) == pytest.approx((GENESIS_W + 3) / 10)
+    walked = len(calls)
+    assert validator_duty.lineage_best(co, first, co.client.head()) == pytest.approx((GENESIS_W + 3) / 10)
+    assert len(calls) == walked  # cached
+
+
 def test_head_scores_are_measured_once_per_validator() -> None:
     co = stub_coalition()
     backend, genesis = stub_backend(co), model_hash_of(co, 0)
@@ -525,8 +557,14 @@ APPROVED = "not worse than the head beyond tolerance, on G, L and every stratum,
         (Scores(0.46, 0.5), False, "G 0.460 is 0.040 below the head's 0.500 (tolerance 0.03)"),
         (Scores(0.5, 0.41), True, APPROVED),  # within 0.10 on L
         (Scores(0.5, 0.39), False, "L 0.390 is 0.110 below the head's 0.500 (tolerance 0.1)"),
-        (Scores(0.9, 0.3), False, "L 0.300 is 0.200 below the head's 0.500 (tolerance 0.1)"),  # better on G does not buy L
-        (Scores(0.1, 0.9), False, "G 0.100 is 0.400 below the head's 0.500 (tolerance 0.03); G 0.100 is 0.400 below the best committed model's 0.500 (tolerance 0.05)"),
+        # better on G does not buy L
+        (Scores(0.9, 0.3), False, "L 0.300 is 0.200 below the head's 0.500 (tolerance 0.1)"),
+        (
+            Scores(0.1, 0.9),
+            False,
+            "G 0.100 is 0.400 below the head's 0.500 (tolerance 0.03); "
+            "G 0.100 is 0.400 below the best committed model's 0.500 (tolerance 0.05)",
+        ),
     ],
 )
 def test_acceptance_verdict(candidate: Scores | None, approve: bool, reason: str) -> None:
