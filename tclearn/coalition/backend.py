@@ -11,7 +11,7 @@ need tensors and say so by asking for a `TensorBackend`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import torch
@@ -147,7 +147,8 @@ class TensorBackend:
     ) -> Trained[StateDict]:
         data = flip_labels(member.train) if member.attack is Attack.LABEL_FLIP else member.train
         with self.clock("training"):
-            increment = train_increment(self.network(parent), data, self.training, cancel, on_step)
+            training = replace(self.training, seed=self.training.seed + seed)  # another order for another round
+            increment = train_increment(self.network(parent), data, training, cancel, on_step)
         return Trained(attack_weights(member.attack, parent, increment.weights, seed=seed), increment.facts)
 
     def score(self, reader: Hospital, model: StateDict, data: Samples, ref: str) -> float:

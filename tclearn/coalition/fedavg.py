@@ -41,7 +41,8 @@ def contribute(co: Coalition, member: Hospital, head_id: int) -> tuple[Contribut
     """`member` trains from the head, stores its contribution and signs it."""
     backend = _backend(co)
     parent_hash = co.client.get_model(head_id, with_uri=False).model_hash.hex()
-    trained = backend.train(member, backend.open(member, parent_hash), seed=head_id, ref=parent_hash)
+    seed = co.client.model_count()  # a round on the same head again (its aggregate rejected) trains anew
+    trained = backend.train(member, backend.open(member, parent_hash), seed=seed, ref=parent_hash)
     model_hash = backend.store_model(trained.model)
     text = message(co.client.chain.chain_id, co.client.address, head_id, model_hash)
     signature = member.account.sign_message(encode_defunct(text=text)).signature.hex()

@@ -50,7 +50,10 @@ def increment(
     parent = co.backend.open(member, parent_hash)  # re-hashed against the chain's hash by the store
     report_phase(progress, "training", 0.0, cancel)
     on_step = None if progress is None else lambda done, total: progress("training", done / total)
-    trained = co.backend.train(member, parent, seed=head_id, ref=parent_hash, cancel=cancel, on_step=on_step)
+    # Seeded by the id the candidate will take: a member that trains again on the same head (its last candidate
+    # rejected) submits another increment, never the same blob twice (the contract refuses a duplicate).
+    seed = co.client.model_count()
+    trained = co.backend.train(member, parent, seed=seed, ref=parent_hash, cancel=cancel, on_step=on_step)
     report_phase(progress, "storing", 0.0, cancel)
     model_hash = co.backend.store_model(trained.model)
     metadata = CandidateMetadata(

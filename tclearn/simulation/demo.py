@@ -263,6 +263,7 @@ class DemoResult:
     history: LedgerHistory
     head: int
     client: LedgerClient
+    coalition: Coalition  # as the run's hospitals saw it (benches measure its head further)
     supervisor_log: list[dict[str, Any]] = field(default_factory=list)  # variant C: every supervisor request
 
 
@@ -321,4 +322,4 @@ def run_demo(
     )
     phases = {p: round(co.clock.seconds.get(p, 0.0), 3) for p in PHASES}
     assert isinstance(co.client, LedgerClient)  # founded on a chain by the reference
-    return DemoResult(summary.to_json(), table, phases, report, history, head, co.client, reference.log())
+    return DemoResult(summary.to_json(), table, phases, report, history, head, co.client, co, reference.log())
