@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.ledger.chain import Chain, embedded_chain
 from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.history import LedgerHistory, rebuild
@@ -47,7 +48,12 @@ def put_json(store: FsspecStore, document: dict[str, object]) -> bytes:
 def run_coalition(chain: Chain, store: FsspecStore) -> AuditedRun:
     admin, *hospitals = chain.dev_keys[:5]
     client, _ = LedgerClient.deploy(
-        chain, admin, variant=Variant.B, genesis_hash=put(store, b"genesis weights"), genesis_uri="vault://genesis"
+        chain,
+        admin,
+        variant=Variant.B,
+        genesis_hash=put(store, b"genesis weights"),
+        genesis_uri="vault://genesis",
+        policy_hash=put(store, AcceptancePolicy().encode()),
     )
     for i, h in enumerate(hospitals):
         client.register_member(admin, h.address, Role.MEMBER | Role.VALIDATOR, os.urandom(32), f"hospital-{i}")
