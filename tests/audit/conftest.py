@@ -1,5 +1,5 @@
-"""A small coalition run on the embedded chain whose blobs really sit in a file vault: one commit,
-one candidate rejected for integrity (its blob never stored), one voted down."""
+"""A small coalition run on the embedded chain whose blobs really sit in a file vault: one commit, a new
+acceptance policy, one candidate rejected for integrity (its blob never stored), one voted down."""
 
 from __future__ import annotations
 
@@ -81,6 +81,7 @@ def run_coalition(chain: Chain, store: FsspecStore) -> AuditedRun:
     committed = submit(0, b"increment one")
     open_(committed, True)
     vote_until_decided(committed, True)
+    client.set_policy(admin, put(store, AcceptancePolicy(max_drift=0.04).encode()))  # from the next candidate on
     broken = submit(1, b"corrupt increment", store_blob=False)
     open_(broken, False)
     voted_down = submit(2, b"poisoned increment")
