@@ -83,7 +83,7 @@ def test_deploy_add_member_and_show(anvil_node: LocalNode, tmp_path: Path) -> No
     assert declared["policy_hash"] == POLICY and declared["settings"] is None
     assert declared["declared"] == [{"hash": POLICY, "from_model": 0, "block": deployment["block"]}]
     table = invoke("ledger", "show", "-d", str(dep), env={"COLUMNS": "250"}).output  # type: ignore[attr-defined]
-    assert "St Mary" in table and "committed" in table
+    assert "St Mary" in table and "committed" in table and f"acceptance policy {POLICY}" in table
     with pytest.raises(ConfigError, match="already exists"):
         invoke("coalition", "deploy", "--config", str(cfg), "--out", str(dep), "--dev-account", "0")
 

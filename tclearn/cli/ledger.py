@@ -68,7 +68,10 @@ def show(
         }
         typer.echo(json.dumps(payload, indent=2))
         return
-    console.print(f"Coalition [bold]{dep.address}[/] on chain {dep.chain_id}, variant {dep.variant}")
+    console.print(
+        f"Coalition [bold]{dep.address}[/] on chain {dep.chain_id}, variant {dep.variant}, acceptance policy "
+        f"0x{history.policy_hash.hex()} (`tclearn ledger policy` for its settings)"
+    )
     _render(history)
 
 
