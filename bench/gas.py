@@ -62,6 +62,7 @@ def scenario(eligible: int) -> dict[str, Any]:
         variant=Variant.B,
         genesis_hash=os.urandom(32),
         genesis_uri="g",
+        policy_hash=os.urandom(32),
         general_timeout=600,
         voting_timeout=600,
     )

@@ -25,7 +25,9 @@ def main() -> None:
     with LocalNode("anvil", accounts=VALIDATORS + 2) as node:
         chain = connect(node.url)
         admin, proposer, *validators = dev_accounts(VALIDATORS + 2)
-        client, _ = LedgerClient.deploy(chain, admin, variant=Variant.B, genesis_hash=os.urandom(32), genesis_uri="g")
+        client, _ = LedgerClient.deploy(
+            chain, admin, variant=Variant.B, genesis_hash=os.urandom(32), genesis_uri="g", policy_hash=os.urandom(32)
+        )
         client.register_member(admin, proposer.address, Role.MEMBER, os.urandom(32), "proposer")
         for i, v in enumerate(validators):
             client.register_member(admin, v.address, Role.MEMBER | Role.VALIDATOR, os.urandom(32), f"h{i}")

@@ -64,10 +64,13 @@ contract Coalition {
     uint16 private constant NO_MEMBER = type(uint16).max;
 
     // ---- storage --------------------------------------------------------------------------------
-    // slot 0: admin, variant; slot 1: the global test set; slot 2: everything `submit` reads.
+    // slot 0: admin, variant; slot 1: the global test set; slot 2: the acceptance policy; slot 3: everything
+    // `submit` reads.
     address public admin;
     uint8 public variant;
     bytes32 public globalTestSetHash;
+    /// @notice sha256 of the acceptance policy record every validator applies (stored in the vault).
+    bytes32 public policyHash;
     uint64 public generalTimeout;
     uint64 public votingTimeout;
     uint48 public head;
@@ -87,6 +90,7 @@ contract Coalition {
     event EncryptionKeyChanged(address indexed account, bytes32 encryptionKey);
     event AdminTransferred(address indexed previousAdmin, address indexed newAdmin);
     event GlobalTestSetChanged(bytes32 hash);
+    event PolicyChanged(bytes32 hash);
     event Submitted(
         uint256 indexed id,
         uint256 indexed parentId,
@@ -143,17 +147,19 @@ contract Coalition {
         bytes32 genesisHash,
         string memory genesisUri,
         bytes32 globalTestSetHash_,
+        bytes32 policyHash_,
         uint64 generalTimeout_,
         uint64 votingTimeout_
     ) {
         if (variant_ < 1 || variant_ > 3) revert InvalidVariant(variant_);
-        if (genesisHash == bytes32(0)) revert ZeroHash();
+        if (genesisHash == bytes32(0) || policyHash_ == bytes32(0)) revert ZeroHash();
         if (generalTimeout_ == 0 || votingTimeout_ == 0) revert InvalidTimeout();
         admin = msg.sender;
         variant = variant_;
         generalTimeout = generalTimeout_;
         votingTimeout = votingTimeout_;
         globalTestSetHash = globalTestSetHash_;
+        policyHash = policyHash_;
         Model storage g = models[0];
         g.modelHash = genesisHash;
         g.proposer = NO_MEMBER;
@@ -163,6 +169,7 @@ contract Coalition {
         idPlusOneByHash[genesisHash] = 1;
         emit AdminTransferred(address(0), msg.sender);
         emit GlobalTestSetChanged(globalTestSetHash_);
+        emit PolicyChanged(policyHash_);
         emit Submitted(0, 0, msg.sender, address(0), genesisHash, genesisUri, bytes32(0), 0, 0);
         emit Committed(0, 0, genesisHash, 0, 0);
     }
@@ -217,6 +224,14 @@ contract Coalition {
     function setGlobalTestSet(bytes32 hash) external onlyAdmin {
         globalTestSetHash = hash;
         emit GlobalTestSetChanged(hash);
+    }
+
+    /// @notice Declares the acceptance policy every validator applies from now on: the sha256 of its record in
+    ///         the vault. Admin-only for now; a later version moves it under a two-thirds vote of the members.
+    function setPolicy(bytes32 hash) external onlyAdmin {
+        if (hash == bytes32(0)) revert ZeroHash();
+        policyHash = hash;
+        emit PolicyChanged(hash);
     }
 
     /// @notice A member rotates its own X25519 encryption key.

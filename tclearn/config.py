@@ -85,6 +85,8 @@ class CoalitionConfig(BaseModel):
     voting_timeout: int = Field(86400, gt=0)
     genesis_hash: Hex32
     genesis_uri: str
+    # sha256 of the acceptance policy record in the vault (`tclearn coalition policy` writes one)
+    policy_hash: Hex32
     global_test_set_hash: Hex32 = b"\x00" * 32
     chain: ChainConfig = ChainConfig()
     members: list[MemberConfig] = []
@@ -93,6 +95,16 @@ class CoalitionConfig(BaseModel):
     @classmethod
     def _variant(cls, value: str) -> str:
         return Variant.parse(value).name
+
+    @field_validator("policy_hash")
+    @classmethod
+    def _declared(cls, value: bytes) -> bytes:
+        if value == b"\x00" * 32:
+            raise ValueError(
+                "a coalition declares its acceptance policy: write it with `tclearn coalition policy`, store it with "
+                "`tclearn vault put`, and give the hash the vault prints"
+            )
+        return value
 
 
 class Deployment(BaseModel):

@@ -63,6 +63,7 @@ def deploy_coalition(
         variant=variant,
         genesis_hash=os.urandom(32),
         genesis_uri="vault://genesis",
+        policy_hash=os.urandom(32),
         general_timeout=general_timeout,
         voting_timeout=voting_timeout,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 
 import tclearn
 from tclearn.cli.app import app
+from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.errors import ConfigError, NoContract, NotFoundError, TclearnError, WrongChain
 from tclearn.ledger.accounts import dev_accounts
 from tclearn.ledger.localchain import LocalNode, free_port
@@ -22,6 +24,7 @@ from tclearn.records import RunSummary
 
 runner = CliRunner()
 GENESIS = "0x" + "ab" * 32
+POLICY = "0x" + "cd" * 32
 
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> object:
@@ -34,6 +37,7 @@ def invoke(*args: str, env: dict[str, str] | None = None) -> object:
 
 def _config(tmp_path: Path, url: str, **extra: str) -> Path:
     member = dev_accounts(3)[1].address
+    extra = {"policy_hash": f'"{POLICY}"', **extra}
     lines = [
         'variant = "B"',
         f'genesis_hash = "{GENESIS}"',
@@ -74,8 +78,12 @@ def test_deploy_add_member_and_show(anvil_node: LocalNode, tmp_path: Path) -> No
     shown = json.loads(invoke("ledger", "show", "-d", str(dep), "--json").output)  # type: ignore[attr-defined]
     assert [m["name"] for m in shown["members"]] == ["St Luke", "St Mary"]
     assert shown["models"][0]["model_hash"] == GENESIS and shown["lineage"] == [0]
+    assert shown["policy_hash"] == POLICY
+    declared = json.loads(invoke("ledger", "policy", "-d", str(dep)).output)  # type: ignore[attr-defined]
+    assert declared["policy_hash"] == POLICY and declared["settings"] is None
+    assert declared["declared"] == [{"hash": POLICY, "from_model": 0, "block": deployment["block"]}]
     table = invoke("ledger", "show", "-d", str(dep), env={"COLUMNS": "250"}).output  # type: ignore[attr-defined]
-    assert "St Mary" in table and "committed" in table
+    assert "St Mary" in table and "committed" in table and f"acceptance policy {POLICY}" in table
     with pytest.raises(ConfigError, match="already exists"):
         invoke("coalition", "deploy", "--config", str(cfg), "--out", str(dep), "--dev-account", "0")
 
@@ -108,6 +116,9 @@ def test_bad_input_is_named(anvil_node: LocalNode, tmp_path: Path) -> None:
     bad = _config(tmp_path, anvil_node.url, voting_timeout="-5")
     with pytest.raises(ConfigError, match="voting_timeout"):
         invoke("coalition", "deploy", "-c", str(bad), "-o", str(tmp_path / "x.json"), "--dev-account", "0")
+    undeclared = _config(tmp_path, anvil_node.url, policy_hash=f'"0x{"00" * 32}"')
+    with pytest.raises(ConfigError, match=r"policy_hash: .*declares its acceptance policy: .*tclearn coalition policy"):
+        invoke("coalition", "deploy", "-c", str(undeclared), "-o", str(tmp_path / "x.json"), "--dev-account", "0")
     cfg, dep = _config(tmp_path, anvil_node.url), tmp_path / "d.json"
     invoke("coalition", "deploy", "-c", str(cfg), "-o", str(dep), "--dev-account", "0")
     deployment = json.loads(dep.read_text())
@@ -121,6 +132,19 @@ def test_bad_input_is_named(anvil_node: LocalNode, tmp_path: Path) -> None:
         invoke("member", "add", deployment["deployer"], "--roles", "doctor", "-d", str(dep), "--dev-account", "0")
     with pytest.raises(ConfigError, match="exactly one of"):
         invoke("member", "remove", deployment["deployer"], "-d", str(dep))
+
+
+def test_a_policy_record_is_written_with_its_hash(tmp_path: Path) -> None:
+    out = tmp_path / "policy.json"
+    printed = invoke("coalition", "policy", "-o", str(out), "--set", "max_drift=0.04", "--set", "min_batch_size=8")
+    record = AcceptancePolicy.parse(out.read_bytes())
+    assert record == AcceptancePolicy(max_drift=0.04, min_batch_size=8)
+    assert printed.output.strip() == hashlib.sha256(out.read_bytes()).hexdigest()  # type: ignore[attr-defined]
+    for bad, why in [("drift=1", "NAME one of tolerance_global"), ("min_batch_size=2.5", "takes a int")]:
+        refused = runner.invoke(app, ["coalition", "policy", "-o", str(out), "--set", bad])
+        assert refused.exit_code == 1 and why in refused.stderr and "Traceback" not in refused.output
+    refused = runner.invoke(app, ["coalition", "policy", "-o", str(out), "--set", "max_drift=2"])
+    assert refused.exit_code == 1 and "max_drift must be between 0 and 1, got 2.0" in refused.stderr
 
 
 def test_user_mistake_prints_one_line_and_no_traceback(tmp_path: Path) -> None:

@@ -7,7 +7,9 @@ an error, whatever became of its candidate: altered evidence of a rejected poiso
 A committed model whose blob, metadata, general's report or validators' evidence is missing is an error; a
 missing blob of a candidate that never made it is a warning (a retention policy may drop it), and for a
 candidate the general rejected for integrity only information (a blob that never reached the vault is why
-it was rejected). Every commit must carry a 2/3 quorum of distinct validators other than the
+it was rejected). Every acceptance policy the chain declared (`PolicyChanged`) must be in the vault as
+hashed: validators applied it, so a missing one leaves their votes unexplained, and is an error. Every commit
+must carry a 2/3 quorum of distinct validators other than the
 proposer, a general's opening, and a committed parent, so that the lineage is a chain from genesis.
 """
 
@@ -167,11 +169,25 @@ def references(candidate: CandidateHistory) -> list[tuple[str, bytes, Severity]]
     return [(what, digest, severity) for what, digest, severity in refs if digest != ZERO_HASH]
 
 
+def policy_findings(history: LedgerHistory, statuses: dict[bytes, BlobStatus], store: BlobStore) -> list[Finding]:
+    """Every declared acceptance policy's record, checked in the vault (named by the first model it judges)."""
+    found = []
+    for declared in history.policies:
+        if declared.hash not in statuses:
+            statuses[declared.hash] = check_blob(store, declared.hash)
+        status = statuses[declared.hash]
+        if status != BlobStatus.OK:
+            what = f"the acceptance policy {hex_hash(declared.hash)} declared from this model on is {status}"
+            found.append(Finding(Severity.ERROR, declared.from_model, what))
+    return found
+
+
 def audit(history: LedgerHistory, store: BlobStore) -> AuditReport:
     """Checks every blob the chain vouches for and every commit's quorum; see the module docstring."""
     lineage, findings = committed_lineage(history)
     on_lineage = set(lineage)
     statuses: dict[bytes, BlobStatus] = {}  # a blob referenced twice is read once
+    findings += policy_findings(history, statuses, store)
     for candidate in sorted(history.candidates.values(), key=lambda c: c.id):
         committed = candidate.state == ModelState.COMMITTED
         if committed and candidate.id not in on_lineage:

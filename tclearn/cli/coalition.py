@@ -1,4 +1,5 @@
-"""`tclearn coalition deploy`: deploy the Coalition contract and register the first members."""
+"""`tclearn coalition deploy`: deploy the Coalition contract and register the first members; `policy`: write the
+acceptance policy record it declares; `up` and `down`: a whole coalition on this machine."""
 
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ def deploy(
         variant=Variant.parse(cfg.variant),
         genesis_hash=cfg.genesis_hash,
         genesis_uri=cfg.genesis_uri,
+        policy_hash=cfg.policy_hash,
         global_test_set_hash=cfg.global_test_set_hash,
         general_timeout=cfg.general_timeout,
         voting_timeout=cfg.voting_timeout,
@@ -65,6 +67,36 @@ def deploy(
         console.print(
             f"  registered {member.name or member.address} as {', '.join(member.roles)} ({added.gas_used} gas)"
         )
+
+
+@app.command("policy")
+def policy(
+    out: Path = typer.Option(Path("policy.json"), "--out", "-o", help="Where to write the policy record."),
+    settings: list[str] = typer.Option(
+        [], "--set", help="A setting other than its default, NAME=VALUE (e.g. max_drift=0.04); repeat for more."
+    ),
+) -> None:
+    """Write an acceptance policy record (its canonical encoding) and print its sha256: store it with `tclearn vault
+    put` and give the hash as policy_hash in coalition.toml."""
+    from tclearn.coalition.policy import AcceptancePolicy
+
+    with user_errors():
+        defaults = AcceptancePolicy()
+        given: dict[str, object] = {}
+        for item in settings:
+            name, sep, value = item.partition("=")
+            if not sep or name not in AcceptancePolicy.settings():
+                raise ConfigError(
+                    f"--set takes NAME=VALUE with NAME one of {', '.join(AcceptancePolicy.settings())}; got {item!r}"
+                )
+            kind = type(getattr(defaults, name))
+            try:
+                given[name] = kind(value)
+            except ValueError:
+                raise ConfigError(f"--set {name} takes a {kind.__name__}, got {value!r}") from None
+        record = AcceptancePolicy(**given)  # type: ignore[arg-type]
+        out.write_bytes(record.encode())
+        typer.echo(record.sha256())
 
 
 def _rounds_table(rows: list[CandidateRow]) -> Table:

@@ -1,8 +1,10 @@
-"""`tclearn ledger show`: the coalition as the chain records it."""
+"""`tclearn ledger show`: the coalition as the chain records it; `tclearn ledger policy`: the acceptance policy
+it declares."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,6 +12,7 @@ import typer
 from rich.table import Table
 
 from tclearn.cli.common import DeploymentOpt, UrlOpt, console, open_deployment
+from tclearn.cli.vault import ETH_KEY_ENV
 
 if TYPE_CHECKING:
     from tclearn.ledger.history import LedgerHistory
@@ -65,5 +68,42 @@ def show(
         }
         typer.echo(json.dumps(payload, indent=2))
         return
-    console.print(f"Coalition [bold]{dep.address}[/] on chain {dep.chain_id}, variant {dep.variant}")
+    console.print(
+        f"Coalition [bold]{dep.address}[/] on chain {dep.chain_id}, variant {dep.variant}, acceptance policy "
+        f"0x{history.policy_hash.hex()} (`tclearn ledger policy` for its settings)"
+    )
     _render(history)
+
+
+@app.command("policy")
+def policy(
+    deployment: Path = DeploymentOpt,
+    url: str | None = UrlOpt,
+    vault: str | None = typer.Option(
+        None, "--vault", envvar="TCLEARN_VAULT_URL", help="Vault URL: read the policy's settings from its record."
+    ),
+) -> None:
+    """The acceptance policy every validator applies: its hash on chain, every declaration, and (with --vault) its
+    settings, read from the vault and checked against the hash. Prints JSON."""
+    from tclearn.coalition.declared import read_policy
+    from tclearn.ledger.history import rebuild
+    from tclearn.vault.audience import CoalitionId
+    from tclearn.vault.http import HttpStore
+
+    dep, client = open_deployment(deployment, url)
+    history = rebuild(client.events(from_block=dep.block))
+    digest = client.policy_hash()
+    payload: dict[str, object] = {
+        "policy_hash": "0x" + digest.hex(),
+        "declared": [
+            {"hash": "0x" + p.hash.hex(), "from_model": p.from_model, "block": p.block} for p in history.policies
+        ],
+        "settings": None,
+    }
+    if vault is not None:
+        store = HttpStore(vault, os.environ.get(ETH_KEY_ENV), coalition=CoalitionId.of_deployment(deployment))
+        try:
+            payload["settings"] = read_policy(store, digest).to_json()
+        finally:
+            store.close()
+    typer.echo(json.dumps(payload, indent=2))

@@ -2,7 +2,8 @@
 
 `data_format(variant)` says how a hospital's folder and G are read (images and masks; or, in variant C,
 feature tables checked for the encrypted model). `build` connects the hospitals of this process to a founded
-coalition: it reads the variant from the chain once and gives the context exactly one backend — plain (A),
+coalition: it reads the acceptance policy the chain declares (its record from the vault) and the variant from
+the chain once, and gives the context exactly one backend — plain (A),
 sealed for the active members' keys read from the chain (B), or CKKS under the public context the supervisor
 registered on chain, re-hashed by the vault, with a supervisor client per hospital (C). The demo,
 `coalition up`'s sites and the services all build their coalition here.
@@ -10,14 +11,14 @@ registered on chain, re-hashed by the vault, with a supervisor client per hospit
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tclearn.coalition.backend import ModelBackend, PlainBackend, SealedBackend
 from tclearn.coalition.context import Clock, Coalition, Hospital
-from tclearn.coalition.policy import AcceptancePolicy
+from tclearn.coalition.declared import check_expected, declared_policy
 from tclearn.errors import ConfigError, DataError, NotFoundError
 from tclearn.learning.data import ImageData, Task
 from tclearn.learning.defaults import ENCRYPTED_TRAINING, EncryptedTraining
@@ -225,12 +226,15 @@ def build(
     *,
     model: ModelConfig,
     training: TrainConfig,
-    policy: AcceptancePolicy,
+    expected_policy: Mapping[str, Any] | None = None,
     supervisor: ConnectSupervisor | None = None,
     encrypted: EncryptedTraining = ENCRYPTED_TRAINING,
     directory_ttl: float = 30.0,
 ) -> Coalition:
-    """The coalition as `hospitals` (those this process acts for) see it, with the backend of its variant."""
+    """The coalition as `hospitals` (those this process acts for) see it, with the backend of its variant and the
+    acceptance policy the chain declares (`ConfigError` if it is not the `expected_policy` settings this site pins)."""
+    policy, policy_hash = declared_policy(client, store)
+    check_expected(policy, policy_hash, expected_policy or {})
     directory, clock = ChainDirectory(client, ttl=directory_ttl), Clock()
     variant = client.variant()
     backend: ModelBackend[Any]

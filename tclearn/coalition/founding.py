@@ -1,7 +1,7 @@
-"""Founding a coalition: the genesis model stored (sealed for the founders in variant B), the contract
-deployed around its hash, and the founding members registered. The demo and `tclearn coalition up` both
-found their coalitions here. In variant C a founder with `Role.SUPERVISOR` registers its public context hash
-as its key, and the genesis is the encrypted container it stored."""
+"""Founding a coalition: the genesis model stored (sealed for the founders in variant B), the acceptance policy's
+record stored, the contract deployed around both hashes, and the founding members registered. The demo and
+`tclearn coalition up` both found their coalitions here. In variant C a founder with `Role.SUPERVISOR` registers
+its public context hash as its key, and the genesis is the encrypted container it stored."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from eth_account.signers.local import LocalAccount
 
 from tclearn.coalition.backend import store_weights
 from tclearn.coalition.blobs import vault_uri
+from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.errors import NotFoundError
 from tclearn.learning.models import ModelConfig, build_model
 from tclearn.ledger.chain import Chain
@@ -43,11 +44,12 @@ def found(
     genesis: dict[str, torch.Tensor] | str,
     founders: Sequence[Founder],
     *,
+    policy: AcceptancePolicy,
     general_timeout: int = 3600,
     voting_timeout: int = 86400,
 ) -> tuple[LedgerClient, TxResult]:
-    """Stores the genesis model, deploys the coalition around its hash and registers the founders; returns the
-    coalition and its deployment transaction.
+    """Stores the genesis model and the acceptance `policy`, deploys the coalition around their hashes and
+    registers the founders; returns the coalition and its deployment transaction.
 
     `genesis` is the weights to store, or the hash of a genesis already in `store` (variant C: the encrypted
     container the supervisor made, `tclearn.he.encrypted.store_model`).
@@ -65,6 +67,7 @@ def found(
         variant=variant,
         genesis_hash=bytes.fromhex(genesis_hash),
         genesis_uri=vault_uri(genesis_hash),
+        policy_hash=bytes.fromhex(store.put(policy.encode())),
         general_timeout=general_timeout,
         voting_timeout=voting_timeout,
     )

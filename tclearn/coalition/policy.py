@@ -17,8 +17,9 @@ that every validator applies the same rules and an auditor can read which. Its c
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
 
 from tclearn.errors import ConfigError
 from tclearn.learning.choices import Aggregator
@@ -92,6 +93,26 @@ class AcceptancePolicy(Record):
             raise ConfigError(f"max_update must be between 0 (no bound) and 100, got {self.max_update}")
         if self.aggregator not in KNOWN_AGGREGATORS:
             raise ConfigError(f"aggregator must be one of {', '.join(KNOWN_AGGREGATORS)}, got {self.aggregator!r}")
+
+    @classmethod
+    def settings(cls) -> tuple[str, ...]:
+        """The names of the policy's rules and bounds (every field but the schema)."""
+        return tuple(f.name for f in fields(cls) if f.name != "schema")
+
+    def differences(self, expected: Mapping[str, Any]) -> list[str]:
+        """Each setting named in `expected` that this policy does not hold, as "name is ours, not expected"; an
+        unknown name is a `ConfigError`."""
+        unknown = sorted(set(expected) - set(self.settings()))
+        if unknown:
+            raise ConfigError(
+                f"no acceptance policy setting is named {', '.join(unknown)}; the settings: "
+                f"{', '.join(self.settings())}"
+            )
+        return [
+            f"{name} is {getattr(self, name)!r}, not {value!r}"
+            for name, value in expected.items()
+            if getattr(self, name) != value
+        ]
 
     def verdict(self, candidate: Scores | None, head: Scores, best_global: float | None = None) -> tuple[bool, str]:
         """Approve or not, and why (every check that fails, in order); a candidate without scores (it could not be

@@ -72,12 +72,14 @@ class LedgerClient:
         variant: Variant,
         genesis_hash: bytes,
         genesis_uri: str,
+        policy_hash: bytes,
         global_test_set_hash: bytes = b"\x00" * 32,
         general_timeout: int = 3600,
         voting_timeout: int = 86400,
         nonce_locks: Path | None = None,
     ) -> tuple[LedgerClient, TxResult]:
-        """Deploys a new coalition whose genesis model is `genesis_hash`; returns it and the receipt."""
+        """Deploys a new coalition whose genesis model is `genesis_hash` and whose acceptance policy is the record
+        of sha256 `policy_hash` (`tclearn.coalition.policy.AcceptancePolicy`); returns it and the receipt."""
         artifact = load_artifact()
         factory = chain.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
         args = (
@@ -85,6 +87,7 @@ class LedgerClient:
             genesis_hash,
             genesis_uri,
             global_test_set_hash,
+            policy_hash,
             general_timeout,
             voting_timeout,
         )
@@ -146,6 +149,9 @@ class LedgerClient:
 
     def set_global_test_set(self, admin: LocalAccount, test_set_hash: bytes) -> TxResult:
         return self._transact(admin, "set global test set", "setGlobalTestSet", _bytes32(test_set_hash, "hash"))
+
+    def set_policy(self, admin: LocalAccount, policy_hash: bytes) -> TxResult:
+        return self._transact(admin, "set policy", "setPolicy", _bytes32(policy_hash, "policy hash"))
 
     def set_encryption_key(self, member: LocalAccount, encryption_key: bytes) -> TxResult:
         key = _bytes32(encryption_key, "encryption key")
@@ -230,6 +236,9 @@ class LedgerClient:
 
     def global_test_set_hash(self) -> bytes:
         return bytes(self._view("globalTestSetHash"))
+
+    def policy_hash(self) -> bytes:
+        return bytes(self._view("policyHash"))
 
     def timeouts(self) -> tuple[int, int]:
         return int(self._view("generalTimeout")), int(self._view("votingTimeout"))

@@ -63,13 +63,28 @@ class CandidateHistory:
         return sum(not v.approve for v in self.votes)
 
 
+@dataclass(frozen=True)
+class PolicyDeclaration:
+    """An acceptance policy declared on chain: its record's sha256, and the first model id it judges."""
+
+    hash: bytes
+    from_model: int
+    block: int
+
+
 @dataclass
 class LedgerHistory:
     admin: str = ""
     head: int = 0
     global_test_set_hash: bytes = b""
+    policies: list[PolicyDeclaration] = field(default_factory=list)  # every declaration, the current one last
     members: dict[str, MemberHistory] = field(default_factory=dict)
     candidates: dict[int, CandidateHistory] = field(default_factory=dict)
+
+    @property
+    def policy_hash(self) -> bytes:
+        """The acceptance policy in force (b"" before the deployment is folded)."""
+        return self.policies[-1].hash if self.policies else b""
 
     def name_of(self, address: str) -> str:
         member = self.members.get(address)
@@ -92,6 +107,8 @@ def apply(h: LedgerHistory, ev: LedgerEvent) -> None:
         h.admin = a["newAdmin"]
     elif ev.name == "GlobalTestSetChanged":
         h.global_test_set_hash = a["hash"]
+    elif ev.name == "PolicyChanged":
+        h.policies.append(PolicyDeclaration(a["hash"], len(h.candidates), ev.block_number))
     elif ev.name == "MemberRegistered":
         h.members[a["account"]] = MemberHistory(a["account"], a["name"], Role(a["roles"]), True, a["encryptionKey"])
     elif ev.name == "RolesChanged":
@@ -195,6 +212,8 @@ def to_json(h: LedgerHistory) -> dict[str, Any]:
         "head": h.head,
         "lineage": h.lineage(),
         "global_test_set_hash": hex_or_none(h.global_test_set_hash),
+        "policy_hash": hex_or_none(h.policy_hash),
+        "policies": [{"hash": hex_or_none(p.hash), "from_model": p.from_model, "block": p.block} for p in h.policies],
         "members": [
             {
                 "address": m.address,

@@ -88,6 +88,8 @@ class Ledger(Protocol):
 
     def deactivate_member(self, admin: LocalAccount, account: str) -> TxResult: ...
 
+    def set_policy(self, admin: LocalAccount, policy_hash: bytes) -> TxResult: ...
+
     # ---- the round ---------------------------------------------------------------------------------
 
     def submit(
@@ -119,6 +121,8 @@ class Ledger(Protocol):
     def head(self) -> int: ...
 
     def variant(self) -> Variant: ...
+
+    def policy_hash(self) -> bytes: ...  # sha256 of the acceptance policy record every validator applies
 
     def model_count(self) -> int: ...
 

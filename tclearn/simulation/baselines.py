@@ -19,6 +19,7 @@ from tclearn.coalition.backend import StateDict, TensorBackend, tensors
 from tclearn.coalition.build import ConnectSupervisor
 from tclearn.coalition.context import Coalition
 from tclearn.coalition.founding import Founder, found, genesis_weights
+from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.learning.evaluate import evaluate
 from tclearn.learning.models import ModelConfig
 from tclearn.learning.samples import Samples, pooled
@@ -69,9 +70,16 @@ class TensorReference:
     with_baselines: bool = True  # False: score the head only (benches that compare runs, not baselines)
     genesis: StateDict | None = None
 
-    def found(self, chain: Chain, admin: LocalAccount, store: BlobStore, founders: Sequence[Founder]) -> LedgerClient:
+    def found(
+        self,
+        chain: Chain,
+        admin: LocalAccount,
+        store: BlobStore,
+        founders: Sequence[Founder],
+        policy: AcceptancePolicy,
+    ) -> LedgerClient:
         self.genesis = genesis_weights(self.model, self.seed)
-        client, _ = found(chain, admin, store, self.variant, self.genesis, founders)
+        client, _ = found(chain, admin, store, self.variant, self.genesis, founders, policy=policy)
         return client
 
     def connect(self) -> ConnectSupervisor | None:

@@ -82,7 +82,12 @@ class Reference(Protocol):
     """How a simulation founds its coalition, reaches its supervisor (if any) and judges the result."""
 
     def found(
-        self, chain: Chain, admin: LocalAccount, store: BlobStore, founders: Sequence[Founder]
+        self,
+        chain: Chain,
+        admin: LocalAccount,
+        store: BlobStore,
+        founders: Sequence[Founder],
+        policy: AcceptancePolicy,
     ) -> LedgerClient: ...
 
     def connect(self) -> ConnectSupervisor | None: ...
@@ -137,6 +142,12 @@ class DemoSettings(RunSpec):
             loss=None if self.task is Task.MULTILABEL else self.loss,
             seed=self.seed,
             min_batch_size=self.min_batch_size,
+        )
+
+    def policy(self) -> AcceptancePolicy:
+        """The acceptance policy the demo founds its coalition with."""
+        return AcceptancePolicy(
+            self.tolerance_global, self.tolerance_local, self.min_batch_size, aggregator=self.aggregator.value
         )
 
     @property
@@ -237,7 +248,8 @@ def setup(settings: DemoSettings, chain: Chain, out: Path) -> tuple[Coalition, R
     ]
     store = FsspecStore(f"file://{(out / 'vault').resolve()}")
     reference = reference_for(settings, chain, global_test, folders, data, out)
-    client = reference.found(chain, admin, store, [Founder(h.address, public_bytes(h.key), h.name) for h in hospitals])
+    founders = [Founder(h.address, public_bytes(h.key), h.name) for h in hospitals]
+    client = reference.found(chain, admin, store, founders, settings.policy())
     training = settings.training()
     co = build(
         client,
@@ -246,7 +258,6 @@ def setup(settings: DemoSettings, chain: Chain, out: Path) -> tuple[Coalition, R
         global_test,
         model=settings.model_config(global_test),
         training=training,
-        policy=AcceptancePolicy(settings.tolerance_global, settings.tolerance_local, training.min_batch_size),
         supervisor=reference.connect(),
         encrypted=EncryptedTraining(settings.he_steps, settings.he_lr),
         directory_ttl=60.0,

@@ -25,6 +25,7 @@ from tclearn.coalition.build import ConnectSupervisor
 from tclearn.coalition.ckks import CkksBackend, EncryptedGenesis, SiteRows, encrypted_genesis, supervisor_founder
 from tclearn.coalition.context import Coalition
 from tclearn.coalition.founding import Founder, found
+from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.errors import ConfigError
 from tclearn.he.client import LocalSupervisorClient
 from tclearn.he.context import Ciphertexts, HEContext
@@ -63,7 +64,14 @@ class EncryptedRun:
         assert self.service is not None, "found the coalition first"
         return self.service
 
-    def found(self, chain: Chain, admin: LocalAccount, store: BlobStore, founders: Sequence[Founder]) -> LedgerClient:
+    def found(
+        self,
+        chain: Chain,
+        admin: LocalAccount,
+        store: BlobStore,
+        founders: Sequence[Founder],
+        policy: AcceptancePolicy,
+    ) -> LedgerClient:
         self.folder.mkdir(parents=True, exist_ok=True)
         database = Database(f"sqlite:///{(self.folder / 'log.db').resolve()}")
 
@@ -73,7 +81,7 @@ class EncryptedRun:
 
         self.made = encrypted_genesis(store, self.global_test, self.seed, self.sites, founding)
         everyone = [*founders, supervisor_founder(self.account.address, self.made.context)]
-        client, _ = found(chain, admin, store, Variant.C, self.made.model_hash, everyone)
+        client, _ = found(chain, admin, store, Variant.C, self.made.model_hash, everyone, policy=policy)
         return client
 
     def connect(self) -> ConnectSupervisor | None:

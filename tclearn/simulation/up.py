@@ -32,6 +32,7 @@ from tclearn.audit.token import token_digest
 from tclearn.coalition.build import Tables, table_columns
 from tclearn.coalition.ckks import SiteRows, encrypted_genesis, supervisor_founder
 from tclearn.coalition.founding import Founder, found, genesis_weights
+from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.coalition.rounds import CandidateRow
 from tclearn.config import ServiceSettings, dump_settings, save_deployment
 from tclearn.errors import ConfigError, NodeError
@@ -184,7 +185,10 @@ def prepare(
         for role in ("node", "member"):
             config = site / f"{role}.toml"
             sites.append((config, _site_file(config, settings, i, urls, training)))
-    client, deployed = found(chain, accounts[0], store, settings.variant, genesis, [*founders, *supervisors])
+    policy = AcceptancePolicy(min_batch_size=training.min_batch_size)  # the sites read it from the chain
+    client, deployed = found(
+        chain, accounts[0], store, settings.variant, genesis, [*founders, *supervisors], policy=policy
+    )
     save_deployment(
         deployment_of(client, deployed.block_number, deployed.tx_hash, settings.variant.name),
         out / "sites" / "deployment.json",

@@ -2,7 +2,8 @@
 
 A site is one member of a deployed coalition, in its own process: its chain account, its X25519 key (variant
 B), its local data folder (`train/` and `test/`, the layout of `tclearn data synth`), the global test set G,
-the vault, and the coalition's model, training and acceptance rules. In variant C (read from the chain) the
+the vault, the coalition's model and this site's training, and the acceptance policy settings it expects (the
+policy applied is always the one the coalition declared on chain). In variant C (read from the chain) the
 data are feature tables (`data/train.csv`, `data/test.csv`, G a CSV file), the site holds the public CKKS
 context the supervisor registered on chain, and reaches the supervisor service at `supervisor_url` with
 requests signed as its own account. The member API and the node daemon both
@@ -65,9 +66,30 @@ class IntensitySection(BaseModel):
 
 
 class PolicySection(BaseModel):
+    """The acceptance policy settings this site expects: the site applies the policy the coalition declared on chain,
+    and refuses to start if it differs on any setting named here (none named: whatever the chain declares)."""
+
     model_config = ConfigDict(extra="forbid")
-    tolerance_global: float = Field(default=AcceptancePolicy.tolerance_global, ge=0, le=1)
-    tolerance_local: float = Field(default=AcceptancePolicy.tolerance_local, ge=0, le=1)
+    tolerance_global: float | None = None
+    tolerance_local: float | None = None
+    min_batch_size: int | None = None
+    max_drift: float | None = None
+    tolerance_stratum: float | None = None
+    min_stratum: int | None = None
+    max_update: float | None = None
+    aggregator: str | None = None
+
+    @model_validator(mode="after")
+    def _a_policy(self) -> Self:
+        try:
+            AcceptancePolicy(**self.expected())  # the policy's own bounds, named as it names them
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    def expected(self) -> dict[str, Any]:
+        """The settings named, by the policy's field names."""
+        return self.model_dump(exclude_none=True)
 
 
 class HESection(BaseModel):
@@ -110,7 +132,7 @@ class SiteConfig(ServiceSettings):
     cache_mib: int = Field(default=256, ge=1)  # per data set: prepared images kept in memory; one must fit
     model: ModelSection = ModelSection()
     training: TrainingSection = TrainingSection()
-    policy: PolicySection = PolicySection()
+    policy: PolicySection = PolicySection()  # what this site expects of the coalition's policy on chain
     he: HESection = HESection()
 
     @model_validator(mode="after")

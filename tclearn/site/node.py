@@ -4,7 +4,8 @@ general, validator and keeper duties.
 Events only feed a watch list (`node_candidates`); duties come from each watched candidate's state on chain
 (`dispatch.decide`). So a node that stops (cleanly or not) between reading an event and finishing the duty
 finds the candidate again after a restart, and an event read twice does no harm. The watch list is swept
-right after any candidate event and every `keeper_interval` seconds (deadlines pass without events).
+right after any candidate event and every `keeper_interval` seconds (deadlines pass without events). A
+`PolicyChanged` event makes the node apply the acceptance policy the chain declares from then on.
 
 A vote is cast only if neither this node's `node_votes` table nor the chain's `hasVoted` records one: a
 crash between the vote transaction and the table write never leads to a second vote attempt.
@@ -26,6 +27,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from tclearn.coalition import general as general_duty
 from tclearn.coalition import keeper as keeper_duty
 from tclearn.coalition import validator as validator_duty
+from tclearn.coalition.declared import check_expected, declared_policy
 from tclearn.coalition.dispatch import Decision, Duty, decide, settled
 from tclearn.config import load_deployment
 from tclearn.errors import ContractRevert, TclearnError
@@ -171,6 +173,9 @@ class NodeRunner:
         return self.sweep(stop)
 
     def _on_event(self, ev: LedgerEvent) -> None:
+        if ev.name == "PolicyChanged":
+            self._follow_policy()
+            return
         if ev.name not in CANDIDATE_EVENTS or int(ev.args["id"]) == 0:  # model 0 is the genesis, no candidate
             return
         model_id = int(ev.args["id"])
@@ -184,6 +189,18 @@ class NodeRunner:
             elif ev.name in SETTLING_EVENTS:
                 row.settled = True
         self._due = True
+
+    def _follow_policy(self) -> None:
+        """The coalition declared an acceptance policy: apply the one the chain declares now (a replayed old
+        declaration changes nothing). One that cannot be read, or that this site does not expect, raises: the cursor
+        stays before the event, and the node acts no more until it can apply the coalition's policy."""
+        co = self.site.coalition
+        policy, digest = declared_policy(co.client, co.store)
+        if policy == co.policy:
+            return
+        check_expected(policy, digest, self.site.config.policy.expected())
+        co.policy = policy
+        log.info("%s: applying the coalition's acceptance policy 0x%s", self.name, digest.hex())
 
     def watched(self) -> list[int]:
         with self.db.session() as s:

@@ -78,6 +78,16 @@ def _check_paths(config: SiteConfig, variant: Variant) -> None:
         )
 
 
+def _check_training(config: SiteConfig, policy: AcceptancePolicy) -> None:
+    """This site's training keeps to the batch size the coalition's policy requires, or its candidates are refused."""
+    if config.training.min_batch_size < policy.min_batch_size:
+        raise ConfigError(
+            f"site {config.name!r}: training.min_batch_size {config.training.min_batch_size} is below the coalition's "
+            f"min_batch_size {policy.min_batch_size} (its acceptance policy on chain); every candidate trained with "
+            f"smaller batches would be refused: set [training] min_batch_size = {policy.min_batch_size}"
+        )
+
+
 def open_site(config: SiteConfig) -> Site:
     """Connects to the coalition as this hospital and loads its data; errors name the file or field."""
     keep_blob_buffers()  # a site streams models to and from the vault all its life
@@ -119,10 +129,11 @@ def open_site(config: SiteConfig) -> Site:
             global_test,
             model=model,
             training=training,
-            policy=AcceptancePolicy(**config.policy.model_dump(), min_batch_size=training.min_batch_size),
+            expected_policy=config.policy.expected(),
             supervisor=supervisor,
             encrypted=EncryptedTraining(config.he.steps, config.he.lr),
         )
+        _check_training(config, coalition.policy)
     except BaseException:
         for connection in opened:
             connection.close()

@@ -1,5 +1,5 @@
-"""A small coalition run on the embedded chain whose blobs really sit in a file vault: one commit,
-one candidate rejected for integrity (its blob never stored), one voted down."""
+"""A small coalition run on the embedded chain whose blobs really sit in a file vault: one commit, a new
+acceptance policy, one candidate rejected for integrity (its blob never stored), one voted down."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.ledger.chain import Chain, embedded_chain
 from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.history import LedgerHistory, rebuild
@@ -47,7 +48,12 @@ def put_json(store: FsspecStore, document: dict[str, object]) -> bytes:
 def run_coalition(chain: Chain, store: FsspecStore) -> AuditedRun:
     admin, *hospitals = chain.dev_keys[:5]
     client, _ = LedgerClient.deploy(
-        chain, admin, variant=Variant.B, genesis_hash=put(store, b"genesis weights"), genesis_uri="vault://genesis"
+        chain,
+        admin,
+        variant=Variant.B,
+        genesis_hash=put(store, b"genesis weights"),
+        genesis_uri="vault://genesis",
+        policy_hash=put(store, AcceptancePolicy().encode()),
     )
     for i, h in enumerate(hospitals):
         client.register_member(admin, h.address, Role.MEMBER | Role.VALIDATOR, os.urandom(32), f"hospital-{i}")
@@ -75,6 +81,7 @@ def run_coalition(chain: Chain, store: FsspecStore) -> AuditedRun:
     committed = submit(0, b"increment one")
     open_(committed, True)
     vote_until_decided(committed, True)
+    client.set_policy(admin, put(store, AcceptancePolicy(max_drift=0.04).encode()))  # from the next candidate on
     broken = submit(1, b"corrupt increment", store_blob=False)
     open_(broken, False)
     voted_down = submit(2, b"poisoned increment")

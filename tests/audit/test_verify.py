@@ -66,6 +66,25 @@ def test_missing_metadata_and_report_of_a_committed_model_are_errors(run: Audite
     assert "metadata" in report.errors[0].what and "general's report" in report.errors[1].what
 
 
+@pytest.mark.parametrize(("declaration", "damage"), [(0, "missing"), (1, "missing"), (1, "tampered")])
+def test_every_declared_policy_must_be_in_the_vault_as_hashed(run: AuditedRun, declaration: int, damage: str) -> None:
+    history = run.history()
+    assert [p.from_model for p in history.policies] == [0, run.broken]
+    policy = history.policies[declaration]
+    path = run.blob_file(policy.hash)
+    if damage == "missing":
+        path.unlink()
+    else:
+        path.write_bytes(path.read_bytes().replace(b"0.04", b"0.40"))
+
+    report = audit(history, run.store)
+
+    assert [str(e) for e in report.errors] == [
+        f"model {policy.from_model}: the acceptance policy {hex_hash(policy.hash)} declared from this model on is "
+        f"{damage}"
+    ]
+
+
 @pytest.mark.parametrize(("which", "severity"), [("committed", Severity.ERROR), ("voted_down", Severity.WARNING)])
 def test_a_missing_evidence_blob_is_a_finding(run: AuditedRun, which: str, severity: Severity) -> None:
     history = run.history()

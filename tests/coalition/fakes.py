@@ -131,7 +131,14 @@ def stub_coalition(
     store = FsspecStore(f"memory://stub-{uuid.uuid4().hex}")
     backend = StubBackend(store)
     genesis = backend.store_model({"w": genesis_w})
-    ledger, _ = InMemoryLedger.deploy(MemoryChain(), admin, variant=Variant.A, genesis_hash=bytes.fromhex(genesis))
+    policy = policy or AcceptancePolicy(min_batch_size=4)
+    ledger, _ = InMemoryLedger.deploy(
+        MemoryChain(),
+        admin,
+        variant=Variant.A,
+        genesis_hash=bytes.fromhex(genesis),
+        policy_hash=bytes.fromhex(store.put(policy.encode())),
+    )
     hospitals = []
     for i, account in enumerate(others[:members]):
         key = X25519PrivateKey.generate()
@@ -146,7 +153,7 @@ def stub_coalition(
         client=ledger,
         store=store,
         backend=backend,
-        policy=policy or AcceptancePolicy(min_batch_size=4),
+        policy=policy,
         global_test=images("global", 4),
         hospitals=hospitals,
         directory=ChainDirectory(ledger),

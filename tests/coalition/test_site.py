@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from tclearn.coalition.backend import PlainBackend
 from tclearn.coalition.build import Tables
 from tclearn.coalition.ckks import CkksBackend, encrypted_genesis, supervisor_founder
 from tclearn.coalition.founding import Founder, found
+from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.config import save_deployment
 from tclearn.errors import ConfigError, ConflictError, DataError, NotFoundError
 from tclearn.he.client import HttpSupervisorClient
@@ -24,7 +26,7 @@ from tclearn.learning.tabular import synth_tabular
 from tclearn.ledger.accounts import dev_accounts
 from tclearn.ledger.chain import connect
 from tclearn.ledger.client import LedgerClient
-from tclearn.ledger.deployment import deployment_of
+from tclearn.ledger.deployment import deployment_of, open_deployment
 from tclearn.ledger.directory import ChainDirectory
 from tclearn.ledger.localchain import LocalNode
 from tclearn.site.config import load_site_config
@@ -55,14 +57,32 @@ def _site(folder: Path, **extra: str) -> Path:
     return path
 
 
+POLICY = AcceptancePolicy(tolerance_global=0.05, min_batch_size=4)
+
+
 @pytest.fixture(scope="module")
 def deployed(anvil_node: LocalNode, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A variant A coalition deployed by `tclearn coalition deploy`, its policy record in the file vault `vault/`."""
     folder = tmp_path_factory.mktemp("site")
-    cfg = _config(folder, anvil_node.url, variant='"A"')
+    policy = FsspecStore(f"file://{folder / 'vault'}").put(POLICY.encode())
+    cfg = _config(folder, anvil_node.url, variant='"A"', policy_hash=f'"0x{policy}"')
     cfg.write_text(cfg.read_text().replace('variant = "B"\n', "", 1))
     invoke("coalition", "deploy", "--config", str(cfg), "--out", str(folder / "deployment.json"), "--dev-account", "0")
     synth_coalition(folder / "data", hospitals=2, train=4, test=2, global_size=4, size=32)
     return folder
+
+
+@pytest.fixture(scope="module")
+def vault_url(deployed: Path) -> Iterator[str]:
+    """The deployed coalition's vault service, as a quoted TOML string."""
+    _, client = open_deployment(deployed / "deployment.json")
+    store, directory, ours = (
+        FsspecStore(f"file://{deployed / 'vault'}"),
+        ChainDirectory(client),
+        CoalitionId.of_client(client),
+    )
+    with serve_app(lambda url: create_app(store, Database("sqlite://"), directory, Audience.of(url, ours))) as url:
+        yield f'"{url}"'
 
 
 def test_relative_paths_are_taken_from_the_file_folder(deployed: Path) -> None:
@@ -73,9 +93,10 @@ def test_relative_paths_are_taken_from_the_file_folder(deployed: Path) -> None:
     assert config.finetuned == deployed / "finetuned"
 
 
-def test_open_site_sees_the_coalition_as_its_hospital(deployed: Path) -> None:
-    site = open_site(load_site_config(_site(deployed, dev_account="1")))
+def test_open_site_sees_the_coalition_as_its_hospital(deployed: Path, vault_url: str) -> None:
+    site = open_site(load_site_config(_site(deployed, dev_account="1", vault_url=vault_url)))
     try:
+        assert site.coalition.policy == POLICY  # the chain's, though the site's file names none
         assert site.coalition.backend.variant is Variant.A and isinstance(site.coalition.backend, PlainBackend)
         assert site.hospital.address == dev_accounts(2)[1].address
         assert site.coalition.hospitals == [site.hospital]
@@ -127,6 +148,7 @@ def encrypted(anvil_node: LocalNode, tmp_path_factory: pytest.TempPathFactory) -
         Variant.C,
         genesis.model_hash,
         [*founders, supervisor_founder(supervisor.address, genesis.context)],
+        policy=AcceptancePolicy(),
     )
     save_deployment(deployment_of(client, deployed.block_number, deployed.tx_hash, "C"), folder / "deployment.json")
     return Encrypted(folder, client, store, genesis.context)
@@ -195,9 +217,31 @@ def test_bad_variant_c_site_files_name_the_field(encrypted: Encrypted, deployed:
         open_site(load_site_config(_site(deployed, dev_account="1", supervisor_url='"http://127.0.0.1:9"')))
 
 
-def test_finetuning_before_any_increment_commits_is_refused_in_one_line(deployed: Path) -> None:
+def test_a_site_expecting_another_policy_or_smaller_batches_does_not_open(deployed: Path, vault_url: str) -> None:
+    site = _site(deployed, dev_account="1", vault_url=vault_url, policy="{ tolerance_global = 0.03, max_drift = 0.05 }")
+    with pytest.raises(
+        ConfigError, match=r"expects another acceptance policy .*: tolerance_global is 0.05, not 0.03\."
+    ):
+        open_site(load_site_config(site))
+    pinned = _site(deployed, dev_account="1", vault_url=vault_url, policy="{ tolerance_global = 0.05 }")
+    open_site(load_site_config(pinned)).close()
+    small = _site(deployed, dev_account="1", vault_url=vault_url, training="{ batch_size = 2, min_batch_size = 2 }")
+    with pytest.raises(ConfigError, match=r"training.min_batch_size 2 is below the coalition's min_batch_size 4"):
+        open_site(load_site_config(small))
+    with pytest.raises(ConfigError, match=r"member\.toml: policy: .*tolerance_local must be between 0 and 1"):
+        load_site_config(_site(deployed, dev_account="1", policy="{ tolerance_local = 3 }"))
+
+
+def test_ledger_policy_prints_the_settings_read_from_the_vault(deployed: Path, vault_url: str) -> None:
+    key = {"TCLEARN_ETH_KEY": dev_accounts(2)[1].key.hex()}
+    args = ["ledger", "policy", "-d", str(deployed / "deployment.json"), "--vault", vault_url.strip('"')]
+    printed = json.loads(invoke(*args, env=key).output)  # type: ignore[attr-defined]
+    assert printed["policy_hash"] == "0x" + POLICY.sha256() and printed["settings"] == POLICY.to_json()
+
+
+def test_finetuning_before_any_increment_commits_is_refused_in_one_line(deployed: Path, vault_url: str) -> None:
     """The head is still the genesis: `tclearn member finetune` says so, and writes nothing."""
-    config = _site(deployed, dev_account="1")
+    config = _site(deployed, dev_account="1", vault_url=vault_url)
     refused = runner.invoke(app, ["member", "finetune", "--config", str(config)])
     assert refused.exit_code == 1 and "Traceback" not in refused.output
     assert refused.stderr.strip() == (

@@ -43,25 +43,27 @@ def test_genesis_is_committed_head_and_logged(coalition: Coalition) -> None:
 
 
 @pytest.mark.parametrize(
-    ("variant", "genesis", "general_timeout", "error"),
+    ("variant", "genesis", "policy", "general_timeout", "error"),
     [
-        (0, H(32), 60, "InvalidVariant"),
-        (4, H(32), 60, "InvalidVariant"),
-        (1, b"\0" * 32, 60, "ZeroHash"),
-        (1, H(32), 0, "InvalidTimeout"),
+        (0, H(32), H(32), 60, "InvalidVariant"),
+        (4, H(32), H(32), 60, "InvalidVariant"),
+        (1, b"\0" * 32, H(32), 60, "ZeroHash"),
+        (1, H(32), b"\0" * 32, 60, "ZeroHash"),
+        (1, H(32), H(32), 0, "InvalidTimeout"),
     ],
 )
 def test_bad_deployment_is_refused(
-    chain: Chain, variant: int, genesis: bytes, general_timeout: int, error: str
+    chain: Chain, variant: int, genesis: bytes, policy: bytes, general_timeout: int, error: str
 ) -> None:
     admin = chain.dev_keys[0]
     with refused(error, chain, admin.address):
         LedgerClient.deploy(
             chain,
             admin,
-            variant=variant,
+            variant=variant,  # type: ignore[arg-type]
             genesis_hash=genesis,
-            genesis_uri="g",  # type: ignore[arg-type]
+            genesis_uri="g",
+            policy_hash=policy,
             general_timeout=general_timeout,
         )
 
@@ -95,6 +97,21 @@ def test_admin_transfer_and_test_set(coalition: Coalition) -> None:
     assert c.admin() == heir.address
     with refused("NotAdmin", coalition.chain, admin.address):
         c.set_global_test_set(admin, b"\x06" * 32)
+
+
+def test_the_admin_declares_a_new_policy(coalition: Coalition) -> None:
+    c, admin, h0 = coalition.client, coalition.admin, coalition.hospitals[0]
+    first = c.policy_hash()
+    assert first != b"\0" * 32
+    assert [e.args["hash"] for e in c.events() if e.name == "PolicyChanged"] == [first]
+    tx = c.set_policy(admin, b"\x0a" * 32)
+    assert tx.event("PolicyChanged") is not None and tx.event("PolicyChanged").args["hash"] == b"\x0a" * 32  # type: ignore[union-attr]
+    assert c.policy_hash() == b"\x0a" * 32
+    with refused("NotAdmin", coalition.chain, h0.address):
+        c.set_policy(h0, b"\x0b" * 32)
+    with refused("ZeroHash", coalition.chain, admin.address):
+        c.set_policy(admin, b"\0" * 32)
+    assert c.policy_hash() == b"\x0a" * 32
 
 
 def test_membership_reverts(coalition: Coalition) -> None:

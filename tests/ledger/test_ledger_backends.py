@@ -74,6 +74,7 @@ def found(backend: str) -> Coalition:
         "variant": Variant.B,
         "genesis_hash": digest("genesis"),
         "genesis_uri": "vault://genesis",
+        "policy_hash": digest("policy"),
         "general_timeout": TIMEOUT,
         "voting_timeout": TIMEOUT,
     }
@@ -278,16 +279,48 @@ def refusal_with_events(call: Callable[[], object], co: Coalition) -> ContractRe
     return info.value
 
 
+# ---- the acceptance policy --------------------------------------------------------------------------------
+
+
+def test_the_policy_is_declared_at_deployment_and_changed_by_the_admin_only(co: Coalition) -> None:
+    ledger = co.ledger
+    assert ledger.policy_hash() == digest("policy")
+    assert [e.args["hash"] for e in ledger.events() if e.name == "PolicyChanged"] == [digest("policy")]
+    tx = ledger.set_policy(co.admin, digest("policy/2"))
+    changed = tx.event("PolicyChanged")
+    assert changed is not None and changed.args == {"hash": digest("policy/2")}
+    assert ledger.policy_hash() == digest("policy/2")
+    refused = refusal(lambda: ledger.set_policy(co.hospitals[0], digest("policy/3")), co)
+    assert (refused.error, refused.error_args) == ("NotAdmin", {"caller": co.hospitals[0].address})
+    assert refusal(lambda: ledger.set_policy(co.admin, b"\0" * 32), co).error == "ZeroHash"
+    assert ledger.policy_hash() == digest("policy/2")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_coalition_without_a_policy_is_refused(backend: str) -> None:
+    accounts = dev_accounts(1)
+    settings: dict[str, Any] = {"variant": Variant.A, "genesis_hash": digest("genesis"), "policy_hash": b"\0" * 32}
+    with pytest.raises(ContractRevert) as info:
+        if backend == "contract":
+            chain = embedded_chain(1)
+            LedgerClient.deploy(chain, chain.dev_keys[0], genesis_uri="g", **settings)
+        else:
+            InMemoryLedger.deploy(MemoryChain(), accounts[0], **settings)
+    assert info.value.error == "ZeroHash"
+
+
 # ---- history ----------------------------------------------------------------------------------------------
 
 
 def play(co: Coalition) -> None:
-    """A history with every outcome: committed, rejected twice, stale, expired, reassigned, a role change."""
+    """A history with every outcome: committed, rejected twice, stale, expired, reassigned, a role change, and a
+    new acceptance policy from model 2 on."""
     h, keeper = co.hospitals, co.spare[0]
     committed = co.submit(h[0], "committed")
     co.open(committed)
     for v in co.voters(committed)[:2]:
         co.vote(v, committed, True)
+    co.ledger.set_policy(co.admin, digest("policy/2"))
     co.open(co.submit(h[1], "broken"), ok=False)
     voted_down = co.submit(h[2], "voted-down")
     co.open(voted_down)
@@ -325,7 +358,10 @@ def test_history_rebuilt_from_events_matches_the_views(co: Coalition) -> None:
     assert history.candidates[5].state is ModelState.STALE and history.candidates[6].state is ModelState.EXPIRED
     assert history.candidates[3].votes[0].score_local == 0.8
     assert history.name_of(co.hospitals[0].address) == "hospital-0"
+    assert [(p.hash, p.from_model) for p in history.policies] == [(digest("policy"), 0), (digest("policy/2"), 2)]
+    assert history.policy_hash == ledger.policy_hash() == digest("policy/2")
     exported = json.loads(json.dumps(to_json(history)))
+    assert exported["policy_hash"] == "0x" + digest("policy/2").hex()
     assert [m["state"] for m in exported["models"]][1] == "committed"
     assert {m.address: (m.roles, m.active, m.name) for m in ledger.members()} == {
         a: (m.roles, m.active, m.name) for a, m in history.members.items()

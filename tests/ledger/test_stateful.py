@@ -1,4 +1,4 @@
-"""Hypothesis drives random submit/open/vote/reassign/expire/time sequences against the contract and
+"""Hypothesis drives random submit/open/vote/reassign/expire/set-policy/time sequences against the contract and
 checks every outcome (success or the named error) against a small pure-Python model of the protocol."""
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ class ProtocolModel(RuleBasedStateMachine):
         self.epoch = 0  # advanced by every jump in time longer than both timeouts
         self.candidates: dict[int, Candidate] = {}
         self.validators = {h.address for h in self.co.hospitals[:VALIDATORS]}
+        self.policy = self.co.client.policy_hash()
 
     # ---- model helpers -------------------------------------------------------------------------------
 
@@ -179,6 +180,16 @@ class ProtocolModel(RuleBasedStateMachine):
             call()
             c.state = S.EXPIRED
 
+    @rule(by_admin=st.booleans(), zero=st.booleans())
+    def set_policy(self, by_admin: bool, zero: bool) -> None:
+        """The admin declares a new acceptance policy; anyone else, or a zero hash, is refused and changes nothing."""
+        caller = self.co.admin if by_admin else self.co.hospitals[0]
+        digest = b"\0" * 32 if zero else os.urandom(32)
+        error = "NotAdmin" if not by_admin else "ZeroHash" if zero else None
+        self._expect(error, lambda: self.co.client.set_policy(caller, digest))
+        if error is None:
+            self.policy = digest
+
     @rule()
     def time_passes(self) -> None:
         self.co.chain.advance_time(TIMEOUT + 100)
@@ -191,7 +202,7 @@ class ProtocolModel(RuleBasedStateMachine):
         if not hasattr(self, "co"):
             return
         client = self.co.client
-        assert client.head() == self.head
+        assert client.head() == self.head and client.policy_hash() == self.policy
         for cid, c in self.candidates.items():
             m = client.get_model(cid, with_uri=False)
             assert (m.state, m.approvals, m.rejections, m.general) == (

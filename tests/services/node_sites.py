@@ -16,6 +16,7 @@ import httpx
 
 from services.vault.app import create_app
 from tclearn.coalition.founding import Founder, found, genesis_weights
+from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.config import save_deployment
 from tclearn.learning.models import ModelConfig
 from tclearn.learning.synth import GLOBAL, hospital_name, synth_coalition
@@ -113,7 +114,10 @@ def node_coalition(chain: Chain, folder: Path, variant: Variant, hospitals: int 
     store = FsspecStore(f"file://{folder / 'vault' / 'store'}")
     founders = [Founder(a.address, keys[a.address], hospital_name(i)) for i, a in enumerate(accounts)]
     genesis = genesis_weights(MODEL, seed=0)
-    client, tx = found(chain, admin, store, variant, genesis, founders, general_timeout=60, voting_timeout=600)
+    policy = AcceptancePolicy(1.0, 1.0, min_batch_size=4, max_drift=1.0, tolerance_stratum=1.0)  # as the sites expect
+    client, tx = found(
+        chain, admin, store, variant, genesis, founders, policy=policy, general_timeout=60, voting_timeout=600
+    )
     deployment = folder / "deployment.json"
     save_deployment(deployment_of(client, tx.block_number, tx.tx_hash, variant.name), deployment)
     vault_db = Database(f"sqlite:///{folder / 'vault' / 'access.db'}")

@@ -5,6 +5,7 @@ voting twice, /metrics moves, SIGTERM exits 0."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -25,6 +26,8 @@ from services.node.app import create_app
 from tclearn.cli.app import app
 from tclearn.coalition import validator as validator_duty
 from tclearn.coalition.member import propose
+from tclearn.coalition.policy import AcceptancePolicy
+from tclearn.errors import ConfigError
 from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.localchain import LocalNode
 from tclearn.site.config import load_site_config
@@ -32,6 +35,7 @@ from tclearn.site.node import CastVote, NodeRunner
 from tclearn.site.open import Site
 from tclearn.state.db import Database
 from tclearn.types import ModelState, RejectReason, Variant
+from tclearn.vault.store import FsspecStore
 from tests.conftest import node_chain
 from tests.services.node_sites import NodeCoalition, cli, env, node_coalition, wait_for
 
@@ -237,6 +241,29 @@ def votes_table(state: str, address: str) -> dict[int, bool]:
             return {r.model_id: r.approve for r in rows}
     finally:
         db.dispose()
+
+
+def test_a_node_follows_a_new_policy_and_stops_rather_than_apply_one_its_site_does_not_expect(
+    local: InProcess,
+) -> None:
+    admin, runner, co = local.client.chain.dev_keys[0], local.runners[0], local.sites[0].coalition
+    store = FsspecStore(f"file://{local.coalition.folder / 'vault' / 'store'}")
+
+    def declare(policy: AcceptancePolicy) -> None:
+        local.client.set_policy(admin, bytes.fromhex(store.put(policy.encode())))
+
+    before = co.policy
+    stricter = dataclasses.replace(before, max_drift=0.5)  # the site files pin only the tolerances on G and L
+    declare(stricter)
+    runner.step()
+    assert co.policy == stricter
+    declare(dataclasses.replace(before, tolerance_global=0.5))
+    with pytest.raises(ConfigError, match=r"tolerance_global is 0.5, not 1.0"):
+        runner.step()
+    assert co.policy == stricter  # never the one the site does not expect
+    declare(before)  # put back for the tests below
+    runner.step()
+    assert co.policy == before
 
 
 def test_three_daemons_survive_a_kill_resume_without_voting_twice_and_stop_on_sigterm(

@@ -64,6 +64,7 @@ class InMemoryLedger(MemberRegistry):
         variant: Variant,
         genesis_hash: bytes,
         genesis_uri: str = "",
+        policy_hash: bytes,
         global_test_set_hash: bytes = ZERO32,
         general_timeout: int = 3600,
         voting_timeout: int = 86400,
@@ -71,11 +72,11 @@ class InMemoryLedger(MemberRegistry):
     ) -> None:
         if not 1 <= int(variant) <= 3:
             raise refusal("deploy", "InvalidVariant", {"variant": int(variant)})
-        if bytes32(genesis_hash, "genesis hash") == ZERO32:
+        if ZERO32 in (bytes32(genesis_hash, "genesis hash"), bytes32(policy_hash, "policy hash")):
             raise refusal("deploy", "ZeroHash", {})
         if general_timeout <= 0 or voting_timeout <= 0:
             raise refusal("deploy", "InvalidTimeout", {})
-        super().__init__(chain, deployer, seed, global_test_set_hash)
+        super().__init__(chain, deployer, seed, global_test_set_hash, policy_hash)
         self._variant = Variant(variant)
         self._timeouts = (general_timeout, voting_timeout)
         self._head = 0

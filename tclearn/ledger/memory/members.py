@@ -34,14 +34,18 @@ class _Member:
 class MemberRegistry(MemoryContract):
     """The coalition's members and admin; `InMemoryLedger` adds the models and the round."""
 
-    def __init__(self, chain: MemoryChain, deployer: LocalAccount, seed: bytes, global_test_set_hash: bytes) -> None:
+    def __init__(
+        self, chain: MemoryChain, deployer: LocalAccount, seed: bytes, global_test_set_hash: bytes, policy_hash: bytes
+    ) -> None:
         super().__init__(chain, deployer, seed)
         self._admin: str = deployer.address
         self._global_test_set_hash = bytes32(global_test_set_hash, "global test set hash")
+        self._policy_hash = bytes32(policy_hash, "policy hash")
         self._members: dict[str, _Member] = {}  # in registration order, as the contract's memberList
         self._validators: list[str] = []  # active validators, in the contract's (swap and pop) order
         self._emit("AdminTransferred", previousAdmin=ZERO_ADDRESS, newAdmin=deployer.address)
         self._emit("GlobalTestSetChanged", hash=self._global_test_set_hash)
+        self._emit("PolicyChanged", hash=self._policy_hash)
 
     def model_count(self) -> int:
         raise NotImplementedError  # the models live in the subclass
@@ -131,6 +135,16 @@ class MemberRegistry(MemoryContract):
         return self._mine()
 
     @transaction
+    def set_policy(self, admin: LocalAccount, policy_hash: bytes) -> TxResult:
+        digest = bytes32(policy_hash, "policy hash")
+        self._only_admin(admin, "set policy")
+        if digest == ZERO32:
+            raise self._refuse("set policy", "ZeroHash")
+        self._policy_hash = digest
+        self._emit("PolicyChanged", hash=digest)
+        return self._mine()
+
+    @transaction
     def set_encryption_key(self, member: LocalAccount, encryption_key: bytes) -> TxResult:
         key = bytes32(encryption_key, "encryption key")
         self._active_member(member.address, "set encryption key").encryption_key = key
@@ -144,6 +158,9 @@ class MemberRegistry(MemoryContract):
 
     def global_test_set_hash(self) -> bytes:
         return self._global_test_set_hash
+
+    def policy_hash(self) -> bytes:
+        return self._policy_hash
 
     def validator_count(self) -> int:
         return len(self._validators)

@@ -1,0 +1,110 @@
+"""The acceptance policy a coalition declares on chain: stored at founding, read back by every site when its
+coalition is built, and refused when it is missing, broken or not what the site expects."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from pydantic import ValidationError
+
+from tclearn.coalition.build import build
+from tclearn.coalition.context import Coalition
+from tclearn.coalition.founding import found
+from tclearn.coalition.policy import AcceptancePolicy
+from tclearn.errors import ConfigError, IntegrityError, NotFoundError
+from tclearn.learning.models import ModelConfig
+from tclearn.learning.train import TrainConfig
+from tclearn.ledger.chain import embedded_chain
+from tclearn.ledger.history import rebuild
+from tclearn.ledger.memory import InMemoryLedger, MemoryChain
+from tclearn.site.config import PolicySection
+from tclearn.types import Variant
+from tclearn.vault.store import FsspecStore
+from tests.coalition.fakes import accounts, images
+
+CHAIN_POLICY = AcceptancePolicy(tolerance_global=0.02, tolerance_local=0.2, min_batch_size=4, max_drift=0.04)
+
+
+def declared(policy_blob: bytes) -> tuple[InMemoryLedger, FsspecStore, bytes]:
+    """A coalition on the in-memory ledger whose policy hash is `policy_blob`'s, the blob stored in its vault."""
+    store = FsspecStore(f"memory://declared-{uuid.uuid4().hex}")
+    digest = bytes.fromhex(store.put(policy_blob))
+    ledger, _ = InMemoryLedger.deploy(
+        MemoryChain(), accounts(1)[0], variant=Variant.A, genesis_hash=b"\x01" * 32, policy_hash=digest
+    )
+    return ledger, store, digest
+
+
+def built(ledger: InMemoryLedger, store: FsspecStore, expected: dict[str, object] | None = None) -> Coalition:
+    model = ModelConfig("unet")  # type: ignore[arg-type]
+    return build(ledger, store, [], images("global", 2), model=model, training=TrainConfig(), expected_policy=expected)
+
+
+def test_a_coalition_is_built_with_the_policy_the_chain_declares() -> None:
+    ledger, store, _ = declared(CHAIN_POLICY.encode())
+    assert built(ledger, store).policy == CHAIN_POLICY
+    newer = AcceptancePolicy(tolerance_global=0.01)
+    ledger.set_policy(accounts(1)[0], bytes.fromhex(store.put(newer.encode())))
+    assert built(ledger, store).policy == newer  # a site built after the change applies the new one
+
+
+def test_a_site_that_pins_the_chain_s_values_is_built() -> None:
+    ledger, store, _ = declared(CHAIN_POLICY.encode())
+    pins = {"tolerance_global": 0.02, "max_drift": 0.04, "aggregator": "median"}
+    assert built(ledger, store, pins).policy == CHAIN_POLICY
+
+
+def test_a_site_expecting_another_policy_is_refused_naming_each_setting_and_the_hash_on_chain() -> None:
+    ledger, store, digest = declared(CHAIN_POLICY.encode())
+    with pytest.raises(ConfigError) as refused:
+        built(ledger, store, {"tolerance_global": 0.03, "tolerance_local": 0.2, "max_drift": 0.1})
+    message = str(refused.value)
+    assert "tolerance_global is 0.02, not 0.03; max_drift is 0.04, not 0.1" in message
+    assert "tolerance_local" not in message and "0x" + digest.hex() in message
+    with pytest.raises(ConfigError, match="no acceptance policy setting is named tolerance"):
+        built(ledger, store, {"tolerance": 0.03})
+
+
+def test_a_missing_policy_record_is_named() -> None:
+    ledger, store, digest = declared(CHAIN_POLICY.encode())
+    store.fs.rm(store.blob_path(digest.hex()))
+    with pytest.raises(NotFoundError, match=f"acceptance policy 0x{digest.hex()} .* is not in the vault"):
+        built(ledger, store)
+
+
+@pytest.mark.parametrize(
+    ("blob", "why"),
+    [
+        (b"not json", "does not parse"),
+        (json.dumps({**CHAIN_POLICY.to_json(), "tolerance_global": 7}).encode(), "tolerance_global must be between"),
+        (json.dumps({**CHAIN_POLICY.to_json(), "veto": True}).encode(), "veto"),
+        (json.dumps({**CHAIN_POLICY.to_json(), "schema": 2}).encode(), "schema 2"),
+    ],
+)
+def test_a_record_that_is_no_policy_is_refused_naming_the_hash(blob: bytes, why: str) -> None:
+    ledger, store, digest = declared(blob)
+    with pytest.raises(IntegrityError, match=f"0x{digest.hex()} is no policy this node can apply: .*{why}"):
+        built(ledger, store)
+
+
+def test_founding_stores_the_policy_and_declares_its_hash() -> None:
+    chain = embedded_chain(2)
+    store = FsspecStore(f"memory://founding-{uuid.uuid4().hex}")
+    genesis = store.put(b"a genesis already in the vault")
+    client, _ = found(chain, chain.dev_keys[0], store, Variant.A, genesis, [], policy=CHAIN_POLICY)
+    assert client.policy_hash() == bytes.fromhex(CHAIN_POLICY.sha256())
+    assert AcceptancePolicy.parse(store.get(CHAIN_POLICY.sha256())) == CHAIN_POLICY
+    assert [p.hash for p in rebuild(client.events()).policies] == [client.policy_hash()]
+
+
+@pytest.mark.parametrize(
+    ("section", "named"),
+    [({"tolerance_global": 1.5}, "tolerance_global"), ({"aggregator": "mean"}, "aggregator"), ({"veto": 1}, "veto")],
+)
+def test_a_site_s_policy_section_is_checked_by_the_policy_s_own_bounds(section: dict[str, object], named: str) -> None:
+    with pytest.raises(ValidationError, match=named):
+        PolicySection.model_validate(section)
+    assert PolicySection().expected() == {}
+    assert PolicySection(tolerance_global=0.05).expected() == {"tolerance_global": 0.05}
