@@ -35,7 +35,7 @@ def one_run(settings: DemoSettings, chain: str) -> dict[str, Any]:
     scores = s["scores"]
     overhead = phases["ledger"] + phases["vault"] + phases["crypto"]
     return {
-        "attack": settings.attack.value,
+        "attack": settings.attacks[0].value,
         "seed": settings.seed,
         "poisoned_submitted": s["poisoned_submitted"],
         "poisoned_committed": s["poisoned_committed"],
