@@ -90,7 +90,7 @@ def test_the_bisection_finds_the_largest_mix_within_the_floor(edge: float, evalu
 @pytest.mark.parametrize(("tolerance", "margin"), [(0.03, 0.8), (0.1, 0.5), (0.01, 1.0)])
 def test_drift_costs_the_probe_less_than_the_tolerance_and_not_much_less(tolerance: float, margin: float) -> None:
     parent = {"w": torch.tensor([1.0, 1.0])}
-    child = {"w": torch.tensor([1.01, 1.0])}  # bad = parent - 10 * (child - parent): w0 = 0.9
+    child = {"w": torch.tensor([1.05, 1.0])}  # bad = parent - 2 * (child - parent): w0 = 0.9
 
     def score(w: dict[str, torch.Tensor]) -> float:  # 1 at the parent, falling linearly as w0 falls
         score.calls += 1  # type: ignore[attr-defined]
