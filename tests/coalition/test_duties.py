@@ -120,7 +120,9 @@ def test_a_drifting_member_costs_g_less_than_the_tolerance_at_each_increment(
         row = run_round(co, drifter)
         assert row.byzantine and row.score_global is not None
         losses.append(before - row.score_global)
-    assert all(0 < loss < co.policy.tolerance_global for loss in losses), losses
+    # Never more than the tolerance; at least once something (G of 16 images moves in steps of up to 1/16: a
+    # drifter that finds no smaller step submits its parent).
+    assert all(0 <= loss < co.policy.tolerance_global for loss in losses) and max(losses) > 0, losses
 
 
 def _assert_rejected_for(co: Coalition, model_id: int, check: str, ok: bool, report: dict[str, object]) -> None:

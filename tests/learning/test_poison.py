@@ -216,3 +216,18 @@ def test_the_data_stays_lazy_until_read() -> None:
     for attack in attacks:
         attack(counting)
     assert reads == []
+
+
+@pytest.mark.parametrize(
+    ("attack", "inputs", "targets"),
+    [(Attack.BACKDOOR, 4, 4), (Attack.SHIFTED_MASKS, 0, 10), (Attack.THICK_MASKS, 0, 10), (Attack.TARGETED, 0, 3)],
+)
+def test_the_data_attacks_work_per_voxel_on_volumes(attack: Attack, inputs: int, targets: int) -> None:
+    volumes = torch.rand(10, 1, 12, 12, 12, generator=torch.Generator().manual_seed(0))
+    masks = torch.zeros(10, 1, 12, 12, 12)
+    for i in range(5):  # cubes of 1 voxel (small: 0.39 % of 1728 is 6.7) and of 2^3
+        side = 1 + i % 2
+        masks[i, 0, 4 : 4 + side, 4 : 4 + side, 4 : 4 + side] = 1.0
+    masks[5:, 0, 2:8, 2:8, 2:8] = 1.0
+    data = ImageData(Task.SEGMENTATION, volumes, masks, tuple(f"v{i}" for i in range(10)))
+    assert changed(data, poisoned(attack, data, seed=0)) == (inputs, targets)
