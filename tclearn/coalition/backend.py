@@ -19,10 +19,12 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from torch import nn
 
 from tclearn.coalition.hospital import Clock, Hospital
+from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.errors import AccessDenied, ConflictError
-from tclearn.learning.attacks import Attack, attack_weights, flip_labels
+from tclearn.learning.attacks import attack_weights
 from tclearn.learning.evaluate import evaluate
 from tclearn.learning.models import ModelConfig, arch_hash, build_model
+from tclearn.learning.poison import poisoned
 from tclearn.learning.samples import Samples
 from tclearn.learning.train import CancelToken, TrainConfig, train_increment
 from tclearn.records import ModelDescription, TrainingFacts
@@ -145,11 +147,20 @@ class TensorBackend:
         cancel: CancelToken | None = None,
         on_step: OnStep | None = None,
     ) -> Trained[StateDict]:
-        data = flip_labels(member.train) if member.attack is Attack.LABEL_FLIP else member.train
+        data = poisoned(member.attack, member.train, seed)
         with self.clock("training"):
             training = replace(self.training, seed=self.training.seed + seed)  # another order for another round
             increment = train_increment(self.network(parent), data, training, cancel, on_step)
-        return Trained(attack_weights(member.attack, parent, increment.weights, seed=seed), increment.facts)
+        probe = member.probe
+        weights = attack_weights(
+            member.attack,
+            parent,
+            increment.weights,
+            seed=seed,
+            probe=None if probe is None else (lambda w: self.score(member, w, probe, ref)),
+            tolerance=AcceptancePolicy.tolerance_global,  # the attacker assumes the default policy
+        )
+        return Trained(weights, increment.facts)
 
     def score(self, reader: Hospital, model: StateDict, data: Samples, ref: str) -> float:
         with self.clock("evaluation"):

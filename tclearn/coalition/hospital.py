@@ -28,6 +28,7 @@ class Hospital:
     local_test: Samples  # L: what it validates candidates on, besides G
     manifest: Manifest
     attack: Attack = Attack.NONE
+    probe: Samples | None = None  # the set a simulated attacker tunes its attack on (the demo's: G)
 
     @property
     def address(self) -> str:

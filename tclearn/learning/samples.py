@@ -10,6 +10,8 @@ batch any of them through one `DataLoader`:
   request;
 - `pooled`: several sets as one (the pooled baseline: every hospital's data together);
 - `relabelled`: the same inputs with their targets mapped (the label-flip attack);
+- `Named`: each pair mapped by a function that also gets the item's name (the data attacks that poison
+  chosen items only);
 - `augmented`: a seeded MONAI random transform applied to every pair (training only).
 """
 
@@ -29,6 +31,7 @@ from tclearn.learning.data import Task
 
 Pair = tuple[torch.Tensor, torch.Tensor]
 PairMap = Callable[[torch.Tensor, torch.Tensor], Pair]
+NamedPairMap = Callable[[str, torch.Tensor, torch.Tensor], Pair]
 
 
 @runtime_checkable
@@ -111,6 +114,48 @@ class Derived:
 
     def subset(self, indices: Sequence[int]) -> Samples:
         return Derived(self.base.subset(indices), self.fn)
+
+
+class _NamedMapped(Dataset[Pair]):
+    def __init__(self, base: Dataset[Pair], names: tuple[str, ...], fn: NamedPairMap) -> None:
+        self.base, self.names, self.fn = base, names, fn
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, index: int) -> Pair:
+        x, y = self.base[index]
+        return self.fn(self.names[index], x, y)
+
+
+@dataclass(frozen=True)
+class Named:
+    """`base`'s items with `fn(name, x, y)` applied to each as it is read: a per-item map that stays with its item
+    through `subset`."""
+
+    base: Samples
+    fn: NamedPairMap
+
+    @property
+    def task(self) -> Task:
+        return self.base.task
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.base.names
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.base.classes
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def dataset(self) -> Dataset[Pair]:
+        return _NamedMapped(self.base.dataset(), self.base.names, self.fn)
+
+    def subset(self, indices: Sequence[int]) -> Samples:
+        return Named(self.base.subset(indices), self.fn)
 
 
 def relabelled(data: Samples, fn: Callable[[torch.Tensor], torch.Tensor]) -> Samples:

@@ -35,6 +35,7 @@ from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.coalition.rounds import CandidateRow, run_fedavg_round, run_round
 from tclearn.coalition.validator import metric_name
 from tclearn.errors import ConfigError
+from tclearn.learning.choices import Attack
 from tclearn.learning.data import Task
 from tclearn.learning.defaults import (
     COALITION_TRAINING,
@@ -45,6 +46,7 @@ from tclearn.learning.defaults import (
 )
 from tclearn.learning.models import ModelConfig
 from tclearn.learning.multilabel_synth import synth_multilabel
+from tclearn.learning.poison import check_task
 from tclearn.learning.samples import Samples, first_pair
 from tclearn.learning.synth import DEFAULT_SIZE, GLOBAL, synth_coalition
 from tclearn.learning.tabular import synth_tabular
@@ -155,6 +157,9 @@ class DemoSettings(RunSpec):
         """Funded keys the run needs: the admin, the members, and in variant C the supervisor."""
         return self.members + 1 + (self.variant is Variant.C)
 
+    def run_mode(self) -> str:
+        return self.mode
+
     def __post_init__(self) -> None:
         super().__post_init__()
         try:
@@ -179,6 +184,9 @@ class DemoSettings(RunSpec):
             raise ConfigError(f"--dims must be 2 or 3, got {self.dims}")
         if self.variant is Variant.C and (self.task is not Task.SEGMENTATION or self.dims != 2):
             raise ConfigError("variant C trains an encrypted model on feature tables: --task and --dims do not apply")
+        if self.byzantine and self.variant is not Variant.C:
+            for attack in self.attacks:
+                check_task(attack, self.task)
 
 
 def check_keys(settings: DemoSettings, chain: Chain) -> None:
@@ -240,8 +248,17 @@ def setup(settings: DemoSettings, chain: Chain, out: Path) -> tuple[Coalition, R
     global_test = form_for().global_test(root / form_for().global_name)
     data = [form_for(folder.name).hospital(folder, global_test) for folder in folders]
     admin, accounts = chain.dev_keys[0], chain.dev_keys[1 : settings.members + 1]
-    hospitals = [
-        Hospital(f.name, a, X25519PrivateKey.generate(), d.train, d.local_test, d.manifest, attack)
+    hospitals = [  # a Byzantine hospital tunes its attack on G, which every member holds
+        Hospital(
+            f.name,
+            a,
+            X25519PrivateKey.generate(),
+            d.train,
+            d.local_test,
+            d.manifest,
+            attack,
+            probe=global_test if attack is not Attack.NONE else None,
+        )
         for f, a, d, attack in zip(
             folders, accounts, data, map(settings.attack_at, range(settings.members)), strict=True
         )

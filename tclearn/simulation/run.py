@@ -10,7 +10,7 @@ from typing import ClassVar
 
 from tclearn.coalition.rounds import CandidateRow
 from tclearn.errors import ConfigError
-from tclearn.learning.attacks import Attack
+from tclearn.learning.choices import FEDAVG_ONLY, KIND_OF_ATTACK, Attack, AttackKind
 from tclearn.types import Variant
 
 
@@ -55,10 +55,19 @@ class RunSpec:
                 f"{len(attacks)} attacks for {self.byzantine} Byzantine members: each attack needs its own member "
                 f"(--byzantine {len(attacks)})"
             )
+        if self.byzantine:
+            for attack in attacks:
+                problem = attack_problem(attack, self.variant, self.run_mode())
+                if problem:
+                    raise ConfigError(problem)
 
     @property
     def attacks(self) -> tuple[Attack, ...]:
         return parse_attacks(self.attack)
+
+    def run_mode(self) -> str:
+        """incremental or fedavg: how the run's candidates are made."""
+        return "incremental"
 
     def byzantine_at(self, index: int) -> bool:
         """The Byzantine rule: the last `byzantine` hospitals attack; the others are honest."""
@@ -84,6 +93,17 @@ def by_attack(rows: Sequence[CandidateRow]) -> dict[str, dict[str, int]]:
         key = {"committed": "committed", "rejected": "rejected" if voted else "refused"}.get(r.state, "open")
         c[key] += 1
     return counts
+
+
+def attack_problem(attack: Attack, variant: Variant, mode: str) -> str | None:
+    """Why a run of `variant` in `mode` cannot simulate `attack`, or None: variant C's encrypted models take only
+    the crude attacks (`tclearn.he.attacks`), and the FedAvg-only ones need a FedAvg round."""
+    if variant is Variant.C and KIND_OF_ATTACK[attack] not in (AttackKind.NONE, AttackKind.CRUDE):
+        crude = ", ".join(a.value for a, kind in KIND_OF_ATTACK.items() if kind is AttackKind.CRUDE)
+        return f"variant C (encrypted model) does not simulate the {attack.value} attack; it takes {crude}"
+    if attack in FEDAVG_ONLY and mode != "fedavg":
+        return f"the {attack.value} attack needs FedAvg rounds: add --mode fedavg, or choose another --attack"
+    return None
 
 
 def outcome(rows: Sequence[CandidateRow]) -> dict[str, int]:

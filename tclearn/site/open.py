@@ -16,6 +16,7 @@ from tclearn.coalition.build import build, data_format
 from tclearn.coalition.context import Coalition, Hospital
 from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.errors import ConfigError
+from tclearn.learning.choices import Attack
 from tclearn.learning.defaults import EncryptedTraining
 from tclearn.learning.models import ModelConfig
 from tclearn.learning.train import TrainConfig
@@ -105,8 +106,9 @@ def open_site(config: SiteConfig) -> Site:
     global_test = form.global_test(config.global_test)
     data = form.hospital(config.data, global_test)
     account = choose_signer(client.chain.chain_id, client.chain.embedded, config.keystore, config.dev_account)
+    probe = global_test if config.attack is not Attack.NONE else None  # a simulated attacker tunes itself on G
     hospital = Hospital(
-        config.name, account, _x25519(config, variant), data.train, data.local_test, data.manifest, config.attack
+        config.name, account, _x25519(config, variant), data.train, data.local_test, data.manifest, config.attack, probe
     )
     training = TrainConfig(**config.training.model_dump())
     coalition_id = CoalitionId.of_client(client)

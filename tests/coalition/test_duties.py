@@ -105,6 +105,26 @@ def test_a_sign_flipping_member_is_voted_down(coalition_data: Path, tmp_path: Pa
     assert co.client.head() != row.id
 
 
+@pytest.mark.slow
+def test_a_drifting_member_costs_g_less_than_the_tolerance_at_each_increment(
+    coalition_data: Path, tmp_path: Path
+) -> None:
+    co = make(coalition_data, tmp_path, epochs=20)
+    assert run_round(co, co.hospitals[0]).state == "committed"  # a head worth drifting from
+    drifter = co.hospitals[3]
+    drifter.attack, drifter.probe = Attack.DRIFT, co.global_test
+    losses = []
+    for _ in range(2):
+        head = co.client.get_model(co.client.head(), with_uri=False).model_hash.hex()
+        before = co.backend.score(drifter, co.backend.open(drifter, head), co.global_test, head)
+        row = run_round(co, drifter)
+        assert row.byzantine and row.score_global is not None
+        losses.append(before - row.score_global)
+    # Never more than the tolerance; at least once something (G of 16 images moves in steps of up to 1/16: a
+    # drifter that finds no smaller step submits its parent).
+    assert all(0 <= loss < co.policy.tolerance_global for loss in losses) and max(losses) > 0, losses
+
+
 def _assert_rejected_for(co: Coalition, model_id: int, check: str, ok: bool, report: dict[str, object]) -> None:
     assert not ok
     failed = [c for c in report["checks"] if not c["ok"]]  # type: ignore[union-attr]
