@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tclearn.errors import ConfigError
-from tclearn.learning.choices import Aggregator
+from tclearn.learning.choices import DEFAULT_AGGREGATOR, Aggregator
 from tclearn.records import SCHEMA, Record
 
 
@@ -76,7 +76,7 @@ class AcceptancePolicy(Record):
     min_stratum: int = 8
     # The candidate's L2 distance from its parent over the parent's L2 norm (floating tensors); 0 disables it.
     max_update: float = 1.0
-    aggregator: str = Aggregator.MEDIAN.value  # FedAvg mode: how contributions are combined
+    aggregator: str = DEFAULT_AGGREGATOR.value  # FedAvg mode: how contributions are combined
     schema: int = SCHEMA
 
     def __post_init__(self) -> None:
@@ -113,7 +113,9 @@ class AcceptancePolicy(Record):
             for problem in (
                 fall("G", candidate.global_, head.global_, self.tolerance_global, "the head"),
                 fall("L", candidate.local, head.local, self.tolerance_local, "the head"),
-                fall("G", candidate.global_, max(best_global, head.global_), self.max_drift, "the best committed model"),
+                fall(
+                    "G", candidate.global_, max(best_global, head.global_), self.max_drift, "the best committed model"
+                ),
             )
             if problem
         ]
@@ -134,7 +136,11 @@ class AcceptancePolicy(Record):
             return "the candidate declares no update size"
         if abs(measured - declared) > 1e-4 * max(1.0, measured):
             return f"the candidate declares an update size of {declared:.6g}, but it is {measured:.6g}"
-        if self.max_update and measured > self.max_update:
+        return self.bound_problem(measured)
+
+    def bound_problem(self, measured: float) -> str | None:
+        """Why an update of relative size `measured` is beyond `max_update` (None: within it, or no bound)."""
+        if self.max_update and not measured <= self.max_update:  # NaN included
             return (
                 f"the update is {measured:.4g} of its parent's norm, beyond the coalition's bound {self.max_update:g} "
                 "(max_update)"
