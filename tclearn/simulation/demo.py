@@ -35,6 +35,7 @@ from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.coalition.rounds import CandidateRow, run_fedavg_round, run_round
 from tclearn.coalition.validator import metric_name
 from tclearn.errors import ConfigError
+from tclearn.learning.choices import DEFAULT_AGGREGATOR
 from tclearn.learning.data import Task
 from tclearn.learning.defaults import (
     COALITION_TRAINING,
@@ -55,6 +56,7 @@ from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.history import LedgerHistory, rebuild
 from tclearn.records import RunSummary, SummaryGas, SummaryScores
 from tclearn.simulation.baselines import TensorReference
+from tclearn.simulation.collusion import little_is_enough_round
 from tclearn.simulation.run import RunSpec, outcome
 from tclearn.types import Variant
 from tclearn.vault.envelope import public_bytes
@@ -98,7 +100,7 @@ class DemoSettings(RunSpec):
 
     rounds: int = DEMO_ROUNDS
     mode: str = "incremental"
-    aggregator: Aggregator = Aggregator.MEDIAN  # fedavg mode: how the round's aggregator combines contributions
+    aggregator: Aggregator = DEFAULT_AGGREGATOR  # fedavg mode: how the round's aggregator combines contributions
     model: str | None = None  # None: the task's default (DEMO_MODELS)
     task: Task = Task.SEGMENTATION  # or multilabel (seed 003's ten regions)
     dims: int = 2  # synthetic data: 2-D pictures or 3-D volumes
@@ -243,7 +245,12 @@ def setup(settings: DemoSettings, chain: Chain, out: Path) -> tuple[Coalition, R
         global_test,
         model=settings.model_config(global_test),
         training=training,
-        policy=AcceptancePolicy(settings.tolerance_global, settings.tolerance_local, training.min_batch_size),
+        policy=AcceptancePolicy(
+            settings.tolerance_global,
+            settings.tolerance_local,
+            training.min_batch_size,
+            aggregator=settings.aggregator.value,
+        ),
         supervisor=reference.connect(),
         encrypted=EncryptedTraining(settings.he_steps, settings.he_lr),
         directory_ttl=60.0,
@@ -284,7 +291,7 @@ def run_demo(
     for r in range(settings.rounds):
         turn, began = co.hospitals[r % settings.members], time.perf_counter()
         if settings.mode == "fedavg":
-            row = run_fedavg_round(co, turn, settings.aggregator, show)
+            row = run_fedavg_round(co, turn, on_update=show, collude=little_is_enough_round)  # the policy's rule
         else:
             row = run_round(co, turn, show)
         row.round, row.seconds = r + 1, round(time.perf_counter() - began, 1)
