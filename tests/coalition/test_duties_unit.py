@@ -292,8 +292,8 @@ def test_a_corrupted_model_blob_is_rejected() -> None:
     [
         (GENESIS_W + 1, {"update_norm": None}, "the candidate declares no update size"),
         (GENESIS_W + 1, {"update_norm": 0.1}, "declares an update size of 0.1, but it is 0.2"),
-        (GENESIS_W * 3, {}, "the update is 2 of its parent's norm, beyond the coalition's bound 1 (max_update)"),
-        (-GENESIS_W, {}, "the update is 2 of its parent's norm"),  # a sign flip of the head
+        (GENESIS_W * 4, {}, "the update is 3 of its parent's norm, beyond the coalition's bound 2 (max_update)"),
+        (-GENESIS_W - 1, {}, "the update is 2.2 of its parent's norm"),  # a sign flip of the head
     ],
 )
 def test_a_wrong_or_oversized_update_is_refused_before_any_vote(w: float, changes: dict[str, Any], detail: str) -> None:
@@ -304,8 +304,8 @@ def test_a_wrong_or_oversized_update_is_refused_before_any_vote(w: float, change
 
 
 def test_an_update_within_a_wider_bound_is_opened() -> None:
-    co = stub_coalition(policy=AcceptancePolicy(min_batch_size=4, max_update=2.5))
-    ok, _, report = general_verdict(co, submit_model(co, GENESIS_W * 3))
+    co = stub_coalition(policy=AcceptancePolicy(min_batch_size=4, max_update=3.5))
+    ok, _, report = general_verdict(co, submit_model(co, GENESIS_W * 4))
     assert ok and report.checks[-1] == Check("update", True, "")
 
 
