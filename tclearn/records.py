@@ -119,6 +119,17 @@ class Contribution(Record):
     samples: int
     batch_size: int
     signature: str
+    update_norm: float | None = None  # its distance from the round's head over the head's norm (`learning.update`)
+
+
+@dataclass(frozen=True)
+class Exclusion(Record):
+    """A signed contribution the round's aggregator left out of the aggregate, and why (beyond the coalition's
+    update bound, or it could not be opened); validators re-check that the reason holds."""
+
+    KIND = "exclusion"
+    contribution: Contribution
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -126,6 +137,7 @@ class Aggregation(Record):
     KIND = "aggregation"
     rule: str
     contributions: tuple[Contribution, ...]
+    excluded: tuple[Exclusion, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -154,6 +166,9 @@ class CandidateMetadata(Record):
     aggregation: Aggregation | None = None  # fedavg mode
     privacy: Privacy | None = None
     watermark: str | None = None  # a commitment to the watermark the model carries
+    # ||candidate - parent|| / ||parent|| over floating tensors (`tclearn.learning.update`), which the general
+    # re-measures; None where the variant cannot measure it in clear (C) or the record predates it
+    update_norm: float | None = None
     schema: int = SCHEMA
 
 

@@ -35,7 +35,7 @@ def test_tolerance_is_checked(bad: float) -> None:
 
 # ---- the whole policy: drift, strata, update size, its record -------------------------------------------------
 
-POLICY = AcceptancePolicy()  # 0.03 G, 0.10 L, drift 0.05, strata 0.15 from 8 samples, update 1.0
+POLICY = AcceptancePolicy()  # 0.03 G, 0.10 L, drift 0.05, strata 0.15 from 8 samples, update 2.0
 
 
 def strata(small: float, large: float, *, small_n: int = 12, where: str = "G") -> tuple[Stratum, ...]:
@@ -89,7 +89,7 @@ def test_the_best_of_the_lineage_is_never_below_the_head() -> None:
         (0.3, 0.30000001, None),
         (0.3, None, "declares no update size"),
         (0.3, 0.1, "declares an update size of 0.1, but it is 0.3"),
-        (4.0, 4.0, "the update is 4 of its parent's norm, beyond the coalition's bound 1"),
+        (4.0, 4.0, "the update is 4 of its parent's norm, beyond the coalition's bound 2"),
     ],
 )
 def test_the_update_size_check(measured: float, declared: float | None, problem: str | None) -> None:

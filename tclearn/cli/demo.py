@@ -12,7 +12,7 @@ from rich.live import Live
 from rich.table import Table
 
 from tclearn.cli.common import console
-from tclearn.learning.choices import Aggregator, Attack
+from tclearn.learning.choices import DEFAULT_AGGREGATOR, Aggregator, Attack
 from tclearn.learning.defaults import DEMO_ROUNDS, ENCRYPTED_DEMO_ROUNDS
 from tclearn.types import Variant
 
@@ -102,7 +102,7 @@ def demo(
         "incremental", "--mode", help="incremental (each increment is a candidate) or fedavg (one aggregate a round)."
     ),
     aggregator: Aggregator = typer.Option(
-        Aggregator.MEDIAN, "--aggregator", help="fedavg mode: how contributions are combined."
+        DEFAULT_AGGREGATOR, "--aggregator", help="fedavg mode: how contributions are combined."
     ),
     rounds: int | None = typer.Option(
         None,

@@ -27,6 +27,7 @@ from tclearn.learning.models import ModelConfig, arch_hash, build_model
 from tclearn.learning.poison import poisoned
 from tclearn.learning.samples import Samples
 from tclearn.learning.train import CancelToken, TrainConfig, train_increment
+from tclearn.learning.update import update_norm
 from tclearn.records import ModelDescription, TrainingFacts
 from tclearn.types import Variant
 from tclearn.vault.codec import Architecture, architecture_of, decode_model, encode_model
@@ -72,6 +73,11 @@ class ModelBackend(Protocol[M]):
     def inspect(self, reader: Hospital, model: M, ref: str) -> str | None:
         """What the general finds wrong with an opened model beyond its decoding (variant C: weights beyond the
         range its metadata declares), or None."""
+        ...
+
+    def update_size(self, parent: M, model: M) -> float | None:
+        """`model`'s distance from `parent` over the parent's norm (`tclearn.learning.update`); None where the
+        variant cannot read weights in clear (C: the weights check bounds them instead)."""
         ...
 
     def train(
@@ -130,6 +136,9 @@ class TensorBackend:
 
     def inspect(self, reader: Hospital, model: StateDict, ref: str) -> str | None:
         return None  # `open` checked everything: shapes, dtypes, finite values
+
+    def update_size(self, parent: StateDict, model: StateDict) -> float | None:
+        return update_norm(parent, model)
 
     def open(self, reader: Hospital, model_hash: str) -> StateDict:
         with self.clock("crypto" if self.sealed else "vault"):

@@ -5,7 +5,9 @@ metadata blob hashes to the on-chain metadata hash and parses as `CandidateMetad
 head as parent, the coalition's variant and model (`integrity.declared_problem`); the declared training facts
 meet policy (`integrity.policy_problem`); the backend opens the model — hash, decryption, decoding to exactly
 the coalition's model, finite values (for an encrypted model: the coalition's context, shape and scaling, and
-its weights within the range its metadata declares, measured by the supervisor).
+its weights within the range its metadata declares, measured by the supervisor); the update — its distance
+from its parent over the parent's norm — is the size the metadata declares and within the policy's
+`max_update` (not measured in variant C, whose weights the range check bounds, and the report says so).
 Fetching and writing happen here; the decisions are the pure functions of `tclearn.coalition.integrity`.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from tclearn.coalition.blobs import get_record, put_record
 from tclearn.coalition.context import Coalition, Hospital
@@ -24,13 +27,13 @@ from tclearn.types import ModelRecord
 log = logging.getLogger(__name__)
 
 
-def _run(checks: list[Check], name: str, test: Callable[[], str | None]) -> bool:
-    """Runs one check; a `TclearnError` or a returned message fails it."""
+def _run(checks: list[Check], name: str, test: Callable[[], str | None], notes: dict[str, str]) -> bool:
+    """Runs one check; a `TclearnError` or a returned message fails it (a check that passes may leave a note)."""
     try:
         problem = test()
     except TclearnError as exc:
         problem = str(exc)
-    checks.append(Check(name, problem is None, problem or ""))
+    checks.append(Check(name, problem is None, notes.get(name, "") if problem is None else problem))
     return problem is None
 
 
@@ -39,6 +42,9 @@ def inspect(co: Coalition, general: Hospital, candidate: ModelRecord) -> list[Ch
     checks: list[Check] = []
     model_hash, metadata_hash = candidate.model_hash.hex(), candidate.metadata_hash.hex()
     read: list[CandidateMetadata] = []
+    parents: list[str] = []
+    opened: list[Any] = []
+    notes: dict[str, str] = {}
 
     def blob() -> str | None:
         return None if co.store.exists(model_hash) else f"model blob {model_hash} is not in the vault"
@@ -48,14 +54,27 @@ def inspect(co: Coalition, general: Hospital, candidate: ModelRecord) -> list[Ch
         return None
 
     def declared() -> str | None:
-        parent = co.client.get_model(candidate.parent_id, with_uri=False).model_hash.hex()
-        return declared_problem(read[0], parent_hash=parent, variant=co.backend.variant, model=co.backend.describe())
+        parents.append(co.client.get_model(candidate.parent_id, with_uri=False).model_hash.hex())
+        return declared_problem(
+            read[0], parent_hash=parents[0], variant=co.backend.variant, model=co.backend.describe()
+        )
 
     def policy() -> str | None:
         return policy_problem(read[0], co.policy)
 
     def weights() -> str | None:
-        return co.backend.inspect(general, co.backend.open(general, model_hash), model_hash)
+        opened.append(co.backend.open(general, model_hash))
+        return co.backend.inspect(general, opened[0], model_hash)
+
+    def update() -> str | None:
+        measured = co.backend.update_size(co.backend.open(general, parents[0]), opened[0])
+        if measured is None:
+            notes["update"] = (
+                f"not measured: variant {co.backend.variant.name} weights are not readable in clear "
+                "(the weights check bounds them)"
+            )
+            return None
+        return co.policy.update_problem(measured, read[0].update_norm)
 
     steps: list[tuple[str, Callable[[], str | None]]] = [
         ("blob", blob),
@@ -63,9 +82,10 @@ def inspect(co: Coalition, general: Hospital, candidate: ModelRecord) -> list[Ch
         ("declared", declared),
         ("policy", policy),
         ("weights", weights),
+        ("update", update),
     ]
     for name, test in steps:
-        if not _run(checks, name, test):
+        if not _run(checks, name, test, notes):
             break
     return checks
 

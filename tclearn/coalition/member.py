@@ -64,6 +64,7 @@ def increment(
         training=trained.facts,
         tclearn_version=__version__,
         data=DataSummary(**member.manifest.summary()),
+        update_norm=co.backend.update_size(parent, trained.model),
     )
     return model_hash, metadata
 

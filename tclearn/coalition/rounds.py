@@ -13,6 +13,7 @@ from tclearn.coalition.context import Coalition, Hospital
 from tclearn.coalition.fedavg import Aggregator, contribute, propose_aggregate
 from tclearn.coalition.member import Proposal, propose
 from tclearn.errors import NotFoundError
+from tclearn.records import Contribution, TrainingFacts
 from tclearn.types import ModelState, Role
 
 
@@ -55,6 +56,8 @@ class CandidateRow:
 
 
 Update = Callable[["CandidateRow"], None]
+Shares = list[tuple[Contribution, TrainingFacts]]
+Collude = Callable[[Coalition, int, Shares], Shares]  # (coalition, head id, contributions) -> contributions
 
 
 def validators_for(co: Coalition, proposer: Hospital) -> list[Hospital]:
@@ -100,12 +103,20 @@ def run_round(co: Coalition, proposer: Hospital, on_update: Update | None = None
 
 
 def run_fedavg_round(
-    co: Coalition, aggregator: Hospital, rule: Aggregator, on_update: Update | None = None
+    co: Coalition,
+    aggregator: Hospital,
+    rule: Aggregator | None = None,
+    on_update: Update | None = None,
+    collude: Collude | None = None,
 ) -> CandidateRow:
-    """FedAvg mode: every member contributes from the head; `aggregator` submits their aggregate."""
+    """FedAvg mode: every member contributes from the head; `aggregator` submits their aggregate, combined by
+    `rule` (None: the coalition policy's aggregator). `collude` (simulations only) rewrites the round's
+    contributions before aggregation, as coordinated Byzantine members would (`tclearn.simulation.collusion`)."""
     head = co.client.head()
     contributions = [contribute(co, h, head) for h in co.hospitals]
-    proposal = propose_aggregate(co, aggregator, rule, contributions, head)
+    if collude is not None:
+        contributions = collude(co, head, contributions)
+    proposal = propose_aggregate(co, aggregator, rule or Aggregator(co.policy.aggregator), contributions, head)
     return decide(co, proposal, aggregator, aggregator.byzantine, on_update or _ignore)
 
 

@@ -16,7 +16,8 @@ from tclearn.errors import AggregationError
 StateDict = dict[str, torch.Tensor]
 
 
-def _check(states: Sequence[StateDict]) -> None:
+def check_alike(states: Sequence[StateDict]) -> None:
+    """`AggregationError` unless the state dicts are at least one and all have the same keys and shapes."""
     if not states:
         raise AggregationError("nothing to aggregate: no state dicts given")
     first = states[0]
@@ -33,7 +34,7 @@ def _check(states: Sequence[StateDict]) -> None:
 
 
 def _combine(states: Sequence[StateDict], reduce: Callable[[torch.Tensor], torch.Tensor]) -> StateDict:
-    _check(states)
+    check_alike(states)
     out: StateDict = {}
     for key, ref in states[0].items():
         stacked = torch.stack([s[key].detach().to("cpu", torch.float64) for s in states])

@@ -66,3 +66,7 @@ class Aggregator(enum.StrEnum):
     FEDAVG = "fedavg"
     MEDIAN = "median"
     TRIMMED_MEAN = "trimmed_mean"
+
+
+# The one default, for the coalition policy, the demo and the CLI: robust to a minority of poisoned contributions.
+DEFAULT_AGGREGATOR = Aggregator.MEDIAN

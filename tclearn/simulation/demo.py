@@ -35,7 +35,7 @@ from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.coalition.rounds import CandidateRow, run_fedavg_round, run_round
 from tclearn.coalition.validator import metric_name
 from tclearn.errors import ConfigError
-from tclearn.learning.choices import Attack
+from tclearn.learning.choices import DEFAULT_AGGREGATOR, Attack
 from tclearn.learning.data import Task
 from tclearn.learning.defaults import (
     COALITION_TRAINING,
@@ -57,6 +57,7 @@ from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.history import LedgerHistory, rebuild
 from tclearn.records import RunSummary, SummaryGas, SummaryScores
 from tclearn.simulation.baselines import TensorReference
+from tclearn.simulation.collusion import little_is_enough_round
 from tclearn.simulation.run import RunSpec, by_attack, outcome
 from tclearn.types import Variant
 from tclearn.vault.envelope import public_bytes
@@ -105,7 +106,7 @@ class DemoSettings(RunSpec):
 
     rounds: int = DEMO_ROUNDS
     mode: str = "incremental"
-    aggregator: Aggregator = Aggregator.MEDIAN  # fedavg mode: how the round's aggregator combines contributions
+    aggregator: Aggregator = DEFAULT_AGGREGATOR  # fedavg mode: how the round's aggregator combines contributions
     model: str | None = None  # None: the task's default (DEMO_MODELS)
     task: Task = Task.SEGMENTATION  # or multilabel (seed 003's ten regions)
     dims: int = 2  # synthetic data: 2-D pictures or 3-D volumes
@@ -316,7 +317,7 @@ def run_demo(
     for r in range(settings.rounds):
         turn, began = co.hospitals[r % settings.members], time.perf_counter()
         if settings.mode == "fedavg":
-            row = run_fedavg_round(co, turn, settings.aggregator, show)
+            row = run_fedavg_round(co, turn, on_update=show, collude=little_is_enough_round)  # the policy's rule
         else:
             row = run_round(co, turn, show)
         row.round, row.seconds = r + 1, round(time.perf_counter() - began, 1)

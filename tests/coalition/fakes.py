@@ -79,6 +79,10 @@ class StubBackend:
     def inspect(self, reader: Hospital, model: StubModel, ref: str) -> str | None:
         return None  # `open` checked it all
 
+    def update_size(self, parent: StubModel, model: StubModel) -> float | None:
+        """`|w - parent w| / |parent w|`: a stub model's only weight is `w`."""
+        return abs(model["w"] - parent["w"]) / abs(parent["w"]) if parent["w"] else math.inf
+
     def train(
         self,
         member: Hospital,

@@ -18,17 +18,21 @@ from tclearn.coalition import validator as validator_duty
 from tclearn.coalition.blobs import put_record
 from tclearn.coalition.build import Images, hospital_folders
 from tclearn.coalition.context import Coalition
-from tclearn.coalition.fedavg import Aggregator, contribute, message, propose_aggregate, verify_aggregate
+from tclearn.coalition.fedavg import Aggregator, contribute, message, propose_aggregate, signed, verify_aggregate
 from tclearn.coalition.keeper import keep
 from tclearn.coalition.member import propose
 from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.coalition.rounds import run_fedavg_round, run_round
 from tclearn.errors import NotFoundError, TrainingCancelled
+from tclearn.learning.aggregate import fedavg as fedavg_of
 from tclearn.learning.attacks import Attack
+from tclearn.learning.collusion import little_is_enough, z_of
 from tclearn.learning.synth import synth_coalition
 from tclearn.learning.train import CancelToken
+from tclearn.learning.update import update_norm
 from tclearn.ledger.chain import embedded_chain
-from tclearn.records import Aggregation, CandidateMetadata, TrainingFacts
+from tclearn.records import Aggregation, CandidateMetadata, Contribution, Exclusion, TrainingFacts
+from tclearn.simulation.collusion import little_is_enough_round
 from tclearn.simulation.demo import DemoSettings, setup
 from tclearn.types import ModelState, RejectReason, Variant
 
@@ -312,6 +316,7 @@ def test_validators_accept_the_exact_aggregate(coalition_data: Path, tmp_path: P
 
 def test_a_cheating_aggregator_is_caught(coalition_data: Path, tmp_path: Path) -> None:
     co = make(coalition_data, tmp_path)
+    co.policy = dataclasses.replace(co.policy, max_update=0)  # no bound: the validators, not the general, see it
     co.hospitals[3].attack = Attack.RANDOM_WEIGHTS
     row = run_fedavg_round(co, co.hospitals[3], Aggregator.MEDIAN)
     assert row.byzantine and row.state == "rejected" and row.score_global is None
@@ -347,6 +352,75 @@ def test_forged_contribution_lists_are_caught(coalition_data: Path, tmp_path: Pa
     forged = Aggregation(metadata.aggregation.rule, tuple(entries))
     problem = verify_aggregate(co, co.hospitals[1], forged, parent, weights)
     assert problem is not None and expected in problem
+
+
+def _boosted(parent: dict[str, torch.Tensor], child: dict[str, torch.Tensor], size: float) -> dict[str, torch.Tensor]:
+    """`child`'s update scaled to `size` times the parent's norm, as a model replacement boosts its backdoor."""
+    scale = size / update_norm(parent, child)
+    return {k: parent[k] + scale * (v - parent[k]) if v.dtype.is_floating_point else v for k, v in child.items()}
+
+
+def _round_with_a_boosted_contribution(co: Coalition) -> tuple[int, Contribution]:
+    """Three honest contributions and hospital 3's boosted one (3x the bound); hospital 0 aggregates."""
+    head = co.client.head()
+    shares = [contribute(co, h, head) for h in co.hospitals]
+    parent = honest_weights(co)
+    contribution, facts = shares[3]
+    child = co.backend.open(co.hospitals[3], contribution.model_hash)
+    boosted = signed(co, co.hospitals[3], head, parent, _boosted(parent, child, 3 * co.policy.max_update), facts)
+    shares[3] = (boosted, facts)
+    return propose_aggregate(co, co.hospitals[0], Aggregator.FEDAVG, shares, head).submission.model_id, boosted
+
+
+def test_the_aggregator_leaves_out_a_contribution_beyond_the_bound(coalition_data: Path, tmp_path: Path) -> None:
+    co = make(coalition_data, tmp_path)
+    model_id, boosted = _round_with_a_boosted_contribution(co)
+    candidate = co.client.get_model(model_id)
+    metadata = CandidateMetadata.parse(co.store.get(candidate.metadata_hash.hex()))
+    assert metadata.aggregation is not None and metadata.update_norm is not None
+    assert [c.member for c in metadata.aggregation.contributions] == [h.address for h in co.hospitals[:3]]
+    (excluded,) = metadata.aggregation.excluded
+    assert excluded.contribution == boosted and "beyond the coalition's bound" in excluded.reason
+    assert boosted.update_norm == pytest.approx(3 * co.policy.max_update)
+    weights = co.backend.open(co.hospitals[1], candidate.model_hash.hex())
+    assert verify_aggregate(co, co.hospitals[1], metadata.aggregation, candidate.parent_id, weights) is None
+    assert general_verdict(co, model_id)[0]  # the aggregate's own update is within the bound
+
+
+@pytest.mark.parametrize("tamper", ["honest left out", "boosted listed"])
+def test_validators_catch_a_wrongly_screened_aggregate(coalition_data: Path, tmp_path: Path, tamper: str) -> None:
+    co = make(coalition_data, tmp_path)
+    model_id, _ = _round_with_a_boosted_contribution(co)
+    candidate = co.client.get_model(model_id)
+    metadata = CandidateMetadata.parse(co.store.get(candidate.metadata_hash.hex()))
+    assert metadata.aggregation is not None
+    kept, excluded = list(metadata.aggregation.contributions), list(metadata.aggregation.excluded)
+    if tamper == "honest left out":  # an aggregator that drops honest work, claiming it was too large
+        excluded.append(Exclusion(kept.pop(0), "the update is 5 of its parent's norm, beyond the bound"))
+        expected = "was left out without cause"
+    else:  # an aggregator that lets the boosted one in
+        kept.append(excluded.pop().contribution)
+        expected = f"should have been left out: the update is {3 * co.policy.max_update:g} of its parent's norm"
+    forged = Aggregation(metadata.aggregation.rule, tuple(kept), tuple(excluded))
+    states = [(co.backend.open(co.hospitals[0], c.model_hash), c.samples) for c in kept]
+    weights = fedavg_of(states)  # the forged list's exact aggregate: only the screening is wrong
+    problem = verify_aggregate(co, co.hospitals[1], forged, candidate.parent_id, weights)
+    assert problem is not None and expected in problem, problem
+
+
+def test_colluding_members_submit_a_little_is_enough(coalition_data: Path, tmp_path: Path) -> None:
+    co = make(coalition_data, tmp_path)
+    co.hospitals[2].attack = co.hospitals[3].attack = Attack.LITTLE_IS_ENOUGH
+    row = run_fedavg_round(co, co.hospitals[0], collude=little_is_enough_round)
+    metadata = CandidateMetadata.parse(co.store.get(co.client.get_model(row.id).metadata_hash.hex()))
+    assert metadata.aggregation is not None and metadata.aggregation.rule == co.policy.aggregator == "median"
+    listed = {c.member: c for c in metadata.aggregation.contributions}
+    assert set(listed) == {h.address for h in co.hospitals}  # a little is within the bound
+    honest = [co.backend.open(co.hospitals[0], listed[h.address].model_hash) for h in co.hospitals[:2]]
+    expected = little_is_enough(honest, z_of(4, 2))
+    for colluder in co.hospitals[2:]:
+        forged = co.backend.open(co.hospitals[0], listed[colluder.address].model_hash)
+        assert all(torch.equal(forged[k], expected[k]) for k in expected)
 
 
 def test_propose_reports_its_phases_and_a_cancel_submits_nothing(coalition_data: Path, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from typing import Any
 
 import pytest
@@ -78,11 +79,16 @@ def submit_blobs(co: Coalition, model_hash: str, metadata_hash: str) -> int:
     return submission.model_id
 
 
-def submit_model(co: Coalition, w: float = GENESIS_W + 1, *, raw_metadata: bytes | None = None) -> int:
-    """Hospital 0 submits model `w` with honest metadata (or the given raw metadata blob)."""
-    model_hash = stub_backend(co).store_model({"w": w})
-    metadata = put_record(co, honest_metadata(co)) if raw_metadata is None else co.store.put(raw_metadata)
-    return submit_blobs(co, model_hash, metadata)
+def submit_model(co: Coalition, w: float = GENESIS_W + 1, *, raw_metadata: bytes | None = None, **changes: Any) -> int:
+    """Hospital 0 submits model `w` with honest metadata — its true update size declared — with `changes` (or
+    the given raw metadata blob)."""
+    backend = stub_backend(co)
+    model_hash = backend.store_model({"w": w})
+    size = backend.update_size(backend.open(co.hospitals[0], model_hash_of(co, co.client.head())), {"w": w})
+    metadata = honest_metadata(co, **{"update_norm": size, **changes})
+    return submit_blobs(
+        co, model_hash, put_record(co, metadata) if raw_metadata is None else co.store.put(raw_metadata)
+    )
 
 
 def general_of(co: Coalition, model_id: int) -> Hospital:
@@ -139,7 +145,8 @@ def test_an_honest_round_commits() -> None:
     assert stub_backend(co).open(co.hospitals[1], model_hash_of(co, row.id))["w"] == GENESIS_W + 1
     (opened,) = events(co, "CandidateOpened", row.id)
     report = IntegrityReport.parse(co.store.get(opened.args["reportHash"].hex()))
-    assert report.ok and [c.name for c in report.checks] == ["blob", "metadata", "declared", "policy", "weights"]
+    assert [c.name for c in report.checks] == ["blob", "metadata", "declared", "policy", "weights", "update"]
+    assert report.ok and metadata.update_norm == pytest.approx(1 / GENESIS_W)
     votes = evidence(co, row.id)
     assert [v.approve for v in votes] == [True, True]
     assert votes[0].validator == co.client.get_model(row.id).general  # the general votes first
@@ -148,8 +155,8 @@ def test_an_honest_round_commits() -> None:
 
 
 def test_a_sign_flipping_member_is_voted_down() -> None:
-    # Prepare
-    co = stub_coalition()
+    # Prepare: no update bound, so that the validators see it (with one, the general refuses it: below)
+    co = stub_coalition(policy=AcceptancePolicy(min_batch_size=4, max_update=0))
     co.hospitals[3].attack = Attack.SIGN_FLIP
     # Execute
     row = run_round(co, co.hospitals[3])
@@ -187,7 +194,7 @@ def test_the_general_opens_an_honest_candidate_and_the_chain_holds_its_report() 
     co = stub_coalition()
     model_id = submit_model(co)
     ok, report_hash, report = general_verdict(co, model_id)
-    assert ok and report.ok and all(c.ok for c in report.checks) and len(report.checks) == 5
+    assert ok and report.ok and all(c.ok for c in report.checks) and len(report.checks) == 6
     assert co.client.get_model(model_id).state is ModelState.OPEN
     (opened,) = events(co, "CandidateOpened", model_id)
     assert opened.args["reportHash"].hex() == report_hash == report.sha256()
@@ -278,6 +285,46 @@ def test_a_corrupted_model_blob_is_rejected() -> None:
     model_id = submit_model(co, 6.0)
     corrupt(co, model_hash_of(co, model_id), canonical_json({"w": 7.0}))
     assert_rejected_for(co, model_id, "weights", "is corrupt")
+
+
+@pytest.mark.parametrize(
+    ("w", "changes", "detail"),
+    [
+        (GENESIS_W + 1, {"update_norm": None}, "the candidate declares no update size"),
+        (GENESIS_W + 1, {"update_norm": 0.1}, "declares an update size of 0.1, but it is 0.2"),
+        (GENESIS_W * 4, {}, "the update is 3 of its parent's norm, beyond the coalition's bound 2 (max_update)"),
+        (-GENESIS_W - 1, {}, "the update is 2.2 of its parent's norm"),  # a sign flip of the head
+    ],
+)
+def test_a_wrong_or_oversized_update_is_refused_before_any_vote(w: float, changes: dict[str, Any], detail: str) -> None:
+    co = stub_coalition()
+    model_id = submit_model(co, w, **changes)
+    assert_rejected_for(co, model_id, "update", detail)
+    assert evidence(co, model_id) == []
+
+
+def test_an_update_within_a_wider_bound_is_opened() -> None:
+    co = stub_coalition(policy=AcceptancePolicy(min_batch_size=4, max_update=3.5))
+    ok, _, report = general_verdict(co, submit_model(co, GENESIS_W * 4))
+    assert ok and report.checks[-1] == Check("update", True, "")
+
+
+def test_a_variant_that_cannot_measure_updates_says_so_in_the_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    co = stub_coalition()
+    monkeypatch.setattr(stub_backend(co), "update_size", lambda parent, model: None)  # as variant C's backend
+    ok, _, report = general_verdict(co, submit_model(co, GENESIS_W * 3, update_norm=None))
+    assert ok and report.checks[-1].name == "update" and report.checks[-1].ok
+    assert report.checks[-1].detail.startswith("not measured: variant A weights are not readable in clear")
+
+
+def test_a_sign_flipping_member_is_refused_by_the_general() -> None:
+    co = stub_coalition()
+    co.hospitals[3].attack = Attack.SIGN_FLIP
+    row = run_round(co, co.hospitals[3])
+    assert (row.state, row.approvals, row.rejections) == ("rejected", 0, 0)
+    (rejected,) = events(co, "Rejected", row.id)
+    report = IntegrityReport.parse(co.store.get(rejected.args["evidenceHash"].hex()))
+    assert report.checks[-1].name == "update" and "beyond the coalition's bound" in report.checks[-1].detail
 
 
 # ---- the validator ---------------------------------------------------------------------------------------
@@ -569,6 +616,25 @@ APPROVED = "not worse than the head beyond tolerance, on G, L and every stratum,
 )
 def test_acceptance_verdict(candidate: Scores | None, approve: bool, reason: str) -> None:
     assert AcceptancePolicy(0.03, 0.10).verdict(candidate, HEAD) == (approve, reason)
+
+
+@pytest.mark.parametrize(
+    ("measured", "declared", "bound", "problem"),
+    [
+        (0.2, 0.2, 1.0, None),
+        (0.2, 0.20000001, 1.0, None),  # within the declaration's rounding
+        (0.2, None, 1.0, "declares no update size"),
+        (0.2, 0.3, 1.0, "declares an update size of 0.3, but it is 0.2"),
+        (1.0, 1.0, 1.0, None),  # the bound itself passes
+        (1.5, 1.5, 1.0, "the update is 1.5 of its parent's norm, beyond the coalition's bound 1"),
+        (50.0, 50.0, 0.0, None),  # 0: no bound
+        (math.inf, 1.0, 1.0, "beyond the coalition's bound"),
+        (math.nan, 1.0, 1.0, "beyond the coalition's bound"),
+    ],
+)
+def test_update_problem(measured: float, declared: float | None, bound: float, problem: str | None) -> None:
+    found = AcceptancePolicy(max_update=bound).update_problem(measured, declared)
+    assert found == problem if problem is None else (found is not None and problem in found)
 
 
 def test_a_policy_with_no_tolerance_accepts_only_as_good() -> None:

@@ -28,7 +28,7 @@ from tclearn.learning.tables import class_metric, read_table
 from tclearn.learning.tabular import synth_tabular
 from tclearn.ledger.chain import embedded_chain
 from tclearn.ledger.history import rebuild
-from tclearn.records import CandidateMetadata, TrainingFacts
+from tclearn.records import CandidateMetadata, IntegrityReport, TrainingFacts
 from tclearn.simulation.demo import DemoSettings, setup
 from tclearn.simulation.encrypted_demo import EncryptedRun
 from tclearn.types import ModelRecord, ModelState, Variant
@@ -70,6 +70,10 @@ def test_poisoned_candidates_are_rejected_honest_ones_commit_and_the_audit_passe
     # to open it, before any vote
     assert rows[2].byzantine and rows[2].rejections == 0 and rows[2].approvals == 0
     assert co.client.head() == 2
+    # encrypted weights have no update size in clear: the general says it did not measure it, and why
+    opened = next(e for e in co.client.events() if e.name == "CandidateOpened" and e.args["id"] == rows[0].id)
+    update = IntegrityReport.parse(co.store.get(opened.args["reportHash"].hex())).checks[-1]
+    assert update.name == "update" and update.ok and update.detail.startswith("not measured: variant C weights")
 
     history = rebuild(co.client.events())
     report = audit(history, co.store)
