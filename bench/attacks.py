@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from tclearn.coalition.backend import tensors
-from tclearn.learning.attacks import backdoor_success
+from tclearn.learning.backdoor import backdoor_success
 from tclearn.learning.choices import FEDAVG_ONLY, KIND_OF_ATTACK, Attack, AttackKind
 from tclearn.ledger.localchain import open_chain
 from tclearn.simulation.demo import DemoResult, DemoSettings, run_demo
@@ -82,6 +82,10 @@ def one_run(settings: DemoSettings, chain: str) -> dict[str, Any]:
             "head_global": s["scores"]["coalition"],
             "seconds": s["seconds"],
         }
+        if settings.mode == "fedavg":  # what the aggregates took in and left out
+            committed = [c for c in s["candidates"] if c["state"] == "committed"]
+            row["byzantine_contributions_committed"] = sum(c["byzantine_kept"] for c in committed)
+            row["contributions_excluded"] = sum(c["excluded"] for c in s["candidates"])
         if KIND_OF_ATTACK[attack] is AttackKind.BACKDOOR or attack is Attack.NONE:
             row["backdoor"] = backdoor_of(result)
     return row
@@ -94,7 +98,9 @@ def table(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     keys = sorted({(r["mode"], r["members"], r["attack"]) for r in runs if r["attack"] != "none"})
     for mode, members, attack in keys:
         group = [r for r in runs if (r["mode"], r["members"], r["attack"]) == (mode, members, attack)]
-        ratios = [r["head_global"] / clean[mode, members, r["seed"]] for r in group if clean.get((mode, members, r["seed"]))]
+        ratios = [
+            r["head_global"] / clean[mode, members, r["seed"]] for r in group if clean.get((mode, members, r["seed"]))
+        ]
         row: dict[str, Any] = {
             "mode": mode,
             "members": members,
@@ -110,6 +116,9 @@ def table(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "honest_rejected": sum(r["honest_rejected"] for r in group),
             "honest_submitted": sum(r["honest_submitted"] for r in group),
         }
+        if mode == "fedavg":
+            row["byzantine_contributions_committed"] = sum(r["byzantine_contributions_committed"] for r in group)
+            row["contributions_excluded"] = sum(r["contributions_excluded"] for r in group)
         if all("backdoor" in r for r in group):
             row["worst_backdoor_success"] = max(r["backdoor"]["success"] for r in group)
             row["main_dice"] = round(statistics.mean(r["backdoor"]["dice"] for r in group), 4)

@@ -132,7 +132,7 @@ def propose_aggregate(
         raise AggregationError(f"every contribution to the round on model {head_id} was left out: {excluded[0].reason}")
     weights = aggregate_of(co, rule, [(state, c.samples) for c, _, state in kept])
     if aggregator.byzantine:  # it submits its own poisoned model claiming it is the aggregate
-        weights = backend.train(aggregator, parent, seed=head_id).model
+        weights = backend.train(aggregator, parent, seed=co.client.model_count()).model
     model_hash = backend.store_model(weights)
     metadata = CandidateMetadata(
         variant=backend.variant.name,

@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 
 from tclearn.coalition import general as general_duty
 from tclearn.coalition import validator as validator_duty
+from tclearn.coalition.blobs import get_record
 from tclearn.coalition.context import Coalition, Hospital
 from tclearn.coalition.fedavg import Aggregator, contribute, propose_aggregate
 from tclearn.coalition.member import Proposal, propose
 from tclearn.errors import NotFoundError
-from tclearn.records import Contribution, TrainingFacts
+from tclearn.records import CandidateMetadata, Contribution, TrainingFacts
 from tclearn.types import ModelState, Role
 
 
@@ -35,6 +36,8 @@ class CandidateRow:
     job: str | None = None  # the member API's training job, when the round went through one
     seconds: float | None = None  # from the request to the decision, when the driver times it
     error: str | None = None  # why no candidate came of the round
+    byzantine_kept: int = 0  # FedAvg: contributions of Byzantine members the aggregate combines
+    excluded: int = 0  # FedAvg: contributions the aggregator left out (beyond the update bound, unreadable)
     gas: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
@@ -52,6 +55,8 @@ class CandidateRow:
             "score_global": None if self.score_global is None else round(self.score_global, 4),
             "seconds": self.seconds,
             "error": self.error,
+            "byzantine_kept": self.byzantine_kept,
+            "excluded": self.excluded,
         }
 
 
@@ -117,7 +122,16 @@ def run_fedavg_round(
     if collude is not None:
         contributions = collude(co, head, contributions)
     proposal = propose_aggregate(co, aggregator, rule or Aggregator(co.policy.aggregator), contributions, head)
-    return decide(co, proposal, aggregator, aggregator.byzantine, on_update or _ignore)
+    aggregation = get_record(co, proposal.metadata_hash, CandidateMetadata).aggregation
+    byzantine = {h.address for h in co.hospitals if h.byzantine}
+
+    def counted(row: CandidateRow) -> None:
+        if aggregation is not None:
+            row.byzantine_kept = sum(c.member in byzantine for c in aggregation.contributions)
+            row.excluded = len(aggregation.excluded)
+        (on_update or _ignore)(row)
+
+    return decide(co, proposal, aggregator, aggregator.byzantine, counted)
 
 
 def _ignore(_row: CandidateRow) -> None:
