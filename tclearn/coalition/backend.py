@@ -24,6 +24,7 @@ from tclearn.learning.attacks import Attack, attack_weights, flip_labels
 from tclearn.learning.evaluate import evaluate
 from tclearn.learning.models import ModelConfig, arch_hash, build_model
 from tclearn.learning.samples import Samples
+from tclearn.learning.strata import Scored
 from tclearn.learning.train import CancelToken, TrainConfig, train_increment
 from tclearn.records import ModelDescription, TrainingFacts
 from tclearn.types import Variant
@@ -86,8 +87,9 @@ class ModelBackend(Protocol[M]):
         its attack (seeded by `seed`)."""
         ...
 
-    def score(self, reader: Hospital, model: M, data: Samples, ref: str) -> float:
-        """The model's headline score on labelled `data` (`ref`, the model's hash, names it in logs)."""
+    def score(self, reader: Hospital, model: M, data: Samples, ref: str) -> Scored:
+        """The model's headline score on labelled `data`, and on each of its strata (`tclearn.learning.strata`);
+        `ref`, the model's hash, names it in logs."""
         ...
 
 
@@ -150,9 +152,9 @@ class TensorBackend:
             increment = train_increment(self.network(parent), data, self.training, cancel, on_step)
         return Trained(attack_weights(member.attack, parent, increment.weights, seed=seed), increment.facts)
 
-    def score(self, reader: Hospital, model: StateDict, data: Samples, ref: str) -> float:
+    def score(self, reader: Hospital, model: StateDict, data: Samples, ref: str) -> Scored:
         with self.clock("evaluation"):
-            return evaluate(self.network(model), data, roi_size=self.training.patch).score
+            return evaluate(self.network(model), data, roi_size=self.training.patch).scored()
 
 
 @dataclass
