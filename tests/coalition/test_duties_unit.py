@@ -192,6 +192,28 @@ def test_a_candidate_worse_on_small_findings_only_is_voted_down_naming_the_strat
         assert not shown[("L", "finding:small")].judged and shown[("L", "finding:small")].ok
 
 
+def test_strata_that_do_not_match_the_head_s_are_a_rejection_with_that_reason_in_the_evidence() -> None:
+    # Prepare: the head's scores as if measured on another G (its small findings of 3 images, not 2)
+    co = stub_coalition()
+    model_id = submit_model(co, 6.0)
+    assert general_verdict(co, model_id)[0]
+    validator = general_of(co, model_id)
+    head = validator_duty.head_scores(co, validator, 0)
+    resized = tuple(dataclasses.replace(s, samples=3) if s.key == ("G", "finding:small") else s for s in head.strata)
+    co.head_scores[(validator.address, 0)] = dataclasses.replace(head, strata=resized)
+    # Execute
+    assessment, _ = validator_duty.vote(co, validator, co.client.get_model(model_id))
+    # Assert: better on G and L, and rejected all the same: the strata could not be compared
+    assert not assessment.approve
+    (shown,) = evidence(co, model_id)
+    assert shown.candidate_global == pytest.approx(0.6) and not shown.approve
+    assert (
+        shown.reason == "the strata were not measured on the same data as the head's: G finding:small of another size"
+    )
+    small = next(s for s in shown.strata if s.name == "finding:small" and s.set == "G")
+    assert (small.samples, small.judged, small.ok) == (3, False, False)
+
+
 def test_strata_below_min_stratum_are_shown_but_not_judged() -> None:
     co = stub_coalition()  # min_stratum 8: no stratum of the stub's sets is judged
     co.hospitals[3].attack = Attack.TARGETED
