@@ -194,6 +194,24 @@ class IntegrityReport(Record):
 
 
 @dataclass(frozen=True)
+class StratumVerdict(Record):
+    """One stratum of G or L in a vote's evidence (`tclearn.coalition.policy`): both models' scores on it and
+    whether it passed. `judged`: both measured it on the same samples, at least the policy's `min_stratum`;
+    `ok` is False only where it fails the candidate (below the head's beyond `tolerance`, or not comparable:
+    `head` None where the head has no such stratum, `candidate` None where the candidate has none)."""
+
+    KIND = "stratum verdict"
+    set: str  # "G" or "L"
+    name: str  # e.g. "finding:small", "class:benign", "label:liver"
+    samples: int
+    candidate: float | None
+    head: float | None
+    tolerance: float
+    judged: bool
+    ok: bool
+
+
+@dataclass(frozen=True)
 class VoteEvidence(Record):
     """Why a validator voted as it did; its sha256 is the vote's `evidenceHash`."""
 
@@ -212,6 +230,10 @@ class VoteEvidence(Record):
     approve: bool
     reason: str
     local_metric: str = ""  # the metric on L: `metric`, or recall / specificity for a set of one class ("": metric)
+    strata: tuple[StratumVerdict, ...] = ()  # every stratum of G and L, compared (none where not scored)
+    best_global: float | None = None  # the best G score of the committed lineage (the drift bound's reference)
+    max_drift: float | None = None  # how far below it the candidate may fall on G
+    policy: str = ""  # the sha256 of the acceptance policy applied ("": written before policies were declared)
     schema: int = SCHEMA
 
 

@@ -224,6 +224,7 @@ def test_demo_writes_summary_report_and_deployment(tmp_path: Path) -> None:
     report = (tmp_path / "report.html").read_text()
     assert "hospital-3" in report and (tmp_path / "votes.png").stat().st_size > 0
     assert "L of hospital-1" in report and "L of hospital-3" in report
+    assert "<h2>Votes by stratum</h2>" in report and "<td>finding:small</td>" in report  # each vote's strata
     assert json.loads((tmp_path / "deployment.json").read_text())["url"] == "embedded"
 
 
@@ -244,6 +245,7 @@ def test_demo_multilabel_scores_candidates_by_mean_auc(tmp_path: Path) -> None:
     assert summary["metric"] == "auc" and summary["audit_ok"] is True
     assert summary["poisoned_submitted"] == 1 and summary["poisoned_committed"] == 0  # unchanged policy, on AUC
     assert len(summary["candidates"]) == 3 and 0.0 <= summary["scores"]["centralized"] <= 1.0
+    assert "<td>label:" in (tmp_path / "report.html").read_text()  # each label's AUC, per vote
 
 
 def test_demo_variant_c_runs_the_protocol_on_an_encrypted_model(tmp_path: Path) -> None:
@@ -255,6 +257,8 @@ def test_demo_variant_c_runs_the_protocol_on_an_encrypted_model(tmp_path: Path) 
     assert summary["committed"] >= 1 and summary["audit_ok"] is True
     assert set(summary["scores"]["single"]) == {"hospital-1", "hospital-2"}
     assert (tmp_path / "data" / "global.csv").is_file() and (tmp_path / "report.html").is_file()
+    report = (tmp_path / "report.html").read_text()
+    assert "<td>class:0</td>" in report and "<td>class:1</td>" in report  # accuracy within each class, per vote
     log = json.loads((tmp_path / "supervisor-log.json").read_text())
     assert {e["action"] for e in log} == {"score", "refresh", "decrypt", "measure", "aggregate"}
     assert sum(e["action"] == "decrypt" for e in log) == 1  # the head, for the final comparison only

@@ -3,7 +3,7 @@
     GET  /                        the dashboard (static HTML + JS, no network beyond this service)
     GET  /health                  chain reachable, the head the auditor has read up to         200
     GET  /api/lineage             every model: state, parent, proposer, general, votes, hashes    200
-    GET  /api/models/{id}         one model with its votes, scores, evidence and blob checks      200 / 404
+    GET  /api/models/{id}         one model with its votes (scores, evidence, strata), blob checks 200 / 404
     GET  /api/integrity           the last check of every blob (unread ones are read now)         200
     POST /api/integrity           re-hash every blob now                                          200
     POST /api/integrity/{id}      re-hash one model's blobs now                                   200 / 404
@@ -37,6 +37,7 @@ from fastapi.staticfiles import StaticFiles
 from services.auditor.schemas import AccessEntry, Health, Integrity, Lineage, ModelDetail, ScorePoint
 from services.common import LogLimit, error_responses, service_app
 from tclearn.audit.config import AccessLog, AuditorSettings, no_access_log, open_access_log, open_store
+from tclearn.audit.evidence import all_evidence, votes_evidence
 from tclearn.audit.follow import ChainFollower
 from tclearn.audit.integrity import BlobChecks, candidate_of
 from tclearn.audit.report import write_report
@@ -102,8 +103,8 @@ def create_app(
     @api.get("/api/models/{model_id}", response_model=ModelDetail, responses=error_responses(404))
     def model(model_id: int) -> dict[str, Any]:
         history = follower.refresh()
-        candidate_of(history, model_id)
-        return model_json(history, model_id, checks.check(history, [model_id]))
+        candidate = candidate_of(history, model_id)
+        return model_json(history, model_id, checks.check(history, [model_id]), votes_evidence(store, candidate))
 
     def integrity(model_ids: list[int] | None, refresh: bool) -> dict[str, Any]:
         blobs = checks.check(follower.refresh(), model_ids, refresh=refresh)
@@ -170,7 +171,10 @@ def create_app(
         history = follower.refresh()
         verdict = audit(history, store)
         with tempfile.TemporaryDirectory(prefix="tclearn-report-") as folder:
-            path = write_report(Path(folder), history, summary(verdict.ok), audit=verdict, embed_images=True)
+            evidence = all_evidence(store, history)
+            path = write_report(
+                Path(folder), history, summary(verdict.ok), audit=verdict, embed_images=True, evidence=evidence
+            )
             page = path.read_text(encoding="utf-8")
         return HTMLResponse(page, headers={"content-disposition": 'inline; filename="audit-report.html"'})
 

@@ -23,6 +23,18 @@ class Member(BaseModel):
     active: bool
 
 
+class StratumRow(BaseModel):
+    set: str = Field(description="G or the validator's L")
+    name: str = Field(description="e.g. finding:small, class:benign, label:liver")
+    samples: int
+    candidate: float | None
+    head: float | None
+    tolerance: float
+    judged: bool = Field(description="both measured it on the same samples, at least the policy's min_stratum")
+    ok: bool
+    outcome: str = Field(description="ok, fails, or not judged")
+
+
 class Vote(BaseModel):
     validator: str
     approve: bool
@@ -30,6 +42,8 @@ class Vote(BaseModel):
     score_local: float
     evidence_hash: str | None
     block: int
+    reason: str | None = Field(None, description="the validator's reason, from its evidence (None: unreadable)")
+    strata: list[StratumRow] = Field(default_factory=list, description="every stratum of G and L it compared")
 
 
 class BlobCheck(BaseModel):

@@ -1,4 +1,5 @@
-"""The HTML report of a coalition run: summary, candidates, figures and the audit's verdict.
+"""The HTML report of a coalition run: summary, candidates, each vote's scores by stratum, figures and the audit's
+verdict.
 
 `write_report` writes `report.html` (inline CSS, no scripts, every string escaped) and the PNGs it links
 as sibling files into one folder, so the folder can be archived or served as it is.
@@ -13,9 +14,11 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from tclearn.audit.evidence import stratum_outcome
 from tclearn.audit.plots import comparison_figure, lineage_figure, mean_score_global, scores_figure, votes_figure
 from tclearn.audit.verify import AuditReport
 from tclearn.ledger.history import LedgerHistory
+from tclearn.records import VoteEvidence
 
 SUMMARY_KEYS = (
     "variant",
@@ -43,6 +46,7 @@ th, td { border: 1px solid #cfd8dc; padding: 0.3em 0.6em; text-align: left; vert
 th { background: #eceff1; }
 .ok { color: #2e7d32; font-weight: bold; } .failed { color: #c62828; font-weight: bold; }
 .error { color: #c62828; } .warning { color: #ef6c00; } .info { color: #607d8b; }
+details.vote { margin: 0.3em 0; } details.vote table { margin: 0.3em 0 0.8em 1.5em; }
 code { font-size: 0.85em; } img { max-width: 100%; display: block; margin: 1em 0; }
 """
 
@@ -123,6 +127,44 @@ def _comparison_section(score_table: Mapping[str, Mapping[str, float]] | None) -
     return f"<h2>Scores on G and on each local test set L</h2>{_table(header, rows)}"
 
 
+STRATA_HEADER = ("set", "stratum", "samples", "candidate", "head", "tolerance", "outcome")
+
+
+def strata_rows(evidence: VoteEvidence) -> list[list[str]]:
+    """One vote's strata as escaped table cells, the outcome marked (a failing stratum in red)."""
+    rows = []
+    for s in evidence.strata:
+        outcome = stratum_outcome(s)
+        marked = f'<span class="{"failed" if outcome == "fails" else "ok" if s.judged else "info"}">{outcome}</span>'
+        scores = ("—" if v is None else f"{v:.3f}" for v in (s.candidate, s.head))
+        rows.append([escape(s.set), escape(s.name), str(s.samples), *scores, f"{s.tolerance:g}", marked])
+    return rows
+
+
+def _strata_section(evidence: Mapping[int, Mapping[str, VoteEvidence]] | None, names: Mapping[str, str]) -> str:
+    """Per model, each vote's reason and its table of strata (folded: a run holds many votes)."""
+    if not evidence:
+        return ""
+    parts = []
+    for model_id, votes in sorted(evidence.items()):
+        shown = [(validator, e) for validator, e in votes.items() if e.strata]
+        if not shown:
+            continue
+        parts.append(f"<h3>Model {model_id}</h3>")
+        for validator, e in shown:
+            vote = "approve" if e.approve else "reject"
+            summary = f"{names.get(validator, validator)}: {vote} — {e.reason}"
+            table = _table(STRATA_HEADER, strata_rows(e), raw=True)
+            parts.append(f'<details class="vote"><summary>{escape(summary)}</summary>{table}</details>')
+    if not parts:
+        return ""
+    lead = (
+        "<p>Each vote's scores on every stratum of G and of the validator's L (findings by size, each class, each "
+        "label) against the head's; a stratum with fewer samples than the policy's minimum is shown, not judged.</p>"
+    )
+    return f"<h2>Votes by stratum</h2>{lead}{''.join(parts)}"
+
+
 def _image_src(path: Path, embed: bool) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode() if embed else path.name
 
@@ -135,12 +177,14 @@ def write_report(
     audit: AuditReport | None = None,
     score_table: Mapping[str, Mapping[str, float]] | None = None,
     embed_images: bool = False,
+    evidence: Mapping[int, Mapping[str, VoteEvidence]] | None = None,
 ) -> Path:
     """Writes `report.html` and its PNGs into `out_dir` (created if needed); returns the HTML's path.
 
     `names` maps addresses to display names and overrides the names registered on chain; `score_table`
     (model -> {"G": score, hospital: score on its local set}) adds the comparison on G and every L;
-    `embed_images` inlines the PNGs as data URIs, so that report.html alone is the whole report.
+    `embed_images` inlines the PNGs as data URIs, so that report.html alone is the whole report; `evidence`
+    (model id -> validator -> its vote evidence, `tclearn.audit.evidence.all_evidence`) adds each vote's strata.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     known = {address: member.name or address for address, member in history.members.items()}
@@ -182,6 +226,7 @@ def write_report(
 <h2>Audit</h2>{_audit_section(audit)}
 <h2>Members</h2>{members}
 <h2>Candidates</h2>{candidates}
+{_strata_section(evidence, known)}
 <h2>Figures</h2>{figures}
 <h2>Raw summary</h2><pre>{escape(json.dumps(summary, indent=2, default=str))}</pre>
 </body></html>

@@ -1,7 +1,7 @@
 """JSON views of a coalition's history for the auditor: lineage, one model with its votes, scores on G over time.
 
-Pure functions of a `LedgerHistory` (and, for one model, its blob checks), so they are tested on plain
-values and the auditor service only serialises them.
+Pure functions of a `LedgerHistory` (and, for one model, its blob checks and its votes' evidence), so they are
+tested on plain values and the auditor service only serialises them.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from tclearn.audit.evidence import Evidence, vote_details
 from tclearn.audit.integrity import BlobCheck, candidate_of
 from tclearn.audit.plots import mean_score_global
 from tclearn.ledger.history import LedgerHistory, candidate_json
@@ -42,10 +43,15 @@ def lineage_json(history: LedgerHistory) -> dict[str, Any]:
     }
 
 
-def model_json(history: LedgerHistory, model_id: int, blobs: list[BlobCheck]) -> dict[str, Any]:
-    """One model with its votes (scores, evidence hashes, validator names) and the last checks of its blobs."""
+def model_json(
+    history: LedgerHistory, model_id: int, blobs: list[BlobCheck], evidence: Evidence | None = None
+) -> dict[str, Any]:
+    """One model with its votes (scores, evidence hashes, validator names; from `evidence`, each validator's
+    reason and its strata) and the last checks of its blobs."""
     c = candidate_of(history, model_id)
     view = candidate_json(c)
+    for vote in view["votes"]:
+        vote.update(vote_details(evidence or {}, vote["validator"]))
     view["general"] = c.general
     view["mean_score_global"] = mean_score_global(c)
     view["names"] = _names(history, [c.proposer, *c.generals, *(v.validator for v in c.votes)])

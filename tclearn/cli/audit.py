@@ -152,6 +152,7 @@ def report_command(
     key_env: str | None = KeyEnvOpt,
 ) -> None:
     """Write an HTML report of the run (summary, candidates, votes, lineage) rebuilt from the chain's logs."""
+    from tclearn.audit.evidence import all_evidence
     from tclearn.audit.report import write_report
     from tclearn.ledger.history import rebuild
 
@@ -164,5 +165,6 @@ def report_command(
         store = open_vault(vault, private_key, dep) if vault is not None else None
         history = rebuild(client.events(from_block=dep.block))
         verdict = _audit(history, store, vault or "", private_key) if store is not None else None
-        path = write_report(out, history, run_summary, audit=verdict)
+        evidence = all_evidence(store, history) if store is not None else None
+        path = write_report(out, history, run_summary, audit=verdict, evidence=evidence)
     typer.echo(str(path))

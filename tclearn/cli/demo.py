@@ -78,7 +78,14 @@ def _write_outputs(out: Path, result: DemoResult) -> None:
     (out / "summary.json").write_text(json.dumps(result.summary, indent=2) + "\n")
     if result.supervisor_log:
         (out / "supervisor-log.json").write_text(json.dumps(result.supervisor_log, indent=2) + "\n")
-    write_report(out, result.history, result.summary, audit=result.audit, score_table=result.score_table)
+    write_report(
+        out,
+        result.history,
+        result.summary,
+        audit=result.audit,
+        score_table=result.score_table,
+        evidence=result.evidence,
+    )
     client = result.client
     first = client.events()[0]
     save_deployment(

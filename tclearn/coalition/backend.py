@@ -26,6 +26,7 @@ from tclearn.learning.evaluate import evaluate
 from tclearn.learning.models import ModelConfig, arch_hash, build_model
 from tclearn.learning.poison import poisoned
 from tclearn.learning.samples import Samples
+from tclearn.learning.strata import Scored
 from tclearn.learning.train import CancelToken, TrainConfig, train_increment
 from tclearn.learning.update import update_norm
 from tclearn.records import ModelDescription, TrainingFacts
@@ -94,8 +95,9 @@ class ModelBackend(Protocol[M]):
         its attack (seeded by `seed`)."""
         ...
 
-    def score(self, reader: Hospital, model: M, data: Samples, ref: str) -> float:
-        """The model's headline score on labelled `data` (`ref`, the model's hash, names it in logs)."""
+    def score(self, reader: Hospital, model: M, data: Samples, ref: str) -> Scored:
+        """The model's headline score on labelled `data`, and on each of its strata (`tclearn.learning.strata`);
+        `ref`, the model's hash, names it in logs."""
         ...
 
 
@@ -166,14 +168,14 @@ class TensorBackend:
             parent,
             increment.weights,
             seed=seed,
-            probe=None if probe is None else (lambda w: self.score(member, w, probe, ref)),
+            probe=None if probe is None else (lambda w: self.score(member, w, probe, ref).score),
             tolerance=AcceptancePolicy.tolerance_global,  # the attacker assumes the default policy
         )
         return Trained(weights, increment.facts)
 
-    def score(self, reader: Hospital, model: StateDict, data: Samples, ref: str) -> float:
+    def score(self, reader: Hospital, model: StateDict, data: Samples, ref: str) -> Scored:
         with self.clock("evaluation"):
-            return evaluate(self.network(model), data, roi_size=self.training.patch).score
+            return evaluate(self.network(model), data, roi_size=self.training.patch).scored()
 
 
 @dataclass

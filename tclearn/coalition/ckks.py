@@ -4,7 +4,8 @@ Every hospital holds the public context the supervisor registered on chain (its 
 key there) and a supervisor client signed as itself; nothing here can decrypt. Training runs full-batch
 gradient steps on the encrypted weights with supervisor refreshes (`tclearn.he.duties.train_model`); a
 Byzantine member poisons homomorphically (`tclearn.he.attacks`); scores come from encrypted inference, the
-supervisor decrypting only the label-signed logits of a set and returning the aggregate accuracy.
+supervisor decrypting only the label-signed logits of a set and returning the aggregate accuracy (a set is
+scored class by class, for the accuracy within each class).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
+import torch
 
 from tclearn.canonical import canonical_hash
 from tclearn.coalition.backend import OnStep, Trained
@@ -24,13 +26,22 @@ from tclearn.errors import AccessDenied, ConfigError, IntegrityError
 from tclearn.he.attacks import attack_model, flip_labels
 from tclearn.he.client import SupervisorClient
 from tclearn.he.context import HEContext
-from tclearn.he.duties import agree_scaling, features, range_problem, score_model, train_model
-from tclearn.he.encrypted import EncryptedModel, compact, encrypt_model, load_container, store_container
+from tclearn.he.duties import agree_scaling, features, range_problem, score_model, train_model, with_levels
+from tclearn.he.encrypted import (
+    INFERENCE_LEVELS,
+    EncryptedModel,
+    compact,
+    encrypt_model,
+    load_container,
+    store_container,
+)
 from tclearn.he.keys import generate, key_bytes32, publish_context
 from tclearn.he.model import ModelSpec, Weights, init_weights, step_size, weight_bounds
 from tclearn.he.scaling import Scaling
 from tclearn.learning.attacks import Attack
 from tclearn.learning.samples import Samples
+from tclearn.learning.strata import Scored, StratumScore, class_names, class_strata, members, weighted_mean
+from tclearn.learning.tables import BINARY
 from tclearn.learning.train import CancelToken
 from tclearn.records import ModelDescription, TrainingFacts
 from tclearn.types import Role, Variant
@@ -122,10 +133,21 @@ class CkksBackend:
         )
         return Trained(submitted, facts)
 
-    def score(self, reader: Hospital, model: EncryptedModel, data: Samples, ref: str) -> float:
-        x, y = features(data, "the test set")
+    def score(self, reader: Hospital, model: EncryptedModel, data: Samples, ref: str) -> Scored:
+        """Each class's subset scored apart — the supervisor decrypts only that subset's aggregate accuracy — and
+        the headline accuracy their mean weighted by size: each sample is inferred once, as for the whole set,
+        at one score request per class instead of one per set."""
+        _, y = features(data, "the test set")
+        client = self.client(reader)
+        strata = []
         with self.clock("evaluation"):
-            return score_model(self.context, model, x, y, self.client(reader), ref).accuracy
+            ready = with_levels(self.context, model, INFERENCE_LEVELS, client, ref)  # one refresh for all classes
+            classes = class_strata(torch.from_numpy(y).long(), data.classes)
+            for name, indices in members(classes, class_names(data.classes, len(BINARY))).items():
+                x_class, y_class = features(data.subset(indices), "the test set")
+                score = score_model(self.context, ready, x_class, y_class, client, ref)
+                strata.append(StratumScore(name, score.count, score.accuracy))
+        return Scored(weighted_mean(strata), tuple(strata))
 
 
 def model_spec(global_test: Samples, scaling: Scaling | None = None) -> ModelSpec:

@@ -23,7 +23,7 @@ from typing import Any
 
 from tclearn.errors import ConfigError
 from tclearn.learning.choices import DEFAULT_AGGREGATOR, Aggregator
-from tclearn.records import SCHEMA, Record
+from tclearn.records import SCHEMA, Record, StratumVerdict
 
 
 @dataclass(frozen=True)
@@ -148,13 +148,28 @@ class AcceptancePolicy(Record):
         mismatch = strata_mismatch(candidate.strata, head.strata)
         if mismatch:
             return [*found, mismatch]  # strata that cannot be compared are a rejection, never a pass
-        heads = {s.key: s for s in head.strata}
-        for s in candidate.strata:
-            if s.samples >= self.min_stratum:
-                problem = fall(f"{s.set} {s.name}", s.score, heads[s.key].score, self.tolerance_stratum, "the head")
-                if problem:
-                    found.append(problem)
+        for v in self.stratum_verdicts(candidate, head):
+            if not v.ok and v.candidate is not None and v.head is not None:
+                found.append(f"{v.set} {v.name} " + below(v.candidate, v.head, v.tolerance, "the head"))
         return found
+
+    def stratum_verdicts(self, candidate: Scores | None, head: Scores) -> tuple[StratumVerdict, ...]:
+        """Every stratum of the head's and the candidate's compared, as the evidence shows them (the head's order,
+        then any the head lacks); none for a candidate that was not scored."""
+        if candidate is None:
+            return ()
+        ours, theirs = {s.key: s for s in candidate.strata}, {s.key: s for s in head.strata}
+        verdicts = []
+        for key in [*theirs, *(k for k in ours if k not in theirs)]:
+            c, h = ours.get(key), theirs.get(key)
+            judged = passed = False  # a stratum only one side has, or of another size, cannot be compared
+            if c is not None and h is not None and c.samples == h.samples:
+                judged = h.samples >= self.min_stratum
+                passed = not judged or c.score >= h.score - self.tolerance_stratum
+            samples = (h or ours[key]).samples
+            score = (None if c is None else c.score), (None if h is None else h.score)
+            verdicts.append(StratumVerdict(*key, samples, *score, self.tolerance_stratum, judged, passed))
+        return tuple(verdicts)
 
     def update_problem(self, measured: float, declared: float | None) -> str | None:
         """The general's update-size check: the distance it measured against the one declared and the bound."""
@@ -178,8 +193,11 @@ def fall(what: str, candidate: float, reference: float, tolerance: float, agains
     """Why `candidate` is too far below `reference` (None if it is not)."""
     if candidate >= reference - tolerance:
         return None
-    gap = reference - candidate
-    return f"{what} {candidate:.3f} is {gap:.3f} below {against}'s {reference:.3f} (tolerance {tolerance:g})"
+    return f"{what} {below(candidate, reference, tolerance, against)}"
+
+
+def below(candidate: float, reference: float, tolerance: float, against: str) -> str:
+    return f"{candidate:.3f} is {reference - candidate:.3f} below {against}'s {reference:.3f} (tolerance {tolerance:g})"
 
 
 def strata_mismatch(candidate: Sequence[Stratum], head: Sequence[Stratum]) -> str | None:

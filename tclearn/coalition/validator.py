@@ -1,7 +1,8 @@
 """The validator's duty: score the candidate on G and on its own L, compare with the head, store the evidence
 and vote. A candidate that cannot be opened, or an aggregate that is not what it declares, is rejected with
 that as evidence. The backend opens and scores the model, whatever the variant (in C by encrypted inference,
-the supervisor decrypting only each set's aggregate accuracy); the verdict is the pure acceptance policy."""
+the supervisor decrypting only the aggregate accuracy of each class of a set); the verdict is the pure
+acceptance policy, and the evidence shows every stratum of G and L it compared (`stratum_verdicts`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 from tclearn.coalition.blobs import get_record, put_record
 from tclearn.coalition.context import Coalition, Hospital
 from tclearn.coalition.fedavg import verify_aggregate
-from tclearn.coalition.policy import Scores
+from tclearn.coalition.policy import Scores, Stratum
 from tclearn.errors import TclearnError
 from tclearn.learning.evaluate import headline_metric, set_metric
 from tclearn.ledger.client import VoteOutcome
@@ -33,11 +34,13 @@ class Assessment:
 
 
 def scores_of(co: Coalition, validator: Hospital, model: Any, ref: str) -> Scores:
-    """An opened model's scores on G and on the validator's L."""
-    return Scores(
-        co.backend.score(validator, model, co.global_test, ref),
-        co.backend.score(validator, model, validator.local_test, ref),
+    """An opened model's scores on G and on the validator's L, and on each stratum of both."""
+    on_g = co.backend.score(validator, model, co.global_test, ref)
+    on_l = co.backend.score(validator, model, validator.local_test, ref)
+    strata = tuple(
+        Stratum(name, s.name, s.samples, s.score) for name, on in (("G", on_g), ("L", on_l)) for s in on.strata
     )
+    return Scores(on_g.score, on_l.score, strata)
 
 
 def head_scores(co: Coalition, validator: Hospital, model_id: int) -> Scores:
@@ -104,6 +107,10 @@ def evidence_of(co: Coalition, validator: Hospital, candidate: ModelRecord, a: A
         approve=a.approve,
         reason=a.reason,
         local_metric=set_metric(validator.local_test),
+        strata=co.policy.stratum_verdicts(a.candidate, a.head),
+        best_global=a.best_global,
+        max_drift=co.policy.max_drift,
+        policy=co.policy.sha256(),
     )
 
 

@@ -2,7 +2,10 @@
 classification, per-label and mean AUC, recall and precision for multi-label (`multilabel.py`). Batched, in
 eval mode and without gradients, so the same weights give the same scores.
 
-`Evaluation.score` is the one number a validator reports on chain (Dice, accuracy, or the mean AUC).
+`Evaluation.score` is the one number a validator reports on chain (Dice, accuracy, or the mean AUC);
+`Evaluation.strata` are its scores on each stratum of the set (`strata.py`: findings by size, each class, each
+label), from the same pass: the mean per-image Dice of each stratum's images (the headline Dice is the mean
+over every image), the accuracy within each class, each label's AUC.
 Segmentation is scored as it is used: predicted components smaller than `min_area` pixels (voxels) are
 specks, not findings, and are dropped before Dice and IoU — as `tclearn predict` draws no box for them. An
 image without findings scores 1 when nothing is predicted and 0 for any false finding.
@@ -27,6 +30,17 @@ from tclearn.learning.defaults import MIN_FINDING_AREA
 from tclearn.learning.inference import infer
 from tclearn.learning.multilabel import multilabel_metrics
 from tclearn.learning.samples import Samples, batches
+from tclearn.learning.strata import (
+    FINDING_STRATA,
+    Scored,
+    StratumScore,
+    class_names,
+    class_strata,
+    finding_strata,
+    label_strata,
+    mean_by_stratum,
+    zeroed,
+)
 from tclearn.learning.tables import class_metric
 from tclearn.learning.train import as_targets, check_output
 
@@ -36,10 +50,14 @@ class Evaluation:
     task: Task
     samples: int
     metrics: dict[str, float] = field(default_factory=dict)
+    strata: tuple[StratumScore, ...] = ()
 
     @property
     def score(self) -> float:
         return self.metrics[headline_metric(self.task)]
+
+    def scored(self) -> Scored:
+        return Scored(self.score, self.strata)
 
 
 def headline_metric(task: Task) -> str:
@@ -123,9 +141,11 @@ def outputs(
             yield check_output(infer(model, x, roi_size, device=device, task=data.task), truth, data.task), truth
 
 
-def unusable(data: Samples, values: int) -> Evaluation:
-    """A model that outputs NaN or infinity is broken, whatever else it gets right: it scores 0."""
-    return Evaluation(data.task, len(data), {headline_metric(data.task): 0.0, "non_finite_outputs": float(values)})
+def unusable(data: Samples, values: int, strata: tuple[StratumScore, ...] = ()) -> Evaluation:
+    """A model that outputs NaN or infinity is broken, whatever else it gets right: it scores 0 (on every stratum
+    of `strata` too)."""
+    metrics = {headline_metric(data.task): 0.0, "non_finite_outputs": float(values)}
+    return Evaluation(data.task, len(data), metrics, zeroed(strata))
 
 
 def evaluate(
@@ -142,38 +162,51 @@ def evaluate(
         # An empty truth predicted empty counts as a perfect 1.0, not as a missing value.
         dice = DiceMetric(include_background=True, reduction="mean", ignore_empty=False)
         iou = MeanIoU(include_background=True, reduction="mean", ignore_empty=False)
-        broken = 0
+        broken, strata = 0, []
         for logits, truth in batched:
             broken += int((~torch.isfinite(logits)).sum())
             masks = drop_specks(segmentation_masks(logits), min_area)
             dice(masks, truth)
             iou(masks, truth)
+            strata += finding_strata(truth)
+        per_image = dice.get_buffer().float().mean(dim=1).tolist()
+        by_size = mean_by_stratum(strata, per_image, FINDING_STRATA)
         if broken:
-            return unusable(data, broken)
+            return unusable(data, broken, by_size)
         metrics = {"dice": _scalar(dice.aggregate()), "iou": _scalar(iou.aggregate())}
-        return Evaluation(data.task, len(data), metrics)
+        return Evaluation(data.task, len(data), metrics, by_size)
     pairs = list(batched)
     logits, truth = torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
-    if not bool(torch.isfinite(logits).all()):
-        return unusable(data, int((~torch.isfinite(logits)).sum()))
+    finite = bool(torch.isfinite(logits).all())
     if data.task is Task.MULTILABEL:
+        by_label = label_strata(truth, data.classes, dict.fromkeys(data.classes, 0.0))
+        if not finite:
+            return unusable(data, int((~torch.isfinite(logits)).sum()), by_label)
         metrics = multilabel_metrics(torch.sigmoid(logits), truth, data.classes)
         if math.isnan(metrics["auc"]):
             raise DataError(
                 f"no label of these {len(data)} samples has both a positive and a negative case: the mean AUC "
                 "is undefined; score on a set that holds both for at least one label"
             )
-        return Evaluation(data.task, len(data), metrics)
+        aucs = {label: metrics[f"auc/{label}"] for label in data.classes}
+        return Evaluation(data.task, len(data), metrics, label_strata(truth, data.classes, aucs))
+    classes = max(logits.shape[1], 2)  # one output channel: a binary classifier
+
+    def within_class(correct: torch.Tensor) -> tuple[StratumScore, ...]:
+        return mean_by_stratum(class_strata(truth, data.classes), correct.tolist(), class_names(data.classes, classes))
+
+    if not finite:
+        return unusable(data, int((~torch.isfinite(logits)).sum()), within_class(torch.zeros(len(truth))))
     probs = (
         probabilities(logits)
         if logits.shape[1] > 1
         else torch.cat([1 - torch.sigmoid(logits), torch.sigmoid(logits)], 1)
     )
     predicted = probs.argmax(dim=1)
-    classes = probs.shape[1]
+    correct = (predicted == truth).float()
     precision, recall = precision_recall(predicted, truth, classes)
     metrics = {
-        "accuracy": float((predicted == truth).float().mean()),
+        "accuracy": float(correct.mean()),
         "precision": precision,
         "recall": recall,
     }
@@ -184,4 +217,4 @@ def evaluate(
         metrics["auc"] = float(auc.aggregate())  # type: ignore[arg-type]
     else:
         metrics["auc"] = float("nan")  # AUC is undefined when the truth holds one class
-    return Evaluation(data.task, len(data), metrics)
+    return Evaluation(data.task, len(data), metrics, within_class(correct))

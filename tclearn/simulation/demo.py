@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from eth_account.signers.local import LocalAccount
 
+from tclearn.audit.evidence import Evidence, all_evidence
 from tclearn.audit.verify import AuditReport, audit
 from tclearn.coalition.build import (
     ConnectSupervisor,
@@ -294,6 +295,7 @@ class DemoResult:
     client: LedgerClient
     coalition: Coalition  # as the run's hospitals saw it (benches measure its head further)
     supervisor_log: list[dict[str, Any]] = field(default_factory=list)  # variant C: every supervisor request
+    evidence: dict[int, Evidence] = field(default_factory=dict)  # model id -> validator -> its vote's evidence
 
 
 def run_demo(
@@ -351,4 +353,5 @@ def run_demo(
     )
     phases = {p: round(co.clock.seconds.get(p, 0.0), 3) for p in PHASES}
     assert isinstance(co.client, LedgerClient)  # founded on a chain by the reference
-    return DemoResult(summary.to_json(), table, phases, report, history, head, co.client, co, reference.log())
+    evidence = all_evidence(co.store, history)
+    return DemoResult(summary.to_json(), table, phases, report, history, head, co.client, co, reference.log(), evidence)

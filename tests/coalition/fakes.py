@@ -4,6 +4,8 @@ its strategies with a stub client): no torch model, no chain, every duty runs in
 A stub "model" is a dict of floats: `w`, what it scores by, and `by`, a number naming who trained it (so that
 two members' increments of one head are two blobs). Scores are `w / 10` clipped to [0, 1] on G, and
 `LOCAL_PENALTY` less on a hospital's L, so a test makes a candidate better or worse than the head by its `w`.
+Each set has two strata, its first half `finding:small` and the rest `finding:large`, scored as the set, but
+for a model's optional `small` (what it lost on small findings: a targeted attack keeps `w` and sets it).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from tclearn.errors import IntegrityError, TrainingCancelled
 from tclearn.learning.attacks import Attack
 from tclearn.learning.data import ImageData, Task
 from tclearn.learning.manifest import Manifest, ManifestEntry
+from tclearn.learning.strata import Scored, StratumScore
 from tclearn.learning.train import CancelToken
 from tclearn.ledger.accounts import dev_accounts
 from tclearn.ledger.directory import ChainDirectory
@@ -43,6 +46,7 @@ LOCAL_PENALTY = 0.05
 DRIFT_STEP = 0.028
 STEPS = 2  # training steps reported to `on_step`
 BATCH_SIZE = 8
+TARGETED_LOSS = 0.5  # what a targeted attacker's increment loses on small findings
 
 
 def clip(x: float) -> float:
@@ -98,20 +102,24 @@ class StubBackend:
                 raise TrainingCancelled("training cancelled", phase="training")
             if on_step is not None:
                 on_step(step + 1, STEPS)
-        w = parent["w"] + 1
+        w, lost = parent["w"] + 1, {}
         if member.attack is Attack.SIGN_FLIP:
             w = -w
         elif member.attack is Attack.DRIFT:  # G DRIFT_STEP lower each time: less than the tolerance of 0.03
             w = parent["w"] - DRIFT_STEP * 10
+        elif member.attack is Attack.TARGETED:
+            lost = {"small": TARGETED_LOSS}  # better on the whole set, worse on small findings
         elif member.attack is not Attack.NONE:
             raise NotImplementedError(f"the stub backend has no {member.attack} attack")
         facts = TrainingFacts(len(member.train), 1, BATCH_SIZE, "sgd", 0.1, seed, "stub", STEPS, 0.0, "cpu")
-        return Trained({"w": w, "by": float(int(member.address, 16) % 10**6)}, facts)
+        return Trained({"w": w, "by": float(int(member.address, 16) % 10**6), **lost}, facts)
 
-    def score(self, reader: Hospital, model: StubModel, data: ImageData, ref: str) -> float:
+    def score(self, reader: Hospital, model: StubModel, data: ImageData, ref: str) -> Scored:
         self.scored[(reader.address, ref)] += 1
         penalty = 0.0 if data.names[0].startswith("global") else LOCAL_PENALTY
-        return clip(model["w"] / 10 - penalty)
+        score, half = clip(model["w"] / 10 - penalty), len(data) // 2
+        small = StratumScore("finding:small", half, clip(score - model.get("small", 0.0)))
+        return Scored(score, (small, StratumScore("finding:large", len(data) - half, score)))
 
 
 def images(prefix: str, n: int) -> ImageData:

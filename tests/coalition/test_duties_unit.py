@@ -39,6 +39,7 @@ from tclearn.records import (
     IntegrityReport,
     Privacy,
     Record,
+    StratumVerdict,
     TrainingFacts,
     VoteEvidence,
 )
@@ -166,6 +167,68 @@ def test_a_sign_flipping_member_is_voted_down() -> None:
     (rejected,) = events(co, "Rejected", row.id)
     assert rejected.args["reason"] == RejectReason.VOTES
     assert all(v.candidate_global == 0.0 and "below the head's" in v.reason for v in evidence(co, row.id))
+
+
+def test_a_candidate_worse_on_small_findings_only_is_voted_down_naming_the_stratum() -> None:
+    # Prepare: strata of 2 images are judged (the stub's G holds 4)
+    co = stub_coalition(policy=AcceptancePolicy(min_batch_size=4, min_stratum=2))
+    co.hospitals[3].attack = Attack.TARGETED
+    # Execute
+    row = run_round(co, co.hospitals[3])
+    # Assert: better on G and L, rejected on G's small findings; L's strata of one image are shown, not judged
+    assert row.byzantine and (row.state, row.approvals, row.rejections) == ("rejected", 0, 2)
+    for v in evidence(co, row.id):
+        assert v.candidate_global == pytest.approx(0.6) and v.head_global == pytest.approx(0.5)
+        assert v.reason == "G finding:small 0.100 is 0.400 below the head's 0.500 (tolerance 0.15)"
+        shown = {(s.set, s.name): s for s in v.strata}
+        assert list(shown) == [
+            ("G", "finding:small"),
+            ("G", "finding:large"),
+            ("L", "finding:small"),
+            ("L", "finding:large"),
+        ]
+        small = shown[("G", "finding:small")]
+        assert (small.samples, small.candidate, small.head, small.judged, small.ok) == (
+            2,
+            pytest.approx(0.1),
+            0.5,
+            True,
+            False,
+        )
+        assert shown[("G", "finding:large")].ok and shown[("G", "finding:large")].judged
+        assert not shown[("L", "finding:small")].judged and shown[("L", "finding:small")].ok
+
+
+def test_strata_that_do_not_match_the_head_s_are_a_rejection_with_that_reason_in_the_evidence() -> None:
+    # Prepare: the head's scores as if measured on another G (its small findings of 3 images, not 2)
+    co = stub_coalition()
+    model_id = submit_model(co, 6.0)
+    assert general_verdict(co, model_id)[0]
+    validator = general_of(co, model_id)
+    head = validator_duty.head_scores(co, validator, 0)
+    resized = tuple(dataclasses.replace(s, samples=3) if s.key == ("G", "finding:small") else s for s in head.strata)
+    co.head_scores[(validator.address, 0)] = dataclasses.replace(head, strata=resized)
+    # Execute
+    assessment, _ = validator_duty.vote(co, validator, co.client.get_model(model_id))
+    # Assert: better on G and L, and rejected all the same: the strata could not be compared
+    assert not assessment.approve
+    (shown,) = evidence(co, model_id)
+    assert shown.candidate_global == pytest.approx(0.6) and not shown.approve
+    assert (
+        shown.reason == "the strata were not measured on the same data as the head's: G finding:small of another size"
+    )
+    small = next(s for s in shown.strata if s.name == "finding:small" and s.set == "G")
+    assert (small.samples, small.judged, small.ok) == (3, False, False)
+
+
+def test_strata_below_min_stratum_are_shown_but_not_judged() -> None:
+    co = stub_coalition()  # min_stratum 8: no stratum of the stub's sets is judged
+    co.hospitals[3].attack = Attack.TARGETED
+    row = run_round(co, co.hospitals[3])
+    assert row.state == "committed"
+    votes = evidence(co, row.id)
+    assert votes and all(len(v.strata) == 4 and not any(s.judged for s in v.strata) for v in votes)
+    assert all(s.ok and s.tolerance == 0.15 for v in votes for s in v.strata)
 
 
 # ---- the general ---------------------------------------------------------------------------------------------
@@ -364,6 +427,7 @@ def test_a_drifting_member_is_stopped_by_the_lineage_not_by_its_parent(
         (shown, *_) = evidence(co, rows[1].id)
         assert not shown.approve and "below the best committed model's 0.500 (tolerance 0.05)" in shown.reason
         assert "below the head's" not in shown.reason  # against its parent alone it would pass
+        assert (shown.best_global, shown.max_drift, shown.policy) == (pytest.approx(0.5), 0.05, co.policy.sha256())
     assert validator_duty.lineage_best(co, co.hospitals[0], co.client.head()) == pytest.approx(0.5)
 
 
@@ -385,7 +449,14 @@ def test_head_scores_are_measured_once_per_validator() -> None:
     co = stub_coalition()
     backend, genesis = stub_backend(co), model_hash_of(co, 0)
     first, second = co.hospitals[1], co.hospitals[2]
-    assert validator_duty.head_scores(co, first, 0) == Scores(0.5, 0.5 - LOCAL_PENALTY)
+    scores = validator_duty.head_scores(co, first, 0)
+    assert (scores.global_, scores.local) == (0.5, 0.5 - LOCAL_PENALTY)
+    assert [(s.set, s.name, s.samples) for s in scores.strata] == [  # G of 4 images, L of 2
+        ("G", "finding:small", 2),
+        ("G", "finding:large", 2),
+        ("L", "finding:small", 1),
+        ("L", "finding:large", 1),
+    ]
     validator_duty.head_scores(co, first, 0)
     validator_duty.head_scores(co, second, 0)
     assert backend.scored[(first.address, genesis)] == 2  # G and L, once
@@ -730,6 +801,13 @@ RECORDS: list[Record] = [
     IntegrityReport(3, "ef" * 32, "0x" + "34" * 20, False, (Check("blob", True), Check("metadata", False, "no"))),
     VoteEvidence(3, 2, "0x" + "56" * 20, "dice", None, None, 0.5, 0.45, 0.03, 0.1, 2, False, "cannot open"),
     VoteEvidence(3, 2, "0x" + "56" * 20, "dice", 0.6, 0.55, 0.5, 0.45, 0.03, 0.1, 2, True, "fine"),
+    VoteEvidence(
+        *(3, 2, "0x" + "56" * 20, "dice", 0.6, 0.55, 0.5, 0.45, 0.03, 0.1, 2, False, "G finding:small ..."),
+        strata=(
+            StratumVerdict("G", "finding:small", 12, 0.25, 0.5, 0.15, True, False),
+            StratumVerdict("G", "finding:none", 3, None, 1.0, 0.15, False, False),
+        ),
+    ),
 ]
 
 
@@ -739,6 +817,12 @@ def test_a_record_round_trips_through_its_encoding(record: Record) -> None:
     assert type(record).parse(raw) == record
     assert raw == canonical_json(json.loads(raw))  # one canonical encoding
     assert record.sha256() == hashlib.sha256(raw).hexdigest()
+
+
+def test_evidence_written_before_strata_still_reads() -> None:
+    doc = json.loads(RECORDS[5].encode())
+    del doc["strata"]
+    assert VoteEvidence.parse(json.dumps(doc).encode()) == RECORDS[5]
 
 
 def test_the_encoding_does_not_depend_on_key_order() -> None:
@@ -765,6 +849,7 @@ def edited(record: Record, edit: Any) -> bytes:
         (IntegrityReport, edited(RECORDS[3], lambda d: d["checks"][1].pop("name")), "checks.1.name: Field required"),
         (VoteEvidence, edited(RECORDS[4], lambda d: d.update(head_global=None)), "head_global:"),
         (VoteEvidence, edited(RECORDS[4], lambda d: d.update(schema=0)), "has schema 0"),
+        (VoteEvidence, edited(RECORDS[6], lambda d: d["strata"][0].pop("judged")), "strata.0.judged: Field required"),
         (VoteEvidence, b"[]", "does not parse"),
         (VoteEvidence, b"\xff", "does not parse"),
         (TrainingFacts, DECLARED.encode(), "does not parse"),  # another kind of record

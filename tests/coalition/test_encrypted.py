@@ -24,11 +24,12 @@ from tclearn.he.encrypted import EncryptedModel, compact, encrypt_model, store_c
 from tclearn.he.keys import generate
 from tclearn.he.model import ModelSpec, init_weights
 from tclearn.learning.attacks import Attack
+from tclearn.learning.data import ImageData
 from tclearn.learning.tables import class_metric, read_table
 from tclearn.learning.tabular import synth_tabular
 from tclearn.ledger.chain import embedded_chain
 from tclearn.ledger.history import rebuild
-from tclearn.records import CandidateMetadata, IntegrityReport, TrainingFacts
+from tclearn.records import CandidateMetadata, IntegrityReport, TrainingFacts, VoteEvidence
 from tclearn.simulation.demo import DemoSettings, setup
 from tclearn.simulation.encrypted_demo import EncryptedRun
 from tclearn.types import ModelRecord, ModelState, Variant
@@ -86,15 +87,24 @@ def test_poisoned_candidates_are_rejected_honest_ones_commit_and_the_audit_passe
     assert set(backend.clients) == {h.address for h in co.hospitals}
     assert run.supervisor.he.can_decrypt
 
-    # Every validator that voted had the supervisor score the candidate on G and on its L (two logged
-    # requests in its name, nothing per sample); members asked only for refreshes, the general for the weights'
-    # norms; nobody decrypted weights. At founding the supervisor decrypted only the sums of the scaling round.
+    # Every validator that voted had the supervisor score the candidate on each class of G and of its L (one
+    # logged request in its name per class, nothing per sample); members asked only for refreshes, the general
+    # for the weights' norms; nobody decrypted weights. At founding the supervisor decrypted only the sums of the
+    # scaling round.
     log = [e for e in run.log() if e["action"] != "aggregate"]
+    classes = {
+        h.address.lower(): len(set(co.global_test.targets.tolist())) + len(set(h.local_test.targets.tolist()))
+        for h in co.hospitals
+        if isinstance(co.global_test, ImageData) and isinstance(h.local_test, ImageData)
+    }
     for row in rows[:2]:
         model = co.client.get_model(row.id, with_uri=False).model_hash.hex()
         scorers = Counter(e["account"].lower() for e in log if e["action"] == "score" and e["model"] == model)
         voters = {v.validator.lower() for v in history.candidates[row.id].votes}
-        assert voters and voters <= set(scorers) and set(scorers.values()) == {2}
+        assert voters and voters <= set(scorers) and all(scorers[v] == classes[v] for v in voters)
+        for vote in history.candidates[row.id].votes:  # the accuracy within each class of G in the evidence
+            shown = VoteEvidence.parse(co.store.get(vote.evidence_hash.hex())).strata
+            assert [(s.set, s.name) for s in shown if s.set == "G"] == [("G", "class:0"), ("G", "class:1")]
     assert {e["account"] for e in log} == {h.address for h in co.hospitals}
     assert {e["action"] for e in log} == {"score", "refresh", "measure"}  # refreshes: training; the attacker's
     founding = [(e["account"], e["model"]) for e in run.log() if e["action"] == "aggregate"]

@@ -128,6 +128,16 @@ def test_a_model_shows_its_votes_scores_evidence_and_blob_checks(api: TestClient
     assert {b["what"] for b in body["blobs"]} >= {"model blob", "metadata", "general's report"}
     assert all(b["status"] == "ok" for b in body["blobs"])
     assert body["names"][candidate.proposer] == coalition_run.result.history.name_of(candidate.proposer)
+    for vote in body["votes"]:  # each vote's reason and strata, as its evidence in the vault holds them
+        evidence = coalition_run.result.evidence[model_id][vote["validator"]]
+        assert vote["reason"] == evidence.reason and evidence.approve
+        assert [(s["set"], s["name"], s["samples"], s["candidate"], s["ok"]) for s in vote["strata"]] == [
+            (s.set, s.name, s.samples, s.candidate, s.ok) for s in evidence.strata
+        ]
+        on_g = {s["name"]: s["samples"] for s in vote["strata"] if s["set"] == "G"}
+        assert set(on_g) <= {"finding:none", "finding:small", "finding:medium", "finding:large"} and len(on_g) > 1
+        assert sum(on_g.values()) == 48  # every image of G in one stratum
+        assert {s["outcome"] for s in vote["strata"]} <= {"ok", "not judged"}
 
 
 def test_scores_over_time_follow_the_votes_on_g(api: TestClient, coalition_run: CoalitionRun) -> None:
@@ -201,6 +211,9 @@ def test_the_reports_export_the_audit(api: TestClient, coalition_run: CoalitionR
     assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
     assert f"head {coalition_run.result.history.head}" in html.text
     assert 'src="data:image/png;base64,' in html.text and 'Audit: <span class="ok">OK</span>' in html.text
+    voted = [c for c in coalition_run.result.history.candidates.values() if c.votes]
+    assert "<h2>Votes by stratum</h2>" in html.text and all(f"<h3>Model {c.id}</h3>" in html.text for c in voted)
+    assert html.text.count('<details class="vote">') == sum(len(c.votes) for c in voted)
     body = document.json()
     assert "attachment" in document.headers["content-disposition"]
     assert body["audit"]["ok"] is True and body["audit"]["lineage"] == coalition_run.result.history.lineage()

@@ -118,6 +118,11 @@ def test_the_dashboard_renders_the_lineage_without_console_errors(
             score_points = page.eval_on_selector_all("#scores .score-point", "points => points.length")
             integrity = page.inner_text("#integrity-summary")
             status = page.inner_text("#status")
+            strata_tables = page.eval_on_selector_all("#strata table.strata", "tables => tables.length")
+            strata_rows = page.eval_on_selector_all("#strata tr.stratum", "rows => rows.length")
+            strata_names = page.eval_on_selector_all(
+                "#strata tr.stratum td:nth-child(2)", "cells => cells.map(c => c.textContent)"
+            )
 
             rejected = next(
                 c.id for c in coalition_run.result.history.candidates.values() if c.state.name == "REJECTED"
@@ -139,6 +144,9 @@ def test_the_dashboard_renders_the_lineage_without_console_errors(
     assert "blobs match the hashes on chain" in integrity
     assert f"head: model {history.head}" in status
     assert detail.startswith("rejected")
+    head_votes = coalition_run.result.evidence[history.head]  # the head is shown first: a table of strata per vote
+    assert strata_tables == len(head_votes) and strata_rows == sum(len(e.strata) for e in head_votes.values())
+    assert "finding:small" in strata_names
     assert "token=" not in address_bar
     assert problems == []
     assert (ARTIFACTS / "auditor.png").stat().st_size > 10_000

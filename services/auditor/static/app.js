@@ -283,6 +283,37 @@ async function drawAccessLog(available) {
   );
 }
 
+// One table per vote: its scores on every stratum of G and of the validator's L against the head's.
+function drawStrata(votes) {
+  const shown = votes.filter((v) => v.strata && v.strata.length);
+  const container = document.getElementById("strata");
+  if (!shown.length) {
+    container.replaceChildren(el("p", { class: "muted" }, "No vote of this model shows scores by stratum."));
+    return;
+  }
+  container.replaceChildren(
+    ...shown.map((v) => {
+      const table = el("table", { class: "strata", "data-validator": v.validator });
+      const caption = `${who(v.validator)}: ${v.approve ? "approve" : "reject"}${v.reason ? ` — ${v.reason}` : ""}`;
+      table.append(el("caption", {}, caption));
+      const head = el("tr");
+      for (const name of ["set", "stratum", "samples", "candidate", "head", "tolerance", "outcome"]) {
+        head.append(el("th", {}, name));
+      }
+      table.append(el("thead"), el("tbody"));
+      table.tHead.append(head);
+      for (const s of v.strata) {
+        const row = el("tr", { class: `stratum outcome-${s.outcome.replace(" ", "-")}` });
+        for (const cell of [s.set, s.name, String(s.samples), score(s.candidate), score(s.head), String(s.tolerance), s.outcome]) {
+          row.append(el("td", {}, cell));
+        }
+        table.tBodies[0].append(row);
+      }
+      return table;
+    }),
+  );
+}
+
 async function selectModel(id) {
   const model = await api(`/api/models/${id}`);
   state.selected = id;
@@ -300,6 +331,7 @@ async function selectModel(id) {
       className: v.approve ? "approve" : "reject",
     })),
   );
+  drawStrata(model.votes);
   document.getElementById("verify-model").disabled = false;
   for (const node of document.querySelectorAll("#lineage .node")) {
     node.classList.toggle("selected", node.dataset.id === String(id));
