@@ -14,6 +14,7 @@ rejected <= 1 in 10.
 
     PYTHONPATH=. python bench/attacks.py                       # everything: 2 modes x 2 sizes x 3 seeds
     PYTHONPATH=. python bench/attacks.py --modes incremental --members 4 --seeds 1 --attacks drift backdoor
+    PYTHONPATH=. python bench/attacks.py --combine inc.json fedavg.json   # one table from runs done apart
 """
 
 from __future__ import annotations
@@ -152,8 +153,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=None, help="candidates per run [incremental 20, FedAvg 6]")
     parser.add_argument("--chain", default="embedded", help="embedded (default), anvil or ganache")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (1 when runs share the cores)")
+    parser.add_argument("--combine", nargs="+", type=Path, help="only combine the runs of earlier outputs")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    if args.combine:
+        report([run for path in args.combine for run in json.loads(path.read_text())["runs"]])
+        return
+    torch.set_num_threads(args.threads)
     runs = []
     for mode in args.modes:
         for members in args.members:
@@ -162,6 +168,10 @@ def main() -> None:
                     if attack in FEDAVG_ONLY and mode != "fedavg":
                         continue
                     runs.append(one_run(settings_for(mode, members, attack, seed, args.rounds), args.chain))
+    report(runs)
+
+
+def report(runs: Sequence[dict[str, Any]]) -> None:
     rows = table(runs)
     print(json.dumps({"benchmark": "attacks", "table": rows, "targets": targets(rows, runs), "runs": runs}, indent=2))
 

@@ -11,6 +11,7 @@ from typing import NoReturn
 import pytest
 from eth_account.signers.local import LocalAccount
 
+from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.ledger.chain import Chain, connect, embedded_chain
 from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.localchain import LocalNode
@@ -63,7 +64,7 @@ def deploy_coalition(
         variant=variant,
         genesis_hash=os.urandom(32),
         genesis_uri="vault://genesis",
-        policy_hash=os.urandom(32),
+        policy_hash=bytes.fromhex(AcceptancePolicy().sha256()),  # the default policy (its record: `policy_store`)
         general_timeout=general_timeout,
         voting_timeout=voting_timeout,
     )

@@ -120,7 +120,7 @@ def test_a_drifting_member_costs_g_less_than_the_tolerance_at_each_increment(
     losses = []
     for _ in range(2):
         head = co.client.get_model(co.client.head(), with_uri=False).model_hash.hex()
-        before = co.backend.score(drifter, co.backend.open(drifter, head), co.global_test, head)
+        before = co.backend.score(drifter, co.backend.open(drifter, head), co.global_test, head).score
         row = run_round(co, drifter)
         assert row.byzantine and row.score_global is not None
         losses.append(before - row.score_global)

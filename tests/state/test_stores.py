@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from tclearn.audit.follow import ChainFollower
+from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.config import save_deployment
 from tclearn.errors import LedgerError
 from tclearn.he import log as he_log
@@ -22,6 +23,7 @@ from tclearn.site.jobs import JobRunner, JobState
 from tclearn.site.node import CastVote, NodeRunner
 from tclearn.state.db import Database
 from tclearn.vault.access_log import AccessRecord, access_entries, record_access
+from tclearn.vault.store import FsspecStore
 from tests.conftest import Coalition
 
 SHA = "ab" * 32
@@ -94,8 +96,13 @@ def test_node_watch_list_and_votes(database_url: str, coalition: Coalition, tmp_
     save_deployment(deployment_of(coalition.client, 0, "0x" + "00" * 32, "B"), deployment)
     watcher = coalition.spare[0]  # not a member: no duty, it only watches
     config = SimpleNamespace(deployment=deployment, confirmations=0, keeper_interval=3600.0, poll_interval=0.1)
+    store = FsspecStore(f"memory://policy-{tmp_path.name}")
+    store.put(AcceptancePolicy().encode())  # the policy the chain declares: the node applies it, as a site does
     site: Any = SimpleNamespace(
-        client=coalition.client, hospital=SimpleNamespace(address=watcher.address, name="w"), config=config
+        client=coalition.client,
+        hospital=SimpleNamespace(address=watcher.address, name="w"),
+        config=config,
+        coalition=SimpleNamespace(client=coalition.client, store=store, policy=AcceptancePolicy()),
     )
     db = Database(database_url)
     model_id = coalition.submit(coalition.hospitals[0])
