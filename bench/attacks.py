@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -168,6 +169,7 @@ def main() -> None:
                     if attack in FEDAVG_ONLY and mode != "fedavg":
                         continue
                     runs.append(one_run(settings_for(mode, members, attack, seed, args.rounds), args.chain))
+                    print(json.dumps(runs[-1]), file=sys.stderr, flush=True)  # progress, one run a line
     report(runs)
 
 

@@ -128,6 +128,9 @@ def up(
     attack: list[Attack] = typer.Option(
         [Attack.SIGN_FLIP.value], "--attack", help="What a Byzantine member submits; repeat it for several."
     ),
+    policy: Path | None = typer.Option(
+        None, "--policy", help="The acceptance policy to found with (a record from `tclearn coalition policy`)."
+    ),
     chain: str = typer.Option("anvil", "--chain", help="anvil, ganache, or a loopback JSON-RPC URL."),
     variant: str = typer.Option("B", "--variant", help="A (public), B (envelope-encrypted) or C (CKKS, supervisor)."),
     rounds: int = typer.Option(4, "--rounds", help="Rounds to drive through the member APIs."),
@@ -139,6 +142,7 @@ def up(
 ) -> None:
     """Start a whole coalition on loopback — chain, vault, a member API and a node daemon per hospital, the
     auditor — drive ROUNDS through the member APIs, print the dashboard URL, and stop everything on Ctrl-C."""
+    from tclearn.coalition.declared import policy_file
     from tclearn.simulation import processes
     from tclearn.simulation.up import UpSettings, drive_round, started, summary
 
@@ -153,6 +157,7 @@ def up(
             epochs=epochs,
             chain=chain,
             out=out,
+            policy=None if policy is None else policy_file(policy),
         )
         say = console.print if not as_json else (lambda _m: None)
         with started(settings, on_step=lambda m: say(f"[dim]{m}[/]")) as (run, client):

@@ -108,8 +108,16 @@ def demo(
     mode: str = typer.Option(
         "incremental", "--mode", help="incremental (each increment is a candidate) or fedavg (one aggregate a round)."
     ),
-    aggregator: Aggregator = typer.Option(
-        DEFAULT_AGGREGATOR, "--aggregator", help="fedavg mode: how contributions are combined."
+    aggregator: Aggregator | None = typer.Option(
+        None,
+        "--aggregator",
+        help=f"fedavg mode: how contributions are combined [default: the policy's; {DEFAULT_AGGREGATOR.value}].",
+        show_default=False,
+    ),
+    policy: Path | None = typer.Option(
+        None,
+        "--policy",
+        help="The acceptance policy to found the coalition with (a record from `tclearn coalition policy`).",
     ),
     rounds: int | None = typer.Option(
         None,
@@ -139,9 +147,11 @@ def demo(
     as_json: bool = typer.Option(False, "--json", help="Print only summary.json."),
 ) -> None:
     """Run a coalition: members train, a drawn general checks and opens, validators vote, 2/3 commit."""
+    from tclearn.coalition.declared import policy_file
     from tclearn.ledger.localchain import open_chain
-    from tclearn.simulation.demo import DemoSettings, run_demo
+    from tclearn.simulation.demo import DemoSettings, chosen_aggregator, run_demo
 
+    acceptance = None if policy is None else policy_file(policy)
     if rounds is None:
         rounds = ENCRYPTED_DEMO_ROUNDS if Variant.parse(variant) is Variant.C else DEMO_ROUNDS
     settings = DemoSettings(
@@ -150,7 +160,8 @@ def demo(
         attack=tuple(attack),
         variant=variant,  # type: ignore[arg-type]
         mode=mode,
-        aggregator=aggregator,
+        aggregator=chosen_aggregator(aggregator, acceptance),
+        acceptance=acceptance,
         rounds=rounds,
         model=model,
         task=task,  # type: ignore[arg-type]  # validated into Task by DemoSettings

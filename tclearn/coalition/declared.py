@@ -8,6 +8,7 @@ expects, and a site whose expectation differs refuses to start rather than silen
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from tclearn.coalition.policy import AcceptancePolicy
@@ -53,3 +54,16 @@ def check_expected(policy: AcceptancePolicy, policy_hash: bytes, expected: Mappi
             f"{'; '.join(differing)}. Every validator applies the chain's policy: set the site's [policy] to the "
             "coalition's values (`tclearn ledger policy` prints them) or leave out what it need not pin"
         )
+
+
+def policy_file(path: Path) -> AcceptancePolicy:
+    """The policy record a coalition is to be founded with (as `tclearn coalition policy` writes it), read strictly:
+    a `ConfigError` naming the file and what is wrong in it."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the policy file {path}: {exc.strerror or exc}") from None
+    try:
+        return AcceptancePolicy.parse(raw)
+    except (IntegrityError, ConfigError) as exc:
+        raise ConfigError(f"{path} is no acceptance policy: {exc}") from None

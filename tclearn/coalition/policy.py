@@ -119,20 +119,28 @@ class AcceptancePolicy(Record):
             if getattr(self, name) != value
         ]
 
-    def verdict(self, candidate: Scores | None, head: Scores, best_global: float | None = None) -> tuple[bool, str]:
+    def verdict(
+        self, candidate: Scores | None, head: Scores, best_global: float | None = None, *, genesis: bool = False
+    ) -> tuple[bool, str]:
         """Approve or not, and why (every check that fails, in order); a candidate without scores (it could not be
-        opened) is rejected. `best_global`: the best G score of the lineage's committed models (None: the head's)."""
+        opened) is rejected. `best_global`: the best G score of the lineage's committed models (None: the head's).
+        `genesis`: the head is the untrained genesis, whose scores by stratum are the artefact of its initial bias
+        (an untrained classifier that calls every case positive has a recall of 1 on positives): they are shown,
+        not judged."""
         if candidate is None:
             return False, "the candidate could not be scored"
-        problems = self.problems(candidate, head, head.global_ if best_global is None else best_global)
+        best = head.global_ if best_global is None else best_global
+        problems = self.problems(candidate, head, best, genesis=genesis)
         if problems:
             return False, "; ".join(problems)
         return True, "not worse than the head beyond tolerance, on G, L and every stratum, nor drifted"
 
-    def accepts(self, candidate: Scores, head: Scores, best_global: float | None = None) -> bool:
-        return self.verdict(candidate, head, best_global)[0]
+    def accepts(
+        self, candidate: Scores, head: Scores, best_global: float | None = None, *, genesis: bool = False
+    ) -> bool:
+        return self.verdict(candidate, head, best_global, genesis=genesis)[0]
 
-    def problems(self, candidate: Scores, head: Scores, best_global: float) -> list[str]:
+    def problems(self, candidate: Scores, head: Scores, best_global: float, *, genesis: bool = False) -> list[str]:
         """What the candidate fails, one line per check."""
         found = [
             problem
@@ -148,14 +156,16 @@ class AcceptancePolicy(Record):
         mismatch = strata_mismatch(candidate.strata, head.strata)
         if mismatch:
             return [*found, mismatch]  # strata that cannot be compared are a rejection, never a pass
-        for v in self.stratum_verdicts(candidate, head):
+        for v in self.stratum_verdicts(candidate, head, genesis=genesis):
             if not v.ok and v.candidate is not None and v.head is not None:
                 found.append(f"{v.set} {v.name} " + below(v.candidate, v.head, v.tolerance, "the head"))
         return found
 
-    def stratum_verdicts(self, candidate: Scores | None, head: Scores) -> tuple[StratumVerdict, ...]:
+    def stratum_verdicts(
+        self, candidate: Scores | None, head: Scores, *, genesis: bool = False
+    ) -> tuple[StratumVerdict, ...]:
         """Every stratum of the head's and the candidate's compared, as the evidence shows them (the head's order,
-        then any the head lacks); none for a candidate that was not scored."""
+        then any the head lacks); none for a candidate that was not scored. Against the genesis none is judged."""
         if candidate is None:
             return ()
         ours, theirs = {s.key: s for s in candidate.strata}, {s.key: s for s in head.strata}
@@ -164,7 +174,7 @@ class AcceptancePolicy(Record):
             c, h = ours.get(key), theirs.get(key)
             judged = passed = False  # a stratum only one side has, or of another size, cannot be compared
             if c is not None and h is not None and c.samples == h.samples:
-                judged = h.samples >= self.min_stratum
+                judged = h.samples >= self.min_stratum and not genesis
                 passed = not judged or c.score >= h.score - self.tolerance_stratum
             samples = (h or ours[key]).samples
             score = (None if c is None else c.score), (None if h is None else h.score)

@@ -83,7 +83,7 @@ def assess(co: Coalition, validator: Hospital, candidate: ModelRecord) -> Assess
             return Assessment(False, None, head, problem, best)
     scores = scores_of(co, validator, model, model_hash)
     co.head_scores[(validator.address, candidate.id)] = scores  # if it commits, it is the next head
-    approve, reason = co.policy.verdict(scores, head, best)
+    approve, reason = co.policy.verdict(scores, head, best, genesis=candidate.parent_id == GENESIS)
     return Assessment(approve, scores, head, reason, best)
 
 
@@ -107,7 +107,7 @@ def evidence_of(co: Coalition, validator: Hospital, candidate: ModelRecord, a: A
         approve=a.approve,
         reason=a.reason,
         local_metric=set_metric(validator.local_test),
-        strata=co.policy.stratum_verdicts(a.candidate, a.head),
+        strata=co.policy.stratum_verdicts(a.candidate, a.head, genesis=candidate.parent_id == GENESIS),
         best_global=a.best_global,
         max_drift=co.policy.max_drift,
         policy=co.policy.sha256(),

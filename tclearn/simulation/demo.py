@@ -8,6 +8,7 @@ regression on feature tables, a supervisor holding the key) is founded and judge
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -123,6 +124,7 @@ class DemoSettings(RunSpec):
     features: int = 30  # variant C, synthetic data: measurements per patient (at 8 no hospital lacks much alone)
     he_steps: int = ENCRYPTED_TRAINING.steps  # variant C: full-batch encrypted gradient steps per increment
     he_lr: float = ENCRYPTED_TRAINING.lr  # variant C: their learning rate
+    acceptance: AcceptancePolicy | None = None  # the policy to found with (`--policy`); None: the defaults
     baselines: bool = True  # False: the head is scored alone, no hospital-alone or pooled model is trained
 
     def model_config(self, data: Samples) -> ModelConfig:
@@ -149,7 +151,10 @@ class DemoSettings(RunSpec):
         )
 
     def policy(self) -> AcceptancePolicy:
-        """The acceptance policy the demo founds its coalition with."""
+        """The acceptance policy the demo founds its coalition with: `acceptance` (a policy file) if given, else
+        the defaults with the demo's tolerances; the aggregator and the smallest batch are the run's."""
+        if self.acceptance is not None:
+            return dataclasses.replace(self.acceptance, aggregator=self.aggregator.value)
         return AcceptancePolicy(
             self.tolerance_global, self.tolerance_local, self.min_batch_size, aggregator=self.aggregator.value
         )
@@ -186,9 +191,24 @@ class DemoSettings(RunSpec):
             raise ConfigError(f"--dims must be 2 or 3, got {self.dims}")
         if self.variant is Variant.C and (self.task is not Task.SEGMENTATION or self.dims != 2):
             raise ConfigError("variant C trains an encrypted model on feature tables: --task and --dims do not apply")
+        if self.acceptance is not None and self.acceptance.min_batch_size > self.batch_size:
+            raise ConfigError(
+                f"the policy's min_batch_size {self.acceptance.min_batch_size} is above the demo's batch size "
+                f"{self.batch_size}: the general would refuse every candidate"
+            )
         if self.byzantine and self.variant is not Variant.C:
             for attack in self.attacks:
                 check_task(attack, self.task)
+
+
+def chosen_aggregator(given: Aggregator | None, acceptance: AcceptancePolicy | None) -> Aggregator:
+    """The FedAvg rule of a run: the one given, else the policy's; both, and different, is a `ConfigError`."""
+    declared = Aggregator(acceptance.aggregator) if acceptance is not None else DEFAULT_AGGREGATOR
+    if given is not None and acceptance is not None and given is not declared:
+        raise ConfigError(
+            f"--aggregator {given.value} contradicts the policy file's aggregator {declared.value}: give one of them"
+        )
+    return given or declared
 
 
 def check_keys(settings: DemoSettings, chain: Chain) -> None:

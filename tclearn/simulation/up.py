@@ -41,7 +41,7 @@ from tclearn.he.config import SupervisorSettings
 from tclearn.he.context import HEContext
 from tclearn.he.keys import save_secret
 from tclearn.he.supervisor import Supervisor
-from tclearn.learning.defaults import SIMULATION_LOSS, UP_EPOCHS
+from tclearn.learning.defaults import COALITION_TRAINING, SIMULATION_LOSS, UP_EPOCHS
 from tclearn.learning.models import ModelConfig
 from tclearn.learning.synth import GLOBAL, hospital_name, synth_coalition
 from tclearn.learning.tables import read_table
@@ -77,11 +77,20 @@ class UpSettings(RunSpec):
     chain: str = "anvil"  # anvil, ganache or a loopback JSON-RPC URL
     out: Path = Path("out/coalition")
     round_timeout: float = 600.0
+    policy: AcceptancePolicy | None = None  # the policy to found with (`--policy`); None: the defaults
     MIN_MEMBERS: ClassVar[tuple[int, str]] = (3, "a proposer and two validators")
     MIN_ROUNDS: ClassVar[int] = 0
 
+    def founding_policy(self) -> AcceptancePolicy:
+        return self.policy or AcceptancePolicy(min_batch_size=COALITION_TRAINING.min_batch_size)
+
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.founding_policy().min_batch_size > COALITION_TRAINING.batch_size:
+            raise ConfigError(
+                f"the policy's min_batch_size {self.founding_policy().min_batch_size} is above the sites' batch "
+                f"size {COALITION_TRAINING.batch_size}: the general would refuse every candidate"
+            )
         if self.chain not in NODES:
             host = urlparse(self.chain).hostname
             if not self.chain.startswith("http://") or host not in LOOPBACK:
@@ -174,7 +183,12 @@ def prepare(
         synth_coalition(out / "data", hospitals=settings.members, seed=settings.seed)
         model = ModelConfig(arch=ModelSection().arch)  # type: ignore[arg-type]  # the site files' default model
         genesis = genesis_weights(model, settings.seed)
-    training = TrainingSection(epochs=settings.epochs, seed=settings.seed, loss=SIMULATION_LOSS)
+    training = TrainingSection(
+        epochs=settings.epochs,
+        seed=settings.seed,
+        loss=SIMULATION_LOSS,
+        min_batch_size=settings.founding_policy().min_batch_size,
+    )
     sites = []
     for i in range(settings.members):
         name = hospital_name(i)
@@ -185,7 +199,7 @@ def prepare(
         for role in ("node", "member"):
             config = site / f"{role}.toml"
             sites.append((config, _site_file(config, settings, i, urls, training)))
-    policy = AcceptancePolicy(min_batch_size=training.min_batch_size)  # the sites read it from the chain
+    policy = settings.founding_policy()  # the sites read it from the chain
     client, deployed = found(
         chain, accounts[0], store, settings.variant, genesis, [*founders, *supervisors], policy=policy
     )

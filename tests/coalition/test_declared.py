@@ -5,20 +5,25 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from tclearn.coalition.build import build
 from tclearn.coalition.context import Coalition
+from tclearn.coalition.declared import policy_file
 from tclearn.coalition.founding import found
 from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.errors import ConfigError, IntegrityError, NotFoundError
+from tclearn.learning.choices import Aggregator
 from tclearn.learning.models import ModelConfig
 from tclearn.learning.train import TrainConfig
 from tclearn.ledger.chain import embedded_chain
 from tclearn.ledger.history import rebuild
 from tclearn.ledger.memory import InMemoryLedger, MemoryChain
+from tclearn.simulation.demo import DemoSettings, chosen_aggregator
+from tclearn.simulation.up import UpSettings
 from tclearn.site.config import PolicySection
 from tclearn.types import Variant
 from tclearn.vault.store import FsspecStore
@@ -108,3 +113,57 @@ def test_a_site_s_policy_section_is_checked_by_the_policy_s_own_bounds(section: 
         PolicySection.model_validate(section)
     assert PolicySection().expected() == {}
     assert PolicySection(tolerance_global=0.05).expected() == {"tolerance_global": 0.05}
+
+
+# ---- a policy file to found a simulated coalition with (`tclearn demo --policy`, `coalition up --policy`) ------
+
+
+@pytest.mark.parametrize(
+    ("content", "named"),
+    [
+        (None, "cannot read the policy file"),
+        (b"{", "is no acceptance policy"),
+        (b'{"max_drift": 0.5, "tolerance": 1}', "tolerance: Unexpected keyword argument"),
+        (AcceptancePolicy().encode().replace(b'"max_drift":0.05', b'"max_drift":2.0'), "max_drift must be between"),
+    ],
+)
+def test_a_policy_file_that_is_no_policy_is_named(tmp_path: Path, content: bytes | None, named: str) -> None:
+    path = tmp_path / "policy.json"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ConfigError, match=named) as raised:
+        policy_file(path)
+    assert str(path) in str(raised.value)
+
+
+def test_a_policy_file_is_read_as_written(tmp_path: Path) -> None:
+    wanted = AcceptancePolicy(max_drift=0.04, tolerance_stratum=0.2)
+    (tmp_path / "policy.json").write_bytes(wanted.encode())
+    assert policy_file(tmp_path / "policy.json") == wanted
+
+
+@pytest.mark.parametrize(
+    ("given", "file_rule", "chosen"),
+    [
+        (None, None, Aggregator.MEDIAN),  # the default policy's
+        (None, "trimmed_mean", Aggregator.TRIMMED_MEAN),  # the file's
+        (Aggregator.FEDAVG, None, Aggregator.FEDAVG),  # the option's
+        (Aggregator.FEDAVG, "fedavg", Aggregator.FEDAVG),  # both, agreeing
+        (Aggregator.FEDAVG, "median", None),  # both, contradicting
+    ],
+)
+def test_the_run_s_aggregator(given: Aggregator | None, file_rule: str | None, chosen: Aggregator | None) -> None:
+    acceptance = None if file_rule is None else AcceptancePolicy(aggregator=file_rule)
+    if chosen is None:
+        with pytest.raises(ConfigError, match="--aggregator fedavg contradicts the policy file's aggregator median"):
+            chosen_aggregator(given, acceptance)
+    else:
+        assert chosen_aggregator(given, acceptance) is chosen
+
+
+def test_a_policy_whose_smallest_batch_no_member_trains_is_refused_before_the_run() -> None:
+    with pytest.raises(ConfigError, match="min_batch_size 64 is above the demo's batch size 8"):
+        DemoSettings(acceptance=AcceptancePolicy(min_batch_size=64))
+    with pytest.raises(ConfigError, match="min_batch_size 64 is above the sites' batch size 8"):
+        UpSettings(policy=AcceptancePolicy(min_batch_size=64))
+    assert DemoSettings(acceptance=AcceptancePolicy(max_drift=0.01)).policy().max_drift == 0.01

@@ -170,16 +170,17 @@ def test_a_sign_flipping_member_is_voted_down() -> None:
 
 
 def test_a_candidate_worse_on_small_findings_only_is_voted_down_naming_the_stratum() -> None:
-    # Prepare: strata of 2 images are judged (the stub's G holds 4)
+    # Prepare: strata of 2 images are judged (the stub's G holds 4); an honest round trains the genesis first
     co = stub_coalition(policy=AcceptancePolicy(min_batch_size=4, min_stratum=2))
+    assert run_round(co, co.hospitals[0]).state == "committed"
     co.hospitals[3].attack = Attack.TARGETED
     # Execute
     row = run_round(co, co.hospitals[3])
     # Assert: better on G and L, rejected on G's small findings; L's strata of one image are shown, not judged
     assert row.byzantine and (row.state, row.approvals, row.rejections) == ("rejected", 0, 2)
     for v in evidence(co, row.id):
-        assert v.candidate_global == pytest.approx(0.6) and v.head_global == pytest.approx(0.5)
-        assert v.reason == "G finding:small 0.100 is 0.400 below the head's 0.500 (tolerance 0.15)"
+        assert v.candidate_global == pytest.approx(0.7) and v.head_global == pytest.approx(0.6)
+        assert v.reason == "G finding:small 0.200 is 0.400 below the head's 0.600 (tolerance 0.15)"
         shown = {(s.set, s.name): s for s in v.strata}
         assert list(shown) == [
             ("G", "finding:small"),
@@ -190,13 +191,27 @@ def test_a_candidate_worse_on_small_findings_only_is_voted_down_naming_the_strat
         small = shown[("G", "finding:small")]
         assert (small.samples, small.candidate, small.head, small.judged, small.ok) == (
             2,
-            pytest.approx(0.1),
-            0.5,
+            pytest.approx(0.2),
+            pytest.approx(0.6),
             True,
             False,
         )
         assert shown[("G", "finding:large")].ok and shown[("G", "finding:large")].judged
         assert not shown[("L", "finding:small")].judged and shown[("L", "finding:small")].ok
+
+
+def test_strata_are_not_judged_against_the_untrained_genesis() -> None:
+    # the genesis' scores by stratum are the artefact of its initial bias: shown, never judged
+    co = stub_coalition(policy=AcceptancePolicy(min_batch_size=4, min_stratum=2))
+    co.hospitals[3].attack = Attack.TARGETED
+    row = run_round(co, co.hospitals[3])
+    assert row.state == "committed"
+    for v in evidence(co, row.id):
+        assert v.approve and not any(s.judged for s in v.strata)
+        assert {(s.name, round(s.candidate or 0, 3)) for s in v.strata if s.set == "G"} == {
+            ("finding:small", 0.1),
+            ("finding:large", 0.6),
+        }
 
 
 def test_strata_that_do_not_match_the_head_s_are_a_rejection_with_that_reason_in_the_evidence() -> None:
