@@ -34,6 +34,7 @@ from tclearn.coalition.backend import tensors
 from tclearn.learning.backdoor import backdoor_success
 from tclearn.learning.choices import FEDAVG_ONLY, KIND_OF_ATTACK, Attack, AttackKind
 from tclearn.ledger.localchain import open_chain
+from tclearn.records import VoteEvidence
 from tclearn.simulation.demo import DemoResult, DemoSettings, run_demo
 from tclearn.types import Variant
 
@@ -64,6 +65,27 @@ def backdoor_of(result: DemoResult) -> dict[str, float]:
     return {k: round(v, 4) for k, v in backdoor_success(model, co.global_test, roi_size=backend.training.patch).items()}
 
 
+def new_checks_only(result: DemoResult) -> int:
+    """Honest candidates rejected by votes none of which the G and L tolerances against the head alone (the rule
+    before drift and strata) would have cast: what the new checks cost honest work."""
+    honest = [c["id"] for c in result.summary["candidates"] if c["attack"] == "none" and c["state"] == "rejected"]
+    count = 0
+    for model_id in honest:
+        votes = [e for e in result.evidence.get(model_id, {}).values() if not e.approve]
+        if votes and all(old_rule_passes(e) for e in votes):
+            count += 1
+    return count
+
+
+def old_rule_passes(e: VoteEvidence) -> bool:
+    if e.candidate_global is None or e.candidate_local is None:
+        return False
+    return (
+        e.candidate_global >= e.head_global - e.tolerance_global
+        and e.candidate_local >= e.head_local - e.tolerance_local
+    )
+
+
 def one_run(settings: DemoSettings, chain: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as out, open_chain(chain, settings.accounts) as node:
         result = run_demo(settings, node, Path(out))
@@ -84,6 +106,7 @@ def one_run(settings: DemoSettings, chain: str) -> dict[str, Any]:
             "head_global": s["scores"]["coalition"],
             "seconds": s["seconds"],
         }
+        row["honest_rejected_by_new_checks_only"] = new_checks_only(result)
         if settings.mode == "fedavg":  # what the aggregates took in and left out
             committed = [c for c in s["candidates"] if c["state"] == "committed"]
             row["byzantine_contributions_committed"] = sum(c["byzantine_kept"] for c in committed)
@@ -117,6 +140,7 @@ def table(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "worst_ratio_to_clean": round(min(ratios), 3) if ratios else None,
             "honest_rejected": sum(r["honest_rejected"] for r in group),
             "honest_submitted": sum(r["honest_submitted"] for r in group),
+            "honest_rejected_by_new_checks_only": sum(r["honest_rejected_by_new_checks_only"] for r in group),
         }
         if mode == "fedavg":
             row["byzantine_contributions_committed"] = sum(r["byzantine_contributions_committed"] for r in group)
@@ -131,7 +155,7 @@ def table(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def targets(rows: Sequence[dict[str, Any]], runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     degradation = [r for r in rows if r["kind"] not in (AttackKind.BACKDOOR.value, AttackKind.COLLUSION.value)]
     incremental = [r for r in degradation if r["mode"] == "incremental"]
-    honest = [r for r in runs if r["attack"] != "none"]
+    honest = list(runs)  # every honest candidate, in runs with and without attackers
     submitted = sum(r["honest_submitted"] for r in honest)
     ratios = [r["worst_ratio_to_clean"] for r in rows if r["worst_ratio_to_clean"] is not None]
     backdoors = [r["worst_backdoor_success"] for r in rows if "worst_backdoor_success" in r]
@@ -143,6 +167,9 @@ def targets(rows: Sequence[dict[str, Any]], runs: Sequence[dict[str, Any]]) -> d
             "value": round(10 * sum(r["honest_rejected"] for r in honest) / max(1, submitted), 2),
             "target": 1,
         },
+        "honest_rejected_by_new_checks_only_per_10": round(
+            10 * sum(r["honest_rejected_by_new_checks_only"] for r in honest) / max(1, submitted), 2
+        ),
     }
 
 
