@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from tclearn.coalition.backend import tensors
-from tclearn.learning.attacks import backdoor_success
+from tclearn.learning.backdoor import backdoor_success
 from tclearn.learning.choices import FEDAVG_ONLY, KIND_OF_ATTACK, Attack, AttackKind
 from tclearn.ledger.localchain import open_chain
 from tclearn.simulation.demo import DemoResult, DemoSettings, run_demo
