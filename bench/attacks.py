@@ -94,7 +94,9 @@ def table(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     keys = sorted({(r["mode"], r["members"], r["attack"]) for r in runs if r["attack"] != "none"})
     for mode, members, attack in keys:
         group = [r for r in runs if (r["mode"], r["members"], r["attack"]) == (mode, members, attack)]
-        ratios = [r["head_global"] / clean[mode, members, r["seed"]] for r in group if clean.get((mode, members, r["seed"]))]
+        ratios = [
+            r["head_global"] / clean[mode, members, r["seed"]] for r in group if clean.get((mode, members, r["seed"]))
+        ]
         row: dict[str, Any] = {
             "mode": mode,
             "members": members,
