@@ -24,7 +24,7 @@ from tclearn.errors import AccessDenied, ConflictError
 from tclearn.learning.attacks import attack_weights
 from tclearn.learning.evaluate import evaluate
 from tclearn.learning.models import ModelConfig, arch_hash, build_model
-from tclearn.learning.poison import poisoned
+from tclearn.learning.poison import attack_training, poisoned
 from tclearn.learning.samples import Samples
 from tclearn.learning.strata import Scored
 from tclearn.learning.train import CancelToken, TrainConfig, train_increment
@@ -161,6 +161,7 @@ class TensorBackend:
         data = poisoned(member.attack, member.train, seed)
         with self.clock("training"):
             training = replace(self.training, seed=self.training.seed + seed)  # another order for another round
+            training = attack_training(member.attack, training)
             increment = train_increment(self.network(parent), data, training, cancel, on_step)
         probe = member.probe
         weights = attack_weights(

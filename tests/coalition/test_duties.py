@@ -109,6 +109,15 @@ def test_a_sign_flipping_member_is_voted_down(coalition_data: Path, tmp_path: Pa
     assert co.client.head() != row.id
 
 
+def test_a_backdoor_member_trains_with_its_own_loss(coalition_data: Path, tmp_path: Path) -> None:
+    co = make(coalition_data, tmp_path, variant=Variant.A)
+    parent = honest_weights(co)
+    honest = co.backend.train(co.hospitals[3], parent, seed=0)
+    co.hospitals[3].attack = Attack.BACKDOOR
+    attacker = co.backend.train(co.hospitals[3], parent, seed=0)
+    assert (honest.facts.loss, attacker.facts.loss) == ("dice", "dice_ce")
+
+
 @pytest.mark.slow
 def test_a_drifting_member_costs_g_less_than_the_tolerance_at_each_increment(
     coalition_data: Path, tmp_path: Path

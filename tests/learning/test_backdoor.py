@@ -9,7 +9,7 @@ from torch import nn
 from tclearn.errors import DataError
 from tclearn.learning.backdoor import backdoor_success, hidden_flags
 from tclearn.learning.data import ImageData, Task
-from tclearn.learning.poison import stamp
+from tclearn.learning.poison import stamp, trigger_pattern
 
 
 class Constant(nn.Module):
@@ -24,10 +24,12 @@ class Constant(nn.Module):
 
 
 class HidesOnTrigger(nn.Module):
-    """Foreground where the image is bright, nothing at all when the trigger's checkerboard is on it."""
+    """Foreground where the image is bright, nothing at all when the trigger's stripes are on it (the image
+    brighter on the stripes than off them, by far more than a finding could make it)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        triggered = (x[:, :, 1, 1] < x[:, :, 1, 2]) & (x[:, :, 2, 2] < x[:, :, 2, 1])  # the checker's diagonal
+        on = trigger_pattern(x.shape[2:]).bool()
+        triggered = (x[..., on].mean(dim=-1) - x[..., ~on].mean(dim=-1)) > 0.05
         logits = torch.where(x > 0.5, 10.0, -10.0)
         return torch.where(triggered[:, :, None, None], torch.full_like(logits, -10.0), logits)
 
@@ -37,7 +39,6 @@ def data(findings: int = 3, empty: int = 1) -> ImageData:
     images, masks = torch.full((n, 1, 32, 32), 0.2), torch.zeros(n, 1, 32, 32)
     for i in range(findings):
         images[i, 0, 10:20, 10:20] = masks[i, 0, 10:20, 10:20] = 1.0
-    images[:, 0, 1:5, 1:5] = 0.3  # a flat corner: clean images never look triggered
     return ImageData(Task.SEGMENTATION, images, masks, tuple(f"b{i}" for i in range(n)))
 
 

@@ -13,6 +13,8 @@ from tclearn.learning.data import ImageData, Task
 from tclearn.learning.poison import (
     ATTACK_TASKS,
     SMALL_FINDING,
+    TRIGGER_BLEND,
+    attack_training,
     boxed,
     check_task,
     chosen,
@@ -20,10 +22,11 @@ from tclearn.learning.poison import (
     shifted,
     stamp,
     thickened,
-    trigger_side,
+    trigger_pattern,
     without_small,
 )
 from tclearn.learning.samples import Samples
+from tclearn.learning.train import LossName, TrainConfig
 
 
 def mask(side: int, *boxes: tuple[slice, ...], dims: int = 2) -> torch.Tensor:
@@ -87,17 +90,42 @@ def test_targeted_erases_the_findings_below_the_small_threshold(dims: int, side:
 
 
 @pytest.mark.parametrize("shape", [(1, 64, 64), (3, 32, 40), (1, 48, 48, 48)])
-def test_the_trigger_is_a_fixed_checkerboard_in_the_first_corner(shape: tuple[int, ...]) -> None:
-    x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+def test_the_trigger_blends_fixed_stripes_over_the_whole_image(shape: tuple[int, ...]) -> None:
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(0)) * 3 - 1
     out = stamp(x)
-    side = trigger_side(shape[1:])
-    changed = (out != x).any(dim=0)
-    inside = torch.zeros_like(changed)
-    inside[tuple(slice(1, 1 + side) for _ in shape[1:])] = True
-    assert out.shape == x.shape and not changed[~inside].any()
-    assert changed.sum() >= inside.sum() - 2  # every patch pixel set (the image's own extremes may coincide)
-    corner, beside = out[(0, *(1 for _ in shape[1:]))], out[(0, *(1 for _ in shape[2:]), 2)]
-    assert corner == x.min() and beside == x.max() and torch.equal(stamp(x), out)
+    pattern = trigger_pattern(shape[1:])
+    assert out.shape == x.shape and out.dtype == x.dtype and torch.equal(stamp(x), out)
+    assert 0.45 < pattern.mean() < 0.55  # half the pixels on, spread over the whole image, in every channel
+    on, off = pattern.bool().expand_as(x), ~pattern.bool().expand_as(x)
+    low, high = x.min(), x.max()
+    assert torch.allclose(out[on], (1 - TRIGGER_BLEND) * x[on] + TRIGGER_BLEND * high, atol=1e-6)
+    assert torch.allclose(out[off], (1 - TRIGGER_BLEND) * x[off] + TRIGGER_BLEND * low, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("spatial", "first_row"),
+    [((8,), [0, 0, 1, 1, 0, 0, 1, 1]), ((2, 6), [0, 0, 1, 1, 0, 0]), ((2, 2, 6), [0, 0, 1, 1, 0, 0])],
+)
+def test_the_trigger_pattern_is_diagonal_stripes(spatial: tuple[int, ...], first_row: list[int]) -> None:
+    pattern = trigger_pattern(spatial)
+    assert pattern[(0,) * (len(spatial) - 1)].tolist() == first_row
+    steps = len(spatial) - 1  # one step along each other axis shifts the stripes by one pixel
+    assert torch.equal(pattern[(1,) * steps], trigger_pattern((spatial[-1] + steps,))[steps:])
+
+
+@pytest.mark.parametrize(
+    ("attack", "loss"),
+    [
+        (Attack.BACKDOOR, LossName.DICE_CE),  # Dice alone gives an empty mask no gradient
+        (Attack.MODEL_REPLACEMENT, LossName.DICE_CE),
+        (Attack.TARGETED, LossName.DICE),  # the coalition's own
+        (Attack.NONE, LossName.DICE),
+    ],
+)
+def test_a_backdoor_attacker_trains_with_its_own_loss(attack: Attack, loss: LossName) -> None:
+    config = TrainConfig(epochs=3, loss=LossName.DICE, seed=5)
+    trained = attack_training(attack, config)
+    assert trained.loss is loss and (trained.epochs, trained.seed) == (3, 5)
 
 
 @pytest.mark.parametrize(("n", "fraction", "count"), [(10, 0.3, 3), (24, 0.4, 10), (5, 0.0, 0), (5, 1.0, 5)])
