@@ -232,7 +232,8 @@ class VoteEvidence(Record):
     local_metric: str = ""  # the metric on L: `metric`, or recall / specificity for a set of one class ("": metric)
     strata: tuple[StratumVerdict, ...] = ()  # every stratum of G and L, compared (none where not scored)
     best_global: float | None = None  # the best G score of the committed lineage (the drift bound's reference)
-    max_drift: float | None = None  # how far below it the candidate may fall on G
+    proposer_change: float | None = None  # what the proposer's committed increments changed G by, in all
+    max_drift: float | None = None  # how far below the best the candidate may fall on G, or the proposer walk it
     policy: str = ""  # the sha256 of the acceptance policy applied ("": written before policies were declared)
     schema: int = SCHEMA
 

@@ -120,3 +120,19 @@ def test_a_stored_policy_out_of_range_is_refused_by_name(field: str, value: obje
     raw = POLICY.to_json() | {field: value}
     with pytest.raises(ConfigError, match=field):
         AcceptancePolicy.parse(json.dumps(raw).encode())
+
+
+@pytest.mark.parametrize(
+    ("change", "candidate", "approve"),
+    [
+        (0.0, 0.79, True),  # no history: the head's tolerance alone
+        (-0.02, 0.79, True),  # -0.03 in all: within 0.05
+        (-0.03, 0.77, False),  # -0.06 in all, though within 0.03 of the head and 0.05 of the best
+        (0.10, 0.78, True),  # a proposer whose work raised G may lose a little
+        (-0.04, 0.82, True),  # an improvement is never held against it
+    ],
+)
+def test_a_proposer_may_not_walk_g_down_beyond_the_drift_bound(change: float, candidate: float, approve: bool) -> None:
+    verdict, reason = POLICY.verdict(Scores(candidate, 0.7), Scores(0.8, 0.7), 0.8, proposer_change=change)
+    assert verdict is approve
+    assert approve or "its proposer's committed increments and this one change G by" in reason

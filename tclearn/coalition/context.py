@@ -10,7 +10,7 @@ from typing import Any
 
 from tclearn.coalition.backend import ModelBackend, tensors
 from tclearn.coalition.hospital import Clock, Hospital
-from tclearn.coalition.policy import AcceptancePolicy, Scores
+from tclearn.coalition.policy import AcceptancePolicy, Lineage, Scores
 from tclearn.errors import NotFoundError
 from tclearn.learning.samples import Samples
 from tclearn.learning.train import TrainConfig
@@ -33,7 +33,7 @@ class Coalition:
     hospitals: list[Hospital]
     directory: ChainDirectory
     head_scores: dict[tuple[str, int], Scores] = field(default_factory=dict)  # (validator, model id) -> scores
-    lineage_best: dict[tuple[str, int], float] = field(default_factory=dict)  # (validator, head) -> best G to it
+    lineage: dict[tuple[str, int], Lineage] = field(default_factory=dict)  # (validator, head) -> its lineage
 
     @property
     def clock(self) -> Clock:

@@ -18,7 +18,7 @@ that every validator applies the same rules and an auditor can read which. Its c
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from tclearn.errors import ConfigError
@@ -39,6 +39,21 @@ class Stratum(Record):
     @property
     def key(self) -> tuple[str, str]:
         return self.set, self.name
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """What a validator measured along the committed lineage up to a head: the best G score, and each proposer's
+    committed increments' change of G in all (address -> sum of G(model) - G(its parent))."""
+
+    best: float
+    changes: Mapping[str, float] = field(default_factory=dict)
+
+    def then(self, proposer: str, score: float, parent_score: float) -> Lineage:
+        """The lineage once `proposer`'s model, scoring `score` on G over its parent's `parent_score`, commits."""
+        changes = dict(self.changes)
+        changes[proposer] = changes.get(proposer, 0.0) + score - parent_score
+        return Lineage(max(self.best, score), changes)
 
 
 @dataclass(frozen=True)
@@ -120,17 +135,25 @@ class AcceptancePolicy(Record):
         ]
 
     def verdict(
-        self, candidate: Scores | None, head: Scores, best_global: float | None = None, *, genesis: bool = False
+        self,
+        candidate: Scores | None,
+        head: Scores,
+        best_global: float | None = None,
+        *,
+        genesis: bool = False,
+        proposer_change: float = 0.0,
     ) -> tuple[bool, str]:
         """Approve or not, and why (every check that fails, in order); a candidate without scores (it could not be
         opened) is rejected. `best_global`: the best G score of the lineage's committed models (None: the head's).
+        `proposer_change`: what the proposer's committed increments changed G by in all, as this validator
+        measured them (the candidate's own change added, it may not fall below -`max_drift`).
         `genesis`: the head is the untrained genesis, whose scores by stratum are the artefact of its initial bias
         (an untrained classifier that calls every case positive has a recall of 1 on positives): they are shown,
         not judged."""
         if candidate is None:
             return False, "the candidate could not be scored"
         best = head.global_ if best_global is None else best_global
-        problems = self.problems(candidate, head, best, genesis=genesis)
+        problems = self.problems(candidate, head, best, genesis=genesis, proposer_change=proposer_change)
         if problems:
             return False, "; ".join(problems)
         return True, "not worse than the head beyond tolerance, on G, L and every stratum, nor drifted"
@@ -140,8 +163,17 @@ class AcceptancePolicy(Record):
     ) -> bool:
         return self.verdict(candidate, head, best_global, genesis=genesis)[0]
 
-    def problems(self, candidate: Scores, head: Scores, best_global: float, *, genesis: bool = False) -> list[str]:
+    def problems(
+        self,
+        candidate: Scores,
+        head: Scores,
+        best_global: float,
+        *,
+        genesis: bool = False,
+        proposer_change: float = 0.0,
+    ) -> list[str]:
         """What the candidate fails, one line per check."""
+        walked = proposer_change + candidate.global_ - head.global_
         found = [
             problem
             for problem in (
@@ -149,6 +181,12 @@ class AcceptancePolicy(Record):
                 fall("L", candidate.local, head.local, self.tolerance_local, "the head"),
                 fall(
                     "G", candidate.global_, max(best_global, head.global_), self.max_drift, "the best committed model"
+                ),
+                None  # a proposer whose committed increments cost G so far may not walk it down further
+                if proposer_change >= 0 or walked >= -self.max_drift
+                else (
+                    f"its proposer's committed increments and this one change G by {walked:.3f} in all "
+                    f"(tolerance {self.max_drift:g})"
                 ),
             )
             if problem

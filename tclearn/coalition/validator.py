@@ -13,7 +13,7 @@ from typing import Any
 from tclearn.coalition.blobs import get_record, put_record
 from tclearn.coalition.context import Coalition, Hospital
 from tclearn.coalition.fedavg import verify_aggregate
-from tclearn.coalition.policy import Scores, Stratum
+from tclearn.coalition.policy import Lineage, Scores, Stratum
 from tclearn.errors import TclearnError
 from tclearn.learning.evaluate import headline_metric, set_metric
 from tclearn.ledger.client import VoteOutcome
@@ -31,6 +31,7 @@ class Assessment:
     head: Scores
     reason: str
     best_global: float | None = None  # the best G score of the head's lineage, as this validator measured it
+    proposer_change: float | None = None  # what the proposer's committed increments changed G by, in all
 
 
 def scores_of(co: Coalition, validator: Hospital, model: Any, ref: str) -> Scores:
@@ -52,24 +53,31 @@ def head_scores(co: Coalition, validator: Hospital, model_id: int) -> Scores:
     return co.head_scores[key]
 
 
-def lineage_best(co: Coalition, validator: Hospital, head_id: int) -> float:
-    """The best G score among the committed models from genesis to `head_id`, as this validator measures them
-    (each scored once; the best of each head is kept, so that a vote walks back only to the last head seen)."""
-    walked: list[int] = []
+def lineage_of(co: Coalition, validator: Hospital, head_id: int) -> Lineage:
+    """The committed lineage from genesis to `head_id` as this validator measures it (`Lineage`: the best G, each
+    proposer's change of G in all); every model scored once, the lineage of each head kept, so that a vote walks
+    back only to the last head this validator saw."""
+    walked: list[ModelRecord] = []
     model_id: int | None = head_id
-    while model_id is not None and (validator.address, model_id) not in co.lineage_best:
-        walked.append(model_id)
-        model_id = co.client.get_model(model_id, with_uri=False).parent_id if model_id != GENESIS else None
-    best = co.lineage_best[(validator.address, model_id)] if model_id is not None else float("-inf")
-    for ancestor in reversed(walked):
-        best = max(best, head_scores(co, validator, ancestor).global_)
-        co.lineage_best[(validator.address, ancestor)] = best
-    return best
+    while model_id is not None and (validator.address, model_id) not in co.lineage:
+        record = co.client.get_model(model_id, with_uri=False)
+        walked.append(record)
+        model_id = record.parent_id if model_id != GENESIS else None
+    lineage = co.lineage[(validator.address, model_id)] if model_id is not None else Lineage(float("-inf"))
+    for record in reversed(walked):
+        score = head_scores(co, validator, record.id).global_
+        if record.id == GENESIS:
+            lineage = Lineage(score)
+        else:
+            lineage = lineage.then(record.proposer, score, head_scores(co, validator, record.parent_id).global_)
+        co.lineage[(validator.address, record.id)] = lineage
+    return lineage
 
 
 def assess(co: Coalition, validator: Hospital, candidate: ModelRecord) -> Assessment:
     head = head_scores(co, validator, candidate.parent_id)
-    best = lineage_best(co, validator, candidate.parent_id)
+    lineage = lineage_of(co, validator, candidate.parent_id)
+    best = lineage.best
     model_hash = candidate.model_hash.hex()
     try:
         metadata = get_record(co, candidate.metadata_hash.hex(), CandidateMetadata)
@@ -83,8 +91,15 @@ def assess(co: Coalition, validator: Hospital, candidate: ModelRecord) -> Assess
             return Assessment(False, None, head, problem, best)
     scores = scores_of(co, validator, model, model_hash)
     co.head_scores[(validator.address, candidate.id)] = scores  # if it commits, it is the next head
-    approve, reason = co.policy.verdict(scores, head, best, genesis=candidate.parent_id == GENESIS)
-    return Assessment(approve, scores, head, reason, best)
+    change = lineage.changes.get(candidate.proposer, 0.0)
+    approve, reason = co.policy.verdict(
+        scores,
+        head,
+        best,
+        genesis=candidate.parent_id == GENESIS,
+        proposer_change=change,
+    )
+    return Assessment(approve, scores, head, reason, best, change)
 
 
 def metric_name(co: Coalition) -> str:
@@ -109,6 +124,7 @@ def evidence_of(co: Coalition, validator: Hospital, candidate: ModelRecord, a: A
         local_metric=set_metric(validator.local_test),
         strata=co.policy.stratum_verdicts(a.candidate, a.head, genesis=candidate.parent_id == GENESIS),
         best_global=a.best_global,
+        proposer_change=a.proposer_change,
         max_drift=co.policy.max_drift,
         policy=co.policy.sha256(),
     )

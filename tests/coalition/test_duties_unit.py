@@ -443,7 +443,23 @@ def test_a_drifting_member_is_stopped_by_the_lineage_not_by_its_parent(
         assert not shown.approve and "below the best committed model's 0.500 (tolerance 0.05)" in shown.reason
         assert "below the head's" not in shown.reason  # against its parent alone it would pass
         assert (shown.best_global, shown.max_drift, shown.policy) == (pytest.approx(0.5), 0.05, co.policy.sha256())
-    assert validator_duty.lineage_best(co, co.hospitals[0], co.client.head()) == pytest.approx(0.5)
+    assert validator_duty.lineage_of(co, co.hospitals[0], co.client.head()).best == pytest.approx(0.5)
+
+
+def test_a_member_drifting_between_honest_commits_is_stopped_by_its_own_cumulative_change() -> None:
+    # Prepare: honest increments raise G by 0.1, the drifter's each cost 0.028 — never 0.05 below the best
+    co = stub_coalition()
+    co.hospitals[3].attack = Attack.DRIFT
+    # Execute
+    rows = [run_round(co, co.hospitals[i]) for i in (0, 3, 1, 3)]
+    # Assert: its second drift step walks G down by 0.056 in all: rejected, though within 0.05 of the best
+    assert [r.state for r in rows] == ["committed", "committed", "committed", "rejected"]
+    for v in evidence(co, rows[3].id):
+        assert not v.approve and v.proposer_change == pytest.approx(-0.028)
+        assert v.reason == "its proposer's committed increments and this one change G by -0.056 in all (tolerance 0.05)"
+    lineage = validator_duty.lineage_of(co, co.hospitals[0], co.client.head())
+    assert lineage.changes[co.hospitals[3].address] == pytest.approx(-0.028)
+    assert lineage.changes[co.hospitals[1].address] == pytest.approx(0.1)
 
 
 def test_the_lineage_best_is_walked_once_per_validator() -> None:
@@ -454,9 +470,9 @@ def test_the_lineage_best_is_walked_once_per_validator() -> None:
     calls: list[int] = []
     co.client.get_model = lambda i, **kw: calls.append(i) or reads(i, **kw)  # type: ignore[method-assign]
     first = co.hospitals[3]
-    assert validator_duty.lineage_best(co, first, co.client.head()) == pytest.approx((GENESIS_W + 3) / 10)
+    assert validator_duty.lineage_of(co, first, co.client.head()).best == pytest.approx((GENESIS_W + 3) / 10)
     walked = len(calls)
-    assert validator_duty.lineage_best(co, first, co.client.head()) == pytest.approx((GENESIS_W + 3) / 10)
+    assert validator_duty.lineage_of(co, first, co.client.head()).best == pytest.approx((GENESIS_W + 3) / 10)
     assert len(calls) == walked  # cached
 
 
