@@ -314,6 +314,16 @@ def test_demo_refuses_what_it_cannot_do(tmp_path: Path) -> None:
     (data / "st-mary").mkdir()
     with pytest.raises(NotFoundError, match=r"missing: .*global/images.*st-luke/train/images"):
         invoke("demo", "--data", str(data), "--members", "2", "--out", str(tmp_path))
+    with pytest.raises(ConfigError, match=r"2 attacks for 1 Byzantine members: .*\(--byzantine 2\)"):
+        invoke("demo", "--attack", "drift", "--attack", "targeted", "--out", str(tmp_path))
+    with pytest.raises(ConfigError, match="the little_is_enough attack needs FedAvg rounds"):
+        invoke("demo", "--attack", "little_is_enough", "--out", str(tmp_path))
+    (tmp_path / "policy.json").write_text('{"max_drift": 3}')
+    with pytest.raises(ConfigError, match=r"policy\.json is no acceptance policy: .*max_drift"):
+        invoke("demo", "--policy", str(tmp_path / "policy.json"), "--out", str(tmp_path))
+    invoke("coalition", "policy", "--set", "aggregator=trimmed_mean", "--out", str(tmp_path / "policy.json"))
+    with pytest.raises(ConfigError, match="--aggregator median contradicts the policy file's aggregator trimmed_mean"):
+        invoke("demo", "--policy", str(tmp_path / "policy.json"), "--aggregator", "median", "--out", str(tmp_path))
 
 
 def test_module_entry_point_help() -> None:
