@@ -22,7 +22,7 @@ from tclearn.errors import DataError
 from tclearn.learning.data import Task
 from tclearn.learning.evaluate import drop_specks, evaluate, outputs, segmentation_masks
 from tclearn.learning.poison import stamp
-from tclearn.learning.samples import Derived, Samples
+from tclearn.learning.samples import Samples, derived
 
 HIDDEN_BELOW = 0.1
 
@@ -45,7 +45,7 @@ def backdoor_success(model: nn.Module, data: Samples, roi_size: Sequence[int] | 
     """`success`, `base_rate`, `dice` and `samples` of `model` on the segmentation set `data` (module docstring)."""
     if data.task is not Task.SEGMENTATION:
         raise DataError(f"backdoor success is measured on segmentation data, not {data.task.value}")
-    triggered = Derived(data, lambda x, y: (stamp(x), y))  # the same items, the trigger on every image
+    triggered = derived(data, lambda x, y: (stamp(x), y))  # the same items, the trigger on every image
     on_trigger, clean = _hidden(model, triggered, roi_size), _hidden(model, data, roi_size)
     if not clean:
         raise DataError(f"none of the {len(data)} images holds a finding: there is nothing a backdoor could hide")

@@ -1,7 +1,7 @@
 """Data attacks of a simulated member: its training data changed before honest training. Simulation only.
 
 Each mask transform is a pure function of one mask `(1, *spatial)` (2-D pixels or 3-D voxels alike), and
-`poisoned` applies the member's attack lazily, item by item as the data is read (`Derived`, `Named`):
+`poisoned` applies the member's attack lazily, item by item as the data is read (`derived`, `Named`):
 
 - **targeted** — every finding (connected component) smaller than `SMALL_FINDING[dims]` of the image erased
   from the masks: 3 % of the pixels in 2-D (a disc of radius under 9.8 % of the side), 0.39 % of the voxels

@@ -75,47 +75,6 @@ def first_pair(data: Samples) -> Pair:
     return x.unsqueeze(0), y.unsqueeze(0)
 
 
-class _Mapped(Dataset[Pair]):
-    def __init__(self, base: Dataset[Pair], fn: PairMap) -> None:
-        self.base, self.fn = base, fn
-
-    def __len__(self) -> int:
-        return len(self.base)  # type: ignore[arg-type]
-
-    def __getitem__(self, index: int) -> Pair:
-        x, y = self.base[index]
-        return self.fn(x, y)
-
-
-@dataclass(frozen=True)
-class Derived:
-    """`base`'s items with `fn` applied to each `(x, y)` pair as it is read."""
-
-    base: Samples
-    fn: PairMap
-
-    @property
-    def task(self) -> Task:
-        return self.base.task
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return self.base.names
-
-    @property
-    def classes(self) -> tuple[str, ...]:
-        return self.base.classes
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def dataset(self) -> Dataset[Pair]:
-        return _Mapped(self.base.dataset(), self.fn)
-
-    def subset(self, indices: Sequence[int]) -> Samples:
-        return Derived(self.base.subset(indices), self.fn)
-
-
 class _NamedMapped(Dataset[Pair]):
     def __init__(self, base: Dataset[Pair], names: tuple[str, ...], fn: NamedPairMap) -> None:
         self.base, self.names, self.fn = base, names, fn
@@ -158,9 +117,14 @@ class Named:
         return Named(self.base.subset(indices), self.fn)
 
 
+def derived(data: Samples, fn: PairMap) -> Samples:
+    """`data`'s items with `fn` applied to each `(x, y)` pair as it is read."""
+    return Named(data, lambda _name, x, y: fn(x, y))
+
+
 def relabelled(data: Samples, fn: Callable[[torch.Tensor], torch.Tensor]) -> Samples:
     """`data` with every target mapped by `fn` (inputs untouched)."""
-    return Derived(data, lambda x, y: (x, fn(y)))
+    return derived(data, lambda x, y: (x, fn(y)))
 
 
 def augmented(data: Samples, transform: Callable[[dict[str, Any]], dict[str, Any]]) -> Samples:
@@ -178,7 +142,7 @@ def augmented(data: Samples, transform: Callable[[dict[str, Any]], dict[str, Any
         image = torch.as_tensor(item["image"]).float()
         return image.contiguous(), (torch.as_tensor(item["label"]).float().contiguous() if segmentation else y)
 
-    return Derived(data, apply)
+    return derived(data, apply)
 
 
 @dataclass(frozen=True)
