@@ -67,6 +67,8 @@ bench: dev chain-tools
 	$(PY) bench/coalition.py
 	$(PY) bench/services.py
 	$(PY) bench/he.py
+	$(PY) bench/update_sizes.py
+	$(PY) bench/attacks.py
 
 clean:
 	rm -rf $(VENV) $(NODE_MODULES) .pytest_cache .mypy_cache .ruff_cache out

@@ -119,13 +119,13 @@ def one_run(settings: DemoSettings, chain: str) -> dict[str, Any]:
 def table(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (mode, n, attack) over the seeds, each attacked run against its clean twin."""
     clean = {(r["mode"], r["members"], r["seed"]): r["head_global"] for r in runs if r["attack"] == "none"}
+    # The same run with the attackers absent: every sign-flipped candidate or contribution is refused by the update
+    # bound, so the Byzantine members add nothing (the clean run has their honest work besides).
+    absent = {(r["mode"], r["members"], r["seed"]): r["head_global"] for r in runs if r["attack"] == "sign_flip"}
     rows = []
     keys = sorted({(r["mode"], r["members"], r["attack"]) for r in runs if r["attack"] != "none"})
     for mode, members, attack in keys:
         group = [r for r in runs if (r["mode"], r["members"], r["attack"]) == (mode, members, attack)]
-        ratios = [
-            r["head_global"] / clean[mode, members, r["seed"]] for r in group if clean.get((mode, members, r["seed"]))
-        ]
         row: dict[str, Any] = {
             "mode": mode,
             "members": members,
@@ -137,7 +137,8 @@ def table(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "committed": sum(r["committed"] for r in group),
             "refused_by_general": sum(r["refused_by_general"] for r in group),
             "head_global": round(statistics.mean(r["head_global"] for r in group), 4),
-            "worst_ratio_to_clean": round(min(ratios), 3) if ratios else None,
+            "worst_ratio_to_clean": worst_ratio(group, clean),
+            "worst_ratio_to_absent": worst_ratio(group, absent),
             "honest_rejected": sum(r["honest_rejected"] for r in group),
             "honest_submitted": sum(r["honest_submitted"] for r in group),
             "honest_rejected_by_new_checks_only": sum(r["honest_rejected_by_new_checks_only"] for r in group),
@@ -152,16 +153,25 @@ def table(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def worst_ratio(group: Sequence[dict[str, Any]], reference: dict[tuple[str, int, int], float]) -> float | None:
+    ratios = [
+        r["head_global"] / reference[key] for r in group if reference.get(key := (r["mode"], r["members"], r["seed"]))
+    ]
+    return round(min(ratios), 3) if ratios else None
+
+
 def targets(rows: Sequence[dict[str, Any]], runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     degradation = [r for r in rows if r["kind"] not in (AttackKind.BACKDOOR.value, AttackKind.COLLUSION.value)]
     incremental = [r for r in degradation if r["mode"] == "incremental"]
     honest = list(runs)  # every honest candidate, in runs with and without attackers
     submitted = sum(r["honest_submitted"] for r in honest)
     ratios = [r["worst_ratio_to_clean"] for r in rows if r["worst_ratio_to_clean"] is not None]
+    absent = [r["worst_ratio_to_absent"] for r in rows if r["worst_ratio_to_absent"] is not None]
     backdoors = [r["worst_backdoor_success"] for r in rows if "worst_backdoor_success" in r]
     return {
         "poisoned_commits_degradation_incremental": {"value": sum(r["committed"] for r in incremental), "target": 0},
         "worst_ratio_to_clean_head": {"value": min(ratios) if ratios else None, "target": 0.97},
+        "worst_ratio_to_attacker_absent_head": min(absent) if absent else None,
         "worst_backdoor_success": {"value": max(backdoors) if backdoors else None, "target": 0.10},
         "honest_rejected_per_10": {
             "value": round(10 * sum(r["honest_rejected"] for r in honest) / max(1, submitted), 2),
