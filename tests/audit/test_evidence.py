@@ -26,8 +26,10 @@ EVIL = "<script>alert('x')</script>"
 
 @pytest.fixture(scope="module")
 def targeted() -> tuple[LedgerHistory, BlobStore, int]:
-    """A stub coalition whose only round is a targeted candidate, rejected on G's small findings."""
+    """A stub coalition whose second round is a targeted candidate, rejected on G's small findings (the first, an
+    honest one, trains the genesis: strata are not judged against an untrained model)."""
     co = stub_coalition(policy=AcceptancePolicy(min_batch_size=4, min_stratum=2))
+    assert run_round(co, co.hospitals[0]).state == "committed"
     co.hospitals[3].attack = Attack.TARGETED
     row = run_round(co, co.hospitals[3])
     assert row.state == "rejected"
@@ -37,7 +39,7 @@ def targeted() -> tuple[LedgerHistory, BlobStore, int]:
 def test_every_vote_s_evidence_is_read_back(targeted: tuple[LedgerHistory, BlobStore, int]) -> None:
     history, store, model_id = targeted
     evidence = all_evidence(store, history)
-    assert set(evidence) == {model_id}  # genesis has no votes
+    assert set(evidence) == {1, model_id}  # genesis has no votes
     votes = history.candidates[model_id].votes
     assert set(evidence[model_id]) == {v.validator for v in votes}
     assert all(e.candidate == model_id and not e.approve for e in evidence[model_id].values())
@@ -53,14 +55,14 @@ def test_the_model_view_shows_each_vote_s_reason_and_strata(targeted: tuple[Ledg
     history, store, model_id = targeted
     view = model_json(history, model_id, [], votes_evidence(store, history.candidates[model_id]))
     for vote in view["votes"]:
-        assert vote["reason"].startswith("G finding:small 0.100 is 0.400 below the head's 0.500")
+        assert vote["reason"].startswith("G finding:small 0.200 is 0.400 below the head's 0.600")
         assert [(s["set"], s["name"], s["outcome"]) for s in vote["strata"]] == [
             ("G", "finding:small", "fails"),
             ("G", "finding:large", "ok"),
             ("L", "finding:small", "not judged"),
             ("L", "finding:large", "not judged"),
         ]
-        assert vote["strata"][0]["candidate"] == pytest.approx(0.1) and vote["strata"][0]["head"] == 0.5
+        assert vote["strata"][0]["candidate"] == pytest.approx(0.2) and vote["strata"][0]["head"] == pytest.approx(0.6)
     bare = model_json(history, model_id, [])  # without evidence: no reason, no strata
     assert all(v["reason"] is None and v["strata"] == [] for v in bare["votes"])
 
@@ -76,12 +78,13 @@ def test_the_report_shows_a_table_of_strata_per_vote(
     )
     html = write_report(tmp_path, history, {}, evidence=evidence).read_text()
     assert "<h2>Votes by stratum</h2>" in html and f"<h3>Model {model_id}</h3>" in html
-    assert html.count('<details class="vote">') == len(history.candidates[model_id].votes)
+    votes = len(history.candidates[1].votes) + len(history.candidates[model_id].votes)
+    assert html.count('<details class="vote">') == votes
     assert (
-        '<td>finding:small</td><td>2</td><td>0.100</td><td>0.500</td><td>0.15</td><td><span class="failed">fails'
+        '<td>finding:small</td><td>2</td><td>0.200</td><td>0.600</td><td>0.15</td><td><span class="failed">fails'
         in html
     )
-    assert '<td>finding:large</td><td>2</td><td>0.600</td><td>0.500</td><td>0.15</td><td><span class="ok">ok' in html
+    assert '<td>finding:large</td><td>2</td><td>0.700</td><td>0.600</td><td>0.15</td><td><span class="ok">ok' in html
     assert "not judged" in html
     assert EVIL not in html and escape(EVIL) in html  # the reason and the names are escaped
     assert "<td>—</td>" in html  # a score the candidate has not
