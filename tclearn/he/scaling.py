@@ -42,6 +42,9 @@ up into noise."""
 DIGITS = 9
 FLAT = 1e-6
 """A column's variance on [-1, 1] below which it is constant: CKKS noise in the moments is about 1e-7."""
+NARROW = 1e-5
+"""A column's clip bounds closer than this (a share of its magnitude) are one value: the bounds travel divided by
+the magnitude, with CKKS noise of about 1e-7, so a constant column's bounds differ by noise, not by data."""
 
 
 @dataclass(frozen=True)
@@ -163,9 +166,10 @@ def bounds_from(total: np.ndarray, divisor: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def unit_map(low: np.ndarray, high: np.ndarray, divisor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(middle, half-width) mapping [low, high] onto [-1, 1] (a column with low == high: its magnitude)."""
+    """(middle, half-width) mapping [low, high] onto [-1, 1] (a column whose bounds are one value up to the noise,
+    `NARROW`: its magnitude, so that its moments on [-1, 1] show whether it varies at all)."""
     half = (high - low) / 2
-    return (high + low) / 2, np.where(half > 0, half, divisor)
+    return (high + low) / 2, np.where(half > NARROW * divisor, half, divisor)
 
 
 def site_moments(x: np.ndarray, rows: int, middle: np.ndarray, half: np.ndarray, clip: bool) -> np.ndarray:

@@ -15,7 +15,7 @@ from tclearn.he import model as plain
 from tclearn.he.client import LocalSupervisorClient
 from tclearn.he.context import Ciphertexts
 from tclearn.he.duties import agree_scaling, range_problem, refresh, train_model
-from tclearn.he.scaling import CLIP, Scaling, pooled_scaling
+from tclearn.he.scaling import CLIP, Scaling, combine, pooled_scaling
 from tclearn.he.supervisor import Supervisor
 from tests.he.conftest import Keys
 
@@ -73,6 +73,20 @@ def test_one_outlier_does_not_set_the_scale() -> None:
     naive = pooled_scaling(["a", "b"], tables, robust=False, whiten=False)
     assert robust.scale[0] == pytest.approx(10.0, rel=0.15)
     assert naive.scale[0] > 1000.0
+
+
+def test_a_constant_column_is_refused_whatever_the_noise_of_the_encrypted_sums() -> None:
+    """CKKS sums carry ~1e-7 of noise: a constant column's clip bounds then differ by noise, which must not pass
+    for a spread (it once did, about 1 run in 40); a rare flag (1 % quantile == 99 % quantile) is still kept."""
+    rng = np.random.default_rng(3)
+    columns = ["age", "sodium", "flag"]
+    noisy = lambda parts, _: np.sum(parts, axis=0) + rng.normal(scale=3e-7, size=np.shape(parts[0]))  # noqa: E731
+    for _ in range(60):
+        tables = [np.column_stack([rng.normal(60, 9, 96), np.full(96, 7.0), np.zeros(96)]) for _ in range(3)]
+        with pytest.raises(DataError, match=r"'sodium', 'flag' hold the same value"):
+            combine(columns, tables, noisy)
+        tables[1][:1, 1:] = 8.0, 1.0  # one row of one site differs: a rare value, not a constant
+        assert combine(columns, tables, noisy).scale[2] > 0
 
 
 def test_a_column_constant_at_every_site_is_named_and_one_site_alone_is_refused(
