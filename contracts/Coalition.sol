@@ -4,6 +4,10 @@ pragma solidity ^0.8.24;
 /// @title Coalition — the ledger of a tclearn trusted coalition.
 /// @notice Records every model increment (by hash), the randomly drawn general that checks it, and the
 ///         validators' votes; commits a candidate once two thirds of the eligible validators approve.
+///         Version 2: no admin. Founders are set at deployment; afterwards every change to the coalition
+///         (admitting, re-roling or removing a member, the parameters and policy, the supervisor) is a
+///         proposal executed once two thirds of the active members approve before its deadline. Votes may
+///         be signed off chain (EIP-712) and carried to the contract in one `decide` transaction.
 ///         Model blobs live off-chain; their URI is emitted in `Submitted`, never stored, to keep a
 ///         submission cheap. Every state change emits an event, so history can be rebuilt from logs.
 /// @dev Compiled for the `paris` EVM (no PUSH0) so that Ganache, Anvil and py-evm all run it.
@@ -26,15 +30,15 @@ contract Coalition {
         uint16 index; // bit position in the vote bitmaps, fixed for life
         uint48 validatorSince; // first model id this account may vote on
         uint40 joinedAt;
+        uint32 memberSince; // first proposal id this account may ballot on
         bytes32 encryptionKey; // X25519 public key
         string name;
     }
 
-    /// @dev Two hashes plus ONE packed slot: proposer and general are member indices (uint16), so a vote
-    ///      reads and rewrites a single slot. The URI is in the Submitted event only.
+    /// @dev The hash plus ONE packed slot: proposer and general are member indices (uint16), so a vote
+    ///      reads and rewrites a single slot. The URI and the metadata hash are in the Submitted event only.
     struct Model {
         bytes32 modelHash;
-        bytes32 metadataHash;
         uint48 parentId;
         uint16 proposer;
         uint16 general;
@@ -49,7 +53,6 @@ contract Coalition {
     /// @dev What getModel returns: the stored model with member indices resolved to addresses.
     struct ModelView {
         bytes32 modelHash;
-        bytes32 metadataHash;
         address proposer;
         uint256 parentId;
         State state;
@@ -63,11 +66,86 @@ contract Coalition {
 
     uint16 private constant NO_MEMBER = type(uint16).max;
 
+    // ---- governance types -----------------------------------------------------------------------
+    uint8 public constant ADMIT = 1; // action: abi.encode(address account, uint8 roles, bytes32 key, string name)
+    uint8 public constant SET_ROLES = 2; // action: abi.encode(address account, uint8 roles)
+    uint8 public constant REMOVE = 3; // action: abi.encode(address account)
+    uint8 public constant SET_PARAMETERS = 4; // action: abi.encode(Parameters)
+    uint8 public constant ROTATE_SUPERVISOR = 5; // action: abi.encode(address from, address to)
+
+    enum ProposalState { None, Pending, Executed, Rejected }
+
+    /// @dev The action itself is in the Proposed event only; storage keeps its hash, and `execute` is given
+    ///      the action again. One slot besides the hash.
+    struct Proposal {
+        bytes32 actionHash;
+        uint8 kind;
+        ProposalState state;
+        uint16 proposer;
+        uint16 eligible;
+        uint16 approvals;
+        uint16 rejections;
+        uint40 deadline;
+    }
+
+    struct ProposalView {
+        bytes32 actionHash;
+        uint8 kind;
+        ProposalState state;
+        address proposer;
+        uint16 eligible;
+        uint16 approvals;
+        uint16 rejections;
+        uint64 deadline;
+    }
+
+    /// @notice What the coalition sets by proposal besides its members (and at founding).
+    struct Parameters {
+        bytes32 policyHash; // sha256 of the acceptance policy record every validator applies
+        bytes32 globalTestSetHash;
+        uint64 generalTimeout;
+        uint64 votingTimeout;
+        uint64 proposalTimeout;
+        uint16 minValidators; // a removal or re-roling may not leave fewer active validators
+    }
+
+    struct Founder {
+        address account;
+        uint8 roles;
+        bytes32 encryptionKey;
+        string name;
+    }
+
+    /// @notice The coalition a migrated one continues (all zero for a new coalition).
+    struct Predecessor {
+        uint256 chainId;
+        address coalition;
+        uint256 headId;
+    }
+
+    /// @notice A validator's vote, signed off chain over the EIP-712 `Vote` type.
+    struct SignedVote {
+        bool approve;
+        int64 scoreGlobal;
+        int64 scoreLocal;
+        bytes32 evidenceHash;
+        uint8 v;
+        bytes32 r;
+        bytes32 s;
+    }
+
+    bytes32 public constant VOTE_TYPEHASH = keccak256(
+        "Vote(uint256 candidate,bytes32 modelHash,bool approve,int64 scoreGlobal,int64 scoreLocal,bytes32 evidenceHash)"
+    );
+    bytes32 private constant DOMAIN_TYPEHASH =
+        keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
+    bytes32 private constant NAME_HASH = keccak256("tclearn Coalition");
+    bytes32 private constant VERSION_HASH = keccak256("2");
+    uint256 private constant HALF_ORDER = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0;
+
     // ---- storage --------------------------------------------------------------------------------
-    // slot 0: admin, variant; slot 1: the global test set; slot 2: the acceptance policy; slot 3: everything
-    // `submit` reads.
-    address public admin;
-    uint8 public variant;
+    // slot 0: the global test set; slot 1: the acceptance policy; slot 2: everything `submit` reads; slot 3:
+    // the governance counters.
     bytes32 public globalTestSetHash;
     /// @notice sha256 of the acceptance policy record every validator applies (stored in the vault).
     bytes32 public policyHash;
@@ -75,6 +153,14 @@ contract Coalition {
     uint64 public votingTimeout;
     uint48 public head;
     uint48 private count;
+    uint8 public variant;
+    uint64 public proposalTimeout;
+    uint32 private proposals;
+    uint16 public minValidators;
+    uint16 public activeMemberCount;
+
+    mapping(uint256 => Proposal) private proposalById;
+    mapping(uint256 => mapping(uint256 => uint256)) private ballotBits; // proposal => word => bits
 
     mapping(uint256 => Model) private models;
     mapping(bytes32 => uint256) private idPlusOneByHash;
@@ -88,9 +174,16 @@ contract Coalition {
     event MemberRegistered(address indexed account, uint8 roles, bytes32 encryptionKey, string name);
     event RolesChanged(address indexed account, uint8 roles, bool active);
     event EncryptionKeyChanged(address indexed account, bytes32 encryptionKey);
-    event AdminTransferred(address indexed previousAdmin, address indexed newAdmin);
     event GlobalTestSetChanged(bytes32 hash);
     event PolicyChanged(bytes32 hash);
+    event ParametersChanged(uint64 generalTimeout, uint64 votingTimeout, uint64 proposalTimeout, uint16 minValidators);
+    event Founded(uint256 predecessorChainId, address predecessor, uint256 predecessorHeadId, bytes32 genesisHash);
+    event Proposed(uint256 indexed proposal, address indexed proposer, uint8 kind, bytes action, uint16 eligible,
+                   uint64 deadline);
+    event Ballot(uint256 indexed proposal, address indexed member, bool approve);
+    event ProposalExecuted(uint256 indexed proposal, uint8 kind);
+    event ProposalRejected(uint256 indexed proposal);
+    event SupervisorRotated(address indexed from, address indexed to);
     event Submitted(
         uint256 indexed id,
         uint256 indexed parentId,
@@ -114,7 +207,6 @@ contract Coalition {
     event Staled(uint256 indexed id);
 
     // ---- errors ---------------------------------------------------------------------------------
-    error NotAdmin(address caller);
     error NotMember(address account);
     error NotValidator(address account);
     error NotGeneral(address caller, address general);
@@ -136,30 +228,36 @@ contract Coalition {
     error DeadlinePassed(uint256 id, uint64 deadline);
     error DeadlineNotReached(uint256 id, uint64 deadline);
     error TooManyMembers();
+    error NoFounders();
+    error InvalidAction(uint8 kind);
+    error UnknownProposal(uint256 proposal);
+    error ProposalNotPending(uint256 proposal, ProposalState state);
+    error ProposalExpired(uint256 proposal, uint64 deadline);
+    error ProposalNotApproved(uint256 proposal, uint16 approvals, uint16 needed);
+    error ActionMismatch(uint256 proposal);
+    error NotBallotEligible(address member, uint256 proposal);
+    error AlreadyBalloted(address member, uint256 proposal);
+    error TooFewValidators(uint256 remaining, uint256 needed);
+    error NotSupervisor(address account);
+    error BadSignature(uint256 index);
+    error UnsortedVotes(uint256 index);
+    error NoDecision(uint256 id, uint16 approvals, uint16 rejections, uint16 eligible);
 
-    modifier onlyAdmin() {
-        if (msg.sender != admin) revert NotAdmin(msg.sender);
-        _;
-    }
-
+    /// @param founders the first members; no single key can change the coalition afterwards.
+    /// @param predecessor the v1 (or earlier) coalition whose head this one's genesis continues, or zeros.
     constructor(
         uint8 variant_,
         bytes32 genesisHash,
         string memory genesisUri,
-        bytes32 globalTestSetHash_,
-        bytes32 policyHash_,
-        uint64 generalTimeout_,
-        uint64 votingTimeout_
+        Parameters memory parameters,
+        Founder[] memory founders,
+        Predecessor memory predecessor
     ) {
         if (variant_ < 1 || variant_ > 3) revert InvalidVariant(variant_);
-        if (genesisHash == bytes32(0) || policyHash_ == bytes32(0)) revert ZeroHash();
-        if (generalTimeout_ == 0 || votingTimeout_ == 0) revert InvalidTimeout();
-        admin = msg.sender;
+        if (genesisHash == bytes32(0)) revert ZeroHash();
+        if (founders.length == 0) revert NoFounders();
         variant = variant_;
-        generalTimeout = generalTimeout_;
-        votingTimeout = votingTimeout_;
-        globalTestSetHash = globalTestSetHash_;
-        policyHash = policyHash_;
+        _setParameters(parameters);
         Model storage g = models[0];
         g.modelHash = genesisHash;
         g.proposer = NO_MEMBER;
@@ -167,71 +265,99 @@ contract Coalition {
         g.state = State.Committed;
         count = 1;
         idPlusOneByHash[genesisHash] = 1;
-        emit AdminTransferred(address(0), msg.sender);
-        emit GlobalTestSetChanged(globalTestSetHash_);
-        emit PolicyChanged(policyHash_);
+        emit Founded(predecessor.chainId, predecessor.coalition, predecessor.headId, genesisHash);
         emit Submitted(0, 0, msg.sender, address(0), genesisHash, genesisUri, bytes32(0), 0, 0);
         emit Committed(0, 0, genesisHash, 0, 0);
-    }
-
-    // ---- membership (admin) ---------------------------------------------------------------------
-
-    /// @notice Registers `account`, or re-activates a deactivated one with new roles, key and name.
-    function registerMember(address account, uint8 roles, bytes32 encryptionKey, string calldata name)
-        external
-        onlyAdmin
-    {
-        if (account == address(0)) revert ZeroAddress();
-        if (roles == 0 || roles > ALL_ROLES) revert InvalidRoles(roles);
-        Member storage m = members[account];
-        if (m.active) revert AlreadyMember(account);
-        if (m.joinedAt == 0) {
-            if (memberList.length >= NO_MEMBER) revert TooManyMembers();
-            m.index = uint16(memberList.length);
-            memberList.push(account);
+        for (uint256 i = 0; i < founders.length; ++i) {
+            Founder memory f = founders[i];
+            _admit(f.account, f.roles, f.encryptionKey, f.name);
         }
-        m.joinedAt = uint40(block.timestamp);
-        m.encryptionKey = encryptionKey;
-        m.name = name;
-        m.active = true;
-        m.roles = 0;
-        _applyRoles(account, m, roles);
-        emit MemberRegistered(account, roles, encryptionKey, name);
+        _checkValidators();
     }
 
-    function setRoles(address account, uint8 roles) external onlyAdmin {
-        if (roles == 0 || roles > ALL_ROLES) revert InvalidRoles(roles);
-        Member storage m = members[account];
-        if (!m.active) revert NotMember(account);
-        _applyRoles(account, m, roles);
-        emit RolesChanged(account, roles, true);
+    // ---- governance: proposals executed once two thirds of the active members approve --------------
+
+    /// @notice An active member proposes an action (its approval counts); returns the proposal id.
+    function propose(uint8 kind, bytes calldata action) external returns (uint256 pid) {
+        Member storage m = members[msg.sender];
+        if (!m.active) revert NotMember(msg.sender);
+        _checkAction(kind, action);
+        pid = proposals;
+        proposals = uint32(pid + 1);
+        uint40 deadline = uint40(block.timestamp + proposalTimeout);
+        uint16 eligible = activeMemberCount;
+        Proposal storage p = proposalById[pid];
+        p.actionHash = keccak256(action);
+        p.kind = kind;
+        p.state = ProposalState.Pending;
+        p.proposer = m.index;
+        p.eligible = eligible;
+        p.approvals = 1;
+        p.deadline = deadline;
+        ballotBits[pid][m.index >> 8] = uint256(1) << (m.index & 255);
+        emit Proposed(pid, msg.sender, kind, action, eligible, deadline);
+        emit Ballot(pid, msg.sender, true);
     }
 
-    function deactivateMember(address account) external onlyAdmin {
-        Member storage m = members[account];
-        if (!m.active) revert NotMember(account);
-        _applyRoles(account, m, 0);
-        m.active = false;
-        emit RolesChanged(account, 0, false);
+    /// @notice An active member that was one when the proposal was made approves or rejects it, once.
+    function ballot(uint256 pid, bool approve) external {
+        Proposal storage p = _pending(pid);
+        Member storage m = members[msg.sender];
+        if (!m.active || m.memberSince > pid) revert NotBallotEligible(msg.sender, pid);
+        uint256 word = m.index >> 8;
+        uint256 bit = uint256(1) << (m.index & 255);
+        uint256 bits = ballotBits[pid][word];
+        if (bits & bit != 0) revert AlreadyBalloted(msg.sender, pid);
+        ballotBits[pid][word] = bits | bit;
+        emit Ballot(pid, msg.sender, approve);
+        if (approve) {
+            p.approvals += 1;
+        } else {
+            uint16 rejections = p.rejections + 1;
+            p.rejections = rejections;
+            if (uint256(rejections) * 3 > p.eligible) {
+                p.state = ProposalState.Rejected;
+                emit ProposalRejected(pid);
+            }
+        }
     }
 
-    function transferAdmin(address newAdmin) external onlyAdmin {
-        if (newAdmin == address(0)) revert ZeroAddress();
-        emit AdminTransferred(admin, newAdmin);
-        admin = newAdmin;
-    }
-
-    function setGlobalTestSet(bytes32 hash) external onlyAdmin {
-        globalTestSetHash = hash;
-        emit GlobalTestSetChanged(hash);
-    }
-
-    /// @notice Declares the acceptance policy every validator applies from now on: the sha256 of its record in
-    ///         the vault. Admin-only for now; a later version moves it under a two-thirds vote of the members.
-    function setPolicy(bytes32 hash) external onlyAdmin {
-        if (hash == bytes32(0)) revert ZeroHash();
-        policyHash = hash;
-        emit PolicyChanged(hash);
+    /// @notice Anyone executes an approved proposal before its deadline, giving its action again.
+    function execute(uint256 pid, bytes calldata action) external {
+        Proposal storage p = _pending(pid);
+        uint16 approvals = p.approvals;
+        if (uint256(approvals) * 3 < uint256(p.eligible) * 2) {
+            revert ProposalNotApproved(pid, approvals, uint16((uint256(p.eligible) * 2 + 2) / 3));
+        }
+        if (keccak256(action) != p.actionHash) revert ActionMismatch(pid);
+        uint8 kind = p.kind;
+        p.state = ProposalState.Executed;
+        if (kind == ADMIT) {
+            (address account, uint8 roles, bytes32 key, string memory name) =
+                abi.decode(action, (address, uint8, bytes32, string));
+            _admit(account, roles, key, name);
+        } else if (kind == SET_ROLES) {
+            (address account, uint8 roles) = abi.decode(action, (address, uint8));
+            Member storage m = members[account];
+            if (!m.active) revert NotMember(account);
+            _applyRoles(account, m, roles);
+            emit RolesChanged(account, roles, true);
+        } else if (kind == REMOVE) {
+            address account = abi.decode(action, (address));
+            Member storage m = members[account];
+            if (!m.active) revert NotMember(account);
+            _applyRoles(account, m, 0);
+            m.active = false;
+            activeMemberCount -= 1;
+            emit RolesChanged(account, 0, false);
+        } else if (kind == SET_PARAMETERS) {
+            _setParameters(abi.decode(action, (Parameters)));
+        } else {
+            (address from, address to) = abi.decode(action, (address, address));
+            _rotateSupervisor(from, to);
+        }
+        _checkValidators();
+        emit ProposalExecuted(pid, kind);
     }
 
     /// @notice A member rotates its own X25519 encryption key.
@@ -264,7 +390,6 @@ contract Coalition {
         count = uint48(id + 1);
         Model storage c = models[id];
         c.modelHash = modelHash;
-        c.metadataHash = metadataHash;
         c.parentId = uint48(parentId);
         c.proposer = m.index;
         c.general = members[general].index;
@@ -310,38 +435,44 @@ contract Coalition {
         emit GeneralReassigned(id, previous, general, deadline);
     }
 
+    /// @notice One validator's vote in its own transaction (the fallback when signatures are not collected).
     function vote(uint256 id, bool approve, int64 scoreGlobal, int64 scoreLocal, bytes32 evidenceHash) external {
         Model storage c = _live(id);
         if (c.state == State.Stale) return;
-        if (c.state != State.Open) revert WrongState(id, c.state);
-        if (block.timestamp > c.votingDeadline) revert DeadlinePassed(id, c.votingDeadline);
-        Member storage m = members[msg.sender];
-        if (!m.active || m.roles & VALIDATOR == 0) revert NotValidator(msg.sender);
-        if (m.index == c.proposer) revert ProposerCannotVote(msg.sender, id);
-        if (m.validatorSince > id) revert NotEligible(msg.sender, id);
-        uint256 word = m.index >> 8;
-        uint256 bit = uint256(1) << (m.index & 255);
-        uint256 bits = voteBits[id][word];
-        if (bits & bit != 0) revert AlreadyVoted(msg.sender, id);
-        voteBits[id][word] = bits | bit;
-        emit Voted(id, msg.sender, approve, scoreGlobal, scoreLocal, evidenceHash);
-        uint256 eligible = c.eligible;
-        if (approve) {
-            uint16 approvals = c.approvals + 1;
-            c.approvals = approvals;
-            if (uint256(approvals) * 3 >= eligible * 2) {
-                c.state = State.Committed;
-                head = uint48(id);
-                emit Committed(id, c.parentId, c.modelHash, approvals, c.rejections);
-            }
-        } else {
-            uint16 rejections = c.rejections + 1;
-            c.rejections = rejections;
-            if (uint256(rejections) * 3 > eligible) {
-                c.state = State.Rejected;
-                emit Rejected(id, REJECT_VOTES, bytes32(0));
-            }
+        _checkOpen(id, c);
+        _record(id, c.proposer, msg.sender, approve, scoreGlobal, scoreLocal, evidenceHash);
+        uint16 approvals = c.approvals;
+        uint16 rejections = c.rejections;
+        if (approve) approvals += 1;
+        else rejections += 1;
+        c.approvals = approvals;
+        c.rejections = rejections;
+        _conclude(id, c, approvals, rejections);
+    }
+
+    /// @notice Anyone carries the validators' signed votes to the chain in one transaction: every signature,
+    ///         signer's eligibility and uniqueness is checked, every vote emitted, and the candidate is
+    ///         committed or rejected; a batch that decides nothing reverts. Signers come in ascending address
+    ///         order (so a duplicate is found without storage); a batch decides, so no vote can follow it and
+    ///         it records no vote bits: `hasVoted` reports votes cast with `vote`, the `Voted` events all.
+    function decide(uint256 id, SignedVote[] calldata votes) external {
+        Model storage c = _live(id);
+        if (c.state == State.Stale) return;
+        _checkOpen(id, c);
+        bytes32 domain = domainSeparator();
+        uint16 approvals = c.approvals;
+        uint16 rejections = c.rejections;
+        address last = address(0);
+        for (uint256 i = 0; i < votes.length; ++i) {
+            SignedVote calldata v = votes[i];
+            last = _take(id, c, domain, v, i, last);
+            emit Voted(id, last, v.approve, v.scoreGlobal, v.scoreLocal, v.evidenceHash);
+            if (v.approve) approvals += 1;
+            else rejections += 1;
         }
+        c.approvals = approvals;
+        c.rejections = rejections;
+        if (!_conclude(id, c, approvals, rejections)) revert NoDecision(id, approvals, rejections, c.eligible);
     }
 
     /// @notice Anyone may expire a candidate whose current deadline (general's or voting) has passed.
@@ -373,7 +504,6 @@ contract Coalition {
         if (id >= count) revert UnknownModel(id);
         Model storage c = models[id];
         v.modelHash = c.modelHash;
-        v.metadataHash = c.metadataHash;
         v.proposer = _addressOf(c.proposer);
         v.parentId = c.parentId;
         v.state = c.state;
@@ -407,6 +537,35 @@ contract Coalition {
         return validators.length;
     }
 
+    /// @notice The EIP-712 domain of signed votes: name "tclearn Coalition", version "2", this chain, this contract.
+    function domainSeparator() public view returns (bytes32) {
+        return keccak256(abi.encode(DOMAIN_TYPEHASH, NAME_HASH, VERSION_HASH, block.chainid, address(this)));
+    }
+
+    function proposalCount() external view returns (uint256) {
+        return proposals;
+    }
+
+    function getProposal(uint256 pid) external view returns (ProposalView memory v) {
+        if (pid >= proposals) revert UnknownProposal(pid);
+        Proposal storage p = proposalById[pid];
+        v.actionHash = p.actionHash;
+        v.kind = p.kind;
+        v.state = p.state;
+        v.proposer = memberList[p.proposer];
+        v.eligible = p.eligible;
+        v.approvals = p.approvals;
+        v.rejections = p.rejections;
+        v.deadline = p.deadline;
+    }
+
+    function hasBallot(uint256 pid, address member) external view returns (bool) {
+        uint16 index = members[member].index;
+        if (members[member].joinedAt == 0) return false;
+        return ballotBits[pid][index >> 8] & (uint256(1) << (index & 255)) != 0;
+    }
+
+    /// @notice Whether `validator` voted on `id` with `vote` (a signed vote carried by `decide` is in `Voted`).
     function hasVoted(uint256 id, address validator) external view returns (bool) {
         uint16 index = members[validator].index;
         if (members[validator].joinedAt == 0) return false;
@@ -423,6 +582,183 @@ contract Coalition {
             c.state = State.Stale;
             emit Staled(id);
         }
+    }
+
+    function _checkOpen(uint256 id, Model storage c) private view {
+        if (c.state != State.Open) revert WrongState(id, c.state);
+        if (block.timestamp > c.votingDeadline) revert DeadlinePassed(id, c.votingDeadline);
+    }
+
+    /// @dev The signer of the `i`th vote of a batch, checked: a valid signature, after `previous` in address
+    ///      order, an eligible validator that has not voted on `id` with `vote`.
+    function _take(uint256 id, Model storage c, bytes32 domain, SignedVote calldata v, uint256 i, address previous)
+        private
+        view
+        returns (address signer)
+    {
+        signer = _signer(domain, id, c.modelHash, v, i);
+        if (signer <= previous) {
+            if (signer == previous) revert AlreadyVoted(signer, id);
+            revert UnsortedVotes(i);
+        }
+        uint16 index = _eligibleVoter(id, c.proposer, signer).index;
+        if (voteBits[id][index >> 8] & (uint256(1) << (index & 255)) != 0) revert AlreadyVoted(signer, id);
+    }
+
+    /// @dev The account that signed `v` for candidate `id` (its EIP-712 digest under `domain`).
+    function _signer(bytes32 domain, uint256 id, bytes32 modelHash, SignedVote calldata v, uint256 i)
+        private
+        pure
+        returns (address signer)
+    {
+        bytes32 digest = keccak256(abi.encodePacked(
+            "\x19\x01",
+            domain,
+            keccak256(abi.encode(VOTE_TYPEHASH, id, modelHash, v.approve, v.scoreGlobal, v.scoreLocal, v.evidenceHash))
+        ));
+        if (uint256(v.s) > HALF_ORDER) revert BadSignature(i);
+        signer = ecrecover(digest, v.v, v.r, v.s);
+        if (signer == address(0)) revert BadSignature(i);
+    }
+
+    /// @dev `validator` as a member that may vote on `id` (not whether it has).
+    function _eligibleVoter(uint256 id, uint16 proposer, address validator) private view returns (Member storage m) {
+        m = members[validator];
+        if (!m.active || m.roles & VALIDATOR == 0) revert NotValidator(validator);
+        if (m.index == proposer) revert ProposerCannotVote(validator, id);
+        if (m.validatorSince > id) revert NotEligible(validator, id);
+    }
+
+    /// @dev Checks that `validator` may vote on `id`, once, and records and emits its vote.
+    function _record(uint256 id, uint16 proposer, address validator, bool approve, int64 scoreGlobal,
+                     int64 scoreLocal, bytes32 evidenceHash) private {
+        uint16 index = _eligibleVoter(id, proposer, validator).index;
+        uint256 word = index >> 8;
+        uint256 bit = uint256(1) << (index & 255);
+        uint256 bits = voteBits[id][word];
+        if (bits & bit != 0) revert AlreadyVoted(validator, id);
+        voteBits[id][word] = bits | bit;
+        emit Voted(id, validator, approve, scoreGlobal, scoreLocal, evidenceHash);
+    }
+
+    /// @dev Commits or rejects once the tally decides; false while it does not.
+    function _conclude(uint256 id, Model storage c, uint16 approvals, uint16 rejections) private returns (bool) {
+        uint256 eligible = c.eligible;
+        if (uint256(approvals) * 3 >= eligible * 2) {
+            c.state = State.Committed;
+            head = uint48(id);
+            emit Committed(id, c.parentId, c.modelHash, approvals, rejections);
+            return true;
+        }
+        if (uint256(rejections) * 3 > eligible) {
+            c.state = State.Rejected;
+            emit Rejected(id, REJECT_VOTES, bytes32(0));
+            return true;
+        }
+        return false;
+    }
+
+    function _pending(uint256 pid) private view returns (Proposal storage p) {
+        if (pid >= proposals) revert UnknownProposal(pid);
+        p = proposalById[pid];
+        if (p.state != ProposalState.Pending) revert ProposalNotPending(pid, p.state);
+        if (block.timestamp > p.deadline) revert ProposalExpired(pid, p.deadline);
+    }
+
+    function _checkRoles(uint8 roles) private pure {
+        if (roles == 0 || roles > ALL_ROLES) revert InvalidRoles(roles);
+    }
+
+    /// @dev What can be checked of an action when it is proposed (execute checks the coalition as it is then).
+    function _checkAction(uint8 kind, bytes calldata action) private view {
+        if (kind == ADMIT) {
+            (address account, uint8 roles,,) = abi.decode(action, (address, uint8, bytes32, string));
+            if (account == address(0)) revert ZeroAddress();
+            _checkRoles(roles);
+            if (members[account].active) revert AlreadyMember(account);
+        } else if (kind == SET_ROLES) {
+            (address account, uint8 roles) = abi.decode(action, (address, uint8));
+            _checkRoles(roles);
+            if (!members[account].active) revert NotMember(account);
+        } else if (kind == REMOVE) {
+            address account = abi.decode(action, (address));
+            if (!members[account].active) revert NotMember(account);
+        } else if (kind == SET_PARAMETERS) {
+            _checkParameters(abi.decode(action, (Parameters)));
+        } else if (kind == ROTATE_SUPERVISOR) {
+            (address from, address to) = abi.decode(action, (address, address));
+            if (from != address(0) && members[from].roles & SUPERVISOR == 0) revert NotSupervisor(from);
+            if (!members[to].active) revert NotMember(to);
+        } else {
+            revert InvalidAction(kind);
+        }
+    }
+
+    function _checkParameters(Parameters memory p) private pure {
+        if (p.policyHash == bytes32(0)) revert ZeroHash();
+        if (p.generalTimeout == 0 || p.votingTimeout == 0 || p.proposalTimeout == 0) revert InvalidTimeout();
+    }
+
+    function _setParameters(Parameters memory p) private {
+        _checkParameters(p);
+        globalTestSetHash = p.globalTestSetHash;
+        policyHash = p.policyHash;
+        generalTimeout = p.generalTimeout;
+        votingTimeout = p.votingTimeout;
+        proposalTimeout = p.proposalTimeout;
+        minValidators = p.minValidators;
+        emit GlobalTestSetChanged(p.globalTestSetHash);
+        emit PolicyChanged(p.policyHash);
+        emit ParametersChanged(p.generalTimeout, p.votingTimeout, p.proposalTimeout, p.minValidators);
+    }
+
+    /// @dev Registers `account`, or re-activates a removed one with new roles, key and name.
+    function _admit(address account, uint8 roles, bytes32 encryptionKey, string memory name) private {
+        if (account == address(0)) revert ZeroAddress();
+        _checkRoles(roles);
+        Member storage m = members[account];
+        if (m.active) revert AlreadyMember(account);
+        if (m.joinedAt == 0) {
+            if (memberList.length >= NO_MEMBER) revert TooManyMembers();
+            m.index = uint16(memberList.length);
+            memberList.push(account);
+        }
+        m.joinedAt = uint40(block.timestamp);
+        m.memberSince = proposals;
+        m.encryptionKey = encryptionKey;
+        m.name = name;
+        m.active = true;
+        m.roles = 0;
+        activeMemberCount += 1;
+        _applyRoles(account, m, roles);
+        emit MemberRegistered(account, roles, encryptionKey, name);
+    }
+
+    function _rotateSupervisor(address from, address to) private {
+        Member storage t = members[to];
+        if (!t.active) revert NotMember(to);
+        if (from != address(0)) {
+            Member storage f = members[from];
+            if (f.roles & SUPERVISOR == 0) revert NotSupervisor(from);
+            uint8 left = f.roles & ~SUPERVISOR;
+            if (left == 0) {
+                _applyRoles(from, f, 0);
+                f.active = false;
+                activeMemberCount -= 1;
+                emit RolesChanged(from, 0, false);
+            } else {
+                _applyRoles(from, f, left);
+                emit RolesChanged(from, left, true);
+            }
+        }
+        uint8 roles = t.roles | SUPERVISOR;
+        _applyRoles(to, t, roles);
+        emit RolesChanged(to, roles, true);
+        emit SupervisorRotated(from, to);
+    }
+
+    function _checkValidators() private view {
+        if (validators.length < minValidators) revert TooFewValidators(validators.length, minValidators);
     }
 
     function _applyRoles(address account, Member storage m, uint8 roles) private {

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from tclearn.errors import ConfigError
+from tclearn.errors import ConfigError, LedgerError
 
 
 class Role(enum.IntFlag):
@@ -95,16 +95,18 @@ class Member:
     index: int  # position in the contract's vote bitmaps
     validator_since: int  # first model id this account may vote on
     joined_at: int  # unix seconds
+    member_since: int = 0  # first proposal id this account may ballot on
 
 
 @dataclass(frozen=True)
 class ModelRecord:
-    """A model block as the contract holds it (the URI comes from the `Submitted` event)."""
+    """A model block as the contract holds it (the URI and the metadata hash come from the `Submitted` event:
+    None when it was not read)."""
 
     id: int
     parent_id: int
     model_hash: bytes
-    metadata_hash: bytes
+    metadata_hash: bytes | None
     proposer: str
     general: str
     state: ModelState
@@ -114,6 +116,13 @@ class ModelRecord:
     general_deadline: int
     voting_deadline: int
     uri: str | None = None
+
+    @property
+    def metadata_hex(self) -> str:
+        """The metadata hash in hex; `LedgerError` for a record read without its `Submitted` event."""
+        if self.metadata_hash is None:
+            raise LedgerError(f"model {self.id} was read without its Submitted event: its metadata hash is unknown")
+        return self.metadata_hash.hex()
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """Founding a coalition: the genesis model stored (sealed for the founders in variant B), the acceptance policy's
-record stored, the contract deployed around both hashes, and the founding members registered. The demo and
+record stored, and the contract deployed around both hashes with the founding members, who alone can change the
+coalition afterwards (by 2/3 proposals: `tclearn.ledger.governance`). The demo and
 `tclearn coalition up` both found their coalitions here. In variant C a founder with `Role.SUPERVISOR` registers
 its public context hash as its key, and the genesis is the encrypted container it stored."""
 
@@ -14,10 +15,12 @@ from eth_account.signers.local import LocalAccount
 from tclearn.coalition.backend import store_weights
 from tclearn.coalition.blobs import vault_uri
 from tclearn.coalition.policy import AcceptancePolicy
-from tclearn.errors import NotFoundError
+from tclearn.errors import ConfigError, NotFoundError
 from tclearn.learning.models import ModelConfig, build_model
 from tclearn.ledger.chain import Chain
 from tclearn.ledger.client import LedgerClient, TxResult
+from tclearn.ledger.governance import DEFAULT_MIN_VALIDATORS, DEFAULT_PROPOSAL_TIMEOUT, Admit, Parameters
+from tclearn.ledger.ledger import Predecessor
 from tclearn.types import Role, Variant
 from tclearn.vault.store import BlobStore
 
@@ -38,7 +41,7 @@ def genesis_weights(model: ModelConfig, seed: int) -> dict[str, torch.Tensor]:
 
 def found(
     chain: Chain,
-    admin: LocalAccount,
+    deployer: LocalAccount,
     store: BlobStore,
     variant: Variant,
     genesis: dict[str, torch.Tensor] | str,
@@ -47,13 +50,20 @@ def found(
     policy: AcceptancePolicy,
     general_timeout: int = 3600,
     voting_timeout: int = 86400,
+    proposal_timeout: int = DEFAULT_PROPOSAL_TIMEOUT,
+    min_validators: int = DEFAULT_MIN_VALIDATORS,
+    global_test_set_hash: bytes = b"\x00" * 32,
+    predecessor: Predecessor | None = None,
 ) -> tuple[LedgerClient, TxResult]:
-    """Stores the genesis model and the acceptance `policy`, deploys the coalition around their hashes and
-    registers the founders; returns the coalition and its deployment transaction.
+    """Stores the genesis model and the acceptance `policy`, deploys the coalition around their hashes with its
+    `founders` as members; returns the coalition and its deployment transaction. `deployer` pays for the
+    deployment and has no power over the coalition unless it is a founder.
 
     `genesis` is the weights to store, or the hash of a genesis already in `store` (variant C: the encrypted
-    container the supervisor made, `tclearn.he.encrypted.store_model`).
+    container the supervisor made, `tclearn.he.encrypted.store_model`; a migration: the old coalition's head).
     """
+    if not founders:
+        raise ConfigError("a coalition needs at least one founder: without one nobody could ever change it")
     if isinstance(genesis, str):
         if not store.exists(genesis):
             raise NotFoundError(f"genesis model {genesis} is not in the vault")
@@ -61,16 +71,21 @@ def found(
     else:
         readers = {f.address: f.encryption_key for f in founders} if variant is Variant.B else None
         genesis_hash = store_weights(store, genesis, readers)
-    client, deployed = LedgerClient.deploy(
+    parameters = Parameters(
+        policy_hash=bytes.fromhex(store.put(policy.encode())),
+        global_test_set_hash=global_test_set_hash,
+        general_timeout=general_timeout,
+        voting_timeout=voting_timeout,
+        proposal_timeout=proposal_timeout,
+        min_validators=min(min_validators, sum(Role.VALIDATOR in f.roles for f in founders)),
+    )
+    return LedgerClient.deploy(
         chain,
-        admin,
+        deployer,
         variant=variant,
         genesis_hash=bytes.fromhex(genesis_hash),
         genesis_uri=vault_uri(genesis_hash),
-        policy_hash=bytes.fromhex(store.put(policy.encode())),
-        general_timeout=general_timeout,
-        voting_timeout=voting_timeout,
+        parameters=parameters,
+        founders=[Admit(f.address, f.roles, f.encryption_key, f.name) for f in founders],
+        predecessor=predecessor,
     )
-    for f in founders:
-        client.register_member(admin, f.address, f.roles, f.encryption_key, f.name)
-    return client, deployed

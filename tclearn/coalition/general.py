@@ -40,7 +40,7 @@ def _run(checks: list[Check], name: str, test: Callable[[], str | None], notes: 
 def inspect(co: Coalition, general: Hospital, candidate: ModelRecord) -> list[Check]:
     """Every integrity and policy check of `candidate`, in order; later checks are skipped once one fails."""
     checks: list[Check] = []
-    model_hash, metadata_hash = candidate.model_hash.hex(), candidate.metadata_hash.hex()
+    model_hash, metadata_hash = candidate.model_hash.hex(), candidate.metadata_hex
     read: list[CandidateMetadata] = []
     parents: list[str] = []
     opened: list[Any] = []

@@ -80,7 +80,7 @@ def assess(co: Coalition, validator: Hospital, candidate: ModelRecord) -> Assess
     best = lineage.best
     model_hash = candidate.model_hash.hex()
     try:
-        metadata = get_record(co, candidate.metadata_hash.hex(), CandidateMetadata)
+        metadata = get_record(co, candidate.metadata_hex, CandidateMetadata)
         model = co.backend.open(validator, model_hash)
     except TclearnError as exc:
         return Assessment(False, None, head, f"cannot open the candidate: {exc}", best)

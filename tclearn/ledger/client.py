@@ -8,6 +8,7 @@ call the contract would refuse raises `ContractRevert` naming the custom error a
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,30 @@ from tclearn.errors import ConfigError, ContractRevert, LedgerError, NoContract
 from tclearn.ledger.artifact import load_artifact
 from tclearn.ledger.chain import Chain
 from tclearn.ledger.events import LedgerEvent, decode_log, fetch_events
-from tclearn.ledger.ledger import Submission, TxResult, VoteOutcome, raise_if_staled, vote_outcome
+from tclearn.ledger.governance import (
+    Action,
+    Admit,
+    BallotCast,
+    Parameters,
+    Proposal,
+    decode_action,
+    effective_state,
+)
+from tclearn.ledger.ledger import (
+    ZERO_ADDRESS,
+    Predecessor,
+    Submission,
+    TxResult,
+    VoteOutcome,
+    raise_if_staled,
+    vote_outcome,
+)
 from tclearn.ledger.ledger import bytes32 as _bytes32
 from tclearn.ledger.ledger import checked_address as _address
 from tclearn.ledger.nonces import default_lock_dir
 from tclearn.ledger.reverts import decode_revert, revert_data
 from tclearn.ledger.sending import Sender, send
+from tclearn.ledger.votes import Domain, SignedVote
 from tclearn.protocol import to_fixed
 from tclearn.types import Member, ModelRecord, ModelState, Role, Variant
 
@@ -72,24 +91,27 @@ class LedgerClient:
         variant: Variant,
         genesis_hash: bytes,
         genesis_uri: str,
-        policy_hash: bytes,
-        global_test_set_hash: bytes = b"\x00" * 32,
-        general_timeout: int = 3600,
-        voting_timeout: int = 86400,
+        parameters: Parameters,
+        founders: Sequence[Admit],
+        predecessor: Predecessor | None = None,
         nonce_locks: Path | None = None,
     ) -> tuple[LedgerClient, TxResult]:
-        """Deploys a new coalition whose genesis model is `genesis_hash` and whose acceptance policy is the record
-        of sha256 `policy_hash` (`tclearn.coalition.policy.AcceptancePolicy`); returns it and the receipt."""
+        """Deploys a new coalition whose genesis model is `genesis_hash`, governed from now on by `founders`
+        (the deployer is not a member unless it is one of them), with `parameters` (the acceptance policy is
+        the record of sha256 `parameters.policy_hash`, `tclearn.coalition.policy.AcceptancePolicy`);
+        `predecessor` links a migrated coalition to the head it continues. Returns it and the receipt."""
+        if not founders:
+            raise ConfigError("a coalition needs at least one founder: nobody could change it afterwards")
         artifact = load_artifact()
         factory = chain.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+        link = predecessor or Predecessor(0, ZERO_ADDRESS, 0)
         args = (
             int(variant),
-            genesis_hash,
+            _bytes32(genesis_hash, "genesis hash"),
             genesis_uri,
-            global_test_set_hash,
-            policy_hash,
-            general_timeout,
-            voting_timeout,
+            parameters.as_tuple(),
+            [(f.account, int(f.roles), f.encryption_key, f.name) for f in founders],
+            (link.chain_id, _address(link.coalition), link.head_id),
         )
         fn = factory.constructor(*args)
         sender = Sender.on(chain, deployer, nonce_locks or default_lock_dir())
@@ -127,31 +149,23 @@ class LedgerClient:
         )
         return self._result(receipt)
 
-    def register_member(
-        self,
-        admin: LocalAccount,
-        account: str,
-        roles: Role,
-        encryption_key: bytes = b"\x00" * 32,
-        name: str = "",
-    ) -> TxResult:
-        key = _bytes32(encryption_key, "encryption key")
-        return self._transact(admin, f"register {account}", "registerMember", _address(account), int(roles), key, name)
+    # ---- governance --------------------------------------------------------------------------------
 
-    def set_roles(self, admin: LocalAccount, account: str, roles: Role) -> TxResult:
-        return self._transact(admin, f"set roles of {account}", "setRoles", _address(account), int(roles))
+    def propose(self, member: LocalAccount, action: Action) -> Proposal:
+        """`member` proposes `action` (its own approval counts); returns the new proposal."""
+        tx = self._transact(member, action.describe(), "propose", int(action.kind), action.encode())
+        ev = tx.event("Proposed")
+        assert ev is not None, "a successful propose always emits Proposed"
+        return self.proposal(int(ev.args["proposal"]))
 
-    def deactivate_member(self, admin: LocalAccount, account: str) -> TxResult:
-        return self._transact(admin, f"deactivate {account}", "deactivateMember", _address(account))
+    def ballot(self, member: LocalAccount, proposal_id: int, approve: bool) -> TxResult:
+        what = "approve" if approve else "reject"
+        return self._transact(member, f"{what} proposal {proposal_id}", "ballot", proposal_id, approve)
 
-    def transfer_admin(self, admin: LocalAccount, new_admin: str) -> TxResult:
-        return self._transact(admin, "transfer admin", "transferAdmin", _address(new_admin))
-
-    def set_global_test_set(self, admin: LocalAccount, test_set_hash: bytes) -> TxResult:
-        return self._transact(admin, "set global test set", "setGlobalTestSet", _bytes32(test_set_hash, "hash"))
-
-    def set_policy(self, admin: LocalAccount, policy_hash: bytes) -> TxResult:
-        return self._transact(admin, "set policy", "setPolicy", _bytes32(policy_hash, "policy hash"))
+    def execute(self, caller: LocalAccount, proposal_id: int) -> TxResult:
+        """Executes an approved proposal, with its action as the `Proposed` event carries it."""
+        action = self.proposal(proposal_id).action
+        return self._transact(caller, f"execute proposal {proposal_id}", "execute", proposal_id, action.encode())
 
     def set_encryption_key(self, member: LocalAccount, encryption_key: bytes) -> TxResult:
         key = _bytes32(encryption_key, "encryption key")
@@ -206,6 +220,17 @@ class LedgerClient:
         )
         return vote_outcome(tx, model_id)
 
+    def decide(self, caller: LocalAccount, model_id: int, votes: Sequence[SignedVote]) -> VoteOutcome:
+        """Carries signed votes to the chain in one transaction; it must decide the candidate."""
+        calls = [v.as_call() for v in sorted(votes, key=lambda v: int(v.signer, 16))]  # the contract's order
+        tx = self._transact(caller, f"decide {model_id} with {len(calls)} signed votes", "decide", model_id, calls)
+        return vote_outcome(tx, model_id)
+
+    @property
+    def domain(self) -> Domain:
+        """Where this coalition's signed votes count."""
+        return Domain(self.chain.chain_id, self.address)
+
     def expire(self, caller: LocalAccount, model_id: int) -> TxResult:
         tx = self._transact(caller, f"expire {model_id}", "expire", model_id)
         raise_if_staled(tx, model_id)
@@ -231,9 +256,6 @@ class LedgerClient:
     def variant(self) -> Variant:
         return Variant(self._view("variant"))
 
-    def admin(self) -> str:
-        return str(self._view("admin"))
-
     def global_test_set_hash(self) -> bytes:
         return bytes(self._view("globalTestSetHash"))
 
@@ -242,6 +264,52 @@ class LedgerClient:
 
     def timeouts(self) -> tuple[int, int]:
         return int(self._view("generalTimeout")), int(self._view("votingTimeout"))
+
+    def parameters(self) -> Parameters:
+        return Parameters(
+            self.policy_hash(),
+            self.global_test_set_hash(),
+            int(self._view("generalTimeout")),
+            int(self._view("votingTimeout")),
+            int(self._view("proposalTimeout")),
+            int(self._view("minValidators")),
+        )
+
+    def proposal_count(self) -> int:
+        return int(self._view("proposalCount"))
+
+    def proposal(self, proposal_id: int) -> Proposal:
+        """One proposal: its stored tally and state, its action and ballots from the logs."""
+        p = self._view("getProposal", proposal_id)
+        logs = self._proposal_logs(proposal_id)
+        proposed = next(e for e in logs if e.name == "Proposed")
+        ballots = tuple(
+            BallotCast(e.args["member"], bool(e.args["approve"]), e.block_number) for e in logs if e.name == "Ballot"
+        )
+        return Proposal(
+            id=proposal_id,
+            action=decode_action(int(p[1]), bytes(proposed.args["action"])),
+            action_hash=bytes(p[0]),
+            state=effective_state(int(p[2]), int(p[7]), self.chain.timestamp()),
+            proposer=str(p[3]),
+            eligible=int(p[4]),
+            approvals=int(p[5]),
+            rejections=int(p[6]),
+            deadline=int(p[7]),
+            ballots=ballots,
+        )
+
+    def proposals(self) -> list[Proposal]:
+        return [self.proposal(i) for i in range(self.proposal_count())]
+
+    def has_ballot(self, proposal_id: int, member: str) -> bool:
+        return bool(self._view("hasBallot", proposal_id, _address(member)))
+
+    def _proposal_logs(self, proposal_id: int) -> list[LedgerEvent]:
+        topic = "0x" + proposal_id.to_bytes(32, "big").hex()
+        names = {"Proposed", "Ballot"}
+        topics = ["0x" + t.hex() for t, e in self.artifact.events.items() if e["name"] in names]
+        return fetch_events(self.w3, self.address, 0, self.chain.latest_block(), topics=[topics, topic])
 
     def model_count(self) -> int:
         return int(self._view("modelCount"))
@@ -259,32 +327,38 @@ class LedgerClient:
             return None
 
     def get_model(self, model_id: int, *, with_uri: bool = True) -> ModelRecord:
+        """The model as stored; `with_uri` adds what only its `Submitted` event holds: URI and metadata hash."""
         m = self._view("getModel", model_id)
-        uri = self.model_uri(model_id) if with_uri else None
+        submitted = self.submitted_event(model_id) if with_uri else None
         return ModelRecord(
             id=model_id,
             model_hash=bytes(m[0]),
-            metadata_hash=bytes(m[1]),
-            proposer=m[2],
-            parent_id=m[3],
-            state=ModelState(m[4]),
-            eligible=m[5],
-            rejections=m[6],
-            general=m[7],
-            general_deadline=m[8],
-            voting_deadline=m[9],
-            approvals=m[10],
-            uri=uri,
+            metadata_hash=None if submitted is None else bytes(submitted.args["metadataHash"]),
+            proposer=m[1],
+            parent_id=m[2],
+            state=ModelState(m[3]),
+            eligible=m[4],
+            rejections=m[5],
+            general=m[6],
+            general_deadline=m[7],
+            voting_deadline=m[8],
+            approvals=m[9],
+            uri=None if submitted is None else str(submitted.args["uri"]),
         )
 
-    def model_uri(self, model_id: int) -> str | None:
-        """The URI the proposer gave in `Submitted` (kept in the log, not in contract storage)."""
+    def submitted_event(self, model_id: int) -> LedgerEvent | None:
+        """The `Submitted` event of `model_id`: its URI and metadata hash live there, not in storage."""
         topic = "0x" + model_id.to_bytes(32, "big").hex()
         submitted = next(t for t, e in self.artifact.events.items() if e["name"] == "Submitted")
         events = fetch_events(
             self.w3, self.address, 0, self.chain.latest_block(), topics=["0x" + submitted.hex(), topic]
         )
-        return str(events[0].args["uri"]) if events else None
+        return events[0] if events else None
+
+    def model_uri(self, model_id: int) -> str | None:
+        """The URI the proposer gave in `Submitted` (kept in the log, not in contract storage)."""
+        event = self.submitted_event(model_id)
+        return None if event is None else str(event.args["uri"])
 
     def get_member(self, account: str) -> Member | None:
         m = self._view("getMember", _address(account))
@@ -297,8 +371,9 @@ class LedgerClient:
             index=m[2],
             validator_since=m[3],
             joined_at=m[4],
-            encryption_key=bytes(m[5]),
-            name=m[6],
+            member_since=m[5],
+            encryption_key=bytes(m[6]),
+            name=m[7],
         )
 
     def members(self) -> list[Member]:

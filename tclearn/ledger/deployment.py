@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from eth_typing import HexStr
+
 from tclearn import __version__
 from tclearn.config import Deployment, load_deployment
 from tclearn.errors import ConfigError
@@ -37,7 +39,7 @@ def deployment_of(client: LedgerClient, block: int, tx_hash: str, variant: str) 
         block=block,
         variant=variant,
         url=client.chain.kind,
-        deployer=client.admin(),
+        deployer=str(client.w3.eth.get_transaction(HexStr(tx_hash))["from"]),  # paid for it; no power over it (v2)
         tx_hash=tx_hash,
         tclearn_version=__version__,
         contract_sha256=client.artifact.source_sha256,

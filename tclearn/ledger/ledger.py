@@ -8,15 +8,20 @@ for simulations). One test suite (tests/ledger/test_ledger_backends.py) runs aga
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 
 from tclearn.errors import ConfigError, ContractRevert
 from tclearn.ledger.events import LedgerEvent
-from tclearn.types import Member, ModelRecord, ModelState, Role, Variant
+from tclearn.types import Member, ModelRecord, ModelState, Variant
+
+if TYPE_CHECKING:  # governance and votes build on this module's helpers
+    from tclearn.ledger.governance import Action, Parameters, Proposal
+    from tclearn.ledger.votes import Domain, SignedVote
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,15 @@ class Submission:
     eligible: int
     general_deadline: int
     tx: TxResult
+
+
+@dataclass(frozen=True)
+class Predecessor:
+    """The coalition a migrated one continues: its chain, its contract and the head its genesis is."""
+
+    chain_id: int
+    coalition: str
+    head_id: int
 
 
 @dataclass(frozen=True)
@@ -78,17 +92,19 @@ class Ledger(Protocol):
     @property
     def chain(self) -> LedgerChain: ...
 
-    # ---- membership --------------------------------------------------------------------------------
+    # ---- governance: no admin; proposals carried by 2/3 of the active members ---------------------------
 
-    def register_member(
-        self, admin: LocalAccount, account: str, roles: Role, encryption_key: bytes = ..., name: str = ...
-    ) -> TxResult: ...
+    def propose(self, member: LocalAccount, action: Action) -> Proposal: ...
 
-    def set_roles(self, admin: LocalAccount, account: str, roles: Role) -> TxResult: ...
+    def ballot(self, member: LocalAccount, proposal_id: int, approve: bool) -> TxResult: ...
 
-    def deactivate_member(self, admin: LocalAccount, account: str) -> TxResult: ...
+    def execute(self, caller: LocalAccount, proposal_id: int) -> TxResult: ...
 
-    def set_policy(self, admin: LocalAccount, policy_hash: bytes) -> TxResult: ...
+    def proposal(self, proposal_id: int) -> Proposal: ...
+
+    def proposals(self) -> list[Proposal]: ...
+
+    def parameters(self) -> Parameters: ...
 
     # ---- the round ---------------------------------------------------------------------------------
 
@@ -111,6 +127,11 @@ class Ledger(Protocol):
         score_local: float,
         evidence_hash: bytes,
     ) -> VoteOutcome: ...
+
+    def decide(self, caller: LocalAccount, model_id: int, votes: Sequence[SignedVote]) -> VoteOutcome: ...
+
+    @property
+    def domain(self) -> Domain: ...  # where this coalition's signed votes count (`tclearn.ledger.votes`)
 
     def expire(self, caller: LocalAccount, model_id: int) -> TxResult: ...
 
