@@ -1,12 +1,14 @@
-"""Gas of every Coalition operation and of a whole committed round, beside the EIP-cost minimum.
+"""Gas of the Coalition contract (v2): a committed round decided by signed votes beside the same round decided by
+one vote transaction per validator, and the governance of an admission. Prints JSON.
 
-For eligible = 3, 6, 12, 24, 48 validators (the proposer is a member only, so all of them are eligible)
-on the embedded chain: submit, open, vote (first, middle, deciding), expire, reassign, and a committed
-round (submit + open + the votes needed). The minimum of each transaction is what the EIP schedule
-charges for what the protocol cannot avoid: 21000 base, the transaction's own calldata (16 gas per
-non-zero byte, 4 per zero byte), the storage the protocol must write (22100 per new slot, 5000 per
-rewrite: see REQUIRED) and the logs actually emitted (375 + 375 per topic + 8 per data byte).
-Prints JSON.
+Rounds: for eligible = 3, 6, 12, 24, 48 validators (the proposer is a member only, so all of them are eligible) on
+the embedded chain: submit, open, and either `decide` carrying the signatures that decide (two thirds) or those
+votes as transactions. Each transaction beside its EIP-cost minimum: 21000 base, its own calldata (16 gas per
+non-zero byte, 4 per zero byte), the storage the protocol must write (22100 per new slot, 5000 per rewrite: see
+REQUIRED), 3000 per signature recovered, and the logs it emits (375 + 375 per topic + 8 per data byte).
+
+Governance: a whole admission (propose, ballots up to two thirds of the active members, execute) for
+4, 6, 12 and 24 members, and its growth per member.
 """
 
 from __future__ import annotations
@@ -15,26 +17,33 @@ import json
 import os
 from typing import Any
 
+from eth_account.signers.local import LocalAccount
+
 from tclearn.ledger.chain import Chain, embedded_chain
 from tclearn.ledger.client import LedgerClient
+from tclearn.ledger.governance import Admit, Parameters
+from tclearn.ledger.votes import sign_vote
 from tclearn.protocol import approvals_needed
 from tclearn.types import Role, Variant
 
-NEW_SLOT, REWRITE = 22_100, 5_000
-# (new slots, rewritten slots) any implementation must write: submit stores the model hash, the metadata
-# hash, the candidate's state record and the hash-uniqueness index, and bumps the model count; open and
-# expire/reassign rewrite the state record; a vote records who voted and the tally (the first vote of a
-# candidate needs a new slot for "who voted"), the deciding vote also moves head.
+NEW_SLOT, REWRITE, ECRECOVER = 22_100, 5_000, 3_000
+# (new slots, rewritten slots) any implementation must write: submit stores the model hash, the candidate's
+# state record and the hash-uniqueness index, and bumps the model count; open rewrites the state record; a vote
+# records who voted and the tally (the first vote of a candidate needs a new slot for "who voted"), the deciding
+# one also moves head; a decide rewrites the tally and head (no vote can follow a decision: nothing to record).
 REQUIRED = {
-    "submit": (4, 1),
+    "submit": (3, 1),
     "open": (0, 1),
     "vote_first": (1, 1),
     "vote_middle": (0, 2),
     "vote_deciding": (0, 3),
-    "expire": (0, 1),
-    "reassign": (0, 1),
+    "decide": (0, 2),
+    "propose": (3, 1),  # the action's hash, the tally, the ballot bits; the proposal count
+    "ballot": (0, 2),
+    "execute_admit": (6, 3),  # the member's record, key, name, list entry, validator entry and position
 }
-TARGETS = {"vote": 60_000, "submit": 150_000, "round_6": 450_000}
+TARGETS = {"round_6": 250_000, "per_validator": 10_000, "round_48": 700_000, "admission_6": 400_000}
+URI = "vault://sha256/" + "ab" * 32  # a realistic content address
 
 
 def calldata_gas(data: bytes) -> int:
@@ -45,104 +54,134 @@ def log_gas(receipt: Any) -> int:
     return sum(375 + 375 * len(log["topics"]) + 8 * len(bytes(log["data"])) for log in receipt["logs"])
 
 
-def measured(chain: Chain, tx_hash: str, op: str) -> dict[str, Any]:
+def measured(chain: Chain, tx_hash: str, op: str, signatures: int = 0) -> dict[str, Any]:
     tx, receipt = chain.w3.eth.get_transaction(tx_hash), chain.w3.eth.get_transaction_receipt(tx_hash)
     new, rewrites = REQUIRED[op]
-    minimum = 21_000 + calldata_gas(bytes(tx["input"])) + NEW_SLOT * new + REWRITE * rewrites + log_gas(receipt)
+    minimum = (
+        21_000
+        + calldata_gas(bytes(tx["input"]))
+        + NEW_SLOT * new
+        + REWRITE * rewrites
+        + ECRECOVER * signatures
+        + log_gas(receipt)
+    )
     gas = int(receipt["gasUsed"])
     return {"gas": gas, "minimum": minimum, "ratio": round(gas / minimum, 3)}
 
 
-def scenario(eligible: int) -> dict[str, Any]:
-    chain = embedded_chain(eligible + 3)
-    admin, proposer, keeper, *validators = chain.dev_keys
+def coalition(chain: Chain, members: list[Admit]) -> LedgerClient:
     client, _ = LedgerClient.deploy(
         chain,
-        admin,
+        chain.dev_keys[0],
         variant=Variant.B,
         genesis_hash=os.urandom(32),
         genesis_uri="g",
-        policy_hash=os.urandom(32),
-        general_timeout=600,
-        voting_timeout=600,
+        parameters=Parameters(os.urandom(32), general_timeout=600, voting_timeout=600),
+        founders=members,
     )
-    client.register_member(admin, proposer.address, Role.MEMBER, os.urandom(32), "proposer")
-    for i, v in enumerate(validators):
-        client.register_member(admin, v.address, Role.MEMBER | Role.VALIDATOR, os.urandom(32), f"hospital-{i}")
+    return client
+
+
+def round_scenario(eligible: int) -> dict[str, Any]:
+    chain = embedded_chain(eligible + 2)
+    _, proposer, *validators = chain.dev_keys
+    founders = [Admit(proposer.address, Role.MEMBER, os.urandom(32), "proposer")]
+    founders += [
+        Admit(v.address, Role.MEMBER | Role.VALIDATOR, os.urandom(32), f"h{i}") for i, v in enumerate(validators)
+    ]
+    client = coalition(chain, founders)
     by_address = {v.address: v for v in validators}
-    uri = "vault://sha256/" + "ab" * 32  # a realistic content address
-
-    def submit() -> Any:
-        return client.submit(proposer, client.head(), os.urandom(32), uri, os.urandom(32))
-
-    s = submit()
-    out: dict[str, Any] = {"eligible": eligible, "submit": measured(chain, s.tx.tx_hash, "submit")}
-    opened = client.open_candidate(by_address[s.general], s.model_id, True, os.urandom(32))
-    out["open"] = measured(chain, opened.tx_hash, "open")
     needed = approvals_needed(eligible)
-    votes = [client.vote(v, s.model_id, True, 0.912345, 0.876543, os.urandom(32)) for v in validators[:needed]]
+    out: dict[str, Any] = {"eligible": eligible, "votes_needed": needed}
+
+    def submit_and_open() -> tuple[int, int, int, bytes]:
+        s = client.submit(proposer, client.head(), os.urandom(32), URI, os.urandom(32))
+        opened = client.open_candidate(by_address[s.general], s.model_id, True, os.urandom(32))
+        out.setdefault("submit", measured(chain, s.tx.tx_hash, "submit"))
+        out.setdefault("open", measured(chain, opened.tx_hash, "open"))
+        return s.model_id, s.tx.gas_used, opened.gas_used, client.get_model(s.model_id, with_uri=False).model_hash
+
+    model_id, submit_gas, open_gas, model_hash = submit_and_open()
+    signed = [
+        sign_vote(v, client.domain, model_id, model_hash, True, 0.912345, 0.876543, os.urandom(32))
+        for v in validators[:needed]
+    ]
+    decided = client.decide(proposer, model_id, signed)
+    out["decide"] = measured(chain, decided.tx.tx_hash, "decide", signatures=needed)
+    out["signed_round"] = {"gas": submit_gas + open_gas + decided.tx.gas_used, "transactions": 3}
+
+    model_id, submit_gas, open_gas, _ = submit_and_open()
+    votes = [client.vote(v, model_id, True, 0.912345, 0.876543, os.urandom(32)) for v in validators[:needed]]
     out["vote_first"] = measured(chain, votes[0].tx.tx_hash, "vote_first")
-    if needed > 2:
-        out["vote_middle"] = measured(chain, votes[needed // 2].tx.tx_hash, "vote_middle")
     out["vote_deciding"] = measured(chain, votes[-1].tx.tx_hash, "vote_deciding")
-    round_gas = s.tx.gas_used + opened.gas_used + sum(v.tx.gas_used for v in votes)
-    round_min = (
-        out["submit"]["minimum"]
-        + out["open"]["minimum"]
-        + sum(
-            measured(
-                chain, v.tx.tx_hash, "vote_first" if i == 0 else "vote_deciding" if i == needed - 1 else "vote_middle"
-            )["minimum"]
-            for i, v in enumerate(votes)
-        )
-    )
-    out["committed_round"] = {
-        "gas": round_gas,
-        "minimum": round_min,
-        "ratio": round(round_gas / round_min, 3),
-        "votes_needed": needed,
-    }
-    late = submit()
-    chain.advance_time(601)
-    out["reassign"] = measured(chain, client.reassign_general(keeper, late.model_id).tx_hash, "reassign")
-    chain.advance_time(601)
-    out["expire"] = measured(chain, client.expire(keeper, late.model_id).tx_hash, "expire")
+    out["direct_round"] = {"gas": submit_gas + open_gas + sum(v.tx.gas_used for v in votes), "transactions": 2 + needed}
+    out["signed_over_direct"] = round(out["signed_round"]["gas"] / out["direct_round"]["gas"], 3)
     return out
 
 
-def linear_fit(xs: list[int], ys: list[int]) -> dict[str, float]:
-    n, mx, my = len(xs), sum(xs) / len(xs), sum(ys) / len(ys)
-    sxx = sum((x - mx) ** 2 for x in xs)
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
-    intercept = my - slope * mx
-    ss_res = sum((y - (intercept + slope * x)) ** 2 for x, y in zip(xs, ys, strict=True))
-    ss_tot = sum((y - my) ** 2 for y in ys)
-    return {"gas_per_vote": round(slope), "fixed_gas": round(intercept), "r2": round(1 - ss_res / ss_tot, 6), "n": n}
+def admission_scenario(members: int) -> dict[str, Any]:
+    chain = embedded_chain(members + 2)
+    _, *accounts = chain.dev_keys
+    founders = [
+        Admit(a.address, Role.MEMBER | Role.VALIDATOR, os.urandom(32), f"hospital-{i}")
+        for i, a in enumerate(accounts[:members])
+    ]
+    client = coalition(chain, founders)
+    voters: list[LocalAccount] = accounts[:members]
+    newcomer = accounts[members]
+    action = Admit(newcomer.address, Role.MEMBER | Role.VALIDATOR, os.urandom(32), "hospital-new")
+    proposal = client.propose(voters[0], action)
+    proposed = next(e for e in client.events() if e.name == "Proposed" and e.args["proposal"] == proposal.id)
+    ballots = [client.ballot(v, proposal.id, True) for v in voters[1 : proposal.needed]]
+    executed = client.execute(voters[0], proposal.id)
+    out: dict[str, Any] = {
+        "members": members,
+        "approvals_needed": proposal.needed,
+        "propose": measured(chain, proposed.tx_hash, "propose"),
+        "ballot": measured(chain, ballots[-1].tx_hash, "ballot") if ballots else None,
+        "execute": measured(chain, executed.tx_hash, "execute_admit"),
+    }
+    out["admission"] = {
+        "gas": out["propose"]["gas"] + sum(b.gas_used for b in ballots) + executed.gas_used,
+        "transactions": 2 + len(ballots),
+    }
+    return out
+
+
+def slope(xs: list[int], ys: list[int]) -> float:
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+
+
+def target(value: float, limit: int) -> dict[str, Any]:
+    return {"value": round(value), "target": limit, "ok": value <= limit}
 
 
 def main() -> None:
-    rows = [scenario(e) for e in (3, 6, 12, 24, 48)]
-    six = next(r for r in rows if r["eligible"] == 6)
-    worst_vote = max(r[k]["gas"] for r in rows for k in ("vote_first", "vote_middle", "vote_deciding") if k in r)
-    fit = linear_fit([r["committed_round"]["votes_needed"] for r in rows], [r["committed_round"]["gas"] for r in rows])
+    rounds = [round_scenario(e) for e in (3, 6, 12, 24, 48)]
+    admissions = [admission_scenario(m) for m in (4, 6, 12, 24)]
+    by_eligible = {r["eligible"]: r for r in rounds}
+    eligible = [r["eligible"] for r in rounds]
+    per_validator = slope(eligible, [r["signed_round"]["gas"] for r in rounds])
+    per_validator_direct = slope(eligible, [r["direct_round"]["gas"] for r in rounds])
+    six = next(a for a in admissions if a["members"] == 6)
     report = {
         "benchmark": "gas",
         "chain": "embedded (py-evm)",
-        "scenarios": rows,
-        "round_growth": fit,
+        "rounds": rounds,
+        "admissions": admissions,
+        "growth": {
+            "signed_round_per_validator": round(per_validator),
+            "direct_round_per_validator": round(per_validator_direct),
+            "admission_per_member": round(
+                slope([a["members"] for a in admissions], [a["admission"]["gas"] for a in admissions])
+            ),
+        },
         "targets": {
-            "vote_max": {"value": worst_vote, "target": TARGETS["vote"], "ok": worst_vote <= TARGETS["vote"]},
-            "submit_max": {
-                "value": max(r["submit"]["gas"] for r in rows),
-                "target": TARGETS["submit"],
-                "ok": max(r["submit"]["gas"] for r in rows) <= TARGETS["submit"],
-            },
-            "round_6_validators": {
-                "value": six["committed_round"]["gas"],
-                "target": TARGETS["round_6"],
-                "ok": six["committed_round"]["gas"] <= TARGETS["round_6"],
-            },
-            "round_growth_linear": {"r2": fit["r2"], "ok": fit["r2"] >= 0.999},
+            "round_6_validators": target(by_eligible[6]["signed_round"]["gas"], TARGETS["round_6"]),
+            "per_extra_validator": target(per_validator, TARGETS["per_validator"]),
+            "round_48_validators": target(by_eligible[48]["signed_round"]["gas"], TARGETS["round_48"]),
+            "admission_6_members": target(six["admission"]["gas"], TARGETS["admission_6"]),
         },
     }
     print(json.dumps(report, indent=2))

@@ -31,6 +31,7 @@ contract Coalition {
         uint48 validatorSince; // first model id this account may vote on
         uint40 joinedAt;
         uint32 memberSince; // first proposal id this account may ballot on
+        uint16 validatorPos; // position in the active validators plus one; 0: not a validator
         bytes32 encryptionKey; // X25519 public key
         string name;
     }
@@ -167,7 +168,6 @@ contract Coalition {
     mapping(address => Member) private members;
     address[] private memberList;
     address[] private validators; // active validators, unordered
-    mapping(address => uint256) private validatorPosPlusOne;
     mapping(uint256 => mapping(uint256 => uint256)) private voteBits; // id => word => bits
 
     // ---- events ---------------------------------------------------------------------------------
@@ -381,7 +381,7 @@ contract Coalition {
         uint256 existing = idPlusOneByHash[modelHash];
         if (existing != 0) revert DuplicateModel(modelHash, existing - 1);
         uint256 eligible = validators.length;
-        if (validatorPosPlusOne[msg.sender] != 0) eligible -= 1;
+        if (m.validatorPos != 0) eligible -= 1;
         if (eligible == 0) revert NoValidators();
 
         id = count;
@@ -766,15 +766,15 @@ contract Coalition {
         bool becomes = roles & VALIDATOR != 0;
         if (becomes && !was) {
             validators.push(account);
-            validatorPosPlusOne[account] = validators.length;
+            m.validatorPos = uint16(validators.length);
             m.validatorSince = count;
         } else if (was && !becomes) {
-            uint256 pos = validatorPosPlusOne[account] - 1;
+            uint256 pos = m.validatorPos - 1;
             address last = validators[validators.length - 1];
             validators[pos] = last;
-            validatorPosPlusOne[last] = pos + 1;
+            members[last].validatorPos = uint16(pos + 1);
             validators.pop();
-            delete validatorPosPlusOne[account];
+            m.validatorPos = 0;
         }
         m.roles = roles;
     }
@@ -792,7 +792,7 @@ contract Coalition {
     ///      for a new id (validatorSince <= count).
     function _drawFirst(uint256 id, address proposer, uint256 eligible) private view returns (address) {
         uint256 r = _seed(id, address(0)) % eligible;
-        uint256 proposerPos = validatorPosPlusOne[proposer];
+        uint256 proposerPos = members[proposer].validatorPos;
         if (proposerPos != 0 && r >= proposerPos - 1) r += 1;
         return validators[r];
     }

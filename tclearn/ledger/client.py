@@ -372,8 +372,8 @@ class LedgerClient:
             validator_since=m[3],
             joined_at=m[4],
             member_since=m[5],
-            encryption_key=bytes(m[6]),
-            name=m[7],
+            encryption_key=bytes(m[7]),
+            name=m[8],
         )
 
     def members(self) -> list[Member]:
