@@ -90,7 +90,7 @@ def round_scenario(eligible: int) -> dict[str, Any]:
         Admit(v.address, Role.MEMBER | Role.VALIDATOR, os.urandom(32), f"h{i}") for i, v in enumerate(validators)
     ]
     client = coalition(chain, founders)
-    by_address = {v.address: v for v in validators}
+    by_address: dict[str, LocalAccount] = {v.address: v for v in validators}
     needed = approvals_needed(eligible)
     out: dict[str, Any] = {"eligible": eligible, "votes_needed": needed}
 
