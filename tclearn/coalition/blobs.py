@@ -8,6 +8,7 @@ from typing import TypeVar
 
 from tclearn.coalition.context import Coalition
 from tclearn.records import Record
+from tclearn.types import ModelRecord
 
 R = TypeVar("R", bound=Record)
 
@@ -27,3 +28,10 @@ def get_record(co: Coalition, sha256: str, kind: type[R]) -> R:
     with co.clock("vault"):
         raw = co.store.get(sha256)
     return kind.parse(raw)
+
+
+def metadata_hash(co: Coalition, candidate: ModelRecord) -> str:
+    """The candidate's metadata hash (hex), read from its `Submitted` event when the record was read without it."""
+    if candidate.metadata_hash is None:
+        return co.client.get_model(candidate.id).metadata_hex
+    return candidate.metadata_hash.hex()

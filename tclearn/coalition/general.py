@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tclearn.coalition.blobs import get_record, put_record
+from tclearn.coalition.blobs import metadata_hash as metadata_of
 from tclearn.coalition.context import Coalition, Hospital
 from tclearn.coalition.integrity import declared_problem, policy_problem
 from tclearn.errors import TclearnError
@@ -40,7 +41,7 @@ def _run(checks: list[Check], name: str, test: Callable[[], str | None], notes: 
 def inspect(co: Coalition, general: Hospital, candidate: ModelRecord) -> list[Check]:
     """Every integrity and policy check of `candidate`, in order; later checks are skipped once one fails."""
     checks: list[Check] = []
-    model_hash, metadata_hash = candidate.model_hash.hex(), candidate.metadata_hex
+    model_hash, metadata_hash = candidate.model_hash.hex(), metadata_of(co, candidate)
     read: list[CandidateMetadata] = []
     parents: list[str] = []
     opened: list[Any] = []

@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from tclearn.coalition.blobs import get_record, put_record
+from tclearn.coalition.blobs import get_record, metadata_hash, put_record
 from tclearn.coalition.context import Coalition, Hospital
 from tclearn.coalition.fedavg import verify_aggregate
 from tclearn.coalition.policy import Lineage, Scores, Stratum
@@ -80,7 +80,7 @@ def assess(co: Coalition, validator: Hospital, candidate: ModelRecord) -> Assess
     best = lineage.best
     model_hash = candidate.model_hash.hex()
     try:
-        metadata = get_record(co, candidate.metadata_hex, CandidateMetadata)
+        metadata = get_record(co, metadata_hash(co, candidate), CandidateMetadata)
         model = co.backend.open(validator, model_hash)
     except TclearnError as exc:
         return Assessment(False, None, head, f"cannot open the candidate: {exc}", best)
