@@ -68,7 +68,9 @@ def refused(error: str, co: Coalition, sender: str, **args: Any) -> Iterator[Non
     assert info.value.error == error, str(info.value)
     assert error in str(info.value)
     assert {k: info.value.error_args.get(k) for k in args} == args, str(info.value)
-    assert co.chain.w3.eth.get_transaction_count(to_checksum_address(sender)) == nonce, "a transaction known to revert was sent"
+    assert co.chain.w3.eth.get_transaction_count(to_checksum_address(sender)) == nonce, (
+        "a transaction known to revert was sent"
+    )
     assert state(co) == before, "a refused call changed the coalition"
 
 
