@@ -392,6 +392,19 @@ def test_ballots_once_and_only_by_members_of_the_time(coalition: Coalition) -> N
     assert c.has_ballot(later, late.address) and not c.has_ballot(pid, late.address)
 
 
+def test_execution_checks_the_coalition_as_it_is_then(coalition: Coalition) -> None:
+    c, (h0, h1, h2, _), newcomer = coalition.client, coalition.hospitals, coalition.spare[0]
+    coalition.govern(RotateSupervisor(ZERO_ADDRESS, h0.address))
+    to_h2 = coalition.approve(RotateSupervisor(h0.address, h2.address))
+    coalition.govern(RotateSupervisor(h0.address, h1.address))  # proposed later, executed first
+    with refused("NotSupervisor", coalition, coalition.deployer.address, account=h0.address):
+        c.execute(coalition.deployer, to_h2)
+    first, second = (coalition.approve(Admit(newcomer.address, VALIDATING)) for _ in range(2))
+    c.execute(coalition.deployer, second)
+    with refused("AlreadyMember", coalition, coalition.deployer.address, account=newcomer.address):
+        c.execute(coalition.deployer, first)
+
+
 @pytest.mark.parametrize("action", ["remove", "set_roles"])
 def test_no_change_may_leave_fewer_validators_than_the_floor(chain: Chain, action: str) -> None:
     co = deploy_coalition(chain, validators=2, members=1)  # the floor: 2 validators
