@@ -392,6 +392,19 @@ def test_ballots_once_and_only_by_members_of_the_time(coalition: Coalition) -> N
     assert c.has_ballot(later, late.address) and not c.has_ballot(pid, late.address)
 
 
+def test_the_client_executes_an_action_with_the_bytes_it_was_proposed_with(coalition: Coalition) -> None:
+    c, h = coalition.client, coalition.hospitals
+    data = Remove(h[3].address).encode() + b"\0" * 32  # the contract's decoder ignores trailing bytes
+    raw(coalition, h[0], "propose", 3, data)
+    for member in h[1:3]:
+        c.ballot(member, 0, True)
+    assert c.proposal(0).action == Remove(h[3].address) and c.proposal(0).action.encode() != data
+    c.execute(coalition.deployer, 0)
+    assert c.proposal(0).state is ProposalState.EXECUTED and not c.get_member(h[3].address).active  # type: ignore[union-attr]
+    with refused("UnknownProposal", coalition, coalition.deployer.address, proposal=1):
+        c.execute(coalition.deployer, 1)
+
+
 def test_execution_checks_the_coalition_as_it_is_then(coalition: Coalition) -> None:
     c, (h0, h1, h2, _), newcomer = coalition.client, coalition.hospitals, coalition.spare[0]
     coalition.govern(RotateSupervisor(ZERO_ADDRESS, h0.address))
