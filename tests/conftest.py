@@ -14,6 +14,14 @@ from eth_account.signers.local import LocalAccount
 from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.ledger.chain import Chain, connect, embedded_chain
 from tclearn.ledger.client import LedgerClient
+from tclearn.ledger.governance import (
+    DEFAULT_MIN_VALIDATORS,
+    DEFAULT_PROPOSAL_TIMEOUT,
+    Action,
+    Admit,
+    Parameters,
+    ProposalState,
+)
 from tclearn.ledger.localchain import LocalNode
 from tclearn.logs import QUIET_LOGGERS, UVICORN_LOGGERS
 from tclearn.types import Role, Variant
@@ -27,12 +35,34 @@ class Coalition:
 
     chain: Chain
     client: LedgerClient
-    admin: LocalAccount
-    hospitals: list[LocalAccount]  # registered members (validators unless said otherwise)
+    deployer: LocalAccount  # sent the deployment; not a member (the contract has no admin)
+    hospitals: list[LocalAccount]  # the founders (validators unless said otherwise)
     spare: list[LocalAccount]  # funded accounts that are not members
 
     def account(self, address: str) -> LocalAccount:
-        return next(a for a in [self.admin, *self.hospitals, *self.spare] if a.address == address)
+        return next(a for a in [self.deployer, *self.hospitals, *self.spare] if a.address == address)
+
+    def approve(self, action: Action, proposer: LocalAccount | None = None) -> int:
+        """A member proposes `action` and active members approve it until two thirds have; returns its id."""
+        c = self.client
+        by = proposer or next(h for h in self.hospitals if (m := c.get_member(h.address)) and m.active)
+        proposal = c.propose(by, action)
+        for h in [*self.hospitals, *self.spare]:  # the founders, then any account admitted since
+            if proposal.approvals >= proposal.needed:
+                break
+            member = c.get_member(h.address)
+            if h is not by and member is not None and member.active and member.member_since <= proposal.id:
+                c.ballot(h, proposal.id, True)
+                proposal = c.proposal(proposal.id)
+        return proposal.id
+
+    def govern(self, action: Action, proposer: LocalAccount | None = None) -> int:
+        """Carries `action` as the coalition does: proposed, approved by two thirds of the active members, executed
+        (by the deployer: anyone may); returns the proposal id."""
+        pid = self.approve(action, proposer)
+        self.client.execute(self.deployer, pid)
+        assert self.client.proposal(pid).state is ProposalState.EXECUTED
+        return pid
 
     def submit(self, proposer: LocalAccount, parent: int | None = None) -> int:
         parent = self.client.head() if parent is None else parent
@@ -55,24 +85,37 @@ def deploy_coalition(
     *,
     general_timeout: int = 600,
     voting_timeout: int = 600,
+    proposal_timeout: int = DEFAULT_PROPOSAL_TIMEOUT,
+    min_validators: int | None = None,
     variant: Variant = Variant.B,
 ) -> Coalition:
-    admin, *rest = chain.dev_keys
-    client, _ = LedgerClient.deploy(
-        chain,
-        admin,
-        variant=variant,
-        genesis_hash=os.urandom(32),
-        genesis_uri="vault://genesis",
+    """`validators` validating hospitals and `members` member-only ones, all founders ("hospital-0", ...);
+    `min_validators` defaults to the protocol's floor, or to `validators` where that is fewer."""
+    deployer, *rest = chain.dev_keys
+    hospitals = rest[: validators + members]
+    founders = [
+        Admit(
+            h.address, Role.MEMBER | Role.VALIDATOR if i < validators else Role.MEMBER, os.urandom(32), f"hospital-{i}"
+        )
+        for i, h in enumerate(hospitals)
+    ]
+    parameters = Parameters(
         policy_hash=bytes.fromhex(AcceptancePolicy().sha256()),  # the default policy (its record: `policy_store`)
         general_timeout=general_timeout,
         voting_timeout=voting_timeout,
+        proposal_timeout=proposal_timeout,
+        min_validators=min(validators, DEFAULT_MIN_VALIDATORS) if min_validators is None else min_validators,
     )
-    hospitals = rest[: validators + members]
-    for i, h in enumerate(hospitals):
-        roles = Role.MEMBER | Role.VALIDATOR if i < validators else Role.MEMBER
-        client.register_member(admin, h.address, roles, os.urandom(32), f"hospital-{i}")
-    return Coalition(chain, client, admin, hospitals, rest[validators + members :])
+    client, _ = LedgerClient.deploy(
+        chain,
+        deployer,
+        variant=variant,
+        genesis_hash=os.urandom(32),
+        genesis_uri="vault://genesis",
+        parameters=parameters,
+        founders=founders,
+    )
+    return Coalition(chain, client, deployer, hospitals, rest[validators + members :])
 
 
 def node_chain(node: LocalNode) -> Chain:

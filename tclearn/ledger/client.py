@@ -163,9 +163,12 @@ class LedgerClient:
         return self._transact(member, f"{what} proposal {proposal_id}", "ballot", proposal_id, approve)
 
     def execute(self, caller: LocalAccount, proposal_id: int) -> TxResult:
-        """Executes an approved proposal, with its action as the `Proposed` event carries it."""
-        action = self.proposal(proposal_id).action
-        return self._transact(caller, f"execute proposal {proposal_id}", "execute", proposal_id, action.encode())
+        """Executes an approved proposal, with its action's bytes as the `Proposed` event carries them (the
+        contract checks their hash: the action decoded and encoded again may differ, e.g. trailing bytes)."""
+        self._view("getProposal", proposal_id)  # an unknown id is refused by name
+        proposed = next(e for e in self._proposal_logs(proposal_id) if e.name == "Proposed")
+        action = bytes(proposed.args["action"])
+        return self._transact(caller, f"execute proposal {proposal_id}", "execute", proposal_id, action)
 
     def set_encryption_key(self, member: LocalAccount, encryption_key: bytes) -> TxResult:
         key = _bytes32(encryption_key, "encryption key")

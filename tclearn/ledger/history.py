@@ -1,7 +1,9 @@
-"""Rebuilds the coalition's whole history — members, lineage, generals, votes — from events alone.
+"""Rebuilds the coalition's whole history — its founding, members, proposals and ballots, parameters, lineage,
+generals, votes — from events alone.
 
 A pure fold over decoded events (no chain access), so that an auditor needs nothing but the logs,
-and tests can check it against the contract's own views.
+and tests can check it against the contract's own views. Events carry no time: a proposal still pending past
+its deadline reads as expired only given the chain's time (`ProposalHistory.state_at`, `to_json(now=...)`).
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tclearn.errors import IntegrityError
 from tclearn.ledger.events import LedgerEvent
-from tclearn.protocol import from_fixed
+from tclearn.ledger.governance import Action, ActionKind, Parameters, ProposalState, decode_action, effective_state
+from tclearn.protocol import approvals_needed, from_fixed
 from tclearn.types import ModelState, RejectReason, Role
 
 
@@ -22,6 +26,7 @@ class MemberHistory:
     roles: Role
     active: bool
     encryption_key: bytes
+    member_since: int = 0  # the first proposal it may ballot on (the proposals made before it was admitted)
 
 
 @dataclass
@@ -72,13 +77,81 @@ class PolicyDeclaration:
     block: int
 
 
+@dataclass(frozen=True)
+class ParametersDeclaration:
+    """The coalition's parameters as set at founding or by a proposal, and the first model id they apply to."""
+
+    parameters: Parameters
+    from_model: int
+    block: int
+
+
+@dataclass(frozen=True)
+class Founding:
+    """The `Founded` event: the genesis, and the coalition this one continues (all zero for a new one)."""
+
+    genesis_hash: bytes
+    predecessor_chain_id: int
+    predecessor: str
+    predecessor_head_id: int
+    block: int
+
+    @property
+    def migrated(self) -> bool:
+        return self.predecessor_chain_id != 0 or int(self.predecessor, 16) != 0
+
+
+@dataclass(frozen=True)
+class BallotRecord:
+    member: str
+    approve: bool
+    block: int
+
+
+@dataclass
+class ProposalHistory:
+    """A proposal: its action (None for bytes that do not decode; `action_data` keeps them), its ballots (the
+    proposer's approval first) and its stored state; `state_at` adds expiry."""
+
+    id: int
+    kind: int
+    action: Action | None
+    action_data: bytes
+    proposer: str
+    eligible: int
+    deadline: int
+    proposed_block: int
+    state: ProposalState = ProposalState.PENDING
+    ballots: list[BallotRecord] = field(default_factory=list)
+    closed_block: int | None = None  # where it was executed or rejected
+
+    @property
+    def approvals(self) -> int:
+        return sum(b.approve for b in self.ballots)
+
+    @property
+    def rejections(self) -> int:
+        return sum(not b.approve for b in self.ballots)
+
+    @property
+    def needed(self) -> int:
+        return approvals_needed(self.eligible)
+
+    def state_at(self, now: int) -> ProposalState:
+        """The state at chain time `now`: EXPIRED for one still pending past its deadline."""
+        return effective_state(int(self.state), self.deadline, now)
+
+
 @dataclass
 class LedgerHistory:
-    admin: str = ""
     head: int = 0
+    founding: Founding | None = None
     global_test_set_hash: bytes = b""
     policies: list[PolicyDeclaration] = field(default_factory=list)  # every declaration, the current one last
+    parameters: list[ParametersDeclaration] = field(default_factory=list)  # at founding, then every change
+    supervisor: str | None = None  # the last account the supervisor role was rotated to
     members: dict[str, MemberHistory] = field(default_factory=dict)
+    proposals: dict[int, ProposalHistory] = field(default_factory=dict)
     candidates: dict[int, CandidateHistory] = field(default_factory=dict)
 
     @property
@@ -103,14 +176,31 @@ class LedgerHistory:
 def apply(h: LedgerHistory, ev: LedgerEvent) -> None:
     """Folds one event into `h` (events must come in chain order); lets a follower update a history in place."""
     a: dict[str, Any] = ev.args
-    if ev.name == "AdminTransferred":
-        h.admin = a["newAdmin"]
+    if ev.name in _GOVERNANCE:
+        _apply_governance(h, ev)
+    elif ev.name == "Founded":
+        h.founding = Founding(
+            a["genesisHash"], a["predecessorChainId"], a["predecessor"], a["predecessorHeadId"], ev.block_number
+        )
     elif ev.name == "GlobalTestSetChanged":
         h.global_test_set_hash = a["hash"]
     elif ev.name == "PolicyChanged":
-        h.policies.append(PolicyDeclaration(a["hash"], len(h.candidates), ev.block_number))
+        if a["hash"] != h.policy_hash:  # a change of the other parameters re-emits the policy in force
+            h.policies.append(PolicyDeclaration(a["hash"], len(h.candidates), ev.block_number))
+    elif ev.name == "ParametersChanged":  # emitted after the policy and the test set it goes with
+        parameters = Parameters(
+            h.policy_hash,
+            h.global_test_set_hash,
+            a["generalTimeout"],
+            a["votingTimeout"],
+            a["proposalTimeout"],
+            a["minValidators"],
+        )
+        h.parameters.append(ParametersDeclaration(parameters, len(h.candidates), ev.block_number))
     elif ev.name == "MemberRegistered":
-        h.members[a["account"]] = MemberHistory(a["account"], a["name"], Role(a["roles"]), True, a["encryptionKey"])
+        h.members[a["account"]] = MemberHistory(
+            a["account"], a["name"], Role(a["roles"]), True, a["encryptionKey"], len(h.proposals)
+        )
     elif ev.name == "RolesChanged":
         member = h.members[a["account"]]
         member.roles, member.active = Role(a["roles"]), a["active"]
@@ -155,6 +245,32 @@ def apply(h: LedgerHistory, ev: LedgerEvent) -> None:
         h.candidates[a["id"]].state = ModelState.EXPIRED
     elif ev.name == "Staled":
         h.candidates[a["id"]].state = ModelState.STALE
+
+
+_GOVERNANCE = {"Proposed", "Ballot", "ProposalExecuted", "ProposalRejected", "SupervisorRotated"}
+
+
+def _apply_governance(h: LedgerHistory, ev: LedgerEvent) -> None:
+    a = ev.args
+    if ev.name == "Proposed":
+        data = bytes(a["action"])
+        try:
+            action: Action | None = decode_action(a["kind"], data)
+        except IntegrityError:  # the contract checked it: bytes we cannot read are kept, not fatal to the history
+            action = None
+        h.proposals[a["proposal"]] = ProposalHistory(
+            a["proposal"], a["kind"], action, data, a["proposer"], a["eligible"], a["deadline"], ev.block_number
+        )
+    elif ev.name == "Ballot":
+        h.proposals[a["proposal"]].ballots.append(BallotRecord(a["member"], a["approve"], ev.block_number))
+    elif ev.name == "ProposalExecuted":
+        p = h.proposals[a["proposal"]]
+        p.state, p.closed_block = ProposalState.EXECUTED, ev.block_number
+    elif ev.name == "ProposalRejected":
+        p = h.proposals[a["proposal"]]
+        p.state, p.closed_block = ProposalState.REJECTED, ev.block_number
+    else:  # SupervisorRotated: the roles themselves come with RolesChanged
+        h.supervisor = a["to"]
 
 
 def fold(history: LedgerHistory, events: Iterable[LedgerEvent]) -> LedgerHistory:
@@ -205,15 +321,71 @@ def candidate_json(c: CandidateHistory) -> dict[str, Any]:
     }
 
 
-def to_json(h: LedgerHistory) -> dict[str, Any]:
-    """A JSON-ready view of the history (hashes as 0x-hex)."""
+def founding_json(f: Founding | None) -> dict[str, Any] | None:
+    if f is None:
+        return None
+    predecessor = (
+        {"chain_id": f.predecessor_chain_id, "coalition": f.predecessor, "head_id": f.predecessor_head_id}
+        if f.migrated
+        else None
+    )
+    return {"genesis_hash": hex_or_none(f.genesis_hash), "predecessor": predecessor, "block": f.block}
+
+
+def parameters_json(d: ParametersDeclaration) -> dict[str, Any]:
+    p = d.parameters
     return {
-        "admin": h.admin,
+        "policy_hash": hex_or_none(p.policy_hash),
+        "global_test_set_hash": hex_or_none(p.global_test_set_hash),
+        "general_timeout": p.general_timeout,
+        "voting_timeout": p.voting_timeout,
+        "proposal_timeout": p.proposal_timeout,
+        "min_validators": p.min_validators,
+        "from_model": d.from_model,
+        "block": d.block,
+    }
+
+
+def action_json(p: ProposalHistory) -> dict[str, Any]:
+    try:
+        kind = ActionKind(p.kind).name.lower()
+    except ValueError:  # the contract refuses other kinds: a log that is not its own
+        kind = str(p.kind)
+    description = p.action.describe() if p.action is not None else None
+    return {"kind": kind, "description": description, "data": "0x" + p.action_data.hex()}
+
+
+def proposal_json(p: ProposalHistory, now: int | None = None) -> dict[str, Any]:
+    """A JSON-ready view of one proposal and its ballots; `now` (chain time) tells a pending one from an
+    expired one."""
+    state = p.state if now is None else p.state_at(now)
+    return {
+        "id": p.id,
+        "state": state.name.lower(),
+        "action": action_json(p),
+        "proposer": p.proposer,
+        "eligible": p.eligible,
+        "needed": p.needed,
+        "approvals": p.approvals,
+        "rejections": p.rejections,
+        "deadline": p.deadline,
+        "proposed_block": p.proposed_block,
+        "closed_block": p.closed_block,
+        "ballots": [{"member": b.member, "approve": b.approve, "block": b.block} for b in p.ballots],
+    }
+
+
+def to_json(h: LedgerHistory, now: int | None = None) -> dict[str, Any]:
+    """A JSON-ready view of the history (hashes as 0x-hex); `now` (chain time) marks expired proposals."""
+    return {
         "head": h.head,
         "lineage": h.lineage(),
+        "founding": founding_json(h.founding),
         "global_test_set_hash": hex_or_none(h.global_test_set_hash),
         "policy_hash": hex_or_none(h.policy_hash),
         "policies": [{"hash": hex_or_none(p.hash), "from_model": p.from_model, "block": p.block} for p in h.policies],
+        "parameters": [parameters_json(d) for d in h.parameters],
+        "supervisor": h.supervisor,
         "members": [
             {
                 "address": m.address,
@@ -221,8 +393,10 @@ def to_json(h: LedgerHistory) -> dict[str, Any]:
                 "roles": m.roles.names(),
                 "active": m.active,
                 "encryption_key": hex_or_none(m.encryption_key),
+                "member_since": m.member_since,
             }
             for m in h.members.values()
         ],
+        "proposals": [proposal_json(p, now) for p in h.proposals.values()],
         "models": [candidate_json(c) for c in h.candidates.values()],
     }

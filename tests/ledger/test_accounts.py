@@ -50,23 +50,23 @@ def test_keystore_is_scrypt_and_refuses_a_member_key(tmp_path: Path) -> None:
 
 
 def test_one_account_sending_from_many_threads(coalition: Coalition) -> None:
-    admin, client = coalition.admin, coalition.client
+    member, client = coalition.hospitals[0], coalition.client
     errors: list[BaseException] = []
 
     def send() -> None:
         try:
-            client.set_global_test_set(admin, os.urandom(32))
+            client.set_encryption_key(member, os.urandom(32))
         except BaseException as exc:  # collected and asserted below
             errors.append(exc)
 
     threads = [threading.Thread(target=send) for _ in range(8)]
-    before = coalition.chain.w3.eth.get_transaction_count(admin.address)
+    before = coalition.chain.w3.eth.get_transaction_count(member.address)
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert errors == []
-    assert coalition.chain.w3.eth.get_transaction_count(admin.address) == before + 8
+    assert coalition.chain.w3.eth.get_transaction_count(member.address) == before + 8
 
 
 def test_unreachable_url() -> None:
@@ -83,6 +83,6 @@ def test_wrong_chain_id(anvil_node: LocalNode) -> None:
 
 def test_address_without_the_contract(coalition: Coalition, chain: Chain) -> None:
     with pytest.raises(NoContract, match="no contract"):
-        LedgerClient(chain, coalition.admin.address)
+        LedgerClient(chain, coalition.deployer.address)
     with pytest.raises(ConfigError, match="not an Ethereum address"):
         LedgerClient(chain, "0x1234")

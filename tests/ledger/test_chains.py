@@ -9,6 +9,7 @@ import pytest
 from tclearn.errors import ContractRevert
 from tclearn.ledger.chain import Chain
 from tclearn.ledger.localchain import LocalNode
+from tclearn.ledger.votes import sign_vote
 from tclearn.types import ModelState
 from tests.conftest import deploy_coalition, node_chain
 
@@ -28,6 +29,21 @@ def test_round_commits_and_history_is_in_the_logs(any_chain: Chain) -> None:
     voted = [e for e in c.events(start) if e.name == "Voted"]
     assert voted[0].args["scoreGlobal"] == 900_000 and voted[0].args["scoreLocal"] == 800_000
     assert c.get_model(mid).uri == "vault://test"
+
+
+def test_signed_votes_decide_in_one_transaction(any_chain: Chain) -> None:
+    co = deploy_coalition(any_chain, validators=4)
+    c = co.client
+    mid = co.submit(co.hospitals[0])
+    co.open(mid)
+    model_hash = c.get_model(mid).model_hash
+    votes = [sign_vote(v, c.domain, mid, model_hash, True, 0.9, 0.8, os.urandom(32)) for v in co.voters(mid)[:2]]
+    assert c.domain.chain_id == any_chain.chain_id
+    outcome = c.decide(co.spare[0], mid, votes)
+    assert outcome.state == ModelState.COMMITTED and c.head() == mid
+    assert sorted(e.args["validator"] for e in outcome.tx.events if e.name == "Voted") == sorted(
+        v.signer for v in votes
+    )
 
 
 def test_revert_is_decoded_and_nothing_is_sent(any_chain: Chain) -> None:

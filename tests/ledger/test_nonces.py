@@ -78,46 +78,46 @@ def _nonce(raw: bytes) -> int:
 def test_a_refused_nonce_is_sent_again_with_a_fresh_count(
     coalition: Coalition, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    co, admin = coalition, coalition.admin
-    before = co.chain.w3.eth.get_transaction_count(admin.address)
+    co, member = coalition, coalition.hospitals[0]
+    before = co.chain.w3.eth.get_transaction_count(member.address)
     nonces = refuse_sends(monkeypatch, co, ["nonce too low", "replacement transaction underpriced"])
 
-    tx = co.client.set_global_test_set(admin, os.urandom(32))
+    tx = co.client.set_encryption_key(member, os.urandom(32))
 
     assert nonces == [before] * 3 and tx.block_number > 0
-    assert co.chain.w3.eth.get_transaction_count(admin.address) == before + 1
+    assert co.chain.w3.eth.get_transaction_count(member.address) == before + 1
 
 
 def test_a_transaction_the_node_already_knows_is_awaited_not_resent(
     coalition: Coalition, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    co, admin = coalition, coalition.admin
-    before = co.chain.w3.eth.get_transaction_count(admin.address)
+    co, member = coalition, coalition.hospitals[0]
+    before = co.chain.w3.eth.get_transaction_count(member.address)
     nonces = refuse_sends(monkeypatch, co, ["after"])
 
-    tx = co.client.set_global_test_set(admin, b"\x07" * 32)
+    tx = co.client.set_encryption_key(member, b"\x07" * 32)
 
-    assert nonces == [before] and co.client.global_test_set_hash() == b"\x07" * 32
-    assert co.chain.w3.eth.get_transaction_count(admin.address) == before + 1 and tx.event("GlobalTestSetChanged")
+    assert nonces == [before] and co.client.get_member(member.address).encryption_key == b"\x07" * 32  # type: ignore[union-attr]
+    assert co.chain.w3.eth.get_transaction_count(member.address) == before + 1 and tx.event("EncryptionKeyChanged")
 
 
 def test_retries_are_bounded_and_the_error_names_the_cause(
     coalition: Coalition, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    co, admin = coalition, coalition.admin
-    before = co.chain.w3.eth.get_transaction_count(admin.address)
+    co, member = coalition, coalition.hospitals[0]
+    before = co.chain.w3.eth.get_transaction_count(member.address)
     nonces = refuse_sends(monkeypatch, co, ["nonce too low"] * 10)
 
     with pytest.raises(NonceConflict, match=r"refused the nonce 5 times \(nonce \d+: nonce too low;") as caught:
-        co.client.set_global_test_set(admin, os.urandom(32))
+        co.client.set_encryption_key(member, os.urandom(32))
 
     assert len(nonces) == sending.NONCE_ATTEMPTS == 5 and len(caught.value.details["causes"]) == 5
     assert "without sharing its nonce lock folder" in str(caught.value)
-    assert co.chain.w3.eth.get_transaction_count(admin.address) == before
+    assert co.chain.w3.eth.get_transaction_count(member.address) == before
 
 
 def test_the_embedded_chain_takes_no_lock_file(coalition: Coalition) -> None:
-    assert coalition.client._sender(coalition.admin).lock_path is None
+    assert coalition.client._sender(coalition.hospitals[0]).lock_path is None
 
 
 HOLD = "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR); fcntl.flock(fd, fcntl.LOCK_EX); "
