@@ -687,6 +687,7 @@ contract Coalition {
             _checkParameters(abi.decode(action, (Parameters)));
         } else if (kind == ROTATE_SUPERVISOR) {
             (address from, address to) = abi.decode(action, (address, address));
+            if (from == to) revert InvalidAction(kind); // to its own holder: nothing to hand on
             if (from != address(0) && members[from].roles & SUPERVISOR == 0) revert NotSupervisor(from);
             if (!members[to].active) revert NotMember(to);
         } else {
@@ -735,6 +736,7 @@ contract Coalition {
     }
 
     function _rotateSupervisor(address from, address to) private {
+        if (from == to) revert InvalidAction(ROTATE_SUPERVISOR);
         Member storage t = members[to];
         if (!t.active) revert NotMember(to);
         if (from != address(0)) {

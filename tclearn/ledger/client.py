@@ -42,7 +42,7 @@ from tclearn.ledger.ledger import checked_address as _address
 from tclearn.ledger.nonces import default_lock_dir
 from tclearn.ledger.reverts import decode_revert, revert_data
 from tclearn.ledger.sending import Sender, send
-from tclearn.ledger.votes import Domain, SignedVote
+from tclearn.ledger.votes import Domain, SignedVote, in_signer_order
 from tclearn.protocol import to_fixed
 from tclearn.types import Member, ModelRecord, ModelState, Role, Variant
 
@@ -225,7 +225,7 @@ class LedgerClient:
 
     def decide(self, caller: LocalAccount, model_id: int, votes: Sequence[SignedVote]) -> VoteOutcome:
         """Carries signed votes to the chain in one transaction; it must decide the candidate."""
-        calls = [v.as_call() for v in sorted(votes, key=lambda v: int(v.signer, 16))]  # the contract's order
+        calls = [v.as_call() for v in in_signer_order(votes, self.domain)]
         tx = self._transact(caller, f"decide {model_id} with {len(calls)} signed votes", "decide", model_id, calls)
         return vote_outcome(tx, model_id)
 

@@ -9,6 +9,7 @@ address, which the contract refuses as `NotValidator`. Pure functions; the recor
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,3 +188,9 @@ def recover_signer(vote: SignedVote, domain: Domain) -> str | None:
         return str(Account.recover_message(_signable(domain, vote.message()), vrs=(v, r, s)))
     except Exception:  # an invalid point: the contract's ecrecover returns address(0)
         return None
+
+
+def in_signer_order(votes: Sequence[SignedVote], domain: Domain) -> list[SignedVote]:
+    """`votes` in the order `decide` requires: ascending address of the account each signature recovers (a vote
+    that recovers nobody keeps its claimed signer's place, and is refused as `BadSignature`)."""
+    return sorted(votes, key=lambda v: int(recover_signer(v, domain) or v.signer, 16))
