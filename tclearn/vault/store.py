@@ -440,7 +440,7 @@ class FsspecStore(BlobStore):
                 paths = [p for p in self.fs.find(folder) if p.endswith(".json")]
         except FileNotFoundError:
             return {}
-        found = {}
+        found: dict[str, bytes] = {}
         for path in paths:
             signer = path.rsplit("/", 1)[1].removesuffix(".json")
             document = self._read(path, f"read {signer}'s ballot on {model_hash}")
