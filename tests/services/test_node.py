@@ -131,6 +131,11 @@ def test_runners_open_and_decide_a_members_candidate_with_signed_votes_in_one_tr
         signed = runner.me in voters(local.client, model_id)
         assert not local.client.has_voted(model_id, runner.me)  # no `vote` transaction
         assert (model_id in runner.votes_cast()) == signed
+        with runner.db.session() as session:
+            row = session.get(CastVote, (runner.me, model_id))
+        if row is not None:  # the vote named by its signature; the transaction only for the node that decided
+            assert row.signature_hash is not None and len(row.signature_hash) == 66
+            assert row.tx_hash == (committed.tx_hash if runner.stats.duties["decide"] else None)
         assert runner.stats.votes["approve"] == runner.stats.duties["vote"] == int(signed)
         assert runner.stats.candidates_seen == 1 and runner.stats.errors == 0
         assert runner.stats.last_block >= record_block(local.client, model_id)
