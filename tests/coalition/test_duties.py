@@ -79,7 +79,7 @@ def submit_weights(co: Coalition, weights: dict[str, torch.Tensor], *, metadata:
 
 
 def general_verdict(co: Coalition, model_id: int) -> tuple[bool, dict[str, object]]:
-    candidate = co.client.get_model(model_id, with_uri=False)
+    candidate = co.client.get_model(model_id)  # with its metadata hash (the Submitted event's)
     ok, report_hash, _ = general_duty.open_candidate(co, co.hospital(candidate.general), candidate)
     return ok, json.loads(co.store.get(report_hash))
 
