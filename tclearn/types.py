@@ -62,6 +62,15 @@ class Variant(enum.IntEnum):
         return cls[name]
 
 
+class VoteMode(enum.StrEnum):
+    """How a validator's vote reaches the chain (a coalition setting of each site: `votes`)."""
+
+    SIGNED = "signed"  # signed off chain, posted to the vault's ballot box; a deciding set goes in one `decide`
+    # one `vote` transaction per validator: the liveness fallback for a site that cannot reach the vault's
+    # ballot box (it still counts: `decide` adds the signed votes to the direct ones)
+    DIRECT = "direct"
+
+
 class ModelState(enum.IntEnum):
     """States of a model block, numbered as in Coalition.sol."""
 

@@ -44,8 +44,12 @@ class NodeCollector(Collector):
         for approve, key in (("true", "approve"), ("false", "reject")):
             votes.add_metric([approve], s.votes[key])
         duties = CounterMetricFamily(PREFIX + "duties", "Duties performed", labels=["duty"])
-        for duty in ("open", "vote", "reassigned", "expired"):
+        for duty in ("open", "vote", "decide", "reassigned", "expired"):
             duties.add_metric([duty], s.duties[duty])
+        late = CounterMetricFamily(
+            PREFIX + "late_votes", "Signed votes not posted: the candidate was decided while this node assessed it"
+        )
+        late.add_metric([], s.late_votes)
         failures = CounterMetricFamily(
             PREFIX + "duty_failures",
             "Duties that failed: refused by the contract, or an error",
@@ -63,7 +67,7 @@ class NodeCollector(Collector):
         block.add_metric([], s.last_block)
         running = GaugeMetricFamily(PREFIX + "running", "1 while the duty loop runs")
         running.add_metric([], int(s.running))
-        yield from (seen, votes, duties, failures, errors, evaluation, block, running)
+        yield from (seen, votes, duties, late, failures, errors, evaluation, block, running)
 
 
 def create_app(runner: NodeRunner, *, on_close: Callable[[], None] | None = None) -> FastAPI:

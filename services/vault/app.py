@@ -5,11 +5,14 @@
     HEAD /blobs/{sha256}      its size                                            200 / 404
     GET  /keyrings/{sha256}   the keyring of wrapped data keys beside a blob      200 / 404
     POST /keyrings/{sha256}   merge wraps into it (grant a model to a new member) 200 / 404 / 409
+    PUT  /ballots/{sha256}/{signer}  a validator's signed vote on a candidate, once  201 / 403 / 409 / 413
+    GET  /ballots/{sha256}    the signed votes on a candidate, by signer (base64) 200
     GET  /access-log          who read and wrote what, for auditors only          200 / 403
     GET  /health              liveness                                            200
 
 Every request but /health (and reads when `public_reads`) is signed for this vault (`tclearn.vault.signing`):
-writes by active members, reads by members or the `auditors` of the settings, the access log by auditors only.
+writes by active members (a ballot by its signer only), reads by members or the `auditors` of the settings, the
+access log by auditors only.
 Run it with `tclearn vault serve`, or `uvicorn --factory services.vault.app:app_from_env` with `TCLEARN_VAULT_*`
 variables (`TCLEARN_VAULT_CONFIG` naming a TOML file; docs/deploy.md, "Settings").
 """
@@ -17,6 +20,7 @@ variables (`TCLEARN_VAULT_CONFIG` naming a TOML file; docs/deploy.md, "Settings"
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 from collections.abc import Iterable
 
@@ -40,15 +44,26 @@ from tclearn.vault.envelope import Keyring, add_wraps
 from tclearn.vault.replay import ReplayStore
 from tclearn.vault.replay_db import open_replay_store
 from tclearn.vault.signing import ADDRESS_HEADER, EMPTY_SHA256, RequestVerifier
-from tclearn.vault.store import CHUNK_SIZE, BlobStore, BlobWriter, FsspecStore, check_sha256
+from tclearn.vault.store import CHUNK_SIZE, BlobStore, BlobWriter, FsspecStore, check_sha256, check_signer
 
 ANONYMOUS = "anonymous"
 MAX_KEYRING_BYTES = 1 << 20  # a wrap is ~300 bytes of JSON: room for thousands of members
+MAX_BALLOT_BYTES = 16 << 10  # a signed vote is ~500 bytes of JSON
 
 
 def _write_all(writer: BlobWriter, chunks: list[bytes]) -> None:
     for chunk in chunks:
         writer.write(chunk)
+
+
+async def small_body(request: Request, limit: int, what: str) -> bytes:
+    """A request body of at most `limit` bytes (`TooLargeError` naming `what` beyond)."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise TooLargeError(f"{what} exceeds {limit} bytes", limit=limit)
+    return bytes(body)
 
 
 def create_app(
@@ -66,7 +81,7 @@ def create_app(
     `audience` (this vault's URL and coalition)."""
     verifier = RequestVerifier(directory, audience, max_skew_s, replay=replay)
     auditor_set = frozenset(checksum(a) for a in auditors)
-    keyring_lock = asyncio.Lock()
+    keyring_lock, ballot_lock = asyncio.Lock(), asyncio.Lock()
     app = service_app("tclearn vault")
     stored_bytes = Counter("tclearn_vault_stored_bytes", "Blob bytes stored", registry=metrics_registry(app))
     served_bytes = Counter(
@@ -143,18 +158,37 @@ def create_app(
     @app.post("/keyrings/{sha256}")
     async def post_keyring(sha256: str, request: Request) -> Response:
         check_sha256(sha256)
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_KEYRING_BYTES:
-                raise TooLargeError(f"keyring exceeds {MAX_KEYRING_BYTES} bytes", limit=MAX_KEYRING_BYTES)
+        body = await small_body(request, MAX_KEYRING_BYTES, "keyring")
         account = caller(request, hashlib.sha256(body).hexdigest())
         blob_size(sha256)
-        incoming = Keyring.from_bytes(bytes(body), sha256)
+        incoming = Keyring.from_bytes(body, sha256)
         async with keyring_lock:
             merged = await run_in_threadpool(add_wraps, store, incoming)
         record_access(db, account, "add-wraps", sha256, len(body))
         return Response(merged.to_bytes(), media_type="application/json")
+
+    @app.put("/ballots/{sha256}/{signer}", status_code=201)
+    async def put_ballot(sha256: str, signer: str, request: Request) -> dict[str, str]:
+        check_sha256(sha256)
+        signer = check_signer(signer)
+        body = await small_body(request, MAX_BALLOT_BYTES, "ballot")
+        account = caller(request, hashlib.sha256(body).hexdigest())
+        if account != signer:
+            raise AccessDenied(
+                f"{account} may not post a ballot for {signer}: a validator posts its own signed vote only",
+                address=account,
+            )
+        async with ballot_lock:
+            await run_in_threadpool(store.post_ballot, sha256, signer, body)
+        record_access(db, account, "put-ballot", sha256, len(body))
+        return {"sha256": sha256, "signer": signer}
+
+    @app.get("/ballots/{sha256}")
+    def get_ballots(sha256: str, request: Request) -> dict[str, str]:
+        account = caller(request, EMPTY_SHA256, read=True)
+        found = store.ballots(check_sha256(sha256))
+        record_access(db, account, "get-ballots", sha256, sum(len(d) for d in found.values()))
+        return {signer: base64.b64encode(document).decode() for signer, document in found.items()}
 
     @app.get("/health")
     async def health() -> dict[str, str]:

@@ -34,7 +34,7 @@ from tclearn.learning.volumes import DEFAULT_CACHE_BYTES, FileSamples, Intensity
 from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.directory import ChainDirectory
 from tclearn.protocol import GENESIS
-from tclearn.types import Member, Role, Variant
+from tclearn.types import Member, Role, Variant, VoteMode
 from tclearn.vault.store import BlobStore
 
 if TYPE_CHECKING:  # TenSEAL is imported for variant C only
@@ -230,6 +230,7 @@ def build(
     supervisor: ConnectSupervisor | None = None,
     encrypted: EncryptedTraining = ENCRYPTED_TRAINING,
     directory_ttl: float = 30.0,
+    votes: VoteMode = VoteMode.SIGNED,
 ) -> Coalition:
     """The coalition as `hospitals` (those this process acts for) see it, with the backend of its variant and the
     acceptance policy the chain declares (`ConfigError` if it is not the `expected_policy` settings this site pins)."""
@@ -245,4 +246,4 @@ def build(
         backend = SealedBackend(store, model, training, clock, recipients=directory.encryption_keys, keys=keys)
     else:
         backend = PlainBackend(store, model, training, clock)
-    return Coalition(client, store, backend, policy, global_test, hospitals, directory)
+    return Coalition(client, store, backend, policy, global_test, hospitals, directory, votes=votes)

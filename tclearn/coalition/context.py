@@ -16,6 +16,7 @@ from tclearn.learning.samples import Samples
 from tclearn.learning.train import TrainConfig
 from tclearn.ledger.directory import ChainDirectory
 from tclearn.ledger.ledger import Ledger
+from tclearn.types import VoteMode
 from tclearn.vault.store import BlobStore
 
 PHASES = ("training", "evaluation", "ledger", "vault", "crypto")
@@ -34,6 +35,7 @@ class Coalition:
     directory: ChainDirectory
     head_scores: dict[tuple[str, int], Scores] = field(default_factory=dict)  # (validator, model id) -> scores
     lineage: dict[tuple[str, int], Lineage] = field(default_factory=dict)  # (validator, head) -> its lineage
+    votes: VoteMode = VoteMode.SIGNED  # how this site's validators' votes reach the chain
 
     @property
     def clock(self) -> Clock:

@@ -1,6 +1,7 @@
 """A round, duty by duty: a member proposes (incremental mode) or the round's aggregator submits the members'
-aggregate (FedAvg mode), the drawn general opens it, the eligible validators vote until it is decided.
-Every step leaves its trace on chain and in the vault."""
+aggregate (FedAvg mode), the drawn general opens it, the eligible validators vote until it is decided (signed
+votes: the validator whose vote completes a deciding set sends them all in one `decide`, whose gas is the row's
+"votes"). Every step leaves its trace on chain and in the vault."""
 
 from __future__ import annotations
 
@@ -81,7 +82,7 @@ def decide(co: Coalition, proposal: Proposal, proposer: Hospital, byzantine: boo
     row = CandidateRow(s.model_id, proposer.name, byzantine, proposer.attack.value, co.name_of(s.general))
     row.gas["submit"] = s.tx.gas_used
     update(row)
-    candidate = co.client.get_model(s.model_id, with_uri=False)
+    candidate = co.client.get_model(s.model_id)  # with its metadata hash, which the general and validators read
     general = co.hospital(candidate.general)
     ok, _, row.gas["open"] = general_duty.open_candidate(co, general, candidate)
     row.state = "open" if ok else "rejected"
@@ -89,15 +90,21 @@ def decide(co: Coalition, proposal: Proposal, proposer: Hospital, byzantine: boo
     if not ok:
         return row
     for validator in sorted(validators_for(co, proposer), key=lambda h: h is not general):
-        assessment, outcome = validator_duty.vote(co, validator, candidate)
+        cast = validator_duty.vote(co, validator, candidate)
+        if cast.late:  # decided meanwhile (another process holds validators too)
+            row.state = co.client.get_model(s.model_id, with_uri=False).state.name.lower()
+            update(row)
+            break
+        assessment = cast.assessment
         if assessment.candidate is not None:
             row.score_global = assessment.candidate.global_
         row.approvals += assessment.approve
         row.rejections += not assessment.approve
-        row.gas["votes"] = row.gas.get("votes", 0) + outcome.tx.gas_used
-        row.state = outcome.state.name.lower()
+        if cast.outcome is not None:  # a direct vote, or the `decide` that carried the signed ones
+            row.gas["votes"] = row.gas.get("votes", 0) + cast.outcome.tx.gas_used
+            row.state = cast.outcome.state.name.lower()
         update(row)
-        if outcome.state is not ModelState.OPEN:
+        if cast.state not in (None, ModelState.OPEN):
             break
     return row
 
@@ -141,7 +148,7 @@ def _ignore(_row: CandidateRow) -> None:
 def settle(contexts: Sequence[tuple[Coalition, Hospital]], model_id: int) -> ModelState:
     """The general's and the validators' duties on candidate `model_id`, each hospital in its own context (one per
     site, as separate services run them); returns the candidate's state afterwards (OPEN: still undecided)."""
-    candidate = contexts[0][0].client.get_model(model_id, with_uri=False)
+    candidate = contexts[0][0].client.get_model(model_id)  # with its metadata hash
     by_address = {h.address: (co, h) for co, h in contexts}
     if candidate.general not in by_address:
         raise NotFoundError(f"the general of candidate {model_id}, {candidate.general}, is none of these sites")
@@ -152,7 +159,9 @@ def settle(contexts: Sequence[tuple[Coalition, Hospital]], model_id: int) -> Mod
     for co, validator in sorted(contexts, key=lambda c: c[1].address != candidate.general):
         if validator.address == candidate.proposer:
             continue
-        _, outcome = validator_duty.vote(co, validator, candidate)
-        if outcome.state is not ModelState.OPEN:
-            return outcome.state
+        cast = validator_duty.vote(co, validator, candidate)
+        if cast.late:
+            return co.client.get_model(model_id, with_uri=False).state
+        if cast.state not in (None, ModelState.OPEN):
+            return cast.state
     return ModelState.OPEN

@@ -2,7 +2,10 @@
 and vote. A candidate that cannot be opened, or an aggregate that is not what it declares, is rejected with
 that as evidence. The backend opens and scores the model, whatever the variant (in C by encrypted inference,
 the supervisor decrypting only the aggregate accuracy of each class of a set); the verdict is the pure
-acceptance policy, and the evidence shows every stratum of G and L it compared (`stratum_verdicts`)."""
+acceptance policy, and the evidence shows every stratum of G and L it compared (`stratum_verdicts`).
+
+The vote is signed and posted to the vault's ballot box (`ballots.py`), and the validator sends the deciding set if
+its vote completes one (it pays that gas); with the coalition's `votes = "direct"` it is one `vote` transaction."""
 
 from __future__ import annotations
 
@@ -10,16 +13,18 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from tclearn.coalition import ballots
 from tclearn.coalition.blobs import get_record, metadata_hash, put_record
 from tclearn.coalition.context import Coalition, Hospital
 from tclearn.coalition.fedavg import verify_aggregate
 from tclearn.coalition.policy import Lineage, Scores, Stratum
 from tclearn.errors import TclearnError
 from tclearn.learning.evaluate import headline_metric, set_metric
-from tclearn.ledger.client import VoteOutcome
+from tclearn.ledger.ledger import VoteOutcome
+from tclearn.ledger.votes import SignedVote, sign_vote
 from tclearn.protocol import GENESIS
 from tclearn.records import CandidateMetadata, VoteEvidence
-from tclearn.types import ModelRecord
+from tclearn.types import ModelRecord, ModelState, VoteMode
 
 log = logging.getLogger(__name__)
 
@@ -130,12 +135,48 @@ def evidence_of(co: Coalition, validator: Hospital, candidate: ModelRecord, a: A
     )
 
 
-def vote(co: Coalition, validator: Hospital, candidate: ModelRecord) -> tuple[Assessment, VoteOutcome]:
+@dataclass(frozen=True)
+class Cast:
+    """What a validator's vote did."""
+
+    assessment: Assessment
+    # the transaction that carried the vote (direct) or sent the deciding set (signed); None: signed, and the
+    # candidate is undecided or was decided by another
+    outcome: VoteOutcome | None
+    signed: SignedVote | None = None  # the vote posted to the ballot box (None: cast directly, or late)
+    late: bool = False  # the candidate was decided before the vote was posted: it was not
+
+    @property
+    def state(self) -> ModelState | None:
+        """What the vote's transaction left the candidate in, if this validator sent one."""
+        return None if self.outcome is None else self.outcome.state
+
+
+def vote(co: Coalition, validator: Hospital, candidate: ModelRecord) -> Cast:
+    """Assesses `candidate` and casts `validator`'s vote, as the coalition's `votes` setting says."""
     a = assess(co, validator, candidate)
-    evidence_hash = put_record(co, evidence_of(co, validator, candidate, a))
+    evidence_hash = bytes.fromhex(put_record(co, evidence_of(co, validator, candidate, a)))
     shown = a.candidate or Scores(0.0, 0.0)
+    if co.votes is VoteMode.DIRECT:
+        with co.clock("ledger"):
+            outcome = co.client.vote(
+                validator.account, candidate.id, a.approve, shown.global_, shown.local, evidence_hash
+            )
+        return Cast(a, outcome)
     with co.clock("ledger"):
-        outcome = co.client.vote(
-            validator.account, candidate.id, a.approve, shown.global_, shown.local, bytes.fromhex(evidence_hash)
-        )
-    return a, outcome
+        state = co.client.get_model(candidate.id, with_uri=False).state
+    if state is not ModelState.OPEN:  # decided while this validator assessed it
+        log.info("candidate %d is %s: %s's vote is not posted", candidate.id, state.name.lower(), validator.name)
+        return Cast(a, None, late=True)
+    signed = sign_vote(
+        validator.account,
+        co.client.domain,
+        candidate.id,
+        candidate.model_hash,
+        a.approve,
+        shown.global_,
+        shown.local,
+        evidence_hash,
+    )
+    ballots.publish(co, signed)
+    return Cast(a, ballots.try_decide(co, validator.account, candidate), signed)

@@ -4,7 +4,7 @@ A validator signs the typed `Vote` (candidate id, its model hash, approve, the t
 evidence hash) under the coalition's domain: name "tclearn Coalition", version "2", the chain id and the
 contract address. A signature for another chain, another contract or another candidate recovers another
 address, which the contract refuses as `NotValidator`. Pure functions; the records travel as JSON (the vault's
-`votes/` folder, `tclearn.coalition.ballots`).
+ballot box, `ballots/<model hash>/<signer>.json`: `tclearn.coalition.ballots`).
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from tclearn.config import ServerSection, ServiceSettings, load_settings
 from tclearn.errors import ConfigError
 from tclearn.learning.attacks import Attack
 from tclearn.learning.defaults import COALITION_TRAINING, ENCRYPTED_TRAINING
+from tclearn.types import VoteMode
 
 __all__ = ["MemberSettings", "NodeSettings", "ServerSection", "SiteConfig", "load_site_config", "site_from_env"]
 
@@ -121,6 +122,10 @@ class SiteConfig(ServiceSettings):
     poll_interval: float = Field(default=1.0, gt=0)
     keeper_interval: float = Field(default=10.0, gt=0)  # node: how often deadlines are checked without events
     confirmations: int = Field(default=0, ge=0)
+    # how this site's votes reach the chain: "signed" (posted to the vault's ballot box, carried in one `decide`
+    # by whoever completes a deciding set) or "direct" (one `vote` transaction: the fallback for a site that
+    # cannot reach the vault's ballot box; it costs a transaction per vote)
+    votes: VoteMode = VoteMode.SIGNED
     # folder of the per-account nonce lock files: the member API and the node daemon of one hospital sign as
     # one account and must see the same folder (default: the system temp folder's tclearn-nonces-<uid>)
     nonce_locks: Path | None = None

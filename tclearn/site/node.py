@@ -7,8 +7,12 @@ finds the candidate again after a restart, and an event read twice does no harm.
 right after any candidate event and every `keeper_interval` seconds (deadlines pass without events). A
 `PolicyChanged` event makes the node apply the acceptance policy the chain declares from then on.
 
-A vote is cast only if neither this node's `node_votes` table nor the chain's `hasVoted` records one: a
-crash between the vote transaction and the table write never leads to a second vote attempt.
+A vote is cast only if neither this node's `node_votes` table, nor the chain's `hasVoted`, nor (signed votes) the
+vault's ballot box records one: a crash between casting the vote and the table write never leads to a second
+vote attempt. With signed votes (the site's `votes` setting) the node posts its vote to the ballot box, and on
+every sweep tries to decide the open candidates it voted on with the ballots collected so far (`ballots.py`):
+the node that completes a deciding set sends it in one `decide`. A vote the node could only cast after the
+candidate was decided is not posted: it is counted as late, never as an error.
 """
 
 from __future__ import annotations
@@ -21,9 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from eth_utils import keccak
 from sqlalchemy import Boolean, DateTime, Integer, String, select
 from sqlalchemy.orm import Mapped, mapped_column
 
+from tclearn.coalition import ballots
 from tclearn.coalition import general as general_duty
 from tclearn.coalition import keeper as keeper_duty
 from tclearn.coalition import validator as validator_duty
@@ -34,7 +40,7 @@ from tclearn.errors import ContractRevert, TclearnError
 from tclearn.ledger.events import EventReader, LedgerEvent
 from tclearn.site.open import Site
 from tclearn.state.db import Base, Database
-from tclearn.types import ModelRecord, ModelState
+from tclearn.types import ModelRecord, ModelState, VoteMode
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +67,10 @@ class CastVote(Base):
     node: Mapped[str] = mapped_column(String(42), primary_key=True)
     model_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     approve: Mapped[bool] = mapped_column(Boolean)
-    tx_hash: Mapped[str] = mapped_column(String(66))
+    # the transaction this node sent with it: its `vote`, or the `decide` its signed vote completed (else None)
+    tx_hash: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    # a signed vote: 0x keccak256 of its signature (the ballot box holds the vote itself)
+    signature_hash: Mapped[str | None] = mapped_column(String(66), nullable=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -71,7 +80,7 @@ class NodeStats:
 
     candidates_seen: int = 0
     votes: Counter[str] = field(default_factory=Counter)  # "approve" / "reject"
-    duties: Counter[str] = field(default_factory=Counter)  # "open", "vote", "reassigned", "expired"
+    duties: Counter[str] = field(default_factory=Counter)  # "open", "vote", "decide", "reassigned", "expired"
     errors: int = 0
     evaluations: int = 0
     evaluation_seconds: float = 0.0
@@ -79,6 +88,7 @@ class NodeStats:
     cursor: tuple[int, int] = (-1, -1)
     running: bool = False
     failures: Counter[tuple[str, str]] = field(default_factory=Counter)  # (duty, "refused" / "error")
+    late_votes: int = 0  # signed votes not posted: the candidate was decided while this node assessed it
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def snapshot(self) -> NodeStats:
@@ -94,6 +104,7 @@ class NodeStats:
                 self.cursor,
                 self.running,
                 Counter(self.failures),
+                self.late_votes,
             )
 
 
@@ -225,22 +236,31 @@ class NodeRunner:
                 if settled(candidate, head):
                     self._settle(model_id)
                     continue
-                decision = decide(candidate, head, self.me, me, now, self.voted(candidate))
-                done += self._perform(candidate, decision, now)
+                voted = self.voted(candidate)
+                done += self._perform(candidate, decide(candidate, head, self.me, me, now, voted), now)
+                if voted and self._signed and candidate.state is ModelState.OPEN and now <= candidate.voting_deadline:
+                    done += self._decide(candidate)
             except Exception as exc:  # one bad candidate: count, log, go on with the others
                 self._error(f"candidate {model_id}: {exc}")
         return done
 
     # ---- duties --------------------------------------------------------------------------------------
 
+    @property
+    def _signed(self) -> bool:
+        return self.site.coalition.votes is VoteMode.SIGNED
+
     def voted(self, candidate: ModelRecord) -> bool:
-        """Has this node voted on `candidate`: its own table, else the chain (asked only for open candidates)."""
+        """Has this node voted on `candidate`: its own table, else the chain, else (signed votes) the vault's
+        ballot box (asked only for open candidates)."""
         if candidate.state is not ModelState.OPEN:
             return False
         with self.db.session() as s:
             if s.get(CastVote, (self.me, candidate.id)) is not None:
                 return True
-        return self.site.client.has_voted(candidate.id, self.me)
+        if self.site.client.has_voted(candidate.id, self.me):
+            return True
+        return self._signed and self.me in self.site.coalition.store.ballots(candidate.model_hash.hex())
 
     def _perform(self, candidate: ModelRecord, decision: Decision, now: int) -> int:
         duty = decision.duty
@@ -248,6 +268,8 @@ class NodeRunner:
         if duty is Duty.NONE or self._failures[key] >= MAX_ATTEMPTS:
             return 0
         done: str | None
+        if duty in (Duty.OPEN, Duty.VOTE):  # the general and the validators read its metadata hash
+            candidate = self.site.client.get_model(candidate.id)
         try:
             if duty is Duty.OPEN:
                 done = self._open(candidate)
@@ -282,26 +304,40 @@ class NodeRunner:
         log.info("%s: general of candidate %d: %s; report %s", self.name, candidate.id, verdict, report_hash[:16])
         return "open"
 
-    def _vote(self, candidate: ModelRecord) -> str:
+    def _vote(self, candidate: ModelRecord) -> str | None:
         co = self.site.coalition
         before = co.clock.seconds["evaluation"]
-        assessment, outcome = validator_duty.vote(co, self.site.hospital, candidate)
+        cast = validator_duty.vote(co, self.site.hospital, candidate)
         seconds = co.clock.seconds["evaluation"] - before
+        assessment, outcome = cast.assessment, cast.outcome
+        choice = "approve" if assessment.approve else "reject"
+        with self.stats.lock:
+            self.stats.evaluations += 1
+            self.stats.evaluation_seconds += seconds
+            self.stats.late_votes += cast.late
+        if cast.late:
+            log.info(
+                "%s: candidate %d was decided before its vote (%s) was cast: not posted",
+                self.name,
+                candidate.id,
+                choice,
+            )
+            return None
         with self.db.session() as s:
             s.add(
                 CastVote(
                     node=self.me,
                     model_id=candidate.id,
                     approve=assessment.approve,
-                    tx_hash=outcome.tx.tx_hash,
+                    tx_hash=None if outcome is None else outcome.tx.tx_hash,
+                    signature_hash=None if cast.signed is None else "0x" + keccak(cast.signed.signature).hex(),
                     at=datetime.now(UTC),
                 )
             )
-        choice = "approve" if assessment.approve else "reject"
         with self.stats.lock:
             self.stats.votes[choice] += 1
-            self.stats.evaluations += 1
-            self.stats.evaluation_seconds += seconds
+            if outcome is not None and cast.signed is not None:
+                self.stats.duties["decide"] += 1
         scores = assessment.candidate
         shown = "unscored" if scores is None else f"G {scores.global_:.4f} L {scores.local:.4f}"
         log.info(
@@ -313,9 +349,24 @@ class NodeRunner:
             assessment.head.global_,
             assessment.head.local,
             assessment.reason,
-            outcome.state.name.lower(),
+            "posted" if outcome is None else outcome.state.name.lower(),
         )
         return "vote"
+
+    def _decide(self, candidate: ModelRecord) -> int:
+        """Sends the ballots collected on `candidate` in one `decide` if they decide it (paid by this node)."""
+        outcome = ballots.try_decide(self.site.coalition, self.site.hospital.account, candidate)
+        if outcome is None:
+            return 0
+        log.info(
+            "%s: decided candidate %d with the ballots collected: %s",
+            self.name,
+            candidate.id,
+            outcome.state.name.lower(),
+        )
+        with self.stats.lock:
+            self.stats.duties["decide"] += 1
+        return 1
 
     def _keep(self, candidate: ModelRecord, now: int) -> str | None:
         done = keeper_duty.keep(self.site.client, self.site.hospital.account, candidate.id, now)

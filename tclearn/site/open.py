@@ -134,6 +134,7 @@ def open_site(config: SiteConfig) -> Site:
             expected_policy=config.policy.expected(),
             supervisor=supervisor,
             encrypted=EncryptedTraining(config.he.steps, config.he.lr),
+            votes=config.votes,
         )
         _check_training(config, coalition.policy)
     except BaseException:

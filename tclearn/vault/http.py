@@ -7,6 +7,7 @@ Downloads stream and are re-hashed here, whatever the server did.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import tempfile
@@ -21,7 +22,15 @@ from eth_account.signers.local import LocalAccount
 from tclearn.errors import IntegrityError, TclearnError, VaultUnavailable
 from tclearn.vault.audience import NO_COALITION, Audience, CoalitionId
 from tclearn.vault.signing import EMPTY_SHA256, sign_request
-from tclearn.vault.store import CHUNK_SIZE, DEFAULT_MAX_BYTES, BlobStore, BlobWriter, check_sha256, verified
+from tclearn.vault.store import (
+    CHUNK_SIZE,
+    DEFAULT_MAX_BYTES,
+    BlobStore,
+    BlobWriter,
+    check_sha256,
+    check_signer,
+    verified,
+)
 
 
 def _error_classes(root: type[TclearnError]) -> dict[str, type[TclearnError]]:
@@ -159,6 +168,19 @@ class HttpStore(BlobStore):
             hashlib.sha256(document).hexdigest(),
             content=document,
         )
+
+    def post_ballot(self, model_hash: str, signer: str, document: bytes) -> None:
+        """`PUT /ballots/{model_hash}/{signer}`: the service takes it from `signer` itself only."""
+        self._send(
+            "PUT",
+            f"/ballots/{check_sha256(model_hash)}/{check_signer(signer)}",
+            hashlib.sha256(document).hexdigest(),
+            content=document,
+        )
+
+    def ballots(self, model_hash: str) -> dict[str, bytes]:
+        answer: dict[str, str] = self._send("GET", f"/ballots/{check_sha256(model_hash)}").json()
+        return {signer: base64.b64decode(document) for signer, document in answer.items()}
 
     def access_log(
         self, account: str | None = None, sha256: str | None = None, limit: int = 1000

@@ -5,7 +5,9 @@ hashes as it goes and publishes only when the hash matches: on a disk a temporar
 on S3 a multipart upload completed only then. An interrupted or refused write leaves nothing behind.
 Reads stream too and re-hash: the last chunk is followed by an `IntegrityError` naming the hash when the
 stored bytes no longer match their name.
-Beside every blob the store may keep a keyring (small JSON bytes, see `envelope.py`).
+Beside every blob the store may keep a keyring (small JSON bytes, see `envelope.py`), and the ballot box of a
+candidate model: one signed vote document per validator (`ballots/<model hash>/<signer>.json`, written once; see
+`tclearn.coalition.ballots`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import fsspec
+from eth_utils import is_address, to_checksum_address
 
 from tclearn.errors import (
     ConfigError,
@@ -45,6 +48,13 @@ def check_sha256(sha256: str) -> str:
     if not isinstance(sha256, str) or not _SHA256_RE.match(sha256):
         raise IntegrityError(f"invalid sha256 {sha256!r}: expected 64 lowercase hex digits", sha256=sha256)
     return sha256
+
+
+def check_signer(signer: str) -> str:
+    """`signer` as a checksummed address (a ballot's file name), else `IntegrityError` naming the bad value."""
+    if not isinstance(signer, str) or not is_address(signer):
+        raise IntegrityError(f"invalid ballot signer {signer!r}: expected an Ethereum address")
+    return str(to_checksum_address(signer))
 
 
 class BackgroundSha256:
@@ -172,6 +182,15 @@ class BlobStore(ABC):
     @abstractmethod
     def write_keyring(self, sha256: str, document: bytes) -> None:
         """Replace the keyring document beside the blob (callers merge, see `envelope.Keyring`)."""
+
+    @abstractmethod
+    def post_ballot(self, model_hash: str, signer: str, document: bytes) -> None:
+        """Stores `signer`'s signed vote on the candidate `model_hash`, once: the same document again changes
+        nothing; a different one is a `ConflictError` (a signed vote cannot be changed)."""
+
+    @abstractmethod
+    def ballots(self, model_hash: str) -> dict[str, bytes]:
+        """The signed vote documents posted on candidate `model_hash`, by signer (checksummed address)."""
 
     def put_stream(self, chunks: Iterable[bytes], expected: str | None = None) -> str:
         with self.writer(expected) as writer:
@@ -343,6 +362,9 @@ class FsspecStore(BlobStore):
         check_sha256(sha256)
         return f"{self.root}/keyrings/{sha256[:2]}/{sha256}.json"
 
+    def ballot_folder(self, model_hash: str) -> str:
+        return f"{self.root}/ballots/{check_sha256(model_hash)}"
+
     def writer(self, expected: str | None = None) -> BlobWriter:
         if expected is not None and self.object_store:
             return _ObjectWriter(self, expected)
@@ -374,23 +396,57 @@ class FsspecStore(BlobStore):
         return verified(_read_chunks(handle, chunk_size), sha256)
 
     def read_keyring(self, sha256: str) -> bytes | None:
-        path = self.keyring_path(sha256)
+        return self._read(self.keyring_path(sha256), f"read the keyring of {sha256}")
+
+    def write_keyring(self, sha256: str, document: bytes) -> None:
+        with self.storage_errors(f"write the keyring of {sha256}"):
+            self._replace(self.keyring_path(sha256), document)
+
+    def _replace(self, path: str, document: bytes) -> None:
+        """Writes `document` at `path` whole: one PUT on an object store, a renamed temporary file on a disk."""
+        if self.object_store:  # one PUT replaces an object whole
+            self.fs.pipe_file(path, document)
+            return
+        tmp = f"{self.root}/tmp/{uuid.uuid4().hex}.json"
+        self.fs.pipe_file(tmp, document)
+        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        self.fs.mv(tmp, path)
+
+    def _read(self, path: str, doing: str) -> bytes | None:
         try:
-            with self.storage_errors(f"read the keyring of {sha256}", absent_passes=True):
+            with self.storage_errors(doing, absent_passes=True):
                 return bytes(self.fs.cat_file(path))
         except FileNotFoundError:
             return None
 
-    def write_keyring(self, sha256: str, document: bytes) -> None:
-        path = self.keyring_path(sha256)
-        with self.storage_errors(f"write the keyring of {sha256}"):
-            if self.object_store:  # one PUT replaces an object whole
-                self.fs.pipe_file(path, document)
-                return
-            tmp = f"{self.root}/tmp/{uuid.uuid4().hex}.json"
-            self.fs.pipe_file(tmp, document)
-            self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-            self.fs.mv(tmp, path)
+    def post_ballot(self, model_hash: str, signer: str, document: bytes) -> None:
+        path = f"{self.ballot_folder(model_hash)}/{check_signer(signer)}.json"
+        held = self._read(path, f"read {signer}'s ballot on {model_hash}")
+        if held == document:
+            return
+        if held is not None:
+            raise ConflictError(
+                f"{signer} already posted a different signed vote on {model_hash}: a signed vote cannot be changed",
+                sha256=model_hash,
+                signer=signer,
+            )
+        with self.storage_errors(f"store {signer}'s ballot on {model_hash}"):
+            self._replace(path, document)
+
+    def ballots(self, model_hash: str) -> dict[str, bytes]:
+        folder = self.ballot_folder(model_hash)
+        try:
+            with self.storage_errors(f"list the ballots on {model_hash}", absent_passes=True):
+                paths = [p for p in self.fs.find(folder) if p.endswith(".json")]
+        except FileNotFoundError:
+            return {}
+        found: dict[str, bytes] = {}
+        for path in paths:
+            signer = path.rsplit("/", 1)[1].removesuffix(".json")
+            document = self._read(path, f"read {signer}'s ballot on {model_hash}")
+            if document is not None and is_address(signer):
+                found[to_checksum_address(signer)] = document
+        return found
 
 
 def _is_storage_failure(exc: BaseException) -> bool:

@@ -25,6 +25,7 @@ from eth_account.signers.local import LocalAccount
 from tclearn.canonical import canonical_json
 from tclearn.coalition.backend import OnStep, Trained
 from tclearn.coalition.context import Clock, Coalition, Hospital
+from tclearn.coalition.founding import Founder, found
 from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.errors import IntegrityError, TrainingCancelled
 from tclearn.learning.attacks import Attack
@@ -33,10 +34,11 @@ from tclearn.learning.manifest import Manifest, ManifestEntry
 from tclearn.learning.strata import Scored, StratumScore
 from tclearn.learning.train import CancelToken
 from tclearn.ledger.accounts import dev_accounts
+from tclearn.ledger.chain import embedded_chain
 from tclearn.ledger.directory import ChainDirectory
 from tclearn.ledger.memory import InMemoryLedger, MemoryChain
 from tclearn.records import ModelDescription, TrainingFacts
-from tclearn.types import Role, Variant
+from tclearn.types import Role, Variant, VoteMode
 from tclearn.vault.store import BlobStore, FsspecStore
 
 StubModel = dict[str, float]
@@ -134,6 +136,20 @@ def accounts(n: int) -> tuple[LocalAccount, ...]:
     return tuple(dev_accounts(n))
 
 
+def stub_hospital(index: int, account: LocalAccount) -> Hospital:
+    """Hospital `h{index}`: a fresh X25519 key, 8 training and 2 local test images."""
+    name = f"h{index}"
+    entry = ManifestEntry(f"{name}/train/images/0.png", 4, hashlib.sha256(name.encode()).hexdigest())
+    return Hospital(
+        name,
+        account,
+        X25519PrivateKey.generate(),
+        images(f"{name}-train", 8),
+        images(f"{name}-test", 2),
+        Manifest((entry,)),
+    )
+
+
 def stub_coalition(
     members: int = 4, *, genesis_w: float = GENESIS_W, policy: AcceptancePolicy | None = None
 ) -> Coalition:
@@ -151,16 +167,10 @@ def stub_coalition(
         genesis_hash=bytes.fromhex(genesis),
         policy_hash=bytes.fromhex(store.put(policy.encode())),
     )
-    hospitals = []
-    for i, account in enumerate(others[:members]):
-        key = X25519PrivateKey.generate()
-        public = key.public_key().public_bytes_raw()
-        name = f"h{i}"
-        ledger.register_member(admin, account.address, Role.MEMBER | Role.VALIDATOR, public, name)
-        entry = ManifestEntry(f"{name}/train/images/0.png", 4, hashlib.sha256(name.encode()).hexdigest())
-        hospitals.append(
-            Hospital(name, account, key, images(f"{name}-train", 8), images(f"{name}-test", 2), Manifest((entry,)))
-        )
+    hospitals = [stub_hospital(i, account) for i, account in enumerate(others[:members])]
+    for h in hospitals:
+        public = h.key.public_key().public_bytes_raw()
+        ledger.register_member(admin, h.address, Role.MEMBER | Role.VALIDATOR, public, h.name)
     return Coalition(
         client=ledger,
         store=store,
@@ -169,6 +179,7 @@ def stub_coalition(
         global_test=images("global", 4),
         hospitals=hospitals,
         directory=ChainDirectory(ledger),
+        votes=VoteMode.DIRECT,  # the in-memory ledger has no `decide` yet: signed votes run on chain (test_ballots)
     )
 
 
@@ -176,3 +187,18 @@ def stub_backend(co: Coalition) -> StubBackend:
     backend = co.backend
     assert isinstance(backend, StubBackend)
     return backend
+
+
+def chain_stub_coalition(members: int = 4, *, policy: AcceptancePolicy | None = None) -> Coalition:
+    """`members` MEMBER|VALIDATOR stub hospitals founding a coalition on a fresh embedded chain (the `StubBackend`,
+    the vault in memory, signed votes); the deployer `chain.dev_keys[0]` is not a member."""
+    chain = embedded_chain(members + 4)
+    deployer, *others = chain.dev_keys
+    store = FsspecStore(f"memory://stub-{uuid.uuid4().hex}")
+    backend = StubBackend(store)
+    genesis = backend.store_model({"w": GENESIS_W})
+    policy = policy or AcceptancePolicy(min_batch_size=4)
+    hospitals = [stub_hospital(i, account) for i, account in enumerate(others[:members])]
+    founders = [Founder(h.address, h.key.public_key().public_bytes_raw(), h.name) for h in hospitals]
+    client, _ = found(chain, deployer, store, Variant.A, genesis, founders, policy=policy)
+    return Coalition(client, store, backend, policy, images("global", 4), hospitals, ChainDirectory(client))

@@ -224,7 +224,7 @@ def test_strata_that_do_not_match_the_head_s_are_a_rejection_with_that_reason_in
     resized = tuple(dataclasses.replace(s, samples=3) if s.key == ("G", "finding:small") else s for s in head.strata)
     co.head_scores[(validator.address, 0)] = dataclasses.replace(head, strata=resized)
     # Execute
-    assessment, _ = validator_duty.vote(co, validator, co.client.get_model(model_id))
+    assessment = validator_duty.vote(co, validator, co.client.get_model(model_id)).assessment
     # Assert: better on G and L, and rejected all the same: the strata could not be compared
     assert not assessment.approve
     (shown,) = evidence(co, model_id)
@@ -416,9 +416,10 @@ def test_a_validator_rejects_a_candidate_it_cannot_open() -> None:
     corrupt(co, model_hash_of(co, model_id), canonical_json({"w": 7.0}))
     candidate = co.client.get_model(model_id)
     # Execute
-    assessment, outcome = validator_duty.vote(co, general_of(co, model_id), candidate)
+    cast = validator_duty.vote(co, general_of(co, model_id), candidate)
     # Assert
-    assert not assessment.approve and assessment.candidate is None and outcome.state is ModelState.OPEN
+    assessment = cast.assessment
+    assert not assessment.approve and assessment.candidate is None and cast.state is ModelState.OPEN
     (shown,) = evidence(co, model_id)
     assert shown.candidate_global is None and shown.candidate_local is None and not shown.approve
     assert shown.reason.startswith("cannot open the candidate") and "corrupt" in shown.reason

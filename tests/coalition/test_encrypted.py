@@ -151,7 +151,7 @@ def general_verdict(co: Coalition, model: EncryptedModel) -> tuple[ModelRecord, 
         vault_uri(model_hash),
         bytes.fromhex(put_record(co, metadata)),
     )
-    candidate = co.client.get_model(submitted.model_id, with_uri=False)
+    candidate = co.client.get_model(submitted.model_id)  # with its metadata hash (the Submitted event's)
     _, report_hash, _ = general_duty.open_candidate(co, co.hospital(candidate.general), candidate)
     failed = [c for c in json.loads(co.store.get(report_hash))["checks"] if not c["ok"]]
     return co.client.get_model(submitted.model_id, with_uri=False), failed

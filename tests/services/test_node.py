@@ -1,7 +1,7 @@
 """The node daemon on a real Anvil node with a real vault process: first its engine in-process (general, validator
-and keeper duties; a lost vote record; a failing duty; an unverifiable blob), then three `tclearn node run`
-processes: a round commits, a node killed mid-round does not stop the next one, a restarted node resumes without
-voting twice, /metrics moves, SIGTERM exits 0."""
+and keeper duties; signed votes decided in one transaction; a lost vote record; a failing duty; an unverifiable
+blob), then three `tclearn node run` processes: a round commits, a node killed mid-round does not stop the next one,
+a restarted node resumes without voting twice, /metrics moves, SIGTERM exits 0."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from tclearn.coalition.member import propose
 from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.errors import ConfigError
 from tclearn.ledger.client import LedgerClient
+from tclearn.ledger.events import LedgerEvent
 from tclearn.ledger.localchain import LocalNode
 from tclearn.site.config import load_site_config
 from tclearn.site.node import CastVote, NodeRunner
@@ -70,6 +71,35 @@ class InProcess:
     def state(self, model_id: int) -> ModelState:
         return self.client.get_model(model_id, with_uri=False).state
 
+    def ballots(self, model_id: int) -> dict[str, bytes]:
+        return ballot_box(self.coalition, model_id)
+
+
+def ballot_box(nc: NodeCoalition, model_id: int) -> dict[str, bytes]:
+    """The signed votes posted on `model_id`, read from the vault's own storage."""
+    store = FsspecStore(f"file://{nc.folder / 'vault' / 'store'}")
+    return store.ballots(nc.client.get_model(model_id, with_uri=False).model_hash.hex())
+
+
+def events(client: LedgerClient, name: str, model_id: int) -> list[LedgerEvent]:
+    return [e for e in client.events() if e.name == name and e.args.get("id") == model_id]
+
+
+def voters(client: LedgerClient, model_id: int) -> set[str]:
+    """The validators whose vote on `model_id` the chain counted (cast directly or carried by `decide`)."""
+    return {e.args["validator"] for e in events(client, "Voted", model_id)}
+
+
+def failed_transactions(client: LedgerClient, since: int) -> list[str]:
+    """Transactions mined after block `since` that reverted."""
+    w3 = client.w3
+    return [
+        tx.hex()
+        for number in range(since + 1, w3.eth.block_number + 1)
+        for tx in w3.eth.get_block(number)["transactions"]
+        if w3.eth.get_transaction_receipt(tx)["status"] != 1
+    ]
+
 
 @pytest.fixture(scope="module")
 def local(anvil_node: LocalNode, tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcess]:
@@ -82,7 +112,8 @@ def local(anvil_node: LocalNode, tmp_path_factory: pytest.TempPathFactory) -> It
             site.close()
 
 
-def test_runners_open_and_vote_a_members_candidate(local: InProcess) -> None:
+def test_runners_open_and_decide_a_members_candidate_with_signed_votes_in_one_transaction(local: InProcess) -> None:
+    since = local.client.w3.eth.block_number
     model_id = local.propose()
     local.step_until(lambda: local.state(model_id) is ModelState.COMMITTED)
     assert sum(r.step() for r in local.runners) == 0  # once decided, nothing is left to do
@@ -90,10 +121,22 @@ def test_runners_open_and_vote_a_members_candidate(local: InProcess) -> None:
     assert local.client.head() == model_id and record.approvals == 2 and record.rejections == 0
     opened = [r for r in local.runners if r.stats.duties["open"]]
     assert [r.me for r in opened] == [record.general]
+    (committed,) = events(local.client, "Committed", model_id)
+    voted = events(local.client, "Voted", model_id)
+    assert {e.tx_hash for e in voted} == {committed.tx_hash}  # every vote carried by the one deciding transaction
+    assert voters(local.client, model_id) == set(local.ballots(model_id))  # every signer posted, and was counted
+    assert sum(r.stats.duties["decide"] for r in local.runners) == 1
+    assert failed_transactions(local.client, since) == []
     for runner in local.runners:
-        on_chain = local.client.has_voted(model_id, runner.me)
-        assert (model_id in runner.votes_cast()) == on_chain
-        assert runner.stats.votes["approve"] == runner.stats.duties["vote"] == int(on_chain)
+        signed = runner.me in voters(local.client, model_id)
+        assert not local.client.has_voted(model_id, runner.me)  # no `vote` transaction
+        assert (model_id in runner.votes_cast()) == signed
+        with runner.db.session() as session:
+            row = session.get(CastVote, (runner.me, model_id))
+        if row is not None:  # the vote named by its signature; the transaction only for the node that decided
+            assert row.signature_hash is not None and len(row.signature_hash) == 66
+            assert row.tx_hash == (committed.tx_hash if runner.stats.duties["decide"] else None)
+        assert runner.stats.votes["approve"] == runner.stats.duties["vote"] == int(signed)
         assert runner.stats.candidates_seen == 1 and runner.stats.errors == 0
         assert runner.stats.last_block >= record_block(local.client, model_id)
     assert sum(r.stats.evaluations for r in local.runners) == 2
@@ -123,6 +166,8 @@ def test_the_duty_metrics_move_when_the_nodes_perform_duties(local: InProcess) -
 
     assert sum(a[opened] - b[opened] for a, b in zip(after, before, strict=True)) == 1
     assert sum(a[approved] - b[approved] for a, b in zip(after, before, strict=True)) == 2
+    decided = "tclearn_node_duties_total{duty=decide}"
+    assert sum(a[decided] - b[decided] for a, b in zip(after, before, strict=True)) == 1
     general = next(
         i for i, r in enumerate(local.runners) if r.me == local.client.get_model(model_id, with_uri=False).general
     )
@@ -139,15 +184,16 @@ def record_block(client: LedgerClient, model_id: int) -> int:
 
 def test_a_lost_vote_record_never_leads_to_a_second_vote(local: InProcess) -> None:
     model_id = local.propose()
-    local.step_until(lambda: local.client.get_model(model_id, with_uri=False).approvals == 1)
-    voter = next(r for r in local.runners if local.client.has_voted(model_id, r.me))
-    # the voter crashed after its vote transaction and before its table write: a fresh state, the same account
+    local.step_until(lambda: len(local.ballots(model_id)) == 1)
+    (posted,) = local.ballots(model_id).items()
+    voter = next(r for r in local.runners if r.me == posted[0])
+    # the voter crashed after posting its signed vote and before its table write: a fresh state, the same account
     amnesiac = NodeRunner(voter.site, Database("sqlite://"))
     assert amnesiac.step() == 0 and model_id in amnesiac.watched()
     assert amnesiac.stats.duties["vote"] == 0 and amnesiac.stats.errors == 0
-    assert local.client.get_model(model_id, with_uri=False).approvals == 1
+    assert local.ballots(model_id) == dict([posted]) and local.state(model_id) is ModelState.OPEN
     local.step_until(lambda: local.state(model_id) is ModelState.COMMITTED)
-    assert model_id not in amnesiac.votes_cast()
+    assert model_id not in amnesiac.votes_cast() and local.ballots(model_id)[voter.me] == posted[1]
 
 
 def test_a_failing_duty_is_counted_and_retried_and_a_silent_general_is_replaced(
@@ -174,8 +220,31 @@ def test_a_failing_duty_is_counted_and_retried_and_a_silent_general_is_replaced(
     assert sum(r.stats.duties["reassigned"] for r in others) == 1
     assert local.client.get_model(model_id, with_uri=False).general != silent
     crashed = next(r for r in others if r.name == failures[0])
-    assert crashed.stats.errors == 1 and local.client.has_voted(model_id, crashed.me)  # retried, voted once
+    assert crashed.stats.errors == 1 and crashed.me in voters(local.client, model_id)  # retried, voted once
     assert scrape(crashed)["tclearn_node_duty_failures_total{duty=vote}{reason=error}"] == 1
+
+
+def test_a_vote_assessed_while_the_candidate_was_decided_is_late_not_an_error(
+    local: InProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model_id = local.propose()
+    local.step_until(lambda: local.state(model_id) is ModelState.OPEN)  # opened, nobody voted yet
+    slow, *others = sorted(local.runners, key=lambda r: r.me == local.client.get_model(model_id).general)
+    real_assess = validator_duty.assess
+
+    def decided_meanwhile(co: Any, validator: Any, candidate: Any) -> Any:
+        if validator.address == slow.me:  # the others decide while this node evaluates
+            local.step_until(lambda: local.state(model_id) is ModelState.COMMITTED, others)
+        return real_assess(co, validator, candidate)
+
+    monkeypatch.setattr(validator_duty, "assess", decided_meanwhile)
+    before = scrape(slow)["tclearn_node_late_votes_total"]
+
+    slow.step()
+
+    assert local.state(model_id) is ModelState.COMMITTED and slow.me not in local.ballots(model_id)
+    assert slow.me not in voters(local.client, model_id) and model_id not in slow.votes_cast()
+    assert scrape(slow)["tclearn_node_late_votes_total"] == before + 1 and slow.stats.errors == 0
 
 
 def test_an_unverifiable_blob_is_rejected_by_its_general(local: InProcess) -> None:
@@ -279,11 +348,15 @@ def test_three_daemons_survive_a_kill_resume_without_voting_twice_and_stop_on_si
             for d in daemons:
                 wait_for(f"http://127.0.0.1:{d.port}/health", d.proc, d.log)
             wait_state(client, first, ModelState.COMMITTED, daemons)  # daemons that start late catch up
-            time.sleep(1.0)  # the third validator may still be voting after the commit: it must be refused cleanly
+            time.sleep(1.0)  # the third validator may still be voting after the commit: late, or posted unneeded
             metrics = [d.metrics() for d in daemons]
             assert sum(m["tclearn_node_duties_total{duty=open}"] for m in metrics) == 1
-            assert sum(m["tclearn_node_votes_cast_total{approve=true}"] for m in metrics) == 2
-            assert sum(m["tclearn_node_evaluation_seconds_count"] for m in metrics) == 2
+            assert sum(m["tclearn_node_duties_total{duty=decide}"] for m in metrics) == 1
+            posted = ballot_box(nc, first)
+            assert sum(m["tclearn_node_votes_cast_total{approve=true}"] for m in metrics) == len(posted) >= 2
+            assert voters(client, first) <= set(posted) and len(voters(client, first)) >= 2
+            late = sum(m["tclearn_node_late_votes_total"] for m in metrics)
+            assert sum(m["tclearn_node_evaluation_seconds_count"] for m in metrics) == len(posted) + late
             assert all(m["tclearn_node_candidates_seen_total"] == 1 for m in metrics)
             assert all(m["tclearn_node_last_block"] >= record_block(client, first) for m in metrics)
             assert all(m["tclearn_node_running"] == 1 and m["tclearn_node_errors_total"] == 0 for m in metrics)
@@ -309,9 +382,9 @@ def test_three_daemons_survive_a_kill_resume_without_voting_twice_and_stop_on_si
             assert restarted["tclearn_node_candidates_seen_total"] == 2
             assert restarted["tclearn_node_errors_total"] == 0
             assert "AlreadyVoted" not in daemons[victim].log.read_text()
-            assert not client.has_voted(second.model_id, victim_address)
+            assert victim_address not in voters(client, second.model_id)
             table = votes_table(load_site_config(nc.sites[victim]).state, victim_address)
-            assert set(table) == {m for m in (first, third) if client.has_voted(m, victim_address)}
+            assert set(table) == {m for m in (first, third) if victim_address in ballot_box(nc, m)}
             assert restarted["tclearn_node_votes_cast_total{approve=true}"] == int(third in table)
         finally:
             for d in daemons:

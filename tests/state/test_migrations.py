@@ -7,6 +7,7 @@ import ast
 import importlib.util
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,31 @@ def test_jobs_made_before_job_kinds_are_training_jobs(database_url: str) -> None
     with db.session() as s:
         row = s.get(TrainJobRow, "old")
         assert row is not None and row.kind == JobKind.TRAIN.value and row.result is None
+
+
+def test_votes_made_before_signed_votes_are_direct_votes(database_url: str) -> None:
+    """Revision 0003 lets a vote have no transaction and a signature hash: a row written at 0002 keeps its tx."""
+    from alembic import command
+
+    from tclearn.site.node import CastVote
+
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        command.upgrade(migrate._config(connection), "0002")
+        connection.execute(
+            text(
+                "INSERT INTO node_votes (node, model_id, approve, tx_hash, at) "
+                f"VALUES ('0xA', 1, true, '0x{'ab' * 32}', '2026-01-01 00:00:00')"
+            )
+        )
+    engine.dispose()
+    db = Database(database_url)
+    with db.session() as s:
+        s.add(CastVote(node="0xA", model_id=2, approve=False, signature_hash="0x" + "cd" * 32, at=datetime.now(UTC)))
+    with db.session() as s:
+        old, signed = s.get(CastVote, ("0xA", 1)), s.get(CastVote, ("0xA", 2))
+        assert old is not None and old.tx_hash == "0x" + "ab" * 32 and old.signature_hash is None
+        assert signed is not None and signed.tx_hash is None and signed.signature_hash == "0x" + "cd" * 32
 
 
 def test_processes_opening_a_new_database_at_once_all_start(database_url: str) -> None:

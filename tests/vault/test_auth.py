@@ -35,6 +35,7 @@ from tclearn.vault.signing import (
     typed_data,
 )
 from tclearn.vault.store import FsspecStore
+from tests.vault.conftest import account
 
 if TYPE_CHECKING:
     from tests.vault.conftest import LiveVault
@@ -341,6 +342,28 @@ def test_oversized_keyring_is_refused(live_vault: LiveVault, member: LocalAccoun
     with pytest.raises(TooLargeError, match="keyring exceeds"):
         client.write_keyring(address, b" " * (2 << 20))
     client.close()
+
+
+def test_only_the_signer_posts_its_ballot_and_reads_are_logged(
+    live_vault: LiveVault, member: LocalAccount, auditor: LocalAccount
+) -> None:
+    other = HttpStore(live_vault.url, account(2).key)
+    client, auditing = HttpStore(live_vault.url, member.key), HttpStore(live_vault.url, auditor.key)
+    candidate = "cd" * 32
+
+    with pytest.raises(AccessDenied, match=f"{account(2).address} may not post a ballot for {member.address}"):
+        other.post_ballot(candidate, member.address, b"forged")
+    with pytest.raises(TooLargeError, match="ballot exceeds"):
+        client.post_ballot(candidate, member.address, b" " * (64 << 10))
+    client.post_ballot(candidate, member.address, b"vote")
+
+    assert other.ballots(candidate) == {member.address: b"vote"}
+    assert [(e["account"], e["action"], e["size"]) for e in auditing.access_log(sha256=candidate)] == [
+        (account(2).address, "get-ballots", 4),
+        (member.address, "put-ballot", 4),
+    ]
+    for store in (other, client, auditing):
+        store.close()
 
 
 def test_the_memory_replay_store_forgets_expired_nonces_in_expiry_order() -> None:

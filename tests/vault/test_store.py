@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import pytest
+from eth_account.signers.local import LocalAccount
 
 from tclearn.errors import ConflictError, IntegrityError, NotFoundError, TooLargeError
 
@@ -130,6 +131,28 @@ def test_keyring_document_beside_blob(case: StoreCase) -> None:
     case.store.write_keyring(address, document)
 
     assert case.store.read_keyring(address) == document
+
+
+def test_a_ballot_is_posted_once_and_cannot_be_changed(case: StoreCase, member: LocalAccount) -> None:
+    candidate, vote = sha(b"candidate"), b'{"approve":true}'
+    assert case.store.ballots(candidate) == {}
+
+    case.store.post_ballot(candidate, member.address.lower(), vote)
+    case.store.post_ballot(candidate, member.address, vote)  # the same document again: nothing changes
+
+    assert case.store.ballots(candidate) == {member.address: vote}
+    assert case.store.ballots(sha(b"another candidate")) == {}
+    with pytest.raises(ConflictError, match=f"{member.address} already posted a different signed vote on {candidate}"):
+        case.store.post_ballot(candidate, member.address, b'{"approve":false}')
+    assert case.store.ballots(candidate) == {member.address: vote}
+    assert leftovers(case) == []
+
+
+def test_a_ballot_needs_a_signer_address_and_a_model_hash(case: StoreCase) -> None:
+    with pytest.raises(IntegrityError, match="invalid ballot signer 'nobody'"):
+        case.store.post_ballot(sha(b"candidate"), "nobody", b"{}")
+    with pytest.raises(IntegrityError, match="invalid sha256 'xyz'"):
+        case.store.ballots("xyz")
 
 
 def test_rewrite_over_a_damaged_copy_is_a_conflict(case: StoreCase) -> None:
