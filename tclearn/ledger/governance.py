@@ -17,7 +17,7 @@ from eth_abi import encode as abi_encode
 from eth_utils import to_checksum_address
 
 from tclearn.errors import ConfigError, IntegrityError
-from tclearn.ledger.ledger import ZERO_ADDRESS, bytes32, checked_address
+from tclearn.ledger.values import ZERO_ADDRESS, bytes32, checked_address
 from tclearn.protocol import approvals_needed
 from tclearn.types import Role
 

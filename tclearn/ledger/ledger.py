@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from eth_account.signers.local import LocalAccount
-from eth_utils import to_checksum_address
 
-from tclearn.errors import ConfigError, ContractRevert
+from tclearn.errors import ContractRevert
 from tclearn.ledger.events import LedgerEvent
+from tclearn.ledger.values import ZERO_ADDRESS as ZERO_ADDRESS  # re-exported: the checks implementations share
+from tclearn.ledger.values import bytes32 as bytes32
+from tclearn.ledger.values import checked_address as checked_address
 from tclearn.types import Member, ModelRecord, ModelState, Variant
 
 if TYPE_CHECKING:  # governance and votes build on this module's helpers
@@ -161,23 +163,6 @@ class Ledger(Protocol):
 
 
 # ---- shared by the implementations --------------------------------------------------------------------
-
-ZERO_ADDRESS = "0x" + "00" * 20
-
-
-def checked_address(value: str) -> str:
-    """`value` as a checksummed address; `ConfigError` if it is none."""
-    try:
-        return to_checksum_address(value)
-    except (ValueError, TypeError):
-        raise ConfigError(f"{value!r} is not an Ethereum address") from None
-
-
-def bytes32(value: bytes, what: str) -> bytes:
-    """`value` checked to be 32 bytes (a hash or a key), as `bytes`."""
-    if not isinstance(value, bytes | bytearray) or len(value) != 32:
-        raise ConfigError(f"{what} must be 32 bytes, got {value!r:.80}")
-    return bytes(value)
 
 
 def raise_if_staled(tx: TxResult, model_id: int) -> None:

@@ -19,7 +19,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 
 from tclearn.errors import IntegrityError
-from tclearn.ledger.ledger import bytes32
+from tclearn.ledger.values import bytes32
 from tclearn.protocol import INT64_MAX, INT64_MIN, to_fixed
 
 DOMAIN_NAME = "tclearn Coalition"
