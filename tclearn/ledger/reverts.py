@@ -15,6 +15,7 @@ from hexbytes import HexBytes
 
 from tclearn.errors import ContractRevert
 from tclearn.ledger.artifact import Artifact
+from tclearn.ledger.governance import ProposalState
 from tclearn.types import ModelState
 
 _MESSAGES = {
@@ -72,13 +73,14 @@ def revert_data(exc: BaseException) -> bytes | None:
     return None
 
 
-def _render(value: Any, type_: str, name: str) -> Any:
+def _render(value: Any, type_: str, name: str, error: str) -> Any:
     if type_ == "address":
         return to_checksum_address(value)
     if type_ == "bytes32":
         return "0x" + bytes(value).hex()
     if name == "state":
-        return ModelState(value).name.lower()
+        state = ProposalState(value) if error == "ProposalNotPending" else ModelState(value)
+        return state.name.lower()
     if name in ("parentId", "existingId", "id") and value == 2**256 - 1:
         return "(none)"
     return value
@@ -91,7 +93,7 @@ def decode_revert(artifact: Artifact, data: bytes, action: str) -> ContractRever
         reason = data.decode(errors="replace") if data and data[:4] != b"\x08\xc3y\xa0" else data.hex()
         return ContractRevert(f"{action} reverted: {reason or 'no reason given'}", error="Unknown")
     values = abi_decode(list(spec.arg_types), data[4:])
-    args = {n: _render(v, t, n) for n, t, v in zip(spec.arg_names, spec.arg_types, values, strict=True)}
+    args = {n: _render(v, t, n, spec.name) for n, t, v in zip(spec.arg_names, spec.arg_types, values, strict=True)}
     return refusal(action, spec.name, args)
 
 
