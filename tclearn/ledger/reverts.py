@@ -19,7 +19,6 @@ from tclearn.ledger.governance import ProposalState
 from tclearn.types import ModelState
 
 _MESSAGES = {
-    "NotAdmin": "{caller} is not the coalition admin",
     "NotMember": "{account} is not an active member with the member role",
     "NotValidator": "{account} is not an active validator",
     "NotGeneral": "{caller} is not the general of this candidate (the general is {general})",
@@ -27,7 +26,7 @@ _MESSAGES = {
     "AlreadyMember": "{account} is already an active member",
     "InvalidRoles": "roles bitmask {roles} is invalid (1..15: member=1, validator=2, auditor=4, supervisor=8)",
     "InvalidVariant": "variant {variant} is invalid (1=A, 2=B, 3=C)",
-    "InvalidTimeout": "general and voting timeouts must be positive",
+    "InvalidTimeout": "every timeout (general, voting, proposal) must be positive",
     "ZeroAddress": "the zero address is not allowed",
     "ZeroHash": "a zero hash is not allowed",
     "UnknownModel": "no model with id {id}",
@@ -41,6 +40,22 @@ _MESSAGES = {
     "DeadlinePassed": "the deadline of candidate {id} passed at {deadline}",
     "DeadlineNotReached": "the deadline of candidate {id} is {deadline}, not reached yet",
     "TooManyMembers": "the member registry is full",
+    "NoFounders": "a coalition needs at least one founder",
+    "InvalidAction": "action kind {kind} is invalid (1=admit, 2=set roles, 3=remove, 4=set parameters, 5=rotate "
+    "supervisor)",
+    "UnknownProposal": "no proposal with id {proposal}",
+    "ProposalNotPending": "proposal {proposal} is {state}, no longer pending",
+    "ProposalExpired": "proposal {proposal} expired at {deadline}",
+    "ProposalNotApproved": "proposal {proposal} has {approvals} approvals of the {needed} it needs",
+    "ActionMismatch": "the action given is not the one proposal {proposal} carries",
+    "NotBallotEligible": "{member} was not an active member when proposal {proposal} was made and cannot ballot on it",
+    "AlreadyBalloted": "{member} has already balloted on proposal {proposal}",
+    "TooFewValidators": "it would leave {remaining} active validators, fewer than the {needed} the coalition requires",
+    "NotSupervisor": "{account} is not a supervisor",
+    "BadSignature": "signed vote {index} has an invalid signature",
+    "UnsortedVotes": "signed vote {index} is not in ascending signer order",
+    "NoDecision": "the votes leave candidate {id} undecided ({approvals} approvals, {rejections} rejections of "
+    "{eligible} eligible)",
 }
 
 

@@ -458,6 +458,7 @@ def test_proposals_set_roles_remove_members_and_set_the_parameters(co: Coalition
         ledger.ballot(h, floor.id, True)
     below = refusal(lambda: ledger.execute(h0, floor.id), co)
     assert (below.error, below.error_args) == ("TooFewValidators", {"remaining": 1, "needed": 2})
+    assert str(below).endswith("it would leave 1 active validators, fewer than the 2 the coalition requires")
     assert ledger.proposal(floor.id).state is ProposalState.PENDING  # a refused execution changes nothing
     changed = PARAMETERS.replace(
         policy_hash=digest("policy/2"), global_test_set_hash=digest("G"), voting_timeout=60, min_validators=1
@@ -472,6 +473,30 @@ def test_proposals_set_roles_remove_members_and_set_the_parameters(co: Coalition
     }
     ledger.execute(h0, floor.id)  # the floor is 1 now
     assert ledger.validator_count() == 1
+
+
+@pytest.mark.parametrize(
+    ("action", "remaining"),
+    [
+        (lambda h: SetRoles(h.address, Role.MEMBER), 3),
+        (lambda h: Remove(h.address), 3),
+        (lambda h: SetRoles(h.address, Role.VALIDATOR | Role.AUDITOR), None),
+        (lambda h: Admit(dev_accounts(ACCOUNTS)[5].address, Role.MEMBER), None),
+    ],
+)
+def test_the_validator_floor_is_checked_at_execution(
+    co: Coalition, action: Callable[[LocalAccount], Action], remaining: int | None
+) -> None:
+    co.govern(SetParameters(PARAMETERS.replace(min_validators=4)))
+    pid = co.ledger.propose(co.hospitals[0], action(co.hospitals[3])).id
+    for h in co.hospitals[1:3]:
+        co.ledger.ballot(h, pid, True)
+    if remaining is None:
+        assert co.ledger.execute(co.spare[0], pid).has("ProposalExecuted")
+        assert co.ledger.validator_count() == 4
+    else:
+        below = refusal(lambda: co.ledger.execute(co.spare[0], pid), co)
+        assert (below.error, below.error_args) == ("TooFewValidators", {"remaining": remaining, "needed": 4})
 
 
 def test_the_supervisor_rotates(co: Coalition) -> None:

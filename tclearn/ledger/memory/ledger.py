@@ -1,10 +1,12 @@
 """`InMemoryLedger`: the Coalition contract's rules in plain Python, for unit tests of the duties and for
 simulations that need no chain.
 
-It follows contracts/Coalition.sol statement by statement: the same states, the same checks in the same
+It follows contracts/Coalition.sol (v2: founders at deployment, no admin; governance in
+`tclearn.ledger.memory.governance`) statement by statement: the same states, the same checks in the same
 order (refusals are `ContractRevert`s worded as `LedgerClient` words the contract's custom errors), the
 same eligible snapshot and quorum (`tclearn.protocol`), stale siblings marked when touched, and the same
-events, so `tclearn.ledger.history.rebuild(ledger.events())` works on it. Two things differ on purpose:
+events in the same order, so `tclearn.ledger.history.rebuild(ledger.events())` works on it; `decide` checks
+signed votes as the contract does (`tclearn.ledger.votes.recover_signer` under `domain`). Two things differ on purpose:
 the general is drawn from sha256(seed, id, previous general) instead of the block's randomness, and time
 is a `MemoryChain` clock that tests move by hand. tests/ledger/test_ledger_backends.py runs one suite
 against it and the real contract.
