@@ -32,7 +32,7 @@ from tclearn.ledger.governance import (
     SetRoles,
 )
 from tclearn.ledger.history import rebuild, to_json
-from tclearn.ledger.ledger import ZERO_ADDRESS, Ledger
+from tclearn.ledger.ledger import ZERO_ADDRESS, Ledger, Predecessor
 from tclearn.ledger.memory import InMemoryLedger, MemoryChain
 from tclearn.ledger.votes import HALF_ORDER, Domain, SignedVote, recover_signer, sign_vote
 from tclearn.types import ModelState, RejectReason, Role, Variant
@@ -205,6 +205,28 @@ def test_a_bad_founding_is_refused(backend: str, change: dict[str, Any], error: 
     with pytest.raises(ContractRevert) as info:
         deploy(backend, **{**settings, **change})
     assert (info.value.error, info.value.error_args) == (error, args)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_migrated_coalition_names_its_predecessor(backend: str) -> None:
+    old = dev_accounts(ACCOUNTS)[7].address
+    ledger, *_ = deploy(
+        backend,
+        variant=Variant.C,
+        genesis_hash=digest("head of the old one"),
+        genesis_uri="vault://migrated",
+        parameters=PARAMETERS,
+        founders=founders(dev_accounts(ACCOUNTS)[1:3]),
+        predecessor=Predecessor(31337, old, 12),
+    )
+    founded = next(e for e in ledger.events() if e.name == "Founded")
+    assert founded.args == {
+        "predecessorChainId": 31337,
+        "predecessor": old,
+        "predecessorHeadId": 12,
+        "genesisHash": digest("head of the old one"),
+    }
+    assert ledger.variant() is Variant.C and ledger.validator_count() == 2
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
