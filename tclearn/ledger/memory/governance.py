@@ -8,7 +8,7 @@ as it is then, including the validator floor, and a refused execution changes no
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
@@ -42,7 +42,7 @@ class _Proposal:
     deadline: int
     approvals: int = 1
     rejections: int = 0
-    balloted: set[str] | None = None
+    balloted: set[str] = field(default_factory=set)  # the contract's ballot bits
 
 
 class Governed(MemberRegistry):
@@ -131,7 +131,6 @@ class Governed(MemberRegistry):
         m = self._members.get(voter)
         if m is None or not m.active or m.member_since > proposal_id:
             raise self._refuse(what, "NotBallotEligible", member=voter, proposal=proposal_id)
-        assert p.balloted is not None
         if voter in p.balloted:
             raise self._refuse(what, "AlreadyBalloted", member=voter, proposal=proposal_id)
         p.balloted.add(voter)
@@ -241,4 +240,4 @@ class Governed(MemberRegistry):
 
     def has_ballot(self, proposal_id: int, member: str) -> bool:
         p = self._proposals[proposal_id] if 0 <= proposal_id < len(self._proposals) else None
-        return p is not None and p.balloted is not None and checked_address(member) in p.balloted
+        return p is not None and checked_address(member) in p.balloted
