@@ -34,6 +34,7 @@ from tclearn.ledger.ledger import (
     Submission,
     TxResult,
     VoteOutcome,
+    check_founders,
     raise_if_staled,
     vote_outcome,
 )
@@ -100,8 +101,7 @@ class LedgerClient:
         (the deployer is not a member unless it is one of them), with `parameters` (the acceptance policy is
         the record of sha256 `parameters.policy_hash`, `tclearn.coalition.policy.AcceptancePolicy`);
         `predecessor` links a migrated coalition to the head it continues. Returns it and the receipt."""
-        if not founders:
-            raise ConfigError("a coalition needs at least one founder: nobody could change it afterwards")
+        check_founders(founders)
         artifact = load_artifact()
         factory = chain.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
         link = predecessor or Predecessor(0, ZERO_ADDRESS, 0)

@@ -165,6 +165,12 @@ class Ledger(Protocol):
 # ---- shared by the implementations --------------------------------------------------------------------
 
 
+def check_founders(founders: Sequence[object]) -> None:
+    """A coalition needs a founder: nobody could change one that has none."""
+    if not founders:
+        raise ConfigError("a coalition needs at least one founder: nobody could change it afterwards")
+
+
 def raise_if_staled(tx: TxResult, model_id: int) -> None:
     """A call that only found its candidate stale (and marked it so) is refused as `Stale`: rebase."""
     if tx.has("Staled"):

@@ -14,19 +14,36 @@ from typing import Any
 
 import pytest
 from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
 
-from tclearn.errors import ContractRevert
+from tclearn.errors import ConfigError, ContractRevert
 from tclearn.ledger.accounts import dev_accounts
 from tclearn.ledger.chain import embedded_chain
 from tclearn.ledger.client import LedgerClient
+from tclearn.ledger.events import LedgerEvent
+from tclearn.ledger.governance import (
+    Action,
+    Admit,
+    Parameters,
+    ProposalState,
+    Remove,
+    RotateSupervisor,
+    SetParameters,
+    SetRoles,
+)
 from tclearn.ledger.history import rebuild, to_json
-from tclearn.ledger.ledger import Ledger
+from tclearn.ledger.ledger import ZERO_ADDRESS, Ledger, Predecessor
 from tclearn.ledger.memory import InMemoryLedger, MemoryChain
+from tclearn.ledger.votes import HALF_ORDER, Domain, SignedVote, recover_signer, sign_vote
 from tclearn.types import ModelState, RejectReason, Role, Variant
+from tests.ledger.governing import govern
 
 TIMEOUT = 600
+PROPOSAL_TIMEOUT = 3 * TIMEOUT
 ACCOUNTS = 8
 BACKENDS = ["contract", "memory"]
+VALIDATING = Role.MEMBER | Role.VALIDATOR
+SECP256K1_ORDER = 2 * HALF_ORDER + 1
 
 
 def digest(label: str) -> bytes:
@@ -34,18 +51,29 @@ def digest(label: str) -> bytes:
     return hashlib.sha256(label.encode()).digest()
 
 
+PARAMETERS = Parameters(
+    digest("policy"),
+    general_timeout=TIMEOUT,
+    voting_timeout=TIMEOUT,
+    proposal_timeout=PROPOSAL_TIMEOUT,
+    min_validators=2,
+)
+
+
 @dataclass
 class Coalition:
-    """A coalition of four validating hospitals on one backend, and the way to move its clock."""
+    """A coalition founded by four validating hospitals on one backend, and the way to move its clock.
+
+    `deployer` deployed it and is no member; `spare` accounts are funded outsiders."""
 
     ledger: Ledger
-    admin: LocalAccount
+    deployer: LocalAccount
     hospitals: list[LocalAccount]
     spare: list[LocalAccount]
     advance: Callable[[int], None]
 
     def account(self, address: str) -> LocalAccount:
-        return next(a for a in [self.admin, *self.hospitals, *self.spare] if a.address == address)
+        return next(a for a in [self.deployer, *self.hospitals, *self.spare] if a.address == address)
 
     def submit(self, proposer: LocalAccount, label: str) -> int:
         ledger = self.ledger
@@ -67,30 +95,45 @@ class Coalition:
         evidence = digest(f"evidence/{model_id}/{voter.address}")
         return self.ledger.vote(voter, model_id, approve, 0.9 if approve else 0.1, 0.8, evidence).state
 
+    def signed(self, voter: LocalAccount, model_id: int, approve: bool, domain: Domain | None = None) -> SignedVote:
+        """`voter`'s vote on `model_id`, signed for this coalition (or for `domain`)."""
+        model_hash = self.ledger.get_model(model_id, with_uri=False).model_hash
+        evidence = digest(f"evidence/{model_id}/{voter.address}")
+        score = 0.9 if approve else 0.1
+        return sign_vote(voter, domain or self.ledger.domain, model_id, model_hash, approve, score, 0.8, evidence)
 
-def found(backend: str) -> Coalition:
-    """Deploys a coalition on `backend` and registers four validating hospitals."""
-    settings: dict[str, Any] = {
-        "variant": Variant.B,
-        "genesis_hash": digest("genesis"),
-        "genesis_uri": "vault://genesis",
-        "policy_hash": digest("policy"),
-        "general_timeout": TIMEOUT,
-        "voting_timeout": TIMEOUT,
-    }
-    ledger: Ledger
+    def govern(self, action: Action) -> None:
+        govern(self.ledger, self.hospitals, action)
+
+
+def deploy(backend: str, **settings: Any) -> tuple[Ledger, list[LocalAccount], Callable[[int], None]]:
+    """A coalition deployed by the first of the accounts on `backend` with `settings`, the accounts and its clock."""
     if backend == "contract":
         chain = embedded_chain(ACCOUNTS)
-        accounts, advance = chain.dev_keys, chain.advance_time
-        ledger, _ = LedgerClient.deploy(chain, accounts[0], **settings)
-    else:
-        memory = MemoryChain()
-        accounts, advance = dev_accounts(ACCOUNTS), memory.advance_time
-        ledger, _ = InMemoryLedger.deploy(memory, accounts[0], **settings)
-    admin, hospitals, spare = accounts[0], accounts[1:5], accounts[5:]
-    for i, h in enumerate(hospitals):
-        ledger.register_member(admin, h.address, Role.MEMBER | Role.VALIDATOR, digest(f"key/{i}"), f"hospital-{i}")
-    return Coalition(ledger, admin, hospitals, spare, advance)
+        contract, _ = LedgerClient.deploy(chain, chain.dev_keys[0], **settings)
+        return contract, chain.dev_keys, chain.advance_time
+    memory = MemoryChain()
+    accounts = dev_accounts(ACCOUNTS)
+    ledger, _ = InMemoryLedger.deploy(memory, accounts[0], **settings)
+    return ledger, accounts, memory.advance_time
+
+
+def founders(accounts: list[LocalAccount]) -> list[Admit]:
+    return [Admit(h.address, VALIDATING, digest(f"key/{i}"), f"hospital-{i}") for i, h in enumerate(accounts)]
+
+
+def found(backend: str) -> Coalition:
+    """Deploys a coalition on `backend`, founded by four validating hospitals."""
+    accounts = dev_accounts(ACCOUNTS)
+    ledger, accounts, advance = deploy(
+        backend,
+        variant=Variant.B,
+        genesis_hash=digest("genesis"),
+        genesis_uri="vault://genesis",
+        parameters=PARAMETERS,
+        founders=founders(accounts[1:5]),
+    )
+    return Coalition(ledger, accounts[0], accounts[1:5], accounts[5:], advance)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -105,6 +148,101 @@ def refusal(call: Callable[[], object], co: Coalition) -> ContractRevert:
         call()
     assert len(co.ledger.events()) == before, "a refused call left events behind"
     return info.value
+
+
+# ---- founding ---------------------------------------------------------------------------------------------
+
+
+def test_the_founders_and_parameters_are_set_at_deployment(co: Coalition) -> None:
+    ledger = co.ledger
+    names = [e.name for e in ledger.events()]
+    assert names == [
+        "GlobalTestSetChanged",
+        "PolicyChanged",
+        "ParametersChanged",
+        "Founded",
+        "Submitted",
+        "Committed",
+        *["MemberRegistered"] * 4,
+    ]
+    founded = ledger.events()[3].args
+    assert founded == {
+        "predecessorChainId": 0,
+        "predecessor": ZERO_ADDRESS,
+        "predecessorHeadId": 0,
+        "genesisHash": digest("genesis"),
+    }
+    assert ledger.parameters() == PARAMETERS and ledger.policy_hash() == digest("policy")
+    assert [(m.address, m.roles, m.active, m.member_since, m.validator_since) for m in ledger.members()] == [
+        (h.address, VALIDATING, True, 0, 1) for h in co.hospitals
+    ]
+    assert ledger.get_member(co.deployer.address) is None and ledger.validator_count() == 4
+    assert ledger.domain == Domain(ledger.chain.chain_id, ledger.address)
+    genesis = ledger.get_model(0)
+    assert (genesis.state, genesis.uri, genesis.metadata_hash) == (ModelState.COMMITTED, "vault://genesis", b"\0" * 32)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    ("change", "error", "args"),
+    [
+        ({"parameters": PARAMETERS.replace(policy_hash=b"\0" * 32)}, "ZeroHash", {}),
+        ({"genesis_hash": b"\0" * 32}, "ZeroHash", {}),
+        ({"variant": 4}, "InvalidVariant", {"variant": 4}),
+        ({"parameters": PARAMETERS.replace(min_validators=5)}, "TooFewValidators", {"remaining": 4, "needed": 5}),
+        ({"founders": [Admit(ZERO_ADDRESS, Role.MEMBER)]}, "ZeroAddress", {}),
+    ],
+)
+def test_a_bad_founding_is_refused(backend: str, change: dict[str, Any], error: str, args: dict[str, Any]) -> None:
+    hospitals = dev_accounts(ACCOUNTS)[1:5]
+    settings: dict[str, Any] = {
+        "variant": Variant.A,
+        "genesis_hash": digest("genesis"),
+        "genesis_uri": "g",
+        "parameters": PARAMETERS,
+        "founders": founders(hospitals),
+    }
+    with pytest.raises(ContractRevert) as info:
+        deploy(backend, **{**settings, **change})
+    assert (info.value.error, info.value.error_args) == (error, args)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_migrated_coalition_names_its_predecessor(backend: str) -> None:
+    old = dev_accounts(ACCOUNTS)[7].address
+    ledger, *_ = deploy(
+        backend,
+        variant=Variant.C,
+        genesis_hash=digest("head of the old one"),
+        genesis_uri="vault://migrated",
+        parameters=PARAMETERS,
+        founders=founders(dev_accounts(ACCOUNTS)[1:3]),
+        predecessor=Predecessor(31337, old, 12),
+    )
+    founded = next(e for e in ledger.events() if e.name == "Founded")
+    assert founded.args == {
+        "predecessorChainId": 31337,
+        "predecessor": old,
+        "predecessorHeadId": 12,
+        "genesisHash": digest("head of the old one"),
+    }
+    assert ledger.variant() is Variant.C and ledger.validator_count() == 2
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_coalition_needs_a_founder(backend: str) -> None:
+    settings: dict[str, Any] = {"variant": Variant.A, "genesis_hash": digest("g"), "genesis_uri": "g"}
+    with pytest.raises(ConfigError, match="at least one founder"):
+        deploy(backend, **settings, parameters=PARAMETERS, founders=[])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_duplicate_founder_is_refused(backend: str) -> None:
+    h = dev_accounts(2)[1]
+    settings: dict[str, Any] = {"variant": Variant.A, "genesis_hash": digest("g"), "genesis_uri": "g"}
+    with pytest.raises(ContractRevert) as info:
+        deploy(backend, **settings, parameters=PARAMETERS.replace(min_validators=0), founders=founders([h, h]))
+    assert (info.value.error, info.value.error_args) == ("AlreadyMember", {"account": h.address})
 
 
 # ---- rounds ---------------------------------------------------------------------------------------------
@@ -182,7 +320,7 @@ def test_submit_refusals(co: Coalition) -> None:
 
 
 def test_vote_refusals(co: Coalition) -> None:
-    ledger, proposer = co.ledger, co.hospitals[0]
+    proposer = co.hospitals[0]
     mid = co.submit(proposer, "m1")
     early = refusal(lambda: co.vote(co.voters(mid)[0], mid, True), co)
     assert (early.error, early.error_args) == ("WrongState", {"id": mid, "state": "submitted"})
@@ -195,7 +333,7 @@ def test_vote_refusals(co: Coalition) -> None:
     assert str(twice) == f"vote on {mid} refused (AlreadyVoted): {voter.address} has already voted on candidate {mid}"
     outsider = refusal(lambda: co.vote(co.spare[0], mid, True), co)
     assert (outsider.error, outsider.error_args) == ("NotValidator", {"account": co.spare[0].address})
-    ledger.register_member(co.admin, co.spare[0].address, Role.VALIDATOR)
+    co.govern(Admit(co.spare[0].address, Role.VALIDATOR))
     newcomer = refusal(lambda: co.vote(co.spare[0], mid, True), co)
     assert (newcomer.error, newcomer.error_args) == ("NotEligible", {"validator": co.spare[0].address, "id": mid})
 
@@ -279,48 +417,360 @@ def refusal_with_events(call: Callable[[], object], co: Coalition) -> ContractRe
     return info.value
 
 
-# ---- the acceptance policy --------------------------------------------------------------------------------
+# ---- governance -------------------------------------------------------------------------------------------
 
 
-def test_the_policy_is_declared_at_deployment_and_changed_by_the_admin_only(co: Coalition) -> None:
+def test_a_proposal_admits_a_member_once_two_thirds_approve(co: Coalition) -> None:
+    ledger, (h0, h1, h2, h3), (newcomer, keeper, *_) = co.ledger, co.hospitals, co.spare
+    action = Admit(newcomer.address, VALIDATING, digest("key/new"), "newcomer")
+    proposal = ledger.propose(h0, action)
+    assert (proposal.id, proposal.action, proposal.action_hash, proposal.state) == (
+        0,
+        action,
+        keccak(action.encode()),
+        ProposalState.PENDING,
+    )
+    assert (proposal.proposer, proposal.eligible, proposal.approvals, proposal.rejections, proposal.needed) == (
+        h0.address,
+        4,
+        1,
+        0,
+        3,
+    )
+    assert proposal.deadline == ledger.chain.timestamp() + PROPOSAL_TIMEOUT
+    assert [(b.member, b.approve) for b in proposal.ballots] == [(h0.address, True)]
+    assert ledger.has_ballot(0, h0.address) and not ledger.has_ballot(0, h1.address)
+    early = refusal(lambda: ledger.execute(keeper, 0), co)
+    assert (early.error, early.error_args) == ("ProposalNotApproved", {"proposal": 0, "approvals": 1, "needed": 3})
+    ledger.ballot(h1, 0, True)
+    assert refusal(lambda: ledger.execute(keeper, 0), co).error_args["approvals"] == 2
+    tx = ledger.ballot(h2, 0, True)
+    assert [(e.name, e.args) for e in tx.events] == [("Ballot", {"proposal": 0, "member": h2.address, "approve": True})]
+    assert ledger.proposal(0).executable and ledger.get_member(newcomer.address) is None
+    executed = ledger.execute(keeper, 0)  # anyone executes an approved proposal
+    assert [e.name for e in executed.events] == ["MemberRegistered", "ProposalExecuted"]
+    member = ledger.get_member(newcomer.address)
+    assert member is not None
+    assert (member.roles, member.active, member.name, member.member_since, member.validator_since) == (
+        VALIDATING,
+        True,
+        "newcomer",
+        1,
+        1,
+    )
+    assert ledger.validator_count() == 5 and ledger.proposal(0).state is ProposalState.EXECUTED
+    assert ledger.proposal_count() == 1 and [p.id for p in ledger.proposals()] == [0]
+    again = refusal(lambda: ledger.execute(keeper, 0), co)
+    assert (again.error, again.error_args) == ("ProposalNotPending", {"proposal": 0, "state": "executed"})
+    assert ledger.propose(h3, Remove(h0.address)).eligible == 5  # the new member counts from now on
+
+
+def test_proposals_set_roles_remove_members_and_set_the_parameters(co: Coalition) -> None:
+    ledger, (h0, h1, h2, h3) = co.ledger, co.hospitals
+    co.govern(SetRoles(h3.address, Role.MEMBER | Role.AUDITOR))
+    member = ledger.get_member(h3.address)
+    assert member is not None and (member.roles, member.active) == (Role.MEMBER | Role.AUDITOR, True)
+    assert ledger.validator_count() == 3
+    co.govern(Remove(h2.address))
+    removed = ledger.get_member(h2.address)
+    assert removed is not None and (removed.roles, removed.active) == (Role.NONE, False)
+    assert ledger.validator_count() == 2
+    floor = ledger.propose(h0, Remove(h1.address))
+    for h in (h1, h3):
+        ledger.ballot(h, floor.id, True)
+    below = refusal(lambda: ledger.execute(h0, floor.id), co)
+    assert (below.error, below.error_args) == ("TooFewValidators", {"remaining": 1, "needed": 2})
+    assert str(below).endswith("it would leave 1 active validators, fewer than the 2 the coalition requires")
+    assert ledger.proposal(floor.id).state is ProposalState.PENDING  # a refused execution changes nothing
+    changed = PARAMETERS.replace(
+        policy_hash=digest("policy/2"), global_test_set_hash=digest("G"), voting_timeout=60, min_validators=1
+    )
+    co.govern(SetParameters(changed))
+    assert ledger.parameters() == changed and ledger.policy_hash() == digest("policy/2")
+    assert [e.args for e in ledger.events() if e.name == "ParametersChanged"][-1] == {
+        "generalTimeout": TIMEOUT,
+        "votingTimeout": 60,
+        "proposalTimeout": PROPOSAL_TIMEOUT,
+        "minValidators": 1,
+    }
+    ledger.execute(h0, floor.id)  # the floor is 1 now
+    assert ledger.validator_count() == 1
+
+
+@pytest.mark.parametrize(
+    ("action", "remaining"),
+    [
+        (lambda h: SetRoles(h.address, Role.MEMBER), 3),
+        (lambda h: Remove(h.address), 3),
+        (lambda h: SetRoles(h.address, Role.VALIDATOR | Role.AUDITOR), None),
+        (lambda h: Admit(dev_accounts(ACCOUNTS)[5].address, Role.MEMBER), None),
+    ],
+)
+def test_the_validator_floor_is_checked_at_execution(
+    co: Coalition, action: Callable[[LocalAccount], Action], remaining: int | None
+) -> None:
+    co.govern(SetParameters(PARAMETERS.replace(min_validators=4)))
+    pid = co.ledger.propose(co.hospitals[0], action(co.hospitals[3])).id
+    for h in co.hospitals[1:3]:
+        co.ledger.ballot(h, pid, True)
+    if remaining is None:
+        assert co.ledger.execute(co.spare[0], pid).has("ProposalExecuted")
+        assert co.ledger.validator_count() == 4
+    else:
+        below = refusal(lambda: co.ledger.execute(co.spare[0], pid), co)
+        assert (below.error, below.error_args) == ("TooFewValidators", {"remaining": remaining, "needed": 4})
+
+
+def test_the_supervisor_rotates(co: Coalition) -> None:
+    ledger, (h0, h1, h2, h3), outsider = co.ledger, co.hospitals, co.spare[0]
+    co.govern(RotateSupervisor(ZERO_ADDRESS, h0.address))
+    assert ledger.get_member(h0.address).roles == VALIDATING | Role.SUPERVISOR  # type: ignore[union-attr]
+    co.govern(Admit(outsider.address, Role.SUPERVISOR, name="overseer"))
+    tx = govern(ledger, co.hospitals, RotateSupervisor(outsider.address, h1.address))
+    assert [(e.name, e.args.get("account")) for e in tx.events] == [
+        ("RolesChanged", outsider.address),
+        ("RolesChanged", h1.address),
+        ("SupervisorRotated", None),
+        ("ProposalExecuted", None),
+    ]
+    assert tx.events[2].args == {"from": outsider.address, "to": h1.address}
+    gone = ledger.get_member(outsider.address)
+    assert gone is not None and (gone.roles, gone.active) == (Role.NONE, False)  # supervisor only: no longer a member
+    assert ledger.get_member(h1.address).roles == VALIDATING | Role.SUPERVISOR  # type: ignore[union-attr]
+    assert ledger.propose(h2, Remove(h3.address)).eligible == 4
+    co.govern(RotateSupervisor(h0.address, h2.address))
+    assert ledger.get_member(h0.address).roles == VALIDATING  # type: ignore[union-attr]
+    assert ledger.get_member(h0.address).active  # type: ignore[union-attr]
+    not_one = refusal(lambda: ledger.propose(h0, RotateSupervisor(h3.address, h0.address)), co)
+    assert (not_one.error, not_one.error_args) == ("NotSupervisor", {"account": h3.address})
+    nobody = refusal(lambda: ledger.propose(h0, RotateSupervisor(h2.address, outsider.address)), co)
+    assert (nobody.error, nobody.error_args) == ("NotMember", {"account": outsider.address})
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Coalition.sol v2: RotateSupervisor(x, x) of a supervisor-only x deactivates x, then gives an inactive x "
+    "the SUPERVISOR role; a later rotation from x deactivates it again and activeMemberCount drifts below the "
+    "active members (reported to the lead; the in-memory ledger mirrors the contract)",
+)
+def test_a_rotation_from_a_supervisor_to_itself_keeps_the_count(co: Coalition) -> None:
+    ledger, overseer = co.ledger, co.spare[0]
+    co.govern(Admit(overseer.address, Role.SUPERVISOR))
+    with pytest.raises(ContractRevert):
+        co.govern(RotateSupervisor(overseer.address, overseer.address))
+    co.govern(RotateSupervisor(overseer.address, co.hospitals[1].address))
+    active = sum(m.active for m in ledger.members())
+    assert ledger.propose(co.hospitals[0], Remove(co.hospitals[2].address)).eligible == active
+
+
+def test_more_than_a_third_rejecting_rejects_a_proposal(co: Coalition) -> None:
+    ledger, (h0, h1, h2, h3) = co.ledger, co.hospitals
+    pid = ledger.propose(h0, Remove(h3.address)).id
+    assert not ledger.ballot(h1, pid, False).has("ProposalRejected")  # 1 of 4 is not more than a third
+    tx = ledger.ballot(h2, pid, False)
+    assert [e.name for e in tx.events] == ["Ballot", "ProposalRejected"]
+    rejected = ledger.proposal(pid)
+    assert (rejected.state, rejected.approvals, rejected.rejections) == (ProposalState.REJECTED, 1, 2)
+    late = refusal(lambda: ledger.ballot(h3, pid, True), co)
+    assert (late.error, late.error_args) == ("ProposalNotPending", {"proposal": pid, "state": "rejected"})
+    assert refusal(lambda: ledger.execute(h0, pid), co).error == "ProposalNotPending"
+
+
+def test_a_proposal_expires_at_its_deadline(co: Coalition) -> None:
+    ledger, (h0, h1, h2, h3) = co.ledger, co.hospitals
+    pid = ledger.propose(h0, Remove(h3.address)).id
+    ledger.ballot(h1, pid, True)
+    ledger.ballot(h2, pid, True)
+    deadline = ledger.proposal(pid).deadline
+    co.advance(PROPOSAL_TIMEOUT + 1)
+    assert ledger.proposal(pid).state is ProposalState.EXPIRED
+    late = refusal(lambda: ledger.execute(h0, pid), co)
+    assert (late.error, late.error_args) == ("ProposalExpired", {"proposal": pid, "deadline": deadline})
+    assert refusal(lambda: ledger.ballot(h3, pid, False), co).error == "ProposalExpired"
+    assert ledger.get_member(h3.address).active  # type: ignore[union-attr]
+
+
+def roles_of_16(account: str) -> Admit:
+    """An admission with roles no record allows (16), as a hand-made transaction could carry."""
+    action = Admit(account, Role.MEMBER)
+    object.__setattr__(action, "roles", Role(16))
+    return action
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "args"),
+    [
+        (lambda co: Admit(co.hospitals[1].address, Role.MEMBER), "AlreadyMember", {"account": 1}),
+        (lambda co: Admit(ZERO_ADDRESS, Role.MEMBER), "ZeroAddress", {}),
+        (lambda co: roles_of_16(co.spare[0].address), "InvalidRoles", {"roles": 16}),
+        (lambda co: SetRoles(co.spare[0].address, Role.MEMBER), "NotMember", {"account": "spare"}),
+        (lambda co: Remove(co.spare[0].address), "NotMember", {"account": "spare"}),
+        (lambda co: SetParameters(PARAMETERS.replace(policy_hash=b"\0" * 32)), "ZeroHash", {}),
+    ],
+)
+def test_a_proposal_the_coalition_cannot_hold_is_refused(
+    co: Coalition, make: Callable[[Coalition], Action], error: str, args: dict[str, Any]
+) -> None:
+    named = {k: co.hospitals[v].address if v == 1 else co.spare[0].address for k, v in args.items() if k != "roles"}
+    refused = refusal(lambda: co.ledger.propose(co.hospitals[0], make(co)), co)
+    assert (refused.error, refused.error_args) == (error, {**args, **named})
+    assert co.ledger.proposal_count() == 0
+
+
+def test_governance_refusals(co: Coalition) -> None:
+    ledger, (h0, h1, h2, h3), (newcomer, outsider, *_) = co.ledger, co.hospitals, co.spare
+    stranger = refusal(lambda: ledger.propose(outsider, Remove(h3.address)), co)
+    assert (stranger.error, stranger.error_args) == ("NotMember", {"account": outsider.address})
+    unknown = refusal(lambda: ledger.ballot(h0, 7, True), co)
+    assert (unknown.error, unknown.error_args) == ("UnknownProposal", {"proposal": 7})
+    assert refusal(lambda: ledger.proposal(7), co).error == "UnknownProposal"
+    assert not ledger.has_ballot(7, h0.address)
+    before = ledger.propose(h0, Remove(h3.address)).id
+    own = refusal(lambda: ledger.ballot(h0, before, True), co)
+    assert (own.error, own.error_args) == ("AlreadyBalloted", {"member": h0.address, "proposal": before})
+    ledger.ballot(h1, before, False)
+    assert refusal(lambda: ledger.ballot(h1, before, True), co).error == "AlreadyBalloted"
+    co.govern(Admit(newcomer.address, VALIDATING))
+    late = refusal(lambda: ledger.ballot(newcomer, before, True), co)  # not a member when it was proposed
+    assert (late.error, late.error_args) == ("NotBallotEligible", {"member": newcomer.address, "proposal": before})
+    outside = refusal(lambda: ledger.ballot(outsider, before, True), co)
+    assert (outside.error, outside.error_args) == (
+        "NotBallotEligible",
+        {"member": outsider.address, "proposal": before},
+    )
+    twice = [ledger.propose(h, Admit(outsider.address, Role.MEMBER)).id for h in (h2, h3)]
+    for pid in twice:
+        for h in (h0, h1, newcomer):
+            ledger.ballot(h, pid, True)
+    ledger.execute(h0, twice[0])
+    again = refusal(lambda: ledger.execute(h0, twice[1]), co)  # re-checked at execution
+    assert (again.error, again.error_args) == ("AlreadyMember", {"account": outsider.address})
+
+
+# ---- signed votes -------------------------------------------------------------------------------------------
+
+
+def opened(co: Coalition, label: str = "m1") -> int:
+    mid = co.submit(co.hospitals[0], label)
+    co.open(mid)
+    return mid
+
+
+@pytest.mark.parametrize("approve", [True, False])
+def test_signed_votes_decide_a_candidate_in_one_transaction(co: Coalition, approve: bool) -> None:
+    ledger, keeper = co.ledger, co.spare[0]
+    mid = opened(co)
+    first, second, third = co.voters(mid)
+    batch = [co.signed(v, mid, approve) for v in (second, first)]
+    outcome = ledger.decide(keeper, mid, batch)  # anyone carries them
+    assert outcome.state is (ModelState.COMMITTED if approve else ModelState.REJECTED)
+    voted = [e.args for e in outcome.tx.events if e.name == "Voted"]
+    assert [a["validator"] for a in voted] == sorted((first.address, second.address), key=lambda a: int(a, 16))
+    assert all((a["approve"], a["scoreLocal"]) == (approve, 800_000) for a in voted)
+    record = ledger.get_model(mid, with_uri=False)
+    assert (record.approvals, record.rejections) == ((2, 0) if approve else (0, 2))
+    assert ledger.head() == (mid if approve else 0)
+    assert not ledger.has_voted(mid, first.address)  # signed votes leave no vote bits
+    replay = refusal(lambda: ledger.decide(keeper, mid, batch), co)
+    state = "committed" if approve else "rejected"
+    assert (replay.error, replay.error_args) == ("WrongState", {"id": mid, "state": state})
+    assert refusal(lambda: co.vote(third, mid, True), co).error == "WrongState"
+
+
+def test_signed_votes_add_to_direct_votes(co: Coalition) -> None:
+    ledger, keeper = co.ledger, co.spare[0]
+    mid = opened(co)
+    first, second, _ = co.voters(mid)
+    co.vote(first, mid, True)
+    twice = refusal(lambda: ledger.decide(keeper, mid, [co.signed(first, mid, True)]), co)
+    assert (twice.error, twice.error_args) == ("AlreadyVoted", {"validator": first.address, "id": mid})
+    assert ledger.decide(keeper, mid, [co.signed(second, mid, True)]).state is ModelState.COMMITTED
+    assert ledger.get_model(mid).approvals == 2 and ledger.has_voted(mid, first.address)
+
+
+def forged(vote: SignedVote) -> SignedVote:
+    """`vote` with its approval flipped after signing."""
+    return SignedVote(**{**vote.__dict__, "approve": not vote.approve})
+
+
+def high_s(vote: SignedVote) -> SignedVote:
+    """The malleable twin of `vote`'s signature: (r, n - s) with the other v recovers the same key."""
+    v, r, s = vote.vrs
+    twin = (SECP256K1_ORDER - int.from_bytes(s, "big")).to_bytes(32, "big")
+    return SignedVote(**{**vote.__dict__, "signature": r + twin + bytes([55 - v])})
+
+
+def test_a_bad_batch_is_refused_by_name(co: Coalition) -> None:
+    ledger, keeper, proposer, outsider = co.ledger, co.spare[0], co.hospitals[0], co.spare[1]
+    mid = opened(co)
+    first, second, third = co.voters(mid)
+    domain = ledger.domain
+
+    def refused(batch: list[SignedVote]) -> tuple[str, dict[str, Any]]:
+        error = refusal(lambda: ledger.decide(keeper, mid, batch), co)
+        return error.error, error.error_args
+
+    bad = forged(co.signed(first, mid, True))
+    recovered = recover_signer(bad, domain)
+    assert recovered not in (None, first.address)
+    assert refused([bad, co.signed(second, mid, True)]) == ("NotValidator", {"account": recovered})
+    for elsewhere in (Domain(domain.chain_id + 1, domain.contract), Domain(domain.chain_id, outsider.address)):
+        error, args = refused([co.signed(first, mid, True, elsewhere), co.signed(second, mid, True)])
+        assert error == "NotValidator" and args["account"] not in {h.address for h in co.hospitals}
+    assert refused([co.signed(outsider, mid, True)]) == ("NotValidator", {"account": outsider.address})
+    assert refused([co.signed(proposer, mid, True), co.signed(first, mid, True)]) == (
+        "ProposerCannotVote",
+        {"proposer": proposer.address, "id": mid},
+    )
+    same = co.signed(first, mid, True)
+    assert refused([same, same]) == ("AlreadyVoted", {"validator": first.address, "id": mid})
+    assert refused([co.signed(first, mid, True)]) == (
+        "NoDecision",
+        {"id": mid, "approvals": 1, "rejections": 0, "eligible": 3},
+    )
+    assert refused([]) == ("NoDecision", {"id": mid, "approvals": 0, "rejections": 0, "eligible": 3})
+    assert recover_signer(high_s(same), domain) is None
+    assert refused([high_s(same), co.signed(second, mid, True)]) == ("BadSignature", {"index": 0})
+    low, high = sorted((first, second), key=lambda a: int(a.address, 16))
+    swapped = [  # each claims the other's address: sorted by the claims, the signers come in descending order
+        SignedVote(**{**co.signed(low, mid, True).__dict__, "signer": high.address}),
+        SignedVote(**{**co.signed(high, mid, True).__dict__, "signer": low.address}),
+    ]
+    assert refused(swapped) == ("UnsortedVotes", {"index": 1})
+    co.govern(Admit(outsider.address, VALIDATING))
+    assert refused([co.signed(outsider, mid, True), co.signed(third, mid, True)]) == (
+        "NotEligible",
+        {"validator": outsider.address, "id": mid},
+    )
+    co.advance(TIMEOUT + 1)
+    late = refused([co.signed(first, mid, True), co.signed(second, mid, True)])
+    assert late[0] == "DeadlinePassed"
+    assert ledger.get_model(mid).state is ModelState.OPEN
+
+
+def test_signed_votes_on_a_stale_candidate_only_mark_it(co: Coalition) -> None:
     ledger = co.ledger
-    assert ledger.policy_hash() == digest("policy")
-    assert [e.args["hash"] for e in ledger.events() if e.name == "PolicyChanged"] == [digest("policy")]
-    tx = ledger.set_policy(co.admin, digest("policy/2"))
-    changed = tx.event("PolicyChanged")
-    assert changed is not None and changed.args == {"hash": digest("policy/2")}
-    assert ledger.policy_hash() == digest("policy/2")
-    refused = refusal(lambda: ledger.set_policy(co.hospitals[0], digest("policy/3")), co)
-    assert (refused.error, refused.error_args) == ("NotAdmin", {"caller": co.hospitals[0].address})
-    assert refusal(lambda: ledger.set_policy(co.admin, b"\0" * 32), co).error == "ZeroHash"
-    assert ledger.policy_hash() == digest("policy/2")
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_a_coalition_without_a_policy_is_refused(backend: str) -> None:
-    accounts = dev_accounts(1)
-    settings: dict[str, Any] = {"variant": Variant.A, "genesis_hash": digest("genesis"), "policy_hash": b"\0" * 32}
-    with pytest.raises(ContractRevert) as info:
-        if backend == "contract":
-            chain = embedded_chain(1)
-            LedgerClient.deploy(chain, chain.dev_keys[0], genesis_uri="g", **settings)
-        else:
-            InMemoryLedger.deploy(MemoryChain(), accounts[0], **settings)
-    assert info.value.error == "ZeroHash"
+    winner, loser = opened(co, "a"), opened(co, "b")
+    voters = co.voters(winner)
+    batch = [co.signed(v, loser, True) for v in co.voters(loser)[:2]]
+    ledger.decide(co.spare[0], winner, [co.signed(v, winner, True) for v in voters[:2]])
+    stale = refusal_with_events(lambda: ledger.decide(co.spare[0], loser, batch), co)
+    assert (stale.error, stale.error_args) == ("Stale", {"id": loser})
 
 
 # ---- history ----------------------------------------------------------------------------------------------
 
 
 def play(co: Coalition) -> None:
-    """A history with every outcome: committed, rejected twice, stale, expired, reassigned, a role change, and a
-    new acceptance policy from model 2 on."""
+    """A history with every outcome: committed, rejected twice, stale, expired, reassigned, committed by signed
+    votes, a new acceptance policy from model 2 on, and governance: a rejected proposal, an expired one, an
+    admission, a supervisor rotation and a role change."""
     h, keeper = co.hospitals, co.spare[0]
     committed = co.submit(h[0], "committed")
     co.open(committed)
     for v in co.voters(committed)[:2]:
         co.vote(v, committed, True)
-    co.ledger.set_policy(co.admin, digest("policy/2"))
+    co.govern(SetParameters(PARAMETERS.replace(policy_hash=digest("policy/2"))))
     co.open(co.submit(h[1], "broken"), ok=False)
     voted_down = co.submit(h[2], "voted-down")
     co.open(voted_down)
@@ -336,13 +786,29 @@ def play(co: Coalition) -> None:
     expiring = co.submit(h[1], "expiring")
     co.advance(TIMEOUT + 1)
     co.ledger.expire(keeper, expiring)
-    co.ledger.set_roles(co.admin, h[3].address, Role.MEMBER)
+    refused = co.ledger.propose(h[1], Remove(h[0].address)).id
+    co.ledger.ballot(h[0], refused, False)
+    co.ledger.ballot(h[2], refused, False)
+    forgotten = co.ledger.propose(h[2], Admit(co.spare[1].address, Role.AUDITOR)).id
+    co.ledger.ballot(h[3], forgotten, True)
+    co.advance(PROPOSAL_TIMEOUT + 1)
+    co.govern(Admit(co.spare[1].address, VALIDATING, digest("key/late"), "latecomer"))
+    co.govern(RotateSupervisor(ZERO_ADDRESS, h[1].address))
+    decided = co.submit(h[2], "decided")
+    co.open(decided)
+    co.ledger.decide(keeper, decided, [co.signed(v, decided, True) for v in co.voters(decided)[:3]])
+    voted_down_signed = co.submit(h[1], "voted-down-signed")
+    co.open(voted_down_signed)
+    co.ledger.decide(
+        keeper, voted_down_signed, [co.signed(v, voted_down_signed, False) for v in co.voters(voted_down_signed)[:2]]
+    )
+    co.govern(SetRoles(h[3].address, Role.MEMBER))
 
 
 def test_history_rebuilt_from_events_matches_the_views(co: Coalition) -> None:
     play(co)
     history, ledger = rebuild(co.ledger.events()), co.ledger
-    assert history.head == ledger.head() == 4 and history.lineage() == [0, 1, 4]
+    assert history.head == ledger.head() == 7 and history.lineage() == [0, 1, 4, 7]
     for mid in range(ledger.model_count()):
         view, past = ledger.get_model(mid), history.candidates[mid]
         assert (past.state, past.approvals, past.rejections, past.general, past.model_hash, past.uri) == (
@@ -384,4 +850,16 @@ def test_both_backends_write_the_same_history() -> None:
     for co in (contract, memory):
         play(co)
     assert comparable(memory) == comparable(contract)
-    assert [e.name for e in memory.ledger.events()] == [e.name for e in contract.ledger.events()]
+    assert portable(memory.ledger.events()) == portable(contract.ledger.events())
+    assert [p.__dict__ | {"deadline": 0, "ballots": 0} for p in memory.ledger.proposals()] == [
+        p.__dict__ | {"deadline": 0, "ballots": 0} for p in contract.ledger.proposals()
+    ]
+
+
+DRAWN = {"general", "previousGeneral", "generalDeadline", "votingDeadline", "deadline"}
+"""What differs between backends: who is drawn general, and deadlines (the two clocks start apart)."""
+
+
+def portable(events: list[LedgerEvent]) -> list[tuple[str, dict[str, Any]]]:
+    """The events in order, by name and arguments, without what is drawn or timed."""
+    return [(e.name, {k: v for k, v in e.args.items() if k not in DRAWN}) for e in events]

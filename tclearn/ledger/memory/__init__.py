@@ -1,6 +1,7 @@
 """The in-memory ledger: Coalition.sol's rules in plain Python, for unit tests of the duties and simulations.
 
-`InMemoryLedger(MemoryChain(), deployer, variant=..., genesis_hash=...)` implements
+`InMemoryLedger.deploy(MemoryChain(), deployer, variant=..., genesis_hash=..., genesis_uri=..., parameters=...,
+founders=[Admit(...), ...])` (the arguments of `LedgerClient.deploy`) implements
 `tclearn.ledger.ledger.Ledger`; tests/ledger/test_ledger_backends.py keeps it faithful to the contract.
 """
 

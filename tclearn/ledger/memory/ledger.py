@@ -1,10 +1,12 @@
 """`InMemoryLedger`: the Coalition contract's rules in plain Python, for unit tests of the duties and for
 simulations that need no chain.
 
-It follows contracts/Coalition.sol statement by statement: the same states, the same checks in the same
+It follows contracts/Coalition.sol (v2: founders at deployment, no admin; governance in
+`tclearn.ledger.memory.governance`) statement by statement: the same states, the same checks in the same
 order (refusals are `ContractRevert`s worded as `LedgerClient` words the contract's custom errors), the
 same eligible snapshot and quorum (`tclearn.protocol`), stale siblings marked when touched, and the same
-events, so `tclearn.ledger.history.rebuild(ledger.events())` works on it. Two things differ on purpose:
+events in the same order, so `tclearn.ledger.history.rebuild(ledger.events())` works on it; `decide` checks
+signed votes as the contract does (`tclearn.ledger.votes.recover_signer` under `domain`). Two things differ on purpose:
 the general is drawn from sha256(seed, id, previous general) instead of the block's randomness, and time
 is a `MemoryChain` clock that tests move by hand. tests/ledger/test_ledger_backends.py runs one suite
 against it and the real contract.
@@ -13,47 +15,54 @@ against it and the real contract.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
 
 from tclearn.errors import ContractRevert
+from tclearn.ledger.events import LedgerEvent
+from tclearn.ledger.governance import Admit, Parameters
 from tclearn.ledger.ledger import (
     ZERO_ADDRESS,
+    Predecessor,
     Submission,
     TxResult,
     VoteOutcome,
     bytes32,
+    check_founders,
     checked_address,
     raise_if_staled,
     vote_outcome,
 )
 from tclearn.ledger.memory.blocks import MemoryChain, transaction
-from tclearn.ledger.memory.members import ZERO32, MemberRegistry
+from tclearn.ledger.memory.governance import Governed
+from tclearn.ledger.memory.members import ZERO32
 from tclearn.ledger.reverts import refusal
+from tclearn.ledger.votes import Domain, SignedVote, recover_signer
 from tclearn.protocol import is_committed, is_rejected, to_fixed
 from tclearn.types import ModelRecord, ModelState, RejectReason, Role, Variant
 
 
 @dataclass
 class _Model:
+    """A model as the contract stores it: the URI and the metadata hash are in its `Submitted` event only."""
+
     model_hash: bytes
-    metadata_hash: bytes
     parent_id: int
     proposer: str
     general: str
     state: ModelState
-    uri: str
     eligible: int = 0
     approvals: int = 0
     rejections: int = 0
     general_deadline: int = 0
     voting_deadline: int = 0
-    voters: set[str] = field(default_factory=set)
+    voters: set[str] = field(default_factory=set)  # who voted with `vote` (the contract's vote bits)
 
 
-class InMemoryLedger(MemberRegistry):
+class InMemoryLedger(Governed):
     """A coalition deployed by `deployer` on `chain`, held in memory; implements `Ledger`."""
 
     def __init__(
@@ -64,27 +73,36 @@ class InMemoryLedger(MemberRegistry):
         variant: Variant,
         genesis_hash: bytes,
         genesis_uri: str = "",
-        policy_hash: bytes,
-        global_test_set_hash: bytes = ZERO32,
-        general_timeout: int = 3600,
-        voting_timeout: int = 86400,
+        parameters: Parameters,
+        founders: Sequence[Admit],
+        predecessor: Predecessor | None = None,
         seed: bytes = b"tclearn",
     ) -> None:
+        check_founders(founders)
         if not 1 <= int(variant) <= 3:
             raise refusal("deploy", "InvalidVariant", {"variant": int(variant)})
-        if ZERO32 in (bytes32(genesis_hash, "genesis hash"), bytes32(policy_hash, "policy hash")):
+        if bytes32(genesis_hash, "genesis hash") == ZERO32:
             raise refusal("deploy", "ZeroHash", {})
-        if general_timeout <= 0 or voting_timeout <= 0:
-            raise refusal("deploy", "InvalidTimeout", {})
-        super().__init__(chain, deployer, seed, global_test_set_hash, policy_hash)
+        super().__init__(chain, deployer, seed)
         self._variant = Variant(variant)
-        self._timeouts = (general_timeout, voting_timeout)
         self._head = 0
-        self._models = [_Model(bytes(genesis_hash), ZERO32, 0, ZERO_ADDRESS, ZERO_ADDRESS, ModelState.COMMITTED, "")]
-        self._models[0].uri = genesis_uri
+        self._models = [_Model(bytes(genesis_hash), 0, ZERO_ADDRESS, ZERO_ADDRESS, ModelState.COMMITTED)]
         self._id_by_hash = {bytes(genesis_hash): 0}
-        self._emit_submitted(0, self._models[0], 0)
+        self._submitted: dict[int, LedgerEvent] = {}  # the mined Submitted events: URIs and metadata hashes
+        self._set_parameters(parameters, "deploy")
+        link = predecessor or Predecessor(0, ZERO_ADDRESS, 0)
+        self._emit(
+            "Founded",
+            predecessorChainId=link.chain_id,
+            predecessor=checked_address(link.coalition),
+            predecessorHeadId=link.head_id,
+            genesisHash=bytes(genesis_hash),
+        )
+        self._emit_submitted(0, self._models[0], deployer.address, genesis_uri, ZERO32)
         self._emit("Committed", id=0, parentId=0, modelHash=bytes(genesis_hash), approvals=0, rejections=0)
+        for f in founders:
+            self._admit(f.account, int(f.roles), f.encryption_key, f.name, "deploy")
+        self._check_validators(len(self._validators), parameters.min_validators, "deploy")
         self.deployment = self._mine()
 
     @classmethod
@@ -93,19 +111,29 @@ class InMemoryLedger(MemberRegistry):
         ledger = cls(chain, deployer, **settings)
         return ledger, ledger.deployment
 
-    def _emit_submitted(self, model_id: int, c: _Model, eligible: int) -> None:
+    def _mine(self) -> TxResult:
+        tx = super()._mine()
+        self._submitted.update((e.args["id"], e) for e in tx.events if e.name == "Submitted")
+        return tx
+
+    def _emit_submitted(self, model_id: int, c: _Model, proposer: str, uri: str, metadata_hash: bytes) -> None:
         self._emit(
             "Submitted",
             id=model_id,
             parentId=c.parent_id,
-            proposer=c.proposer if model_id else self._admin,
+            proposer=proposer,
             general=c.general,
             modelHash=c.model_hash,
-            uri=c.uri,
-            metadataHash=c.metadata_hash,
-            eligible=eligible,
+            uri=uri,
+            metadataHash=metadata_hash,
+            eligible=c.eligible,
             generalDeadline=c.general_deadline,
         )
+
+    @property
+    def domain(self) -> Domain:
+        """Where this coalition's signed votes count: its chain and its address."""
+        return Domain(self.chain.chain_id, self.address)
 
     # ---- the round ---------------------------------------------------------------------------------------
 
@@ -168,12 +196,11 @@ class InMemoryLedger(MemberRegistry):
             raise self._refuse("submit", "NoValidators")
         model_id = len(self._models)
         general = self._draw_first(model_id, proposer, eligible)
-        deadline = self.chain.timestamp() + self._timeouts[0]
-        c = _Model(model_hash, metadata_hash, parent_id, proposer, general, ModelState.SUBMITTED, uri, eligible)
-        c.general_deadline = deadline
+        deadline = self.chain.timestamp() + self.parameters().general_timeout
+        c = _Model(model_hash, parent_id, proposer, general, ModelState.SUBMITTED, eligible, general_deadline=deadline)
         self._models.append(c)
         self._id_by_hash[model_hash] = model_id
-        self._emit_submitted(model_id, c, eligible)
+        self._emit_submitted(model_id, c, proposer, uri, metadata_hash)
         return Submission(model_id, general, eligible, deadline, self._mine())
 
     @transaction
@@ -191,7 +218,7 @@ class InMemoryLedger(MemberRegistry):
             if report == ZERO32:
                 raise self._refuse(action, "ZeroHash")
             if integrity_ok:
-                c.state, c.voting_deadline = ModelState.OPEN, self.chain.timestamp() + self._timeouts[1]
+                c.state, c.voting_deadline = ModelState.OPEN, self.chain.timestamp() + self.parameters().voting_timeout
                 self._emit(
                     "CandidateOpened",
                     id=model_id,
@@ -217,7 +244,7 @@ class InMemoryLedger(MemberRegistry):
             general = self._draw_next(model_id, c.proposer, previous)
             if general is None:
                 raise self._refuse(action, "NoOtherGeneral", id=model_id)
-            c.general, c.general_deadline = general, self.chain.timestamp() + self._timeouts[0]
+            c.general, c.general_deadline = general, self.chain.timestamp() + self.parameters().general_timeout
             self._emit(
                 "GeneralReassigned",
                 id=model_id,
@@ -241,50 +268,97 @@ class InMemoryLedger(MemberRegistry):
         action, voter = f"vote on {model_id}", validator.address
         c = self._live(model_id, action)
         if c.state is not ModelState.STALE:
-            if c.state is not ModelState.OPEN:
-                raise self._wrong_state(action, model_id, c)
-            if self.chain.timestamp() > c.voting_deadline:
-                raise self._refuse(action, "DeadlinePassed", id=model_id, deadline=c.voting_deadline)
-            m = self._members.get(voter)
-            if m is None or not m.active or not m.roles & Role.VALIDATOR:
-                raise self._refuse(action, "NotValidator", account=voter)
-            if voter == c.proposer:
-                raise self._refuse(action, "ProposerCannotVote", proposer=voter, id=model_id)
-            if m.validator_since > model_id:
-                raise self._refuse(action, "NotEligible", validator=voter, id=model_id)
+            self._check_open(action, model_id, c)
+            self._eligible_voter(action, model_id, c, voter)
             if voter in c.voters:
                 raise self._refuse(action, "AlreadyVoted", validator=voter, id=model_id)
             c.voters.add(voter)
-            self._emit(
-                "Voted",
-                id=model_id,
-                validator=voter,
-                approve=approve,
-                scoreGlobal=scores[0],
-                scoreLocal=scores[1],
-                evidenceHash=evidence,
-            )
-            self._count(model_id, c, approve)
+            self._emit_vote(model_id, voter, approve, scores[0], scores[1], evidence)
+            approvals, rejections = c.approvals + approve, c.rejections + (not approve)
+            c.approvals, c.rejections = approvals, rejections
+            self._conclude(model_id, c, approvals, rejections)
         return vote_outcome(self._mine(), model_id)
 
-    def _count(self, model_id: int, c: _Model, approve: bool) -> None:
-        if approve:
-            c.approvals += 1
-            if is_committed(c.approvals, c.eligible):
-                c.state, self._head = ModelState.COMMITTED, model_id
-                self._emit(
-                    "Committed",
-                    id=model_id,
-                    parentId=c.parent_id,
-                    modelHash=c.model_hash,
-                    approvals=c.approvals,
-                    rejections=c.rejections,
+    @transaction
+    def decide(self, caller: LocalAccount, model_id: int, votes: Sequence[SignedVote]) -> VoteOutcome:
+        """As the contract's `decide`: every signature, signer's eligibility and uniqueness checked, every vote
+        emitted, the candidate committed or rejected; a batch that decides nothing is refused (`NoDecision`).
+        Signed votes leave no trace in `has_voted`."""
+        ordered = sorted(votes, key=lambda v: int(v.signer, 16))  # the client's order
+        action = f"decide {model_id} with {len(ordered)} signed votes"
+        c = self._live(model_id, action)
+        if c.state is not ModelState.STALE:
+            self._check_open(action, model_id, c)
+            approvals, rejections, last = c.approvals, c.rejections, 0
+            for i, v in enumerate(ordered):
+                signed = SignedVote(**{**v.__dict__, "candidate": model_id, "model_hash": c.model_hash})
+                signer = recover_signer(signed, self.domain)
+                if signer is None:
+                    raise self._refuse(action, "BadSignature", index=i)
+                if int(signer, 16) <= last:
+                    if int(signer, 16) == last:
+                        raise self._refuse(action, "AlreadyVoted", validator=signer, id=model_id)
+                    raise self._refuse(action, "UnsortedVotes", index=i)
+                self._eligible_voter(action, model_id, c, signer)
+                if signer in c.voters:
+                    raise self._refuse(action, "AlreadyVoted", validator=signer, id=model_id)
+                last = int(signer, 16)
+                self._emit_vote(model_id, signer, v.approve, v.score_global, v.score_local, v.evidence_hash)
+                approvals, rejections = approvals + v.approve, rejections + (not v.approve)
+            if not self._conclude(model_id, c, approvals, rejections):
+                raise self._refuse(
+                    action, "NoDecision", id=model_id, approvals=approvals, rejections=rejections, eligible=c.eligible
                 )
-        else:
-            c.rejections += 1
-            if is_rejected(c.rejections, c.eligible):
-                c.state = ModelState.REJECTED
-                self._emit("Rejected", id=model_id, reason=int(RejectReason.VOTES), evidenceHash=ZERO32)
+            c.approvals, c.rejections = approvals, rejections
+        return vote_outcome(self._mine(), model_id)
+
+    def _check_open(self, action: str, model_id: int, c: _Model) -> None:
+        if c.state is not ModelState.OPEN:
+            raise self._wrong_state(action, model_id, c)
+        if self.chain.timestamp() > c.voting_deadline:
+            raise self._refuse(action, "DeadlinePassed", id=model_id, deadline=c.voting_deadline)
+
+    def _eligible_voter(self, action: str, model_id: int, c: _Model, voter: str) -> None:
+        """Checks that `voter` may vote on `model_id` (not whether it has)."""
+        m = self._members.get(voter)
+        if m is None or not m.active or not m.roles & Role.VALIDATOR:
+            raise self._refuse(action, "NotValidator", account=voter)
+        if voter == c.proposer:
+            raise self._refuse(action, "ProposerCannotVote", proposer=voter, id=model_id)
+        if m.validator_since > model_id:
+            raise self._refuse(action, "NotEligible", validator=voter, id=model_id)
+
+    def _emit_vote(
+        self, model_id: int, voter: str, approve: bool, score_global: int, score_local: int, evidence: bytes
+    ) -> None:
+        self._emit(
+            "Voted",
+            id=model_id,
+            validator=voter,
+            approve=approve,
+            scoreGlobal=score_global,
+            scoreLocal=score_local,
+            evidenceHash=evidence,
+        )
+
+    def _conclude(self, model_id: int, c: _Model, approvals: int, rejections: int) -> bool:
+        """Commits or rejects once the tally decides; False while it does not (state untouched)."""
+        if is_committed(approvals, c.eligible):
+            c.state, self._head = ModelState.COMMITTED, model_id
+            self._emit(
+                "Committed",
+                id=model_id,
+                parentId=c.parent_id,
+                modelHash=c.model_hash,
+                approvals=approvals,
+                rejections=rejections,
+            )
+            return True
+        if is_rejected(rejections, c.eligible):
+            c.state = ModelState.REJECTED
+            self._emit("Rejected", id=model_id, reason=int(RejectReason.VOTES), evidenceHash=ZERO32)
+            return True
+        return False
 
     @transaction
     def expire(self, caller: LocalAccount, model_id: int) -> TxResult:
@@ -319,9 +393,6 @@ class InMemoryLedger(MemberRegistry):
     def variant(self) -> Variant:
         return self._variant
 
-    def timeouts(self) -> tuple[int, int]:
-        return self._timeouts
-
     def model_count(self) -> int:
         return len(self._models)
 
@@ -335,12 +406,12 @@ class InMemoryLedger(MemberRegistry):
     def get_model(self, model_id: int, *, with_uri: bool = True) -> ModelRecord:
         if not 0 <= model_id < len(self._models):
             raise refusal("getModel", "UnknownModel", {"id": model_id})
-        c = self._models[model_id]
+        c, submitted = self._models[model_id], self._submitted[model_id].args if with_uri else None
         return ModelRecord(
             id=model_id,
             parent_id=c.parent_id,
             model_hash=c.model_hash,
-            metadata_hash=c.metadata_hash,
+            metadata_hash=None if submitted is None else submitted["metadataHash"],
             proposer=c.proposer,
             general=c.general,
             state=c.state,
@@ -349,5 +420,5 @@ class InMemoryLedger(MemberRegistry):
             rejections=c.rejections,
             general_deadline=c.general_deadline,
             voting_deadline=c.voting_deadline,
-            uri=c.uri if with_uri else None,
+            uri=None if submitted is None else submitted["uri"],
         )

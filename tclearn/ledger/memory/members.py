@@ -1,8 +1,9 @@
-"""The membership half of the in-memory ledger: the admin, the registry and the active validators.
+"""The membership half of the in-memory ledger: the registry, the active validators and the parameters.
 
-Mirrors Coalition.sol's membership functions, `_applyRoles` included: the active validators are kept in
-the contract's swap-and-pop order and each member's `validatorSince` is the model count when it gained
-the validator role, so eligibility and general draws follow the contract.
+Mirrors Coalition.sol's membership internals (`_admit`, `_applyRoles`, `_setParameters`): the active validators
+are kept in the contract's swap-and-pop order, each member's `validatorSince` is the model count when it gained
+the validator role and its `memberSince` the proposal count when it was admitted, so eligibility, general draws
+and ballots follow the contract. No admin: the governance (`tclearn.ledger.memory.governance`) calls these.
 """
 
 from __future__ import annotations
@@ -11,52 +12,90 @@ from dataclasses import dataclass
 
 from eth_account.signers.local import LocalAccount
 
+from tclearn.ledger.governance import ALL_ROLES, Parameters
 from tclearn.ledger.ledger import ZERO_ADDRESS, TxResult, bytes32, checked_address
 from tclearn.ledger.memory.blocks import MemoryChain, MemoryContract, transaction
 from tclearn.types import Member, Role
 
 ZERO32 = b"\x00" * 32
 MAX_MEMBERS = 2**16 - 1  # the contract's member indices are uint16, with the top value meaning "nobody"
-ALL_ROLES = Role.MEMBER | Role.VALIDATOR | Role.AUDITOR | Role.SUPERVISOR
 
 
 @dataclass
 class _Member:
     index: int
-    joined_at: int
+    joined_at: int = 0
     roles: int = 0
     active: bool = False
     validator_since: int = 0
+    member_since: int = 0
     encryption_key: bytes = ZERO32
     name: str = ""
 
 
 class MemberRegistry(MemoryContract):
-    """The coalition's members and admin; `InMemoryLedger` adds the models and the round."""
+    """The coalition's members and parameters; the governance and `InMemoryLedger` build on it."""
 
-    def __init__(
-        self, chain: MemoryChain, deployer: LocalAccount, seed: bytes, global_test_set_hash: bytes, policy_hash: bytes
-    ) -> None:
+    def __init__(self, chain: MemoryChain, deployer: LocalAccount, seed: bytes) -> None:
         super().__init__(chain, deployer, seed)
-        self._admin: str = deployer.address
-        self._global_test_set_hash = bytes32(global_test_set_hash, "global test set hash")
-        self._policy_hash = bytes32(policy_hash, "policy hash")
         self._members: dict[str, _Member] = {}  # in registration order, as the contract's memberList
         self._validators: list[str] = []  # active validators, in the contract's (swap and pop) order
-        self._emit("AdminTransferred", previousAdmin=ZERO_ADDRESS, newAdmin=deployer.address)
-        self._emit("GlobalTestSetChanged", hash=self._global_test_set_hash)
-        self._emit("PolicyChanged", hash=self._policy_hash)
+        self._active_members = 0  # the contract's activeMemberCount
+        self._parameters: Parameters | None = None
 
     def model_count(self) -> int:
         raise NotImplementedError  # the models live in the subclass
 
-    def _only_admin(self, caller: LocalAccount, action: str) -> None:
-        if caller.address != self._admin:
-            raise self._refuse(action, "NotAdmin", caller=caller.address)
+    def proposal_count(self) -> int:
+        raise NotImplementedError  # the proposals live in the subclass
 
-    def _check_roles(self, roles: Role, action: str) -> None:
-        if not 0 < int(roles) <= int(ALL_ROLES):
-            raise self._refuse(action, "InvalidRoles", roles=int(roles))
+    # ---- internals, as the contract's ----------------------------------------------------------------------
+
+    def _check_roles(self, roles: int, action: str) -> None:
+        if not 0 < roles <= int(ALL_ROLES):
+            raise self._refuse(action, "InvalidRoles", roles=roles)
+
+    def _check_parameters(self, p: Parameters, action: str) -> None:
+        if p.policy_hash == ZERO32:
+            raise self._refuse(action, "ZeroHash")
+        if 0 in (p.general_timeout, p.voting_timeout, p.proposal_timeout):
+            raise self._refuse(action, "InvalidTimeout")
+
+    def _set_parameters(self, p: Parameters, action: str) -> None:
+        self._check_parameters(p, action)
+        self._parameters = p
+        self._emit("GlobalTestSetChanged", hash=p.global_test_set_hash)
+        self._emit("PolicyChanged", hash=p.policy_hash)
+        self._emit(
+            "ParametersChanged",
+            generalTimeout=p.general_timeout,
+            votingTimeout=p.voting_timeout,
+            proposalTimeout=p.proposal_timeout,
+            minValidators=p.min_validators,
+        )
+
+    def _check_admit(self, account: str, roles: int, action: str) -> None:
+        """`_admit`'s checks, before it changes anything."""
+        if account == ZERO_ADDRESS:
+            raise self._refuse(action, "ZeroAddress")
+        self._check_roles(roles, action)
+        m = self._members.get(account)
+        if m is not None and m.active:
+            raise self._refuse(action, "AlreadyMember", account=account)
+        if m is None and len(self._members) >= MAX_MEMBERS:
+            raise self._refuse(action, "TooManyMembers")
+
+    def _admit(self, account: str, roles: int, key: bytes, name: str, action: str) -> None:
+        """Registers `account`, or re-activates a removed one with new roles, key and name."""
+        self._check_admit(account, roles, action)
+        m = self._members.get(account)
+        if m is None:
+            m = self._members[account] = _Member(index=len(self._members))
+        m.joined_at, m.member_since, m.encryption_key, m.name = self.chain.timestamp(), self.proposal_count(), key, name
+        m.active, m.roles = True, 0
+        self._active_members += 1
+        self._apply_roles(account, m, roles)
+        self._emit("MemberRegistered", account=account, roles=roles, encryptionKey=key, name=name)
 
     def _apply_roles(self, account: str, m: _Member, roles: int) -> None:
         was, becomes = bool(m.roles & Role.VALIDATOR), bool(roles & Role.VALIDATOR)
@@ -69,27 +108,15 @@ class MemberRegistry(MemoryContract):
             self._validators.pop()
         m.roles = roles
 
-    @transaction
-    def register_member(
-        self, admin: LocalAccount, account: str, roles: Role, encryption_key: bytes = ZERO32, name: str = ""
-    ) -> TxResult:
-        key, action = bytes32(encryption_key, "encryption key"), f"register {account}"
-        address = checked_address(account)
-        self._only_admin(admin, action)
-        if address == ZERO_ADDRESS:
-            raise self._refuse(action, "ZeroAddress")
-        self._check_roles(roles, action)
-        m = self._members.get(address)
-        if m is not None and m.active:
-            raise self._refuse(action, "AlreadyMember", account=address)
-        if m is None:
-            if len(self._members) >= MAX_MEMBERS:
-                raise self._refuse(action, "TooManyMembers")
-            m = self._members[address] = _Member(index=len(self._members), joined_at=0)
-        m.joined_at, m.encryption_key, m.name, m.active, m.roles = self.chain.timestamp(), key, name, True, 0
-        self._apply_roles(address, m, int(roles))
-        self._emit("MemberRegistered", account=address, roles=int(roles), encryptionKey=key, name=name)
-        return self._mine()
+    def _deactivate(self, account: str, m: _Member) -> None:
+        self._apply_roles(account, m, 0)
+        m.active = False
+        self._active_members -= 1
+        self._emit("RolesChanged", account=account, roles=0, active=False)
+
+    def _check_validators(self, remaining: int, needed: int, action: str) -> None:
+        if remaining < needed:
+            raise self._refuse(action, "TooFewValidators", remaining=remaining, needed=needed)
 
     def _active_member(self, address: str, action: str) -> _Member:
         m = self._members.get(address)
@@ -97,52 +124,7 @@ class MemberRegistry(MemoryContract):
             raise self._refuse(action, "NotMember", account=address)
         return m
 
-    @transaction
-    def set_roles(self, admin: LocalAccount, account: str, roles: Role) -> TxResult:
-        address, action = checked_address(account), f"set roles of {account}"
-        self._only_admin(admin, action)
-        self._check_roles(roles, action)
-        self._apply_roles(address, self._active_member(address, action), int(roles))
-        self._emit("RolesChanged", account=address, roles=int(roles), active=True)
-        return self._mine()
-
-    @transaction
-    def deactivate_member(self, admin: LocalAccount, account: str) -> TxResult:
-        address, action = checked_address(account), f"deactivate {account}"
-        self._only_admin(admin, action)
-        m = self._active_member(address, action)
-        self._apply_roles(address, m, 0)
-        m.active = False
-        self._emit("RolesChanged", account=address, roles=0, active=False)
-        return self._mine()
-
-    @transaction
-    def transfer_admin(self, admin: LocalAccount, new_admin: str) -> TxResult:
-        address = checked_address(new_admin)
-        self._only_admin(admin, "transfer admin")
-        if address == ZERO_ADDRESS:
-            raise self._refuse("transfer admin", "ZeroAddress")
-        self._emit("AdminTransferred", previousAdmin=self._admin, newAdmin=address)
-        self._admin = address
-        return self._mine()
-
-    @transaction
-    def set_global_test_set(self, admin: LocalAccount, test_set_hash: bytes) -> TxResult:
-        digest = bytes32(test_set_hash, "hash")
-        self._only_admin(admin, "set global test set")
-        self._global_test_set_hash = digest
-        self._emit("GlobalTestSetChanged", hash=digest)
-        return self._mine()
-
-    @transaction
-    def set_policy(self, admin: LocalAccount, policy_hash: bytes) -> TxResult:
-        digest = bytes32(policy_hash, "policy hash")
-        self._only_admin(admin, "set policy")
-        if digest == ZERO32:
-            raise self._refuse("set policy", "ZeroHash")
-        self._policy_hash = digest
-        self._emit("PolicyChanged", hash=digest)
-        return self._mine()
+    # ---- a member's own key ------------------------------------------------------------------------------
 
     @transaction
     def set_encryption_key(self, member: LocalAccount, encryption_key: bytes) -> TxResult:
@@ -153,17 +135,25 @@ class MemberRegistry(MemoryContract):
 
     # ---- views ----------------------------------------------------------------------------------------
 
-    def admin(self) -> str:
-        return self._admin
+    def parameters(self) -> Parameters:
+        assert self._parameters is not None, "set at construction"
+        return self._parameters
 
     def global_test_set_hash(self) -> bytes:
-        return self._global_test_set_hash
+        return self.parameters().global_test_set_hash
 
     def policy_hash(self) -> bytes:
-        return self._policy_hash
+        return self.parameters().policy_hash
+
+    def timeouts(self) -> tuple[int, int]:
+        p = self.parameters()
+        return p.general_timeout, p.voting_timeout
 
     def validator_count(self) -> int:
         return len(self._validators)
+
+    def active_member_count(self) -> int:
+        return self._active_members
 
     def get_member(self, account: str) -> Member | None:
         address = checked_address(account)
@@ -179,6 +169,7 @@ class MemberRegistry(MemoryContract):
             index=m.index,
             validator_since=m.validator_since,
             joined_at=m.joined_at,
+            member_since=m.member_since,
         )
 
     def members(self) -> list[Member]:
