@@ -239,6 +239,7 @@ contract Coalition {
     error AlreadyBalloted(address member, uint256 proposal);
     error TooFewValidators(uint256 remaining, uint256 needed);
     error NotSupervisor(address account);
+    error NoMembersLeft();
     error BadSignature(uint256 index);
     error UnsortedVotes(uint256 index);
     error NoDecision(uint256 id, uint16 approvals, uint16 rejections, uint16 eligible);
@@ -688,7 +689,7 @@ contract Coalition {
         } else if (kind == ROTATE_SUPERVISOR) {
             (address from, address to) = abi.decode(action, (address, address));
             if (from == to) revert InvalidAction(kind); // to its own holder: nothing to hand on
-            if (from != address(0) && members[from].roles & SUPERVISOR == 0) revert NotSupervisor(from);
+            if (from != address(0) && !_isSupervisor(members[from])) revert NotSupervisor(from);
             if (!members[to].active) revert NotMember(to);
         } else {
             revert InvalidAction(kind);
@@ -737,11 +738,9 @@ contract Coalition {
 
     function _rotateSupervisor(address from, address to) private {
         if (from == to) revert InvalidAction(ROTATE_SUPERVISOR);
-        Member storage t = members[to];
-        if (!t.active) revert NotMember(to);
         if (from != address(0)) {
             Member storage f = members[from];
-            if (f.roles & SUPERVISOR == 0) revert NotSupervisor(from);
+            if (!_isSupervisor(f)) revert NotSupervisor(from);
             uint8 left = f.roles & ~SUPERVISOR;
             if (left == 0) {
                 _applyRoles(from, f, 0);
@@ -753,14 +752,22 @@ contract Coalition {
                 emit RolesChanged(from, left, true);
             }
         }
+        Member storage t = members[to];
+        if (!t.active) revert NotMember(to);
         uint8 roles = t.roles | SUPERVISOR;
         _applyRoles(to, t, roles);
         emit RolesChanged(to, roles, true);
         emit SupervisorRotated(from, to);
     }
 
+    function _isSupervisor(Member storage m) private view returns (bool) {
+        return m.active && m.roles & SUPERVISOR != 0;
+    }
+
+    /// @dev What no change may break: enough validators for a round, and someone left to propose.
     function _checkValidators() private view {
         if (validators.length < minValidators) revert TooFewValidators(validators.length, minValidators);
+        if (activeMemberCount == 0) revert NoMembersLeft();
     }
 
     function _applyRoles(address account, Member storage m, uint8 roles) private {

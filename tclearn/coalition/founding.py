@@ -15,12 +15,12 @@ from eth_account.signers.local import LocalAccount
 from tclearn.coalition.backend import store_weights
 from tclearn.coalition.blobs import vault_uri
 from tclearn.coalition.policy import AcceptancePolicy
-from tclearn.errors import ConfigError, NotFoundError
+from tclearn.errors import NotFoundError
 from tclearn.learning.models import ModelConfig, build_model
 from tclearn.ledger.chain import Chain
 from tclearn.ledger.client import LedgerClient, TxResult
 from tclearn.ledger.governance import DEFAULT_MIN_VALIDATORS, DEFAULT_PROPOSAL_TIMEOUT, Admit, Parameters
-from tclearn.ledger.ledger import Predecessor
+from tclearn.ledger.ledger import Predecessor, check_founders
 from tclearn.types import Role, Variant
 from tclearn.vault.store import BlobStore
 
@@ -62,8 +62,7 @@ def found(
     `genesis` is the weights to store, or the hash of a genesis already in `store` (variant C: the encrypted
     container the supervisor made, `tclearn.he.encrypted.store_model`; a migration: the old coalition's head).
     """
-    if not founders:
-        raise ConfigError("a coalition needs at least one founder: without one nobody could ever change it")
+    check_founders(founders)
     if isinstance(genesis, str):
         if not store.exists(genesis):
             raise NotFoundError(f"genesis model {genesis} is not in the vault")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from eth_account.signers.local import LocalAccount
 
-from tclearn.errors import ContractRevert
+from tclearn.errors import ConfigError, ContractRevert
 from tclearn.ledger.events import LedgerEvent
 from tclearn.ledger.values import ZERO_ADDRESS as ZERO_ADDRESS  # re-exported: the checks implementations share
 from tclearn.ledger.values import bytes32 as bytes32

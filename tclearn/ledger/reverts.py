@@ -51,7 +51,8 @@ _MESSAGES = {
     "NotBallotEligible": "{member} was not an active member when proposal {proposal} was made and cannot ballot on it",
     "AlreadyBalloted": "{member} has already balloted on proposal {proposal}",
     "TooFewValidators": "this would leave {remaining} active validators, fewer than the {needed} required",
-    "NotSupervisor": "{account} does not hold the supervisor role",
+    "NotSupervisor": "{account} is not an active member holding the supervisor role",
+    "NoMembersLeft": "this would leave the coalition without an active member: nobody could ever change it again",
     "BadSignature": "signed vote {index} has an invalid signature (zero recovery or a malleable high s)",
     "UnsortedVotes": "signed vote {index} is out of order: signers must come in ascending address order",
     "NoDecision": "the votes leave candidate {id} undecided ({approvals} approvals, {rejections} rejections of "

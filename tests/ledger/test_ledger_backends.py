@@ -547,20 +547,32 @@ def test_the_supervisor_rotates(co: Coalition) -> None:
     assert (nobody.error, nobody.error_args) == ("NotMember", {"account": outsider.address})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Coalition.sol v2: RotateSupervisor(x, x) of a supervisor-only x deactivates x, then gives an inactive x "
-    "the SUPERVISOR role; a later rotation from x deactivates it again and activeMemberCount drifts below the "
-    "active members (reported to the lead; the in-memory ledger mirrors the contract)",
-)
-def test_a_rotation_from_a_supervisor_to_itself_keeps_the_count(co: Coalition) -> None:
-    ledger, overseer = co.ledger, co.spare[0]
+def test_the_supervisor_role_is_never_handed_to_its_holder_nor_from_a_departed_one(co: Coalition) -> None:
+    """Handing a supervisor-only member's role to itself would deactivate it, then give an inactive member the role,
+    and a later rotation from it would count it out twice: refused when proposed and when executed."""
+    ledger, overseer, h0 = co.ledger, co.spare[0], co.hospitals[0]
     co.govern(Admit(overseer.address, Role.SUPERVISOR))
-    with pytest.raises(ContractRevert):
-        co.govern(RotateSupervisor(overseer.address, overseer.address))
-    co.govern(RotateSupervisor(overseer.address, co.hospitals[1].address))
+    itself = refusal(lambda: ledger.propose(h0, RotateSupervisor(overseer.address, overseer.address)), co)
+    assert (itself.error, itself.error_args) == ("InvalidAction", {"kind": 5})
+    co.govern(RotateSupervisor(overseer.address, co.hospitals[1].address))  # a supervisor-only member leaves
+    assert not ledger.get_member(overseer.address).active  # type: ignore[union-attr]
+    gone = refusal(lambda: ledger.propose(h0, RotateSupervisor(overseer.address, co.hospitals[2].address)), co)
+    assert (gone.error, gone.error_args) == ("NotSupervisor", {"account": overseer.address})
     active = sum(m.active for m in ledger.members())
-    assert ledger.propose(co.hospitals[0], Remove(co.hospitals[2].address)).eligible == active
+    assert ledger.propose(h0, Remove(co.hospitals[2].address)).eligible == active == 4
+
+
+def test_the_last_member_cannot_be_removed(co: Coalition) -> None:
+    """With no validator floor, governance may shrink the coalition to one member but never to none: nobody could
+    ever propose again."""
+    ledger, (h0, h1, h2, h3) = co.ledger, co.hospitals
+    co.govern(SetParameters(PARAMETERS.replace(min_validators=0)))
+    for leaving in (h3, h2, h1):
+        govern(ledger, [h for h in co.hospitals if ledger.get_member(h.address).active], Remove(leaving.address))  # type: ignore[union-attr]
+    pid = ledger.propose(h0, Remove(h0.address)).id
+    last = refusal(lambda: ledger.execute(h0, pid), co)
+    assert (last.error, last.error_args) == ("NoMembersLeft", {})
+    assert ledger.get_member(h0.address).active  # type: ignore[union-attr]
 
 
 def test_more_than_a_third_rejecting_rejects_a_proposal(co: Coalition) -> None:

@@ -30,6 +30,7 @@ from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.errors import ConfigError
 from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.events import LedgerEvent
+from tclearn.ledger.governance import SetParameters
 from tclearn.ledger.localchain import LocalNode
 from tclearn.site.config import load_site_config
 from tclearn.site.node import CastVote, NodeRunner
@@ -38,6 +39,7 @@ from tclearn.state.db import Database
 from tclearn.types import ModelState, RejectReason, Variant
 from tclearn.vault.store import FsspecStore
 from tests.conftest import node_chain
+from tests.ledger.governing import govern
 from tests.services.node_sites import NodeCoalition, cli, env, node_coalition, wait_for
 
 pytestmark = pytest.mark.anvil
@@ -315,11 +317,13 @@ def votes_table(state: str, address: str) -> dict[int, bool]:
 def test_a_node_follows_a_new_policy_and_stops_rather_than_apply_one_its_site_does_not_expect(
     local: InProcess,
 ) -> None:
-    admin, runner, co = local.client.chain.dev_keys[0], local.runners[0], local.sites[0].coalition
+    runner, co = local.runners[0], local.sites[0].coalition
     store = FsspecStore(f"file://{local.coalition.folder / 'vault' / 'store'}")
+    members = [site.hospital.account for site in local.sites]
 
-    def declare(policy: AcceptancePolicy) -> None:
-        local.client.set_policy(admin, bytes.fromhex(store.put(policy.encode())))
+    def declare(policy: AcceptancePolicy) -> None:  # carried by two thirds of the members, as the contract requires
+        parameters = local.client.parameters().replace(policy_hash=bytes.fromhex(store.put(policy.encode())))
+        govern(local.client, members, SetParameters(parameters))
 
     before = co.policy
     stricter = dataclasses.replace(before, max_drift=0.5)  # the site files pin only the tolerances on G and L

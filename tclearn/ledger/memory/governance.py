@@ -76,8 +76,7 @@ class Governed(MemberRegistry):
         elif isinstance(action, SetParameters):
             self._check_parameters(action.parameters, what)
         else:
-            if action.from_ != ZERO_ADDRESS and not self._roles_of(action.from_) & Role.SUPERVISOR:
-                raise self._refuse(what, "NotSupervisor", account=action.from_)
+            self._check_rotation(action, what)
             self._active_member(action.to, what)
 
     def _check_admit_proposal(self, action: Admit, what: str) -> None:
@@ -154,6 +153,8 @@ class Governed(MemberRegistry):
         action = p.action
         self._check_execution(action, what)
         self._check_validators(*self._validators_after(action), what)
+        if self._active_members_after(action) == 0:
+            raise self._refuse(what, "NoMembersLeft")
         p.state = ProposalState.EXECUTED
         self._apply(action, what)
         self._emit("ProposalExecuted", proposal=proposal_id, kind=int(action.kind))
@@ -168,9 +169,18 @@ class Governed(MemberRegistry):
         elif isinstance(action, SetParameters):
             self._check_parameters(action.parameters, what)
         elif isinstance(action, RotateSupervisor):
+            self._check_rotation(action, what)
             self._active_member(action.to, what)
-            if action.from_ != ZERO_ADDRESS and not self._roles_of(action.from_) & Role.SUPERVISOR:
-                raise self._refuse(what, "NotSupervisor", account=action.from_)
+
+    def _check_rotation(self, action: RotateSupervisor, what: str) -> None:
+        if action.from_ == action.to:  # to its own holder: nothing to hand on
+            raise self._refuse(what, "InvalidAction", kind=int(action.kind))
+        if action.from_ != ZERO_ADDRESS and not self._is_supervisor(action.from_):
+            raise self._refuse(what, "NotSupervisor", account=action.from_)
+
+    def _is_supervisor(self, account: str) -> bool:
+        m = self._members.get(account)
+        return m is not None and m.active and bool(m.roles & Role.SUPERVISOR)
 
     def _validators_after(self, action: Action) -> tuple[int, int]:
         """The active validators once `action` is applied, and the floor then (the contract's `_checkValidators`)."""
@@ -184,6 +194,16 @@ class Governed(MemberRegistry):
         elif isinstance(action, SetParameters):
             floor = action.parameters.min_validators
         return count, floor  # a supervisor rotation never changes the validator role
+
+    def _active_members_after(self, action: Action) -> int:
+        count = self._active_members
+        if isinstance(action, Admit):
+            return count + 1
+        if isinstance(action, Remove):
+            return count - 1
+        if isinstance(action, RotateSupervisor) and action.from_ != ZERO_ADDRESS:
+            return count - (self._roles_of(action.from_) == Role.SUPERVISOR)  # a supervisor-only member leaves
+        return count
 
     def _apply(self, action: Action, what: str) -> None:
         if isinstance(action, Admit):
