@@ -26,7 +26,7 @@ _MESSAGES = {
     "AlreadyMember": "{account} is already an active member",
     "InvalidRoles": "roles bitmask {roles} is invalid (1..15: member=1, validator=2, auditor=4, supervisor=8)",
     "InvalidVariant": "variant {variant} is invalid (1=A, 2=B, 3=C)",
-    "InvalidTimeout": "general and voting timeouts must be positive",
+    "InvalidTimeout": "the general, voting and proposal timeouts must be positive",
     "ZeroAddress": "the zero address is not allowed",
     "ZeroHash": "a zero hash is not allowed",
     "UnknownModel": "no model with id {id}",
@@ -40,6 +40,18 @@ _MESSAGES = {
     "DeadlinePassed": "the deadline of candidate {id} passed at {deadline}",
     "DeadlineNotReached": "the deadline of candidate {id} is {deadline}, not reached yet",
     "TooManyMembers": "the member registry is full",
+    "NoFounders": "a coalition needs at least one founder",
+    "InvalidAction": "action kind {kind} is unknown (1 admit, 2 roles, 3 remove, 4 parameters, 5 supervisor)",
+    "UnknownProposal": "no proposal with id {proposal}; `tclearn gov list` shows them",
+    "ProposalNotPending": "proposal {proposal} is {state}: nothing more can be done with it",
+    "ProposalExpired": "proposal {proposal} expired at {deadline}; propose it again",
+    "ProposalNotApproved": "proposal {proposal} has {approvals} approvals and needs {needed} before it can be executed",
+    "ActionMismatch": "the action given is not the one proposal {proposal} was made with",
+    "NotBallotEligible": "{member} cannot vote on proposal {proposal}: it is not an active member, or joined after it "
+    "was made",
+    "AlreadyBalloted": "{member} has already voted on proposal {proposal}",
+    "TooFewValidators": "this would leave {remaining} active validators; the coalition keeps at least {needed}",
+    "NotSupervisor": "{account} does not hold the supervisor role",
 }
 
 
@@ -92,6 +104,10 @@ def decode_revert(artifact: Artifact, data: bytes, action: str) -> ContractRever
         return ContractRevert(f"{action} reverted: {reason or 'no reason given'}", error="Unknown")
     values = abi_decode(list(spec.arg_types), data[4:])
     args = {n: _render(v, t, n) for n, t, v in zip(spec.arg_names, spec.arg_types, values, strict=True)}
+    if spec.name == "ProposalNotPending":  # a proposal's state, not a model's
+        from tclearn.ledger.governance import ProposalState
+
+        args["state"] = ProposalState(values[1]).name.lower()
     return refusal(action, spec.name, args)
 
 
