@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from tclearn.coalition.policy import AcceptancePolicy
-from tclearn.config import hex32
 from tclearn.errors import ConfigError
 from tclearn.ledger.governance import (
     Action,
@@ -29,9 +28,12 @@ PARAMETER_NAMES = ("global_test_set_hash", "general_timeout", "voting_timeout", 
 def key_bytes(text: str, option: str) -> bytes:
     """A 32-byte hex value given to `option` (with or without 0x)."""
     try:
-        return hex32(text)
-    except ValueError as exc:
-        raise ConfigError(f"{option}: {exc}") from None
+        raw = bytes.fromhex(text.removeprefix("0x"))
+    except ValueError:
+        raise ConfigError(f"{option}: {text!r} is not hex") from None
+    if len(raw) != 32:
+        raise ConfigError(f"{option}: expected 32 bytes (64 hex digits), got {len(raw)}")
+    return raw
 
 
 def store_policy(store: BlobStore, policy: AcceptancePolicy) -> bytes:
