@@ -54,7 +54,7 @@ def governed(anvil_node: LocalNode, tmp_path_factory: pytest.TempPathFactory) ->
         founders=[
             Admit(f.address, Role.MEMBER | Role.VALIDATOR, os.urandom(32), f"founder-{i + 1}")
             for i, f in enumerate(founders)
-        ],  # fmt: skip
+        ],
     )
     admitted = client.propose(founders[0], Admit(newcomer.address, Role.MEMBER, name="late")).id
     client.ballot(founders[1], admitted, True)
