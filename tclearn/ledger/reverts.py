@@ -15,10 +15,10 @@ from hexbytes import HexBytes
 
 from tclearn.errors import ContractRevert
 from tclearn.ledger.artifact import Artifact
+from tclearn.ledger.governance import ProposalState
 from tclearn.types import ModelState
 
 _MESSAGES = {
-    "NotAdmin": "{caller} is not the coalition admin",
     "NotMember": "{account} is not an active member with the member role",
     "NotValidator": "{account} is not an active validator",
     "NotGeneral": "{caller} is not the general of this candidate (the general is {general})",
@@ -40,18 +40,22 @@ _MESSAGES = {
     "DeadlinePassed": "the deadline of candidate {id} passed at {deadline}",
     "DeadlineNotReached": "the deadline of candidate {id} is {deadline}, not reached yet",
     "TooManyMembers": "the member registry is full",
-    "NoFounders": "a coalition needs at least one founder",
-    "InvalidAction": "action kind {kind} is unknown (1 admit, 2 roles, 3 remove, 4 parameters, 5 supervisor)",
-    "UnknownProposal": "no proposal with id {proposal}; `tclearn gov list` shows them",
-    "ProposalNotPending": "proposal {proposal} is {state}: nothing more can be done with it",
-    "ProposalExpired": "proposal {proposal} expired at {deadline}; propose it again",
-    "ProposalNotApproved": "proposal {proposal} has {approvals} approvals and needs {needed} before it can be executed",
+    "NoFounders": "a coalition needs at least one founder: nobody could change it afterwards",
+    "InvalidAction": "action kind {kind} is not one (1=admit, 2=set roles, 3=remove, 4=set parameters, "
+    "5=rotate supervisor)",
+    "UnknownProposal": "no proposal with id {proposal}",
+    "ProposalNotPending": "proposal {proposal} is {state}, no longer pending",
+    "ProposalExpired": "the deadline of proposal {proposal} passed at {deadline}; propose it again",
+    "ProposalNotApproved": "proposal {proposal} has {approvals} approvals of the {needed} it needs",
     "ActionMismatch": "the action given is not the one proposal {proposal} was made with",
-    "NotBallotEligible": "{member} cannot vote on proposal {proposal}: it is not an active member, or joined after it "
-    "was made",
-    "AlreadyBalloted": "{member} has already voted on proposal {proposal}",
-    "TooFewValidators": "this would leave {remaining} active validators; the coalition keeps at least {needed}",
+    "NotBallotEligible": "{member} was not an active member when proposal {proposal} was made and cannot ballot on it",
+    "AlreadyBalloted": "{member} has already balloted on proposal {proposal}",
+    "TooFewValidators": "this would leave {remaining} active validators, fewer than the {needed} required",
     "NotSupervisor": "{account} does not hold the supervisor role",
+    "BadSignature": "signed vote {index} has an invalid signature (zero recovery or a malleable high s)",
+    "UnsortedVotes": "signed vote {index} is out of order: signers must come in ascending address order",
+    "NoDecision": "the votes leave candidate {id} undecided ({approvals} approvals, {rejections} rejections of "
+    "{eligible} eligible): collect more signatures",
 }
 
 
@@ -84,13 +88,13 @@ def revert_data(exc: BaseException) -> bytes | None:
     return None
 
 
-def _render(value: Any, type_: str, name: str) -> Any:
+def _render(value: Any, type_: str, name: str, error: str) -> Any:
     if type_ == "address":
         return to_checksum_address(value)
     if type_ == "bytes32":
         return "0x" + bytes(value).hex()
     if name == "state":
-        return ModelState(value).name.lower()
+        return (ProposalState if error == "ProposalNotPending" else ModelState)(value).name.lower()
     if name in ("parentId", "existingId", "id") and value == 2**256 - 1:
         return "(none)"
     return value
@@ -103,11 +107,7 @@ def decode_revert(artifact: Artifact, data: bytes, action: str) -> ContractRever
         reason = data.decode(errors="replace") if data and data[:4] != b"\x08\xc3y\xa0" else data.hex()
         return ContractRevert(f"{action} reverted: {reason or 'no reason given'}", error="Unknown")
     values = abi_decode(list(spec.arg_types), data[4:])
-    args = {n: _render(v, t, n) for n, t, v in zip(spec.arg_names, spec.arg_types, values, strict=True)}
-    if spec.name == "ProposalNotPending":  # a proposal's state, not a model's
-        from tclearn.ledger.governance import ProposalState
-
-        args["state"] = ProposalState(values[1]).name.lower()
+    args = {n: _render(v, t, n, spec.name) for n, t, v in zip(spec.arg_names, spec.arg_types, values, strict=True)}
     return refusal(action, spec.name, args)
 
 
