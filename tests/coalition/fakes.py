@@ -34,6 +34,7 @@ from tclearn.learning.strata import Scored, StratumScore
 from tclearn.learning.train import CancelToken
 from tclearn.ledger.accounts import dev_accounts
 from tclearn.ledger.directory import ChainDirectory
+from tclearn.ledger.governance import DEFAULT_MIN_VALIDATORS, Admit, Parameters
 from tclearn.ledger.memory import InMemoryLedger, MemoryChain
 from tclearn.records import ModelDescription, TrainingFacts
 from tclearn.types import Role, Variant
@@ -137,26 +138,32 @@ def accounts(n: int) -> tuple[LocalAccount, ...]:
 def stub_coalition(
     members: int = 4, *, genesis_w: float = GENESIS_W, policy: AcceptancePolicy | None = None
 ) -> Coalition:
-    """An `InMemoryLedger` coalition of `members` MEMBER|VALIDATOR hospitals, its genesis stored through the
-    `StubBackend`, its vault in memory (the admin is `accounts()[0]`, not a hospital)."""
-    admin, *others = accounts(members + 2)
+    """An `InMemoryLedger` coalition founded by `members` MEMBER|VALIDATOR hospitals, its genesis stored through
+    the `StubBackend`, its vault in memory (the deployer is `accounts()[0]`, no member)."""
+    deployer, *others = accounts(members + 2)
     store = FsspecStore(f"memory://stub-{uuid.uuid4().hex}")
     backend = StubBackend(store)
     genesis = backend.store_model({"w": genesis_w})
     policy = policy or AcceptancePolicy(min_batch_size=4)
+    keys = [X25519PrivateKey.generate() for _ in range(members)]
+    names = [f"h{i}" for i in range(members)]
+    founders = [
+        Admit(account.address, Role.MEMBER | Role.VALIDATOR, key.public_key().public_bytes_raw(), name)
+        for account, key, name in zip(others[:members], keys, names, strict=True)
+    ]
+    parameters = Parameters(
+        policy_hash=bytes.fromhex(store.put(policy.encode())), min_validators=min(members, DEFAULT_MIN_VALIDATORS)
+    )
     ledger, _ = InMemoryLedger.deploy(
         MemoryChain(),
-        admin,
+        deployer,
         variant=Variant.A,
         genesis_hash=bytes.fromhex(genesis),
-        policy_hash=bytes.fromhex(store.put(policy.encode())),
+        parameters=parameters,
+        founders=founders,
     )
     hospitals = []
-    for i, account in enumerate(others[:members]):
-        key = X25519PrivateKey.generate()
-        public = key.public_key().public_bytes_raw()
-        name = f"h{i}"
-        ledger.register_member(admin, account.address, Role.MEMBER | Role.VALIDATOR, public, name)
+    for account, key, name in zip(others[:members], keys, names, strict=True):
         entry = ManifestEntry(f"{name}/train/images/0.png", 4, hashlib.sha256(name.encode()).hexdigest())
         hospitals.append(
             Hospital(name, account, key, images(f"{name}-train", 8), images(f"{name}-test", 2), Manifest((entry,)))
