@@ -6,13 +6,18 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
+from tclearn.cli.app import app
 from tclearn.coalition.policy import AcceptancePolicy
+from tclearn.ledger.governance import SetParameters
 from tclearn.ledger.localchain import LocalNode
 from tclearn.types import Variant
+from tclearn.vault.store import FsspecStore
 from tests.services.conftest import HOSPITALS, Deployed, deploy_sites, member_client, operator_headers
 from tests.services.test_member import signed
 
@@ -110,3 +115,21 @@ def test_a_non_member_proposal_is_the_contract_error(gov: tuple[Deployed, list[T
     _deployed, (first, *_) = gov
     refused = first.post("/gov/proposals", json={"kind": "remove", "account": "0x" + "12" * 20}, headers=OPERATOR)
     assert refused.status_code == 409 and refused.json()["error"] == "NotMember"
+
+
+def test_the_cli_proposes_a_policy_stored_in_the_coalition_s_vault(
+    gov: tuple[Deployed, list[TestClient]], tmp_path: Path
+) -> None:
+    deployed, _apis = gov
+    record = AcceptancePolicy(max_drift=0.03, min_batch_size=4).encode()
+    (tmp_path / "policy.json").write_bytes(record)
+    dep = ["-d", str(deployed.folder / "deployment.json"), "--dev-account", "2"]
+    result = CliRunner().invoke(
+        app,
+        ["gov", "propose", "policy", "--policy", str(tmp_path / "policy.json"), "--vault", deployed.vault_url, *dep],
+    )
+    assert result.exit_code == 0, result.output
+    digest = hashlib.sha256(record).hexdigest()
+    proposal = deployed.client.proposals()[-1]
+    assert proposal.action == SetParameters(deployed.client.parameters().replace(policy_hash=bytes.fromhex(digest)))
+    assert FsspecStore(f"file://{deployed.folder}/vault").get(digest) == record  # stored, signed as hospital-2
