@@ -17,6 +17,7 @@ from typing import Any
 
 from tclearn.ledger.chain import Chain, embedded_chain
 from tclearn.ledger.client import LedgerClient
+from tclearn.ledger.governance import Admit, Parameters
 from tclearn.protocol import approvals_needed
 from tclearn.types import Role, Variant
 
@@ -55,20 +56,23 @@ def measured(chain: Chain, tx_hash: str, op: str) -> dict[str, Any]:
 
 def scenario(eligible: int) -> dict[str, Any]:
     chain = embedded_chain(eligible + 3)
-    admin, proposer, keeper, *validators = chain.dev_keys
+    deployer, proposer, keeper, *validators = chain.dev_keys
+    founders = [
+        Admit(proposer.address, Role.MEMBER, os.urandom(32), "proposer"),
+        *(
+            Admit(v.address, Role.MEMBER | Role.VALIDATOR, os.urandom(32), f"hospital-{i}")
+            for i, v in enumerate(validators)
+        ),
+    ]
     client, _ = LedgerClient.deploy(
         chain,
-        admin,
+        deployer,
         variant=Variant.B,
         genesis_hash=os.urandom(32),
         genesis_uri="g",
-        policy_hash=os.urandom(32),
-        general_timeout=600,
-        voting_timeout=600,
+        parameters=Parameters(os.urandom(32), general_timeout=600, voting_timeout=600, min_validators=1),
+        founders=founders,
     )
-    client.register_member(admin, proposer.address, Role.MEMBER, os.urandom(32), "proposer")
-    for i, v in enumerate(validators):
-        client.register_member(admin, v.address, Role.MEMBER | Role.VALIDATOR, os.urandom(32), f"hospital-{i}")
     by_address = {v.address: v for v in validators}
     uri = "vault://sha256/" + "ab" * 32  # a realistic content address
 

@@ -14,6 +14,7 @@ import time
 from tclearn.ledger.accounts import dev_accounts
 from tclearn.ledger.chain import connect
 from tclearn.ledger.client import LedgerClient
+from tclearn.ledger.governance import Admit, Parameters
 from tclearn.ledger.localchain import LocalNode
 from tclearn.protocol import approvals_needed
 from tclearn.types import ModelState, Role, Variant
@@ -24,13 +25,23 @@ VALIDATORS, ROUNDS, TARGET_S = 6, 20, 1.0
 def main() -> None:
     with LocalNode("anvil", accounts=VALIDATORS + 2) as node:
         chain = connect(node.url)
-        admin, proposer, *validators = dev_accounts(VALIDATORS + 2)
+        deployer, proposer, *validators = dev_accounts(VALIDATORS + 2)
+        founders = [
+            Admit(proposer.address, Role.MEMBER, os.urandom(32), "proposer"),
+            *(
+                Admit(v.address, Role.MEMBER | Role.VALIDATOR, os.urandom(32), f"h{i}")
+                for i, v in enumerate(validators)
+            ),
+        ]
         client, _ = LedgerClient.deploy(
-            chain, admin, variant=Variant.B, genesis_hash=os.urandom(32), genesis_uri="g", policy_hash=os.urandom(32)
+            chain,
+            deployer,
+            variant=Variant.B,
+            genesis_hash=os.urandom(32),
+            genesis_uri="g",
+            parameters=Parameters(os.urandom(32)),
+            founders=founders,
         )
-        client.register_member(admin, proposer.address, Role.MEMBER, os.urandom(32), "proposer")
-        for i, v in enumerate(validators):
-            client.register_member(admin, v.address, Role.MEMBER | Role.VALIDATOR, os.urandom(32), f"h{i}")
         by_address = {v.address: v for v in validators}
         needed = approvals_needed(VALIDATORS)
         times: dict[str, list[float]] = {"submit": [], "open": [], "votes": [], "round": []}
