@@ -4,6 +4,7 @@ supervisor), the active members vote, and anyone executes it once two thirds app
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,11 @@ RolesOpt = typer.Option("member,validator", "--roles", help="Comma-separated: me
 ProposalArg = typer.Argument(..., min=0, help="The proposal's id (`tclearn gov list`).")
 
 
+def _when(timestamp: int) -> str:
+    """A deadline (unix time, as the chain holds it) as UTC."""
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def _names(client: LedgerClient) -> dict[str, str]:
     return {m.address: m.name for m in client.members() if m.name}
 
@@ -43,7 +49,7 @@ def _propose(action: Action, deployment: Path, url: str | None, keystore: Path |
     p = client.propose(member, action)
     console.print(
         f"proposal [bold]{p.id}[/]: {action.describe()}; {p.approvals}/{p.needed} approvals, "
-        f"deadline {p.deadline} (`tclearn gov vote {p.id} --approve`)"
+        f"deadline {_when(p.deadline)} (`tclearn gov vote {p.id} --approve`)"
     )
 
 
@@ -226,7 +232,7 @@ def _proposals_table(proposals: list[Proposal], names: dict[str, str]) -> Table:
             f"{p.approvals}/{p.needed}",
             str(p.rejections),
             p.state.name.lower() + (" (executable)" if p.executable else ""),
-            str(p.deadline),
+            _when(p.deadline),
         )
     return table
 
@@ -237,7 +243,7 @@ def list_proposals(
     url: str | None = UrlOpt,
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """Every proposal: what it does, who made it, its tally, state and deadline (a unix time)."""
+    """Every proposal: what it does, who made it, its tally, state and deadline (UTC; --json: unix time)."""
     from tclearn.cli.common import open_deployment
     from tclearn.coalition.proposals import proposal_json
 
@@ -272,7 +278,7 @@ def show(
     console.print(f"proposal [bold]{p.id}[/]: {p.action.describe()}")
     console.print(
         f"proposed by {_who(p.proposer, names)}; {p.state.name.lower()}, {p.approvals}/{p.needed} approvals of "
-        f"{p.eligible} eligible, {p.rejections} rejections, deadline {p.deadline}"
+        f"{p.eligible} eligible, {p.rejections} rejections, deadline {_when(p.deadline)}"
     )
     ballots = Table(title="Ballots")
     for column in ("member", "ballot", "block"):

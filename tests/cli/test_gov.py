@@ -5,6 +5,7 @@ early execution) is one line naming the contract's error."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -46,16 +47,16 @@ def listed(dep: Path) -> list[dict[str, Any]]:
     return json.loads(ok("gov", "list", "-d", str(dep), "--json").stdout)  # type: ignore[no-any-return]
 
 
-@pytest.fixture(scope="module")
-def dep(anvil_node: LocalNode, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("gov")
+def deploy(folder: Path, url: str, *extra: str) -> Path:
+    """The three founders' coalition deployed from a coalition.toml with `extra` top-level lines."""
     lines = [
         'variant = "A"',
         f'genesis_hash = "0x{"ab" * 32}"',
         'genesis_uri = "vault://genesis"',
         f'policy_hash = "0x{"cd" * 32}"',
+        *extra,
         "[chain]",
-        f'url = "{anvil_node.url}"',
+        f'url = "{url}"',
     ]
     for i, founder in enumerate(FOUNDERS):
         lines += ["[[members]]", f'address = "{founder.address}"', f'name = "founder-{i + 1}"']
@@ -63,6 +64,11 @@ def dep(anvil_node: LocalNode, tmp_path_factory: pytest.TempPathFactory) -> Path
     path = folder / "deployment.json"
     ok("coalition", "deploy", "-c", str(folder / "coalition.toml"), "-o", str(path), account=0)
     return path
+
+
+@pytest.fixture(scope="module")
+def dep(anvil_node: LocalNode, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return deploy(tmp_path_factory.mktemp("gov"), anvil_node.url)
 
 
 def test_a_member_is_admitted_by_two_thirds_and_the_ballots_are_shown(dep: Path) -> None:
@@ -101,7 +107,7 @@ def test_a_proposal_two_members_reject_is_rejected_and_cannot_be_executed(dep: P
     line = refused("gov", "execute", str(pid), *d, account=1)
     assert "ProposalNotPending" in line and f"proposal {pid} is rejected" in line
     table = ok("gov", "list", *d).stdout
-    assert f"remove {FOUNDERS[2].address}" in table and "rejected" in table
+    assert f"remove {FOUNDERS[2].address}" in table and "rejected" in table and " UTC" in table
 
 
 def test_roles_parameters_and_supervisor_proposals_describe_their_action(dep: Path) -> None:
@@ -140,3 +146,12 @@ def test_bad_input_is_one_line_naming_the_problem(
     (tmp_path / "policy.json").write_bytes(AcceptancePolicy(max_drift=0.04).encode())
     args = tuple(str(tmp_path / a) if a == "policy.json" else a for a in args)
     assert message in refused(*args, "-d", str(dep), account=account)
+
+
+def test_a_proposal_past_its_deadline_is_expired(anvil_node: LocalNode, tmp_path: Path) -> None:
+    d = ["-d", str(deploy(tmp_path, anvil_node.url, "proposal_timeout = 2"))]
+    ok("gov", "propose", "remove", FOUNDERS[2].address, *d, account=1)
+    time.sleep(3)
+    ok("gov", "propose", "remove", FOUNDERS[1].address, *d, account=3)  # a block stamped past the first's deadline
+    assert "ProposalExpired" in refused("gov", "vote", "0", "--approve", *d, account=2)
+    assert [p["state"] for p in listed(Path(d[1]))] == ["expired", "pending"]
