@@ -36,7 +36,10 @@ def policy_of(settings: dict[str, object]) -> AcceptancePolicy:
         raise ConfigError(
             f"unknown policy setting(s) {', '.join(unknown)}; expected some of {', '.join(AcceptancePolicy.settings())}"
         )
-    return AcceptancePolicy(**settings)  # type: ignore[arg-type]
+    try:
+        return AcceptancePolicy(**settings)  # type: ignore[arg-type]
+    except TypeError:  # a setting of the wrong type, compared with its bound
+        raise ConfigError(f"policy settings {settings} are not all numbers (aggregator: a name)") from None
 
 
 def action_of(body: AdmitIn | RolesIn | RemoveIn | ParametersIn | SupervisorIn, site: Site) -> Action:

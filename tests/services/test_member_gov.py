@@ -133,3 +133,25 @@ def test_the_cli_proposes_a_policy_stored_in_the_coalition_s_vault(
     proposal = deployed.client.proposals()[-1]
     assert proposal.action == SetParameters(deployed.client.parameters().replace(policy_hash=bytes.fromhex(digest)))
     assert FsspecStore(f"file://{deployed.folder}/vault").get(digest) == record  # stored, signed as hospital-2
+
+
+def test_the_governance_routes_answer_fuzzed_requests_with_4xx_never_5xx(
+    gov: tuple[Deployed, list[TestClient]],
+) -> None:
+    from fastapi import FastAPI
+
+    from services.common import install_error_handlers
+    from services.member.governance import governance_router
+    from tests.services.test_fuzz import fuzz
+
+    deployed, (first, *_) = gov
+    site = deployed.open(0)
+    try:
+        app = FastAPI(title="governance")
+        install_error_handlers(app)
+        app.include_router(governance_router(site))
+        app.state.authenticator = first.app.state.authenticator  # type: ignore[attr-defined]
+        seen = fuzz(app, lambda _case: OPERATOR, examples=20)
+    finally:
+        site.close()
+    assert seen[401] > 0 and seen[200] > 0 and seen[400] + seen[409] + seen[422] > 0
