@@ -77,7 +77,7 @@ class ChainConfig(BaseModel):
 
 
 class CoalitionConfig(BaseModel):
-    """`coalition.toml`: the coalition to deploy and its first members."""
+    """`coalition.toml`: the coalition to deploy and its founding members."""
 
     model_config = ConfigDict(extra="forbid")
     variant: str = "B"
@@ -88,8 +88,13 @@ class CoalitionConfig(BaseModel):
     # sha256 of the acceptance policy record in the vault (`tclearn coalition policy` writes one)
     policy_hash: Hex32
     global_test_set_hash: Hex32 = b"\x00" * 32
+    # how long a governance proposal gathers votes, and the validators no proposal may go below (None: the
+    # defaults of `tclearn.ledger.governance.Parameters`)
+    proposal_timeout: int | None = Field(None, gt=0)
+    min_validators: int | None = Field(None, ge=0)
     chain: ChainConfig = ChainConfig()
-    members: list[MemberConfig] = []
+    # the founders: the coalition's only members at deployment, who admit and change every other by proposal
+    members: list[MemberConfig] = Field(min_length=1)
 
     @field_validator("variant")
     @classmethod

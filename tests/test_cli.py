@@ -56,34 +56,20 @@ def _config(tmp_path: Path, url: str, **extra: str) -> Path:
     return path
 
 
-def test_deploy_add_member_and_show(anvil_node: LocalNode, tmp_path: Path) -> None:
+def test_deploy_founders_and_show(anvil_node: LocalNode, tmp_path: Path) -> None:
     cfg, dep = _config(tmp_path, anvil_node.url), tmp_path / "deployment.json"
     invoke("coalition", "deploy", "--config", str(cfg), "--out", str(dep), "--dev-account", "0")
     deployment = json.loads(dep.read_text())
     assert deployment["chain_id"] == 31337 and deployment["variant"] == "B"
-    newcomer = dev_accounts(4)[3].address
-    invoke(
-        "member",
-        "add",
-        newcomer,
-        "--roles",
-        "validator,member",
-        "--name",
-        "St Mary",
-        "-d",
-        str(dep),
-        "--dev-account",
-        "0",
-    )
     shown = json.loads(invoke("ledger", "show", "-d", str(dep), "--json").output)  # type: ignore[attr-defined]
-    assert [m["name"] for m in shown["members"]] == ["St Luke", "St Mary"]
+    assert [m["name"] for m in shown["members"]] == ["St Luke"]  # the founder; the deployer is no member
     assert shown["models"][0]["model_hash"] == GENESIS and shown["lineage"] == [0]
     assert shown["policy_hash"] == POLICY
     declared = json.loads(invoke("ledger", "policy", "-d", str(dep)).output)  # type: ignore[attr-defined]
     assert declared["policy_hash"] == POLICY and declared["settings"] is None
     assert declared["declared"] == [{"hash": POLICY, "from_model": 0, "block": deployment["block"]}]
     table = invoke("ledger", "show", "-d", str(dep), env={"COLUMNS": "250"}).output  # type: ignore[attr-defined]
-    assert "St Mary" in table and "committed" in table and f"acceptance policy {POLICY}" in table
+    assert "St Luke" in table and "committed" in table and f"acceptance policy {POLICY}" in table
     with pytest.raises(ConfigError, match="already exists"):
         invoke("coalition", "deploy", "--config", str(cfg), "--out", str(dep), "--dev-account", "0")
 
@@ -95,19 +81,12 @@ def test_signing_with_a_keystore(anvil_node: LocalNode, tmp_path: Path) -> None:
     cfg, dep = _config(tmp_path, anvil_node.url), tmp_path / "d.json"
     invoke("coalition", "deploy", "-c", str(cfg), "-o", str(dep), "--keystore", str(keystore), env=env)
     assert json.loads(dep.read_text())["deployer"] == dev_accounts(1)[0].address
-    from tclearn.errors import AuthError
-
-    with pytest.raises(AuthError, match="wrong password"):
-        invoke(
-            "member",
-            "remove",
-            dev_accounts(2)[1].address,
-            "-d",
-            str(dep),
-            "--keystore",
-            str(keystore),
-            env={"TCLEARN_KEYSTORE_PASSWORD": "wrong"},
-        )
+    refused = runner.invoke(
+        app,
+        ["gov", "propose", "remove", dev_accounts(2)[1].address, "-d", str(dep), "--keystore", str(keystore)],
+        env={"TCLEARN_KEYSTORE_PASSWORD": "wrong"},
+    )
+    assert refused.exit_code == 1 and "wrong password" in refused.stderr
 
 
 def test_bad_input_is_named(anvil_node: LocalNode, tmp_path: Path) -> None:
@@ -128,10 +107,25 @@ def test_bad_input_is_named(anvil_node: LocalNode, tmp_path: Path) -> None:
     (tmp_path / "no-contract.json").write_text(json.dumps({**deployment, "address": deployment["deployer"]}))
     with pytest.raises(NoContract):
         invoke("ledger", "show", "-d", str(tmp_path / "no-contract.json"))
-    with pytest.raises(ConfigError, match="unknown role 'doctor'"):
-        invoke("member", "add", deployment["deployer"], "--roles", "doctor", "-d", str(dep), "--dev-account", "0")
-    with pytest.raises(ConfigError, match="exactly one of"):
-        invoke("member", "remove", deployment["deployer"], "-d", str(dep))
+    refused = runner.invoke(
+        app, ["gov", "propose", "admit", deployment["deployer"], "--roles", "doctor", "-d", str(dep)]
+    )
+    assert refused.exit_code == 1 and "unknown role 'doctor'" in refused.stderr
+    refused = runner.invoke(app, ["gov", "propose", "remove", deployment["deployer"], "-d", str(dep)])
+    assert refused.exit_code == 1 and "exactly one of" in refused.stderr
+    no_founder = _config(tmp_path, anvil_node.url).read_text().split("[[members]]")[0]
+    (tmp_path / "nobody.toml").write_text(no_founder)
+    with pytest.raises(ConfigError, match="members"):
+        invoke(
+            "coalition",
+            "deploy",
+            "-c",
+            str(tmp_path / "nobody.toml"),
+            "-o",
+            str(tmp_path / "y.json"),
+            "--dev-account",
+            "0",
+        )
 
 
 def test_a_policy_record_is_written_with_its_hash(tmp_path: Path) -> None:

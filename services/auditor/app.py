@@ -9,6 +9,7 @@
     POST /api/integrity/{id}      re-hash one model's blobs now                                   200 / 404
     GET  /api/access-log          the vault's access log (service or database, see settings)     200 / 404
     GET  /api/scores              the score on G of every voted-on model over time                200
+    GET  /api/governance          every governance proposal, its tally, state and ballots         200
     GET  /report.html             the audit report as one self-contained HTML page                200
     GET  /report.json             the same as JSON: audit verdict, history, integrity, scores     200
 
@@ -36,6 +37,7 @@ from fastapi.staticfiles import StaticFiles
 
 from services.auditor.schemas import AccessEntry, Health, Integrity, Lineage, ModelDetail, ScorePoint
 from services.common import LogLimit, error_responses, service_app
+from services.member.schemas import ProposalOut
 from tclearn.audit.config import AccessLog, AuditorSettings, no_access_log, open_access_log, open_store
 from tclearn.audit.evidence import all_evidence, votes_evidence
 from tclearn.audit.follow import ChainFollower
@@ -44,6 +46,7 @@ from tclearn.audit.report import write_report
 from tclearn.audit.token import check_bearer
 from tclearn.audit.verify import audit
 from tclearn.audit.views import lineage_json, model_json, scores_json
+from tclearn.coalition.proposals import proposal_json
 from tclearn.config import settings_from_env
 from tclearn.ledger.deployment import open_deployment
 from tclearn.ledger.history import to_json
@@ -137,6 +140,12 @@ def create_app(
     @api.get("/api/scores", response_model=list[ScorePoint])
     def scores() -> list[dict[str, Any]]:
         return scores_json(follower.refresh())
+
+    @api.get("/api/governance", response_model=list[ProposalOut])
+    def governance() -> list[dict[str, Any]]:
+        """Every proposal read from the chain: what it does, who proposed it, its tally and each ballot."""
+        names = {address: m.name for address, m in follower.refresh().members.items()}
+        return [proposal_json(p, names) for p in follower.client.proposals()]
 
     def summary(verdict_ok: bool) -> dict[str, Any]:
         history = follower.refresh()

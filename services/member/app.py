@@ -11,6 +11,11 @@
     GET  /jobs                       the caller's jobs
     GET  /jobs/{id}                  one of the caller's jobs (progress, candidate, error)
     POST /jobs/{id}/cancel           stop one of the caller's jobs
+    GET  /gov/proposals              every governance proposal with its tally and ballots
+    GET  /gov/proposals/{id}         one proposal
+    POST /gov/proposals              propose a change as this hospital (operator only)
+    POST /gov/proposals/{id}/ballot  approve or reject it as this hospital (operator only)
+    POST /gov/proposals/{id}/execute execute an approved proposal (operator only)
 
 Every route but /health needs the operator token or a peer's signed request (`auth.py`); errors are
 `{"code", "message"}` mapped from `TclearnError` in `services.common`. Run it with
@@ -30,17 +35,18 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import numpy as np
-from fastapi import Depends, FastAPI, Query, Request, Response, Security
+from fastapi import FastAPI, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from starlette.datastructures import UploadFile
 from torch import nn
 
 from services.common import error_responses, service_app
-from services.member.auth import OPERATOR_SCHEME, PEER_SCHEME, Authenticator, Caller
+from services.member.auth import Authenticated, Authenticator
+from services.member.governance import governance_router
 from services.member.history import HistoryCache, Snapshot
 from services.member.schemas import (
     BoxOut,
@@ -127,19 +133,6 @@ def read_upload(filename: str, data: bytes) -> np.ndarray:
     if int(np.prod(image.shape[1:])) > MAX_PIXELS:
         raise DataError(f"uploaded image {filename!r} has shape {image.shape}; the limit is {MAX_PIXELS} pixels")
     return image
-
-
-async def authenticated(
-    request: Request,
-    _bearer: Annotated[Any, Security(OPERATOR_SCHEME)] = None,
-    _peer: Annotated[Any, Security(PEER_SCHEME)] = None,
-) -> Caller:
-    """The caller of a request (the security schemes are declared for the OpenAPI document)."""
-    authenticator: Authenticator = request.app.state.authenticator
-    return await authenticator(request)
-
-
-Authenticated = Annotated[Caller, Depends(authenticated)]
 
 
 def create_app(
@@ -347,6 +340,7 @@ def create_app(
         """Asks one of the caller's running jobs to stop; poll it until its state is `cancelled`."""
         return JobOut.of(await run_in_threadpool(runner.cancel, who.identity, job_id))
 
+    app.include_router(governance_router(site))
     return app
 
 

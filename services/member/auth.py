@@ -13,8 +13,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, HTTPBearer
 
@@ -63,3 +64,16 @@ class Authenticator:
             return self.operator(header)
         body_sha256 = hashlib.sha256(await request.body()).hexdigest()
         return Caller(await run_in_threadpool(signed_caller, self.verifier, request, body_sha256))
+
+
+async def authenticated(
+    request: Request,
+    _bearer: Annotated[Any, Security(OPERATOR_SCHEME)] = None,
+    _peer: Annotated[Any, Security(PEER_SCHEME)] = None,
+) -> Caller:
+    """The caller of a request (the security schemes are declared for the OpenAPI document)."""
+    authenticator: Authenticator = request.app.state.authenticator
+    return await authenticator(request)
+
+
+Authenticated = Annotated[Caller, Depends(authenticated)]

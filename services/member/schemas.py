@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -119,3 +119,83 @@ class Prediction(BaseModel):
     threshold: float
     min_area: int
     boxes: list[BoxOut]
+
+
+# ---- governance ---------------------------------------------------------------------------------------------
+
+
+class BallotOut(BaseModel):
+    member: str
+    member_name: str
+    approve: bool
+    block: int
+
+
+class ProposalOut(BaseModel):
+    id: int
+    kind: str = Field(description="admit, roles, remove, parameters or supervisor")
+    action: dict[str, Any] = Field(description="the action's fields as proposed")
+    description: str = Field(description="the action in words")
+    proposer: str
+    proposer_name: str
+    state: str = Field(description="pending, executed, rejected or expired (pending past its deadline)")
+    eligible: int = Field(description="active members when it was proposed: they alone may vote on it")
+    approvals: int
+    needed: int = Field(description="approvals that carry it: two thirds of the eligible members")
+    rejections: int
+    deadline: int = Field(description="unix time after which it can no longer be voted on or executed")
+    executable: bool = Field(description="pending with enough approvals: anyone may execute it")
+    ballots: list[BallotOut]
+
+
+class _ProposalIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class AdmitIn(_ProposalIn):
+    kind: Literal["admit"]
+    account: str
+    roles: list[str] = Field(default=["member", "validator"], description="member, validator, auditor, supervisor")
+    encryption_key: str = Field(default="00" * 32, description="its X25519 public key, 32 bytes hex")
+    name: str = ""
+
+
+class RolesIn(_ProposalIn):
+    kind: Literal["roles"]
+    account: str
+    roles: list[str]
+
+
+class RemoveIn(_ProposalIn):
+    kind: Literal["remove"]
+    account: str
+
+
+class ParametersIn(_ProposalIn):
+    """The coalition's current parameters with those given changed (absent: unchanged)."""
+
+    kind: Literal["parameters"]
+    policy: dict[str, Any] | None = Field(
+        default=None,
+        description="a new acceptance policy: its settings (absent ones take their defaults); its record is stored "
+        "in the vault and its hash proposed",
+    )
+    general_timeout: int | None = Field(default=None, gt=0)
+    voting_timeout: int | None = Field(default=None, gt=0)
+    proposal_timeout: int | None = Field(default=None, gt=0)
+    min_validators: int | None = Field(default=None, ge=0, lt=2**16)
+    global_test_set_hash: str | None = Field(default=None, description="sha256 of the global test set G, hex")
+
+
+class SupervisorIn(_ProposalIn):
+    kind: Literal["supervisor"]
+    from_: str | None = Field(default=None, alias="from", description="the current supervisor; absent: none yet")
+    to: str
+
+
+ProposalIn = Annotated[AdmitIn | RolesIn | RemoveIn | ParametersIn | SupervisorIn, Field(discriminator="kind")]
+
+
+class BallotIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    approve: bool

@@ -16,6 +16,7 @@ from tclearn.cli import (
     data,
     db,
     demo,
+    gov,
     ledger,
     member,
     node,
@@ -53,6 +54,7 @@ app.add_typer(chain.app, name="chain")
 app.add_typer(account.app, name="account")
 app.add_typer(coalition.app, name="coalition")
 app.add_typer(member.app, name="member")
+app.add_typer(gov.app, name="gov")
 app.add_typer(ledger.app, name="ledger")
 app.add_typer(vault.app, name="vault")
 app.add_typer(node.app, name="node")

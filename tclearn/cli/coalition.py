@@ -1,4 +1,4 @@
-"""`tclearn coalition deploy`: deploy the Coalition contract and register the first members; `policy`: write the
+"""`tclearn coalition deploy`: deploy the Coalition contract with its founding members; `policy`: write the
 acceptance policy record it declares; `up` and `down`: a whole coalition on this machine."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from tclearn.cli.common import DevAccountOpt, KeystoreOpt, console, signer, user
 from tclearn.errors import ConfigError
 from tclearn.learning.choices import Attack
 from tclearn.learning.defaults import UP_EPOCHS
-from tclearn.types import Variant
+from tclearn.types import Role, Variant
 
 if TYPE_CHECKING:
     from tclearn.coalition.rounds import CandidateRow
@@ -32,41 +32,50 @@ def deploy(
     keystore: Path | None = KeystoreOpt,
     dev_account: int | None = DevAccountOpt,
 ) -> None:
-    """Deploy a coalition from CONFIG; the signer becomes its admin."""
+    """Deploy a coalition from CONFIG with its [[members]] as founders; the signer only pays for it (it has no
+    power over the coalition unless it is a founder): later changes are proposals (`tclearn gov`)."""
     from tclearn.config import load_coalition_config, save_deployment
     from tclearn.ledger.chain import connect
     from tclearn.ledger.client import LedgerClient
     from tclearn.ledger.deployment import deployment_of
+    from tclearn.ledger.governance import DEFAULT_MIN_VALIDATORS, Admit, Parameters
 
     cfg = load_coalition_config(config)
     if out.exists():
         raise ConfigError(f"{out} already exists; move it away or choose another --out")
-    chain = connect(url or cfg.chain.url, expected_chain_id=cfg.chain.chain_id)
-    if chain.embedded:
-        raise ConfigError("an embedded chain lives only inside one process; deploy to a node (`tclearn chain up`)")
-    admin = signer(chain, keystore, dev_account)
-    client, tx = LedgerClient.deploy(
-        chain,
-        admin,
-        variant=Variant.parse(cfg.variant),
-        genesis_hash=cfg.genesis_hash,
-        genesis_uri=cfg.genesis_uri,
+    founders = [Admit(m.address, m.role_flags, m.encryption_key, m.name) for m in cfg.members]
+    validators = sum(Role.VALIDATOR in f.roles for f in founders)  # unless set, the floor is what the founders hold
+    floor = min(DEFAULT_MIN_VALIDATORS, validators) if cfg.min_validators is None else cfg.min_validators
+    governance = {} if cfg.proposal_timeout is None else {"proposal_timeout": cfg.proposal_timeout}
+    parameters = Parameters(
+        min_validators=floor,
         policy_hash=cfg.policy_hash,
         global_test_set_hash=cfg.global_test_set_hash,
         general_timeout=cfg.general_timeout,
         voting_timeout=cfg.voting_timeout,
+        **governance,
+    )
+    chain = connect(url or cfg.chain.url, expected_chain_id=cfg.chain.chain_id)
+    if chain.embedded:
+        raise ConfigError("an embedded chain lives only inside one process; deploy to a node (`tclearn chain up`)")
+    deployer = signer(chain, keystore, dev_account)
+    client, tx = LedgerClient.deploy(
+        chain,
+        deployer,
+        variant=Variant.parse(cfg.variant),
+        genesis_hash=cfg.genesis_hash,
+        genesis_uri=cfg.genesis_uri,
+        parameters=parameters,
+        founders=founders,
     )
     deployment = deployment_of(client, tx.block_number, tx.tx_hash, cfg.variant)
-    save_deployment(deployment, out)  # written before members: a failure below leaves a usable deployment
+    save_deployment(deployment, out)
     console.print(
         f"Coalition (variant {cfg.variant}) at [bold]{client.address}[/] on chain {chain.chain_id}, "
         f"block {tx.block_number}, {tx.gas_used} gas -> {out}"
     )
-    for member in cfg.members:
-        added = client.register_member(admin, member.address, member.role_flags, member.encryption_key, member.name)
-        console.print(
-            f"  registered {member.name or member.address} as {', '.join(member.roles)} ({added.gas_used} gas)"
-        )
+    for f in founders:
+        console.print(f"  founder {f.name or f.account} as {', '.join(f.roles.names())}")
 
 
 @app.command("policy")

@@ -1,5 +1,5 @@
-"""`tclearn member`: register members, change their roles, deactivate them (admin only); serve a member's API;
-fine-tune the coalition's head on a member's own data."""
+"""`tclearn member`: serve a member's API; fine-tune the coalition's head on a member's own data. Members are
+admitted, changed and removed by proposals (`tclearn gov`)."""
 
 from __future__ import annotations
 
@@ -8,87 +8,22 @@ from pathlib import Path
 import typer
 
 from tclearn.cli.common import (
-    DeploymentOpt,
-    DevAccountOpt,
     HostOpt,
-    KeystoreOpt,
     LogFormatOpt,
     LogLevelOpt,
     PortOpt,
-    UrlOpt,
     console,
     log_options,
-    open_as,
     server_options,
     start_logging,
     user_errors,
 )
-from tclearn.errors import ConfigError
 from tclearn.logs import LogFormat, LogLevel
-from tclearn.types import Role
 
 app = typer.Typer(
-    help="Coalition members: register and change them (admin), serve one's API, fine-tune the head locally.",
+    help="Coalition members: serve one's API, fine-tune the head locally (admit and remove them: `tclearn gov`).",
     no_args_is_help=True,
 )
-
-
-@app.command("add")
-def add(
-    address: str = typer.Argument(..., help="The member's account address."),
-    roles: str = typer.Option(
-        "member,validator", "--roles", help="Comma-separated: member, validator, auditor, supervisor."
-    ),
-    name: str = typer.Option("", "--name", help="A human-readable name, e.g. the hospital."),
-    encryption_key: str = typer.Option("0x" + "00" * 32, "--encryption-key", help="X25519 public key (32 bytes hex)."),
-    deployment: Path = DeploymentOpt,
-    url: str | None = UrlOpt,
-    keystore: Path | None = KeystoreOpt,
-    dev_account: int | None = DevAccountOpt,
-) -> None:
-    """Register ADDRESS (or re-activate it) with ROLES."""
-    from tclearn.config import hex32
-
-    flags = Role.parse(roles)
-    try:
-        key = hex32(encryption_key)
-    except ValueError as exc:
-        raise ConfigError(f"--encryption-key: {exc}") from None
-    client, admin = open_as(deployment, url, keystore, dev_account)
-    tx = client.register_member(admin, address, flags, key, name)
-    console.print(
-        f"registered {name or address} as {', '.join(flags.names())} (block {tx.block_number}, {tx.gas_used} gas)"
-    )
-
-
-@app.command("roles")
-def set_roles(
-    address: str = typer.Argument(...),
-    roles: str = typer.Option(..., "--roles", help="The new roles, comma-separated."),
-    deployment: Path = DeploymentOpt,
-    url: str | None = UrlOpt,
-    keystore: Path | None = KeystoreOpt,
-    dev_account: int | None = DevAccountOpt,
-) -> None:
-    """Replace the roles of an active member."""
-    flags = Role.parse(roles)
-    client, admin = open_as(deployment, url, keystore, dev_account)
-    client.set_roles(admin, address, flags)
-    console.print(f"{address} now holds {', '.join(flags.names())}")
-
-
-@app.command("remove")
-def remove(
-    address: str = typer.Argument(...),
-    deployment: Path = DeploymentOpt,
-    url: str | None = UrlOpt,
-    keystore: Path | None = KeystoreOpt,
-    dev_account: int | None = DevAccountOpt,
-) -> None:
-    """Deactivate a member: it keeps its history but can no longer submit or vote."""
-    client, admin = open_as(deployment, url, keystore, dev_account)
-    client.deactivate_member(admin, address)
-    console.print(f"{address} deactivated")
 
 
 @app.command("serve")

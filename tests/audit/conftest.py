@@ -15,10 +15,12 @@ import pytest
 from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.ledger.chain import Chain, embedded_chain
 from tclearn.ledger.client import LedgerClient
+from tclearn.ledger.governance import Admit, Parameters, SetParameters
 from tclearn.ledger.history import LedgerHistory, rebuild
 from tclearn.types import ModelState, Role, Variant
 from tclearn.vault.store import FsspecStore
 from tests.conftest import ACCOUNTS
+from tests.governance import carry
 
 
 @dataclass
@@ -46,17 +48,19 @@ def put_json(store: FsspecStore, document: dict[str, object]) -> bytes:
 
 
 def run_coalition(chain: Chain, store: FsspecStore) -> AuditedRun:
-    admin, *hospitals = chain.dev_keys[:5]
+    deployer, *hospitals = chain.dev_keys[:5]
+    founders = [
+        Admit(h.address, Role.MEMBER | Role.VALIDATOR, os.urandom(32), f"hospital-{i}") for i, h in enumerate(hospitals)
+    ]
     client, _ = LedgerClient.deploy(
         chain,
-        admin,
+        deployer,
         variant=Variant.B,
         genesis_hash=put(store, b"genesis weights"),
         genesis_uri="vault://genesis",
-        policy_hash=put(store, AcceptancePolicy().encode()),
+        parameters=Parameters(policy_hash=put(store, AcceptancePolicy().encode())),
+        founders=founders,
     )
-    for i, h in enumerate(hospitals):
-        client.register_member(admin, h.address, Role.MEMBER | Role.VALIDATOR, os.urandom(32), f"hospital-{i}")
     by_address = {h.address: h for h in hospitals}
 
     def submit(proposer_index: int, blob: bytes, store_blob: bool = True) -> int:
@@ -81,7 +85,8 @@ def run_coalition(chain: Chain, store: FsspecStore) -> AuditedRun:
     committed = submit(0, b"increment one")
     open_(committed, True)
     vote_until_decided(committed, True)
-    client.set_policy(admin, put(store, AcceptancePolicy(max_drift=0.04).encode()))  # from the next candidate on
+    newer = client.parameters().replace(policy_hash=put(store, AcceptancePolicy(max_drift=0.04).encode()))
+    carry(client, hospitals, SetParameters(newer))  # from the next candidate on
     broken = submit(1, b"corrupt increment", store_blob=False)
     open_(broken, False)
     voted_down = submit(2, b"poisoned increment")

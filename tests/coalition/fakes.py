@@ -36,6 +36,7 @@ from tclearn.learning.train import CancelToken
 from tclearn.ledger.accounts import dev_accounts
 from tclearn.ledger.chain import embedded_chain
 from tclearn.ledger.directory import ChainDirectory
+from tclearn.ledger.governance import DEFAULT_MIN_VALIDATORS, Admit, Parameters
 from tclearn.ledger.memory import InMemoryLedger, MemoryChain
 from tclearn.records import ModelDescription, TrainingFacts
 from tclearn.types import Role, Variant, VoteMode
@@ -153,24 +154,29 @@ def stub_hospital(index: int, account: LocalAccount) -> Hospital:
 def stub_coalition(
     members: int = 4, *, genesis_w: float = GENESIS_W, policy: AcceptancePolicy | None = None
 ) -> Coalition:
-    """An `InMemoryLedger` coalition of `members` MEMBER|VALIDATOR hospitals, its genesis stored through the
-    `StubBackend`, its vault in memory (the admin is `accounts()[0]`, not a hospital)."""
-    admin, *others = accounts(members + 2)
+    """An `InMemoryLedger` coalition founded by `members` MEMBER|VALIDATOR hospitals, its genesis stored through
+    the `StubBackend`, its vault in memory (the deployer is `accounts()[0]`, no member)."""
+    deployer, *others = accounts(members + 2)
     store = FsspecStore(f"memory://stub-{uuid.uuid4().hex}")
     backend = StubBackend(store)
     genesis = backend.store_model({"w": genesis_w})
     policy = policy or AcceptancePolicy(min_batch_size=4)
+    hospitals = [stub_hospital(i, account) for i, account in enumerate(others[:members])]
+    founders = [
+        Admit(h.address, Role.MEMBER | Role.VALIDATOR, h.key.public_key().public_bytes_raw(), h.name)
+        for h in hospitals
+    ]
+    parameters = Parameters(
+        policy_hash=bytes.fromhex(store.put(policy.encode())), min_validators=min(members, DEFAULT_MIN_VALIDATORS)
+    )
     ledger, _ = InMemoryLedger.deploy(
         MemoryChain(),
-        admin,
+        deployer,
         variant=Variant.A,
         genesis_hash=bytes.fromhex(genesis),
-        policy_hash=bytes.fromhex(store.put(policy.encode())),
+        parameters=parameters,
+        founders=founders,
     )
-    hospitals = [stub_hospital(i, account) for i, account in enumerate(others[:members])]
-    for h in hospitals:
-        public = h.key.public_key().public_bytes_raw()
-        ledger.register_member(admin, h.address, Role.MEMBER | Role.VALIDATOR, public, h.name)
     return Coalition(
         client=ledger,
         store=store,

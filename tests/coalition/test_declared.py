@@ -13,21 +13,23 @@ from pydantic import ValidationError
 from tclearn.coalition.build import build
 from tclearn.coalition.context import Coalition
 from tclearn.coalition.declared import policy_file
-from tclearn.coalition.founding import found
+from tclearn.coalition.founding import Founder, found
 from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.errors import ConfigError, IntegrityError, NotFoundError
 from tclearn.learning.choices import Aggregator
 from tclearn.learning.models import ModelConfig
 from tclearn.learning.train import TrainConfig
 from tclearn.ledger.chain import embedded_chain
+from tclearn.ledger.governance import Admit, Parameters, SetParameters
 from tclearn.ledger.history import rebuild
 from tclearn.ledger.memory import InMemoryLedger, MemoryChain
 from tclearn.simulation.demo import DemoSettings, chosen_aggregator
 from tclearn.simulation.up import UpSettings
 from tclearn.site.config import PolicySection
-from tclearn.types import Variant
+from tclearn.types import Role, Variant
 from tclearn.vault.store import FsspecStore
 from tests.coalition.fakes import accounts, images
+from tests.governance import carry
 
 CHAIN_POLICY = AcceptancePolicy(tolerance_global=0.02, tolerance_local=0.2, min_batch_size=4, max_drift=0.04)
 
@@ -36,8 +38,14 @@ def declared(policy_blob: bytes) -> tuple[InMemoryLedger, FsspecStore, bytes]:
     """A coalition on the in-memory ledger whose policy hash is `policy_blob`'s, the blob stored in its vault."""
     store = FsspecStore(f"memory://declared-{uuid.uuid4().hex}")
     digest = bytes.fromhex(store.put(policy_blob))
+    deployer, founder = accounts(2)
     ledger, _ = InMemoryLedger.deploy(
-        MemoryChain(), accounts(1)[0], variant=Variant.A, genesis_hash=b"\x01" * 32, policy_hash=digest
+        MemoryChain(),
+        deployer,
+        variant=Variant.A,
+        genesis_hash=b"\x01" * 32,
+        parameters=Parameters(policy_hash=digest, min_validators=0),
+        founders=[Admit(founder.address, Role.MEMBER, name="founder")],
     )
     return ledger, store, digest
 
@@ -51,7 +59,8 @@ def test_a_coalition_is_built_with_the_policy_the_chain_declares() -> None:
     ledger, store, _ = declared(CHAIN_POLICY.encode())
     assert built(ledger, store).policy == CHAIN_POLICY
     newer = AcceptancePolicy(tolerance_global=0.01)
-    ledger.set_policy(accounts(1)[0], bytes.fromhex(store.put(newer.encode())))
+    changed = ledger.parameters().replace(policy_hash=bytes.fromhex(store.put(newer.encode())))
+    carry(ledger, accounts(2), SetParameters(changed))  # its one founder carries it alone
     assert built(ledger, store).policy == newer  # a site built after the change applies the new one
 
 
@@ -98,7 +107,10 @@ def test_founding_stores_the_policy_and_declares_its_hash() -> None:
     chain = embedded_chain(2)
     store = FsspecStore(f"memory://founding-{uuid.uuid4().hex}")
     genesis = store.put(b"a genesis already in the vault")
-    client, _ = found(chain, chain.dev_keys[0], store, Variant.A, genesis, [], policy=CHAIN_POLICY)
+    with pytest.raises(ConfigError, match="at least one founder"):
+        found(chain, chain.dev_keys[0], store, Variant.A, genesis, [], policy=CHAIN_POLICY)
+    founder = Founder(chain.dev_keys[1].address, b"\x00" * 32, "founder")
+    client, _ = found(chain, chain.dev_keys[0], store, Variant.A, genesis, [founder], policy=CHAIN_POLICY)
     assert client.policy_hash() == bytes.fromhex(CHAIN_POLICY.sha256())
     assert AcceptancePolicy.parse(store.get(CHAIN_POLICY.sha256())) == CHAIN_POLICY
     assert [p.hash for p in rebuild(client.events()).policies] == [client.policy_hash()]

@@ -139,11 +139,11 @@ def encrypted(anvil_node: LocalNode, tmp_path_factory: pytest.TempPathFactory) -
     store = FsspecStore(f"file://{folder / 'vault'}")
     global_test = Tables().global_test(folder / "data" / "global.csv")
     genesis = encrypted_genesis(store, global_test, 0)
-    admin, *hospitals, supervisor = dev_accounts(4)
+    deployer, *hospitals, supervisor = dev_accounts(4)
     founders = [Founder(a.address, public_bytes(X25519PrivateKey.generate()), f"h{i}") for i, a in enumerate(hospitals)]
     client, deployed = found(
         connect(anvil_node.url),
-        admin,
+        deployer,
         store,
         Variant.C,
         genesis.model_hash,

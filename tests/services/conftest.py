@@ -1,7 +1,7 @@
 """A real coalition for the member service: Anvil, a live vault service, a genesis model, sites for three hospitals.
 
 `deploy_sites` deploys the Coalition contract on the session's Anvil with a real genesis model in a vault
-served over HTTP on loopback (members come from the chain), registers three hospitals and writes a
+served over HTTP on loopback (members come from the chain), its three hospitals the founders, and writes a
 member.toml for each; the sites are opened in-process like `tclearn member serve` opens them.
 """
 
@@ -58,7 +58,7 @@ LENIENT = AcceptancePolicy(1.0, 1.0, min_batch_size=4, max_drift=1.0, tolerance_
 class Deployed:
     folder: Path
     client: LedgerClient
-    admin: LocalAccount
+    deployer: LocalAccount  # paid for the deployment; no member
     accounts: list[LocalAccount]  # the hospitals' chain accounts, hospital-1 first
     outsider: LocalAccount  # funded, never registered
     vault_url: str
@@ -99,7 +99,7 @@ def deploy_sites(node: LocalNode, folder: Path, variant: Variant) -> Iterator[De
     """A deployed coalition of three hospitals whose genesis is a real model in a live vault."""
     synth_coalition(folder / "data", hospitals=HOSPITALS, train=8, test=4, global_size=8, size=32, seed=0)
     chain = node_chain(node)
-    admin, accounts, outsider = chain.dev_keys[0], chain.dev_keys[1 : HOSPITALS + 1], chain.dev_keys[HOSPITALS + 1]
+    deployer, accounts, outsider = chain.dev_keys[0], chain.dev_keys[1 : HOSPITALS + 1], chain.dev_keys[HOSPITALS + 1]
     keys = [X25519PrivateKey.generate() for _ in accounts]
     for index, key in enumerate(keys):
         save_key(folder / "keys" / f"hospital-{index + 1}.key", key, KEY_PASSWORD.encode())
@@ -109,7 +109,7 @@ def deploy_sites(node: LocalNode, folder: Path, variant: Variant) -> Iterator[De
         Founder(a.address, public_bytes(k), f"hospital-{i + 1}")
         for i, (a, k) in enumerate(zip(accounts, keys, strict=True))
     ]
-    client, tx = found(chain, admin, store, variant, genesis, founders, policy=LENIENT)
+    client, tx = found(chain, deployer, store, variant, genesis, founders, policy=LENIENT)
     save_deployment(deployment_of(client, tx.block_number, tx.tx_hash, variant.name), folder / "deployment.json")
     db = Database(f"sqlite:///{folder}/vault-access.db")
     with ExitStack() as stack, pytest.MonkeyPatch.context() as env:
@@ -119,7 +119,7 @@ def deploy_sites(node: LocalNode, folder: Path, variant: Variant) -> Iterator[De
             serve_app(lambda url: create_vault(store, db, directory, Audience.of(url, ours)))
         )
         configs = [_site_file(folder, i, vault_url, variant) for i in range(HOSPITALS)]
-        yield Deployed(folder, client, admin, accounts, outsider, vault_url, variant, configs, genesis)
+        yield Deployed(folder, client, deployer, accounts, outsider, vault_url, variant, configs, genesis)
     db.dispose()
 
 

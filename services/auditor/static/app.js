@@ -266,6 +266,28 @@ function drawIntegrity(result) {
   );
 }
 
+// Every proposal with who voted how ("✓" approves, "✗" rejects); addresses in an action shown by name.
+function drawGovernance(proposals) {
+  const summary = document.getElementById("governance-summary");
+  const pending = proposals.filter((p) => p.state === "pending").length;
+  summary.textContent = proposals.length
+    ? `${proposals.length} proposals, ${pending} pending; each is carried by two thirds of the members active when it was made.`
+    : "No proposal yet: the coalition is as its founders made it.";
+  fillTable(
+    "governance",
+    proposals.map((p) => ({
+      cells: [
+        String(p.id), p.description.replace(ADDRESS, who), who(p.proposer),
+        el("span", { class: `badge state-${p.state}` }, p.executable ? `${p.state} (executable)` : p.state),
+        `${p.approvals} / ${p.needed}`,
+        String(p.rejections), new Date(p.deadline * 1000).toLocaleString(),
+        p.ballots.map((b) => `${who(b.member)} ${b.approve ? "✓" : "✗"} (block ${b.block})`).join(", "),
+      ],
+      className: "proposal",
+    })),
+  );
+}
+
 async function drawAccessLog(available) {
   const summary = document.getElementById("access-summary");
   if (!available) {
@@ -350,6 +372,7 @@ async function load() {
   drawModels(lineage);
   drawScores(await api("/api/scores"));
   drawIntegrity(await api("/api/integrity"));
+  drawGovernance(await api("/api/governance"));
   await drawAccessLog(health.access_log);
   if (state.selected !== null) await selectModel(state.selected);
   else if (lineage.head !== undefined) await selectModel(lineage.head);
