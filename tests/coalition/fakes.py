@@ -39,7 +39,7 @@ from tclearn.ledger.directory import ChainDirectory
 from tclearn.ledger.governance import DEFAULT_MIN_VALIDATORS, Admit, Parameters
 from tclearn.ledger.memory import InMemoryLedger, MemoryChain
 from tclearn.records import ModelDescription, TrainingFacts
-from tclearn.types import Role, Variant, VoteMode
+from tclearn.types import Role, Variant
 from tclearn.vault.store import BlobStore, FsspecStore
 
 StubModel = dict[str, float]
@@ -163,8 +163,7 @@ def stub_coalition(
     policy = policy or AcceptancePolicy(min_batch_size=4)
     hospitals = [stub_hospital(i, account) for i, account in enumerate(others[:members])]
     founders = [
-        Admit(h.address, Role.MEMBER | Role.VALIDATOR, h.key.public_key().public_bytes_raw(), h.name)
-        for h in hospitals
+        Admit(h.address, Role.MEMBER | Role.VALIDATOR, h.key.public_key().public_bytes_raw(), h.name) for h in hospitals
     ]
     parameters = Parameters(
         policy_hash=bytes.fromhex(store.put(policy.encode())), min_validators=min(members, DEFAULT_MIN_VALIDATORS)
@@ -185,7 +184,6 @@ def stub_coalition(
         global_test=images("global", 4),
         hospitals=hospitals,
         directory=ChainDirectory(ledger),
-        votes=VoteMode.DIRECT,  # the in-memory ledger has no `decide` yet: signed votes run on chain (test_ballots)
     )
 
 

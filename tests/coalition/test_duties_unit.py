@@ -15,6 +15,7 @@ from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 
 from tclearn.canonical import canonical_json
+from tclearn.coalition import ballots
 from tclearn.coalition import general as general_duty
 from tclearn.coalition import validator as validator_duty
 from tclearn.coalition.blobs import put_record
@@ -108,7 +109,11 @@ def events(co: Coalition, name: str, model_id: int) -> list[LedgerEvent]:
 
 
 def evidence(co: Coalition, model_id: int) -> list[VoteEvidence]:
-    return [VoteEvidence.parse(co.store.get(e.args["evidenceHash"].hex())) for e in events(co, "Voted", model_id)]
+    """The evidence of every vote on `model_id`: those on chain, then those signed and still in the ballot box."""
+    on_chain = [e.args["evidenceHash"] for e in events(co, "Voted", model_id)]
+    candidate = co.client.get_model(model_id)
+    posted = [v.evidence_hash for v in ballots.collected(co, candidate) if v.evidence_hash not in on_chain]
+    return [VoteEvidence.parse(co.store.get(h.hex())) for h in [*on_chain, *posted]]
 
 
 def advance(co: Coalition, seconds: int) -> None:
@@ -419,13 +424,14 @@ def test_a_validator_rejects_a_candidate_it_cannot_open() -> None:
     cast = validator_duty.vote(co, general_of(co, model_id), candidate)
     # Assert
     assessment = cast.assessment
-    assert not assessment.approve and assessment.candidate is None and cast.state is ModelState.OPEN
+    assert not assessment.approve and assessment.candidate is None and cast.state is None  # one vote decides nothing
+    assert cast.signed is not None and not cast.signed.approve
     (shown,) = evidence(co, model_id)
     assert shown.candidate_global is None and shown.candidate_local is None and not shown.approve
     assert shown.reason.startswith("cannot open the candidate") and "corrupt" in shown.reason
     assert shown.head_global == pytest.approx(0.5)
-    (voted,) = events(co, "Voted", model_id)
-    assert (voted.args["approve"], voted.args["scoreGlobal"], voted.args["scoreLocal"]) == (False, 0, 0)
+    (posted,) = ballots.collected(co, candidate)  # signed, in the ballot box until a deciding set goes on chain
+    assert (posted.approve, posted.score_global, posted.score_local) == (False, 0, 0)
 
 
 @pytest.mark.parametrize(("max_drift", "committed"), [(0.05, [1, None]), (1.0, [1, 2, 3, 4])])
