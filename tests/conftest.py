@@ -20,11 +20,11 @@ from tclearn.ledger.governance import (
     Action,
     Admit,
     Parameters,
-    ProposalState,
 )
 from tclearn.ledger.localchain import LocalNode
 from tclearn.logs import QUIET_LOGGERS, UVICORN_LOGGERS
 from tclearn.types import Role, Variant
+from tests.governing import approve, govern
 
 ACCOUNTS = 20
 
@@ -44,25 +44,17 @@ class Coalition:
 
     def approve(self, action: Action, proposer: LocalAccount | None = None) -> int:
         """A member proposes `action` and active members approve it until two thirds have; returns its id."""
-        c = self.client
-        by = proposer or next(h for h in self.hospitals if (m := c.get_member(h.address)) and m.active)
-        proposal = c.propose(by, action)
-        for h in [*self.hospitals, *self.spare]:  # the founders, then any account admitted since
-            if proposal.approvals >= proposal.needed:
-                break
-            member = c.get_member(h.address)
-            if h is not by and member is not None and member.active and member.member_since <= proposal.id:
-                c.ballot(h, proposal.id, True)
-                proposal = c.proposal(proposal.id)
-        return proposal.id
+        return approve(self.client, [*self.hospitals, *self.spare], action, proposer).id
 
     def govern(self, action: Action, proposer: LocalAccount | None = None) -> int:
         """Carries `action` as the coalition does: proposed, approved by two thirds of the active members, executed
         (by the deployer: anyone may); returns the proposal id."""
-        pid = self.approve(action, proposer)
-        self.client.execute(self.deployer, pid)
-        assert self.client.proposal(pid).state is ProposalState.EXECUTED
-        return pid
+        accounts = [*self.hospitals, *self.spare]
+        executed = govern(self.client, accounts, action, proposer=proposer, executor=self.deployer).event(
+            "ProposalExecuted"
+        )
+        assert executed is not None
+        return int(executed.args["proposal"])
 
     def submit(self, proposer: LocalAccount, parent: int | None = None) -> int:
         parent = self.client.head() if parent is None else parent

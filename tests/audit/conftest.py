@@ -20,7 +20,7 @@ from tclearn.ledger.history import LedgerHistory, rebuild
 from tclearn.types import ModelState, Role, Variant
 from tclearn.vault.store import FsspecStore
 from tests.conftest import ACCOUNTS
-from tests.governance import carry
+from tests.governing import govern
 
 
 @dataclass
@@ -86,7 +86,7 @@ def run_coalition(chain: Chain, store: FsspecStore) -> AuditedRun:
     open_(committed, True)
     vote_until_decided(committed, True)
     newer = client.parameters().replace(policy_hash=put(store, AcceptancePolicy(max_drift=0.04).encode()))
-    carry(client, hospitals, SetParameters(newer))  # from the next candidate on
+    govern(client, hospitals, SetParameters(newer))  # from the next candidate on
     broken = submit(1, b"corrupt increment", store_blob=False)
     open_(broken, False)
     voted_down = submit(2, b"poisoned increment")

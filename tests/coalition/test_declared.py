@@ -29,7 +29,7 @@ from tclearn.site.config import PolicySection
 from tclearn.types import Role, Variant
 from tclearn.vault.store import FsspecStore
 from tests.coalition.fakes import accounts, images
-from tests.governance import carry
+from tests.governing import govern
 
 CHAIN_POLICY = AcceptancePolicy(tolerance_global=0.02, tolerance_local=0.2, min_batch_size=4, max_drift=0.04)
 
@@ -60,7 +60,7 @@ def test_a_coalition_is_built_with_the_policy_the_chain_declares() -> None:
     assert built(ledger, store).policy == CHAIN_POLICY
     newer = AcceptancePolicy(tolerance_global=0.01)
     changed = ledger.parameters().replace(policy_hash=bytes.fromhex(store.put(newer.encode())))
-    carry(ledger, accounts(2), SetParameters(changed))  # its one founder carries it alone
+    govern(ledger, accounts(2), SetParameters(changed))  # its one founder carries it alone
     assert built(ledger, store).policy == newer  # a site built after the change applies the new one
 
 

@@ -27,7 +27,7 @@ from tclearn.vault.directory import StaticDirectory
 from tclearn.vault.http import HttpStore
 from tclearn.vault.store import FsspecStore
 from tests.conftest import ACCOUNTS, deploy_coalition, node_chain
-from tests.governance import carry
+from tests.governing import govern
 from tests.services.coalition_run import Auditor, CoalitionRun
 from tests.vault.conftest import account, serve_app
 
@@ -257,7 +257,7 @@ def test_the_follower_reads_new_events_incrementally_and_resumes_from_its_databa
     before = follower.refresh()
     stored = len(follower.stored_events())
     newcomer = account(77)
-    carry(run.client, run.result.client.chain.dev_keys, Admit(newcomer.address, Role.MEMBER, b"\x01" * 32, "late"))
+    govern(run.client, run.result.client.chain.dev_keys, Admit(newcomer.address, Role.MEMBER, b"\x01" * 32, "late"))
 
     after = follower.refresh()
 

@@ -39,7 +39,7 @@ from tclearn.state.db import Database
 from tclearn.types import ModelState, RejectReason, Variant
 from tclearn.vault.store import FsspecStore
 from tests.conftest import node_chain
-from tests.ledger.governing import govern
+from tests.governing import govern
 from tests.services.node_sites import NodeCoalition, cli, env, node_coalition, wait_for
 
 pytestmark = pytest.mark.anvil

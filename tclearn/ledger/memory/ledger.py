@@ -40,7 +40,7 @@ from tclearn.ledger.memory.blocks import MemoryChain, transaction
 from tclearn.ledger.memory.governance import Governed
 from tclearn.ledger.memory.members import ZERO32
 from tclearn.ledger.reverts import refusal
-from tclearn.ledger.votes import Domain, SignedVote, recover_signer
+from tclearn.ledger.votes import Domain, SignedVote, in_signer_order, recover_signer
 from tclearn.protocol import is_committed, is_rejected, to_fixed
 from tclearn.types import ModelRecord, ModelState, RejectReason, Role, Variant
 
@@ -284,7 +284,7 @@ class InMemoryLedger(Governed):
         """As the contract's `decide`: every signature, signer's eligibility and uniqueness checked, every vote
         emitted, the candidate committed or rejected; a batch that decides nothing is refused (`NoDecision`).
         Signed votes leave no trace in `has_voted`."""
-        ordered = sorted(votes, key=lambda v: int(v.signer, 16))  # the client's order
+        ordered = in_signer_order(votes, self.domain)  # the client's order
         action = f"decide {model_id} with {len(ordered)} signed votes"
         c = self._live(model_id, action)
         if c.state is not ModelState.STALE:
