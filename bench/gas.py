@@ -40,7 +40,7 @@ REQUIRED = {
     "decide": (0, 2),
     "propose": (3, 1),  # the action's hash, the tally, the ballot bits; the proposal count
     "ballot": (0, 2),
-    "execute_admit": (6, 3),  # the member's record, key, name, list entry, validator entry and position
+    "execute_admit": (5, 4),  # record, key, name, list and validator entries; 2 lengths, the count, the state
 }
 TARGETS = {"round_6": 250_000, "per_validator": 10_000, "round_48": 700_000, "admission_6": 400_000}
 URI = "vault://sha256/" + "ab" * 32  # a realistic content address

@@ -74,6 +74,35 @@ def test_deploy_founders_and_show(anvil_node: LocalNode, tmp_path: Path) -> None
         invoke("coalition", "deploy", "--config", str(cfg), "--out", str(dep), "--dev-account", "0")
 
 
+def test_a_coalition_continues_another_from_its_head(anvil_node: LocalNode, tmp_path: Path) -> None:
+    old_cfg, old = _config(tmp_path, anvil_node.url), tmp_path / "old.json"
+    invoke("coalition", "deploy", "-c", str(old_cfg), "-o", str(old), "--dev-account", "0")
+    new = tmp_path / "new.json"
+    out = invoke(
+        "coalition", "deploy", "-c", str(old_cfg), "-o", str(new), "--dev-account", "0", "--continue-from", str(old)
+    )
+    assert "continuing the v2 coalition" in out.output  # type: ignore[attr-defined]
+    old_address = json.loads(old.read_text())["address"]
+    shown = json.loads(invoke("ledger", "show", "-d", str(new), "--json").output)  # type: ignore[attr-defined]
+    assert shown["founding"]["predecessor"] == {"chain_id": 31337, "coalition": old_address, "head_id": 0}
+    assert shown["models"][0]["model_hash"] == GENESIS  # the old head: here its genesis
+    other = tmp_path / "a.toml"
+    other.write_text(old_cfg.read_text().replace('variant = "B"', 'variant = "A"'))
+    with pytest.raises(ConfigError, match=r"is a variant B coalition and .* says variant A"):
+        invoke(
+            "coalition",
+            "deploy",
+            "-c",
+            str(other),
+            "-o",
+            str(tmp_path / "x.json"),
+            "--dev-account",
+            "0",
+            "--continue-from",
+            str(old),
+        )
+
+
 def test_signing_with_a_keystore(anvil_node: LocalNode, tmp_path: Path) -> None:
     env = {"TCLEARN_KEYSTORE_PASSWORD": "s3cret"}
     keystore = tmp_path / "admin.json"

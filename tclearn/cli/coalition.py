@@ -20,6 +20,7 @@ from tclearn.types import Role, Variant
 
 if TYPE_CHECKING:
     from tclearn.coalition.rounds import CandidateRow
+    from tclearn.ledger.predecessor import PredecessorHead
 
 app = typer.Typer(help="Coalitions: deploy and run.", no_args_is_help=True)
 
@@ -31,6 +32,12 @@ def deploy(
     url: str | None = typer.Option(None, "--chain", help="JSON-RPC URL (default: [chain] url in the config)."),
     keystore: Path | None = KeystoreOpt,
     dev_account: int | None = DevAccountOpt,
+    continue_from: Path | None = typer.Option(
+        None,
+        "--continue-from",
+        help="The deployment file of a coalition (contract v1 or v2) whose head this one's genesis continues: "
+        "CONFIG's genesis is replaced by that head, and the link is recorded on chain.",
+    ),
 ) -> None:
     """Deploy a coalition from CONFIG with its [[members]] as founders; the signer only pays for it (it has no
     power over the coalition unless it is a founder): later changes are proposals (`tclearn gov`)."""
@@ -58,15 +65,34 @@ def deploy(
     chain = connect(url or cfg.chain.url, expected_chain_id=cfg.chain.chain_id)
     if chain.embedded:
         raise ConfigError("an embedded chain lives only inside one process; deploy to a node (`tclearn chain up`)")
+    variant, genesis_hash, genesis_uri, predecessor = (
+        Variant.parse(cfg.variant),
+        cfg.genesis_hash,
+        cfg.genesis_uri,
+        None,
+    )
+    if continue_from is not None:
+        head = predecessor_head(continue_from)
+        if head.variant is not variant:
+            raise ConfigError(
+                f"{continue_from} is a variant {head.variant.name} coalition and {config} says variant {variant.name}: "
+                "a coalition continues one of its own variant"
+            )
+        genesis_hash, genesis_uri, predecessor = head.model_hash, head.uri, head.link
+        console.print(
+            f"continuing the v{head.version} coalition {head.link.coalition} from its head {head.link.head_id} "
+            f"({head.model_hash.hex()[:16]}…)"
+        )
     deployer = signer(chain, keystore, dev_account)
     client, tx = LedgerClient.deploy(
         chain,
         deployer,
-        variant=Variant.parse(cfg.variant),
-        genesis_hash=cfg.genesis_hash,
-        genesis_uri=cfg.genesis_uri,
+        variant=variant,
+        genesis_hash=genesis_hash,
+        genesis_uri=genesis_uri,
         parameters=parameters,
         founders=founders,
+        predecessor=predecessor,
     )
     deployment = deployment_of(client, tx.block_number, tx.tx_hash, cfg.variant)
     save_deployment(deployment, out)
@@ -76,6 +102,20 @@ def deploy(
     )
     for f in founders:
         console.print(f"  founder {f.name or f.account} as {', '.join(f.roles.names())}")
+
+
+def predecessor_head(path: Path) -> PredecessorHead:
+    """The head of the coalition the deployment file at `path` names, on its own chain."""
+    from tclearn.config import load_deployment
+    from tclearn.ledger.chain import EMBEDDED, connect
+    from tclearn.ledger.predecessor import read_head
+
+    old = load_deployment(path)
+    if old.url == EMBEDDED:
+        raise ConfigError(
+            f"{path} is a coalition on an embedded chain, which lived only inside the process that ran it"
+        )
+    return read_head(connect(old.url, expected_chain_id=old.chain_id), old.address)
 
 
 @app.command("policy")
