@@ -42,7 +42,8 @@ def test_a_node_daemon_and_another_process_sign_as_one_account(tmp_path: Path) -
         node_coalition(node_chain(chain_node), tmp_path, Variant.A, hospitals=3) as nc,
     ):
         site = nc.sites[0]  # hospital-1: the daemon and the other process sign as dev account 1
-        site.write_text('nonce_locks = "locks"\n' + site.read_text())
+        # votes cast directly: the daemon's vote is a transaction of its own, sent beside the other process's
+        site.write_text('nonce_locks = "locks"\nvotes = "direct"\n' + site.read_text())
         me, client, w3 = nc.address(0), nc.client, nc.client.chain.w3
         before = w3.eth.get_transaction_count(me)
         log = tmp_path / "node.log"

@@ -93,7 +93,8 @@ def test_member_jobs(database_url: str) -> None:
 
 def test_node_watch_list_and_votes(database_url: str, coalition: Coalition, tmp_path: Path) -> None:
     deployment = tmp_path / "deployment.json"
-    save_deployment(deployment_of(coalition.client, 0, "0x" + "00" * 32, "B"), deployment)
+    founding = coalition.client.events()[0]  # the deployment's first event names its transaction
+    save_deployment(deployment_of(coalition.client, founding.block_number, founding.tx_hash, "B"), deployment)
     watcher = coalition.spare[0]  # not a member: no duty, it only watches
     config = SimpleNamespace(deployment=deployment, confirmations=0, keeper_interval=3600.0, poll_interval=0.1)
     store = FsspecStore(f"memory://policy-{tmp_path.name}")
