@@ -24,20 +24,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from tclearn.errors import ConfigError, NotFoundError
 from tclearn.logs import LogFormat, LogLevel
-from tclearn.types import Role, Variant
-
-
-def hex32(value: Any) -> bytes:
-    if isinstance(value, bytes) and len(value) == 32:
-        return value
-    text = str(value).removeprefix("0x")
-    try:
-        raw = bytes.fromhex(text)
-    except ValueError:
-        raise ValueError(f"{value!r} is not hex") from None
-    if len(raw) != 32:
-        raise ValueError(f"expected 32 bytes (64 hex digits), got {len(raw)}")
-    return raw
+from tclearn.types import Role, Variant, hex32
 
 
 def _address(value: Any) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any
 
 from tclearn.errors import ConfigError, LedgerError
 
@@ -142,3 +143,17 @@ class Vote:
     score_global: float
     score_local: float
     evidence_hash: bytes
+
+
+def hex32(value: Any) -> bytes:
+    """32 bytes given as such or as hex (with or without 0x); `ValueError` naming what is wrong."""
+    if isinstance(value, bytes) and len(value) == 32:
+        return value
+    text = str(value).removeprefix("0x")
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raise ValueError(f"{value!r} is not hex") from None
+    if len(raw) != 32:
+        raise ValueError(f"expected 32 bytes (64 hex digits), got {len(raw)}")
+    return raw

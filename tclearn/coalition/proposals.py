@@ -20,20 +20,18 @@ from tclearn.ledger.governance import (
     SetRoles,
 )
 from tclearn.ledger.ledger import ZERO_ADDRESS
+from tclearn.types import hex32
 from tclearn.vault.store import BlobStore
 
 PARAMETER_NAMES = ("global_test_set_hash", "general_timeout", "voting_timeout", "proposal_timeout", "min_validators")
 
 
 def key_bytes(text: str, option: str) -> bytes:
-    """A 32-byte hex value given to `option` (with or without 0x)."""
+    """A 32-byte hex value given to `option` (with or without 0x), as the config files read one."""
     try:
-        raw = bytes.fromhex(text.removeprefix("0x"))
-    except ValueError:
-        raise ConfigError(f"{option}: {text!r} is not hex") from None
-    if len(raw) != 32:
-        raise ConfigError(f"{option}: expected 32 bytes (64 hex digits), got {len(raw)}")
-    return raw
+        return hex32(text)
+    except ValueError as exc:
+        raise ConfigError(f"{option}: {exc}") from None
 
 
 def store_policy(store: BlobStore, policy: AcceptancePolicy) -> bytes:
