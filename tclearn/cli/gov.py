@@ -46,9 +46,12 @@ def _who(address: str, names: dict[str, str]) -> str:
 
 def _propose(action: Action, deployment: Path, url: str | None, keystore: Path | None, dev_account: int | None) -> None:
     client, member = open_as(deployment, url, keystore, dev_account)
-    p = client.propose(member, action)
+    _announce(client.propose(member, action))
+
+
+def _announce(p: Proposal) -> None:
     console.print(
-        f"proposal [bold]{p.id}[/]: {action.describe()}; {p.approvals}/{p.needed} approvals, "
+        f"proposal [bold]{p.id}[/]: {p.action.describe()}; {p.approvals}/{p.needed} approvals, "
         f"deadline {_when(p.deadline)} (`tclearn gov vote {p.id} --approve`)"
     )
 
@@ -146,8 +149,7 @@ def propose_policy(
             min_validators=min_validators,
             global_test_set_hash=None if global_test_set is None else key_bytes(global_test_set, "--global-test-set"),
         )
-        p = client.propose(member, action)
-        console.print(f"proposal [bold]{p.id}[/]: {action.describe()}; {p.approvals}/{p.needed} approvals")
+        _announce(client.propose(member, action))
 
 
 def _store_policy_record(vault: str, deployment: Path, key: bytes, record: AcceptancePolicy) -> bytes:
