@@ -14,6 +14,7 @@ from typing import Any
 
 from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
+from eth_abi.exceptions import DecodingError
 from eth_utils import to_checksum_address
 
 from tclearn.errors import ConfigError, IntegrityError
@@ -215,9 +216,7 @@ def decode_action(kind: int, data: bytes) -> Action:
             return SetParameters(Parameters(bytes(policy), bytes(test_set), general, voting, proposal, floor))
         source, target = abi_decode(["address", "address"], data)
         return RotateSupervisor(to_checksum_address(source), to_checksum_address(target))
-    except (ValueError, TypeError, ConfigError) as exc:
-        raise IntegrityError(f"proposal action of kind {kind} does not decode: {exc}") from None
-    except Exception as exc:  # eth_abi's decoding errors
+    except (ValueError, TypeError, ConfigError, DecodingError) as exc:
         raise IntegrityError(f"proposal action of kind {kind} does not decode: {exc}") from None
 
 

@@ -18,7 +18,7 @@ from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 
-from tclearn.errors import IntegrityError
+from tclearn.errors import ConfigError, IntegrityError
 from tclearn.ledger.values import bytes32
 from tclearn.protocol import INT64_MAX, INT64_MIN, to_fixed
 
@@ -114,7 +114,7 @@ class SignedVote:
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise IntegrityError(f"a signed vote that is not one: {type(exc).__name__}: {exc}") from None
-        except Exception as exc:  # ConfigError from bytes32
+        except ConfigError as exc:  # from bytes32
             raise IntegrityError(f"a signed vote that is not one: {exc}") from None
         if len(vote.signature) != 65:
             raise IntegrityError(f"a vote signature is 65 bytes, got {len(vote.signature)}")
