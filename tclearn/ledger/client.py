@@ -18,7 +18,7 @@ from eth_utils import to_checksum_address
 from tclearn.errors import ConfigError, ContractRevert, LedgerError, NoContract
 from tclearn.ledger.artifact import load_artifact
 from tclearn.ledger.chain import Chain
-from tclearn.ledger.events import LedgerEvent, decode_log, fetch_events
+from tclearn.ledger.events import LedgerEvent, decode_log, events_about, fetch_events
 from tclearn.ledger.governance import (
     Action,
     Admit,
@@ -309,10 +309,7 @@ class LedgerClient:
         return bool(self._view("hasBallot", proposal_id, _address(member)))
 
     def _proposal_logs(self, proposal_id: int) -> list[LedgerEvent]:
-        topic = "0x" + proposal_id.to_bytes(32, "big").hex()
-        names = {"Proposed", "Ballot"}
-        topics = ["0x" + t.hex() for t, e in self.artifact.events.items() if e["name"] in names]
-        return fetch_events(self.w3, self.address, 0, self.chain.latest_block(), topics=[topics, topic])
+        return events_about(self.w3, self.address, {"Proposed", "Ballot"}, proposal_id, self.chain.latest_block())
 
     def model_count(self) -> int:
         return int(self._view("modelCount"))
@@ -351,11 +348,7 @@ class LedgerClient:
 
     def submitted_event(self, model_id: int) -> LedgerEvent | None:
         """The `Submitted` event of `model_id`: its URI and metadata hash live there, not in storage."""
-        topic = "0x" + model_id.to_bytes(32, "big").hex()
-        submitted = next(t for t, e in self.artifact.events.items() if e["name"] == "Submitted")
-        events = fetch_events(
-            self.w3, self.address, 0, self.chain.latest_block(), topics=["0x" + submitted.hex(), topic]
-        )
+        events = events_about(self.w3, self.address, {"Submitted"}, model_id, self.chain.latest_block())
         return events[0] if events else None
 
     def model_uri(self, model_id: int) -> str | None:

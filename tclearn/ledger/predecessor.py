@@ -19,7 +19,7 @@ from tclearn.errors import ConfigError, NoContract
 from tclearn.ledger.artifact import load_artifact
 from tclearn.ledger.chain import Chain
 from tclearn.ledger.client import LedgerClient
-from tclearn.ledger.events import fetch_events
+from tclearn.ledger.events import events_about
 from tclearn.ledger.ledger import Predecessor
 from tclearn.types import ModelState, Variant
 
@@ -88,10 +88,7 @@ def read_head(chain: Chain, address: str) -> PredecessorHead:
     model = views.getModel(head).call()
     if ModelState(model[4]) is not ModelState.COMMITTED:  # a v1 head is always committed; anything else is corrupt
         raise NoContract(f"the head {head} of the v1 coalition at {address} is not committed")
-    topics = ["0x" + t.hex() for t, e in load_artifact().events.items() if e["name"] == "Submitted"]
-    submitted = fetch_events(
-        chain.w3, address, 0, chain.latest_block(), topics=[topics[0], "0x" + head.to_bytes(32, "big").hex()]
-    )
+    submitted = events_about(chain.w3, address, {"Submitted"}, head, chain.latest_block())
     uri = str(submitted[0].args["uri"]) if submitted else ""
     variant = Variant(int(views.variant().call()))
     return PredecessorHead(Predecessor(chain.chain_id, address, head), 1, variant, bytes(model[0]), uri)
