@@ -268,8 +268,6 @@ class NodeRunner:
         if duty is Duty.NONE or self._failures[key] >= MAX_ATTEMPTS:
             return 0
         done: str | None
-        if duty in (Duty.OPEN, Duty.VOTE):  # the general and the validators read its metadata hash
-            candidate = self.site.client.get_model(candidate.id)
         try:
             if duty is Duty.OPEN:
                 done = self._open(candidate)
