@@ -142,12 +142,20 @@ class Aggregation(Record):
 
 @dataclass(frozen=True)
 class Privacy(Record):
-    """Differential privacy facts a candidate declares (room for the privacy budget)."""
+    """How a candidate was trained with differential privacy (DP-SGD) and the epsilon it spends at `delta`: the
+    general recomputes `epsilon` from the mechanism (`tclearn.learning.privacy`), the chain charges it."""
 
     KIND = "privacy facts"
-    mechanism: str
-    epsilon: float
+    mechanism: Literal["dp-sgd"]
+    accountant: str  # rdp | prv (tclearn.learning.privacy.Accountant)
+    unit: str  # sample | patient: what one clipped gradient covers
+    noise_multiplier: float
+    max_grad_norm: float
+    sample_rate: float  # each unit's chance of joining a step (Poisson sampling)
+    steps: int
     delta: float
+    epsilon: float
+    units: int  # privacy units trained on (samples, or patients)
 
 
 @dataclass(frozen=True)

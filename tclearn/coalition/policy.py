@@ -67,6 +67,38 @@ class Scores:
 
 
 KNOWN_AGGREGATORS = tuple(a.value for a in Aggregator)
+KNOWN_ACCOUNTANTS = ("rdp", "prv")
+
+
+@dataclass(frozen=True)
+class PrivacyPolicy(Record):
+    """The coalition's differential privacy rules: whether every candidate must be trained with DP-SGD, the delta
+    every epsilon is stated at, each hospital's epsilon cap over all its increments (the chain keeps the plain sum
+    and refuses a submission past it), the smallest noise multiplier accepted, and the accountant that counts."""
+
+    KIND = "privacy policy"
+
+    required: bool = True
+    delta: float = 1e-5
+    epsilon_cap: float = 8.0
+    min_noise_multiplier: float = 0.5
+    accountant: str = "rdp"
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.epsilon_cap, int | float) and 0 < self.epsilon_cap < 1e6):
+            raise ConfigError(
+                f"the privacy policy's epsilon_cap must be a positive number (below 1e6), got {self.epsilon_cap!r}"
+            )
+        if not (isinstance(self.delta, int | float) and 0 < self.delta < 1):
+            raise ConfigError(f"the privacy policy's delta must be in (0, 1), got {self.delta!r}")
+        if not (isinstance(self.min_noise_multiplier, int | float) and 0 <= self.min_noise_multiplier < 1e4):
+            raise ConfigError(
+                f"the privacy policy's min_noise_multiplier must be >= 0, got {self.min_noise_multiplier!r}"
+            )
+        if self.accountant not in KNOWN_ACCOUNTANTS:
+            raise ConfigError(
+                f"the privacy policy's accountant must be one of {', '.join(KNOWN_ACCOUNTANTS)}, got {self.accountant!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -98,6 +130,7 @@ class AcceptancePolicy(Record):
     # 20 and 4 contributions in 24; 2.0 none, and every sign flip and random model.
     max_update: float = 2.0
     aggregator: str = DEFAULT_AGGREGATOR.value  # FedAvg mode: how contributions are combined
+    privacy: PrivacyPolicy | None = None  # differential privacy rules; None: no DP required, no budget kept
     schema: int = SCHEMA
 
     def __post_init__(self) -> None:

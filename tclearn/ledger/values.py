@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from eth_utils import to_checksum_address
 
 from tclearn.errors import ConfigError
@@ -22,3 +24,19 @@ def bytes32(value: bytes, what: str) -> bytes:
     if not isinstance(value, bytes | bytearray) or len(value) != 32:
         raise ConfigError(f"{what} must be 32 bytes, got {value!r:.80}")
     return bytes(value)
+
+
+# The chain counts epsilon in millionths (uint64): a charge is rounded up, so the chain never under-counts.
+EPSILON_UNIT = 10**6
+
+
+def epsilon_units(epsilon: float) -> int:
+    """`epsilon` as the chain counts it: millionths, rounded up (float noise below a thousandth of a unit aside)."""
+    if not (isinstance(epsilon, int | float) and 0 <= epsilon < 2**63 / EPSILON_UNIT):
+        raise ConfigError(f"an epsilon charged on chain must be a finite number >= 0, got {epsilon!r}")
+    return math.ceil(round(epsilon * EPSILON_UNIT, 3))
+
+
+def epsilon_of(units: int) -> float:
+    """An on-chain count of millionths as epsilon."""
+    return units / EPSILON_UNIT
