@@ -29,7 +29,7 @@ from tclearn.learning.samples import Samples
 from tclearn.learning.strata import Scored
 from tclearn.learning.train import CancelToken, TrainConfig, train_increment
 from tclearn.learning.update import update_norm
-from tclearn.records import ModelDescription, TrainingFacts
+from tclearn.records import ModelDescription, Privacy, TrainingFacts
 from tclearn.types import Variant
 from tclearn.vault.codec import Architecture, architecture_of, decode_model, encode_model
 from tclearn.vault.envelope import seal, unseal
@@ -46,6 +46,7 @@ class Trained(Generic[M]):
 
     model: M
     facts: TrainingFacts
+    privacy: Privacy | None = None  # how it was trained with differential privacy, if it was
 
 
 class ModelBackend(Protocol[M]):
@@ -172,7 +173,7 @@ class TensorBackend:
             probe=None if probe is None else (lambda w: self.score(member, w, probe, ref).score),
             tolerance=AcceptancePolicy.tolerance_global,  # the attacker assumes the default policy
         )
-        return Trained(weights, increment.facts)
+        return Trained(weights, increment.facts, increment.privacy)
 
     def score(self, reader: Hospital, model: StateDict, data: Samples, ref: str) -> Scored:
         with self.clock("evaluation"):

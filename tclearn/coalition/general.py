@@ -3,7 +3,8 @@
 Checks (PROTOCOL.md, step 2), in order, stopping at the first that fails: the blob is in the vault; the
 metadata blob hashes to the on-chain metadata hash and parses as `CandidateMetadata`; it declares the current
 head as parent, the coalition's variant and model (`integrity.declared_problem`); the declared training facts
-meet policy (`integrity.policy_problem`); the backend opens the model — hash, decryption, decoding to exactly
+meet policy (`integrity.policy_problem`); its differential privacy: required by the policy, within its rules, the
+epsilon recomputed from the declared mechanism, and the charge on chain that epsilon (`integrity.privacy_problem`); the backend opens the model — hash, decryption, decoding to exactly
 the coalition's model, finite values (for an encrypted model: the coalition's context, shape and scaling, and
 its weights within the range its metadata declares, measured by the supervisor); the update — its distance
 from its parent over the parent's norm — is the size the metadata declares and within the policy's
@@ -20,7 +21,7 @@ from typing import Any
 from tclearn.coalition.blobs import get_record, put_record
 from tclearn.coalition.blobs import metadata_hash as metadata_of
 from tclearn.coalition.context import Coalition, Hospital
-from tclearn.coalition.integrity import declared_problem, policy_problem
+from tclearn.coalition.integrity import declared_problem, policy_problem, privacy_problem
 from tclearn.errors import TclearnError
 from tclearn.records import CandidateMetadata, Check, IntegrityReport
 from tclearn.types import ModelRecord
@@ -63,6 +64,9 @@ def inspect(co: Coalition, general: Hospital, candidate: ModelRecord) -> list[Ch
     def policy() -> str | None:
         return policy_problem(read[0], co.policy)
 
+    def privacy() -> str | None:
+        return privacy_problem(read[0], co.policy, co.client.privacy_charge(candidate.id))
+
     def weights() -> str | None:
         opened.append(co.backend.open(general, model_hash))
         return co.backend.inspect(general, opened[0], model_hash)
@@ -82,6 +86,7 @@ def inspect(co: Coalition, general: Hospital, candidate: ModelRecord) -> list[Ch
         ("metadata", metadata),
         ("declared", declared),
         ("policy", policy),
+        ("privacy", privacy),
         ("weights", weights),
         ("update", update),
     ]

@@ -6,8 +6,13 @@ from what it fetched is here, testable on plain values.
 
 from __future__ import annotations
 
+import math
+
 from tclearn.coalition.policy import AcceptancePolicy
-from tclearn.records import CandidateMetadata, ModelDescription
+from tclearn.errors import ConfigError
+from tclearn.learning.privacy import Accountant, Mechanism, check_delta, epsilon_spent, same_epsilon
+from tclearn.ledger.values import epsilon_of, epsilon_units
+from tclearn.records import CandidateMetadata, ModelDescription, Privacy
 from tclearn.types import Variant
 
 
@@ -29,4 +34,83 @@ def policy_problem(metadata: CandidateMetadata, policy: AcceptancePolicy) -> str
     batch = metadata.training.batch_size
     if batch < policy.min_batch_size:
         return f"declared batch size {batch} is below the coalition's minimum {policy.min_batch_size}"
+    return None
+
+
+def privacy_problem(metadata: CandidateMetadata, policy: AcceptancePolicy, charged: int) -> str | None:
+    """What is wrong with the candidate's differential privacy, or None: DP missing where the coalition requires it,
+    a declaration that breaks the privacy policy or does not fit the training facts, an epsilon that is not what its
+    mechanism spends (recomputed with the accountant), or a charge on chain (`charged`, millionths) that is not the
+    declared epsilon."""
+    declared, rules = metadata.privacy, policy.privacy
+    if declared is None:
+        if rules is not None and rules.required:
+            return "the coalition requires differential privacy (DP-SGD); the candidate declares none"
+        if charged:
+            return f"its submission charged epsilon {epsilon_of(charged):g}, but it declares no differential privacy"
+        return None
+    problem = _against_policy(declared, policy) or _against_facts(declared, metadata) or _recomputed(declared)
+    if problem:
+        return problem
+    if charged != epsilon_units(declared.epsilon):
+        return (
+            f"it declares epsilon {declared.epsilon:g}, but its submission charged {epsilon_of(charged):g} on chain"
+        )
+    return None
+
+
+def _against_policy(declared: Privacy, policy: AcceptancePolicy) -> str | None:
+    rules = policy.privacy
+    if rules is None:
+        return None
+    if declared.delta != rules.delta:
+        return f"it states epsilon at delta {declared.delta:g}; the coalition counts at delta {rules.delta:g}"
+    if declared.accountant != rules.accountant:
+        return f"it is accounted with {declared.accountant}; the coalition counts with {rules.accountant}"
+    if declared.noise_multiplier < rules.min_noise_multiplier:
+        return (
+            f"its noise multiplier {declared.noise_multiplier:g} is below the coalition's minimum "
+            f"{rules.min_noise_multiplier:g}"
+        )
+    return None
+
+
+def _against_facts(declared: Privacy, metadata: CandidateMetadata) -> str | None:
+    facts = metadata.training
+    try:
+        check_delta(declared.delta, declared.units)
+    except ConfigError as exc:
+        return f"its privacy declaration is invalid: {exc}"
+    if declared.unit not in ("sample", "patient"):
+        return f"its privacy unit {declared.unit!r} is neither sample nor patient"
+    if declared.steps != facts.steps:
+        return f"it declares {declared.steps} private steps, but {facts.steps} training steps"
+    if declared.units < 1 or declared.units > facts.samples:
+        return f"it declares {declared.units} privacy units for {facts.samples} samples"
+    if declared.unit == "sample" and declared.units != facts.samples:
+        return f"its privacy unit is the sample, but it declares {declared.units} units for {facts.samples} samples"
+    expected = facts.batch_size / declared.units
+    if not math.isclose(declared.sample_rate, expected, rel_tol=1e-9):
+        return (
+            f"it declares sample rate {declared.sample_rate:g}, but its batch of {facts.batch_size} over "
+            f"{declared.units} units is {expected:g}"
+        )
+    if not declared.max_grad_norm > 0:
+        return f"its clipping norm {declared.max_grad_norm:g} is not positive"
+    return None
+
+
+def _recomputed(declared: Privacy) -> str | None:
+    try:
+        accountant = Accountant(declared.accountant)
+        mechanism = Mechanism(declared.noise_multiplier, declared.sample_rate, declared.steps)
+        spent = epsilon_spent(mechanism, declared.delta, accountant)
+    except (ValueError, ConfigError) as exc:
+        return f"its privacy declaration cannot be accounted: {exc}"
+    if not same_epsilon(declared.epsilon, spent):
+        return (
+            f"it declares epsilon {declared.epsilon:.6g}, but its mechanism (noise {declared.noise_multiplier:g}, "
+            f"sample rate {declared.sample_rate:g}, {declared.steps} steps) spends {spent:.6g} at delta "
+            f"{declared.delta:g} ({accountant})"
+        )
     return None

@@ -17,6 +17,7 @@ from tclearn.coalition.context import Coalition, Hospital
 from tclearn.errors import ContractRevert, TrainingCancelled
 from tclearn.learning.train import CancelToken
 from tclearn.ledger.client import Submission
+from tclearn.ledger.values import epsilon_units
 from tclearn.records import CandidateMetadata, DataSummary
 
 log = logging.getLogger(__name__)
@@ -65,16 +66,24 @@ def increment(
         tclearn_version=__version__,
         data=DataSummary(**member.manifest.summary()),
         update_norm=co.backend.update_size(parent, trained.model),
+        privacy=trained.privacy,
     )
     return model_hash, metadata
 
 
 def submit(co: Coalition, proposer: Hospital, head_id: int, model_hash: str, metadata: CandidateMetadata) -> Proposal:
-    """Stores the metadata and submits the candidate on chain (reverts with `StaleParent` if the head moved)."""
+    """Stores the metadata and submits the candidate on chain, charging the epsilon it declares to the proposer's
+    privacy budget (reverts with `StaleParent` if the head moved, `OverBudget` past the coalition's cap)."""
     metadata_hash = put_record(co, metadata)
+    charge = 0 if metadata.privacy is None else epsilon_units(metadata.privacy.epsilon)
     with co.clock("ledger"):
         submission = co.client.submit(
-            proposer.account, head_id, bytes.fromhex(model_hash), vault_uri(model_hash), bytes.fromhex(metadata_hash)
+            proposer.account,
+            head_id,
+            bytes.fromhex(model_hash),
+            vault_uri(model_hash),
+            bytes.fromhex(metadata_hash),
+            epsilon_charge=charge,
         )
     return Proposal(submission, model_hash, metadata_hash, 0)
 
