@@ -3,13 +3,16 @@
 Each step draws every privacy unit (an image, or all of a patient's images) with probability q = batch_size / units;
 per-sample gradients come from `torch.func.vmap` over the whole network (or Opacus's per-layer `GradSampleModule`),
 a patient's images' gradients are summed before clipping, and Opacus's `DPOptimizer` clips each unit's gradient to
-`max_grad_norm`, adds noise of `noise_multiplier * max_grad_norm` from a seeded generator and divides by the
-expected batch. Every step is taken, an empty sample too (noise alone), so the run is exactly the mechanism
-`Mechanism(noise_multiplier, q, steps)` whose epsilon the `Privacy` record declares.
+`max_grad_norm`, adds noise of `noise_multiplier * max_grad_norm` and divides by the expected batch. The draws
+and the noise come from a secret seed (fresh from the OS unless `DPConfig.secret_seed` is given), never from
+the training seed a candidate publishes: knowing it, anyone could replay the draws and subtract the noise. Every
+step is taken, an empty sample too (noise alone), so the run is exactly the mechanism `Mechanism(noise_multiplier,
+q, steps)` whose epsilon the `Privacy` record declares.
 """
 
 from __future__ import annotations
 
+import secrets
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -180,8 +183,8 @@ def plan(
 
 
 class PrivateSteps:
-    """The steps of a `PrivateRun`: Poisson draws of units (seeded), per-sample gradients, per-patient sums, and
-    Opacus's `DPOptimizer` (clipping, noise from a seeded generator, division by the expected batch)."""
+    """The steps of a `PrivateRun`: Poisson draws of units, per-sample gradients, per-patient sums, and Opacus's
+    `DPOptimizer` (clipping, noise, division by the expected batch); draws and noise from `run.dp.secret_seed`."""
 
     def __init__(
         self,
@@ -190,10 +193,11 @@ class PrivateSteps:
         loss_fn: nn.Module,
         optimiser: torch.optim.Optimizer,
         batch_size: int,
-        seed: int,
         device: torch.device,
     ) -> None:
         from opacus.optimizers import DPOptimizer
+
+        seed = secrets.randbits(63) if run.dp.secret_seed is None else run.dp.secret_seed
 
         self.run, self.device = run, device
         self.params = [p for p in model.parameters() if p.requires_grad]
@@ -204,7 +208,7 @@ class PrivateSteps:
             max_grad_norm=run.dp.max_grad_norm,
             expected_batch_size=batch_size,
             loss_reduction="mean",  # the losses average over the batch; Opacus rescales to per-sample gradients
-            generator=torch.Generator(device=device).manual_seed(seed),
+            generator=torch.Generator(device=device).manual_seed((seed + 1) % 2**63),
         )
         self.per_sample = (_vmap_grads if run.dp.per_sample is PerSample.VMAP else _hook_grads)(model, loss_fn)
 

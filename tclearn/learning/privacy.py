@@ -139,9 +139,16 @@ class DPConfig:
     accountant: Accountant = Accountant.RDP
     unit: PrivacyUnit = PrivacyUnit.SAMPLE
     per_sample: PerSample = PerSample.VMAP
+    # The seed of the mechanism's own randomness (who is drawn at each step, the noise). None: fresh from the OS,
+    # as the guarantee needs: whoever knows it can replay the draws and subtract the noise, so it is never the
+    # published training seed and never leaves the member; give one only to reproduce a run (tests, benchmarks).
+    secret_seed: int | None = None
 
     def __post_init__(self) -> None:
         check_mechanism(self.noise_multiplier, 1.0, 1)
+        seed = self.secret_seed
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63):
+            raise ConfigError(f"the DP secret_seed must be None or an integer in [0, 2**63), got {seed!r}")
         if not (
             isinstance(self.max_grad_norm, int | float) and math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0
         ):

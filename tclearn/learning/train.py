@@ -289,7 +289,7 @@ def _train_private(
     on_step: Callable[[int, int], None] | None,
 ) -> Increment:
     """`train_increment` with `config.dp` (`tclearn.learning.dpsgd`): every check before the first step, Poisson
-    batches, float32 (no AMP), the same seed giving the same draws, noise and weights."""
+    batches, float32 (no AMP); the same seed and `dp.secret_seed` give the same draws, noise and weights."""
     assert config.dp is not None
     device = choose_device(config.device)
     model = copy.deepcopy(parent).to(device)
@@ -304,7 +304,7 @@ def _train_private(
             out = forward_checked(model, x0.float().to(device), as_targets(y0, data.task).to(device), data.task)
         loss_fn = make_loss(data.task, config.loss, int(out.shape[1]))
         optimiser = make_optimiser(config, (p for p in model.parameters() if p.requires_grad))
-        steps = PrivateSteps(run, model, loss_fn, optimiser, config.batch_size, config.seed, device)
+        steps = PrivateSteps(run, model, loss_fn, optimiser, config.batch_size, device)
         last = torch.zeros(())
         with _progress(config.progress, run.steps) as advance:
             for step in range(run.steps):

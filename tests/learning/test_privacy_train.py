@@ -8,16 +8,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from tclearn.errors import ConfigError, DataError
+from tclearn.errors import ConfigError, DataError, TrainingCancelled
 from tclearn.learning.data import ImageData, Task, load_segmentation
-from tclearn.learning.dpsgd import _hook_grads, _vmap_grads, check_dp_compatible, unit_groups
+from tclearn.learning.dpsgd import PrivateSteps, _hook_grads, _vmap_grads, check_dp_compatible, plan, unit_groups
 from tclearn.learning.folders import read_patients
 from tclearn.learning.models import ModelConfig, build_model
 from tclearn.learning.privacy import DPConfig, Mechanism, PrivacyUnit, epsilon_spent, poisson_steps
-from tclearn.learning.train import TrainConfig, make_loss, train_increment
+from tclearn.learning.train import CancelToken, TrainConfig, make_loss, train_increment
 
 UNET = {"arch": "unet", "options": {"channels": [4, 8], "strides": [2]}}
-DP = DPConfig(noise_multiplier=1.0, max_grad_norm=1.0, delta=1e-3)
+DP = DPConfig(noise_multiplier=1.0, max_grad_norm=1.0, delta=1e-3, secret_seed=11)
 
 
 @pytest.fixture(scope="module")
@@ -48,15 +48,25 @@ def test_non_private_increment_has_no_privacy(data: ImageData) -> None:
 
 
 @pytest.mark.parametrize("per_sample", ["vmap", "hooks"])
-def test_same_seed_same_weights_other_seed_other_noise(data: ImageData, per_sample: str) -> None:
+def test_same_seeds_same_weights_other_secret_seed_other_noise(data: ImageData, per_sample: str) -> None:
     torch.manual_seed(0)
     parent = build_model(UNET)
-    dp = DPConfig(1.0, 1.0, 1e-3, per_sample=per_sample)  # type: ignore[arg-type]
-    a = train_increment(parent, data, dp_config(dp=dp)).weights
-    b = train_increment(parent, data, dp_config(dp=dp)).weights
-    c = train_increment(parent, data, dp_config(dp=dp, seed=4)).weights
+
+    def weights(secret: int | None) -> dict[str, torch.Tensor]:
+        dp = DPConfig(1.0, 1.0, 1e-3, per_sample=per_sample, secret_seed=secret)  # type: ignore[arg-type]
+        return train_increment(parent, data, dp_config(dp=dp)).weights
+
+    a, b = weights(5), weights(5)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert any(not torch.equal(a[k], c[k]) for k in a)
+    for other in (weights(6), weights(None)):
+        assert any(not torch.equal(a[k], other[k]) for k in a)
+
+
+def test_without_a_secret_seed_the_published_seed_does_not_replay_the_noise(data: ImageData) -> None:
+    parent = build_model(UNET)
+    dp = DPConfig(1.0, 1.0, 1e-3)
+    a, b = (train_increment(parent, data, dp_config(dp=dp)).weights for _ in range(2))
+    assert any(not torch.equal(a[k], b[k]) for k in a)
 
 
 def test_vmap_and_opacus_hooks_give_the_per_sample_gradients_of_one_at_a_time(data: ImageData) -> None:
@@ -79,7 +89,7 @@ def test_more_noise_moves_the_weights_further(data: ImageData) -> None:
     start = parent.state_dict()
 
     def moved(noise: float) -> float:
-        dp = DPConfig(noise, 1.0, 1e-3)
+        dp = DPConfig(noise, 1.0, 1e-3, secret_seed=1)
         w = train_increment(parent, data, dp_config(dp=dp, optimiser="sgd", lr=0.05)).weights
         return sum(float((w[k] - start[k]).norm()) for k in start if start[k].is_floating_point())
 
@@ -87,8 +97,8 @@ def test_more_noise_moves_the_weights_further(data: ImageData) -> None:
 
 
 def test_empty_poisson_samples_still_step(data: ImageData) -> None:
-    # batch 1 of 8: each step draws nobody with probability (7/8)^8; seed 3's draws include such a step
-    draws = torch.Generator().manual_seed(3)
+    # batch 1 of 8: each step draws nobody with probability (7/8)^8; secret seed 11's draws include such a step
+    draws = torch.Generator().manual_seed(DP.secret_seed or 0)
     empty = [not bool((torch.rand(8, generator=draws) < 1 / 8).any()) for _ in range(8)]
     assert any(empty)
     inc = train_increment(build_model(UNET), data, dp_config(batch_size=1))
@@ -154,6 +164,8 @@ def test_patients_csv_groups_images(tmp_path: Path) -> None:
         ({"accountant": "gdp"}, "accountant 'gdp'"),
         ({"unit": "hospital"}, "unit 'hospital'"),
         ({"per_sample": "ghost"}, "per_sample 'ghost'"),
+        ({"secret_seed": -1}, "secret_seed"),
+        ({"secret_seed": 1.5}, "secret_seed"),
     ],
 )
 def test_bad_dp_config(bad: dict, message: str) -> None:
@@ -205,3 +217,35 @@ def test_tabular_network_with_dropout_trains_with_dp() -> None:
     )
     inc = train_increment(net, table, dp_config(batch_size=4, dp=DPConfig(1.0, 1.0, 1e-2)))
     assert inc.privacy is not None and inc.privacy.units == 20 and inc.facts.loss == "ce"
+
+
+@pytest.mark.parametrize(
+    ("unit", "per_sample", "units"),
+    [("sample", "vmap", 8), ("sample", "hooks", 8), ("patient", "vmap", 4), ("patient", "hooks", 4)],
+)
+def test_one_step_moves_the_weights_by_at_most_the_clipping_norm(
+    data: ImageData, unit: str, per_sample: str, units: int
+) -> None:
+    # everyone drawn (rate 1), next to no noise, plain SGD of lr 1: the step is the mean of clipped unit gradients
+    torch.manual_seed(0)
+    model = build_model(UNET)
+    clip = 1e-3
+    dp = DPConfig(1e-9, clip, 1e-2, unit=unit, per_sample=per_sample, secret_seed=0)  # type: ignore[arg-type]
+    patients = [f"p{i // 2}" for i in range(len(data))]
+    run = plan(model, data, dp, units, 1, patients)
+    assert run.rate == 1.0
+    start = [p.detach().clone() for p in model.parameters()]
+    loss_fn = make_loss(Task.SEGMENTATION, None, 1)
+    steps = PrivateSteps(run, model, loss_fn, torch.optim.SGD(model.parameters(), lr=1.0), units, torch.device("cpu"))
+    items, owners = steps.draw()
+    assert items == list(range(8)) and len(set(owners)) == units
+    steps.step(data.images.float(), data.targets.float(), owners)
+    moved = torch.cat([(p.detach() - s).flatten() for p, s in zip(model.parameters(), start, strict=True)]).norm()
+    assert 0 < float(moved) <= clip * 1.001
+
+
+def test_cancellation_stops_a_private_run(data: ImageData) -> None:
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(TrainingCancelled):
+        train_increment(build_model(UNET), data, dp_config(), cancel=token)
