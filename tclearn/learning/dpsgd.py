@@ -100,7 +100,12 @@ def _vmap_grads(model: nn.Module, loss_fn: nn.Module) -> PerSampleGrads:
 
     def run(x: torch.Tensor, y: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
-        grads, losses = per_sample(params, dict(model.named_buffers()), x, y)
+        try:
+            grads, losses = per_sample(params, dict(model.named_buffers()), x, y)
+        except RuntimeError as exc:  # an operation torch.func cannot batch (data-dependent control flow, ...)
+            raise ConfigError(
+                f"per-sample gradients by vmap failed on this network ({str(exc)[:200]}); try per_sample='hooks'"
+            ) from None
         return [grads[n] for n in names], losses.mean().detach()
 
     return run

@@ -195,15 +195,18 @@ def train_increment(
     cancel: CancelToken | None = None,
     on_step: Callable[[int, int], None] | None = None,
     patients: Sequence[str] | None = None,
+    admit: Callable[[Privacy], None] | None = None,
 ) -> Increment:
     """Train a copy of `parent` on `data`; the parent's weights are left as they were.
 
     `cancel` stops the run before its next step (`TrainingCancelled`); `on_step(done, total)` is called
     after every optimisation step (services report progress with it). With `config.dp` the run is DP-SGD
-    (`tclearn.learning.dpsgd`); `patients` (one id per item of `data`) groups items for the patient unit.
+    (`tclearn.learning.dpsgd`): `patients` (one id per item of `data`) groups items for the patient unit, and
+    `admit` sees the `Privacy` the increment will declare before any step (raise to refuse the run: the
+    coalition's privacy policy).
     """
     if config.dp is not None:
-        return _train_private(parent, data, config, patients, cancel, on_step)
+        return _train_private(parent, data, config, patients, cancel, on_step, admit)
     if len(data) < config.batch_size:
         raise DataError(
             f"{len(data)} samples cannot fill one batch of {config.batch_size}; "
@@ -287,6 +290,7 @@ def _train_private(
     patients: Sequence[str] | None,
     cancel: CancelToken | None,
     on_step: Callable[[int, int], None] | None,
+    admit: Callable[[Privacy], None] | None,
 ) -> Increment:
     """`train_increment` with `config.dp` (`tclearn.learning.dpsgd`): every check before the first step, Poisson
     batches, float32 (no AMP); the same seed and `dp.secret_seed` give the same draws, noise and weights."""
@@ -294,6 +298,8 @@ def _train_private(
     device = choose_device(config.device)
     model = copy.deepcopy(parent).to(device)
     run = plan(model, data, config.dp, config.batch_size, config.epochs, patients)
+    if admit is not None:
+        admit(run.privacy())
     source = _training_source(data, config)
     started = time.perf_counter()
     with torch.random.fork_rng(devices=[]):

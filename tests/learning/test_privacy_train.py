@@ -15,6 +15,7 @@ from tclearn.learning.folders import read_patients
 from tclearn.learning.models import ModelConfig, build_model
 from tclearn.learning.privacy import DPConfig, Mechanism, PrivacyUnit, epsilon_spent, poisson_steps
 from tclearn.learning.train import CancelToken, TrainConfig, make_loss, train_increment
+from tclearn.records import Privacy
 
 UNET = {"arch": "unet", "options": {"channels": [4, 8], "strides": [2]}}
 DP = DPConfig(noise_multiplier=1.0, max_grad_norm=1.0, delta=1e-3, secret_seed=11)
@@ -249,3 +250,17 @@ def test_cancellation_stops_a_private_run(data: ImageData) -> None:
     token.cancel()
     with pytest.raises(TrainingCancelled):
         train_increment(build_model(UNET), data, dp_config(), cancel=token)
+
+
+def test_admit_sees_the_declared_privacy_and_can_refuse_before_any_step(data: ImageData) -> None:
+    seen: list[Privacy] = []
+    steps: list[int] = []
+    inc = train_increment(build_model(UNET), data, dp_config(), admit=seen.append)
+    assert seen == [inc.privacy]
+
+    def refuse(privacy: Privacy) -> None:
+        raise ConfigError(f"epsilon {privacy.epsilon:.2f} is over the cap")
+
+    with pytest.raises(ConfigError, match="over the cap"):
+        train_increment(build_model(UNET), data, dp_config(), admit=refuse, on_step=lambda done, _: steps.append(done))
+    assert steps == []
