@@ -9,9 +9,11 @@ they are used (`FileSamples`, through an `Intensity` and a cache budget), class 
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Sequence
 from pathlib import Path
 
+from tclearn.errors import DataError
 from tclearn.learning.data import ImageData, Task, load_classification, load_csv, load_segmentation
 from tclearn.learning.multilabel import load_multilabel, multilabel_samples
 from tclearn.learning.samples import Samples
@@ -52,3 +54,26 @@ def open_folder(
             return multilabel_samples(path, intensity, cache_bytes)
         case _:
             return load_classification(path)
+
+
+PATIENTS_FILE = "patients.csv"
+
+
+def read_patients(root: str | Path, names: Sequence[str]) -> tuple[str, ...] | None:
+    """Each item's patient, in the order of `names`, from `ROOT/patients.csv` (columns `image,patient`, the image by
+    its name without suffix); None when the folder has no such file (each image is then its own unit)."""
+    path = Path(root) / PATIENTS_FILE
+    if not path.is_file():
+        return None
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if rows and not {"image", "patient"} <= set(rows[0]):
+        raise DataError(f"{path} must have the columns image,patient; it has {','.join(rows[0])}")
+    patient = {r["image"].strip(): r["patient"].strip() for r in rows}
+    missing = [n for n in names if not patient.get(n)]
+    if missing:
+        raise DataError(
+            f"{path}: no patient for image {missing[0]!r}"
+            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+        )
+    return tuple(patient[n] for n in names)

@@ -48,6 +48,13 @@ DEFAULT_OPTIONS: dict[Arch, dict[str, Any]] = {
     Arch.FULLY_CONNECTED: {"hidden_channels": [32, 16], "dropout": 0.0},
 }
 
+# The normalisation layers an image network may be built with (option `norm`; absent: the network's own default).
+# DP-SGD needs a norm that sees one sample at a time (instance, group): BatchNorm mixes the samples of a batch.
+# MONAI's factories take one group count for every layer, which a 1-channel output layer cannot divide: a group norm
+# is built as BatchNorm and replaced layer by layer (`renormed`), as is every norm of AttentionUnet (no norm argument).
+NORMS: dict[str, Any] = {"batch": "batch", "instance": ("instance", {"affine": True}), "group": "batch"}
+NORM_ARCHS = frozenset(set(Arch) - {Arch.FULLY_CONNECTED})
+
 _INT_LISTS = {"channels", "strides", "features", "blocks_down", "blocks_up", "hidden_channels"}
 _INTS = {"num_res_units", "init_filters", "init_features", "growth_rate"}
 
@@ -63,6 +70,10 @@ def _check_option(arch: Arch, key: str, value: Any) -> Any:
         minimum = 0 if key == "num_res_units" else 1
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
             raise ConfigError(f"{arch}: option {key!r} must be an integer >= {minimum}, got {value!r}")
+        return value
+    if key == "norm":
+        if value not in NORMS:
+            raise ConfigError(f"{arch}: option 'norm' must be one of {', '.join(NORMS)}, got {value!r}")
         return value
     if key == "dropout":
         if not isinstance(value, int | float) or not 0.0 <= float(value) < 1.0:
@@ -109,7 +120,7 @@ class ModelConfig:
         if arch not in SEGMENTATION and not self.multilabel and self.out_channels < 2:
             raise ConfigError(f"{arch}: out_channels is the number of classes and must be >= 2")
         allowed = DEFAULT_OPTIONS[arch]
-        unknown = sorted(set(self.options) - set(allowed))
+        unknown = sorted(set(self.options) - set(allowed) - ({"norm"} if arch in NORM_ARCHS else set()))
         if unknown:
             raise ConfigError(
                 f"{arch}: unknown option(s) {', '.join(unknown)}; allowed: {', '.join(allowed) or 'none'}"
@@ -192,15 +203,41 @@ def build_model(config: ModelConfig | Mapping[str, Any]) -> nn.Module:
     return Standardized(net) if cfg.standardize else net
 
 
+def renormed(net: nn.Module, norm: str, dims: int) -> nn.Module:
+    """`net` with every BatchNorm layer replaced by `norm` over the same channels (for networks whose builder
+    has no norm argument); a group norm takes the largest of 8, 4, 2, 1 groups that divides the channels."""
+    if norm == "batch":
+        return net
+    for name, module in list(net.named_modules()):
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            c = module.num_features
+            new: nn.Module = (
+                nn.GroupNorm(next(g for g in (8, 4, 2, 1) if c % g == 0), c)
+                if norm == "group"
+                else (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)[dims - 1](c, affine=True)
+            )
+            parent_name, _, child = name.rpartition(".")
+            setattr(net.get_submodule(parent_name), child, new)
+    return net
+
+
 def _network(cfg: ModelConfig) -> nn.Module:
+    net = _built(cfg)
+    return renormed(net, cfg.options["norm"], cfg.spatial_dims) if "norm" in cfg.options else net
+
+
+def _built(cfg: ModelConfig) -> nn.Module:
     o, dims, c_in, c_out = cfg.options, cfg.spatial_dims, cfg.in_channels, cfg.out_channels
+    norm = {"norm": NORMS[o["norm"]]} if "norm" in o else {}  # absent: the builder's default, as before
     try:
         match cfg.arch:
             case Arch.UNET:
-                return nets.UNet(dims, c_in, c_out, o["channels"], o["strides"], num_res_units=o["num_res_units"])
+                return nets.UNet(
+                    dims, c_in, c_out, o["channels"], o["strides"], num_res_units=o["num_res_units"], **norm
+                )
             case Arch.BASIC_UNET:
-                return nets.BasicUNet(dims, c_in, c_out, features=o["features"])
-            case Arch.ATTENTION_UNET:
+                return nets.BasicUNet(dims, c_in, c_out, features=o["features"], **norm)
+            case Arch.ATTENTION_UNET:  # BatchNorm built in: `renormed` replaces it
                 return nets.AttentionUnet(dims, c_in, c_out, o["channels"], o["strides"])
             case Arch.SEGRESNET:
                 return nets.SegResNet(
@@ -210,6 +247,7 @@ def _network(cfg: ModelConfig) -> nn.Module:
                     c_out,
                     blocks_down=tuple(o["blocks_down"]),
                     blocks_up=tuple(o["blocks_up"]),
+                    **norm,
                 )
             case Arch.DENSENET121:
                 return nets.DenseNet121(
@@ -218,10 +256,11 @@ def _network(cfg: ModelConfig) -> nn.Module:
                     out_channels=c_out,
                     init_features=o["init_features"],
                     growth_rate=o["growth_rate"],
+                    **norm,
                 )
             case Arch.RESNET18 | Arch.RESNET34 | Arch.RESNET50:
                 factory = getattr(nets, cfg.arch.value)
-                model: nn.Module = factory(spatial_dims=dims, n_input_channels=c_in, num_classes=c_out)
+                model: nn.Module = factory(spatial_dims=dims, n_input_channels=c_in, num_classes=c_out, **norm)
                 return model
             case Arch.FULLY_CONNECTED:
                 return nets.FullyConnectedNet(c_in, c_out, o["hidden_channels"], dropout=o["dropout"] or None)

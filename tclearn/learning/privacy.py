@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tclearn.errors import ConfigError
+from tclearn.errors import ConfigError, DataError
 
 # Declared and recomputed epsilons are compared to this relative precision (float noise of the accountants).
 EPSILON_TOLERANCE = 1e-6
@@ -119,3 +119,56 @@ def noise_for(
 def same_epsilon(declared: float, recomputed: float) -> bool:
     """Whether a declared epsilon is the recomputed one, to the accountants' float precision."""
     return math.isclose(declared, recomputed, rel_tol=EPSILON_TOLERANCE, abs_tol=1e-9)
+
+
+class PerSample(enum.StrEnum):
+    """How DP-SGD computes per-sample gradients (the same gradients, to float precision; vmap is the faster)."""
+
+    VMAP = "vmap"  # torch.func.vmap over the whole network, one sample at a time (functorch)
+    HOOKS = "hooks"  # Opacus's GradSampleModule: a grad sampler per layer, functorch for layers it lacks
+
+
+@dataclass(frozen=True)
+class DPConfig:
+    """How a member trains with DP-SGD: each privacy unit's gradient clipped to `max_grad_norm`, Gaussian noise of
+    `noise_multiplier` times that norm added to each step's sum, epsilon accounted at `delta`."""
+
+    noise_multiplier: float
+    max_grad_norm: float
+    delta: float
+    accountant: Accountant = Accountant.RDP
+    unit: PrivacyUnit = PrivacyUnit.SAMPLE
+    per_sample: PerSample = PerSample.VMAP
+    # The seed of the mechanism's own randomness (who is drawn at each step, the noise). None: fresh from the OS,
+    # as the guarantee needs: whoever knows it can replay the draws and subtract the noise, so it is never the
+    # published training seed and never leaves the member; give one only to reproduce a run (tests, benchmarks).
+    secret_seed: int | None = None
+
+    def __post_init__(self) -> None:
+        check_mechanism(self.noise_multiplier, 1.0, 1)
+        seed = self.secret_seed
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63):
+            raise ConfigError(f"the DP secret_seed must be None or an integer in [0, 2**63), got {seed!r}")
+        if not (
+            isinstance(self.max_grad_norm, int | float) and math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0
+        ):
+            raise ConfigError(f"the clipping norm max_grad_norm must be a positive number, got {self.max_grad_norm!r}")
+        check_delta(self.delta)
+        for name, kind in (("accountant", Accountant), ("unit", PrivacyUnit), ("per_sample", PerSample)):
+            value = getattr(self, name)
+            try:
+                object.__setattr__(self, name, kind(value))
+            except ValueError:
+                allowed = ", ".join(k.value for k in kind)
+                raise ConfigError(f"unknown DP {name} {value!r}; expected one of {allowed}") from None
+
+
+def poisson_steps(batch_size: int, units: int, epochs: int) -> tuple[float, int]:
+    """The sample rate q = batch_size / units and the steps, epochs * round(1/q), of a DP-SGD run."""
+    if units < batch_size:
+        raise DataError(
+            f"{units} privacy units cannot fill an expected batch of {batch_size}; lower the batch size (not below "
+            "the coalition's minimum) or add data"
+        )
+    rate = batch_size / units
+    return rate, epochs * max(1, round(units / batch_size))

@@ -12,7 +12,7 @@ import copy
 import enum
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
@@ -25,8 +25,10 @@ from tclearn.errors import ConfigError, DataError, TrainingCancelled
 from tclearn.learning.augment import check_augment, check_patch, training_transform
 from tclearn.learning.data import Task
 from tclearn.learning.defaults import LOCAL_TRAINING
+from tclearn.learning.dpsgd import PrivateSteps, plan
+from tclearn.learning.privacy import DPConfig
 from tclearn.learning.samples import Samples, augmented, batches, first_pair
-from tclearn.records import TrainingFacts
+from tclearn.records import Privacy, TrainingFacts
 
 StateDict = dict[str, torch.Tensor]
 
@@ -59,6 +61,7 @@ class TrainConfig:
     progress: bool = False
     augment: tuple[str, ...] = ()  # MONAI random transforms by name (tclearn.learning.augment), seeded by `seed`
     patch: tuple[int, ...] | None = None  # train on random crops of this size; evaluate with a sliding window
+    dp: DPConfig | None = None  # DP-SGD (tclearn.learning.dpsgd): Poisson batches of expected size `batch_size`
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "min_batch_size"):
@@ -74,6 +77,8 @@ class TrainConfig:
             raise ConfigError(f"bad training option: {exc}") from None
         object.__setattr__(self, "augment", check_augment(self.augment))
         object.__setattr__(self, "patch", check_patch(self.patch))
+        if self.dp is not None and not isinstance(self.dp, DPConfig):
+            raise ConfigError(f"dp must be a DPConfig or None, got {type(self.dp).__name__}")
         if self.batch_size < self.min_batch_size:
             raise ConfigError(
                 f"batch size {self.batch_size} is below the coalition's minimum batch size {self.min_batch_size}"
@@ -84,6 +89,7 @@ class TrainConfig:
 class Increment:
     weights: StateDict
     facts: TrainingFacts
+    privacy: Privacy | None = None  # trained with DP-SGD: the mechanism run and the epsilon it spends
 
 
 class CancelToken:
@@ -188,12 +194,19 @@ def train_increment(
     config: TrainConfig,
     cancel: CancelToken | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    patients: Sequence[str] | None = None,
+    admit: Callable[[Privacy], None] | None = None,
 ) -> Increment:
     """Train a copy of `parent` on `data`; the parent's weights are left as they were.
 
     `cancel` stops the run before its next step (`TrainingCancelled`); `on_step(done, total)` is called
-    after every optimisation step (services report progress with it).
+    after every optimisation step (services report progress with it). With `config.dp` the run is DP-SGD
+    (`tclearn.learning.dpsgd`): `patients` (one id per item of `data`) groups items for the patient unit, and
+    `admit` sees the `Privacy` the increment will declare before any step (raise to refuse the run: the
+    coalition's privacy policy).
     """
+    if config.dp is not None:
+        return _train_private(parent, data, config, patients, cancel, on_step, admit)
     if len(data) < config.batch_size:
         raise DataError(
             f"{len(data)} samples cannot fill one batch of {config.batch_size}; "
@@ -202,11 +215,7 @@ def train_increment(
     device = choose_device(config.device)
     use_amp = config.amp and device.type == "cuda"
     steps_per_epoch = len(data) // config.batch_size  # drop the partial batch: no step on fewer samples
-    spatial_dims = first_pair(data)[0].dim() - 2
-    transform = training_transform(
-        config.augment, spatial_dims, data.task is Task.SEGMENTATION, config.seed, config.patch
-    )
-    source = data if transform is None or spatial_dims < 1 else augmented(data, transform)
+    source = _training_source(data, config)
     started = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
@@ -241,7 +250,22 @@ def train_increment(
                     if on_step is not None:
                         on_step(_epoch * steps_per_epoch + step + 1, total)
     weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    facts = TrainingFacts(
+    return Increment(weights, _facts(data, config, total, started, device, use_amp, last))
+
+
+def _training_source(data: Samples, config: TrainConfig) -> Samples:
+    """`data` as training reads it: through the run's seeded augmentation, if any (images only)."""
+    spatial_dims = first_pair(data)[0].dim() - 2
+    transform = training_transform(
+        config.augment, spatial_dims, data.task is Task.SEGMENTATION, config.seed, config.patch
+    )
+    return data if transform is None or spatial_dims < 1 else augmented(data, transform)
+
+
+def _facts(
+    data: Samples, config: TrainConfig, steps: int, started: float, device: torch.device, amp: bool, last: torch.Tensor
+) -> TrainingFacts:
+    return TrainingFacts(
         samples=len(data),
         epochs=config.epochs,
         batch_size=config.batch_size,
@@ -249,12 +273,58 @@ def train_increment(
         lr=config.lr,
         seed=config.seed,
         loss=(config.loss or default_loss(data.task)).value,
-        steps=config.epochs * steps_per_epoch,
+        steps=steps,
         duration_s=round(time.perf_counter() - started, 4),
         device=str(device),
-        amp=use_amp,
+        amp=amp,
         final_loss=float(last.detach().cpu()),
         augmentation=config.augment,
         patch=config.patch,
     )
-    return Increment(weights, facts)
+
+
+def _train_private(
+    parent: nn.Module,
+    data: Samples,
+    config: TrainConfig,
+    patients: Sequence[str] | None,
+    cancel: CancelToken | None,
+    on_step: Callable[[int, int], None] | None,
+    admit: Callable[[Privacy], None] | None,
+) -> Increment:
+    """`train_increment` with `config.dp` (`tclearn.learning.dpsgd`): every check before the first step, Poisson
+    batches, float32 (no AMP); the same seed and `dp.secret_seed` give the same draws, noise and weights."""
+    assert config.dp is not None
+    device = choose_device(config.device)
+    model = copy.deepcopy(parent).to(device)
+    run = plan(model, data, config.dp, config.batch_size, config.epochs, patients)
+    if admit is not None:
+        admit(run.privacy())
+    source = _training_source(data, config)
+    started = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model.train()
+        x0, y0 = first_pair(source)
+        with torch.no_grad():  # check that model and data fit each other before any step
+            out = forward_checked(model, x0.float().to(device), as_targets(y0, data.task).to(device), data.task)
+        loss_fn = make_loss(data.task, config.loss, int(out.shape[1]))
+        optimiser = make_optimiser(config, (p for p in model.parameters() if p.requires_grad))
+        steps = PrivateSteps(run, model, loss_fn, optimiser, config.batch_size, device)
+        last = torch.zeros(())
+        with _progress(config.progress, run.steps) as advance:
+            for step in range(run.steps):
+                if cancel is not None and cancel.cancelled:
+                    raise TrainingCancelled("training cancelled", steps=step)
+                items, owners = steps.draw()
+                x = y = None
+                if items:
+                    xb, yb = next(iter(batches(source, len(items), items)))
+                    x, y = xb.float().to(device), as_targets(yb, data.task).to(device)
+                loss = steps.step(x, y, owners)
+                last = last if loss is None else loss
+                advance()
+                if on_step is not None:
+                    on_step(step + 1, run.steps)
+    weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    return Increment(weights, _facts(data, config, run.steps, started, device, False, last), run.privacy())

@@ -7,6 +7,7 @@ import torch
 
 from tclearn.errors import ConfigError
 from tclearn.learning.data import Task
+from tclearn.learning.dpsgd import incompatible_layers
 from tclearn.learning.models import Arch, ModelConfig, arch_hash, build_model
 
 
@@ -43,6 +44,8 @@ def test_fully_connected_for_tables() -> None:
         ({"arch": "resnet18", "out_channels": 1}, "out_channels"),
         ({"arch": "unet", "colour": "red"}, "colour"),
         ({"spatial_dims": 2}, "arch"),
+        ({"arch": "unet", "options": {"norm": "layer"}}, "'norm' must be one of batch, instance, group"),
+        ({"arch": "fully_connected", "options": {"norm": "group"}}, "unknown option.*norm"),
     ],
 )
 def test_bad_configs_name_the_value(config: dict, message: str) -> None:
@@ -72,3 +75,37 @@ def test_image_networks_standardise_each_image_so_scanner_gain_and_offset_drop_o
     assert arch_hash(ModelConfig(arch=Arch.UNET)) != arch_hash(ModelConfig(arch=Arch.UNET, standardize=False))
     with pytest.raises(ConfigError, match="standardize is for images"):
         ModelConfig.from_dict({"arch": "fully_connected", "in_channels": 3, "standardize": True})
+
+
+@pytest.mark.parametrize("arch", [a for a in Arch if a is not Arch.FULLY_CONNECTED])
+@pytest.mark.parametrize("norm", ["instance", "group"])
+def test_norm_option_leaves_no_batchnorm_and_still_runs(arch: Arch, norm: str) -> None:
+    config = ModelConfig.from_dict({"arch": arch.value, "options": {"norm": norm}})
+    model = build_model(config)
+    assert incompatible_layers(model) == []
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    out = model.train()(torch.zeros(2, 1, 64, 64))
+    assert out.shape[0] == 2
+    assert arch_hash(config) != arch_hash(ModelConfig.from_dict({"arch": arch.value}))
+
+
+def test_norm_is_absent_from_the_config_unless_given() -> None:
+    assert "norm" not in ModelConfig.from_dict({"arch": "densenet121"}).to_dict()["options"]
+    assert ModelConfig.from_dict({"arch": "densenet121", "options": {"norm": "group"}}).options["norm"] == "group"
+
+
+@pytest.mark.parametrize(
+    ("arch", "dp_ready"),
+    [
+        ("unet", True),
+        ("basic_unet", True),
+        ("segresnet", True),
+        ("attention_unet", False),
+        ("densenet121", False),
+        ("resnet18", False),
+        ("fully_connected", True),
+    ],
+)
+def test_which_archs_are_dp_ready_as_they_are(arch: str, dp_ready: bool) -> None:
+    config = {"arch": arch, **({"in_channels": 4} if arch == "fully_connected" else {})}
+    assert (incompatible_layers(build_model(config)) == []) is dp_ready
