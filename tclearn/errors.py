@@ -119,6 +119,13 @@ class NodeError(LedgerError):
 # --- vault ------------------------------------------------------------------------------------------
 
 
+class PrivacyBudgetExceeded(TclearnError):
+    """A member's increment would spend more epsilon than is left of its privacy budget on chain."""
+
+    code = "privacy_budget_exceeded"
+    http_status = 409
+
+
 class ConflictError(TclearnError):
     """The vault already holds different content under the same name."""
 

@@ -38,6 +38,7 @@ from tclearn.vault.store import BlobStore
 M = TypeVar("M")
 StateDict = dict[str, torch.Tensor]
 OnStep = Callable[[int, int], None]  # (steps done, steps in all)
+Admission = Callable[[Privacy], None]  # sees a DP increment's privacy facts before its first step; raises to refuse
 
 
 @dataclass(frozen=True)
@@ -91,9 +92,16 @@ class ModelBackend(Protocol[M]):
         ref: str = "",
         cancel: CancelToken | None = None,
         on_step: OnStep | None = None,
+        admit: Admission | None = None,
     ) -> Trained[M]:
         """`member`'s increment of `parent` (`ref`: its hash) on its training data; a Byzantine member applies
-        its attack (seeded by `seed`)."""
+        its attack (seeded by `seed`). A DP-SGD increment shows `admit` the `Privacy` it will declare before its
+        first step (`admit` raises to refuse it)."""
+        ...
+
+    @property
+    def private(self) -> bool:
+        """Whether its increments are trained with differential privacy (DP-SGD)."""
         ...
 
     def score(self, reader: Hospital, model: M, data: Samples, ref: str) -> Scored:
@@ -158,12 +166,14 @@ class TensorBackend:
         ref: str = "",
         cancel: CancelToken | None = None,
         on_step: OnStep | None = None,
+        admit: Admission | None = None,
     ) -> Trained[StateDict]:
         data = poisoned(member.attack, member.train, seed)
         with self.clock("training"):
             training = replace(self.training, seed=self.training.seed + seed)  # another order for another round
             training = attack_training(member.attack, training)
-            increment = train_increment(self.network(parent), data, training, cancel, on_step)
+            patients = member.patients if len(data) == len(member.train) else None
+            increment = train_increment(self.network(parent), data, training, cancel, on_step, patients, admit)
         probe = member.probe
         weights = attack_weights(
             member.attack,
@@ -174,6 +184,10 @@ class TensorBackend:
             tolerance=AcceptancePolicy.tolerance_global,  # the attacker assumes the default policy
         )
         return Trained(weights, increment.facts, increment.privacy)
+
+    @property
+    def private(self) -> bool:
+        return self.training.dp is not None
 
     def score(self, reader: Hospital, model: StateDict, data: Samples, ref: str) -> Scored:
         with self.clock("evaluation"):

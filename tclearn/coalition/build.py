@@ -22,6 +22,7 @@ from tclearn.coalition.declared import check_expected, declared_policy
 from tclearn.errors import ConfigError, DataError, NotFoundError
 from tclearn.learning.data import ImageData, Task
 from tclearn.learning.defaults import ENCRYPTED_TRAINING, EncryptedTraining
+from tclearn.learning.folders import read_patients
 from tclearn.learning.manifest import Manifest, fingerprint
 from tclearn.learning.models import ModelConfig
 from tclearn.learning.multilabel import LABELS_CSV, multilabel_samples
@@ -48,6 +49,7 @@ class HospitalData:
     train: Samples
     local_test: Samples
     manifest: Manifest
+    patients: tuple[str, ...] | None = None  # each training item's patient (`train/patients.csv`), if grouped
 
 
 class DataFormat(Protocol):
@@ -116,7 +118,8 @@ class Images:
             raise DataError(
                 f"{folder}'s labels ({', '.join(train.classes)}) are not G's ({', '.join(global_test.classes)})"
             )
-        return HospitalData(train, test, fingerprint(folder / "train"))
+        patients = read_patients(folder / "train", train.names)  # the patient privacy unit, where it is grouped
+        return HospitalData(train, test, fingerprint(folder / "train"), patients)
 
 
 READERS: dict[Task, Callable[[Path, Intensity, int], FileSamples]] = {

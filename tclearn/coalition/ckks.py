@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from tclearn.canonical import canonical_hash
-from tclearn.coalition.backend import OnStep, Trained
+from tclearn.coalition.backend import Admission, OnStep, Trained
 from tclearn.coalition.founding import Founder
 from tclearn.coalition.hospital import Clock, Hospital
 from tclearn.errors import AccessDenied, ConfigError, IntegrityError
@@ -107,8 +107,10 @@ class CkksBackend:
         ref: str = "",
         cancel: CancelToken | None = None,
         on_step: OnStep | None = None,
+        admit: Admission | None = None,
     ) -> Trained[EncryptedModel]:
-        """A few encrypted full-batch steps: not cancellable midway, progress reported at the end."""
+        """A few encrypted full-batch steps: not cancellable midway, progress reported at the end; never DP-SGD
+        (`admit` is not called)."""
         x, y = features(member.train, f"{member.name}'s training data")
         if member.attack is Attack.LABEL_FLIP:
             y = flip_labels(y)
@@ -132,6 +134,10 @@ class CkksBackend:
             device="ckks",
         )
         return Trained(submitted, facts)
+
+    @property
+    def private(self) -> bool:
+        return False  # encrypted full-batch steps, not DP-SGD
 
     def score(self, reader: Hospital, model: EncryptedModel, data: Samples, ref: str) -> Scored:
         """Each class's subset scored apart — the supervisor decrypts only that subset's aggregate accuracy — and

@@ -4,7 +4,8 @@ Checks (PROTOCOL.md, step 2), in order, stopping at the first that fails: the bl
 metadata blob hashes to the on-chain metadata hash and parses as `CandidateMetadata`; it declares the current
 head as parent, the coalition's variant and model (`integrity.declared_problem`); the declared training facts
 meet policy (`integrity.policy_problem`); its differential privacy: required by the policy, within its rules, the
-epsilon recomputed from the declared mechanism, and the charge on chain that epsilon (`integrity.privacy_problem`); the backend opens the model — hash, decryption, decoding to exactly
+epsilon recomputed from the declared mechanism, and the charge on chain that epsilon (`integrity.privacy_problem`);
+the backend opens the model — hash, decryption, decoding to exactly
 the coalition's model, finite values (for an encrypted model: the coalition's context, shape and scaling, and
 its weights within the range its metadata declares, measured by the supervisor); the update — its distance
 from its parent over the parent's norm — is the size the metadata declares and within the policy's

@@ -29,6 +29,7 @@ class Hospital:
     manifest: Manifest
     attack: Attack = Attack.NONE
     probe: Samples | None = None  # the set a simulated attacker tunes its attack on (the demo's: G)
+    patients: tuple[str, ...] | None = None  # each training item's patient: DP's patient unit groups them
 
     @property
     def address(self) -> str:

@@ -49,17 +49,17 @@ def privacy_problem(metadata: CandidateMetadata, policy: AcceptancePolicy, charg
         if charged:
             return f"its submission charged epsilon {epsilon_of(charged):g}, but it declares no differential privacy"
         return None
-    problem = _against_policy(declared, policy) or _against_facts(declared, metadata) or _recomputed(declared)
+    problem = privacy_rules_problem(declared, policy) or _against_facts(declared, metadata) or _recomputed(declared)
     if problem:
         return problem
     if charged != epsilon_units(declared.epsilon):
-        return (
-            f"it declares epsilon {declared.epsilon:g}, but its submission charged {epsilon_of(charged):g} on chain"
-        )
+        return f"it declares epsilon {declared.epsilon:g}, but its submission charged {epsilon_of(charged):g} on chain"
     return None
 
 
-def _against_policy(declared: Privacy, policy: AcceptancePolicy) -> str | None:
+def privacy_rules_problem(declared: Privacy, policy: AcceptancePolicy) -> str | None:
+    """What in declared privacy facts breaks the coalition's privacy policy (delta, accountant, noise); None if
+    nothing (or the coalition has no privacy policy). The member asks it before training, the general after."""
     rules = policy.privacy
     if rules is None:
         return None

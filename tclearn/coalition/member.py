@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from tclearn import __version__
 from tclearn.coalition.blobs import put_record, vault_uri
+from tclearn.coalition.budget import admission, check_private_training
 from tclearn.coalition.context import Coalition, Hospital
 from tclearn.errors import ContractRevert, TrainingCancelled
 from tclearn.learning.train import CancelToken
@@ -54,7 +55,10 @@ def increment(
     # Seeded by the id the candidate will take: a member that trains again on the same head (its last candidate
     # rejected) submits another increment, never the same blob twice (the contract refuses a duplicate).
     seed = co.client.model_count()
-    trained = co.backend.train(member, parent, seed=seed, ref=parent_hash, cancel=cancel, on_step=on_step)
+    check_private_training(co, member)
+    trained = co.backend.train(
+        member, parent, seed=seed, ref=parent_hash, cancel=cancel, on_step=on_step, admit=admission(co, member)
+    )
     report_phase(progress, "storing", 0.0, cancel)
     model_hash = co.backend.store_model(trained.model)
     metadata = CandidateMetadata(

@@ -97,7 +97,8 @@ class PrivacyPolicy(Record):
             )
         if self.accountant not in KNOWN_ACCOUNTANTS:
             raise ConfigError(
-                f"the privacy policy's accountant must be one of {', '.join(KNOWN_ACCOUNTANTS)}, got {self.accountant!r}"
+                f"the privacy policy's accountant must be one of {', '.join(KNOWN_ACCOUNTANTS)}, "
+                f"got {self.accountant!r}"
             )
 
 

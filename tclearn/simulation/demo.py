@@ -280,6 +280,7 @@ def setup(settings: DemoSettings, chain: Chain, out: Path) -> tuple[Coalition, R
             d.manifest,
             attack,
             probe=global_test if attack is not Attack.NONE else None,
+            patients=d.patients,
         )
         for f, a, d, attack in zip(
             folders, accounts, data, map(settings.attack_at, range(settings.members)), strict=True

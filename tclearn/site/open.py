@@ -108,7 +108,15 @@ def open_site(config: SiteConfig) -> Site:
     account = choose_signer(client.chain.chain_id, client.chain.embedded, config.keystore, config.dev_account)
     probe = global_test if config.attack is not Attack.NONE else None  # a simulated attacker tunes itself on G
     hospital = Hospital(
-        config.name, account, _x25519(config, variant), data.train, data.local_test, data.manifest, config.attack, probe
+        config.name,
+        account,
+        _x25519(config, variant),
+        data.train,
+        data.local_test,
+        data.manifest,
+        config.attack,
+        probe,
+        data.patients,
     )
     training = TrainConfig(**config.training.model_dump())
     coalition_id = CoalitionId.of_client(client)

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from eth_account.signers.local import LocalAccount
 
 from tclearn.canonical import canonical_json
-from tclearn.coalition.backend import OnStep, Trained
+from tclearn.coalition.backend import Admission, OnStep, Trained
 from tclearn.coalition.context import Clock, Coalition, Hospital
 from tclearn.coalition.founding import Founder, found
 from tclearn.coalition.policy import AcceptancePolicy
@@ -38,7 +38,7 @@ from tclearn.ledger.chain import embedded_chain
 from tclearn.ledger.directory import ChainDirectory
 from tclearn.ledger.governance import DEFAULT_MIN_VALIDATORS, Admit, Parameters
 from tclearn.ledger.memory import InMemoryLedger, MemoryChain
-from tclearn.records import ModelDescription, TrainingFacts
+from tclearn.records import ModelDescription, Privacy, TrainingFacts
 from tclearn.types import Role, Variant
 from tclearn.vault.store import BlobStore, FsspecStore
 
@@ -64,6 +64,11 @@ class StubBackend:
     clock: Clock = field(default_factory=Clock)
     variant: Variant = Variant.A
     scored: Counter[tuple[str, str]] = field(default_factory=Counter)  # (reader address, model hash) -> calls
+    privacy: Privacy | None = None  # what each increment declares it spent, as a DP-SGD run would (admit sees it)
+
+    @property
+    def private(self) -> bool:
+        return self.privacy is not None
 
     def describe(self) -> ModelDescription:
         return DESCRIPTION
@@ -99,7 +104,10 @@ class StubBackend:
         ref: str = "",
         cancel: CancelToken | None = None,
         on_step: OnStep | None = None,
+        admit: Admission | None = None,
     ) -> Trained[StubModel]:
+        if self.privacy is not None and admit is not None:
+            admit(self.privacy)
         for step in range(STEPS):
             if cancel is not None and cancel.cancelled:
                 raise TrainingCancelled("training cancelled", phase="training")
@@ -115,7 +123,7 @@ class StubBackend:
         elif member.attack is not Attack.NONE:
             raise NotImplementedError(f"the stub backend has no {member.attack} attack")
         facts = TrainingFacts(len(member.train), 1, BATCH_SIZE, "sgd", 0.1, seed, "stub", STEPS, 0.0, "cpu")
-        return Trained({"w": w, "by": float(int(member.address, 16) % 10**6), **lost}, facts)
+        return Trained({"w": w, "by": float(int(member.address, 16) % 10**6), **lost}, facts, self.privacy)
 
     def score(self, reader: Hospital, model: StubModel, data: ImageData, ref: str) -> Scored:
         self.scored[(reader.address, ref)] += 1
