@@ -172,3 +172,27 @@ def poisson_steps(batch_size: int, units: int, epochs: int) -> tuple[float, int]
         )
     rate = batch_size / units
     return rate, epochs * max(1, round(units / batch_size))
+
+
+def calibrated(
+    epsilon: float | None,
+    noise_multiplier: float | None,
+    *,
+    max_grad_norm: float,
+    delta: float,
+    accountant: Accountant,
+    unit: PrivacyUnit,
+    batch_size: int,
+    epochs: int,
+    units: int,
+) -> DPConfig:
+    """A member's DP-SGD settings from what it chose — the epsilon each increment may spend (the noise multiplier
+    found for `epochs` epochs of Poisson batches of `batch_size` over `units` privacy units) or the noise multiplier
+    itself, exactly one — and the coalition's delta and accountant."""
+    if (epsilon is None) == (noise_multiplier is None):
+        raise ConfigError("give exactly one of epsilon (per increment) and noise_multiplier for DP-SGD training")
+    if noise_multiplier is None:
+        assert epsilon is not None
+        rate, steps = poisson_steps(batch_size, units, epochs)
+        noise_multiplier = noise_for(epsilon, rate, steps, delta, accountant)
+    return DPConfig(noise_multiplier, max_grad_norm, delta, accountant, unit)

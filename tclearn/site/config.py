@@ -46,6 +46,23 @@ class ModelSection(BaseModel):
     multilabel: bool = False  # image classifiers: independent 0/1 labels (images/ + labels.csv folders)
 
 
+class PrivacyTrainingSection(BaseModel):
+    """DP-SGD for this site's increments (docs/privacy.md): the epsilon each increment may spend (the noise multiplier
+    is found for it) or the noise multiplier itself; delta and the accountant are the coalition's (its policy)."""
+
+    model_config = ConfigDict(extra="forbid")
+    epsilon: float | None = Field(default=None, gt=0)
+    noise_multiplier: float | None = Field(default=None, gt=0)
+    max_grad_norm: float = Field(default=1.0, gt=0)
+    unit: Literal["sample", "patient"] = "sample"  # patient: train/patients.csv groups the images
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Self:
+        if (self.epsilon is None) == (self.noise_multiplier is None):
+            raise ValueError("give exactly one of epsilon (per increment) and noise_multiplier")
+        return self
+
+
 class TrainingSection(BaseModel):
     model_config = ConfigDict(extra="forbid")
     epochs: int = Field(default=COALITION_TRAINING.epochs, ge=1)
@@ -56,6 +73,7 @@ class TrainingSection(BaseModel):
     loss: Literal["dice", "dice_ce", "ce"] | None = None  # None: dice_ce for segmentation, ce for classes
     augment: list[str] = []  # MONAI random transforms by name: flip, rotate90, rotate, intensity, noise
     patch: list[int] | None = None  # 3-D: train on random crops of this size, evaluate with a sliding window
+    privacy: PrivacyTrainingSection | None = None  # DP-SGD; required where the coalition's policy requires DP
 
 
 class IntensitySection(BaseModel):

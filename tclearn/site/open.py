@@ -7,6 +7,7 @@ feature tables in variant C) and the model backend. Errors name the file's field
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -14,11 +15,12 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from tclearn.coalition.build import build, data_format
 from tclearn.coalition.context import Coalition, Hospital
-from tclearn.coalition.policy import AcceptancePolicy
-from tclearn.errors import ConfigError
+from tclearn.coalition.policy import AcceptancePolicy, PrivacyPolicy
+from tclearn.errors import ConfigError, DataError
 from tclearn.learning.choices import Attack
 from tclearn.learning.defaults import EncryptedTraining
 from tclearn.learning.models import ModelConfig
+from tclearn.learning.privacy import Accountant, PrivacyUnit, calibrated, check_delta
 from tclearn.learning.train import TrainConfig
 from tclearn.learning.volumes import Intensity
 from tclearn.ledger.accounts import choose_signer
@@ -89,6 +91,44 @@ def _check_training(config: SiteConfig, policy: AcceptancePolicy) -> None:
         )
 
 
+def _private(coalition: Coalition, config: SiteConfig, hospital: Hospital, training: TrainConfig) -> Coalition:
+    """The coalition as this site trains in it: with DP-SGD where `[training.privacy]` says so, at the coalition's
+    delta and accountant; a `ConfigError` where the coalition requires DP and the site does not train with it."""
+    chosen, rules = config.training.privacy, coalition.policy.privacy
+    if chosen is None:
+        if rules is not None and rules.required:
+            raise ConfigError(
+                f"site {config.name!r}: the coalition requires differential privacy (its policy on chain) and this "
+                "site trains without it: set [training.privacy] epsilon = E (what each increment may spend) or "
+                "noise_multiplier = S"
+            )
+        return coalition
+    if coalition.backend.variant is Variant.C:
+        raise ConfigError(
+            f"site {config.name!r}: variant C trains encrypted full-batch steps, not DP-SGD; remove [training.privacy]"
+        )
+    unit = PrivacyUnit(chosen.unit)
+    grouped = unit is PrivacyUnit.PATIENT and hospital.patients is not None
+    units = len(set(hospital.patients or ())) if grouped else len(hospital.train)
+    delta = rules.delta if rules is not None else PrivacyPolicy().delta
+    try:
+        check_delta(delta, units)
+        dp = calibrated(
+            chosen.epsilon,
+            chosen.noise_multiplier,
+            max_grad_norm=chosen.max_grad_norm,
+            delta=delta,
+            accountant=Accountant(rules.accountant if rules is not None else PrivacyPolicy().accountant),
+            unit=unit,
+            batch_size=config.training.batch_size,
+            epochs=config.training.epochs,
+            units=units,
+        )
+    except (ConfigError, DataError) as exc:
+        raise ConfigError(f"site {config.name!r}: [training.privacy]: {exc}") from None
+    return coalition.trained_with(dataclasses.replace(training, dp=dp))
+
+
 def open_site(config: SiteConfig) -> Site:
     """Connects to the coalition as this hospital and loads its data; errors name the file or field."""
     keep_blob_buffers()  # a site streams models to and from the vault all its life
@@ -118,7 +158,7 @@ def open_site(config: SiteConfig) -> Site:
         probe,
         data.patients,
     )
-    training = TrainConfig(**config.training.model_dump())
+    training = TrainConfig(**config.training.model_dump(exclude={"privacy"}))
     coalition_id = CoalitionId.of_client(client)
     store = HttpStore(config.vault_url, account.key, coalition=coalition_id)
     opened: list[Closable] = [store]
@@ -145,6 +185,7 @@ def open_site(config: SiteConfig) -> Site:
             votes=config.votes,
         )
         _check_training(config, coalition.policy)
+        coalition = _private(coalition, config, hospital, training)
     except BaseException:
         for connection in opened:
             connection.close()
