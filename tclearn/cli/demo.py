@@ -13,7 +13,7 @@ from rich.table import Table
 
 from tclearn.cli.common import console
 from tclearn.learning.choices import DEFAULT_AGGREGATOR, Aggregator, Attack
-from tclearn.learning.defaults import DEMO_ROUNDS, ENCRYPTED_DEMO_ROUNDS
+from tclearn.learning.defaults import DEMO_ROUNDS, DEMO_TRAIN, ENCRYPTED_DEMO_ROUNDS
 from tclearn.types import Variant
 
 if TYPE_CHECKING:
@@ -142,6 +142,14 @@ def demo(
     ),
     task: str = typer.Option("segmentation", "--task", help="segmentation, or multilabel (ten CT regions)."),
     dims: int = typer.Option(2, "--dims", help="Synthetic data: 2 (pictures) or 3 (CT volumes, NIfTI)."),
+    dp_epsilon: float | None = typer.Option(
+        None,
+        "--dp-epsilon",
+        help="A DP coalition: each hospital's epsilon cap (delta 1e-5) over all its increments, kept on chain; "
+        "increments are DP-SGD, each spending its share.",
+        show_default=False,
+    ),
+    cases: int = typer.Option(DEMO_TRAIN, "--cases", help="Synthetic data: labelled training cases per hospital."),
     out: Path = typer.Option(Path("out/demo"), "--out", help="Vault, data, summary.json and deployment.json go here."),
     seed: int = typer.Option(0, "--seed", help="Seed of the data, the genesis model and training."),
     as_json: bool = typer.Option(False, "--json", help="Print only summary.json."),
@@ -169,6 +177,8 @@ def demo(
         seed=seed,
         data=data,
         label_column=label_column,
+        dp_epsilon=dp_epsilon,
+        cases=cases,
     )
     metric = (
         {"segmentation": "Dice", "multilabel": "mean AUC"}.get(task, task)

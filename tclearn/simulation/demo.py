@@ -9,6 +9,7 @@ regression on feature tables, a supervisor holding the key) is founded and judge
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from tclearn.coalition.build import (
 from tclearn.coalition.context import PHASES, Coalition, Hospital
 from tclearn.coalition.fedavg import Aggregator
 from tclearn.coalition.founding import Founder
-from tclearn.coalition.policy import AcceptancePolicy
+from tclearn.coalition.policy import AcceptancePolicy, PrivacyPolicy
 from tclearn.coalition.rounds import CandidateRow, run_fedavg_round, run_round
 from tclearn.coalition.validator import metric_name
 from tclearn.errors import ConfigError
@@ -42,6 +43,8 @@ from tclearn.learning.data import Task
 from tclearn.learning.defaults import (
     COALITION_TRAINING,
     DEMO_ROUNDS,
+    DEMO_TRAIN,
+    DP_TRAINING,
     ENCRYPTED_TRAINING,
     SIMULATION_LOSS,
     EncryptedTraining,
@@ -49,6 +52,7 @@ from tclearn.learning.defaults import (
 from tclearn.learning.models import ModelConfig
 from tclearn.learning.multilabel_synth import synth_multilabel
 from tclearn.learning.poison import check_task
+from tclearn.learning.privacy import Accountant, PrivacyUnit, calibrated
 from tclearn.learning.samples import Samples, first_pair
 from tclearn.learning.synth import DEFAULT_SIZE, GLOBAL, synth_coalition
 from tclearn.learning.tabular import synth_tabular
@@ -79,8 +83,6 @@ DEMO_OPTIONS: dict[tuple[str, int], dict[str, Any]] = {
 # increments (DEMO_ROUNDS) reach the pooled model (docs/coalition.md).
 DEMO_EPOCHS = 8
 SIMULATION_LOSS_NAME = LossName(SIMULATION_LOSS)
-# Labelled cases per hospital in the demo's synthetic coalition: few, as in a real one.
-DEMO_TRAIN = 24
 
 
 class Reference(Protocol):
@@ -126,6 +128,10 @@ class DemoSettings(RunSpec):
     he_lr: float = ENCRYPTED_TRAINING.lr  # variant C: their learning rate
     acceptance: AcceptancePolicy | None = None  # the policy to found with (`--policy`); None: the defaults
     baselines: bool = True  # False: the head is scored alone, no hospital-alone or pooled model is trained
+    # A DP coalition: every hospital's epsilon cap over all its increments (DP required by the policy); each increment
+    # spends its share, the cap over the increments a hospital proposes (`rounds` over `members`, rounded up)
+    dp_epsilon: float | None = None
+    cases: int = DEMO_TRAIN  # synthetic data: labelled training cases per hospital
 
     def model_config(self, data: Samples) -> ModelConfig:
         """The network for the task, shaped by the data (channels, spatial dims, labels); in variant C, whose model
@@ -140,8 +146,10 @@ class DemoSettings(RunSpec):
             return ModelConfig(arch, spatial_dims, int(x.shape[1]), len(data.classes), options, multilabel=True)  # type: ignore[arg-type]
         return ModelConfig(arch, spatial_dims, int(x.shape[1]), options=options)  # type: ignore[arg-type]
 
-    def training(self) -> TrainConfig:
-        return TrainConfig(
+    def training(self, units: int | None = None) -> TrainConfig:
+        """How every hospital trains; in a DP coalition with DP-SGD calibrated for the smallest hospital's `units`
+        training cases (a larger one spends less at the same noise), at the optimiser DP-SGD needs (DP_TRAINING)."""
+        plain = TrainConfig(
             epochs=self.epochs,
             batch_size=self.batch_size,
             lr=self.lr,
@@ -149,14 +157,50 @@ class DemoSettings(RunSpec):
             seed=self.seed,
             min_batch_size=self.min_batch_size,
         )
+        if self.dp_epsilon is None or units is None:
+            return plain
+        rules = self.privacy()
+        assert rules is not None
+        dp = calibrated(
+            self.epsilon_per_increment,
+            None,
+            max_grad_norm=DP_TRAINING.max_grad_norm,
+            delta=rules.delta,
+            accountant=Accountant(rules.accountant),
+            unit=PrivacyUnit.SAMPLE,
+            batch_size=self.batch_size,
+            epochs=self.epochs,
+            units=units,
+        )
+        return dataclasses.replace(plain, optimiser=DP_TRAINING.optimiser, lr=DP_TRAINING.lr, dp=dp)
+
+    @property
+    def epsilon_per_increment(self) -> float:
+        """What each increment may spend: the cap shared by the increments each hospital proposes."""
+        assert self.dp_epsilon is not None
+        return self.dp_epsilon / math.ceil(self.rounds / self.members)
+
+    def privacy(self) -> PrivacyPolicy | None:
+        """The privacy policy of a DP coalition: DP required, each hospital's cap `dp_epsilon`."""
+        if self.dp_epsilon is None:
+            return None
+        if self.acceptance is not None and self.acceptance.privacy is not None:
+            return dataclasses.replace(self.acceptance.privacy, epsilon_cap=self.dp_epsilon)
+        return PrivacyPolicy(required=True, epsilon_cap=self.dp_epsilon)
 
     def policy(self) -> AcceptancePolicy:
         """The acceptance policy the demo founds its coalition with: `acceptance` (a policy file) if given, else
         the defaults with the demo's tolerances; the aggregator and the smallest batch are the run's."""
         if self.acceptance is not None:
-            return dataclasses.replace(self.acceptance, aggregator=self.aggregator.value)
+            return dataclasses.replace(
+                self.acceptance, aggregator=self.aggregator.value, privacy=self.privacy() or self.acceptance.privacy
+            )
         return AcceptancePolicy(
-            self.tolerance_global, self.tolerance_local, self.min_batch_size, aggregator=self.aggregator.value
+            self.tolerance_global,
+            self.tolerance_local,
+            self.min_batch_size,
+            aggregator=self.aggregator.value,
+            privacy=self.privacy(),
         )
 
     @property
@@ -199,6 +243,16 @@ class DemoSettings(RunSpec):
         if self.byzantine and self.variant is not Variant.C:
             for attack in self.attacks:
                 check_task(attack, self.task)
+        if self.cases < self.batch_size:
+            raise ConfigError(f"--cases {self.cases} cannot fill one batch of {self.batch_size}")
+        if self.dp_epsilon is not None:
+            if not (math.isfinite(self.dp_epsilon) and self.dp_epsilon > 0):
+                raise ConfigError(f"--dp-epsilon must be a positive number, got {self.dp_epsilon}")
+            if self.variant is Variant.C or self.mode != "incremental":
+                raise ConfigError(
+                    "--dp-epsilon trains DP-SGD increments: variant A or B, incremental mode (variant C trains "
+                    "encrypted full-batch steps; a FedAvg aggregate's privacy is its contributions')"
+                )
 
 
 def chosen_aggregator(given: Aggregator | None, acceptance: AcceptancePolicy | None) -> Aggregator:
@@ -225,7 +279,7 @@ def synthesize(settings: DemoSettings, root: Path) -> None:
         synth_multilabel(root, hospitals=settings.members, dims=settings.dims, seed=settings.seed)
     else:
         side = DEFAULT_SIZE[settings.dims]
-        synth_coalition(root, settings.members, DEMO_TRAIN, size=side, seed=settings.seed, dims=settings.dims)
+        synth_coalition(root, settings.members, settings.cases, size=side, seed=settings.seed, dims=settings.dims)
 
 
 def reference_for(
@@ -290,7 +344,7 @@ def setup(settings: DemoSettings, chain: Chain, out: Path) -> tuple[Coalition, R
     reference = reference_for(settings, chain, global_test, folders, data, out)
     founders = [Founder(h.address, public_bytes(h.key), h.name) for h in hospitals]
     client = reference.found(chain, admin, store, founders, settings.policy())
-    training = settings.training()
+    training = settings.training(min(len(h.train) for h in hospitals))
     co = build(
         client,
         store,
