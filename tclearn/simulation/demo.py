@@ -56,7 +56,7 @@ from tclearn.learning.privacy import Accountant, PrivacyUnit, calibrated
 from tclearn.learning.samples import Samples, first_pair
 from tclearn.learning.synth import DEFAULT_SIZE, GLOBAL, synth_coalition
 from tclearn.learning.tabular import synth_tabular
-from tclearn.learning.train import LossName, TrainConfig
+from tclearn.learning.train import LossName, Optimiser, TrainConfig
 from tclearn.learning.volumes import site_intensities
 from tclearn.ledger.chain import Chain
 from tclearn.ledger.client import LedgerClient
@@ -172,7 +172,7 @@ class DemoSettings(RunSpec):
             epochs=self.epochs,
             units=units,
         )
-        return dataclasses.replace(plain, optimiser=DP_TRAINING.optimiser, lr=DP_TRAINING.lr, dp=dp)
+        return dataclasses.replace(plain, optimiser=Optimiser(DP_TRAINING.optimiser), lr=DP_TRAINING.lr, dp=dp)
 
     @property
     def epsilon_per_increment(self) -> float:
