@@ -9,10 +9,14 @@ REQUIRED), 3000 per signature recovered, and the logs it emits (375 + 375 per to
 
 Governance: a whole admission (propose, ballots up to two thirds of the active members, execute) for
 4, 6, 12 and 24 members, and its growth per member.
+
+Privacy: `submit` charging epsilon to the proposer's budget (under a cap) beside `submit` charging nothing, in one
+coalition, alternately: what the budget check and its `PrivacySpent` event add (`--only privacy` runs just that).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from typing import Any
@@ -33,6 +37,7 @@ NEW_SLOT, REWRITE, ECRECOVER = 22_100, 5_000, 3_000
 # one also moves head; a decide rewrites the tally and head (no vote can follow a decision: nothing to record).
 REQUIRED = {
     "submit": (3, 1),
+    "submit_charged": (3, 2),  # and the proposer's spending, in its member slot
     "open": (0, 1),
     "vote_first": (1, 1),
     "vote_middle": (0, 2),
@@ -42,7 +47,14 @@ REQUIRED = {
     "ballot": (0, 2),
     "execute_admit": (5, 4),  # record, key, name, list and validator entries; 2 lengths, the count, the state
 }
-TARGETS = {"round_6": 250_000, "per_validator": 10_000, "round_48": 700_000, "admission_6": 400_000}
+TARGETS = {
+    "round_6": 250_000,
+    "per_validator": 10_000,
+    "round_48": 700_000,
+    "admission_6": 400_000,
+    "budget_check": 10_000,
+}
+CHARGE = 1_234_567  # epsilon 1.234567 in millionths: a realistic charge (three non-zero calldata bytes)
 URI = "vault://sha256/" + "ab" * 32  # a realistic content address
 
 
@@ -69,14 +81,14 @@ def measured(chain: Chain, tx_hash: str, op: str, signatures: int = 0) -> dict[s
     return {"gas": gas, "minimum": minimum, "ratio": round(gas / minimum, 3)}
 
 
-def coalition(chain: Chain, members: list[Admit]) -> LedgerClient:
+def coalition(chain: Chain, members: list[Admit], epsilon_cap: int = 0) -> LedgerClient:
     client, _ = LedgerClient.deploy(
         chain,
         chain.dev_keys[0],
         variant=Variant.B,
         genesis_hash=os.urandom(32),
         genesis_uri="g",
-        parameters=Parameters(os.urandom(32), general_timeout=600, voting_timeout=600),
+        parameters=Parameters(os.urandom(32), general_timeout=600, voting_timeout=600, epsilon_cap=epsilon_cap),
         founders=members,
     )
     return client
@@ -148,6 +160,35 @@ def admission_scenario(members: int) -> dict[str, Any]:
     return out
 
 
+def privacy_scenario(pairs: int = 5, validators: int = 6) -> dict[str, Any]:
+    """`submit` with a charge and without, alternately, `pairs` times each in one capped coalition (every one
+    a sibling on the genesis, so nothing but the charge differs); the median of each and their difference."""
+    chain = embedded_chain(validators + 2)
+    _, proposer, *others = chain.dev_keys
+    founders = [Admit(proposer.address, Role.MEMBER, os.urandom(32), "proposer")]
+    founders += [Admit(v.address, Role.MEMBER | Role.VALIDATOR, os.urandom(32), f"h{i}") for i, v in enumerate(others)]
+    client = coalition(chain, founders, epsilon_cap=(2 * pairs + 1) * CHARGE)
+    plain, charged = [], []
+    for _ in range(pairs):
+        for charge, runs in ((0, plain), (CHARGE, charged)):
+            s = client.submit(proposer, client.head(), os.urandom(32), URI, os.urandom(32), charge)
+            runs.append(s.tx.tx_hash)
+    assert client.privacy_spent(proposer.address) == pairs * CHARGE, "every charged submission was counted"
+
+    def median(tx_hashes: list[str], op: str) -> dict[str, Any]:
+        runs = sorted((measured(chain, h, op) for h in tx_hashes), key=lambda m: int(m["gas"]))
+        return runs[len(runs) // 2]
+
+    without, with_charge = median(plain, "submit"), median(charged, "submit_charged")
+    return {
+        "charge": CHARGE,
+        "submissions": 2 * pairs,
+        "submit_without_charge": without,
+        "submit_with_charge": with_charge,
+        "budget_check_added": with_charge["gas"] - without["gas"],
+    }
+
+
 def slope(xs: list[int], ys: list[int]) -> float:
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
@@ -158,6 +199,15 @@ def target(value: float, limit: int) -> dict[str, Any]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=["privacy"], help="run one section only")
+    only = parser.parse_args().only
+    privacy = privacy_scenario()
+    budget = target(privacy["budget_check_added"], TARGETS["budget_check"])
+    if only == "privacy":
+        print(json.dumps({"benchmark": "gas", "chain": "embedded (py-evm)", "privacy": privacy, "targets": {
+            "budget_check_added": budget}}, indent=2))  # fmt: skip
+        return
     rounds = [round_scenario(e) for e in (3, 6, 12, 24, 48)]
     admissions = [admission_scenario(m) for m in (4, 6, 12, 24)]
     by_eligible = {r["eligible"]: r for r in rounds}
@@ -170,6 +220,7 @@ def main() -> None:
         "chain": "embedded (py-evm)",
         "rounds": rounds,
         "admissions": admissions,
+        "privacy": privacy,
         "growth": {
             "signed_round_per_validator": round(per_validator),
             "direct_round_per_validator": round(per_validator_direct),
@@ -182,6 +233,7 @@ def main() -> None:
             "per_extra_validator": target(per_validator, TARGETS["per_validator"]),
             "round_48_validators": target(by_eligible[48]["signed_round"]["gas"], TARGETS["round_48"]),
             "admission_6_members": target(six["admission"]["gas"], TARGETS["admission_6"]),
+            "budget_check_added": budget,
         },
     }
     print(json.dumps(report, indent=2))

@@ -7,7 +7,8 @@ pragma solidity ^0.8.24;
 ///         Version 2: no admin. Founders are set at deployment; afterwards every change to the coalition
 ///         (admitting, re-roling or removing a member, the parameters and policy, the supervisor) is a
 ///         proposal executed once two thirds of the active members approve before its deadline. Votes may
-///         be signed off chain (EIP-712) and carried to the contract in one `decide` transaction.
+///         be signed off chain (EIP-712) and carried to the contract in one `decide` transaction. A submission
+///         charges the differential privacy (epsilon) its training spent to the member's budget, up to a cap.
 ///         Model blobs live off-chain; their URI is emitted in `Submitted`, never stored, to keep a
 ///         submission cheap. Every state change emits an event, so history can be rebuilt from logs.
 /// @dev Compiled for the `paris` EVM (no PUSH0) so that Ganache, Anvil and py-evm all run it.
@@ -32,6 +33,7 @@ contract Coalition {
         uint40 joinedAt;
         uint32 memberSince; // first proposal id this account may ballot on
         uint16 validatorPos; // position in the active validators plus one; 0: not a validator
+        uint64 epsilonSpent; // privacy spent by its candidates, epsilon in millionths; never decreases
         bytes32 encryptionKey; // X25519 public key
         string name;
     }
@@ -108,6 +110,7 @@ contract Coalition {
         uint64 votingTimeout;
         uint64 proposalTimeout;
         uint16 minValidators; // a removal or re-roling may not leave fewer active validators
+        uint64 epsilonCap; // each member's privacy budget, epsilon in millionths; 0: no cap
     }
 
     struct Founder {
@@ -146,7 +149,7 @@ contract Coalition {
 
     // ---- storage --------------------------------------------------------------------------------
     // slot 0: the global test set; slot 1: the acceptance policy; slot 2: everything `submit` reads; slot 3:
-    // the governance counters.
+    // the governance counters and the privacy cap (read by `submit` only when it charges).
     bytes32 public globalTestSetHash;
     /// @notice sha256 of the acceptance policy record every validator applies (stored in the vault).
     bytes32 public policyHash;
@@ -159,6 +162,8 @@ contract Coalition {
     uint32 private proposals;
     uint16 public minValidators;
     uint16 public activeMemberCount;
+    /// @notice Each member's privacy budget over all its candidates, epsilon in millionths; 0: no cap.
+    uint64 public epsilonCap;
 
     mapping(uint256 => Proposal) private proposalById;
     mapping(uint256 => mapping(uint256 => uint256)) private ballotBits; // proposal => word => bits
@@ -176,7 +181,8 @@ contract Coalition {
     event EncryptionKeyChanged(address indexed account, bytes32 encryptionKey);
     event GlobalTestSetChanged(bytes32 hash);
     event PolicyChanged(bytes32 hash);
-    event ParametersChanged(uint64 generalTimeout, uint64 votingTimeout, uint64 proposalTimeout, uint16 minValidators);
+    event ParametersChanged(uint64 generalTimeout, uint64 votingTimeout, uint64 proposalTimeout, uint16 minValidators,
+                            uint64 epsilonCap);
     event Founded(uint256 predecessorChainId, address predecessor, uint256 predecessorHeadId, bytes32 genesisHash);
     event Proposed(uint256 indexed proposal, address indexed proposer, uint8 kind, bytes action, uint16 eligible,
                    uint64 deadline);
@@ -205,6 +211,9 @@ contract Coalition {
     event Rejected(uint256 indexed id, uint8 reason, bytes32 evidenceHash);
     event Expired(uint256 indexed id);
     event Staled(uint256 indexed id);
+    /// @notice Candidate `id` charged `charge` to its proposer's privacy budget, which now stands at `spent`
+    ///         (epsilon in millionths, the plain sum of its charges).
+    event PrivacySpent(uint256 indexed id, address indexed member, uint64 charge, uint64 spent);
 
     // ---- errors ---------------------------------------------------------------------------------
     error NotMember(address account);
@@ -243,6 +252,7 @@ contract Coalition {
     error BadSignature(uint256 index);
     error UnsortedVotes(uint256 index);
     error NoDecision(uint256 id, uint16 approvals, uint16 rejections, uint16 eligible);
+    error OverBudget(address member, uint64 spent, uint64 charge, uint64 cap);
 
     /// @param founders the first members; no single key can change the coalition afterwards.
     /// @param predecessor the v1 (or earlier) coalition whose head this one's genesis continues, or zeros.
@@ -371,7 +381,10 @@ contract Coalition {
 
     // ---- the round --------------------------------------------------------------------------------
 
-    function submit(uint256 parentId, bytes32 modelHash, string calldata uri, bytes32 metadataHash)
+    /// @notice A member proposes a candidate on the head; `epsilonCharge` is the privacy (epsilon in millionths)
+    ///         its training spent, charged to the member's budget now, whatever becomes of the candidate.
+    function submit(uint256 parentId, bytes32 modelHash, string calldata uri, bytes32 metadataHash,
+                    uint64 epsilonCharge)
         external
         returns (uint256 id)
     {
@@ -379,8 +392,10 @@ contract Coalition {
         if (!m.active || m.roles & MEMBER == 0) revert NotMember(msg.sender);
         if (parentId != head) revert StaleParent(parentId, head);
         if (modelHash == bytes32(0) || metadataHash == bytes32(0)) revert ZeroHash();
-        uint256 existing = idPlusOneByHash[modelHash];
-        if (existing != 0) revert DuplicateModel(modelHash, existing - 1);
+        {
+            uint256 existing = idPlusOneByHash[modelHash];
+            if (existing != 0) revert DuplicateModel(modelHash, existing - 1);
+        }
         uint256 eligible = validators.length;
         if (m.validatorPos != 0) eligible -= 1;
         if (eligible == 0) revert NoValidators();
@@ -399,6 +414,7 @@ contract Coalition {
         c.generalDeadline = deadline;
         idPlusOneByHash[modelHash] = id + 1;
         emit Submitted(id, parentId, msg.sender, general, modelHash, uri, metadataHash, uint16(eligible), deadline);
+        if (epsilonCharge != 0) _spend(m, id, epsilonCharge);
     }
 
     /// @notice The general reports the integrity check: ok opens voting, not ok rejects the candidate.
@@ -538,6 +554,12 @@ contract Coalition {
         return validators.length;
     }
 
+    /// @notice The privacy `account` has spent and the cap every member's spending is held to (epsilon in
+    ///         millionths; a cap of 0: none).
+    function privacyBudget(address account) external view returns (uint64 spent, uint64 cap) {
+        return (members[account].epsilonSpent, epsilonCap);
+    }
+
     /// @notice The EIP-712 domain of signed votes: name "tclearn Coalition", version "2", this chain, this contract.
     function domainSeparator() public view returns (bytes32) {
         return keccak256(abi.encode(DOMAIN_TYPEHASH, NAME_HASH, VERSION_HASH, block.chainid, address(this)));
@@ -659,6 +681,17 @@ contract Coalition {
         return false;
     }
 
+    /// @dev Charges `charge` to the proposer `m` of candidate `id`: the plain sum, never past the cap (with no
+    ///      cap, never past what the counter holds).
+    function _spend(Member storage m, uint256 id, uint64 charge) private {
+        uint64 spent = m.epsilonSpent;
+        uint64 cap = epsilonCap;
+        uint256 total = uint256(spent) + charge;
+        if (total > (cap == 0 ? type(uint64).max : cap)) revert OverBudget(msg.sender, spent, charge, cap);
+        m.epsilonSpent = uint64(total);
+        emit PrivacySpent(id, msg.sender, charge, uint64(total));
+    }
+
     function _pending(uint256 pid) private view returns (Proposal storage p) {
         if (pid >= proposals) revert UnknownProposal(pid);
         p = proposalById[pid];
@@ -709,9 +742,10 @@ contract Coalition {
         votingTimeout = p.votingTimeout;
         proposalTimeout = p.proposalTimeout;
         minValidators = p.minValidators;
+        epsilonCap = p.epsilonCap;
         emit GlobalTestSetChanged(p.globalTestSetHash);
         emit PolicyChanged(p.policyHash);
-        emit ParametersChanged(p.generalTimeout, p.votingTimeout, p.proposalTimeout, p.minValidators);
+        emit ParametersChanged(p.generalTimeout, p.votingTimeout, p.proposalTimeout, p.minValidators, p.epsilonCap);
     }
 
     /// @dev Registers `account`, or re-activates a removed one with new roles, key and name.

@@ -106,6 +106,7 @@ class Member:
     validator_since: int  # first model id this account may vote on
     joined_at: int  # unix seconds
     member_since: int = 0  # first proposal id this account may ballot on
+    epsilon_spent: int = 0  # privacy its candidates were charged, epsilon in millionths (never decreases)
 
 
 @dataclass(frozen=True)

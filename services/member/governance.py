@@ -22,6 +22,7 @@ from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.coalition.proposals import key_bytes, parameters_change, proposal_json, store_policy, supervisor_rotation
 from tclearn.errors import AccessDenied, ConfigError, NotFoundError
 from tclearn.ledger.governance import Action, Admit, Remove, SetRoles
+from tclearn.ledger.values import epsilon_units
 from tclearn.site.open import Site
 from tclearn.types import Role
 
@@ -62,6 +63,7 @@ def action_of(body: AdmitIn | RolesIn | RemoveIn | ParametersIn | SupervisorIn, 
         proposal_timeout=body.proposal_timeout,
         min_validators=body.min_validators,
         global_test_set_hash=None if test_set is None else key_bytes(test_set, "global_test_set_hash"),
+        epsilon_cap=None if body.epsilon_cap is None else epsilon_units(body.epsilon_cap),
     )
 
 

@@ -185,6 +185,9 @@ class ParametersIn(_ProposalIn):
     proposal_timeout: int | None = Field(default=None, gt=0)
     min_validators: int | None = Field(default=None, ge=0, lt=2**16)
     global_test_set_hash: str | None = Field(default=None, description="sha256 of the global test set G, hex")
+    epsilon_cap: float | None = Field(
+        default=None, ge=0, description="each member's privacy budget on chain, epsilon (0: no cap)"
+    )
 
 
 class SupervisorIn(_ProposalIn):

@@ -23,7 +23,14 @@ from tclearn.ledger.ledger import ZERO_ADDRESS
 from tclearn.types import hex32
 from tclearn.vault.store import BlobStore
 
-PARAMETER_NAMES = ("global_test_set_hash", "general_timeout", "voting_timeout", "proposal_timeout", "min_validators")
+PARAMETER_NAMES = (
+    "global_test_set_hash",
+    "general_timeout",
+    "voting_timeout",
+    "proposal_timeout",
+    "min_validators",
+    "epsilon_cap",
+)
 
 
 def key_bytes(text: str, option: str) -> bytes:
@@ -49,7 +56,7 @@ def parameters_change(current: Parameters, policy_hash: bytes | None = None, **c
     wanted = current.replace(**given)
     if wanted == current:
         raise ConfigError(
-            "this changes nothing: give a new policy, test set hash, timeout or validator floor "
+            "this changes nothing: give a new policy, test set hash, timeout, validator floor or privacy cap "
             "(`tclearn gov list` shows what is proposed already)"
         )
     return SetParameters(wanted)

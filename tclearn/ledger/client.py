@@ -35,6 +35,7 @@ from tclearn.ledger.ledger import (
     TxResult,
     VoteOutcome,
     check_founders,
+    checked_charge,
     raise_if_staled,
     vote_outcome,
 )
@@ -175,8 +176,16 @@ class LedgerClient:
         return self._transact(member, "set encryption key", "setEncryptionKey", key)
 
     def submit(
-        self, member: LocalAccount, parent_id: int, model_hash: bytes, uri: str, metadata_hash: bytes
+        self,
+        member: LocalAccount,
+        parent_id: int,
+        model_hash: bytes,
+        uri: str,
+        metadata_hash: bytes,
+        epsilon_charge: int = 0,
     ) -> Submission:
+        """Proposes a candidate on `parent_id` (the head); `epsilon_charge` (epsilon in millionths,
+        `values.epsilon_units`) is charged to `member`'s privacy budget whatever becomes of the candidate."""
         tx = self._transact(
             member,
             "submit",
@@ -185,6 +194,7 @@ class LedgerClient:
             _bytes32(model_hash, "model hash"),
             uri,
             _bytes32(metadata_hash, "metadata hash"),
+            checked_charge(epsilon_charge),
         )
         ev = tx.event("Submitted")
         assert ev is not None, "a successful submit always emits Submitted"
@@ -276,6 +286,7 @@ class LedgerClient:
             int(self._view("votingTimeout")),
             int(self._view("proposalTimeout")),
             int(self._view("minValidators")),
+            int(self._view("epsilonCap")),
         )
 
     def proposal_count(self) -> int:
@@ -319,6 +330,16 @@ class LedgerClient:
 
     def has_voted(self, model_id: int, validator: str) -> bool:
         return bool(self._view("hasVoted", model_id, _address(validator)))
+
+    def privacy_spent(self, account: str) -> int:
+        """The privacy `account`'s candidates were charged, epsilon in millionths (0 for a stranger)."""
+        return int(self._view("privacyBudget", _address(account))[0])
+
+    def privacy_charge(self, model_id: int) -> int:
+        """What submitting `model_id` charged its proposer, epsilon in millionths, from its `PrivacySpent` event
+        (0 when it has none)."""
+        events = events_about(self.w3, self.address, {"PrivacySpent"}, model_id, self.chain.latest_block())
+        return int(events[0].args["charge"]) if events else 0
 
     def model_id_of(self, model_hash: bytes) -> int | None:
         try:
@@ -368,8 +389,9 @@ class LedgerClient:
             validator_since=m[3],
             joined_at=m[4],
             member_since=m[5],
-            encryption_key=bytes(m[7]),
-            name=m[8],
+            epsilon_spent=m[7],
+            encryption_key=bytes(m[8]),
+            name=m[9],
         )
 
     def members(self) -> list[Member]:

@@ -18,12 +18,12 @@ from eth_abi.exceptions import DecodingError
 from eth_utils import to_checksum_address
 
 from tclearn.errors import ConfigError, IntegrityError
-from tclearn.ledger.values import ZERO_ADDRESS, bytes32, checked_address
+from tclearn.ledger.values import EPSILON_UNIT, ZERO_ADDRESS, bytes32, checked_address
 from tclearn.protocol import approvals_needed
 from tclearn.types import Role
 
 ALL_ROLES = Role.MEMBER | Role.VALIDATOR | Role.AUDITOR | Role.SUPERVISOR
-PARAMETERS_ABI = "(bytes32,bytes32,uint64,uint64,uint64,uint16)"
+PARAMETERS_ABI = "(bytes32,bytes32,uint64,uint64,uint64,uint16,uint64)"
 DEFAULT_PROPOSAL_TIMEOUT = 7 * 86400
 DEFAULT_MIN_VALIDATORS = 2
 """A round needs one validator besides its proposer: a coalition never drops below two."""
@@ -57,8 +57,9 @@ def _roles(value: Role | int) -> Role:
 
 @dataclass(frozen=True)
 class Parameters:
-    """What the coalition sets by proposal besides its members; the contract enforces the timeouts and the
-    validator floor, validators apply the policy record of sha256 `policy_hash`."""
+    """What the coalition sets by proposal besides its members; the contract enforces the timeouts, the
+    validator floor and each member's privacy cap (`epsilon_cap`, epsilon in millionths: `values.epsilon_units`;
+    0: none), validators apply the policy record of sha256 `policy_hash`."""
 
     policy_hash: bytes
     global_test_set_hash: bytes = b"\x00" * 32
@@ -66,6 +67,7 @@ class Parameters:
     voting_timeout: int = 86400
     proposal_timeout: int = DEFAULT_PROPOSAL_TIMEOUT
     min_validators: int = DEFAULT_MIN_VALIDATORS
+    epsilon_cap: int = 0
 
     def __post_init__(self) -> None:
         bytes32(self.policy_hash, "policy hash")
@@ -76,8 +78,12 @@ class Parameters:
                 raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
         if not isinstance(self.min_validators, int) or not 0 <= self.min_validators < 2**16:
             raise ConfigError(f"min_validators must be 0..65535, got {self.min_validators!r}")
+        if not isinstance(self.epsilon_cap, int) or not 0 <= self.epsilon_cap < 2**64:
+            raise ConfigError(
+                f"epsilon_cap must be epsilon in millionths, 0..2**64-1 (0: no cap), got {self.epsilon_cap!r}"
+            )
 
-    def as_tuple(self) -> tuple[bytes, bytes, int, int, int, int]:
+    def as_tuple(self) -> tuple[bytes, bytes, int, int, int, int, int]:
         return (
             self.policy_hash,
             self.global_test_set_hash,
@@ -85,6 +91,7 @@ class Parameters:
             self.voting_timeout,
             self.proposal_timeout,
             self.min_validators,
+            self.epsilon_cap,
         )
 
     def replace(self, **changes: Any) -> Parameters:
@@ -98,6 +105,7 @@ class Parameters:
             "voting_timeout": self.voting_timeout,
             "proposal_timeout": self.proposal_timeout,
             "min_validators": self.min_validators,
+            "epsilon_cap": self.epsilon_cap,
         }
 
 
@@ -168,7 +176,7 @@ class SetParameters:
         return (
             f"set the policy to {p.policy_hash.hex()[:12]}…, G to {p.global_test_set_hash.hex()[:12]}…, "
             f"timeouts general {p.general_timeout} s, voting {p.voting_timeout} s, proposal {p.proposal_timeout} s, "
-            f"at least {p.min_validators} validators"
+            f"at least {p.min_validators} validators, {describe_cap(p.epsilon_cap)}"
         )
 
 
@@ -194,6 +202,16 @@ class RotateSupervisor:
 Action = Admit | SetRoles | Remove | SetParameters | RotateSupervisor
 
 
+def epsilon_text(units: int) -> str:
+    """Epsilon in millionths (as the chain counts it) as an exact decimal: 1500000 -> "1.5"."""
+    return f"{units // EPSILON_UNIT}.{units % EPSILON_UNIT:06d}".rstrip("0").rstrip(".")
+
+
+def describe_cap(units: int) -> str:
+    """A privacy cap in words: `units` are epsilon in millionths, 0 none."""
+    return f"privacy cap epsilon {epsilon_text(units)} per member" if units else "no privacy cap"
+
+
 def _role_names(roles: Role) -> str:
     return "+".join(r.name.lower() for r in Role if r and r in roles and r.name)
 
@@ -212,8 +230,8 @@ def decode_action(kind: int, data: bytes) -> Action:
             (account,) = abi_decode(["address"], data)
             return Remove(to_checksum_address(account))
         if k is ActionKind.SET_PARAMETERS:
-            ((policy, test_set, general, voting, proposal, floor),) = abi_decode([PARAMETERS_ABI], data)
-            return SetParameters(Parameters(bytes(policy), bytes(test_set), general, voting, proposal, floor))
+            ((policy, test_set, general, voting, proposal, floor, cap),) = abi_decode([PARAMETERS_ABI], data)
+            return SetParameters(Parameters(bytes(policy), bytes(test_set), general, voting, proposal, floor, cap))
         source, target = abi_decode(["address", "address"], data)
         return RotateSupervisor(to_checksum_address(source), to_checksum_address(target))
     except (ValueError, TypeError, ConfigError, DecodingError) as exc:

@@ -1,5 +1,5 @@
 """Rebuilds the coalition's whole history — its founding, members, proposals and ballots, parameters, lineage,
-generals, votes — from events alone.
+generals, votes, every member's privacy spending — from events alone.
 
 A pure fold over decoded events (no chain access), so that an auditor needs nothing but the logs,
 and tests can check it against the contract's own views. Events carry no time: a proposal still pending past
@@ -15,6 +15,7 @@ from typing import Any
 from tclearn.errors import IntegrityError
 from tclearn.ledger.events import LedgerEvent
 from tclearn.ledger.governance import Action, ActionKind, Parameters, ProposalState, decode_action, effective_state
+from tclearn.ledger.values import epsilon_of
 from tclearn.protocol import approvals_needed, from_fixed
 from tclearn.types import ModelState, RejectReason, Role
 
@@ -87,6 +88,19 @@ class ParametersDeclaration:
 
 
 @dataclass(frozen=True)
+class PrivacyCharge:
+    """A `PrivacySpent` event: candidate `model_id` charged `charge` to its proposer `member`, whose spending
+    then stood at `spent`, under the cap in force (`cap`: 0 none); epsilon in millionths."""
+
+    model_id: int
+    member: str
+    charge: int
+    spent: int
+    cap: int
+    block: int
+
+
+@dataclass(frozen=True)
 class Founding:
     """The `Founded` event: the genesis, and the coalition this one continues (all zero for a new one)."""
 
@@ -153,6 +167,12 @@ class LedgerHistory:
     members: dict[str, MemberHistory] = field(default_factory=dict)
     proposals: dict[int, ProposalHistory] = field(default_factory=dict)
     candidates: dict[int, CandidateHistory] = field(default_factory=dict)
+    charges: list[PrivacyCharge] = field(default_factory=list)  # every privacy charge, in chain order
+
+    @property
+    def epsilon_cap(self) -> int:
+        """Each member's privacy cap in force, epsilon in millionths (0: none)."""
+        return self.parameters[-1].parameters.epsilon_cap if self.parameters else 0
 
     @property
     def policy_hash(self) -> bytes:
@@ -195,6 +215,7 @@ def apply(h: LedgerHistory, ev: LedgerEvent) -> None:
             a["votingTimeout"],
             a["proposalTimeout"],
             a["minValidators"],
+            a["epsilonCap"],
         )
         h.parameters.append(ParametersDeclaration(parameters, len(h.candidates), ev.block_number))
     elif ev.name == "MemberRegistered":
@@ -245,6 +266,8 @@ def apply(h: LedgerHistory, ev: LedgerEvent) -> None:
         h.candidates[a["id"]].state = ModelState.EXPIRED
     elif ev.name == "Staled":
         h.candidates[a["id"]].state = ModelState.STALE
+    elif ev.name == "PrivacySpent":
+        h.charges.append(PrivacyCharge(a["id"], a["member"], a["charge"], a["spent"], h.epsilon_cap, ev.block_number))
 
 
 _GOVERNANCE = {"Proposed", "Ballot", "ProposalExecuted", "ProposalRejected", "SupervisorRotated"}
@@ -283,6 +306,15 @@ def fold(history: LedgerHistory, events: Iterable[LedgerEvent]) -> LedgerHistory
 def rebuild(events: Iterable[LedgerEvent]) -> LedgerHistory:
     """Folds events (in chain order) into the coalition's history."""
     return fold(LedgerHistory(), events)
+
+
+def spent_by_member(history: LedgerHistory) -> dict[str, int]:
+    """Each member's privacy spending, epsilon in millionths: the plain sum of its charges (an upper bound on
+    what its candidates spent together), as the contract counts it; members never charged are absent."""
+    spent: dict[str, int] = {}
+    for c in history.charges:
+        spent[c.member] = spent.get(c.member, 0) + c.charge
+    return spent
 
 
 def hex_or_none(digest: bytes | None) -> str | None:
@@ -341,6 +373,7 @@ def parameters_json(d: ParametersDeclaration) -> dict[str, Any]:
         "voting_timeout": p.voting_timeout,
         "proposal_timeout": p.proposal_timeout,
         "min_validators": p.min_validators,
+        "epsilon_cap": p.epsilon_cap,
         "from_model": d.from_model,
         "block": d.block,
     }
@@ -399,4 +432,24 @@ def to_json(h: LedgerHistory, now: int | None = None) -> dict[str, Any]:
         ],
         "proposals": [proposal_json(p, now) for p in h.proposals.values()],
         "models": [candidate_json(c) for c in h.candidates.values()],
+        "privacy": privacy_json(h),
+    }
+
+
+def privacy_json(h: LedgerHistory) -> dict[str, Any]:
+    """Every privacy charge and each member's spending, epsilon in millionths (the plain sum) and as a number."""
+    return {
+        "epsilon_cap": h.epsilon_cap,
+        "spent": {m: {"units": units, "epsilon": epsilon_of(units)} for m, units in spent_by_member(h).items()},
+        "charges": [
+            {
+                "model_id": c.model_id,
+                "member": c.member,
+                "charge": c.charge,
+                "spent": c.spent,
+                "cap": c.cap,
+                "block": c.block,
+            }
+            for c in h.charges
+        ],
     }

@@ -111,8 +111,14 @@ class Ledger(Protocol):
     # ---- the round ---------------------------------------------------------------------------------
 
     def submit(
-        self, member: LocalAccount, parent_id: int, model_hash: bytes, uri: str, metadata_hash: bytes
-    ) -> Submission: ...
+        self,
+        member: LocalAccount,
+        parent_id: int,
+        model_hash: bytes,
+        uri: str,
+        metadata_hash: bytes,
+        epsilon_charge: int = 0,
+    ) -> Submission: ...  # epsilon_charge: the privacy its training spent, epsilon in millionths (`OverBudget`)
 
     def open_candidate(
         self, general: LocalAccount, model_id: int, integrity_ok: bool, report_hash: bytes
@@ -159,6 +165,10 @@ class Ledger(Protocol):
 
     def has_voted(self, model_id: int, validator: str) -> bool: ...
 
+    def privacy_spent(self, account: str) -> int: ...  # epsilon in millionths, the plain sum of its charges
+
+    def privacy_charge(self, model_id: int) -> int: ...  # charged when `model_id` was submitted (0: none)
+
     def events(self, from_block: int = 0, to_block: int | None = None) -> list[LedgerEvent]: ...
 
 
@@ -169,6 +179,16 @@ def check_founders(founders: Sequence[object]) -> None:
     """A coalition needs a founder: nobody could change one that has none."""
     if not founders:
         raise ConfigError("a coalition needs at least one founder: nobody could change it afterwards")
+
+
+def checked_charge(units: int) -> int:
+    """A privacy charge as `submit` takes it: epsilon in millionths, a uint64 (`values.epsilon_units`)."""
+    if isinstance(units, bool) or not isinstance(units, int) or not 0 <= units < 2**64:
+        raise ConfigError(
+            f"an epsilon charge is epsilon in millionths, 0..2**64-1 (tclearn.ledger.values.epsilon_units), "
+            f"got {units!r}"
+        )
+    return units
 
 
 def raise_if_staled(tx: TxResult, model_id: int) -> None:

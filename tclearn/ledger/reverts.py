@@ -15,7 +15,7 @@ from hexbytes import HexBytes
 
 from tclearn.errors import ContractRevert
 from tclearn.ledger.artifact import Artifact
-from tclearn.ledger.governance import ProposalState
+from tclearn.ledger.governance import ProposalState, epsilon_text
 from tclearn.types import ModelState
 
 _MESSAGES = {
@@ -57,7 +57,12 @@ _MESSAGES = {
     "UnsortedVotes": "signed vote {index} is out of order: signers must come in ascending address order",
     "NoDecision": "the votes leave candidate {id} undecided ({approvals} approvals, {rejections} rejections of "
     "{eligible} eligible): collect more signatures",
+    "OverBudget": "{member} has spent epsilon {spent_eps} of its privacy budget ({cap_text}); a charge of "
+    "{charge_eps} would exceed it: train with less privacy spending, or have the coalition raise the cap "
+    "(`tclearn gov propose policy --epsilon-cap E`)",
 }
+
+_EPSILONS = ("spent", "charge", "cap")  # OverBudget's counts of epsilon in millionths, shown as decimals too
 
 
 def _hex_payload(value: Any) -> bytes | None:
@@ -115,5 +120,9 @@ def decode_revert(artifact: Artifact, data: bytes, action: str) -> ContractRever
 def refusal(action: str, error: str, args: dict[str, Any]) -> ContractRevert:
     """The `ContractRevert` for custom error `error` with readable `args` (addresses checksummed, hashes and
     ids rendered as `decode_revert` renders them), so that every ledger words a refusal the same way."""
-    detail = _MESSAGES.get(error, error).format(**args)
+    words = dict(args)
+    if error == "OverBudget":
+        words.update({f"{n}_eps": epsilon_text(args[n]) for n in _EPSILONS})
+        words["cap_text"] = f"cap {words['cap_eps']}" if args["cap"] else "no cap, but a uint64 counter"
+    detail = _MESSAGES.get(error, error).format(**words)
     return ContractRevert(f"{action} refused ({error}): {detail}", error=error, args=args)

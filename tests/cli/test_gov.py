@@ -115,7 +115,10 @@ def test_roles_parameters_and_supervisor_proposals_describe_their_action(dep: Pa
     ok("gov", "propose", "roles", FOUNDERS[0].address, "--roles", "member,validator,auditor", *d, account=2)
     ok("gov", "propose", "policy", "--voting-timeout", "120", "--min-validators", "3", *d, account=2)
     ok("gov", "propose", "supervisor", "--to", FOUNDERS[1].address, *d, account=2)
-    *_, roles, parameters, supervisor = listed(dep)
+    out = ok("gov", "propose", "policy", "--epsilon-cap", "2.5", *d, account=2).stdout
+    *_, roles, parameters, supervisor, cap = listed(dep)
+    assert cap["action"]["epsilon_cap"] == 2_500_000 and parameters["action"]["epsilon_cap"] == 0
+    assert "privacy cap epsilon 2.5 per member" in cap["description"] and "privacy cap epsilon 2.5" in out
     assert roles["kind"] == "roles" and roles["action"]["roles"] == ["member", "validator", "auditor"]
     assert parameters["kind"] == "parameters" and parameters["action"]["voting_timeout"] == 120
     assert parameters["action"]["min_validators"] == 3 and parameters["action"]["policy_hash"] == "cd" * 32
@@ -136,6 +139,7 @@ def test_roles_parameters_and_supervisor_proposals_describe_their_action(dep: Pa
         (("gov", "propose", "admit", "0xnope"), 1, "is not an Ethereum address"),
         (("gov", "propose", "roles", OUTSIDER.address, "--roles", "member"), 1, "NotMember"),
         (("gov", "propose", "policy"), 1, "this changes nothing"),
+        (("gov", "propose", "policy", "--epsilon-cap", "0"), 1, "this changes nothing"),
         (("gov", "propose", "policy", "--policy", "policy.json"), 1, "--policy needs --vault"),
         (("gov", "propose", "supervisor", "--from", OUTSIDER.address, "--to", NEWCOMER.address), 1, "NotSupervisor"),
     ],

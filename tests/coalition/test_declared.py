@@ -110,8 +110,11 @@ def test_founding_stores_the_policy_and_declares_its_hash() -> None:
     with pytest.raises(ConfigError, match="at least one founder"):
         found(chain, chain.dev_keys[0], store, Variant.A, genesis, [], policy=CHAIN_POLICY)
     founder = Founder(chain.dev_keys[1].address, b"\x00" * 32, "founder")
-    client, _ = found(chain, chain.dev_keys[0], store, Variant.A, genesis, [founder], policy=CHAIN_POLICY)
+    client, _ = found(
+        chain, chain.dev_keys[0], store, Variant.A, genesis, [founder], policy=CHAIN_POLICY, epsilon_cap=8_000_000
+    )
     assert client.policy_hash() == bytes.fromhex(CHAIN_POLICY.sha256())
+    assert client.parameters().epsilon_cap == 8_000_000  # each member's privacy budget, in millionths
     assert AcceptancePolicy.parse(store.get(CHAIN_POLICY.sha256())) == CHAIN_POLICY
     assert [p.hash for p in rebuild(client.events()).policies] == [client.policy_hash()]
 

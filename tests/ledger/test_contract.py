@@ -85,7 +85,7 @@ def deploy_raw(chain: Chain, *, variant: int = 2, genesis: bytes | None = None, 
     artifact = load_artifact()
     founders = [(a.address, int(VALIDATING), b"\0" * 32, f"h{i}") for i, a in enumerate(chain.dev_keys[1:3])]
     args = {
-        "parameters": (H(32), b"\0" * 32, 60, 60, 60, 2),
+        "parameters": (H(32), b"\0" * 32, 60, 60, 60, 2, 0),
         "founders": founders,
         "predecessor": (0, ZERO_ADDRESS, 0),
         **overrides,
@@ -130,7 +130,7 @@ def test_genesis_is_committed_head_and_logged(coalition: Coalition) -> None:
 def test_founding_emits_the_coalition_whole_and_links_the_predecessor(chain: Chain) -> None:
     deployer, a, b = chain.dev_keys[:3]
     link = Predecessor(7, to_checksum_address("0x" + "ab" * 20), 42)
-    parameters = Parameters(H(32), H(32), 30, 40, 50, 1)
+    parameters = Parameters(H(32), H(32), 30, 40, 50, 1, 6_000_000)
     founders = [Admit(a.address, VALIDATING, b"\x01" * 32, "A"), Admit(b.address, Role.MEMBER, b"\x02" * 32, "B")]
     client, tx = LedgerClient.deploy(
         chain,
@@ -156,6 +156,9 @@ def test_founding_emits_the_coalition_whole_and_links_the_predecessor(chain: Cha
         "genesisHash": b"\x09" * 32,
     }
     assert client.parameters() == parameters and client.validator_count() == 1
+    changed = tx.event("ParametersChanged")
+    assert changed is not None and changed.args["epsilonCap"] == 6_000_000
+    assert client.contract.functions.privacyBudget(a.address).call() == [0, 6_000_000]
     members = client.members()
     assert [(m.address, m.roles, m.name, m.member_since, m.active) for m in members] == [
         (a.address, VALIDATING, "A", 0, True),
@@ -171,11 +174,11 @@ def test_founding_emits_the_coalition_whole_and_links_the_predecessor(chain: Cha
         ({"variant": 0}, "InvalidVariant", {"variant": 0}),
         ({"variant": 4}, "InvalidVariant", {"variant": 4}),
         ({"genesis": b"\0" * 32}, "ZeroHash", {}),
-        ({"parameters": (b"\0" * 32, b"\0" * 32, 60, 60, 60, 2)}, "ZeroHash", {}),
-        ({"parameters": (H(32), b"\0" * 32, 0, 60, 60, 2)}, "InvalidTimeout", {}),
-        ({"parameters": (H(32), b"\0" * 32, 60, 60, 0, 2)}, "InvalidTimeout", {}),
+        ({"parameters": (b"\0" * 32, b"\0" * 32, 60, 60, 60, 2, 0)}, "ZeroHash", {}),
+        ({"parameters": (H(32), b"\0" * 32, 0, 60, 60, 2, 0)}, "InvalidTimeout", {}),
+        ({"parameters": (H(32), b"\0" * 32, 60, 60, 0, 2, 0)}, "InvalidTimeout", {}),
         ({"founders": []}, "NoFounders", {}),
-        ({"parameters": (H(32), b"\0" * 32, 60, 60, 60, 3)}, "TooFewValidators", {"remaining": 2, "needed": 3}),
+        ({"parameters": (H(32), b"\0" * 32, 60, 60, 60, 3, 0)}, "TooFewValidators", {"remaining": 2, "needed": 3}),
         ({"founders": [(ZERO_ADDRESS, 3, b"\0" * 32, "")]}, "ZeroAddress", {}),
         ({"founders": [("0x" + "11" * 20, 16, b"\0" * 32, "")]}, "InvalidRoles", {"roles": 16}),
     ],
@@ -287,7 +290,7 @@ def test_removal_and_readmission(coalition: Coalition) -> None:
 
 def test_set_parameters_replaces_every_parameter(coalition: Coalition) -> None:
     c = coalition.client
-    new = Parameters(b"\x0a" * 32, b"\x0b" * 32, 11, 22, 33, 3)
+    new = Parameters(b"\x0a" * 32, b"\x0b" * 32, 11, 22, 33, 3, 1_500_000)
     pid = coalition.approve(SetParameters(new))
     tx = c.execute(coalition.deployer, pid)
     names = [e.name for e in tx.events]
@@ -297,11 +300,21 @@ def test_set_parameters_replaces_every_parameter(coalition: Coalition) -> None:
         "votingTimeout": 22,
         "proposalTimeout": 33,
         "minValidators": 3,
+        "epsilonCap": 1_500_000,
     }
     assert c.parameters() == new and c.policy_hash() == b"\x0a" * 32 and c.timeouts() == (11, 22)
     assert (
         c.propose(coalition.hospitals[0], Remove(coalition.hospitals[3].address)).deadline == c.chain.timestamp() + 33
     )
+
+
+def test_a_charge_past_the_cap_sends_no_transaction(coalition: Coalition) -> None:
+    c, h0 = coalition.client, coalition.hospitals[0]
+    coalition.govern(SetParameters(c.parameters().replace(epsilon_cap=1_000_000)))
+    c.submit(h0, 0, H(32), "u", H(32), 600_000)
+    with refused("OverBudget", coalition, h0.address, spent=600_000, charge=500_000, cap=1_000_000):
+        c.submit(h0, 0, H(32), "u", H(32), 500_000)
+    assert c.contract.functions.privacyBudget(h0.address).call() == [600_000, 1_000_000]
 
 
 def test_the_supervisor_role_is_rotated(coalition: Coalition) -> None:
@@ -437,7 +450,7 @@ def admit_bytes(account: str, roles: int) -> bytes:
 
 
 def parameters_bytes(policy: bytes, voting_timeout: int) -> bytes:
-    return abi_encode([PARAMETERS_ABI], [(policy, b"\0" * 32, 1, voting_timeout, 1, 1)])
+    return abi_encode([PARAMETERS_ABI], [(policy, b"\0" * 32, 1, voting_timeout, 1, 1, 0)])
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,7 @@ from tclearn.ledger.governance import (
     SetParameters,
     SetRoles,
 )
-from tclearn.ledger.history import rebuild, to_json
+from tclearn.ledger.history import rebuild, spent_by_member, to_json
 from tclearn.ledger.ledger import ZERO_ADDRESS, Ledger, Predecessor
 from tclearn.ledger.memory import InMemoryLedger, MemoryChain
 from tclearn.ledger.votes import HALF_ORDER, Domain, SignedVote, in_signer_order, recover_signer, sign_vote
@@ -75,10 +75,10 @@ class Coalition:
     def account(self, address: str) -> LocalAccount:
         return next(a for a in [self.deployer, *self.hospitals, *self.spare] if a.address == address)
 
-    def submit(self, proposer: LocalAccount, label: str) -> int:
+    def submit(self, proposer: LocalAccount, label: str, charge: int = 0) -> int:
         ledger = self.ledger
         return ledger.submit(
-            proposer, ledger.head(), digest(label), f"vault://{label}", digest(label + "/meta")
+            proposer, ledger.head(), digest(label), f"vault://{label}", digest(label + "/meta"), charge
         ).model_id
 
     def general(self, model_id: int) -> LocalAccount:
@@ -122,7 +122,7 @@ def founders(accounts: list[LocalAccount]) -> list[Admit]:
     return [Admit(h.address, VALIDATING, digest(f"key/{i}"), f"hospital-{i}") for i, h in enumerate(accounts)]
 
 
-def found(backend: str) -> Coalition:
+def found(backend: str, parameters: Parameters = PARAMETERS) -> Coalition:
     """Deploys a coalition on `backend`, founded by four validating hospitals."""
     accounts = dev_accounts(ACCOUNTS)
     ledger, accounts, advance = deploy(
@@ -130,7 +130,7 @@ def found(backend: str) -> Coalition:
         variant=Variant.B,
         genesis_hash=digest("genesis"),
         genesis_uri="vault://genesis",
-        parameters=PARAMETERS,
+        parameters=parameters,
         founders=founders(accounts[1:5]),
     )
     return Coalition(ledger, accounts[0], accounts[1:5], accounts[5:], advance)
@@ -483,7 +483,11 @@ def test_proposals_set_roles_remove_members_and_set_the_parameters(co: Coalition
     assert str(below).endswith("this would leave 1 active validators, fewer than the 2 required")
     assert ledger.proposal(floor.id).state is ProposalState.PENDING  # a refused execution changes nothing
     changed = PARAMETERS.replace(
-        policy_hash=digest("policy/2"), global_test_set_hash=digest("G"), voting_timeout=60, min_validators=1
+        policy_hash=digest("policy/2"),
+        global_test_set_hash=digest("G"),
+        voting_timeout=60,
+        min_validators=1,
+        epsilon_cap=2_500_000,
     )
     co.govern(SetParameters(changed))
     assert ledger.parameters() == changed and ledger.policy_hash() == digest("policy/2")
@@ -492,6 +496,7 @@ def test_proposals_set_roles_remove_members_and_set_the_parameters(co: Coalition
         "votingTimeout": 60,
         "proposalTimeout": PROPOSAL_TIMEOUT,
         "minValidators": 1,
+        "epsilonCap": 2_500_000,
     }
     ledger.execute(h0, floor.id)  # the floor is 1 now
     assert ledger.validator_count() == 1
@@ -771,6 +776,105 @@ def test_signed_votes_on_a_stale_candidate_only_mark_it(co: Coalition) -> None:
     assert (stale.error, stale.error_args) == ("Stale", {"id": loser})
 
 
+# ---- privacy budget -----------------------------------------------------------------------------------------
+
+CAP = 3_000_000  # epsilon 3, in millionths
+
+
+@pytest.fixture(params=BACKENDS)
+def capped(request: pytest.FixtureRequest) -> Coalition:
+    """A coalition whose members may each spend epsilon 3 over all their candidates."""
+    return found(request.param, PARAMETERS.replace(epsilon_cap=CAP))
+
+
+def spent(co: Coalition, account: LocalAccount) -> tuple[int, int]:
+    """`account`'s spending as the counter and the member record hold it."""
+    member = co.ledger.get_member(account.address)
+    assert member is not None
+    return co.ledger.privacy_spent(account.address), member.epsilon_spent
+
+
+def test_a_charge_is_added_to_the_proposers_spending_and_logged(capped: Coalition) -> None:
+    ledger, (h0, h1, *_) = capped.ledger, capped.hospitals
+    assert ledger.parameters().epsilon_cap == CAP and spent(capped, h0) == (0, 0)
+    sub = ledger.submit(h0, 0, digest("m1"), "vault://m1", digest("m1/meta"), 1_250_000)
+    assert [e.name for e in sub.tx.events] == ["Submitted", "PrivacySpent"]
+    charged = sub.tx.event("PrivacySpent")
+    assert charged is not None
+    assert charged.args == {"id": sub.model_id, "member": h0.address, "charge": 1_250_000, "spent": 1_250_000}
+    assert spent(capped, h0) == (1_250_000, 1_250_000) and ledger.privacy_charge(sub.model_id) == 1_250_000
+    free = ledger.submit(h0, 0, digest("m2"), "vault://m2", digest("m2/meta"))  # trained without DP: no charge
+    assert not free.tx.has("PrivacySpent") and ledger.privacy_charge(free.model_id) == 0
+    capped.open(sub.model_id, ok=False)  # rejected: the privacy is spent all the same
+    second = capped.submit(h0, "m3", charge=1_000_000)
+    assert spent(capped, h0) == (2_250_000, 2_250_000) and ledger.privacy_charge(second) == 1_000_000
+    assert spent(capped, h1) == (0, 0) and ledger.privacy_spent(capped.spare[0].address) == 0
+
+
+def test_a_charge_past_the_cap_is_refused_and_changes_nothing(capped: Coalition) -> None:
+    ledger, h0 = capped.ledger, capped.hospitals[0]
+    capped.submit(h0, "m1", charge=2_250_000)
+    count = ledger.model_count()
+    over = refusal(lambda: capped.submit(h0, "m2", charge=800_000), capped)
+    assert (over.error, over.error_args) == (
+        "OverBudget",
+        {"member": h0.address, "spent": 2_250_000, "charge": 800_000, "cap": CAP},
+    )
+    assert f"{h0.address} has spent epsilon 2.25 of its privacy budget (cap 3); a charge of 0.8 would exceed" in str(
+        over
+    )
+    assert spent(capped, h0) == (2_250_000, 2_250_000) and ledger.model_count() == count
+    assert ledger.model_id_of(digest("m2")) is None  # the candidate was not recorded either
+    capped.submit(h0, "m2", charge=750_000)  # up to the cap exactly
+    assert spent(capped, h0) == (CAP, CAP)
+    assert refusal(lambda: capped.submit(h0, "m3", charge=1), capped).error == "OverBudget"
+    capped.submit(capped.hospitals[1], "m3", charge=CAP)  # every member has its own budget
+
+
+def test_the_cap_is_set_by_governance_and_spending_never_decreases(capped: Coalition) -> None:
+    ledger, h0 = capped.ledger, capped.hospitals[0]
+    capped.submit(h0, "m1", charge=2_000_000)
+    capped.govern(SetParameters(PARAMETERS.replace(epsilon_cap=1_000_000)))  # below what h0 has spent
+    assert ledger.parameters().epsilon_cap == 1_000_000 and spent(capped, h0) == (2_000_000, 2_000_000)
+    lowered = refusal(lambda: capped.submit(h0, "m2", charge=1), capped)
+    assert lowered.error_args == {"member": h0.address, "spent": 2_000_000, "charge": 1, "cap": 1_000_000}
+    capped.submit(h0, "m2")  # nothing spent, nothing charged
+    capped.govern(Remove(h0.address))
+    assert spent(capped, h0) == (2_000_000, 2_000_000)
+    capped.govern(Admit(h0.address, VALIDATING, digest("key/again"), "hospital-0 again"))
+    assert spent(capped, h0) == (2_000_000, 2_000_000)  # re-admission starts from what it had spent
+    capped.govern(SetParameters(PARAMETERS.replace(epsilon_cap=0)))  # no cap: charges are only counted
+    capped.submit(h0, "m3", charge=5_000_000)
+    assert spent(capped, h0) == (7_000_000, 7_000_000)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_with_no_cap_the_counter_still_never_wraps(backend: str) -> None:
+    co = found(backend)
+    h0 = co.hospitals[0]
+    co.submit(h0, "m1", charge=2**64 - 2)
+    wrap = refusal(lambda: co.submit(h0, "m2", charge=2), co)
+    assert wrap.error_args == {"member": h0.address, "spent": 2**64 - 2, "charge": 2, "cap": 0}
+    assert "(no cap, but a uint64 counter)" in str(wrap)
+    co.submit(h0, "m2", charge=1)
+    assert co.ledger.privacy_spent(h0.address) == 2**64 - 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("charge", [-1, 2**64, 1.5, True])
+def test_a_charge_is_epsilon_in_millionths(backend: str, charge: Any) -> None:
+    co = found(backend)
+    with pytest.raises(ConfigError, match="epsilon in millionths"):
+        co.submit(co.hospitals[0], "m1", charge=charge)
+    assert co.ledger.model_count() == 1
+
+
+@pytest.mark.parametrize("cap", [-1, 2**64, 2.5])
+def test_a_cap_is_epsilon_in_millionths(cap: Any) -> None:
+    with pytest.raises(ConfigError, match="epsilon_cap must be epsilon in millionths"):
+        PARAMETERS.replace(epsilon_cap=cap)
+
+
 # ---- history ----------------------------------------------------------------------------------------------
 
 
@@ -779,24 +883,24 @@ def play(co: Coalition) -> None:
     votes, a new acceptance policy from model 2 on, and governance: a rejected proposal, an expired one, an
     admission, a supervisor rotation and a role change."""
     h, keeper = co.hospitals, co.spare[0]
-    committed = co.submit(h[0], "committed")
+    committed = co.submit(h[0], "committed", charge=1_500_000)
     co.open(committed)
     for v in co.voters(committed)[:2]:
         co.vote(v, committed, True)
-    co.govern(SetParameters(PARAMETERS.replace(policy_hash=digest("policy/2"))))
-    co.open(co.submit(h[1], "broken"), ok=False)
+    co.govern(SetParameters(PARAMETERS.replace(policy_hash=digest("policy/2"), epsilon_cap=4_000_000)))
+    co.open(co.submit(h[1], "broken", charge=700_000), ok=False)
     voted_down = co.submit(h[2], "voted-down")
     co.open(voted_down)
     for v in co.voters(voted_down)[:2]:
         co.vote(v, voted_down, False)
-    sibling, doomed = co.submit(h[3], "sibling"), co.submit(h[0], "doomed")
+    sibling, doomed = co.submit(h[3], "sibling"), co.submit(h[0], "doomed", charge=2_000_000)
     co.advance(TIMEOUT + 1)
     co.ledger.reassign_general(keeper, sibling)
     co.open(sibling)
     for v in co.voters(sibling)[:2]:
         co.vote(v, sibling, True)
     co.ledger.mark_stale(keeper, doomed)
-    expiring = co.submit(h[1], "expiring")
+    expiring = co.submit(h[1], "expiring", charge=250_000)
     co.advance(TIMEOUT + 1)
     co.ledger.expire(keeper, expiring)
     refused = co.ledger.propose(h[1], Remove(h[0].address)).id
@@ -846,6 +950,24 @@ def test_history_rebuilt_from_events_matches_the_views(co: Coalition) -> None:
         a: (m.roles, m.active, m.name) for a, m in history.members.items()
     }
     assert ledger.get_member(co.spare[0].address) is None
+    h0, h1 = co.hospitals[0].address, co.hospitals[1].address
+    assert [(c.model_id, c.member, c.charge, c.spent, c.cap) for c in history.charges] == [
+        (1, h0, 1_500_000, 1_500_000, 0),  # before the cap was set
+        (2, h1, 700_000, 700_000, 4_000_000),  # rejected by its general, charged all the same
+        (5, h0, 2_000_000, 3_500_000, 4_000_000),  # gone stale, charged all the same
+        (6, h1, 250_000, 950_000, 4_000_000),  # expired
+    ]
+    assert spent_by_member(history) == {h0: 3_500_000, h1: 950_000}
+    assert {m.address: m.epsilon_spent for m in ledger.members()} == {
+        m.address: spent_by_member(history).get(m.address, 0) for m in ledger.members()
+    }
+    assert {a: ledger.privacy_spent(a) for a in history.members} == {
+        a: spent_by_member(history).get(a, 0) for a in history.members
+    }
+    assert [ledger.privacy_charge(i) for i in range(ledger.model_count())] == [0, 1_500_000, 700_000, 0, 0, 2_000_000,
+                                                                                250_000, 0, 0]  # fmt: skip
+    assert history.epsilon_cap == ledger.parameters().epsilon_cap == 4_000_000
+    assert exported["privacy"]["spent"][h0] == {"units": 3_500_000, "epsilon": 3.5}
 
 
 def comparable(co: Coalition) -> dict[str, Any]:

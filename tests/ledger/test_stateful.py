@@ -41,6 +41,8 @@ TIMEOUT = 600  # every deadline (general, voting, proposal) passes at the next j
 VALIDATING = Role.MEMBER | Role.VALIDATOR
 QUIET = "quiet"  # not an error: the call succeeds and does nothing
 ROLES = st.sampled_from([Role.MEMBER, Role.VALIDATOR, VALIDATING, Role.MEMBER | Role.AUDITOR])
+CHARGES = st.sampled_from([0, 0, 500_000, 1_250_000, 2_000_000])  # epsilon in millionths
+CAPS = st.sampled_from([0, 1_000_000, 3_000_000, 6_000_000])
 
 
 @dataclass
@@ -63,6 +65,7 @@ class MemberModel:
     active: bool
     member_since: int
     validator_since: int
+    spent: int = 0  # privacy charged, epsilon in millionths
 
 
 @dataclass
@@ -83,7 +86,11 @@ class ProtocolModel(RuleBasedStateMachine):
     @initialize()
     def deploy(self) -> None:
         self.parameters = Parameters(
-            os.urandom(32), general_timeout=TIMEOUT, voting_timeout=TIMEOUT, proposal_timeout=TIMEOUT
+            os.urandom(32),
+            general_timeout=TIMEOUT,
+            voting_timeout=TIMEOUT,
+            proposal_timeout=TIMEOUT,
+            epsilon_cap=3_000_000,
         )
         settings: dict[str, Any] = {
             "variant": Variant.B,
@@ -184,15 +191,16 @@ class ProtocolModel(RuleBasedStateMachine):
 
     # ---- the round -----------------------------------------------------------------------------------
 
-    @rule(who=st.integers(0, FOUNDERS + OUTSIDERS - 1), stale_parent=st.booleans())
-    def submit(self, who: int, stale_parent: bool) -> None:
-        self._submit(self.accounts[who], stale_parent)
+    @rule(who=st.integers(0, FOUNDERS + OUTSIDERS - 1), stale_parent=st.booleans(), charge=CHARGES)
+    def submit(self, who: int, stale_parent: bool, charge: int) -> None:
+        self._submit(self.accounts[who], stale_parent, charge)
 
-    def _submit(self, proposer: LocalAccount, stale_parent: bool = False) -> int | None:
-        """Submits a new model by `proposer`; its id, or None if the ledger refused it (as the model expects)."""
+    def _submit(self, proposer: LocalAccount, stale_parent: bool = False, charge: int = 0) -> int | None:
+        """Submits a new model by `proposer`, charging `charge`; its id, or None if the ledger refused it (as the
+        model expects)."""
         parent = self.head + 1 + len(self.candidates) if stale_parent else self.head
         model_hash = os.urandom(32)
-        call = lambda: self.ledger.submit(proposer, parent, model_hash, "u", os.urandom(32))  # noqa: E731
+        call = lambda: self.ledger.submit(proposer, parent, model_hash, "u", os.urandom(32), charge)  # noqa: E731
         eligible = len(self._validators() - {proposer.address})
         if not self._active(proposer.address) or not self._roles(proposer.address) & Role.MEMBER:
             return self._expect("NotMember", call)
@@ -200,7 +208,12 @@ class ProtocolModel(RuleBasedStateMachine):
             return self._expect("StaleParent", call)
         if eligible == 0:
             return self._expect("NoValidators", call)
+        member = self.members[proposer.address]
+        if charge and member.spent + charge > (self.parameters.epsilon_cap or 2**64 - 1):
+            return self._expect("OverBudget", call)
         s = call()
+        member.spent += charge
+        assert self.ledger.privacy_spent(proposer.address) == member.spent
         assert (s.model_id, s.eligible) == (self._model_count(), eligible)
         assert s.general in self._validators() and s.general != proposer.address
         self.candidates[s.model_id] = Candidate(
@@ -339,9 +352,10 @@ class ProtocolModel(RuleBasedStateMachine):
         whom=st.integers(0, FOUNDERS + OUTSIDERS - 1),
         roles=ROLES,
         floor=st.integers(1, VALIDATORS + 1),
+        cap=CAPS,
         carried=st.booleans(),
     )
-    def propose(self, who: int, kind: str, whom: int, roles: Role, floor: int, carried: bool) -> None:
+    def propose(self, who: int, kind: str, whom: int, roles: Role, floor: int, cap: int, carried: bool) -> None:
         """A proposal, and if `carried` every member that may approving it and its execution."""
         proposer, account = self.accounts[who].address, self.accounts[whom].address
         action: Action
@@ -352,7 +366,8 @@ class ProtocolModel(RuleBasedStateMachine):
         elif kind == "roles":
             action = SetRoles(account, roles)
         else:
-            action = SetParameters(self.parameters.replace(policy_hash=os.urandom(32), min_validators=floor))
+            changed = self.parameters.replace(policy_hash=os.urandom(32), min_validators=floor, epsilon_cap=cap)
+            action = SetParameters(changed)
         call = lambda: self.ledger.propose(self.accounts[who], action)  # noqa: E731
         if not self._active(proposer):
             self._expect("NotMember", call)
@@ -449,8 +464,8 @@ class ProtocolModel(RuleBasedStateMachine):
         roles = 0 if isinstance(action, Remove) else int(action.roles)
         gains = roles & Role.VALIDATOR and not (m is not None and m.active and m.roles & Role.VALIDATOR)
         if isinstance(action, Admit):
-            previous = 0 if m is None else m.validator_since
-            m = self.members[action.account] = MemberModel(roles, True, len(self.proposals), previous)
+            previous, spent = (0, 0) if m is None else (m.validator_since, m.spent)  # spending never decreases
+            m = self.members[action.account] = MemberModel(roles, True, len(self.proposals), previous, spent)
         assert m is not None
         m.roles, m.active = roles, not isinstance(action, Remove)
         if gains:
@@ -515,8 +530,9 @@ class ProtocolModel(RuleBasedStateMachine):
             ), cid
         for account in self.accounts:
             record, expected = ledger.get_member(account.address), self.members.get(account.address)
-            got = None if record is None else (int(record.roles), record.active, record.member_since)
-            assert got == (None if expected is None else (expected.roles, expected.active, expected.member_since))
+            got = record and (int(record.roles), record.active, record.member_since, record.epsilon_spent)
+            want = expected and (expected.roles, expected.active, expected.member_since, expected.spent)
+            assert got == want, account.address
             if record is not None and expected is not None and record.roles & Role.VALIDATOR:
                 assert record.validator_since == expected.validator_since, account.address
         for pid, p in enumerate(self.proposals):

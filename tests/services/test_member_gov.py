@@ -72,6 +72,9 @@ def test_a_policy_change_stores_the_record_and_proposes_its_hash(gov: tuple[Depl
     record = AcceptancePolicy(max_drift=0.04).encode()
     assert p["action"]["policy_hash"] == hashlib.sha256(record).hexdigest() and p["action"]["voting_timeout"] == 120
     assert p["action"]["general_timeout"] == deployed.client.parameters().general_timeout  # the others unchanged
+    assert p["action"]["epsilon_cap"] == 0
+    capped = first.post("/gov/proposals", json={"kind": "parameters", "epsilon_cap": 1.25}, headers=OPERATOR).json()
+    assert capped["action"]["epsilon_cap"] == 1_250_000 and "privacy cap epsilon 1.25" in capped["description"]
     site = deployed.open(0)
     try:
         assert site.coalition.store.get(p["action"]["policy_hash"]) == record

@@ -33,6 +33,7 @@ from tclearn.ledger.ledger import (
     bytes32,
     check_founders,
     checked_address,
+    checked_charge,
     raise_if_staled,
     vote_outcome,
 )
@@ -177,9 +178,16 @@ class InMemoryLedger(Governed):
 
     @transaction
     def submit(
-        self, member: LocalAccount, parent_id: int, model_hash: bytes, uri: str, metadata_hash: bytes
+        self,
+        member: LocalAccount,
+        parent_id: int,
+        model_hash: bytes,
+        uri: str,
+        metadata_hash: bytes,
+        epsilon_charge: int = 0,
     ) -> Submission:
         model_hash, metadata_hash = bytes32(model_hash, "model hash"), bytes32(metadata_hash, "metadata hash")
+        charge = checked_charge(epsilon_charge)
         proposer = member.address
         m = self._members.get(proposer)
         if m is None or not m.active or not m.roles & Role.MEMBER:
@@ -194,6 +202,8 @@ class InMemoryLedger(Governed):
         eligible = len(self._validators) - (proposer in self._validators)
         if eligible == 0:
             raise self._refuse("submit", "NoValidators")
+        if charge:  # the contract checks after its writes (a refusal undoes them); here nothing is written yet
+            self._check_spend(proposer, charge, "submit")
         model_id = len(self._models)
         general = self._draw_first(model_id, proposer, eligible)
         deadline = self.chain.timestamp() + self.parameters().general_timeout
@@ -201,6 +211,8 @@ class InMemoryLedger(Governed):
         self._models.append(c)
         self._id_by_hash[model_hash] = model_id
         self._emit_submitted(model_id, c, proposer, uri, metadata_hash)
+        if charge:
+            self._spend(proposer, model_id, charge)
         return Submission(model_id, general, eligible, deadline, self._mine())
 
     @transaction
@@ -399,6 +411,12 @@ class InMemoryLedger(Governed):
     def has_voted(self, model_id: int, validator: str) -> bool:
         address = checked_address(validator)
         return 0 <= model_id < len(self._models) and address in self._models[model_id].voters
+
+    def privacy_charge(self, model_id: int) -> int:
+        """What submitting `model_id` charged its proposer (epsilon in millionths), from its `PrivacySpent` event."""
+        with self._lock:
+            charges = (e.args["charge"] for e in self._log if e.name == "PrivacySpent" and e.args["id"] == model_id)
+            return next(charges, 0)
 
     def model_id_of(self, model_hash: bytes) -> int | None:
         return self._id_by_hash.get(bytes32(model_hash, "model hash"))

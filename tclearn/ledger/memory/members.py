@@ -1,9 +1,10 @@
 """The membership half of the in-memory ledger: the registry, the active validators and the parameters.
 
-Mirrors Coalition.sol's membership internals (`_admit`, `_applyRoles`, `_setParameters`): the active validators
-are kept in the contract's swap-and-pop order, each member's `validatorSince` is the model count when it gained
-the validator role and its `memberSince` the proposal count when it was admitted, so eligibility, general draws
-and ballots follow the contract. No admin: the governance (`tclearn.ledger.memory.governance`) calls these.
+Mirrors Coalition.sol's membership internals (`_admit`, `_applyRoles`, `_setParameters`, `_spend`): the active
+validators are kept in the contract's swap-and-pop order, each member's `validatorSince` is the model count when it
+gained the validator role and its `memberSince` the proposal count when it was admitted, so eligibility, general
+draws and ballots follow the contract; its privacy spending only grows. No admin: the governance
+(`tclearn.ledger.memory.governance`) calls these.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class _Member:
     active: bool = False
     validator_since: int = 0
     member_since: int = 0
+    epsilon_spent: int = 0  # never decreases: not on removal, re-admission or a cap change
     encryption_key: bytes = ZERO32
     name: str = ""
 
@@ -72,6 +74,7 @@ class MemberRegistry(MemoryContract):
             votingTimeout=p.voting_timeout,
             proposalTimeout=p.proposal_timeout,
             minValidators=p.min_validators,
+            epsilonCap=p.epsilon_cap,
         )
 
     def _check_admit(self, account: str, roles: int, action: str) -> None:
@@ -107,6 +110,19 @@ class MemberRegistry(MemoryContract):
             self._validators[pos] = self._validators[-1]
             self._validators.pop()
         m.roles = roles
+
+    def _check_spend(self, proposer: str, charge: int, action: str) -> None:
+        """`_spend`'s check, before anything changes: the plain sum never past the cap (with no cap, never past
+        what the contract's uint64 counter holds)."""
+        spent, cap = self._members[proposer].epsilon_spent, self.parameters().epsilon_cap
+        if spent + charge > (cap or 2**64 - 1):
+            raise self._refuse(action, "OverBudget", member=proposer, spent=spent, charge=charge, cap=cap)
+
+    def _spend(self, proposer: str, model_id: int, charge: int) -> None:
+        """Charges `charge` (checked by `_check_spend`) to `proposer`'s privacy budget for candidate `model_id`."""
+        m = self._members[proposer]
+        m.epsilon_spent += charge
+        self._emit("PrivacySpent", id=model_id, member=proposer, charge=charge, spent=m.epsilon_spent)
 
     def _deactivate(self, account: str, m: _Member) -> None:
         self._apply_roles(account, m, 0)
@@ -149,6 +165,10 @@ class MemberRegistry(MemoryContract):
         p = self.parameters()
         return p.general_timeout, p.voting_timeout
 
+    def privacy_spent(self, account: str) -> int:
+        m = self._members.get(checked_address(account))
+        return 0 if m is None else m.epsilon_spent
+
     def validator_count(self) -> int:
         return len(self._validators)
 
@@ -170,6 +190,7 @@ class MemberRegistry(MemoryContract):
             validator_since=m.validator_since,
             joined_at=m.joined_at,
             member_since=m.member_since,
+            epsilon_spent=m.epsilon_spent,
         )
 
     def members(self) -> list[Member]:
