@@ -18,11 +18,17 @@ from services.member.schemas import (
     RolesIn,
     SupervisorIn,
 )
-from tclearn.coalition.policy import AcceptancePolicy
-from tclearn.coalition.proposals import key_bytes, parameters_change, proposal_json, store_policy, supervisor_rotation
+from tclearn.coalition.policy import AcceptancePolicy, PrivacyPolicy
+from tclearn.coalition.proposals import (
+    key_bytes,
+    parameters_change,
+    privacy_cap,
+    proposal_json,
+    store_policy,
+    supervisor_rotation,
+)
 from tclearn.errors import AccessDenied, ConfigError, NotFoundError
 from tclearn.ledger.governance import Action, Admit, Remove, SetRoles
-from tclearn.ledger.values import epsilon_units
 from tclearn.site.open import Site
 from tclearn.types import Role
 
@@ -38,6 +44,9 @@ def policy_of(settings: dict[str, object]) -> AcceptancePolicy:
             f"unknown policy setting(s) {', '.join(unknown)}; expected some of {', '.join(AcceptancePolicy.settings())}"
         )
     try:
+        privacy = settings.get("privacy")
+        if isinstance(privacy, dict):
+            settings = {**settings, "privacy": PrivacyPolicy(**privacy)}
         return AcceptancePolicy(**settings)  # type: ignore[arg-type]
     except TypeError:  # a setting of the wrong type, compared with its bound
         raise ConfigError(f"policy settings {settings} are not all numbers (aggregator: a name)") from None
@@ -63,7 +72,7 @@ def action_of(body: AdmitIn | RolesIn | RemoveIn | ParametersIn | SupervisorIn, 
         proposal_timeout=body.proposal_timeout,
         min_validators=body.min_validators,
         global_test_set_hash=None if test_set is None else key_bytes(test_set, "global_test_set_hash"),
-        epsilon_cap=None if body.epsilon_cap is None else epsilon_units(body.epsilon_cap),
+        epsilon_cap=privacy_cap(policy, body.epsilon_cap),
     )
 
 

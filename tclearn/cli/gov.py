@@ -123,7 +123,10 @@ def propose_policy(
     min_validators: int | None = typer.Option(None, "--min-validators", min=0, help="Validators always kept."),
     global_test_set: str | None = typer.Option(None, "--global-test-set", help="sha256 of the global test set G."),
     epsilon_cap: float | None = typer.Option(
-        None, "--epsilon-cap", min=0, help="Each member's privacy budget on chain, epsilon (0: no cap)."
+        None,
+        "--epsilon-cap",
+        min=0,
+        help="Each member's privacy budget on chain, epsilon (0: no cap) [default: a new --policy's privacy cap].",
     ),
     deployment: Path = DeploymentOpt,
     url: str | None = UrlOpt,
@@ -132,8 +135,7 @@ def propose_policy(
 ) -> None:
     """Propose new coalition parameters: the current ones with those given changed."""
     from tclearn.coalition.declared import policy_file
-    from tclearn.coalition.proposals import key_bytes, parameters_change
-    from tclearn.ledger.values import epsilon_units
+    from tclearn.coalition.proposals import key_bytes, parameters_change, privacy_cap
 
     with user_errors():
         record = None if policy is None else policy_file(policy)
@@ -152,7 +154,7 @@ def propose_policy(
             proposal_timeout=proposal_timeout,
             min_validators=min_validators,
             global_test_set_hash=None if global_test_set is None else key_bytes(global_test_set, "--global-test-set"),
-            epsilon_cap=None if epsilon_cap is None else epsilon_units(epsilon_cap),
+            epsilon_cap=privacy_cap(record, epsilon_cap),
         )
         _announce(client.propose(member, action))
 

@@ -14,7 +14,7 @@ from eth_account.signers.local import LocalAccount
 
 from tclearn.coalition.backend import store_weights
 from tclearn.coalition.blobs import vault_uri
-from tclearn.coalition.policy import AcceptancePolicy
+from tclearn.coalition.policy import AcceptancePolicy, chain_cap
 from tclearn.errors import NotFoundError
 from tclearn.learning.models import ModelConfig, build_model
 from tclearn.ledger.chain import Chain
@@ -54,13 +54,12 @@ def found(
     min_validators: int = DEFAULT_MIN_VALIDATORS,
     global_test_set_hash: bytes = b"\x00" * 32,
     predecessor: Predecessor | None = None,
-    epsilon_cap: int = 0,
 ) -> tuple[LedgerClient, TxResult]:
     """Stores the genesis model and the acceptance `policy`, deploys the coalition around their hashes with its
     `founders` as members; returns the coalition and its deployment transaction. `deployer` pays for the
     deployment and has no power over the coalition unless it is a founder.
 
-    `epsilon_cap` is each member's privacy budget on chain, epsilon in millionths (`values.epsilon_units`; 0: none).
+    Each member's privacy budget on chain is the policy's `privacy.epsilon_cap` (none without a privacy policy).
     `genesis` is the weights to store, or the hash of a genesis already in `store` (variant C: the encrypted
     container the supervisor made, `tclearn.he.encrypted.store_model`; a migration: the old coalition's head).
     """
@@ -79,7 +78,7 @@ def found(
         voting_timeout=voting_timeout,
         proposal_timeout=proposal_timeout,
         min_validators=min(min_validators, sum(Role.VALIDATOR in f.roles for f in founders)),
-        epsilon_cap=epsilon_cap,
+        epsilon_cap=chain_cap(policy),
     )
     return LedgerClient.deploy(
         chain,

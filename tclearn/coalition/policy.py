@@ -23,6 +23,7 @@ from typing import Any
 
 from tclearn.errors import ConfigError
 from tclearn.learning.choices import DEFAULT_AGGREGATOR, Aggregator
+from tclearn.ledger.values import epsilon_units
 from tclearn.records import SCHEMA, Record, StratumVerdict
 
 
@@ -293,3 +294,8 @@ def strata_mismatch(candidate: Sequence[Stratum], head: Sequence[Stratum]) -> st
     return "the strata were not measured on the same data as the head's: " + ", ".join(
         [*(f"{name} in one only" for name in differ), *(f"{name} of another size" for name in resized)]
     )
+
+
+def chain_cap(policy: AcceptancePolicy) -> int:
+    """The privacy cap the chain keeps for `policy`: its epsilon cap in millionths, 0 (none) without DP rules."""
+    return 0 if policy.privacy is None else epsilon_units(policy.privacy.epsilon_cap)

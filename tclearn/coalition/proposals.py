@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tclearn.coalition.policy import AcceptancePolicy
+from tclearn.coalition.policy import AcceptancePolicy, chain_cap
 from tclearn.errors import ConfigError
 from tclearn.ledger.governance import (
     Action,
@@ -20,6 +20,7 @@ from tclearn.ledger.governance import (
     SetRoles,
 )
 from tclearn.ledger.ledger import ZERO_ADDRESS
+from tclearn.ledger.values import epsilon_of, epsilon_units
 from tclearn.types import hex32
 from tclearn.vault.store import BlobStore
 
@@ -44,6 +45,21 @@ def key_bytes(text: str, option: str) -> bytes:
 def store_policy(store: BlobStore, policy: AcceptancePolicy) -> bytes:
     """Stores `policy`'s record in the vault, as founding does; its sha256, which a proposal declares."""
     return bytes.fromhex(store.put(policy.encode()))
+
+
+def privacy_cap(policy: AcceptancePolicy | None, given: float | None) -> int | None:
+    """The privacy cap (millionths) a parameters proposal sets on chain: the epsilon `given`, else a new `policy`
+    record's (0 where it has no DP rules); None: neither, the cap stays. A `given` cap that contradicts the new
+    record's is a `ConfigError`: the chain's cap is what the policy says."""
+    ours = None if policy is None else chain_cap(policy)
+    if given is None:
+        return ours
+    cap = epsilon_units(given)
+    if ours is not None and cap != ours:
+        raise ConfigError(
+            f"--epsilon-cap {given:g} contradicts the new policy's privacy cap {epsilon_of(ours):g}: give one of them"
+        )
+    return cap
 
 
 def parameters_change(current: Parameters, policy_hash: bytes | None = None, **changes: Any) -> SetParameters:

@@ -3,6 +3,7 @@ coalition is built, and refused when it is missing, broken or not what the site 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from pathlib import Path
@@ -14,7 +15,7 @@ from tclearn.coalition.build import build
 from tclearn.coalition.context import Coalition
 from tclearn.coalition.declared import policy_file
 from tclearn.coalition.founding import Founder, found
-from tclearn.coalition.policy import AcceptancePolicy
+from tclearn.coalition.policy import AcceptancePolicy, PrivacyPolicy
 from tclearn.errors import ConfigError, IntegrityError, NotFoundError
 from tclearn.learning.choices import Aggregator
 from tclearn.learning.models import ModelConfig
@@ -110,13 +111,14 @@ def test_founding_stores_the_policy_and_declares_its_hash() -> None:
     with pytest.raises(ConfigError, match="at least one founder"):
         found(chain, chain.dev_keys[0], store, Variant.A, genesis, [], policy=CHAIN_POLICY)
     founder = Founder(chain.dev_keys[1].address, b"\x00" * 32, "founder")
-    client, _ = found(
-        chain, chain.dev_keys[0], store, Variant.A, genesis, [founder], policy=CHAIN_POLICY, epsilon_cap=8_000_000
-    )
-    assert client.policy_hash() == bytes.fromhex(CHAIN_POLICY.sha256())
-    assert client.parameters().epsilon_cap == 8_000_000  # each member's privacy budget, in millionths
-    assert AcceptancePolicy.parse(store.get(CHAIN_POLICY.sha256())) == CHAIN_POLICY
+    private = dataclasses.replace(CHAIN_POLICY, privacy=PrivacyPolicy(epsilon_cap=8.0))
+    client, _ = found(chain, chain.dev_keys[0], store, Variant.A, genesis, [founder], policy=private)
+    assert client.policy_hash() == bytes.fromhex(private.sha256())
+    assert client.parameters().epsilon_cap == 8_000_000  # the policy's privacy cap, in millionths
+    assert AcceptancePolicy.parse(store.get(private.sha256())) == private
     assert [p.hash for p in rebuild(client.events()).policies] == [client.policy_hash()]
+    plain, _ = found(chain, chain.dev_keys[0], store, Variant.A, genesis, [founder], policy=CHAIN_POLICY)
+    assert plain.parameters().epsilon_cap == 0  # no privacy rules: no cap kept
 
 
 @pytest.mark.parametrize(

@@ -829,7 +829,7 @@ FULL_METADATA = CandidateMetadata(
     data=DataSummary("cd" * 32, 3, 1024),
     scores={"dice": 0.75},
     aggregation=Aggregation("median", (Contribution("0x" + "12" * 20, "ef" * 32, 8, 4, "0x99"),)),
-    privacy=Privacy("gaussian", 1.5, 1e-5),
+    privacy=Privacy("dp-sgd", "rdp", "sample", 1.1, 1.0, 0.25, 40, 1e-5, 2.5, 32),
     watermark="wm",
 )
 RECORDS: list[Record] = [
