@@ -66,6 +66,13 @@ def inspect(co: Coalition, general: Hospital, candidate: ModelRecord) -> list[Ch
         return policy_problem(read[0], co.policy)
 
     def privacy() -> str | None:
+        declared = read[0].privacy
+        notes["privacy"] = (
+            "no differential privacy declared, none required"
+            if declared is None
+            else f"epsilon {declared.epsilon:.6g} at delta {declared.delta:g} ({declared.accountant}) recomputed from "
+            "its mechanism and charged on chain"
+        )
         return privacy_problem(read[0], co.policy, co.client.privacy_charge(candidate.id))
 
     def weights() -> str | None:

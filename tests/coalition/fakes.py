@@ -26,7 +26,7 @@ from tclearn.canonical import canonical_json
 from tclearn.coalition.backend import Admission, OnStep, Trained
 from tclearn.coalition.context import Clock, Coalition, Hospital
 from tclearn.coalition.founding import Founder, found
-from tclearn.coalition.policy import AcceptancePolicy
+from tclearn.coalition.policy import AcceptancePolicy, chain_cap
 from tclearn.errors import IntegrityError, TrainingCancelled
 from tclearn.learning.attacks import Attack
 from tclearn.learning.data import ImageData, Task
@@ -174,7 +174,9 @@ def stub_coalition(
         Admit(h.address, Role.MEMBER | Role.VALIDATOR, h.key.public_key().public_bytes_raw(), h.name) for h in hospitals
     ]
     parameters = Parameters(
-        policy_hash=bytes.fromhex(store.put(policy.encode())), min_validators=min(members, DEFAULT_MIN_VALIDATORS)
+        policy_hash=bytes.fromhex(store.put(policy.encode())),
+        min_validators=min(members, DEFAULT_MIN_VALIDATORS),
+        epsilon_cap=chain_cap(policy),
     )
     ledger, _ = InMemoryLedger.deploy(
         MemoryChain(),
