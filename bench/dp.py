@@ -8,11 +8,13 @@
   the DP figures): 8 epochs of 32 images, the demo's increment, spread it over 32 steps.
 - utility: the synthetic coalition (`tclearn demo`, variant A, honest hospitals, embedded chain) run to the end with
   each hospital's total epsilon capped at 1, 3 and 8 (delta 1e-5; plain sum of its increments, as the chain
-  counts), and without DP: the head's Dice on G in each run, and its ratio to the non-private coalition's.
+  counts), and without DP: the head's Dice on G in each run, and its ratio to the non-private coalition's. Every run
+  has the same policy (max_update 10: DP noise walks the weights) and data; DP runs train with momentum SGD.
   Target: >= 0.9x at epsilon <= 8. The curve is also written as dp-utility.json and dp-utility.png (--plot-dir).
 
 Usage: PYTHONPATH=. python bench/dp.py [--threads 1] [--repeats 3] [--epochs 8] [--size 64]
-                                       [--utility] [--cases 240] [--members 3] [--rounds 6] [--plot-dir out/bench]
+                                       [--utility] [--cases 960] [--members 3] [--rounds 3]
+                                       [--utility-batch 64] [--plot-dir out/bench]
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from typing import Any
 
 import torch
 
+from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.learning.data import ImageData, load_segmentation
-from tclearn.learning.defaults import COALITION_TRAINING
+from tclearn.learning.defaults import COALITION_TRAINING, DP_TRAINING
 from tclearn.learning.models import build_model
 from tclearn.learning.privacy import DPConfig, Mechanism, PerSample, epsilon_spent, poisson_steps
 from tclearn.learning.synth import synth_coalition
@@ -83,7 +86,7 @@ def bench_throughput(data: ImageData, epochs: int, repeats: int) -> dict[str, An
 UTILITY_EPSILONS = (1.0, 3.0, 8.0, None)  # None: the non-private coalition
 
 
-def bench_utility(cases: int, members: int, rounds: int, seed: int) -> dict[str, Any]:
+def bench_utility(cases: int, members: int, rounds: int, batch: int, seed: int) -> dict[str, Any]:
     """The head's score on G after the same rounds, at each hospital's epsilon cap and without DP."""
     from tclearn.ledger.chain import embedded_chain
     from tclearn.simulation.demo import DemoSettings, run_demo
@@ -97,6 +100,8 @@ def bench_utility(cases: int, members: int, rounds: int, seed: int) -> dict[str,
             variant="A",  # type: ignore[arg-type]
             rounds=rounds,
             cases=cases,
+            batch_size=batch,
+            acceptance=AcceptancePolicy(min_batch_size=4, max_update=DP_TRAINING.max_update),  # one policy for all runs
             dp_epsilon=cap,
             baselines=False,
             seed=seed,
@@ -127,6 +132,7 @@ def bench_utility(cases: int, members: int, rounds: int, seed: int) -> dict[str,
         "members": members,
         "rounds": rounds,
         "cases_per_hospital": cases,
+        "batch_size": batch,
         "delta": 1e-5,
         "runs": runs,
         "target_ratio_at_8": 0.9,
@@ -168,9 +174,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=COALITION_TRAINING.epochs)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--utility", action="store_true", help="Also run the utility curve (minutes).")
-    parser.add_argument("--cases", type=int, default=240)
+    parser.add_argument("--cases", type=int, default=960)
     parser.add_argument("--members", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--utility-batch", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plot-dir", type=Path, default=Path("out/bench"))
     args = parser.parse_args()
@@ -189,7 +196,7 @@ def main() -> None:
             "throughput": bench_throughput(data, args.epochs, args.repeats),
         }
     if args.utility:
-        report["utility"] = bench_utility(args.cases, args.members, args.rounds, args.seed)
+        report["utility"] = bench_utility(args.cases, args.members, args.rounds, args.utility_batch, args.seed)
         plot_utility(report["utility"], args.plot_dir)
     print(json.dumps(report, indent=2))
 

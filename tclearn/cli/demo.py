@@ -13,7 +13,7 @@ from rich.table import Table
 
 from tclearn.cli.common import console
 from tclearn.learning.choices import DEFAULT_AGGREGATOR, Aggregator, Attack
-from tclearn.learning.defaults import DEMO_ROUNDS, DEMO_TRAIN, ENCRYPTED_DEMO_ROUNDS
+from tclearn.learning.defaults import COALITION_TRAINING, DEMO_ROUNDS, DEMO_TRAIN, ENCRYPTED_DEMO_ROUNDS
 from tclearn.types import Variant
 
 if TYPE_CHECKING:
@@ -150,6 +150,9 @@ def demo(
         show_default=False,
     ),
     cases: int = typer.Option(DEMO_TRAIN, "--cases", help="Synthetic data: labelled training cases per hospital."),
+    batch_size: int = typer.Option(
+        COALITION_TRAINING.batch_size, "--batch-size", min=1, help="Each step's batch (DP-SGD: its expected size)."
+    ),
     out: Path = typer.Option(Path("out/demo"), "--out", help="Vault, data, summary.json and deployment.json go here."),
     seed: int = typer.Option(0, "--seed", help="Seed of the data, the genesis model and training."),
     as_json: bool = typer.Option(False, "--json", help="Print only summary.json."),
@@ -179,6 +182,7 @@ def demo(
         label_column=label_column,
         dp_epsilon=dp_epsilon,
         cases=cases,
+        batch_size=batch_size,
     )
     metric = (
         {"segmentation": "Dice", "multilabel": "mean AUC"}.get(task, task)

@@ -201,6 +201,7 @@ class DemoSettings(RunSpec):
             self.min_batch_size,
             aggregator=self.aggregator.value,
             privacy=self.privacy(),
+            max_update=AcceptancePolicy.max_update if self.dp_epsilon is None else DP_TRAINING.max_update,
         )
 
     @property
