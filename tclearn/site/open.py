@@ -108,8 +108,12 @@ def _private(coalition: Coalition, config: SiteConfig, hospital: Hospital, train
             f"site {config.name!r}: variant C trains encrypted full-batch steps, not DP-SGD; remove [training.privacy]"
         )
     unit = PrivacyUnit(chosen.unit)
-    grouped = unit is PrivacyUnit.PATIENT and hospital.patients is not None
-    units = len(set(hospital.patients or ())) if grouped else len(hospital.train)
+    if unit is PrivacyUnit.PATIENT and hospital.patients is None:
+        raise ConfigError(
+            f'site {config.name!r}: [training.privacy] unit = "patient" needs {config.data}/train/patients.csv '
+            "(columns image,patient) grouping the training images by patient"
+        )
+    units = len(set(hospital.patients or ())) if unit is PrivacyUnit.PATIENT else len(hospital.train)
     delta = rules.delta if rules is not None else PrivacyPolicy().delta
     try:
         check_delta(delta, units)

@@ -21,6 +21,7 @@ from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.config import save_deployment
 from tclearn.errors import ConfigError, ConflictError, DataError, NotFoundError
 from tclearn.he.client import HttpSupervisorClient
+from tclearn.learning.privacy import Mechanism, epsilon_spent, poisson_steps
 from tclearn.learning.synth import synth_coalition
 from tclearn.learning.tabular import synth_tabular
 from tclearn.ledger.accounts import dev_accounts
@@ -230,6 +231,30 @@ def test_a_site_expecting_another_policy_or_smaller_batches_does_not_open(deploy
         open_site(load_site_config(small))
     with pytest.raises(ConfigError, match=r"member\.toml: policy: .*tolerance_local must be between 0 and 1"):
         load_site_config(_site(deployed, dev_account="1", policy="{ tolerance_local = 3 }"))
+
+
+def test_a_site_trains_with_dp_sgd_at_the_epsilon_it_chose(deployed: Path, vault_url: str) -> None:
+    chosen = "{ batch_size = 4, min_batch_size = 4, privacy = { epsilon = 3.0, max_grad_norm = 0.5 } }"
+    site = open_site(load_site_config(_site(deployed, dev_account="1", vault_url=vault_url, training=chosen)))
+    try:
+        backend = site.coalition.backend
+        assert isinstance(backend, PlainBackend) and backend.training.dp is not None
+        dp = backend.training.dp
+        assert (dp.max_grad_norm, dp.delta, dp.accountant.value, dp.unit.value) == (0.5, 1e-5, "rdp", "sample")
+        q, steps = poisson_steps(4, len(site.hospital.train), backend.training.epochs)
+        assert epsilon_spent(Mechanism(dp.noise_multiplier, q, steps), dp.delta) <= 3.0  # the noise found for it
+        assert epsilon_spent(Mechanism(dp.noise_multiplier * 0.97, q, steps), dp.delta) > 3.0  # and no more
+    finally:
+        site.close()
+    patients = '{ batch_size = 4, min_batch_size = 4, privacy = { epsilon = 3.0, unit = "patient" } }'
+    with pytest.raises(ConfigError, match=r"unit = \"patient\" needs .*train/patients.csv"):
+        open_site(load_site_config(_site(deployed, dev_account="1", vault_url=vault_url, training=patients)))
+    both = "{ privacy = { epsilon = 3.0, noise_multiplier = 1.0 } }"
+    with pytest.raises(ConfigError, match=r"give exactly one of epsilon \(per increment\) and noise_multiplier"):
+        load_site_config(_site(deployed, dev_account="1", training=both))
+    too_few = "{ batch_size = 8, privacy = { epsilon = 3.0 } }"  # 4 training images cannot fill a batch of 8
+    with pytest.raises(ConfigError, match=r"\[training.privacy\]: 4 privacy units cannot fill an expected batch"):
+        open_site(load_site_config(_site(deployed, dev_account="1", vault_url=vault_url, training=too_few)))
 
 
 def test_ledger_policy_prints_the_settings_read_from_the_vault(deployed: Path, vault_url: str) -> None:
