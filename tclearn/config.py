@@ -79,6 +79,9 @@ class CoalitionConfig(BaseModel):
     # defaults of `tclearn.ledger.governance.Parameters`)
     proposal_timeout: int | None = Field(None, gt=0)
     min_validators: int | None = Field(None, ge=0)
+    # each member's privacy budget on chain, epsilon over all its increments (the policy's privacy.epsilon_cap); None:
+    # no cap kept
+    epsilon_cap: float | None = Field(None, gt=0)
     chain: ChainConfig = ChainConfig()
     # the founders: the coalition's only members at deployment, who admit and change every other by proposal
     members: list[MemberConfig] = Field(min_length=1)

@@ -19,6 +19,7 @@ from tclearn.cli.app import app
 from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.errors import ConfigError, NoContract, NotFoundError, TclearnError, WrongChain
 from tclearn.ledger.accounts import dev_accounts
+from tclearn.ledger.deployment import open_deployment
 from tclearn.ledger.localchain import LocalNode, free_port
 from tclearn.records import RunSummary
 
@@ -72,6 +73,17 @@ def test_deploy_founders_and_show(anvil_node: LocalNode, tmp_path: Path) -> None
     assert "St Luke" in table and "committed" in table and f"acceptance policy {POLICY}" in table
     with pytest.raises(ConfigError, match="already exists"):
         invoke("coalition", "deploy", "--config", str(cfg), "--out", str(dep), "--dev-account", "0")
+
+
+def test_a_coalition_deployed_with_a_privacy_cap_keeps_it_on_chain(anvil_node: LocalNode, tmp_path: Path) -> None:
+    cfg, dep = _config(tmp_path, anvil_node.url, epsilon_cap="2.5"), tmp_path / "deployment.json"
+    invoke("coalition", "deploy", "--config", str(cfg), "--out", str(dep), "--dev-account", "0")
+    _, client = open_deployment(dep)
+    assert client.parameters().epsilon_cap == 2_500_000  # millionths
+    (tmp_path / "bad").mkdir()
+    bad = _config(tmp_path / "bad", anvil_node.url, epsilon_cap="0")  # a cap of nothing: say none instead
+    with pytest.raises(ConfigError, match="epsilon_cap"):
+        invoke("coalition", "deploy", "--config", str(bad), "--out", str(tmp_path / "bad.json"), "--dev-account", "0")
 
 
 def test_a_coalition_continues_another_from_its_head(anvil_node: LocalNode, tmp_path: Path) -> None:

@@ -46,6 +46,7 @@ def deploy(
     from tclearn.ledger.client import LedgerClient
     from tclearn.ledger.deployment import deployment_of
     from tclearn.ledger.governance import DEFAULT_MIN_VALIDATORS, Admit, Parameters
+    from tclearn.ledger.values import epsilon_units
 
     cfg = load_coalition_config(config)
     if out.exists():
@@ -60,6 +61,7 @@ def deploy(
         global_test_set_hash=cfg.global_test_set_hash,
         general_timeout=cfg.general_timeout,
         voting_timeout=cfg.voting_timeout,
+        epsilon_cap=0 if cfg.epsilon_cap is None else epsilon_units(cfg.epsilon_cap),
         **governance,
     )
     chain = connect(url or cfg.chain.url, expected_chain_id=cfg.chain.chain_id)
