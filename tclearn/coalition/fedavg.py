@@ -23,7 +23,7 @@ from tclearn import __version__
 from tclearn.coalition.backend import StateDict, TensorBackend, tensors
 from tclearn.coalition.context import Coalition, Hospital
 from tclearn.coalition.member import Proposal, submit
-from tclearn.errors import AggregationError, TclearnError
+from tclearn.errors import AggregationError, ConfigError, TclearnError
 from tclearn.learning import aggregate
 from tclearn.learning.choices import Aggregator
 from tclearn.learning.update import update_norm
@@ -43,7 +43,14 @@ def _backend(co: Coalition) -> TensorBackend:
 
 
 def contribute(co: Coalition, member: Hospital, head_id: int) -> tuple[Contribution, TrainingFacts]:
-    """`member` trains from the head, stores its contribution and signs it."""
+    """`member` trains from the head, stores its contribution and signs it; refused (`ConfigError`) before any
+    training in a coalition with privacy rules or by a member training with DP-SGD: an aggregate's privacy is its
+    contributions', which FedAvg mode does not account (DP coalitions run in incremental mode)."""
+    if co.policy.privacy is not None or co.backend.private:
+        raise ConfigError(
+            f"{member.name}: FedAvg mode does not account differential privacy (an aggregate would spend each "
+            "contributor's epsilon, which neither it nor the chain charges); a DP coalition runs in incremental mode"
+        )
     backend = _backend(co)
     parent_hash = co.client.get_model(head_id, with_uri=False).model_hash.hex()
     parent = backend.open(member, parent_hash)

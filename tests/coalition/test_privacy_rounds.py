@@ -11,6 +11,7 @@ import pytest
 
 from tclearn.coalition.blobs import get_record
 from tclearn.coalition.context import Coalition
+from tclearn.coalition.fedavg import contribute
 from tclearn.coalition.member import propose
 from tclearn.coalition.policy import AcceptancePolicy, PrivacyPolicy
 from tclearn.coalition.rounds import run_round
@@ -101,3 +102,10 @@ def test_without_privacy_rules_a_dp_increment_is_still_checked_and_charged_witho
     for _ in range(3):  # past what a cap of 2.5 increments would allow: no cap is kept
         assert run_round(co, co.hospitals[0]).state == "committed"
     assert co.client.privacy_spent(co.hospitals[0].address) == 3 * epsilon_units(EPSILON)
+
+
+@pytest.mark.parametrize("declared", [None, DECLARED], ids=["dp-coalition", "dp-member"])
+def test_fedavg_mode_refuses_dp_before_training(declared: Privacy | None) -> None:
+    co = private(stub_coalition, declared, POLICY if declared is None else AcceptancePolicy(min_batch_size=4))
+    with pytest.raises(ConfigError, match=r"h0: FedAvg mode does not account differential privacy"):
+        contribute(co, co.hospitals[0], 0)
