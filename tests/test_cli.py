@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 import tclearn
 from tclearn.cli.app import app
-from tclearn.coalition.policy import AcceptancePolicy
+from tclearn.coalition.policy import AcceptancePolicy, PrivacyPolicy
 from tclearn.errors import ConfigError, NoContract, NotFoundError, TclearnError, WrongChain
 from tclearn.ledger.accounts import dev_accounts
 from tclearn.ledger.deployment import open_deployment
@@ -180,6 +180,18 @@ def test_a_policy_record_is_written_with_its_hash(tmp_path: Path) -> None:
         assert refused.exit_code == 1 and why in refused.stderr and "Traceback" not in refused.output
     refused = runner.invoke(app, ["coalition", "policy", "-o", str(out), "--set", "max_drift=2"])
     assert refused.exit_code == 1 and "max_drift must be between 0 and 1, got 2.0" in refused.stderr
+    invoke("coalition", "policy", "-o", str(out), "--set", "privacy.epsilon_cap=3", "--set", "privacy.required=false")
+    assert AcceptancePolicy.parse(out.read_bytes()).privacy == PrivacyPolicy(required=False, epsilon_cap=3.0)
+    for bad, why in [
+        ("privacy.epsilon_cap=0", "epsilon_cap must be a positive number"),
+        ("privacy.epsilon_cap=-1", "epsilon_cap must be a positive number"),
+        ("privacy.required=maybe", "privacy.required takes true or false"),
+        ("privacy.delta=1", "delta must be in (0, 1)"),
+        ("privacy.accountant=gdp", "accountant must be one of rdp, prv"),
+        ("privacy.cap=3", "NAME one of"),
+    ]:
+        refused = runner.invoke(app, ["coalition", "policy", "-o", str(out), "--set", bad])
+        assert refused.exit_code == 1 and why in refused.stderr and "Traceback" not in refused.output, bad
 
 
 def test_user_mistake_prints_one_line_and_no_traceback(tmp_path: Path) -> None:

@@ -124,30 +124,46 @@ def predecessor_head(path: Path) -> PredecessorHead:
 def policy(
     out: Path = typer.Option(Path("policy.json"), "--out", "-o", help="Where to write the policy record."),
     settings: list[str] = typer.Option(
-        [], "--set", help="A setting other than its default, NAME=VALUE (e.g. max_drift=0.04); repeat for more."
+        [],
+        "--set",
+        help="A setting other than its default, NAME=VALUE (e.g. max_drift=0.04, privacy.epsilon_cap=8: any "
+        "privacy.* setting adds differential privacy rules); repeat for more.",
     ),
 ) -> None:
     """Write an acceptance policy record (its canonical encoding) and print its sha256: store it with `tclearn vault
     put` and give the hash as policy_hash in coalition.toml."""
-    from tclearn.coalition.policy import AcceptancePolicy
+    from tclearn.coalition.policy import AcceptancePolicy, PrivacyPolicy
 
     with user_errors():
-        defaults = AcceptancePolicy()
         given: dict[str, object] = {}
+        private: dict[str, object] = {}
+        plain = [n for n in AcceptancePolicy.settings() if n != "privacy"]
+        names = [*plain, *(f"privacy.{n}" for n in PRIVACY_SETTINGS)]
         for item in settings:
             name, sep, value = item.partition("=")
-            if not sep or name not in AcceptancePolicy.settings():
-                raise ConfigError(
-                    f"--set takes NAME=VALUE with NAME one of {', '.join(AcceptancePolicy.settings())}; got {item!r}"
-                )
-            kind = type(getattr(defaults, name))
-            try:
-                given[name] = kind(value)
-            except ValueError:
-                raise ConfigError(f"--set {name} takes a {kind.__name__}, got {value!r}") from None
-        record = AcceptancePolicy(**given)  # type: ignore[arg-type]
+            if not sep or name not in names:
+                raise ConfigError(f"--set takes NAME=VALUE with NAME one of {', '.join(names)}; got {item!r}")
+            group, key = (private, name.removeprefix("privacy.")) if name.startswith("privacy.") else (given, name)
+            default = getattr(PrivacyPolicy() if group is private else AcceptancePolicy(), key)
+            group[key] = _setting(name, value, type(default))
+        record = AcceptancePolicy(**given, privacy=PrivacyPolicy(**private) if private else None)  # type: ignore[arg-type]
         out.write_bytes(record.encode())
         typer.echo(record.sha256())
+
+
+PRIVACY_SETTINGS = ("required", "delta", "epsilon_cap", "min_noise_multiplier", "accountant")
+
+
+def _setting(name: str, value: str, kind: type) -> object:
+    """A `--set` value as its setting's type (a bool from true/false); `ConfigError` naming the setting."""
+    if kind is bool:
+        if value.lower() not in ("true", "false"):
+            raise ConfigError(f"--set {name} takes true or false, got {value!r}")
+        return value.lower() == "true"
+    try:
+        return kind(value)
+    except ValueError:
+        raise ConfigError(f"--set {name} takes a {kind.__name__}, got {value!r}") from None
 
 
 def _rounds_table(rows: list[CandidateRow]) -> Table:

@@ -68,6 +68,7 @@ class TrainingSection(BaseModel):
     epochs: int = Field(default=COALITION_TRAINING.epochs, ge=1)
     batch_size: int = Field(default=COALITION_TRAINING.batch_size, ge=1)
     lr: float = Field(default=COALITION_TRAINING.lr, gt=0)
+    optimiser: Literal["adam", "adamw", "sgd"] = "adam"  # sgd: with momentum 0.9 (what DP-SGD wants)
     min_batch_size: int = Field(default=COALITION_TRAINING.min_batch_size, ge=1)
     seed: int = COALITION_TRAINING.seed
     loss: Literal["dice", "dice_ce", "ce"] | None = None  # None: dice_ce for segmentation, ce for classes

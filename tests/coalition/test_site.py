@@ -234,13 +234,17 @@ def test_a_site_expecting_another_policy_or_smaller_batches_does_not_open(deploy
 
 
 def test_a_site_trains_with_dp_sgd_at_the_epsilon_it_chose(deployed: Path, vault_url: str) -> None:
-    chosen = "{ batch_size = 4, min_batch_size = 4, privacy = { epsilon = 3.0, max_grad_norm = 0.5 } }"
+    chosen = (
+        '{ batch_size = 4, min_batch_size = 4, optimiser = "sgd", lr = 1.0, '
+        "privacy = { epsilon = 3.0, max_grad_norm = 0.5 } }"
+    )
     site = open_site(load_site_config(_site(deployed, dev_account="1", vault_url=vault_url, training=chosen)))
     try:
         backend = site.coalition.backend
         assert isinstance(backend, PlainBackend) and backend.training.dp is not None
         dp = backend.training.dp
         assert (dp.max_grad_norm, dp.delta, dp.accountant.value, dp.unit.value) == (0.5, 1e-5, "rdp", "sample")
+        assert (backend.training.optimiser.value, backend.training.lr) == ("sgd", 1.0)
         q, steps = poisson_steps(4, len(site.hospital.train), backend.training.epochs)
         assert epsilon_spent(Mechanism(dp.noise_multiplier, q, steps), dp.delta) <= 3.0  # the noise found for it
         assert epsilon_spent(Mechanism(dp.noise_multiplier * 0.97, q, steps), dp.delta) > 3.0  # and no more
