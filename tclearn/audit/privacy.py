@@ -12,6 +12,7 @@ values.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -98,7 +99,9 @@ class Spending(Record):
     def view(self) -> dict[str, object]:
         return {
             **self.budget.view(),
-            "increments": [{**i.to_json(), "charged_epsilon": epsilon_of(i.charged)} for i in self.increments],
+            "increments": [
+                {**i.to_json(), "charged": epsilon_of(i.charged), "charged_units": i.charged} for i in self.increments
+            ],
             "composition": self.composition.to_json(),
         }
 
@@ -131,6 +134,7 @@ def declared_privacy(
     return found
 
 
+@functools.lru_cache(maxsize=4096)
 def recompute(privacy: Privacy) -> float | None:
     """The epsilon `privacy`'s mechanism spends at its delta, or None when no accountant takes it."""
     try:
@@ -143,6 +147,11 @@ def recompute(privacy: Privacy) -> float | None:
 def compose(privacies: list[Privacy | None], model_ids: list[int]) -> Composition:
     """The accountant's composition of one member's increments (`privacies[i]` that of `model_ids[i]`; None: its
     metadata is unreadable or declares no mechanism), or why there is none."""
+    return _compose(tuple(privacies), tuple(model_ids))
+
+
+@functools.lru_cache(maxsize=1024)  # a service asks again for the same increments: the accountant is slow
+def _compose(privacies: tuple[Privacy | None, ...], model_ids: tuple[int, ...]) -> Composition:
     if not privacies:
         return Composition(0.0, None, None)
     missing = [str(m) for m, p in zip(model_ids, privacies, strict=True) if p is None]
@@ -179,8 +188,13 @@ def increment_findings(increment: Increment, privacy: Privacy | None) -> list[Fi
     except TclearnError:  # a negative or non-finite epsilon: no charge is it
         declared_units = -1
     if increment.charged != declared_units:
-        declares = "no DP mechanism" if privacy is None else f"epsilon {privacy.epsilon:.6g}"
-        what = f"was charged epsilon {charged:.6g} on chain but its metadata declares {declares}"
+        if privacy is None:
+            what = f"was charged epsilon {charged:.6f} on chain but its metadata declares no DP mechanism"
+        else:
+            what = (
+                f"was charged epsilon {charged:.6f} on chain, not the {epsilon_of(max(declared_units, 0)):.6f} its "
+                f"metadata declares (epsilon {privacy.epsilon:.6g})"
+            )
         found.append(_counted(increment.model_id, what, increment.charged, declared_units))
     if privacy is not None and increment.recomputed is None:
         what = f"declares a DP mechanism no {privacy.accountant} accountant can account for"
@@ -233,3 +247,16 @@ def is_tighter(s: Spending) -> bool:
     increments)."""
     epsilon = s.composition.epsilon
     return epsilon is not None and math.isfinite(epsilon) and epsilon < epsilon_of(s.budget.spent_units)
+
+
+def privacy_json(history: LedgerHistory, declared: Declared) -> dict[str, object]:
+    """`spending` as the auditor's API returns it: every member, the cap, the findings and whether none is an
+    error."""
+    members, findings = spending(history, declared)
+    cap = history.epsilon_cap
+    return {
+        "ok": not any(f.severity == Severity.ERROR for f in findings),
+        "cap": epsilon_of(cap) if cap else None,
+        "members": [s.view() for s in members],
+        "findings": [{"severity": str(f.severity), "model_id": f.model_id, "what": f.what} for f in findings],
+    }

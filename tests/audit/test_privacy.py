@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from dataclasses import dataclass
 from functools import cache
 
 import pytest
@@ -21,6 +22,7 @@ from tclearn.audit.privacy import (
     spending,
 )
 from tclearn.audit.verify import Severity
+from tclearn.coalition.context import Coalition
 from tclearn.coalition.rounds import run_round
 from tclearn.learning.privacy import Accountant, Mechanism, composed, epsilon_spent
 from tclearn.ledger.governance import Parameters
@@ -138,7 +140,11 @@ UNITS = epsilon_units(HONEST.epsilon)
         (increment(UNITS, p=HONEST, recomputed=HONEST.epsilon), HONEST, []),
         (increment(UNITS // 2, p=HONEST, recomputed=HONEST.epsilon), HONEST, [(Severity.ERROR, "was charged")]),
         (increment(UNITS * 2, p=HONEST, recomputed=HONEST.epsilon), HONEST, [(Severity.WARNING, "was charged")]),
-        (increment(0, p=HONEST, recomputed=HONEST.epsilon), HONEST, [(Severity.ERROR, "was charged epsilon 0 ")]),
+        (
+            increment(0, p=HONEST, recomputed=HONEST.epsilon),
+            HONEST,
+            [(Severity.ERROR, "was charged epsilon 0.000000 on chain, not the")],
+        ),
         (increment(UNITS), None, [(Severity.WARNING, "metadata declares no DP mechanism")]),
         (increment(UNITS, read=False), None, []),  # nothing to compare with: the audit names the missing blob
         (
@@ -185,7 +191,8 @@ def test_spending_lists_each_members_increments_and_their_composition() -> None:
     assert beta.budget.spent_units == 0 and beta.increments[0].charged == 0
     assert [(f.severity, f.model_id) for f in findings] == [(Severity.ERROR, 3)]
     view = alpha.view()
-    assert view["increments"][1]["charged_epsilon"] == epsilon_of(epsilon_units(p2.epsilon))  # type: ignore[index]
+    assert view["increments"][1]["charged"] == epsilon_of(epsilon_units(p2.epsilon))  # type: ignore[index]
+    assert view["increments"][1]["charged_units"] == epsilon_units(p2.epsilon)  # type: ignore[index]
     assert view["composition"]["epsilon"] == alpha.composition.epsilon  # type: ignore[index]
 
 
@@ -199,20 +206,38 @@ def test_a_charged_increment_whose_metadata_is_unreadable_leaves_no_composition(
     assert [f.model_id for f in findings] == [1]  # model 1 charged 10 millionths, not what it declares
 
 
-def test_on_the_embedded_chain_the_auditor_rebuilds_every_budget_from_logs_and_vault() -> None:
+@dataclass
+class ChargedRun:
+    """A DP coalition on the embedded chain: h0's two honest increments, h1's honest one, h1's `forged` one
+    (declaring a quarter of what its mechanism spends, and charged that), and h1's raw submission `under` charged
+    one millionth less than the metadata it reuses declares."""
+
+    co: Coalition
+    honest: list[int]
+    forged: int
+    under: int
+
+
+def charged_run() -> ChargedRun:
     co = chain_stub_coalition(4, policy=POLICY)
     stub_backend(co).privacy = DECLARED
     h0, h1 = co.hospitals[0], co.hospitals[1]
     rows = [run_round(co, h0), run_round(co, h0), run_round(co, h1)]
-    ids = [row.id for row in rows if row.id is not None]
-    # h1's next increment declares a quarter of what its mechanism spends, and is charged that quarter
+    honest = [row.id for row in rows if row.id is not None and row.state == "committed"]
     stub_backend(co).privacy = dataclasses.replace(DECLARED, epsilon=EPSILON / 4)
     forged = run_round(co, h1)
     assert forged.state == "rejected" and forged.id is not None
-    # a raw submission reuses a DP candidate's metadata but charges less than it declares
-    parent = co.client.head()
-    metadata = rebuild(co.client.events()).candidates[ids[0]].metadata_hash
-    under = co.client.submit(h1.account, parent, os.urandom(32), "vault://x", metadata, epsilon_units(EPSILON) - 1)
+    metadata = rebuild(co.client.events()).candidates[honest[0]].metadata_hash
+    under = co.client.submit(
+        h1.account, co.client.head(), os.urandom(32), "vault://x", metadata, epsilon_units(EPSILON) - 1
+    )
+    return ChargedRun(co, honest, forged.id, under.model_id)
+
+
+def test_on_the_embedded_chain_the_auditor_rebuilds_every_budget_from_logs_and_vault() -> None:
+    run = charged_run()
+    co, ids, h0, h1 = run.co, run.honest, run.co.hospitals[0], run.co.hospitals[1]
+    assert len(ids) == 3
 
     history = rebuild(co.client.events())
     members, findings = spending(history, declared_privacy(co.store, history))
@@ -229,12 +254,16 @@ def test_on_the_embedded_chain_the_auditor_rebuilds_every_budget_from_logs_and_v
     )
     assert [(i.model_id, i.state) for i in beta.increments] == [
         (ids[2], "committed"),
-        (forged.id, "rejected"),
-        (under.model_id, "submitted"),
+        (run.forged, "rejected"),
+        (run.under, "submitted"),
     ]
     assert [(f.severity, f.model_id) for f in findings] == [
-        (Severity.ERROR, forged.id),  # declares a quarter of what its mechanism spends
-        (Severity.ERROR, under.model_id),  # charged below its declaration
+        (Severity.ERROR, run.forged),  # declares a quarter of what its mechanism spends
+        (Severity.ERROR, run.under),  # charged below its declaration
     ]
     assert f"but its mechanism spends {EPSILON:.6g}" in findings[0].what
-    assert "was charged epsilon" in findings[1].what and f"declares epsilon {EPSILON:.6g}" in findings[1].what
+    charged, declared = epsilon_of(epsilon_units(EPSILON) - 1), epsilon_of(epsilon_units(EPSILON))
+    assert findings[1].what == (
+        f"was charged epsilon {charged:.6f} on chain, not the {declared:.6f} its metadata declares "
+        f"(epsilon {EPSILON:.6g})"
+    )
