@@ -243,7 +243,7 @@ def spending(history: LedgerHistory, declared: Declared) -> tuple[list[Spending]
 
 
 def is_tighter(s: Spending) -> bool:
-    """Whether the accountant's composition is below the plain sum on chain (as it should be for two or more
+    """Whether the accountant's composition is below the plain sum on chain (as it usually is for two or more
     increments)."""
     epsilon = s.composition.epsilon
     return epsilon is not None and math.isfinite(epsilon) and epsilon < epsilon_of(s.budget.spent_units)
