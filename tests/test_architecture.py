@@ -26,7 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "tclearn.ledger": {"tclearn.config", "tclearn.state"},
     "tclearn.learning": set(),
     "tclearn.he": {"tclearn.config", "tclearn.state", "tclearn.vault", "tclearn.learning", "tclearn.ledger"},
-    "tclearn.audit": {"tclearn.config", "tclearn.state", "tclearn.vault", "tclearn.ledger"},
+    "tclearn.audit": {"tclearn.config", "tclearn.state", "tclearn.vault", "tclearn.ledger", "tclearn.learning"},
     "tclearn.coalition": {"tclearn.vault", "tclearn.ledger", "tclearn.learning", "tclearn.he"},
     "tclearn.site": {"tclearn.coalition"},
 }

@@ -10,6 +10,7 @@
     GET  /api/access-log          the vault's access log (service or database, see settings)     200 / 404
     GET  /api/scores              the score on G of every voted-on model over time                200
     GET  /api/governance          every governance proposal, its tally, state and ballots         200
+    GET  /api/privacy             each member's privacy budget, increments, the accountant's composition 200
     GET  /report.html             the audit report as one self-contained HTML page                200
     GET  /report.json             the same as JSON: audit verdict, history, integrity, scores     200
 
@@ -35,13 +36,22 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
-from services.auditor.schemas import AccessEntry, Health, Integrity, Lineage, ModelDetail, ScorePoint
+from services.auditor.schemas import (
+    AccessEntry,
+    Health,
+    Integrity,
+    Lineage,
+    ModelDetail,
+    PrivacyAudit,
+    ScorePoint,
+)
 from services.common import LogLimit, error_responses, service_app
 from services.member.schemas import ProposalOut
 from tclearn.audit.config import AccessLog, AuditorSettings, no_access_log, open_access_log, open_store
 from tclearn.audit.evidence import all_evidence, votes_evidence
 from tclearn.audit.follow import ChainFollower
 from tclearn.audit.integrity import BlobChecks, candidate_of
+from tclearn.audit.privacy import declared_privacy, privacy_json
 from tclearn.audit.report import write_report
 from tclearn.audit.token import check_bearer
 from tclearn.audit.verify import audit
@@ -50,6 +60,7 @@ from tclearn.coalition.proposals import proposal_json
 from tclearn.config import settings_from_env
 from tclearn.ledger.deployment import open_deployment
 from tclearn.ledger.history import to_json
+from tclearn.records import Privacy
 from tclearn.state.db import Database
 from tclearn.types import ModelState
 from tclearn.vault.store import BlobStore
@@ -72,6 +83,7 @@ def create_app(
     """The auditor over a chain `follower` and the `store` its blobs live in; `label` names the coalition. Its
     API answers the bearer token whose sha256 is `token_sha256` (None: nobody)."""
     checks = BlobChecks(store)
+    metadata: dict[bytes, Privacy | None] = {}  # metadata hash -> the Privacy it declares (blobs never change)
     app = service_app("tclearn auditor")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -147,6 +159,17 @@ def create_app(
         names = {address: m.name for address, m in follower.refresh().members.items()}
         return [proposal_json(p, names) for p in follower.client.proposals()]
 
+    def privacy() -> dict[str, Any]:
+        history = follower.refresh()
+        return privacy_json(history, declared_privacy(store, history, metadata))
+
+    @api.get("/api/privacy", response_model=PrivacyAudit)
+    def privacy_budgets() -> dict[str, Any]:
+        """Each member's spending as the chain counts it (from the logs), its increments, the accountant's tighter
+        composition of their mechanisms (read from the candidates' metadata), and findings where the chain's
+        charges are not what the candidates declare."""
+        return privacy()
+
     def summary(verdict_ok: bool) -> dict[str, Any]:
         history = follower.refresh()
         states = [c.state for c in history.candidates.values()]
@@ -171,6 +194,7 @@ def create_app(
             "audit": verdict.to_dict(),
             "integrity": [b.to_json() for b in checks.check(history, refresh=True)],
             "scores": scores_json(history),
+            "privacy": privacy(),
             "history": to_json(history),
         }
         return JSONResponse(document, headers={"content-disposition": 'attachment; filename="audit-report.json"'})

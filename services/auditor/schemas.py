@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from services.member.schemas import BudgetOut
+
 
 class Health(BaseModel):
     ok: bool
@@ -114,3 +116,39 @@ class ScorePoint(BaseModel):
     mean: float | None
     min: float
     max: float
+
+
+class PrivacyIncrement(BaseModel):
+    model_id: int
+    state: str
+    charged: float = Field(description="epsilon charged on chain when it was submitted (0: not charged)")
+    charged_units: int = Field(description="the same in millionths")
+    block: int
+    metadata: bool = Field(description="whether its metadata could be read from the vault")
+    declared: float | None = Field(description="the epsilon its metadata declares (None: no DP mechanism, or unread)")
+    recomputed: float | None = Field(description="what its declared mechanism spends, recomputed by the auditor")
+
+
+class PrivacyComposition(BaseModel):
+    epsilon: float | None = Field(description="the accountant's composition of every increment (None: see reason)")
+    delta: float | None
+    accountant: str | None
+    reason: str | None = Field(description="why there is no composition: unreadable metadata, mixed deltas, ...")
+
+
+class MemberSpending(BudgetOut):
+    increments: list[PrivacyIncrement]
+    composition: PrivacyComposition
+
+
+class FindingOut(BaseModel):
+    severity: str = Field(description="error (the chain under-counts), warning or info")
+    model_id: int
+    what: str
+
+
+class PrivacyAudit(BaseModel):
+    ok: bool = Field(description="no finding is an error")
+    cap: float | None = Field(description="each member's cap in force, epsilon (None: none)")
+    members: list[MemberSpending]
+    findings: list[FindingOut]

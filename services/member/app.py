@@ -11,6 +11,7 @@
     GET  /jobs                       the caller's jobs
     GET  /jobs/{id}                  one of the caller's jobs (progress, candidate, error)
     POST /jobs/{id}/cancel           stop one of the caller's jobs
+    GET  /privacy                    every member's privacy budget (spent, cap, left) and this hospital's charges
     GET  /gov/proposals              every governance proposal with its tally and ballots
     GET  /gov/proposals/{id}         one proposal
     POST /gov/proposals              propose a change as this hospital (operator only)
@@ -57,6 +58,7 @@ from services.member.schemas import (
     ModelDetail,
     ModelSummary,
     Prediction,
+    PrivacyOut,
     SiteInfo,
 )
 from tclearn import __version__
@@ -205,6 +207,12 @@ def create_app(
     @app.get("/models/{model_id}", responses={**AUTH_ERRORS, **error_responses(404)})
     async def get_model(model_id: int, _who: Authenticated) -> ModelDetail:
         return await snapshot_model(model_id)
+
+    @app.get("/privacy", responses=AUTH_ERRORS)
+    async def privacy(_who: Authenticated) -> PrivacyOut:
+        """Every member's privacy budget as the chain counts it (epsilon spent: the plain sum of its charges; the
+        cap; what is left) and this hospital's own charges, from the contract's logs."""
+        return (await current()).privacy(site.hospital.address)
 
     @app.get(
         "/models/{model_id}/blob",

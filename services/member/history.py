@@ -12,11 +12,13 @@ from dataclasses import dataclass
 
 from pydantic import TypeAdapter
 
-from services.member.schemas import ModelDetail, ModelSummary, VoteOut
+from services.member.schemas import BudgetOut, ChargeOut, ModelDetail, ModelSummary, PrivacyOut, VoteOut
+from tclearn.audit.privacy import budgets
 from tclearn.errors import NotFoundError
 from tclearn.ledger.client import LedgerClient
-from tclearn.ledger.history import CandidateHistory, LedgerHistory, fold
+from tclearn.ledger.history import CandidateHistory, LedgerHistory, PrivacyCharge, fold
 from tclearn.ledger.snapshot import Refreshed
+from tclearn.ledger.values import epsilon_of
 
 _SUMMARIES = TypeAdapter(list[ModelSummary])
 
@@ -64,12 +66,41 @@ class Snapshot:
     active_members: int
     models: dict[int, ModelDetail]
     models_json: bytes  # GET /models, encoded once per change
+    budgets: tuple[BudgetOut, ...] = ()
+    charges: tuple[PrivacyCharge, ...] = ()
+    epsilon_cap: int = 0
 
     @classmethod
     def of(cls, h: LedgerHistory) -> Snapshot:
         models = {c.id: detail_of(h, c) for c in h.candidates.values()}
         summaries = [ModelSummary(**m.model_dump(include=set(ModelSummary.model_fields))) for m in models.values()]
-        return cls(h.head, sum(m.active for m in h.members.values()), models, _SUMMARIES.dump_json(summaries))
+        return cls(
+            h.head,
+            sum(m.active for m in h.members.values()),
+            models,
+            _SUMMARIES.dump_json(summaries),
+            tuple(BudgetOut.model_validate(b.view()) for b in budgets(h)),
+            tuple(h.charges),
+            h.epsilon_cap,
+        )
+
+    def privacy(self, site: str) -> PrivacyOut:
+        """Every member's budget and the charges of `site` (an address)."""
+        own = [
+            ChargeOut(
+                model_id=c.model_id,
+                state=self.models[c.model_id].state if c.model_id in self.models else "unknown",
+                charge=epsilon_of(c.charge),
+                charge_units=c.charge,
+                spent_units=c.spent,
+                cap_units=c.cap,
+                block=c.block,
+            )
+            for c in self.charges
+            if c.member.lower() == site.lower()
+        ]
+        cap = epsilon_of(self.epsilon_cap) if self.epsilon_cap else None
+        return PrivacyOut(site=site, cap=cap, members=list(self.budgets), charges=own)
 
     def model(self, model_id: int) -> ModelDetail:
         found = self.models.get(model_id)

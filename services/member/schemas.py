@@ -202,3 +202,36 @@ ProposalIn = Annotated[AdmitIn | RolesIn | RemoveIn | ParametersIn | SupervisorI
 class BallotIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     approve: bool
+
+
+# ---- privacy budgets ----------------------------------------------------------------------------------------
+
+
+class BudgetOut(BaseModel):
+    """A member's privacy budget as the chain counts it: the plain sum of its charges (an upper bound)."""
+
+    name: str
+    address: str
+    spent: float = Field(description="epsilon spent: the sum of its charges on chain")
+    cap: float | None = Field(description="each member's cap, epsilon (None: the coalition keeps none)")
+    left: float | None = Field(description="what it may still spend (0 past a lowered cap; None: no cap)")
+    spent_units: int = Field(description="the same in millionths, as the contract counts")
+    cap_units: int = Field(description="0: no cap")
+    left_units: int | None
+
+
+class ChargeOut(BaseModel):
+    model_id: int
+    state: str = Field(description="the candidate's state: a charge stays whatever became of it")
+    charge: float = Field(description="epsilon charged when it was submitted")
+    charge_units: int
+    spent_units: int = Field(description="the member's spending after this charge, millionths")
+    cap_units: int = Field(description="the cap in force then (0: none)")
+    block: int
+
+
+class PrivacyOut(BaseModel):
+    site: str = Field(description="this hospital's chain account")
+    cap: float | None = Field(description="each member's cap in force, epsilon (None: none)")
+    members: list[BudgetOut] = Field(description="every member's budget")
+    charges: list[ChargeOut] = Field(description="this hospital's own charges, oldest first")

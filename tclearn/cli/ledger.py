@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,6 +47,28 @@ def _render(h: LedgerHistory) -> None:
             c.uri,
         )
     console.print(models)
+    _render_budgets(h)
+
+
+def _epsilon(value: object) -> str:
+    return "-" if value is None else f"{value:.6g}"
+
+
+def _render_budgets(h: LedgerHistory) -> None:
+    """Each member's privacy budget, when the coalition keeps a cap or charged anyone."""
+    from tclearn.audit.privacy import budgets
+
+    if not h.epsilon_cap and not h.charges:
+        return
+    table = Table(title="Privacy budget (epsilon: the plain sum of each member's charges on chain; '-': no cap)")
+    for col in ("name", "address", "spent", "cap", "left", "charges"):
+        table.add_column(col)
+    charges = Counter(c.member for c in h.charges)
+    for b in budgets(h):
+        view = b.view()
+        spent, cap, left = (_epsilon(view[k]) for k in ("spent", "cap", "left"))
+        table.add_row(b.name, b.address, spent, cap, left, str(charges[b.address]))
+    console.print(table)
 
 
 @app.command("show")
@@ -54,7 +77,8 @@ def show(
     url: str | None = UrlOpt,
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
-    """Members, models, generals and votes, rebuilt from the contract's logs."""
+    """Members, models, generals and votes, and each member's privacy budget, rebuilt from the contract's logs."""
+    from tclearn.audit.privacy import budgets
     from tclearn.ledger.history import rebuild, to_json
 
     dep, client = open_deployment(deployment, url)
@@ -65,6 +89,7 @@ def show(
             "address": dep.address,
             "variant": dep.variant,
             **to_json(history),
+            "budgets": [b.view() for b in budgets(history)],
         }
         typer.echo(json.dumps(payload, indent=2))
         return

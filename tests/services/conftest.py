@@ -70,7 +70,7 @@ class Deployed:
         return open_site(load_site_config(self.configs[index]))
 
 
-def _site_file(folder: Path, index: int, vault_url: str, variant: Variant) -> Path:
+def _site_file(folder: Path, index: int, vault_url: str, variant: Variant, extra: tuple[str, ...] = ()) -> Path:
     name = f"hospital-{index + 1}"
     lines = [
         f'name = "{name}"',
@@ -88,6 +88,7 @@ def _site_file(folder: Path, index: int, vault_url: str, variant: Variant) -> Pa
         "[policy]",  # what the site expects of the coalition's policy (LENIENT)
         "tolerance_global = 1.0",
         "tolerance_local = 1.0",
+        *extra,
     ]
     path = folder / f"{name}.toml"
     path.write_text("\n".join(lines) + "\n")
@@ -95,8 +96,15 @@ def _site_file(folder: Path, index: int, vault_url: str, variant: Variant) -> Pa
 
 
 @contextmanager
-def deploy_sites(node: LocalNode, folder: Path, variant: Variant) -> Iterator[Deployed]:
-    """A deployed coalition of three hospitals whose genesis is a real model in a live vault."""
+def deploy_sites(
+    node: LocalNode,
+    folder: Path,
+    variant: Variant,
+    policy: AcceptancePolicy = LENIENT,
+    site_lines: dict[int, tuple[str, ...]] | None = None,
+) -> Iterator[Deployed]:
+    """A deployed coalition of three hospitals whose genesis is a real model in a live vault, founded with `policy`;
+    `site_lines` adds lines at the end of a hospital's member.toml (by index)."""
     synth_coalition(folder / "data", hospitals=HOSPITALS, train=8, test=4, global_size=8, size=32, seed=0)
     chain = node_chain(node)
     deployer, accounts, outsider = chain.dev_keys[0], chain.dev_keys[1 : HOSPITALS + 1], chain.dev_keys[HOSPITALS + 1]
@@ -109,7 +117,7 @@ def deploy_sites(node: LocalNode, folder: Path, variant: Variant) -> Iterator[De
         Founder(a.address, public_bytes(k), f"hospital-{i + 1}")
         for i, (a, k) in enumerate(zip(accounts, keys, strict=True))
     ]
-    client, tx = found(chain, deployer, store, variant, genesis, founders, policy=LENIENT)
+    client, tx = found(chain, deployer, store, variant, genesis, founders, policy=policy)
     save_deployment(deployment_of(client, tx.block_number, tx.tx_hash, variant.name), folder / "deployment.json")
     db = Database(f"sqlite:///{folder}/vault-access.db")
     with ExitStack() as stack, pytest.MonkeyPatch.context() as env:
@@ -118,7 +126,8 @@ def deploy_sites(node: LocalNode, folder: Path, variant: Variant) -> Iterator[De
         vault_url = stack.enter_context(
             serve_app(lambda url: create_vault(store, db, directory, Audience.of(url, ours)))
         )
-        configs = [_site_file(folder, i, vault_url, variant) for i in range(HOSPITALS)]
+        extra = site_lines or {}
+        configs = [_site_file(folder, i, vault_url, variant, extra.get(i, ())) for i in range(HOSPITALS)]
         yield Deployed(folder, client, deployer, accounts, outsider, vault_url, variant, configs, genesis)
     db.dispose()
 

@@ -288,6 +288,59 @@ function drawGovernance(proposals) {
   );
 }
 
+// ---- privacy budgets ---------------------------------------------------------------------------------
+// Per hospital: the plain sum the chain charged (an upper bound), the accountant's tighter composition of all its
+// increments, the cap and what is left; a bar of the spending against the cap (the composition a green tick).
+const epsilon = (value) => (value === null || value === undefined ? "—" : Number(value.toPrecision(6)).toString());
+
+function budgetBar(m, cap) {
+  const width = 160, height = 14;
+  const svg = el("svg:svg", { class: "budget", width, height, viewBox: `0 0 ${width} ${height}`, role: "img" });
+  const scale = Math.max(cap || 0, m.spent, m.composition.epsilon || 0) || 1;
+  const x = (value) => Math.min(width, (value / scale) * width);
+  svg.append(
+    el("svg:title", {}, `${who(m.address)}: spent ${epsilon(m.spent)} of ${cap === null ? "no cap" : epsilon(cap)}` +
+      (m.composition.epsilon === null ? "" : `; composed ${epsilon(m.composition.epsilon)}`)),
+    el("svg:rect", { class: "track", x: 0, y: 0, width, height }),
+    el("svg:rect", { class: cap !== null && m.spent > cap ? "spent over" : "spent", x: 0, y: 0, width: x(m.spent), height }),
+  );
+  if (m.composition.epsilon !== null && m.increments.length) {
+    const at = Math.max(1.5, x(m.composition.epsilon));
+    svg.append(el("svg:line", { class: "composed", x1: at, x2: at, y1: 0, y2: height }));
+  }
+  return svg;
+}
+
+function drawPrivacy(data) {
+  const summary = document.getElementById("privacy-summary");
+  const spent = data.members.filter((m) => m.spent_units > 0 || m.increments.length).length;
+  const errors = data.findings.filter((f) => f.severity === "error").length;
+  summary.textContent =
+    (data.cap === null ? "No cap on chain. " : `Each hospital's cap on chain: epsilon ${epsilon(data.cap)}. `) +
+    `${spent} of ${data.members.length} members spent privacy. ` +
+    "On chain a hospital's increments add up (an upper bound); the accountant composes them tighter." +
+    (data.findings.length ? ` ${data.findings.length} findings, ${errors} errors.` : "");
+  summary.className = errors ? "error" : "muted";
+  fillTable(
+    "privacy-budgets",
+    data.members.map((m) => ({
+      cells: [
+        m.name || who(m.address), epsilon(m.spent),
+        !m.increments.length ? "— (no increment)" : m.composition.epsilon === null
+          ? `— (${m.composition.reason})`
+          : `${epsilon(m.composition.epsilon)} at delta ${m.composition.delta ?? "—"}${m.composition.accountant ? ` (${m.composition.accountant})` : ""}`,
+        data.cap === null ? "no cap" : epsilon(m.cap), m.left === null ? "—" : epsilon(m.left), budgetBar(m, data.cap),
+        m.increments.map((i) => `model ${i.model_id} (${i.state}): ${epsilon(i.charged)}`).join(", ") || "none",
+      ],
+      className: "budget-row",
+    })),
+  );
+  const list = document.getElementById("privacy-findings");
+  list.replaceChildren(
+    ...data.findings.map((f) => el("li", { class: f.severity }, `${f.severity}: model ${f.model_id} ${f.what}`)),
+  );
+}
+
 async function drawAccessLog(available) {
   const summary = document.getElementById("access-summary");
   if (!available) {
@@ -373,6 +426,7 @@ async function load() {
   drawScores(await api("/api/scores"));
   drawIntegrity(await api("/api/integrity"));
   drawGovernance(await api("/api/governance"));
+  drawPrivacy(await api("/api/privacy"));
   await drawAccessLog(health.access_log);
   if (state.selected !== null) await selectModel(state.selected);
   else if (lineage.head !== undefined) await selectModel(lineage.head);
