@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from bench.train import machine
 from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.learning.data import ImageData, load_segmentation
 from tclearn.learning.defaults import COALITION_TRAINING, DP_TRAINING
@@ -187,12 +188,7 @@ def main() -> None:
         synth_coalition(root, hospitals=1, train=32, test=4, global_size=4, size=args.size)
         data = load_segmentation(root / "hospital-1" / "train")
         report = {
-            "device": "cuda" if torch.cuda.is_available() else "cpu",
-            "threads": args.threads,
-            "torch": torch.__version__,
-            "model": MODEL,
-            "image_size": args.size,
-            "batch_size": BATCH,
+            **machine(args.threads, args.size, MODEL, BATCH),
             "throughput": bench_throughput(data, args.epochs, args.repeats),
         }
     if args.utility:

@@ -18,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from monai.data import DataLoader
@@ -125,6 +126,18 @@ def bench_coalition(root: Path, hospitals: int, epochs: int) -> dict[str, float]
     return scores
 
 
+def machine(threads: int, size: int, model: dict[str, Any] = MODEL, batch: int = BATCH) -> dict[str, Any]:
+    """What every training benchmark's report starts with: where it ran, and on which network and images."""
+    return {
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "threads": threads,
+        "torch": torch.__version__,
+        "model": model,
+        "image_size": size,
+        "batch_size": batch,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
@@ -140,12 +153,7 @@ def main() -> None:
         synth_coalition(root, hospitals=args.hospitals, train=32, test=8, global_size=48, size=args.size)
         data = load_segmentation(root / "hospital-1" / "train")
         report = {
-            "device": "cuda" if torch.cuda.is_available() else "cpu",
-            "threads": args.threads,
-            "torch": torch.__version__,
-            "model": MODEL,
-            "image_size": args.size,
-            "batch_size": BATCH,
+            **machine(args.threads, args.size),
             "train": bench_train(data, args.epochs, args.repeats),
             "evaluate": bench_evaluate(load_segmentation(root / "global"), args.repeats),
             "coalition": bench_coalition(root, args.hospitals, args.coalition_epochs),

@@ -21,7 +21,7 @@ from tclearn.audit.verify import Finding, Severity
 from tclearn.errors import TclearnError
 from tclearn.learning.privacy import Accountant, Mechanism, composed, epsilon_spent, same_epsilon
 from tclearn.ledger.history import LedgerHistory, spent_by_member
-from tclearn.ledger.values import epsilon_of, epsilon_units
+from tclearn.ledger.values import budget_left, epsilon_of, epsilon_units
 from tclearn.records import CandidateMetadata, Privacy, Record
 from tclearn.vault.store import BlobStore
 
@@ -43,7 +43,7 @@ class Budget(Record):
     @property
     def left_units(self) -> int | None:
         """What the member may still spend; None without a cap (0 once past a lowered cap)."""
-        return max(self.cap_units - self.spent_units, 0) if self.cap_units else None
+        return budget_left(self.spent_units, self.cap_units)
 
     def view(self) -> dict[str, object]:
         """The budget as the API and the CLI show it: millionths and epsilon (None: no cap)."""

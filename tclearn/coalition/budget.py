@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from tclearn.coalition.context import Coalition, Hospital
 from tclearn.coalition.integrity import privacy_rules_problem
 from tclearn.errors import ConfigError, PrivacyBudgetExceeded
-from tclearn.ledger.values import epsilon_of, epsilon_units
+from tclearn.ledger.values import budget_left, epsilon_of, epsilon_units
 from tclearn.records import Privacy
 
 
@@ -27,7 +27,7 @@ class Budget:
     @property
     def left(self) -> int | None:
         """What is left of the cap (None: no cap)."""
-        return None if not self.cap else max(0, self.cap - self.spent)
+        return budget_left(self.spent, self.cap)
 
     def over(self, charge: int) -> str | None:
         """Why a charge of `charge` would pass the cap (None: it fits, or there is no cap)."""
@@ -35,7 +35,7 @@ class Budget:
             return None
         return (
             f"it would spend epsilon {epsilon_of(charge):g}, but {epsilon_of(self.spent):g} of the cap "
-            f"{epsilon_of(self.cap):g} is spent ({epsilon_of(self.cap - min(self.cap, self.spent)):g} left)"
+            f"{epsilon_of(self.cap):g} is spent ({epsilon_of(self.left or 0):g} left)"
         )
 
 

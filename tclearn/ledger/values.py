@@ -37,6 +37,11 @@ def epsilon_units(epsilon: float) -> int:
     return math.ceil(round(epsilon * EPSILON_UNIT, 3))
 
 
+def budget_left(spent: int, cap: int) -> int | None:
+    """What a member may still spend of a cap, in millionths: None without a cap (0), 0 once past a lowered one."""
+    return max(cap - spent, 0) if cap else None
+
+
 def epsilon_of(units: int) -> float:
     """An on-chain count of millionths as epsilon."""
     return units / EPSILON_UNIT
