@@ -157,6 +157,8 @@ def plot_utility(utility: dict[str, Any], folder: Path) -> None:
     ax.axhline(runs["none"]["score_global"], color="grey", linestyle="--", label="non-private coalition")
     ax.axhline(0.9 * runs["none"]["score_global"], color="grey", linestyle=":", label="0.9x non-private")
     ax.set_xscale("log")
+    ax.set_xticks([c for c, _ in capped], [f"{c:g}" for c, _ in capped])
+    ax.minorticks_off()
     ax.set_xlabel("each hospital's epsilon cap (delta 1e-5)")
     ax.set_ylabel(utility["metric"])
     ax.set_title(

@@ -17,7 +17,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from tclearn.audit.verify import Finding, Severity
+from tclearn.audit.findings import Finding, Severity
 from tclearn.errors import TclearnError
 from tclearn.learning.privacy import Accountant, Mechanism, composed, epsilon_spent, same_epsilon
 from tclearn.ledger.history import LedgerHistory, spent_by_member

@@ -10,7 +10,9 @@ candidate the general rejected for integrity only information (a blob that never
 it was rejected). Every acceptance policy the chain declared (`PolicyChanged`) must be in the vault as
 hashed: validators applied it, so a missing one leaves their votes unexplained, and is an error. Every commit
 must carry a 2/3 quorum of distinct validators other than the
-proposer, a general's opening, and a committed parent, so that the lineage is a chain from genesis.
+proposer, a general's opening, and a committed parent, so that the lineage is a chain from genesis. Every privacy
+charge on chain must be the epsilon its candidate's metadata declares, and that epsilon what its mechanism spends
+(`audit/privacy.py`): a chain that counts less than was spent is an error.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+from tclearn.audit.findings import Finding, Severity
+from tclearn.audit.privacy import declared_privacy, spending
 from tclearn.errors import IntegrityError, NotFoundError
 from tclearn.ledger.history import CandidateHistory, LedgerHistory
 from tclearn.types import ModelState, RejectReason
@@ -27,30 +31,12 @@ from tclearn.vault.store import BlobStore
 ZERO_HASH = b"\x00" * 32
 
 
-class Severity(enum.StrEnum):
-    """How much a finding weighs: only errors make an audit fail."""
-
-    ERROR = "error"
-    WARNING = "warning"
-    INFO = "info"
-
-
 class BlobStatus(enum.StrEnum):
     """What the vault holds under a hash the chain vouches for."""
 
     OK = "ok"
     MISSING = "missing"
     TAMPERED = "tampered"
-
-
-@dataclass(frozen=True)
-class Finding:
-    severity: Severity
-    model_id: int
-    what: str
-
-    def __str__(self) -> str:
-        return f"model {self.model_id}: {self.what}"
 
 
 @dataclass(frozen=True)
@@ -207,6 +193,7 @@ def audit(history: LedgerHistory, store: BlobStore) -> AuditReport:
             if status != BlobStatus.OK:
                 severity = severity_of(status, if_missing)
                 findings.append(Finding(severity, candidate.id, f"{what} {hex_hash(digest)} is {status}"))
+    findings += spending(history, declared_privacy(store, history))[1]
     return AuditReport(
         findings=tuple(findings),
         models_checked=len(history.candidates),

@@ -21,7 +21,7 @@ from tclearn.audit.privacy import (
     is_tighter,
     spending,
 )
-from tclearn.audit.verify import Severity
+from tclearn.audit.verify import Severity, audit
 from tclearn.coalition.context import Coalition
 from tclearn.coalition.rounds import run_round
 from tclearn.learning.privacy import Accountant, Mechanism, composed, epsilon_spent
@@ -267,3 +267,6 @@ def test_on_the_embedded_chain_the_auditor_rebuilds_every_budget_from_logs_and_v
         f"was charged epsilon {charged:.6f} on chain, not the {declared:.6f} its metadata declares "
         f"(epsilon {EPSILON:.6g})"
     )
+    verdict = audit(history, co.store)  # `tclearn audit verify` and the auditor's verdict carry them too
+    assert not verdict.ok
+    assert [(f.model_id, f.what) for f in verdict.errors if f in findings] == [(f.model_id, f.what) for f in findings]
