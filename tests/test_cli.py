@@ -286,6 +286,19 @@ def test_demo_in_3d_reads_ct_volumes_through_each_sites_window(tmp_path: Path) -
     assert all(0.0 <= score <= 1.0 for score in summary["scores"]["single"].values())
 
 
+def test_a_dp_demo_has_each_hospital_propose_once_with_its_whole_cap(anvil_node: LocalNode, tmp_path: Path) -> None:
+    options = ("--members", "2", "--byzantine", "0", "--attack", "none", "--cases", "16", "--batch-size", "4")
+    dp = ("--dp-epsilon", "4", "--variant", "A", "--chain", anvil_node.url)
+    out = invoke("demo", *dp, *options, "--json", "--out", str(tmp_path)).output  # type: ignore[attr-defined]
+    summary = json.loads(out)
+    assert len(summary["candidates"]) == 2 and summary["audit_ok"] is True  # --rounds defaults to one per hospital
+    _, client = open_deployment(tmp_path / "deployment.json")
+    assert client.parameters().epsilon_cap == 4_000_000
+    for candidate in summary["candidates"]:
+        charged = client.privacy_charge(candidate["id"])
+        assert 3_900_000 < charged <= 4_000_000  # the whole cap, less what the noise search leaves (1%)
+
+
 def test_demo_multilabel_scores_candidates_by_mean_auc(tmp_path: Path) -> None:
     options = ("--members", "3", "--byzantine", "1", "--rounds", "3", "--json", "--out", str(tmp_path))
     summary = json.loads(invoke("demo", "--task", "multilabel", *options).output)  # type: ignore[attr-defined]

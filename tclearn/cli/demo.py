@@ -13,7 +13,7 @@ from rich.table import Table
 
 from tclearn.cli.common import console
 from tclearn.learning.choices import DEFAULT_AGGREGATOR, Aggregator, Attack
-from tclearn.learning.defaults import COALITION_TRAINING, DEMO_ROUNDS, DEMO_TRAIN, ENCRYPTED_DEMO_ROUNDS
+from tclearn.learning.defaults import COALITION_TRAINING, DEMO_ROUNDS, DEMO_TRAIN, DP_DEMO, ENCRYPTED_DEMO_ROUNDS
 from tclearn.types import Variant
 
 if TYPE_CHECKING:
@@ -111,7 +111,7 @@ def demo(
     aggregator: Aggregator | None = typer.Option(
         None,
         "--aggregator",
-        help=f"fedavg mode: how contributions are combined [default: the policy's; {DEFAULT_AGGREGATOR.value}].",
+        help=f"fedavg mode: how contributions are combined \\[default: the policy's; {DEFAULT_AGGREGATOR.value}].",
         show_default=False,
     ),
     policy: Path | None = typer.Option(
@@ -122,7 +122,8 @@ def demo(
     rounds: int | None = typer.Option(
         None,
         "--rounds",
-        help=f"Candidates submitted, hospitals in turn [default: {DEMO_ROUNDS}; variant C: {ENCRYPTED_DEMO_ROUNDS}].",
+        help=f"Candidates submitted, hospitals in turn \\[default: {DEMO_ROUNDS}; variant C: {ENCRYPTED_DEMO_ROUNDS}; "
+        "with --dp-epsilon: one per hospital].",
     ),
     chain_spec: str = typer.Option(
         "embedded", "--chain", help="embedded, anvil, ganache or a JSON-RPC URL (dev keys)."
@@ -136,7 +137,7 @@ def demo(
     model: str | None = typer.Option(
         None,
         "--model",
-        help="Network [default: unet; multilabel: densenet121]: unet, basic_unet, attention_unet, segresnet, "
+        help="Network \\[default: unet; multilabel: densenet121]: unet, basic_unet, attention_unet, segresnet, "
         "densenet121, resnet18.",
         show_default=False,
     ),
@@ -149,9 +150,20 @@ def demo(
         "increments are DP-SGD, each spending its share.",
         show_default=False,
     ),
-    cases: int = typer.Option(DEMO_TRAIN, "--cases", help="Synthetic data: labelled training cases per hospital."),
-    batch_size: int = typer.Option(
-        COALITION_TRAINING.batch_size, "--batch-size", min=1, help="Each step's batch (DP-SGD: its expected size)."
+    cases: int | None = typer.Option(
+        None,
+        "--cases",
+        help=f"Synthetic data: labelled training cases per hospital \\[default: {DEMO_TRAIN}; "
+        f"with --dp-epsilon: {DP_DEMO.cases}].",
+        show_default=False,
+    ),
+    batch_size: int | None = typer.Option(
+        None,
+        "--batch-size",
+        min=1,
+        help=f"Each step's batch (DP-SGD: its expected size) \\[default: {COALITION_TRAINING.batch_size}; "
+        f"with --dp-epsilon: {DP_DEMO.batch_size}].",
+        show_default=False,
     ),
     out: Path = typer.Option(Path("out/demo"), "--out", help="Vault, data, summary.json and deployment.json go here."),
     seed: int = typer.Option(0, "--seed", help="Seed of the data, the genesis model and training."),
@@ -163,8 +175,12 @@ def demo(
     from tclearn.simulation.demo import DemoSettings, chosen_aggregator, run_demo
 
     acceptance = None if policy is None else policy_file(policy)
-    if rounds is None:
+    if rounds is None:  # a DP coalition: each hospital proposes once, with its whole cap (docs/privacy.md, "Utility")
         rounds = ENCRYPTED_DEMO_ROUNDS if Variant.parse(variant) is Variant.C else DEMO_ROUNDS
+        rounds = members if dp_epsilon is not None else rounds
+    private = dp_epsilon is not None
+    cases = cases or (DP_DEMO.cases if private else DEMO_TRAIN)
+    batch_size = batch_size or (DP_DEMO.batch_size if private else COALITION_TRAINING.batch_size)
     settings = DemoSettings(
         members=members,
         byzantine=byzantine,

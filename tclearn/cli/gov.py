@@ -126,7 +126,7 @@ def propose_policy(
         None,
         "--epsilon-cap",
         min=0,
-        help="Each member's privacy budget on chain, epsilon (0: no cap) [default: a new --policy's privacy cap].",
+        help="Each member's privacy budget on chain, epsilon (0: no cap) \\[default: a new --policy's privacy cap].",
     ),
     deployment: Path = DeploymentOpt,
     url: str | None = UrlOpt,
