@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from tclearn.audit.findings import Finding, Severity
 from tclearn.errors import TclearnError
-from tclearn.learning.privacy import Accountant, Mechanism, composed, epsilon_spent, same_epsilon
+from tclearn.learning.privacy import Accountant, composed, declared_spending, mechanism_of, same_epsilon
 from tclearn.ledger.history import LedgerHistory, spent_by_member
 from tclearn.ledger.values import budget_left, epsilon_of, epsilon_units
 from tclearn.records import CandidateMetadata, Privacy, Record
@@ -138,9 +138,8 @@ def declared_privacy(
 def recompute(privacy: Privacy) -> float | None:
     """The epsilon `privacy`'s mechanism spends at its delta, or None when no accountant takes it."""
     try:
-        mechanism = Mechanism(privacy.noise_multiplier, privacy.sample_rate, privacy.steps)
-        return epsilon_spent(mechanism, privacy.delta, Accountant(privacy.accountant))
-    except (TclearnError, ValueError):
+        return declared_spending(privacy)
+    except TclearnError:
         return None
 
 
@@ -164,8 +163,7 @@ def _compose(privacies: tuple[Privacy | None, ...], model_ids: tuple[int, ...]) 
             return Composition(None, None, None, f"its increments differ in {field} ({', '.join(values)})")
     first = known[0]
     try:
-        mechanisms = [Mechanism(p.noise_multiplier, p.sample_rate, p.steps) for p in known]
-        epsilon = composed(mechanisms, first.delta, Accountant(first.accountant))
+        epsilon = composed([mechanism_of(p) for p in known], first.delta, Accountant(first.accountant))
     except (TclearnError, ValueError) as exc:
         return Composition(None, first.delta, first.accountant, f"the accountant cannot compose them: {exc}")
     return Composition(epsilon, first.delta, first.accountant)

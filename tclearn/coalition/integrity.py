@@ -10,7 +10,7 @@ import math
 
 from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.errors import ConfigError
-from tclearn.learning.privacy import Accountant, Mechanism, check_delta, epsilon_spent, same_epsilon
+from tclearn.learning.privacy import check_delta, declared_spending, same_epsilon
 from tclearn.ledger.values import epsilon_of, epsilon_units
 from tclearn.records import CandidateMetadata, ModelDescription, Privacy
 from tclearn.types import Variant
@@ -102,15 +102,13 @@ def _against_facts(declared: Privacy, metadata: CandidateMetadata) -> str | None
 
 def _recomputed(declared: Privacy) -> str | None:
     try:
-        accountant = Accountant(declared.accountant)
-        mechanism = Mechanism(declared.noise_multiplier, declared.sample_rate, declared.steps)
-        spent = epsilon_spent(mechanism, declared.delta, accountant)
-    except (ValueError, ConfigError) as exc:
+        spent = declared_spending(declared)
+    except ConfigError as exc:
         return f"its privacy declaration cannot be accounted: {exc}"
     if not same_epsilon(declared.epsilon, spent):
         return (
             f"it declares epsilon {declared.epsilon:.6g}, but its mechanism (noise {declared.noise_multiplier:g}, "
             f"sample rate {declared.sample_rate:g}, {declared.steps} steps) spends {spent:.6g} at delta "
-            f"{declared.delta:g} ({accountant})"
+            f"{declared.delta:g} ({declared.accountant})"
         )
     return None

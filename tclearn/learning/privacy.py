@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tclearn.errors import ConfigError, DataError
+from tclearn.records import Privacy
 
 # Declared and recomputed epsilons are compared to this relative precision (float noise of the accountants).
 EPSILON_TOLERANCE = 1e-6
@@ -88,6 +89,21 @@ def composed(mechanisms: Sequence[Mechanism], delta: float, accountant: Accounta
 def epsilon_spent(mechanism: Mechanism, delta: float, accountant: Accountant = Accountant.RDP) -> float:
     """The epsilon at `delta` one increment spends."""
     return composed([mechanism], delta, accountant)
+
+
+def mechanism_of(privacy: Privacy) -> Mechanism:
+    """The mechanism a candidate's `Privacy` record declares (`ConfigError` for one no accountant can take)."""
+    return Mechanism(privacy.noise_multiplier, privacy.sample_rate, privacy.steps)
+
+
+def declared_spending(privacy: Privacy) -> float:
+    """What the mechanism a `Privacy` record declares spends at its delta, by its accountant: the figure the general
+    and the auditor recompute and compare with the declared epsilon (`ConfigError` when it cannot be accounted)."""
+    try:
+        accountant = Accountant(privacy.accountant)
+    except ValueError:
+        raise ConfigError(f"unknown accountant {privacy.accountant!r}; expected rdp or prv") from None
+    return epsilon_spent(mechanism_of(privacy), privacy.delta, accountant)
 
 
 def noise_for(
