@@ -19,6 +19,7 @@ from tclearn.coalition.policy import AcceptancePolicy, PrivacyPolicy
 from tclearn.errors import ConfigError, DataError
 from tclearn.learning.choices import Attack
 from tclearn.learning.defaults import EncryptedTraining
+from tclearn.learning.dpsgd import unit_groups
 from tclearn.learning.models import ModelConfig
 from tclearn.learning.privacy import Accountant, PrivacyUnit, calibrated, check_delta
 from tclearn.learning.train import TrainConfig
@@ -113,16 +114,16 @@ def _private(coalition: Coalition, config: SiteConfig, hospital: Hospital, train
             f'site {config.name!r}: [training.privacy] unit = "patient" needs {config.data}/train/patients.csv '
             "(columns image,patient) grouping the training images by patient"
         )
-    units = len(set(hospital.patients or ())) if unit is PrivacyUnit.PATIENT else len(hospital.train)
-    delta = rules.delta if rules is not None else PrivacyPolicy().delta
+    units = len(unit_groups(hospital.train, unit, hospital.patients))
+    counted = rules or PrivacyPolicy()  # delta and accountant: the coalition's, or the defaults without DP rules
     try:
-        check_delta(delta, units)
+        check_delta(counted.delta, units)
         dp = calibrated(
             chosen.epsilon,
             chosen.noise_multiplier,
             max_grad_norm=chosen.max_grad_norm,
-            delta=delta,
-            accountant=Accountant(rules.accountant if rules is not None else PrivacyPolicy().accountant),
+            delta=counted.delta,
+            accountant=Accountant(counted.accountant),
             unit=unit,
             batch_size=config.training.batch_size,
             epochs=config.training.epochs,
