@@ -175,12 +175,14 @@ def demo(
     from tclearn.simulation.demo import DemoSettings, chosen_aggregator, run_demo
 
     acceptance = None if policy is None else policy_file(policy)
-    if rounds is None:  # a DP coalition: each hospital proposes once, with its whole cap (docs/privacy.md, "Utility")
-        rounds = ENCRYPTED_DEMO_ROUNDS if Variant.parse(variant) is Variant.C else DEMO_ROUNDS
-        rounds = members if dp_epsilon is not None else rounds
     private = dp_epsilon is not None
-    cases = cases or (DP_DEMO.cases if private else DEMO_TRAIN)
-    batch_size = batch_size or (DP_DEMO.batch_size if private else COALITION_TRAINING.batch_size)
+    if rounds is None:  # a DP coalition: each hospital proposes once, with its whole cap (docs/privacy.md, "Utility")
+        plain_rounds = ENCRYPTED_DEMO_ROUNDS if Variant.parse(variant) is Variant.C else DEMO_ROUNDS
+        rounds = members if private else plain_rounds
+    if cases is None:
+        cases = DP_DEMO.cases if private else DEMO_TRAIN
+    if batch_size is None:
+        batch_size = DP_DEMO.batch_size if private else COALITION_TRAINING.batch_size
     settings = DemoSettings(
         members=members,
         byzantine=byzantine,
