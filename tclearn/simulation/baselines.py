@@ -23,7 +23,7 @@ from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.learning.evaluate import evaluate
 from tclearn.learning.models import ModelConfig
 from tclearn.learning.samples import Samples, pooled
-from tclearn.learning.train import TrainConfig, train_increment
+from tclearn.learning.train import train_increment
 from tclearn.ledger.chain import Chain
 from tclearn.ledger.client import LedgerClient
 from tclearn.types import Variant
@@ -65,7 +65,6 @@ class TensorReference:
 
     variant: Variant
     model: ModelConfig
-    training: TrainConfig
     seed: int
     with_baselines: bool = True  # False: score the head only (benches that compare runs, not baselines)
     genesis: StateDict | None = None

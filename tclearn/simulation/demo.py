@@ -146,7 +146,7 @@ class DemoSettings(RunSpec):
             return ModelConfig(arch, spatial_dims, int(x.shape[1]), len(data.classes), options, multilabel=True)  # type: ignore[arg-type]
         return ModelConfig(arch, spatial_dims, int(x.shape[1]), options=options)  # type: ignore[arg-type]
 
-    def training(self, units: int | None = None) -> TrainConfig:
+    def training(self, units: int) -> TrainConfig:
         """How every hospital trains; in a DP coalition with DP-SGD calibrated for the smallest hospital's `units`
         training cases (a larger one spends less at the same noise), at the optimiser DP-SGD needs (DP_TRAINING)."""
         plain = TrainConfig(
@@ -157,7 +157,7 @@ class DemoSettings(RunSpec):
             seed=self.seed,
             min_batch_size=self.min_batch_size,
         )
-        if self.dp_epsilon is None or units is None:
+        if self.dp_epsilon is None:
             return plain
         rules = self.privacy()
         assert rules is not None
@@ -301,9 +301,7 @@ def reference_for(
         rows = tuple(features(d.train)[0] for d in data)
         sites = SiteRows(table_columns(global_test), rows, names=names)
         return EncryptedRun(global_test, sites, chain.dev_keys[settings.members + 1], out / "supervisor", settings.seed)
-    return TensorReference(
-        settings.variant, settings.model_config(global_test), settings.training(), settings.seed, settings.baselines
-    )
+    return TensorReference(settings.variant, settings.model_config(global_test), settings.seed, settings.baselines)
 
 
 def setup(settings: DemoSettings, chain: Chain, out: Path) -> tuple[Coalition, Reference]:
