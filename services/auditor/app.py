@@ -187,7 +187,7 @@ def create_app(
     @api.get("/report.json", responses={200: {"content": {"application/json": {}}, "description": "the report"}})
     def report_json() -> JSONResponse:
         history = follower.refresh()
-        verdict = audit(history, store)
+        verdict = audit(history, store, metadata)
         document = {
             "generated_at": time.time(),
             "summary": summary(verdict.ok),
@@ -202,7 +202,7 @@ def create_app(
     @api.get("/report.html", response_class=HTMLResponse)
     def report_html() -> HTMLResponse:
         history = follower.refresh()
-        verdict = audit(history, store)
+        verdict = audit(history, store, metadata)
         with tempfile.TemporaryDirectory(prefix="tclearn-report-") as folder:
             evidence = all_evidence(store, history)
             path = write_report(

@@ -25,6 +25,7 @@ from tclearn.audit.findings import Finding, Severity
 from tclearn.audit.privacy import declared_privacy, spending
 from tclearn.errors import IntegrityError, NotFoundError
 from tclearn.ledger.history import CandidateHistory, LedgerHistory
+from tclearn.records import Privacy
 from tclearn.types import ModelState, RejectReason
 from tclearn.vault.store import BlobStore
 
@@ -168,8 +169,10 @@ def policy_findings(history: LedgerHistory, statuses: dict[bytes, BlobStatus], s
     return found
 
 
-def audit(history: LedgerHistory, store: BlobStore) -> AuditReport:
-    """Checks every blob the chain vouches for and every commit's quorum; see the module docstring."""
+def audit(history: LedgerHistory, store: BlobStore, metadata: dict[bytes, Privacy | None] | None = None) -> AuditReport:
+    """Checks every blob the chain vouches for and every commit's quorum; see the module docstring. `metadata`: the
+    privacy records already read by metadata hash (`privacy.declared_privacy`'s cache: blobs are content-addressed,
+    and every blob is re-hashed here all the same), so that a service auditing again reads no metadata twice."""
     lineage, findings = committed_lineage(history)
     on_lineage = set(lineage)
     statuses: dict[bytes, BlobStatus] = {}  # a blob referenced twice is read once
@@ -193,7 +196,7 @@ def audit(history: LedgerHistory, store: BlobStore) -> AuditReport:
             if status != BlobStatus.OK:
                 severity = severity_of(status, if_missing)
                 findings.append(Finding(severity, candidate.id, f"{what} {hex_hash(digest)} is {status}"))
-    findings += spending(history, declared_privacy(store, history))[1]
+    findings += spending(history, declared_privacy(store, history, metadata))[1]
     return AuditReport(
         findings=tuple(findings),
         models_checked=len(history.candidates),
