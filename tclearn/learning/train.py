@@ -28,6 +28,7 @@ from tclearn.learning.defaults import LOCAL_TRAINING
 from tclearn.learning.dpsgd import PrivateSteps, plan
 from tclearn.learning.privacy import DPConfig
 from tclearn.learning.samples import Samples, augmented, batches, first_pair
+from tclearn.learning.watermark import MarkKey, MarkLoss
 from tclearn.records import Privacy, TrainingFacts
 
 StateDict = dict[str, torch.Tensor]
@@ -62,6 +63,8 @@ class TrainConfig:
     augment: tuple[str, ...] = ()  # MONAI random transforms by name (tclearn.learning.augment), seeded by `seed`
     patch: tuple[int, ...] | None = None  # train on random crops of this size; evaluate with a sliding window
     dp: DPConfig | None = None  # DP-SGD (tclearn.learning.dpsgd): Poisson batches of expected size `batch_size`
+    marks: tuple[MarkKey, ...] = ()  # watermark keys written by `MarkLoss` (tclearn.learning.watermark)
+    mark_strength: float = 1.0  # the mark loss's weight beside the task loss
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "min_batch_size"):
@@ -223,6 +226,7 @@ def train_increment(
         model = copy.deepcopy(parent).to(device)
         model.train()
         optimiser = make_optimiser(config, model.parameters())
+        marks = MarkLoss(model, config.marks) if config.marks else None
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
         loss_fn: nn.Module | None = None
         last = torch.zeros(())
@@ -243,7 +247,8 @@ def train_increment(
                         else:
                             out = model(x)
                         last = loss_fn(out, y)
-                    scaler.scale(last).backward()
+                    total = last if marks is None else last + config.mark_strength * marks()
+                    scaler.scale(total).backward()
                     scaler.step(optimiser)
                     scaler.update()
                     advance()
