@@ -14,6 +14,7 @@ from tclearn.coalition.policy import AcceptancePolicy, Lineage, Scores
 from tclearn.errors import NotFoundError
 from tclearn.learning.samples import Samples
 from tclearn.learning.train import TrainConfig
+from tclearn.learning.watermark import MarkKey
 from tclearn.ledger.directory import ChainDirectory
 from tclearn.ledger.ledger import Ledger
 from tclearn.types import VoteMode
@@ -36,6 +37,7 @@ class Coalition:
     head_scores: dict[tuple[str, int], Scores] = field(default_factory=dict)  # (validator, model id) -> scores
     lineage: dict[tuple[str, int], Lineage] = field(default_factory=dict)  # (validator, head) -> its lineage
     votes: VoteMode = VoteMode.SIGNED  # how this site's validators' votes reach the chain
+    watermark: MarkKey | None = None  # the coalition's watermark key, read and checked against the policy's commitment
 
     @property
     def clock(self) -> Clock:

@@ -104,6 +104,30 @@ class PrivacyPolicy(Record):
 
 
 @dataclass(frozen=True)
+class WatermarkPolicy(Record):
+    """The coalition's watermark: the sha256 of its key record (`tclearn.learning.watermark.MarkKey`, the commitment
+    every reading is checked against), the vault blob holding that key (sealed for the members in variant B), the
+    most bit errors a candidate may read with, and the mark loss's weight in training."""
+
+    KIND = "watermark policy"
+
+    key: str
+    blob: str
+    max_ber: float = 0.1
+    strength: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("key", "blob"):
+            value = getattr(self, name)
+            if not (isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)):
+                raise ConfigError(f"the watermark policy's {name} must be a sha256 in lower-case hex, got {value!r}")
+        if not (isinstance(self.max_ber, int | float) and 0 <= self.max_ber < 0.5):
+            raise ConfigError(f"the watermark policy's max_ber must be in [0, 0.5), got {self.max_ber!r}")
+        if not (isinstance(self.strength, int | float) and 0 < self.strength <= 100):
+            raise ConfigError(f"the watermark policy's strength must be in (0, 100], got {self.strength!r}")
+
+
+@dataclass(frozen=True)
 class AcceptancePolicy(Record):
     """Every rule a candidate must pass, with its bounds; declared on chain by the hash of its encoding."""
 
@@ -133,6 +157,7 @@ class AcceptancePolicy(Record):
     max_update: float = 2.0
     aggregator: str = DEFAULT_AGGREGATOR.value  # FedAvg mode: how contributions are combined
     privacy: PrivacyPolicy | None = None  # differential privacy rules; None: no DP required, no budget kept
+    watermark: WatermarkPolicy | None = None  # the coalition's watermark in every candidate; None: none
     schema: int = SCHEMA
 
     def __post_init__(self) -> None:
