@@ -260,6 +260,7 @@ contract Coalition {
     error UnsortedVotes(uint256 index);
     error NoDecision(uint256 id, uint16 approvals, uint16 rejections, uint16 eligible);
     error OverBudget(address member, uint64 spent, uint64 charge, uint64 cap);
+    error NotCommitted(uint256 id, State state);
 
     /// @param founders the first members; no single key can change the coalition afterwards.
     /// @param predecessor the v1 (or earlier) coalition whose head this one's genesis continues, or zeros.
@@ -527,7 +528,7 @@ contract Coalition {
         if (!m.active || m.roles & MEMBER == 0) revert NotMember(msg.sender);
         if (modelId >= count) revert UnknownModel(modelId);
         State state = models[modelId].state;
-        if (state != State.Committed) revert WrongState(modelId, state);
+        if (state != State.Committed) revert NotCommitted(modelId, state);
         if (fingerprint == bytes32(0) || keyBlob == bytes32(0)) revert ZeroHash();
         exportId = exports;
         exports = uint64(exportId + 1);

@@ -223,8 +223,8 @@ def export_record(ev: LedgerEvent, timestamp: int) -> ExportRecord:
 
 
 def export_action(model_id: int) -> str:
-    """How a refused `record_export` names what it tried, and the rule a refusal most often breaks."""
-    return f"record the export of model {model_id} (only a committed model may be exported)"
+    """What a refused `record_export` says it tried."""
+    return f"record the export of model {model_id}"
 
 
 def raise_if_staled(tx: TxResult, model_id: int) -> None:

@@ -320,7 +320,7 @@ def test_a_charge_past_the_cap_sends_no_transaction(coalition: Coalition) -> Non
 def test_exports_are_counted_in_the_governance_slot_and_a_refused_one_sends_nothing(coalition: Coalition) -> None:
     c, h0, stranger = coalition.client, coalition.hospitals[0], coalition.spare[0]
     pending = coalition.submit(h0)
-    with refused("WrongState", coalition, h0.address, id=pending, state="submitted"):
+    with refused("NotCommitted", coalition, h0.address, id=pending, state="submitted"):
         c.record_export(h0, pending, H(32), H(32))
     with refused("NotMember", coalition, stranger.address, account=stranger.address):
         c.record_export(stranger, 0, H(32), H(32))

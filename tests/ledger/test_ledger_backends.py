@@ -926,19 +926,19 @@ def test_an_export_is_refused_by_name_and_records_nothing(co: Coalition) -> None
         (h3, model, fp, key, "NotMember", {"account": h3.address}),
         (stranger, 99, fp, key, "NotMember", {"account": stranger.address}),  # who first, as `submit`
         (h2, 99, fp, key, "UnknownModel", {"id": 99}),
-        (h2, pending, fp, key, "WrongState", {"id": pending, "state": "submitted"}),
-        (h2, rejected, fp, key, "WrongState", {"id": rejected, "state": "rejected"}),
-        (h2, pending, zero, key, "WrongState", {"id": pending, "state": "submitted"}),  # the state before the hashes
+        (h2, pending, fp, key, "NotCommitted", {"id": pending, "state": "submitted"}),
+        (h2, rejected, fp, key, "NotCommitted", {"id": rejected, "state": "rejected"}),
+        (h2, pending, zero, key, "NotCommitted", {"id": pending, "state": "submitted"}),  # the state before the hashes
         (h2, model, zero, key, "ZeroHash", {}),
         (h2, model, fp, zero, "ZeroHash", {}),
     ]
     for member, model_id, fingerprint, key_blob, error, args in cases:
         refused = refusal(lambda: ledger.record_export(member, model_id, fingerprint, key_blob), co)  # noqa: B023
         assert (refused.error, refused.error_args) == (error, args), (member.address, model_id)
-    stale = refusal(lambda: ledger.record_export(h2, rejected, fp, key), co)
-    assert str(stale) == (
-        f"record the export of model {rejected} (only a committed model may be exported) refused (WrongState): "
-        f"candidate {rejected} is rejected, which does not allow this"
+    not_committed = refusal(lambda: ledger.record_export(h2, rejected, fp, key), co)
+    assert str(not_committed) == (
+        f"record the export of model {rejected} refused (NotCommitted): model {rejected} is rejected, not "
+        "committed: only a committed model (the head or one of its lineage) may be exported"
     )
     with pytest.raises(ConfigError, match="fingerprint must be 32 bytes"):
         ledger.record_export(h2, model, b"short", key)

@@ -417,7 +417,7 @@ class InMemoryLedger(Governed):
             raise self._refuse(action, "UnknownModel", id=model_id)
         c = self._models[model_id]
         if c.state is not ModelState.COMMITTED:
-            raise self._wrong_state(action, model_id, c)
+            raise self._refuse(action, "NotCommitted", id=model_id, state=c.state.name.lower())
         if ZERO32 in (fingerprint, key_blob):
             raise self._refuse(action, "ZeroHash")
         export_id = len(self._exports)
