@@ -34,6 +34,19 @@ def load_state(path: Path) -> StateDict:
     return state
 
 
+def read_weights(path: str | Path) -> StateDict:
+    """The weights in a model file (`.safetensors`, or a torch state dict `.pt`/`.pth`), read without running any
+    code: `NotFoundError` for a missing file, `DataError` for one that does not hold named tensors."""
+    path = Path(path)
+    if not path.is_file():
+        raise NotFoundError(f"no model file {str(path)!r}", path=str(path))
+    state = load_state(path)
+    odd = next((name for name, value in state.items() if not isinstance(value, torch.Tensor)), None)
+    if odd is not None:
+        raise DataError(f"model file {str(path)!r} holds {odd!r}, which is not a tensor", path=str(path))
+    return state
+
+
 def save_state(path: Path, state: Mapping[str, torch.Tensor]) -> None:
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     if path.suffix == ".safetensors":

@@ -1,0 +1,136 @@
+"""Tracing a model found outside the coalition back to the export it came from.
+
+Every export on chain (`Ledger.exports`) is read: its fingerprint key is fetched from the vault and unsealed by a
+tracer, checked against the commitment on chain, and the suspect model is measured against it. With `n` exports
+tried, a reading counts as a match when it has at most `threshold(bits, n)` bits wrong: the chance that a model
+which carries none of the marks matches any of them is then at most `FALSE_ACCUSATION` (a union bound over the
+`n` keys, each bit a fair coin under chance: `tclearn.learning.watermark`). `Trace.bound` is the bound actually kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from tclearn.errors import AccessDenied, AuthError, IntegrityError, NotFoundError
+from tclearn.learning.watermark import FALSE_ACCUSATION, MarkKey, Reading, chance_tail, measure, threshold
+from tclearn.ledger.ledger import ExportRecord, Ledger
+from tclearn.vault.envelope import unseal
+from tclearn.vault.store import BlobStore
+
+StateDict = Mapping[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ExportReading:
+    """The suspect measured against one export's fingerprint; a match when at most `threshold` bits read wrong."""
+
+    export: ExportRecord
+    reading: Reading
+    threshold: int
+
+    @property
+    def match(self) -> bool:
+        return self.reading.errors <= self.threshold
+
+    def summary(self) -> dict[str, Any]:
+        r = self.reading
+        return {
+            "export_id": self.export.id,
+            "model_id": self.export.model_id,
+            "member": self.export.member,
+            "block": self.export.block,
+            "bits": r.bits,
+            "errors": r.errors,
+            "ber": r.ber,
+            "p_value": r.p_value,
+            "threshold": self.threshold,
+            "match": self.match,
+        }
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Every export's reading of one suspect model, the exports it matches (their members are accused), the
+    false-accusation bound the thresholds keep, and the coalition watermark's reading where it has one."""
+
+    readings: tuple[ExportReading, ...]
+    watermark: Reading | None = None
+
+    @property
+    def accused(self) -> tuple[ExportReading, ...]:
+        return tuple(r for r in self.readings if r.match)
+
+    @property
+    def bound(self) -> float:
+        """The chance, for a model that carries none of the marks, that any export matches (union bound)."""
+        return sum(chance_tail(r.reading.bits, r.threshold) for r in self.readings)
+
+    def summary(self) -> dict[str, Any]:
+        mark = self.watermark
+        return {
+            "exports": len(self.readings),
+            "readings": [r.summary() for r in self.readings],
+            "accused": [
+                {"member": r.export.member, "export_id": r.export.id, "p_value": r.reading.p_value}
+                for r in self.accused
+            ],
+            "false_accusation_bound": self.bound,
+            "alpha": FALSE_ACCUSATION,
+            "watermark": None
+            if mark is None
+            else {"bits": mark.bits, "errors": mark.errors, "ber": mark.ber, "p_value": mark.p_value},
+        }
+
+
+def fingerprint_key(store: BlobStore, export: ExportRecord, tracer: str, private: X25519PrivateKey) -> MarkKey:
+    """Export `export`'s fingerprint key, unsealed by `tracer` and checked against the commitment on chain; errors
+    name the export."""
+    blob = export.key_blob.hex()
+    try:
+        raw = b"".join(unseal(store, blob, tracer, private))
+    except AccessDenied:
+        raise AccessDenied(
+            f"export {export.id}'s fingerprint key (blob {blob}) is not sealed for {tracer}: it is sealed for the "
+            "auditors who held an encryption key when it was made (or the members, without any); trace as one of them",
+            export_id=export.id,
+        ) from None
+    except (AuthError, IntegrityError, NotFoundError) as exc:
+        raise type(exc)(f"export {export.id}'s fingerprint key (blob {blob}): {exc}", export_id=export.id) from None
+    try:
+        key = MarkKey.parse(raw)
+    except IntegrityError as exc:
+        raise IntegrityError(
+            f"export {export.id}'s fingerprint key (blob {blob}): {exc}", export_id=export.id
+        ) from None
+    committed, read = export.fingerprint.hex(), key.sha256()
+    if read != committed or key.purpose != "fingerprint":
+        raise IntegrityError(
+            f"the fingerprint key in blob {blob} is not the one export {export.id} committed to "
+            f"(sha256 {committed} on chain, {read} read)",
+            export_id=export.id,
+        )
+    return key
+
+
+def trace(
+    client: Ledger,
+    store: BlobStore,
+    tracer: str,
+    private: X25519PrivateKey,
+    suspect: StateDict,
+    watermark: MarkKey | None = None,
+) -> Trace:
+    """`suspect` measured against every export on chain (and the coalition's `watermark`, if given) as `tracer`
+    reads their keys; `IntegrityError` for a model of another architecture (nobody is accused)."""
+    mark = None if watermark is None else measure(suspect, watermark)
+    exports = client.exports()
+    readings = []
+    for export in exports:
+        key = fingerprint_key(store, export, tracer, private)
+        readings.append(ExportReading(export, measure(suspect, key), threshold(key.bits, len(exports))))
+    return Trace(tuple(readings), mark)
