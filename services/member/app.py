@@ -11,6 +11,9 @@
     GET  /jobs                       the caller's jobs
     GET  /jobs/{id}                  one of the caller's jobs (progress, candidate, error)
     POST /jobs/{id}/cancel           stop one of the caller's jobs
+    POST /exports                    export a committed model with this hospital's fingerprint (operator only)
+    GET  /exports                    this hospital's exports on chain
+    GET  /exports/{id}/model         an export's file as this site wrote it (operator only)
     GET  /privacy                    every member's privacy budget (spent, cap, left) and this hospital's charges
     GET  /gov/proposals              every governance proposal with its tally and ballots
     GET  /gov/proposals/{id}         one proposal
@@ -41,7 +44,7 @@ from typing import Annotated
 import numpy as np
 from fastapi import FastAPI, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from starlette.datastructures import UploadFile
 from torch import nn
 
@@ -52,6 +55,8 @@ from services.member.history import HistoryCache, Snapshot
 from services.member.schemas import (
     BoxOut,
     CoalitionInfo,
+    ExportIn,
+    ExportOut,
     FinetuneIn,
     Health,
     JobOut,
@@ -69,6 +74,7 @@ from tclearn.learning.overlays import overlay
 from tclearn.learning.predict import check_predictable, predict_boxes
 from tclearn.ledger.directory import ChainDirectory
 from tclearn.site.config import MemberSettings, SiteConfig, site_from_env
+from tclearn.site.exports import export_to, listed, own_file
 from tclearn.site.finetune import FinetuneOptions
 from tclearn.site.jobs import JobRunner
 from tclearn.site.open import Site, open_site
@@ -347,6 +353,38 @@ def create_app(
     async def cancel_job(job_id: str, who: Authenticated) -> JobOut:
         """Asks one of the caller's running jobs to stop; poll it until its state is `cancelled`."""
         return JobOut.of(await run_in_threadpool(runner.cancel, who.identity, job_id))
+
+    @app.post("/exports", responses={**AUTH_ERRORS, **error_responses(400, 404, 409)})
+    async def export(body: ExportIn, who: Authenticated) -> ExportOut:
+        """Exports a committed model with this hospital's own fingerprint (written by distillation on its training
+        images): recorded on chain, signed by this hospital, then written to the site's `exports` folder. Operator
+        only; answers when done. 404 for an unknown model, 409 for one that is not committed and in variant C."""
+        if not who.operator:
+            raise AccessDenied("an export is recorded on chain in this hospital's name: its operator asks for it")
+        done, _ = await run_in_threadpool(export_to, site, body.model_id)
+        return ExportOut(**{**done.summary(), "scores": [vars(s) for s in done.scores]}, file=True)
+
+    @app.get("/exports", responses=AUTH_ERRORS)
+    async def list_exports(_who: Authenticated) -> list[ExportOut]:
+        """This hospital's exports as the chain records them, in id order, with their scores where this site
+        holds the file."""
+        return [ExportOut.model_validate(e, from_attributes=False) for e in await run_in_threadpool(listed, site)]
+
+    @app.get(
+        "/exports/{export_id}/model",
+        response_class=FileResponse,
+        responses={
+            200: {"content": {"application/octet-stream": {}}, "description": "the export's safetensors file"},
+            **AUTH_ERRORS,
+            **error_responses(404),
+        },
+    )
+    async def export_file(export_id: int, who: Authenticated) -> Response:
+        """The fingerprinted copy this site wrote for one of its exports. Operator only."""
+        if not who.operator:
+            raise AccessDenied("an export's file is this hospital's: only its operator downloads it")
+        path = await run_in_threadpool(own_file, site, export_id)
+        return FileResponse(path, media_type="application/octet-stream", filename=f"export-{export_id}.safetensors")
 
     app.include_router(governance_router(site))
     return app

@@ -235,3 +235,33 @@ class PrivacyOut(BaseModel):
     cap: float | None = Field(description="each member's cap in force, epsilon (None: none)")
     members: list[BudgetOut] = Field(description="every member's budget")
     charges: list[ChargeOut] = Field(description="this hospital's own charges, oldest first")
+
+
+class ExportIn(BaseModel):
+    """A committed model to export with this hospital's fingerprint."""
+
+    model_config = ConfigDict(extra="forbid")
+    model_id: int = Field(ge=0, description="the committed model's id on chain")
+
+
+class ScoreOut(BaseModel):
+    data: str = Field(description="L (this hospital's local test set) or G (the global test set)")
+    samples: int
+    committed: float = Field(description="the committed model's headline score")
+    exported: float = Field(description="the fingerprinted copy's")
+
+
+class ExportOut(BaseModel):
+    """One of this hospital's exports as recorded on chain (and, where this site wrote its file, its scores)."""
+
+    export_id: int
+    model_id: int
+    member: str = Field(description="the exporting hospital's account, which signed the record")
+    fingerprint: str = Field(description="sha256 of the fingerprint key: the commitment on chain")
+    key_blob: str = Field(description="vault hash of the fingerprint key, sealed for the tracers")
+    block: int
+    timestamp: int | None = Field(default=None, description="the block's time (unix seconds)")
+    model_hash: str | None = None
+    tx_hash: str | None = None
+    scores: list[ScoreOut] = Field(default_factory=list)
+    file: bool = Field(description="whether this site holds the file (GET /exports/{id}/model)")

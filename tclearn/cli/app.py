@@ -16,6 +16,7 @@ from tclearn.cli import (
     data,
     db,
     demo,
+    exports,
     gov,
     ledger,
     member,
@@ -67,6 +68,8 @@ app.command("train")(train.train)
 app.command("evaluate")(train.evaluate)
 app.command("predict")(predict.predict)
 app.command("demo")(demo.demo)
+app.command("export")(exports.export)
+app.command("trace")(exports.trace)
 
 
 def main() -> None:

@@ -137,6 +137,7 @@ class SiteConfig(ServiceSettings):
     label_column: str = Field(default="label", min_length=1)  # variant C: the CSV files' label column
     state: str = "sqlite:///state.db"  # SQLAlchemy URL: event cursor, jobs, votes cast
     finetuned: Path = Path("finetuned")  # the hospital's own fine-tuned models (never in the vault or on chain)
+    exports: Path = Path("exports")  # member API: the fingerprinted copies this hospital exported (each on chain)
     attack: Attack = Attack.NONE  # simulations only: makes this site a Byzantine member
     poll_interval: float = Field(default=1.0, gt=0)
     keeper_interval: float = Field(default=10.0, gt=0)  # node: how often deadlines are checked without events
@@ -169,7 +170,16 @@ class SiteConfig(ServiceSettings):
         """The config with its relative paths (and a relative SQLite file) taken from `folder`."""
         paths = {
             name: folder / value
-            for name in ("deployment", "keystore", "encryption_key", "data", "global_test", "nonce_locks", "finetuned")
+            for name in (
+                "deployment",
+                "keystore",
+                "encryption_key",
+                "data",
+                "global_test",
+                "nonce_locks",
+                "finetuned",
+                "exports",
+            )
             if isinstance(value := getattr(self, name), Path) and not value.is_absolute()
         }
         state = self.state

@@ -1,0 +1,103 @@
+"""`tclearn export` and `tclearn trace`: a committed model taken out with this hospital's fingerprint, recorded on
+chain; a model found elsewhere traced back to the export it came from (docs/traceability.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from tclearn.cli.common import console, user_errors
+
+if TYPE_CHECKING:
+    from tclearn.coalition.trace import Trace
+
+ConfigOpt = typer.Option(
+    Path("member.toml"), "--config", "-c", help="The site's member.toml; TCLEARN_MEMBER_* variables override it."
+)
+
+
+def export(
+    model_id: int = typer.Argument(..., min=0, help="The committed model to export (its id on chain)."),
+    out: Path = typer.Option(..., "--out", "-o", help="The file to write (safetensors); its record goes to FILE.json."),
+    config: Path = ConfigOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print the export's record as JSON."),
+) -> None:
+    """Export a committed model with this hospital's own fingerprint: the export is recorded on chain (signed by
+    the hospital) before the file is written; the fingerprint key is sealed in the vault for the tracers."""
+    from tclearn.site.config import MemberSettings, load_site_config
+    from tclearn.site.exports import export_to
+    from tclearn.site.open import open_site
+
+    with user_errors():
+        site = open_site(load_site_config(config, MemberSettings))
+        try:
+            done, path = export_to(site, model_id, out)
+        finally:
+            site.close()
+    record = json.loads(path.with_name(path.name + ".json").read_text())
+    if as_json:
+        typer.echo(json.dumps(record, indent=2, sort_keys=True))
+        return
+    console.print(
+        f"export {done.id} of model {done.model_id} recorded on chain (tx {done.tx_hash}, block {done.block})"
+    )
+    for s in done.scores:
+        console.print(f"  {s.data} ({s.samples} samples): committed {s.committed:.4f}, exported {s.exported:.4f}")
+    console.print(f"fingerprint commitment {done.fingerprint}, key blob {done.key_blob}")
+    console.print(f"model: {path}  record: {path.name}.json")
+
+
+def trace(
+    suspect: Path = typer.Argument(..., help="The model file found (.safetensors, or a torch state dict .pt)."),
+    config: Path = ConfigOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print every reading as JSON."),
+) -> None:
+    """Measure a model against the fingerprint of every export on chain and name the exporter(s) it matches, at a
+    chance of a false accusation of at most 1e-6. Exit status 0 whether or not anyone is accused."""
+    from tclearn.coalition.trace import trace as run
+    from tclearn.learning.modelfile import read_weights
+    from tclearn.site.config import MemberSettings, load_site_config
+    from tclearn.site.open import open_site
+
+    with user_errors():
+        weights = read_weights(suspect)
+        site = open_site(load_site_config(config, MemberSettings))
+        try:
+            co, me = site.coalition, site.hospital
+            found = run(co.client, co.store, me.address, me.key, weights, co.watermark)
+            names = {m.address: m.name for m in co.client.members()}
+        finally:
+            site.close()
+    if as_json:
+        typer.echo(json.dumps({"suspect": str(suspect), **found.summary()}, indent=2, sort_keys=True))
+        return
+    _show(suspect, found, names)
+
+
+def _show(suspect: Path, found: Trace, names: dict[str, str]) -> None:
+    mark = found.watermark
+    if mark is not None:
+        console.print(f"coalition watermark: {mark.errors} of {mark.bits} bits wrong (p {mark.p_value:.2g})")
+    if not found.readings:
+        console.print(f"{suspect}: no export is recorded on chain; nobody to trace it to")
+        return
+    console.print(
+        f"{suspect}: tried the fingerprints of {len(found.readings)} export(s); chance of accusing anyone for a "
+        f"model that carries none: at most {found.bound:.2g}"
+    )
+    for r in found.readings:
+        e, got = r.export, r.reading
+        console.print(
+            f"  export {e.id} (model {e.model_id}, {names.get(e.member, e.member)}): {got.errors} of {got.bits} bits "
+            f"wrong (BER {got.ber:.3f}, p {got.p_value:.2g}; match at <= {r.threshold})" + (" MATCH" if r.match else "")
+        )
+    if not found.accused:
+        console.print("nobody accused: no export's fingerprint reads within its threshold")
+    for r in found.accused:
+        console.print(
+            f"accused: {names.get(r.export.member, r.export.member)} ({r.export.member}), export {r.export.id} of "
+            f"model {r.export.model_id} (p {r.reading.p_value:.2g})"
+        )
