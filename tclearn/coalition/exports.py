@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from tclearn.coalition.backend import TensorBackend, tensors
 from tclearn.coalition.context import Coalition
 from tclearn.coalition.hospital import Hospital
-from tclearn.errors import AccessDenied, ConflictError, IntegrityError, NotFoundError
+from tclearn.errors import AccessDenied, ConflictError, DataError, NotFoundError
 from tclearn.learning.fingerprint import embed
 from tclearn.learning.samples import Samples
 from tclearn.learning.watermark import (
@@ -157,7 +157,7 @@ def export_model(co: Coalition, member: Hospital, model_id: int, *, max_steps: i
         embedded = embed(backend.network(weights), member.train, marks, max_steps=max_steps)
     wrong = {k.purpose: measure(embedded.weights, k).errors for k in marks}
     if any(wrong.values()):
-        raise IntegrityError(
+        raise DataError(
             f"the fingerprint was not written in {embedded.steps} steps (bits read wrong: "
             + ", ".join(f"{purpose} {n}" for purpose, n in wrong.items())
             + "); nothing was recorded: export again, or with more steps"

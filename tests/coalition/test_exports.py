@@ -18,7 +18,7 @@ from tclearn.coalition.exports import Export, export_model, json_path, master_se
 from tclearn.coalition.member import increment, submit
 from tclearn.coalition.rounds import run_round
 from tclearn.coalition.trace import fingerprint_key, trace
-from tclearn.errors import AccessDenied, ConflictError, IntegrityError, NotFoundError
+from tclearn.errors import AccessDenied, ConflictError, DataError, IntegrityError, NotFoundError
 from tclearn.learning.fingerprint import Embedded
 from tclearn.learning.modelfile import read_weights
 from tclearn.learning.models import ModelConfig, build_model
@@ -184,7 +184,7 @@ def test_an_uncommitted_model_is_refused_and_a_failed_mark_records_nothing(
         return Embedded({k: v.clone() for k, v in model.state_dict().items()}, 3, 0.0, False)
 
     monkeypatch.setattr(exports_module, "embed", unmarked)
-    with pytest.raises(IntegrityError, match="the fingerprint was not written in 3 steps"):
+    with pytest.raises(DataError, match="the fingerprint was not written in 3 steps"):
         export_model(fresh, proposer, head)
     assert fresh.client.exports() == []
 
