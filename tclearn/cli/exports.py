@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from tclearn.cli.common import console, user_errors
+from tclearn.cli.common import DeploymentOpt, DevAccountOpt, KeystoreOpt, console, open_as, user_errors
 
 if TYPE_CHECKING:
-    from tclearn.coalition.trace import Trace
+    from tclearn.coalition.trace import StateDict, Trace
+    from tclearn.ledger.ledger import Ledger
 
 ConfigOpt = typer.Option(
     Path("member.toml"), "--config", "-c", help="The site's member.toml; TCLEARN_MEMBER_* variables override it."
@@ -53,28 +54,69 @@ def export(
 def trace(
     suspect: Path = typer.Argument(..., help="The model file found (.safetensors, or a torch state dict .pt)."),
     config: Path = ConfigOpt,
+    vault: str | None = typer.Option(
+        None, "--vault", help="Trace without a site (an auditor): the vault's URL; with -d, --key and a signer."
+    ),
+    deployment: Path = DeploymentOpt,
+    key: Path | None = typer.Option(None, "--key", help="Without a site: your X25519 key file (as registered)."),
+    keystore: Path | None = KeystoreOpt,
+    dev_account: int | None = DevAccountOpt,
     as_json: bool = typer.Option(False, "--json", help="Print every reading as JSON."),
 ) -> None:
     """Measure a model against the fingerprint of every export on chain and name the exporter(s) it matches, at a
-    chance of a false accusation of at most 1e-6. Exit status 0 whether or not anyone is accused."""
-    from tclearn.coalition.trace import trace as run
+    chance of a false accusation of at most 1e-6: as the hospital of a member.toml, or (--vault) as any account
+    the keys were sealed for, e.g. an auditor. Exit status 0 whether or not anyone is accused."""
     from tclearn.learning.modelfile import read_weights
-    from tclearn.site.config import MemberSettings, load_site_config
-    from tclearn.site.open import open_site
 
     with user_errors():
         weights = read_weights(suspect)
-        site = open_site(load_site_config(config, MemberSettings))
-        try:
-            co, me = site.coalition, site.hospital
-            found = run(co.client, co.store, me.address, me.key, weights, co.watermark)
-            names = {m.address: m.name for m in co.client.members()}
-        finally:
-            site.close()
+        if vault is None:
+            found, names = _trace_as_site(config, weights)
+        else:
+            found, names = _trace_as_account(vault, deployment, key, keystore, dev_account, weights)
     if as_json:
         typer.echo(json.dumps({"suspect": str(suspect), **found.summary()}, indent=2, sort_keys=True))
         return
     _show(suspect, found, names)
+
+
+def _trace_as_site(config: Path, weights: StateDict) -> tuple[Trace, dict[str, str]]:
+    """The trace as the hospital of `config`, with the coalition's watermark read where the site has it."""
+    from tclearn.coalition.trace import trace as run
+    from tclearn.site.config import MemberSettings, load_site_config
+    from tclearn.site.open import open_site
+
+    site = open_site(load_site_config(config, MemberSettings))
+    try:
+        co, me = site.coalition, site.hospital
+        return run(co.client, co.store, me.address, me.key, weights, co.watermark), _names(co.client)
+    finally:
+        site.close()
+
+
+def _trace_as_account(
+    vault: str, deployment: Path, key: Path | None, keystore: Path | None, dev_account: int | None, weights: StateDict
+) -> tuple[Trace, dict[str, str]]:
+    """The trace as the account that signs (its X25519 key file `key`), reading the vault at `vault`."""
+    from tclearn.coalition.trace import trace as run
+    from tclearn.errors import ConfigError
+    from tclearn.vault.audience import CoalitionId
+    from tclearn.vault.http import HttpStore
+    from tclearn.vault.keys import key_password, load_key
+
+    if key is None:
+        raise ConfigError("--vault traces as an account: give its X25519 key file with --key")
+    client, account = open_as(deployment, None, keystore, dev_account)
+    private = load_key(key, key_password())
+    store = HttpStore(vault, account.key, coalition=CoalitionId.of_client(client))
+    try:
+        return run(client, store, account.address, private, weights), _names(client)
+    finally:
+        store.close()
+
+
+def _names(client: Ledger) -> dict[str, str]:
+    return {m.address: m.name for m in client.members()}
 
 
 def _show(suspect: Path, found: Trace, names: dict[str, str]) -> None:

@@ -95,6 +95,13 @@ def test_export_and_trace_from_the_command_line(coalition_a: Coalition3, tmp_pat
     assert traced["false_accusation_bound"] <= 1e-6
     text = invoke("trace", str(out), "--config", str(configs[0]), env=env).output  # type: ignore[attr-defined]
     assert f"accused: hospital-3 ({record['member']}), export {record['export_id']}" in text
+    deployed = coalition_a.deployed
+    as_account = [
+        *("--vault", deployed.vault_url, "-d", str(folder / "deployment.json"), "--dev-account", "2"),
+        *("--key", str(folder / "keys" / "hospital-2.key"), "--json"),
+    ]
+    traced = json.loads(invoke("trace", str(out), *as_account, env=env).output)  # type: ignore[attr-defined]
+    assert [a["member"] for a in traced["accused"]] == [record["member"]] and traced["watermark"] is None
     corrupt = tmp_path / "corrupt.safetensors"
     corrupt.write_bytes(out.read_bytes()[:100])
     failed = runner.invoke(app, ["trace", str(corrupt), "-c", str(configs[0])])
