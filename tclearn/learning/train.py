@@ -247,8 +247,8 @@ def train_increment(
                         else:
                             out = model(x)
                         last = loss_fn(out, y)
-                    total = last if marks is None else last + config.mark_strength * marks()
-                    scaler.scale(total).backward()
+                    objective = last if marks is None else last + config.mark_strength * marks()
+                    scaler.scale(objective).backward()
                     scaler.step(optimiser)
                     scaler.update()
                     advance()
