@@ -12,6 +12,8 @@ Governance: a whole admission (propose, ballots up to two thirds of the active m
 
 Privacy: `submit` charging epsilon to the proposer's budget (under a cap) beside `submit` charging nothing, in one
 coalition, alternately: what the budget check and its `PrivacySpent` event add (`--only privacy` runs just that).
+
+Export: `recordExport`, a member recording that it took a committed model out (`--only export` runs just that).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ NEW_SLOT, REWRITE, ECRECOVER = 22_100, 5_000, 3_000
 REQUIRED = {
     "submit": (3, 1),
     "submit_charged": (3, 2),  # and the proposer's spending, in its member slot
+    "export": (0, 1),  # the export count (everything else is in the Exported log)
     "open": (0, 1),
     "vote_first": (1, 1),
     "vote_middle": (0, 2),
@@ -189,6 +192,18 @@ def privacy_scenario(pairs: int = 5, validators: int = 6) -> dict[str, Any]:
     }
 
 
+def export_scenario(exports: int = 5) -> dict[str, Any]:
+    """`recordExport` of a committed model (the genesis) by a member, `exports` times; the median."""
+    chain = embedded_chain(4)
+    _, member, *others = chain.dev_keys
+    founders = [Admit(a.address, Role.MEMBER | Role.VALIDATOR, os.urandom(32), f"h{i}") for i, a in enumerate(others)]
+    client = coalition(chain, [Admit(member.address, Role.MEMBER, os.urandom(32), "exporter"), *founders])
+    runs = [client.record_export(member, 0, os.urandom(32), os.urandom(32))[1].tx_hash for _ in range(exports)]
+    assert [e.id for e in client.exports()] == list(range(exports)), "every export was recorded"
+    measures = sorted((measured(chain, h, "export") for h in runs), key=lambda m: int(m["gas"]))
+    return {"exports": exports, "record_export": measures[len(measures) // 2]}
+
+
 def slope(xs: list[int], ys: list[int]) -> float:
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
@@ -200,8 +215,11 @@ def target(value: float, limit: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["privacy"], help="run one section only")
+    parser.add_argument("--only", choices=["privacy", "export"], help="run one section only")
     only = parser.parse_args().only
+    if only == "export":
+        print(json.dumps({"benchmark": "gas", "chain": "embedded (py-evm)", "export": export_scenario()}, indent=2))
+        return
     privacy = privacy_scenario()
     budget = target(privacy["budget_check_added"], TARGETS["budget_check"])
     if only == "privacy":
@@ -221,6 +239,7 @@ def main() -> None:
         "rounds": rounds,
         "admissions": admissions,
         "privacy": privacy,
+        "export": export_scenario(),
         "growth": {
             "signed_round_per_validator": round(per_validator),
             "direct_round_per_validator": round(per_validator_direct),

@@ -9,6 +9,7 @@ pragma solidity ^0.8.24;
 ///         proposal executed once two thirds of the active members approve before its deadline. Votes may
 ///         be signed off chain (EIP-712) and carried to the contract in one `decide` transaction. A submission
 ///         charges the differential privacy (epsilon) its training spent to the member's budget, up to a cap.
+///         A member that takes a committed model out for use records the export, signed, in `Exported`.
 ///         Model blobs live off-chain; their URI is emitted in `Submitted`, never stored, to keep a
 ///         submission cheap. Every state change emits an event, so history can be rebuilt from logs.
 /// @dev Compiled for the `paris` EVM (no PUSH0) so that Ganache, Anvil and py-evm all run it.
@@ -149,7 +150,7 @@ contract Coalition {
 
     // ---- storage --------------------------------------------------------------------------------
     // slot 0: the global test set; slot 1: the acceptance policy; slot 2: everything `submit` reads; slot 3:
-    // the governance counters and the privacy cap (read by `submit` only when it charges).
+    // the governance counters, the privacy cap (read by `submit` only when it charges) and the export count.
     bytes32 public globalTestSetHash;
     /// @notice sha256 of the acceptance policy record every validator applies (stored in the vault).
     bytes32 public policyHash;
@@ -164,6 +165,7 @@ contract Coalition {
     uint16 public activeMemberCount;
     /// @notice Each member's privacy budget over all its candidates, epsilon in millionths; 0: no cap.
     uint64 public epsilonCap;
+    uint64 private exports;
 
     mapping(uint256 => Proposal) private proposalById;
     mapping(uint256 => mapping(uint256 => uint256)) private ballotBits; // proposal => word => bits
@@ -214,6 +216,11 @@ contract Coalition {
     /// @notice Candidate `id` charged `charge` to its proposer's privacy budget, which now stands at `spent`
     ///         (epsilon in millionths, the plain sum of its charges).
     event PrivacySpent(uint256 indexed id, address indexed member, uint64 charge, uint64 spent);
+    /// @notice `member` took committed model `modelId` out of the coalition; the copy carries a fingerprint
+    ///         whose commitment is `fingerprint`, and `keyBlob` is the vault hash of the fingerprint key's
+    ///         sealed blob. Stored nowhere else: the counter numbers the exports.
+    event Exported(uint256 indexed exportId, uint256 indexed modelId, address indexed member, bytes32 fingerprint,
+                   bytes32 keyBlob);
 
     // ---- errors ---------------------------------------------------------------------------------
     error NotMember(address account);
@@ -253,6 +260,7 @@ contract Coalition {
     error UnsortedVotes(uint256 index);
     error NoDecision(uint256 id, uint16 approvals, uint16 rejections, uint16 eligible);
     error OverBudget(address member, uint64 spent, uint64 charge, uint64 cap);
+    error NotCommitted(uint256 id, State state);
 
     /// @param founders the first members; no single key can change the coalition afterwards.
     /// @param predecessor the v1 (or earlier) coalition whose head this one's genesis continues, or zeros.
@@ -511,6 +519,22 @@ contract Coalition {
         if (c.state != State.Stale) revert WrongState(id, c.state);
     }
 
+    // ---- exports ----------------------------------------------------------------------------------
+
+    /// @notice A member records that it took committed model `modelId` out for use, with a copy fingerprinted
+    ///         (`fingerprint`: the commitment to the mark it carries; `keyBlob`: the vault hash of its sealed key).
+    function recordExport(uint256 modelId, bytes32 fingerprint, bytes32 keyBlob) external returns (uint256 exportId) {
+        Member storage m = members[msg.sender];
+        if (!m.active || m.roles & MEMBER == 0) revert NotMember(msg.sender);
+        if (modelId >= count) revert UnknownModel(modelId);
+        State state = models[modelId].state;
+        if (state != State.Committed) revert NotCommitted(modelId, state);
+        if (fingerprint == bytes32(0) || keyBlob == bytes32(0)) revert ZeroHash();
+        exportId = exports;
+        exports = uint64(exportId + 1);
+        emit Exported(exportId, modelId, msg.sender, fingerprint, keyBlob);
+    }
+
     // ---- views ------------------------------------------------------------------------------------
 
     function modelCount() external view returns (uint256) {
@@ -552,6 +576,10 @@ contract Coalition {
 
     function validatorCount() external view returns (uint256) {
         return validators.length;
+    }
+
+    function exportCount() external view returns (uint256) {
+        return exports;
     }
 
     /// @notice The privacy `account` has spent and the cap every member's spending is held to (epsilon in

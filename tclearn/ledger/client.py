@@ -18,7 +18,7 @@ from eth_utils import to_checksum_address
 from tclearn.errors import ConfigError, ContractRevert, LedgerError, NoContract
 from tclearn.ledger.artifact import load_artifact
 from tclearn.ledger.chain import Chain
-from tclearn.ledger.events import LedgerEvent, decode_log, events_about, fetch_events
+from tclearn.ledger.events import LedgerEvent, decode_log, events_about, events_named, fetch_events
 from tclearn.ledger.governance import (
     Action,
     Admit,
@@ -30,12 +30,15 @@ from tclearn.ledger.governance import (
 )
 from tclearn.ledger.ledger import (
     ZERO_ADDRESS,
+    ExportRecord,
     Predecessor,
     Submission,
     TxResult,
     VoteOutcome,
     check_founders,
     checked_charge,
+    export_action,
+    export_record,
     raise_if_staled,
     vote_outcome,
 )
@@ -48,7 +51,7 @@ from tclearn.ledger.votes import Domain, SignedVote, in_signer_order
 from tclearn.protocol import to_fixed
 from tclearn.types import Member, ModelRecord, ModelState, Role, Variant
 
-__all__ = ["LedgerClient", "Submission", "TxResult", "VoteOutcome"]
+__all__ = ["ExportRecord", "LedgerClient", "Submission", "TxResult", "VoteOutcome"]
 
 
 class LedgerClient:
@@ -251,6 +254,32 @@ class LedgerClient:
 
     def mark_stale(self, caller: LocalAccount, model_id: int) -> TxResult:
         return self._transact(caller, f"mark {model_id} stale", "markStale", model_id)
+
+    # ---- exports ---------------------------------------------------------------------------------------
+
+    def record_export(
+        self, member: LocalAccount, model_id: int, fingerprint: bytes, key_blob: bytes
+    ) -> tuple[int, TxResult]:
+        """`member` records, signed, that it took committed model `model_id` out with a copy fingerprinted
+        (`fingerprint`: the commitment to its mark; `key_blob`: the vault hash of the sealed key); returns the
+        export id and the transaction."""
+        tx = self._transact(
+            member,
+            export_action(model_id),
+            "recordExport",
+            model_id,
+            _bytes32(fingerprint, "fingerprint"),
+            _bytes32(key_blob, "key blob"),
+        )
+        ev = tx.event("Exported")
+        assert ev is not None, "a successful recordExport always emits Exported"
+        return int(ev.args["exportId"]), tx
+
+    def exports(self) -> list[ExportRecord]:
+        """Every export recorded, in id order, from the `Exported` logs, each with its block's time."""
+        events = events_named(self.w3, self.address, {"Exported"}, self.chain.latest_block())
+        times = {b: int(self.w3.eth.get_block(b)["timestamp"]) for b in {e.block_number for e in events}}
+        return sorted((export_record(e, times[e.block_number]) for e in events), key=lambda r: r.id)
 
     # ---- views ----------------------------------------------------------------------------------------
 

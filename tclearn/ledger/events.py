@@ -89,12 +89,20 @@ def fetch_events(w3: Any, address: str, from_block: int, to_block: int, **topics
     return sorted(decoded, key=lambda e: e.position)
 
 
+def _kinds(names: set[str]) -> list[str]:
+    """The topic (signature hash) of each event named in `names`."""
+    return ["0x" + t.hex() for t, e in load_artifact().events.items() if e["name"] in names]
+
+
 def events_about(w3: Any, address: str, names: set[str], subject: int, to_block: int) -> list[LedgerEvent]:
     """The events named `names` whose first indexed argument is `subject` (a model or proposal id), in chain
     order: the logs filtered by the node, not read whole."""
-    artifact = load_artifact()
-    kinds = ["0x" + t.hex() for t, e in artifact.events.items() if e["name"] in names]
-    return fetch_events(w3, address, 0, to_block, topics=[kinds, "0x" + subject.to_bytes(32, "big").hex()])
+    return fetch_events(w3, address, 0, to_block, topics=[_kinds(names), "0x" + subject.to_bytes(32, "big").hex()])
+
+
+def events_named(w3: Any, address: str, names: set[str], to_block: int) -> list[LedgerEvent]:
+    """Every event named in `names` up to `to_block`, in chain order, filtered by the node."""
+    return fetch_events(w3, address, 0, to_block, topics=[_kinds(names)])
 
 
 _END_OF_BLOCK = 2**31 - 1  # a log index after every real one: the block is done

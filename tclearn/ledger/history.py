@@ -1,5 +1,5 @@
 """Rebuilds the coalition's whole history — its founding, members, proposals and ballots, parameters, lineage,
-generals, votes, every member's privacy spending — from events alone.
+generals, votes, every member's privacy spending, every export of a committed model — from events alone.
 
 A pure fold over decoded events (no chain access), so that an auditor needs nothing but the logs,
 and tests can check it against the contract's own views. Events carry no time: a proposal still pending past
@@ -101,6 +101,19 @@ class PrivacyCharge:
 
 
 @dataclass(frozen=True)
+class ModelExport:
+    """An `Exported` event: `member` took committed model `model_id` out, its copy fingerprinted (`fingerprint`
+    commits to the mark, `key_blob` is the vault hash of the sealed key). `ledger.ExportRecord` adds the time."""
+
+    id: int
+    model_id: int
+    member: str
+    fingerprint: bytes
+    key_blob: bytes
+    block: int
+
+
+@dataclass(frozen=True)
 class Founding:
     """The `Founded` event: the genesis, and the coalition this one continues (all zero for a new one)."""
 
@@ -168,6 +181,7 @@ class LedgerHistory:
     proposals: dict[int, ProposalHistory] = field(default_factory=dict)
     candidates: dict[int, CandidateHistory] = field(default_factory=dict)
     charges: list[PrivacyCharge] = field(default_factory=list)  # every privacy charge, in chain order
+    exports: list[ModelExport] = field(default_factory=list)  # every export recorded, in id (and chain) order
 
     @property
     def epsilon_cap(self) -> int:
@@ -268,6 +282,10 @@ def apply(h: LedgerHistory, ev: LedgerEvent) -> None:
         h.candidates[a["id"]].state = ModelState.STALE
     elif ev.name == "PrivacySpent":
         h.charges.append(PrivacyCharge(a["id"], a["member"], a["charge"], a["spent"], h.epsilon_cap, ev.block_number))
+    elif ev.name == "Exported":
+        h.exports.append(
+            ModelExport(a["exportId"], a["modelId"], a["member"], a["fingerprint"], a["keyBlob"], ev.block_number)
+        )
 
 
 _GOVERNANCE = {"Proposed", "Ballot", "ProposalExecuted", "ProposalRejected", "SupervisorRotated"}
@@ -433,6 +451,18 @@ def to_json(h: LedgerHistory, now: int | None = None) -> dict[str, Any]:
         "proposals": [proposal_json(p, now) for p in h.proposals.values()],
         "models": [candidate_json(c) for c in h.candidates.values()],
         "privacy": privacy_json(h),
+        "exports": [export_json(e) for e in h.exports],
+    }
+
+
+def export_json(e: ModelExport) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "model_id": e.model_id,
+        "member": e.member,
+        "fingerprint": hex_or_none(e.fingerprint),
+        "key_blob": hex_or_none(e.key_blob),
+        "block": e.block,
     }
 
 

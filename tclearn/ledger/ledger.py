@@ -50,6 +50,21 @@ class Submission:
 
 
 @dataclass(frozen=True)
+class ExportRecord:
+    """A committed model taken out of the coalition (`recordExport`, its `Exported` event): `member` (checksummed)
+    signed it; `fingerprint` commits to the mark its copy carries, `key_blob` is the vault hash of the sealed
+    fingerprint key; `timestamp` is its block's time."""
+
+    id: int
+    model_id: int
+    member: str
+    fingerprint: bytes
+    key_blob: bytes
+    block: int
+    timestamp: int
+
+
+@dataclass(frozen=True)
 class Predecessor:
     """The coalition a migrated one continues: its chain, its contract and the head its genesis is."""
 
@@ -171,6 +186,14 @@ class Ledger(Protocol):
 
     def events(self, from_block: int = 0, to_block: int | None = None) -> list[LedgerEvent]: ...
 
+    # ---- exports: committed models taken out for use --------------------------------------------------
+
+    def record_export(
+        self, member: LocalAccount, model_id: int, fingerprint: bytes, key_blob: bytes
+    ) -> tuple[int, TxResult]: ...  # the export id (0, 1, ...) and the transaction
+
+    def exports(self) -> list[ExportRecord]: ...  # every export recorded, in id order
+
 
 # ---- shared by the implementations --------------------------------------------------------------------
 
@@ -189,6 +212,19 @@ def checked_charge(units: int) -> int:
             f"got {units!r}"
         )
     return units
+
+
+def export_record(ev: LedgerEvent, timestamp: int) -> ExportRecord:
+    """The `ExportRecord` an `Exported` event holds, mined at `timestamp`."""
+    a = ev.args
+    return ExportRecord(
+        a["exportId"], a["modelId"], a["member"], a["fingerprint"], a["keyBlob"], ev.block_number, timestamp
+    )
+
+
+def export_action(model_id: int) -> str:
+    """What a refused `record_export` says it tried."""
+    return f"record the export of model {model_id}"
 
 
 def raise_if_staled(tx: TxResult, model_id: int) -> None:

@@ -60,6 +60,8 @@ _MESSAGES = {
     "OverBudget": "{member} has spent epsilon {spent_eps} of its privacy budget ({cap_text}); a charge of "
     "{charge_eps} would exceed it: train with less privacy spending, or have the coalition raise the cap "
     "(`tclearn gov propose policy --epsilon-cap E`)",
+    "NotCommitted": "model {id} is {state}, not committed: only a committed model (the head or one of its lineage) "
+    "may be exported",
 }
 
 _EPSILONS = ("spent", "charge", "cap")  # OverBudget's counts of epsilon in millionths, shown as decimals too

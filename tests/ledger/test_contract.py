@@ -317,6 +317,22 @@ def test_a_charge_past_the_cap_sends_no_transaction(coalition: Coalition) -> Non
     assert c.contract.functions.privacyBudget(h0.address).call() == [600_000, 1_000_000]
 
 
+def test_exports_are_counted_in_the_governance_slot_and_a_refused_one_sends_nothing(coalition: Coalition) -> None:
+    c, h0, stranger = coalition.client, coalition.hospitals[0], coalition.spare[0]
+    pending = coalition.submit(h0)
+    with refused("NotCommitted", coalition, h0.address, id=pending, state="submitted"):
+        c.record_export(h0, pending, H(32), H(32))
+    with refused("NotMember", coalition, stranger.address, account=stranger.address):
+        c.record_export(stranger, 0, H(32), H(32))
+    slot3 = bytes(coalition.chain.w3.eth.get_storage_at(c.address, 3))
+    assert c.contract.functions.exportCount().call() == 0 and slot3[:8] == bytes(8)
+    for expected in range(3):
+        assert c.record_export(h0, 0, H(32), H(32))[0] == expected
+    slot3 = bytes(coalition.chain.w3.eth.get_storage_at(c.address, 3))
+    assert c.contract.functions.exportCount().call() == 3 == int.from_bytes(slot3[:8], "big")  # the top 8 bytes
+    assert int.from_bytes(slot3[-8:], "big") == c.parameters().proposal_timeout  # still beside the counters
+
+
 def test_the_supervisor_role_is_rotated(coalition: Coalition) -> None:
     c, (h0, h1, h2, _), lone = coalition.client, coalition.hospitals, coalition.spare[0]
     tx = c.execute(coalition.deployer, coalition.approve(RotateSupervisor(ZERO_ADDRESS, h0.address)))

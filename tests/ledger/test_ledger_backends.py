@@ -32,7 +32,7 @@ from tclearn.ledger.governance import (
     SetRoles,
 )
 from tclearn.ledger.history import rebuild, spent_by_member, to_json
-from tclearn.ledger.ledger import ZERO_ADDRESS, Ledger, Predecessor
+from tclearn.ledger.ledger import ZERO_ADDRESS, ExportRecord, Ledger, Predecessor
 from tclearn.ledger.memory import InMemoryLedger, MemoryChain
 from tclearn.ledger.votes import HALF_ORDER, Domain, SignedVote, in_signer_order, recover_signer, sign_vote
 from tclearn.types import ModelState, RejectReason, Role, Variant
@@ -875,6 +875,77 @@ def test_a_cap_is_epsilon_in_millionths(cap: Any) -> None:
         PARAMETERS.replace(epsilon_cap=cap)
 
 
+# ---- exports ----------------------------------------------------------------------------------------------
+
+
+def committed(co: Coalition, label: str) -> int:
+    """A candidate of hospital 0 on the head, committed by two approvals."""
+    model_id = co.submit(co.hospitals[0], label)
+    co.open(model_id)
+    for v in co.voters(model_id)[:2]:
+        co.vote(v, model_id, True)
+    return model_id
+
+
+def test_an_export_of_a_committed_model_is_recorded_and_read_back(co: Coalition) -> None:
+    ledger, (h0, h1, *_) = co.ledger, co.hospitals
+    model = committed(co, "m1")
+    assert ledger.exports() == []
+    first_id, first = ledger.record_export(h1, model, digest("fingerprint/1"), digest("key/1"))
+    first_time = ledger.chain.timestamp()
+    assert first_id == 0 and [e.name for e in first.events] == ["Exported"]
+    assert first.events[0].args == {
+        "exportId": 0,
+        "modelId": model,
+        "member": h1.address,
+        "fingerprint": digest("fingerprint/1"),
+        "keyBlob": digest("key/1"),
+    }
+    co.advance(60)
+    second_id, second = ledger.record_export(h0, 0, digest("fingerprint/2"), digest("key/2"))  # the genesis
+    assert second_id == 1
+    assert ledger.exports() == [
+        ExportRecord(0, model, h1.address, digest("fingerprint/1"), digest("key/1"), first.block_number, first_time),
+        ExportRecord(1, 0, h0.address, digest("fingerprint/2"), digest("key/2"), second.block_number,
+                     ledger.chain.timestamp()),
+    ]  # fmt: skip
+    assert ledger.exports()[1].timestamp >= first_time + 60
+    again, _ = ledger.record_export(h1, model, digest("fingerprint/3"), digest("key/3"))  # a model goes out often
+    assert again == 2 and [e.model_id for e in ledger.exports()] == [model, 0, model]
+
+
+def test_an_export_is_refused_by_name_and_records_nothing(co: Coalition) -> None:
+    ledger, (h0, h1, h2, h3), stranger = co.ledger, co.hospitals, co.spare[0]
+    model, pending = committed(co, "m1"), co.submit(h0, "m2")
+    rejected = co.submit(h1, "m3")
+    co.open(rejected, ok=False)
+    co.govern(SetRoles(h3.address, Role.VALIDATOR))  # active, but without the member role
+    fp, key, zero = digest("fingerprint"), digest("key"), b"\0" * 32
+    cases: list[tuple[LocalAccount, int, bytes, bytes, str, dict[str, Any]]] = [
+        (stranger, model, fp, key, "NotMember", {"account": stranger.address}),
+        (h3, model, fp, key, "NotMember", {"account": h3.address}),
+        (stranger, 99, fp, key, "NotMember", {"account": stranger.address}),  # who first, as `submit`
+        (h2, 99, fp, key, "UnknownModel", {"id": 99}),
+        (h2, pending, fp, key, "NotCommitted", {"id": pending, "state": "submitted"}),
+        (h2, rejected, fp, key, "NotCommitted", {"id": rejected, "state": "rejected"}),
+        (h2, pending, zero, key, "NotCommitted", {"id": pending, "state": "submitted"}),  # the state before the hashes
+        (h2, model, zero, key, "ZeroHash", {}),
+        (h2, model, fp, zero, "ZeroHash", {}),
+    ]
+    for member, model_id, fingerprint, key_blob, error, args in cases:
+        refused = refusal(lambda: ledger.record_export(member, model_id, fingerprint, key_blob), co)  # noqa: B023
+        assert (refused.error, refused.error_args) == (error, args), (member.address, model_id)
+    not_committed = refusal(lambda: ledger.record_export(h2, rejected, fp, key), co)
+    assert str(not_committed) == (
+        f"record the export of model {rejected} refused (NotCommitted): model {rejected} is rejected, not "
+        "committed: only a committed model (the head or one of its lineage) may be exported"
+    )
+    with pytest.raises(ConfigError, match="fingerprint must be 32 bytes"):
+        ledger.record_export(h2, model, b"short", key)
+    assert ledger.exports() == [] and not any(e.name == "Exported" for e in ledger.events())
+    assert ledger.record_export(h2, model, fp, key)[0] == 0  # the refusals used up no id
+
+
 # ---- history ----------------------------------------------------------------------------------------------
 
 
@@ -920,6 +991,8 @@ def play(co: Coalition) -> None:
         keeper, voted_down_signed, [co.signed(v, voted_down_signed, False) for v in co.voters(voted_down_signed)[:2]]
     )
     co.govern(SetRoles(h[3].address, Role.MEMBER))
+    co.ledger.record_export(h[2], decided, digest("fingerprint/decided"), digest("key/decided"))
+    co.ledger.record_export(co.spare[1], 0, digest("fingerprint/genesis"), digest("key/genesis"))
 
 
 def test_history_rebuilt_from_events_matches_the_views(co: Coalition) -> None:
@@ -968,6 +1041,18 @@ def test_history_rebuilt_from_events_matches_the_views(co: Coalition) -> None:
                                                                                 250_000, 0, 0]  # fmt: skip
     assert history.epsilon_cap == ledger.parameters().epsilon_cap == 4_000_000
     assert exported["privacy"]["spent"][h0] == {"units": 3_500_000, "epsilon": 3.5}
+    assert [(e.id, e.model_id, e.member, e.fingerprint, e.key_blob, e.block) for e in history.exports] == [
+        (r.id, r.model_id, r.member, r.fingerprint, r.key_blob, r.block) for r in ledger.exports()
+    ]
+    assert [(e.model_id, e.member) for e in history.exports] == [(7, co.hospitals[2].address), (0, co.spare[1].address)]
+    assert exported["exports"][1] == {
+        "id": 1,
+        "model_id": 0,
+        "member": co.spare[1].address,
+        "fingerprint": "0x" + digest("fingerprint/genesis").hex(),
+        "key_blob": "0x" + digest("key/genesis").hex(),
+        "block": history.exports[1].block,
+    }
 
 
 def comparable(co: Coalition) -> dict[str, Any]:
@@ -979,6 +1064,8 @@ def comparable(co: Coalition) -> dict[str, Any]:
             del vote["block"]
     for proposal in exported["proposals"]:
         del proposal["deadline"]
+    for export in exported["exports"]:
+        del export["block"]
     return exported
 
 

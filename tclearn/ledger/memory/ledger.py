@@ -26,6 +26,7 @@ from tclearn.ledger.events import LedgerEvent
 from tclearn.ledger.governance import Admit, Parameters
 from tclearn.ledger.ledger import (
     ZERO_ADDRESS,
+    ExportRecord,
     Predecessor,
     Submission,
     TxResult,
@@ -34,6 +35,8 @@ from tclearn.ledger.ledger import (
     check_founders,
     checked_address,
     checked_charge,
+    export_action,
+    export_record,
     raise_if_staled,
     vote_outcome,
 )
@@ -90,6 +93,7 @@ class InMemoryLedger(Governed):
         self._models = [_Model(bytes(genesis_hash), 0, ZERO_ADDRESS, ZERO_ADDRESS, ModelState.COMMITTED)]
         self._id_by_hash = {bytes(genesis_hash): 0}
         self._submitted: dict[int, LedgerEvent] = {}  # the mined Submitted events: URIs and metadata hashes
+        self._exports: list[ExportRecord] = []  # the contract keeps a count; the records are its Exported events
         self._set_parameters(parameters, "deploy")
         link = predecessor or Predecessor(0, ZERO_ADDRESS, 0)
         self._emit(
@@ -396,6 +400,43 @@ class InMemoryLedger(Governed):
         if c.state is not ModelState.STALE:
             raise self._wrong_state(action, model_id, c)
         return self._mine()
+
+    # ---- exports ---------------------------------------------------------------------------------------------
+
+    @transaction
+    def record_export(
+        self, member: LocalAccount, model_id: int, fingerprint: bytes, key_blob: bytes
+    ) -> tuple[int, TxResult]:
+        """As the contract's `recordExport`: an active member records the export of a committed model."""
+        fingerprint, key_blob = bytes32(fingerprint, "fingerprint"), bytes32(key_blob, "key blob")
+        action = export_action(model_id)
+        m = self._members.get(member.address)
+        if m is None or not m.active or not m.roles & Role.MEMBER:
+            raise self._refuse(action, "NotMember", account=member.address)
+        if not 0 <= model_id < len(self._models):
+            raise self._refuse(action, "UnknownModel", id=model_id)
+        c = self._models[model_id]
+        if c.state is not ModelState.COMMITTED:
+            raise self._refuse(action, "NotCommitted", id=model_id, state=c.state.name.lower())
+        if ZERO32 in (fingerprint, key_blob):
+            raise self._refuse(action, "ZeroHash")
+        export_id = len(self._exports)
+        self._emit(
+            "Exported",
+            exportId=export_id,
+            modelId=model_id,
+            member=member.address,
+            fingerprint=fingerprint,
+            keyBlob=key_blob,
+        )
+        tx = self._mine()
+        self._exports.append(export_record(tx.events[0], self.chain.timestamp()))
+        return export_id, tx
+
+    def exports(self) -> list[ExportRecord]:
+        """Every export recorded, in id order, each with the clock's time when it was mined."""
+        with self._lock:
+            return list(self._exports)
 
     # ---- views of the models -----------------------------------------------------------------------------
 
