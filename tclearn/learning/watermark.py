@@ -219,6 +219,18 @@ def threshold(bits: int, tests: int, alpha: float = FALSE_ACCUSATION) -> int:
     return errors
 
 
+def matches(readings: Sequence[Reading], alpha: float = FALSE_ACCUSATION) -> list[int]:
+    """Which of `readings` — one model read against every key on record — are matches: at most `threshold(bits,
+    len(readings), alpha)` errors, so that a model carrying none of the keys matches any with chance <= `alpha`."""
+    return [i for i, r in enumerate(readings) if r.errors <= threshold(r.bits, len(readings), alpha)]
+
+
+def false_accusation_bound(bits: int, tests: int, alpha: float = FALSE_ACCUSATION) -> float:
+    """The chance that a model carrying none of `tests` keys of `bits` bits matches any of them (union bound), at the
+    threshold `matches` uses: at most `alpha`."""
+    return tests * chance_tail(bits, threshold(bits, tests, alpha))
+
+
 class MarkLoss(nn.Module):
     """The regulariser that writes keys into a model during training: the mean hinge `relu(margin - s_i u_i)` over
     every key's bits. Its value is 0 once every bit reads right by the key's margin."""
