@@ -175,6 +175,8 @@ def test_an_uncommitted_model_is_refused_and_a_failed_mark_records_nothing(
     fresh = committed(data, tmp_path)
     proposer = fresh.hospitals[1]
     head = fresh.client.head()
+    nothing = trace(fresh.client, fresh.store, proposer.address, proposer.key, weights_of(fresh, head))
+    assert nothing.readings == () and nothing.accused == () and nothing.bound == 0  # no export yet
     model_hash, metadata = increment(fresh, proposer, head, None, None)
     pending = submit(fresh, proposer, head, model_hash, metadata).submission.model_id
     with pytest.raises(ConflictError, match=f"model {pending} is submitted, not committed"):
