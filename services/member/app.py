@@ -362,7 +362,7 @@ def create_app(
         if not who.operator:
             raise AccessDenied("an export is recorded on chain in this hospital's name: its operator asks for it")
         done, _ = await run_in_threadpool(export_to, site, body.model_id)
-        return ExportOut(**{**done.summary(), "scores": [vars(s) for s in done.scores]}, file=True)
+        return ExportOut(**done.summary(), file=True)
 
     @app.get("/exports", responses=AUTH_ERRORS)
     async def list_exports(_who: Authenticated) -> list[ExportOut]:

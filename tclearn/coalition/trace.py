@@ -96,10 +96,17 @@ def fingerprint_key(store: BlobStore, export: ExportRecord, tracer: str, private
     except AccessDenied:
         raise AccessDenied(
             f"export {export.id}'s fingerprint key (blob {blob}) is not sealed for {tracer}: it is sealed for the "
-            "auditors who held an encryption key when it was made (or the members, without any); trace as one of them",
+            "auditors who held an encryption key when it was made (or the members, without any); trace as one of "
+            "them",
             export_id=export.id,
         ) from None
-    except (AuthError, IntegrityError, NotFoundError) as exc:
+    except AuthError as exc:
+        raise AuthError(
+            f"export {export.id}'s fingerprint key (blob {blob}): {exc}; trace with the X25519 key {tracer} registered "
+            "on chain (a site's encryption_key, or --key)",
+            export_id=export.id,
+        ) from None
+    except (IntegrityError, NotFoundError) as exc:
         raise type(exc)(f"export {export.id}'s fingerprint key (blob {blob}): {exc}", export_id=export.id) from None
     try:
         key = MarkKey.parse(raw)

@@ -18,7 +18,7 @@ from tclearn.coalition.exports import Export, export_model, json_path, master_se
 from tclearn.coalition.member import increment, submit
 from tclearn.coalition.rounds import run_round
 from tclearn.coalition.trace import fingerprint_key, trace
-from tclearn.errors import AccessDenied, ConflictError, DataError, IntegrityError, NotFoundError
+from tclearn.errors import AccessDenied, AuthError, ConflictError, DataError, IntegrityError, NotFoundError
 from tclearn.learning.fingerprint import Embedded
 from tclearn.learning.modelfile import read_weights
 from tclearn.learning.models import ModelConfig, build_model
@@ -153,6 +153,9 @@ def test_a_tracer_the_keys_are_not_sealed_for_is_told_so(co: Coalition, exported
     outsider = "0x" + "ab" * 20
     with pytest.raises(AccessDenied, match=r"export 0's fingerprint key .* is not sealed for"):
         trace(co.client, co.store, outsider, X25519PrivateKey.generate(), exported[0].weights)
+    member = co.hospitals[0].address  # a reader, with another key than the one it registered
+    with pytest.raises(AuthError, match=r"export 0's fingerprint key .*wrong key.*the X25519 key .* registered"):
+        trace(co.client, co.store, member, X25519PrivateKey.generate(), exported[0].weights)
 
 
 def test_an_unknown_model_is_refused_before_any_work(
