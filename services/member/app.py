@@ -366,9 +366,10 @@ def create_app(
 
     @app.get("/exports", responses=AUTH_ERRORS)
     async def list_exports(_who: Authenticated) -> list[ExportOut]:
-        """This hospital's exports as the chain records them, in id order, with their scores where this site
-        holds the file."""
-        return [ExportOut.model_validate(e, from_attributes=False) for e in await run_in_threadpool(listed, site)]
+        """This hospital's exports as the chain records them (from its logs, as /models), in id order, with their
+        scores where this site holds the file."""
+        exported = (await current()).exports
+        return [ExportOut.model_validate(e) for e in await run_in_threadpool(listed, site, exported)]
 
     @app.get(
         "/exports/{export_id}/model",
@@ -383,7 +384,7 @@ def create_app(
         """The fingerprinted copy this site wrote for one of its exports. Operator only."""
         if not who.operator:
             raise AccessDenied("an export's file is this hospital's: only its operator downloads it")
-        path = await run_in_threadpool(own_file, site, export_id)
+        path = await run_in_threadpool(own_file, site, export_id, (await current()).exports)
         return FileResponse(path, media_type="application/octet-stream", filename=f"export-{export_id}.safetensors")
 
     app.include_router(governance_router(site))

@@ -16,7 +16,7 @@ from services.member.schemas import BudgetOut, ChargeOut, ModelDetail, ModelSumm
 from tclearn.audit.privacy import budgets
 from tclearn.errors import NotFoundError
 from tclearn.ledger.client import LedgerClient
-from tclearn.ledger.history import CandidateHistory, LedgerHistory, PrivacyCharge, fold
+from tclearn.ledger.history import CandidateHistory, LedgerHistory, ModelExport, PrivacyCharge, fold
 from tclearn.ledger.snapshot import Refreshed
 from tclearn.ledger.values import epsilon_of
 
@@ -69,6 +69,7 @@ class Snapshot:
     budgets: tuple[BudgetOut, ...] = ()
     charges: tuple[PrivacyCharge, ...] = ()
     epsilon_cap: int = 0
+    exports: tuple[ModelExport, ...] = ()  # every export on chain, in id order
 
     @classmethod
     def of(cls, h: LedgerHistory) -> Snapshot:
@@ -82,6 +83,7 @@ class Snapshot:
             tuple(BudgetOut.model_validate(b.view()) for b in budgets(h)),
             tuple(h.charges),
             h.epsilon_cap,
+            tuple(h.exports),
         )
 
     def privacy(self, site: str) -> PrivacyOut:

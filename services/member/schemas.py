@@ -260,7 +260,6 @@ class ExportOut(BaseModel):
     fingerprint: str = Field(description="sha256 of the fingerprint key: the commitment on chain")
     key_blob: str = Field(description="vault hash of the fingerprint key, sealed for the tracers")
     block: int
-    timestamp: int | None = Field(default=None, description="the block's time (unix seconds)")
     model_hash: str | None = None
     tx_hash: str | None = None
     scores: list[ScoreOut] = Field(default_factory=list)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tclearn.coalition.exports import Export, export_model, json_path, write_export
 from tclearn.errors import ConfigError, NotFoundError
-from tclearn.ledger.ledger import ExportRecord
 from tclearn.site.open import Site
 
 
@@ -58,23 +58,41 @@ def site_file(site: Site, export_id: int) -> Path:
     return site.config.exports / f"export-{export_id}.safetensors"
 
 
-def own_exports(site: Site) -> list[ExportRecord]:
-    """This hospital's exports on chain, in id order."""
-    return [e for e in site.client.exports() if e.member == site.hospital.address]
+class Recorded(Protocol):
+    """An export as the chain records it (`ledger.ExportRecord`, or `history.ModelExport` folded from the logs)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def model_id(self) -> int: ...
+    @property
+    def member(self) -> str: ...
+    @property
+    def fingerprint(self) -> bytes: ...
+    @property
+    def key_blob(self) -> bytes: ...
+    @property
+    def block(self) -> int: ...
 
 
-def own_file(site: Site, export_id: int) -> Path:
+def own(site: Site, records: Iterable[Recorded]) -> list[Recorded]:
+    """This hospital's exports among `records` (every export on chain), in their order."""
+    return [e for e in records if e.member.lower() == site.hospital.address.lower()]
+
+
+def own_file(site: Site, export_id: int, records: Iterable[Recorded]) -> Path:
     """The file of this hospital's export `export_id` in its `exports` folder; `NotFoundError` otherwise."""
     path = site_file(site, export_id)
-    if not any(e.id == export_id for e in own_exports(site)) or not path.is_file():
+    if not any(e.id == export_id for e in own(site, records)) or not path.is_file():
         raise NotFoundError(f"this site holds no file of export {export_id}", export_id=export_id)
     return path
 
 
-def listed(site: Site) -> list[dict[str, Any]]:
-    """This hospital's exports on chain, each with its JSON where the site's `exports` folder holds its file."""
+def listed(site: Site, records: Iterable[Recorded]) -> list[dict[str, Any]]:
+    """This hospital's exports among `records`, each with its JSON where the site's `exports` folder holds its
+    file (the chain's fields win over the file's)."""
     out = []
-    for record in own_exports(site):
+    for record in own(site, records):
         stored = json_path(site_file(site, record.id))
         shown = json.loads(stored.read_text()) if stored.is_file() else {}
         out.append(
@@ -86,7 +104,6 @@ def listed(site: Site) -> list[dict[str, Any]]:
                 "fingerprint": record.fingerprint.hex(),
                 "key_blob": record.key_blob.hex(),
                 "block": record.block,
-                "timestamp": record.timestamp,
                 "file": stored.is_file(),
             }
         )
