@@ -92,6 +92,7 @@ def test_relative_paths_are_taken_from_the_file_folder(deployed: Path) -> None:
     assert config.deployment == deployed / "deployment.json"
     assert config.state == f"sqlite:///{deployed / 'state' / 'site.db'}"
     assert config.finetuned == deployed / "finetuned"
+    assert config.exports == deployed / "exports"
 
 
 def test_open_site_sees_the_coalition_as_its_hospital(deployed: Path, vault_url: str) -> None:
