@@ -149,6 +149,9 @@ def export_model(co: Coalition, member: Hospital, model_id: int, *, max_steps: i
     module); raises before any work for a model that is not committed, and records nothing if a step fails."""
     record = exportable(co.client, model_id)
     backend = tensors(co.backend, f"exporting model {model_id}")  # variant C: no member holds it in clear
+    readers = tracers(co.client.members())
+    if not readers:
+        raise AccessDenied("no active auditor or member has an encryption key: nobody could trace this export")
     model_hash = record.model_hash.hex()
     weights = backend.open(member, model_hash)
     key = fingerprint_key(member, weights, model_hash)
@@ -160,14 +163,11 @@ def export_model(co: Coalition, member: Hospital, model_id: int, *, max_steps: i
         raise DataError(
             f"the fingerprint was not written in {embedded.steps} steps (bits read wrong: "
             + ", ".join(f"{purpose} {n}" for purpose, n in wrong.items())
-            + "); nothing was recorded: export again, or with more steps"
+            + "); nothing was recorded: export again"
         )
     scores = _side_by_side(
         backend, member, {"L": member.local_test, "G": co.global_test}, weights, embedded.weights, model_hash
     )
-    readers = tracers(co.client.members())
-    if not readers:
-        raise AccessDenied("no active auditor or member has an encryption key: nobody could trace this export")
     with co.clock("crypto"):
         key_blob = seal(co.store, [key.encode()], readers)
     with co.clock("ledger"):
