@@ -21,8 +21,13 @@ StateDict = dict[str, torch.Tensor]
 
 
 def load_state(path: Path) -> StateDict:
+    """The state dict in `path`, read as its suffix says: safetensors, else torch."""
+    return _load(path, path.suffix == ".safetensors")
+
+
+def _load(path: Path, safetensors: bool) -> StateDict:
     try:
-        if path.suffix == ".safetensors":
+        if safetensors:
             from safetensors.torch import load_file
 
             return load_file(str(path))
@@ -32,6 +37,23 @@ def load_state(path: Path) -> StateDict:
     if not isinstance(state, dict):
         raise DataError(f"model file {str(path)!r} does not hold a state dict", path=str(path))
     return state
+
+
+def read_weights(path: str | Path) -> StateDict:
+    """The state dict in a model file, whatever its name: safetensors (what the vault's model codec and
+    `tclearn export` write) or a torch state dict (`.pt`); one `NotFoundError` or `DataError` for a missing,
+    corrupt, truncated or foreign file."""
+    path = Path(path)
+    if not path.is_file():
+        raise NotFoundError(f"no model file {str(path)!r}", path=str(path))
+    with open(path, "rb") as handle:
+        head = handle.read(9)
+    safetensors = len(head) == 9 and head[8:9] == b"{"  # an 8-byte header length, then the JSON header
+    state = _load(path, safetensors)
+    odd = next((k for k, v in state.items() if not (isinstance(k, str) and isinstance(v, torch.Tensor))), None)
+    if odd is not None:
+        raise DataError(f"model file {str(path)!r} holds {odd!r}, which is not a named tensor", path=str(path))
+    return dict(state)
 
 
 def save_state(path: Path, state: Mapping[str, torch.Tensor]) -> None:
