@@ -14,12 +14,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from services.member.governance import policy_of
 from tclearn.cli import watermark as command
 from tclearn.cli.app import app
 from tclearn.coalition.backend import tensors
 from tclearn.coalition.context import Coalition
 from tclearn.coalition.founding import genesis_weights
-from tclearn.coalition.policy import AcceptancePolicy
+from tclearn.coalition.policy import AcceptancePolicy, WatermarkPolicy
 from tclearn.coalition.rounds import run_round
 from tclearn.coalition.watermark import store_key
 from tclearn.learning.modelfile import save_state
@@ -140,3 +141,25 @@ def test_a_sealed_key_is_read_with_the_members_key_file(
     save_key(wrong, co.hospitals[0].key, b"pw")  # hospital 1's key file with hospital 2's account
     result = verify(tmp_path, model, "--dev-account", "2", "--encryption-key", str(wrong))
     assert result.exit_code == 2 and "cannot open the coalition's watermark key" in result.stderr
+
+
+def policy(out: Path, *settings: str) -> Any:
+    return runner.invoke(app, ["coalition", "policy", "-o", str(out), *(a for s in settings for a in ("--set", s))])
+
+
+def test_a_policy_record_keeps_the_founding_watermark_with_its_bound(tmp_path: Path) -> None:
+    key, blob = "ab" * 32, "cd" * 32
+    out = tmp_path / "policy.json"
+    committed = (f"watermark.key={key}", f"watermark.blob={blob}")
+    result = policy(out, *committed, "watermark.max_ber=0.05")
+    assert result.exit_code == 0, result.output
+    record = AcceptancePolicy.parse(out.read_bytes())
+    assert record.watermark == WatermarkPolicy(key, blob, max_ber=0.05) and record.privacy is None
+    assert result.stdout.strip() == record.sha256()
+    # the same settings through the member API's policy proposals
+    assert policy_of({"watermark": {"key": key, "blob": blob, "max_ber": 0.05}}) == record
+
+    refused = policy(out, "watermark.max_ber=0.05")
+    assert refused.exit_code == 1 and "need watermark.key and watermark.blob" in refused.stderr
+    refused = policy(out, *committed, "watermark.max_ber=0.6")
+    assert refused.exit_code == 1 and "max_ber must be in [0, 0.5)" in refused.stderr

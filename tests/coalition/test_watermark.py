@@ -20,7 +20,7 @@ from tclearn.coalition.general import watermark_check
 from tclearn.coalition.policy import WatermarkPolicy
 from tclearn.coalition.rounds import run_round
 from tclearn.coalition.watermark import read_key, store_key
-from tclearn.errors import AccessDenied, IntegrityError, TclearnError
+from tclearn.errors import AccessDenied, ConfigError, IntegrityError, TclearnError
 from tclearn.learning.synth import synth_coalition
 from tclearn.learning.update import update_norm
 from tclearn.learning.watermark import MarkKey, measure, new_key
@@ -161,3 +161,23 @@ def test_the_policy_blob_must_hold_a_coalition_key(tmp_path: Path) -> None:
     assert MarkKey.parse(store.get(policy.blob)) == fingerprint
     with pytest.raises(AccessDenied, match="no recipient"):
         store_key(store, fingerprint, {})
+
+
+def test_variant_c_cannot_carry_a_watermark(data: Path, tmp_path: Path) -> None:
+    from tclearn.coalition.founding import with_watermark
+    from tclearn.coalition.policy import AcceptancePolicy
+    from tclearn.simulation.up import UpSettings
+    from tclearn.vault.store import FsspecStore
+
+    with pytest.raises(ConfigError, match="--watermark is for variants A and B"):
+        DemoSettings(members=MEMBERS, byzantine=0, variant=Variant.C, watermark=True)
+    with pytest.raises(ConfigError, match="--watermark is for variants A and B"):
+        UpSettings(members=MEMBERS, byzantine=0, variant=Variant.C, watermark=True, out=tmp_path)
+    key = new_key({"w": torch.randn(64, 64)}, "coalition")
+    store = FsspecStore(f"file://{tmp_path}")
+    with pytest.raises(ConfigError, match="variant C coalition cannot carry a watermark"):
+        with_watermark(AcceptancePolicy(), store, key, None, Variant.C)
+    assert not store.exists(key.sha256())  # nothing stored
+    founded = with_watermark(AcceptancePolicy(max_drift=0.04), store, key, None, Variant.A)
+    assert founded.watermark == WatermarkPolicy(key.sha256(), key.sha256())  # in clear: the blob is the record
+    assert founded.max_drift == 0.04
