@@ -1,4 +1,5 @@
-"""`tclearn watermark verify`: does a model file carry the coalition's watermark?
+"""`tclearn watermark key` draws a coalition's watermark key (for a coalition founded by hand: `coalition deploy`);
+`tclearn watermark verify`: does a model file carry the coalition's watermark?
 
 The key is read from the coalition's vault (unsealed with the member's X25519 key in variant B) and checked against
 the commitment in the acceptance policy the chain declares. Exit status: 0 the model carries the watermark, 1 it does
@@ -18,7 +19,7 @@ import typer
 from tclearn.cli.common import DeploymentOpt, DevAccountOpt, KeystoreOpt, UrlOpt, open_deployment, report
 from tclearn.errors import ConfigError, TclearnError
 
-app = typer.Typer(help="The coalition's watermark: check that a model carries it.", no_args_is_help=True)
+app = typer.Typer(help="The coalition's watermark: draw its key, check that a model carries it.", no_args_is_help=True)
 
 CARRIES, LACKS, TROUBLE = 0, 1, 2
 
@@ -31,6 +32,29 @@ def trouble() -> Iterator[None]:
     except TclearnError as exc:
         report(exc)
         raise typer.Exit(TROUBLE) from None
+
+
+@app.command("key")
+def key(
+    genesis: Path = typer.Argument(..., help="The coalition's genesis model file (safetensors or torch .pt)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Where to write the key record (readable by you alone)."),
+) -> None:
+    """Draw a coalition watermark key for models shaped like GENESIS and write its record; prints its sha256 (the
+    policy's watermark.key). Store the record in the vault (`tclearn vault put`, or `tclearn vault seal` for the
+    founders in variant B; the hash printed is watermark.blob), then delete OUT: it holds the secret in clear."""
+    import os
+
+    from tclearn.learning.modelfile import read_weights
+    from tclearn.learning.watermark import new_key
+
+    with trouble():
+        if out.exists():
+            raise ConfigError(f"{out} already exists; move it away or choose another --out")
+        record = new_key(read_weights(genesis), "coalition")
+        descriptor = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(record.encode())
+    typer.echo(record.sha256())
 
 
 @app.command("verify")

@@ -25,7 +25,7 @@ from tclearn.coalition.rounds import run_round
 from tclearn.coalition.watermark import store_key
 from tclearn.learning.modelfile import save_state
 from tclearn.learning.synth import synth_coalition
-from tclearn.learning.watermark import new_key
+from tclearn.learning.watermark import MarkKey, measure, new_key
 from tclearn.ledger.chain import embedded_chain
 from tclearn.simulation.demo import DemoSettings, setup
 from tclearn.types import Variant
@@ -163,3 +163,18 @@ def test_a_policy_record_keeps_the_founding_watermark_with_its_bound(tmp_path: P
     assert refused.exit_code == 1 and "need watermark.key and watermark.blob" in refused.stderr
     refused = policy(out, *committed, "watermark.max_ber=0.6")
     assert refused.exit_code == 1 and "max_ber must be in [0, 0.5)" in refused.stderr
+
+
+def test_a_key_drawn_for_a_genesis_file_is_the_record_its_hash_names(tmp_path: Path) -> None:
+    genesis = tmp_path / "genesis.safetensors"
+    weights = {"conv.weight": torch.randn(64, 32, 3, 3), "conv.bias": torch.randn(64)}
+    genesis.write_bytes(encode_model(weights))
+    out = tmp_path / "key.json"
+    result = runner.invoke(app, ["watermark", "key", str(genesis), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    record = MarkKey.parse(out.read_bytes())
+    assert result.stdout.strip() == record.sha256() and out.stat().st_mode & 0o777 == 0o600
+    assert (record.purpose, record.carrier, record.bits) == ("coalition", ("conv.weight",), 128)
+    assert measure(weights, record).errors > 16  # a fresh secret: nothing carries it yet
+    again = runner.invoke(app, ["watermark", "key", str(genesis), "--out", str(out)])
+    assert again.exit_code == 2 and "already exists" in again.stderr and MarkKey.parse(out.read_bytes()) == record
