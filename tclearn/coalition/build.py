@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from tclearn.coalition.backend import ModelBackend, PlainBackend, SealedBackend
+from tclearn.coalition.backend import ModelBackend, PlainBackend, SealedBackend, TensorBackend
 from tclearn.coalition.context import Clock, Coalition, Hospital, marked
 from tclearn.coalition.declared import check_expected, declared_policy
 from tclearn.coalition.policy import AcceptancePolicy
@@ -278,3 +278,14 @@ def watermark_key(
             who = name or "this site"
             raise type(exc)(f"{who} cannot open the coalition's watermark key: {exc}", **exc.details) from None
     return key
+
+
+def follow_policy(co: Coalition, policy: AcceptancePolicy) -> None:
+    """Applies a newly declared `policy` to `co` in place; a changed watermark is read again (and checked against
+    its commitment) and trained from then on."""
+    if policy.watermark != co.policy.watermark:
+        key = watermark_key(co.store, policy, co.backend.variant, co.hospitals)
+        if isinstance(co.backend, TensorBackend):
+            co.backend.training = marked(co.backend.training, policy, key)
+        co.watermark = key
+    co.policy = policy

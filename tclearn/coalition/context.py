@@ -71,7 +71,7 @@ class Coalition:
 
 
 def marked(training: TrainConfig, policy: AcceptancePolicy, key: MarkKey | None) -> TrainConfig:
-    """`training` writing the coalition's watermark `key` at the policy's strength (as it was without a key)."""
+    """`training` writing the coalition's watermark `key` at the policy's strength (no mark without a key)."""
     if key is None or policy.watermark is None:
-        return training
+        return dataclasses.replace(training, marks=())
     return dataclasses.replace(training, marks=(key,), mark_strength=policy.watermark.strength)

@@ -27,6 +27,7 @@ from tclearn.learning.modelfile import save_state
 from tclearn.learning.synth import synth_coalition
 from tclearn.learning.watermark import MarkKey, measure, new_key
 from tclearn.ledger.chain import embedded_chain
+from tclearn.records import IntegrityReport
 from tclearn.simulation.demo import DemoSettings, setup
 from tclearn.types import Variant
 from tclearn.vault.codec import encode_model
@@ -178,3 +179,27 @@ def test_a_key_drawn_for_a_genesis_file_is_the_record_its_hash_names(tmp_path: P
     assert measure(weights, record).errors > 16  # a fresh secret: nothing carries it yet
     again = runner.invoke(app, ["watermark", "key", str(genesis), "--out", str(out)])
     assert again.exit_code == 2 and "already exists" in again.stderr and MarkKey.parse(out.read_bytes()) == record
+
+
+@pytest.mark.slow
+def test_a_watermarked_demo_commits_marked_models_and_refuses_a_sign_flip(tmp_path: Path) -> None:
+    options = ("--members", "3", "--byzantine", "1", "--rounds", "3", "--cases", "16", "--variant", "A")
+    result = runner.invoke(app, ["demo", "--watermark", *options, "--json", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert [(c["state"], c["byzantine"]) for c in summary["candidates"]] == [
+        ("committed", False),
+        ("committed", False),
+        ("rejected", True),
+    ]
+    assert summary["audit_ok"] is True
+    blobs = (p.read_bytes() for p in (tmp_path / "vault" / "blobs").glob("*/*"))
+    reports = [IntegrityReport.parse(raw) for raw in blobs if raw.startswith(b'{"candidate"') and b'"checks"' in raw]
+    by_id = {r.candidate: r for r in reports}
+    for honest in (1, 2):
+        (read,) = (c for c in by_id[honest].checks if c.name == "watermark")
+        assert read.ok and read.detail.startswith("BER 0.000 (0 of 128 bits wrong)")
+    # the sign flip of its update pulls the carrier back across the mark: measured at seed 0, 14 of 128 bits wrong,
+    # refused on the watermark before its update size is measured (which would refuse it too)
+    failed = next(c for c in by_id[3].checks if not c.ok)
+    assert failed.name in ("watermark", "update") and not by_id[3].ok

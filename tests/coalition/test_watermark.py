@@ -13,7 +13,7 @@ from eth_account import Account
 
 from tclearn.coalition import general as general_duty
 from tclearn.coalition.blobs import put_record
-from tclearn.coalition.build import watermark_key
+from tclearn.coalition.build import follow_policy, watermark_key
 from tclearn.coalition.context import Coalition
 from tclearn.coalition.declared import declared_policy
 from tclearn.coalition.general import watermark_check
@@ -181,3 +181,25 @@ def test_variant_c_cannot_carry_a_watermark(data: Path, tmp_path: Path) -> None:
     founded = with_watermark(AcceptancePolicy(max_drift=0.04), store, key, None, Variant.A)
     assert founded.watermark == WatermarkPolicy(key.sha256(), key.sha256())  # in clear: the blob is the record
     assert founded.max_drift == 0.04
+
+
+def test_a_node_follows_a_new_policys_watermark(data: Path, tmp_path: Path) -> None:
+    co = make(data, tmp_path, Variant.A)
+    assert co.watermark is not None and co.policy.watermark is not None
+    backend = co.backend
+    follow_policy(co, dataclasses.replace(co.policy, max_drift=0.04))  # the watermark unchanged: the same key
+    assert co.policy.max_drift == 0.04 and backend.training.marks == (co.watermark,)  # type: ignore[attr-defined]
+
+    follow_policy(co, dataclasses.replace(co.policy, watermark=None))
+    assert co.watermark is None and backend.training.marks == ()  # type: ignore[attr-defined]
+
+    other = new_key(head_weights(co), "coalition")
+    section = WatermarkPolicy(other.sha256(), store_key(co.store, other), strength=2.0)
+    follow_policy(co, dataclasses.replace(co.policy, watermark=section))
+    assert co.watermark == other and backend.training.marks == (other,)  # type: ignore[attr-defined]
+    assert backend.training.mark_strength == 2.0  # type: ignore[attr-defined]
+
+    forged = dataclasses.replace(section, key="00" * 32)
+    with pytest.raises(IntegrityError, match="not the one the coalition committed to"):
+        follow_policy(co, dataclasses.replace(co.policy, watermark=forged))
+    assert co.watermark == other and co.policy.watermark == section  # nothing applied
