@@ -115,6 +115,7 @@ def with_watermark(
         )
     if key.purpose != "coalition":
         raise ConfigError(f"the coalition's watermark needs a coalition key, not a {key.purpose} key")
-    bounds = policy.watermark or WatermarkPolicy("0" * 64, "0" * 64)
-    blob = store_key(store, key, readers)
-    return replace(policy, watermark=replace(bounds, key=key.sha256(), blob=blob))
+    section = WatermarkPolicy(key.sha256(), store_key(store, key, readers))
+    if policy.watermark is not None:  # the policy's bounds kept, its key replaced
+        section = replace(section, max_ber=policy.watermark.max_ber, strength=policy.watermark.strength)
+    return replace(policy, watermark=section)

@@ -203,3 +203,17 @@ def test_a_node_follows_a_new_policys_watermark(data: Path, tmp_path: Path) -> N
     with pytest.raises(IntegrityError, match="not the one the coalition committed to"):
         follow_policy(co, dataclasses.replace(co.policy, watermark=forged))
     assert co.watermark == other and co.policy.watermark == section  # nothing applied
+
+
+def test_founding_keeps_the_policys_watermark_bounds(tmp_path: Path) -> None:
+    from tclearn.coalition.founding import with_watermark
+    from tclearn.coalition.policy import AcceptancePolicy
+    from tclearn.vault.store import FsspecStore
+
+    store = FsspecStore(f"file://{tmp_path}")
+    key = new_key({"w": torch.randn(64, 64)}, "coalition")
+    given = AcceptancePolicy(watermark=WatermarkPolicy("ab" * 32, "cd" * 32, max_ber=0.05, strength=3.0))
+    founded = with_watermark(given, store, key, None, Variant.A)
+    assert founded.watermark == WatermarkPolicy(key.sha256(), key.sha256(), max_ber=0.05, strength=3.0)
+    with pytest.raises(ConfigError, match="needs a coalition key, not a fingerprint key"):
+        with_watermark(given, store, new_key({"w": torch.randn(64, 64)}, "fingerprint"), None, Variant.A)
