@@ -60,10 +60,16 @@ def key(
 @app.command("verify")
 def verify(
     model: Path = typer.Argument(..., help="The model file: safetensors (an export, a vault model) or a torch .pt."),
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        "-c",
+        help="A site's member.toml: its deployment, chain, vault, account and X25519 key stand for the options below.",
+    ),
     deployment: Path = DeploymentOpt,
     url: str | None = UrlOpt,
-    vault: str = typer.Option(
-        ..., "--vault", envvar="TCLEARN_VAULT_URL", help="The coalition's vault: http(s)://host, or file:///path."
+    vault: str | None = typer.Option(
+        None, "--vault", envvar="TCLEARN_VAULT_URL", help="The coalition's vault: http(s)://host, or file:///path."
     ),
     keystore: Path | None = KeystoreOpt,
     dev_account: int | None = DevAccountOpt,
@@ -86,6 +92,14 @@ def verify(
     from tclearn.vault.keys import key_password, load_key
 
     with trouble():
+        if config is not None:
+            from tclearn.site.config import MemberSettings, load_site_config
+
+            site = load_site_config(config, MemberSettings)
+            deployment, url, vault = site.deployment, site.chain_url, site.vault_url
+            keystore, dev_account, encryption_key = site.keystore, site.dev_account, site.encryption_key
+        if vault is None:
+            raise ConfigError("give the coalition's vault (--vault URL) or a site's member.toml (--config)")
         weights = read_weights(model)
         deployed, client = open_deployment(deployment, url)
         account = None if keystore is None and dev_account is None else signer(client.chain, keystore, dev_account)

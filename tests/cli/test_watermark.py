@@ -203,3 +203,23 @@ def test_a_watermarked_demo_commits_marked_models_and_refuses_a_sign_flip(tmp_pa
     # refused on the watermark before its update size is measured (which would refuse it too)
     failed = next(c for c in by_id[3].checks if not c.ok)
     assert failed.name in ("watermark", "update") and not by_id[3].ok
+
+
+def test_a_sites_member_toml_stands_for_the_options(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    co = founded(data, tmp_path, Variant.B, monkeypatch)
+    model = tmp_path / "head.safetensors"
+    model.write_bytes(encode_model(head(co)))
+    monkeypatch.setenv(PASSWORD_ENV, "pw")
+    save_key(tmp_path / "h3.key", co.hospitals[2].key, b"pw")
+    (tmp_path / "member.toml").write_text(
+        f'name = "hospital-3"\ndeployment = "deployment.json"\nvault_url = "file://{tmp_path / "vault"}"\n'
+        'dev_account = 3\nencryption_key = "h3.key"\ndata = "data"\nglobal_test = "G"\n'
+    )
+    result = runner.invoke(app, ["watermark", "verify", str(model), "--config", str(tmp_path / "member.toml")])
+    assert result.exit_code == 0, result.output
+    assert "carries the coalition's watermark" in result.stdout
+
+    result = runner.invoke(app, ["watermark", "verify", str(model)])
+    assert result.exit_code == 2 and "give the coalition's vault (--vault URL) or a site's member.toml" in result.stderr
