@@ -28,6 +28,7 @@ from tclearn.ledger.chain import embedded_chain
 from tclearn.records import CandidateMetadata, IntegrityReport, TrainingFacts
 from tclearn.simulation.demo import DemoSettings, setup
 from tclearn.types import Variant
+from tclearn.vault.envelope import grant, public_bytes
 
 MEMBERS = 3
 
@@ -147,6 +148,12 @@ def test_a_member_the_key_was_not_sealed_for_cannot_build(data: Path, tmp_path: 
     stranger = dataclasses.replace(co.hospitals[1], name="stranger", account=Account.create())
     with pytest.raises(AccessDenied, match=r"stranger cannot open the coalition.s watermark key: .* not a recipient"):
         watermark_key(co.store, co.policy, Variant.B, [stranger])
+    assert co.policy.watermark is not None
+    founder = co.hospitals[0]  # a founder wraps the key for the member admitted later
+    grant(
+        co.store, co.policy.watermark.blob, founder.address, founder.key, {stranger.address: public_bytes(stranger.key)}
+    )
+    assert watermark_key(co.store, co.policy, Variant.B, [stranger]) == co.watermark
 
 
 def test_the_policy_blob_must_hold_a_coalition_key(tmp_path: Path) -> None:
