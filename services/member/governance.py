@@ -18,7 +18,7 @@ from services.member.schemas import (
     RolesIn,
     SupervisorIn,
 )
-from tclearn.coalition.policy import AcceptancePolicy, PrivacyPolicy
+from tclearn.coalition.policy import AcceptancePolicy, PrivacyPolicy, WatermarkPolicy
 from tclearn.coalition.proposals import (
     key_bytes,
     parameters_change,
@@ -44,9 +44,10 @@ def policy_of(settings: dict[str, object]) -> AcceptancePolicy:
             f"unknown policy setting(s) {', '.join(unknown)}; expected some of {', '.join(AcceptancePolicy.settings())}"
         )
     try:
-        privacy = settings.get("privacy")
-        if isinstance(privacy, dict):
-            settings = {**settings, "privacy": PrivacyPolicy(**privacy)}
+        for name, section in (("privacy", PrivacyPolicy), ("watermark", WatermarkPolicy)):
+            given = settings.get(name)
+            if isinstance(given, dict):
+                settings = {**settings, name: section(**given)}
         return AcceptancePolicy(**settings)  # type: ignore[arg-type]
     except TypeError:  # a setting of the wrong type, compared with its bound
         raise ConfigError(f"policy settings {settings} are not all numbers (aggregator: a name)") from None

@@ -25,6 +25,7 @@ from tclearn.cli import (
     supervisor,
     train,
     vault,
+    watermark,
 )
 from tclearn.cli.common import report
 from tclearn.errors import TclearnError
@@ -64,6 +65,7 @@ app.add_typer(audit.app, name="audit")
 app.add_typer(auditor.app, name="auditor")
 app.add_typer(data.app, name="data")
 app.add_typer(db.app, name="db")
+app.add_typer(watermark.app, name="watermark")
 app.command("train")(train.train)
 app.command("evaluate")(train.evaluate)
 app.command("predict")(predict.predict)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 from contextlib import nullcontext
+from dataclasses import MISSING, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.live import Live
@@ -127,31 +128,38 @@ def policy(
         [],
         "--set",
         help="A setting other than its default, NAME=VALUE (e.g. max_drift=0.04, privacy.epsilon_cap=8: any "
-        "privacy.* setting adds differential privacy rules); repeat for more.",
+        "privacy.* setting adds differential privacy rules; watermark.max_ber=0.05 with the founding's watermark.key "
+        "and watermark.blob); repeat for more.",
     ),
 ) -> None:
     """Write an acceptance policy record (its canonical encoding) and print its sha256: store it with `tclearn vault
     put` and give the hash as policy_hash in coalition.toml."""
-    from tclearn.coalition.policy import AcceptancePolicy, PrivacyPolicy
+    from tclearn.coalition.policy import AcceptancePolicy, PrivacyPolicy, WatermarkPolicy
 
+    sections: dict[str, Any] = {"privacy": PrivacyPolicy, "watermark": WatermarkPolicy}
     with user_errors():
-        given: dict[str, object] = {}
-        private: dict[str, object] = {}
-        plain = [n for n in AcceptancePolicy.settings() if n != "privacy"]
-        names = [*plain, *(f"privacy.{n}" for n in PRIVACY_SETTINGS)]
+        given: dict[str, Any] = {}
+        grouped: dict[str, dict[str, object]] = {name: {} for name in sections}
+        plain = [n for n in AcceptancePolicy.settings() if n not in sections]
+        names = [*plain, *(f"{s}.{f.name}" for s, kind in sections.items() for f in fields(kind) if f.name != "schema")]
         for item in settings:
             name, sep, value = item.partition("=")
             if not sep or name not in names:
                 raise ConfigError(f"--set takes NAME=VALUE with NAME one of {', '.join(names)}; got {item!r}")
-            group, key = (private, name.removeprefix("privacy.")) if name.startswith("privacy.") else (given, name)
-            default = getattr(PrivacyPolicy() if group is private else AcceptancePolicy(), key)
-            group[key] = _setting(name, value, type(default))
-        record = AcceptancePolicy(**given, privacy=PrivacyPolicy(**private) if private else None)  # type: ignore[arg-type]
+            section, _, key = name.rpartition(".")
+            group = grouped[section] if section else given
+            kind = {f.name: f for f in fields(sections[section] if section else AcceptancePolicy)}[key]
+            group[key] = _setting(name, value, str if kind.default is MISSING else type(kind.default))
+        if grouped["watermark"] and not {"key", "blob"} <= set(grouped["watermark"]):
+            raise ConfigError(
+                "watermark.* settings need watermark.key and watermark.blob: the sha256 of the coalition's key record "
+                "and the vault blob holding it, as founding set them (the current policy's)"
+            )
+        for section, kind in sections.items():
+            given[section] = kind(**grouped[section]) if grouped[section] else None
+        record = AcceptancePolicy(**given)
         out.write_bytes(record.encode())
         typer.echo(record.sha256())
-
-
-PRIVACY_SETTINGS = ("required", "delta", "epsilon_cap", "min_noise_multiplier", "accountant")
 
 
 def _setting(name: str, value: str, kind: type) -> object:
@@ -198,6 +206,9 @@ def up(
     policy: Path | None = typer.Option(
         None, "--policy", help="The acceptance policy to found with (a record from `tclearn coalition policy`)."
     ),
+    watermark: bool = typer.Option(
+        False, "--watermark", help="Found with a coalition watermark every candidate must carry (variants A and B)."
+    ),
     chain: str = typer.Option("anvil", "--chain", help="anvil, ganache, or a loopback JSON-RPC URL."),
     variant: str = typer.Option("B", "--variant", help="A (public), B (envelope-encrypted) or C (CKKS, supervisor)."),
     rounds: int = typer.Option(4, "--rounds", help="Rounds to drive through the member APIs."),
@@ -225,6 +236,7 @@ def up(
             chain=chain,
             out=out,
             policy=None if policy is None else policy_file(policy),
+            watermark=watermark,
         )
         say = console.print if not as_json else (lambda _m: None)
         with started(settings, on_step=lambda m: say(f"[dim]{m}[/]")) as (run, client):

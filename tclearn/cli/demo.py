@@ -150,6 +150,12 @@ def demo(
         "increments are DP-SGD, each spending its share.",
         show_default=False,
     ),
+    watermark: bool = typer.Option(
+        False,
+        "--watermark",
+        help="Found the coalition with a watermark (variants A and B): members train it into every increment and the "
+        "general refuses a candidate that lost it.",
+    ),
     cases: int | None = typer.Option(
         None,
         "--cases",
@@ -199,6 +205,7 @@ def demo(
         data=data,
         label_column=label_column,
         dp_epsilon=dp_epsilon,
+        watermark=watermark,
         cases=cases,
         batch_size=batch_size,
     )

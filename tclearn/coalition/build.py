@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from tclearn.coalition.backend import ModelBackend, PlainBackend, SealedBackend
-from tclearn.coalition.context import Clock, Coalition, Hospital
+from tclearn.coalition.backend import ModelBackend, PlainBackend, SealedBackend, TensorBackend
+from tclearn.coalition.context import Clock, Coalition, Hospital, marked
 from tclearn.coalition.declared import check_expected, declared_policy
-from tclearn.errors import ConfigError, DataError, NotFoundError
+from tclearn.coalition.policy import AcceptancePolicy
+from tclearn.coalition.watermark import read_key
+from tclearn.errors import ConfigError, DataError, NotFoundError, TclearnError
 from tclearn.learning.data import ImageData, Task
 from tclearn.learning.defaults import ENCRYPTED_TRAINING, EncryptedTraining
 from tclearn.learning.folders import read_patients
@@ -32,6 +34,7 @@ from tclearn.learning.tables import read_table
 from tclearn.learning.tabular import GLOBAL_CSV
 from tclearn.learning.train import TrainConfig
 from tclearn.learning.volumes import DEFAULT_CACHE_BYTES, FileSamples, Intensity, segmentation_samples
+from tclearn.learning.watermark import MarkKey
 from tclearn.ledger.client import LedgerClient
 from tclearn.ledger.directory import ChainDirectory
 from tclearn.protocol import GENESIS
@@ -242,6 +245,8 @@ def build(
     directory, clock = ChainDirectory(client, ttl=directory_ttl), Clock()
     variant = client.variant()
     backend: ModelBackend[Any]
+    mark = watermark_key(store, policy, variant, hospitals)
+    training = marked(training, policy, mark)
     if variant is Variant.C:
         backend = _ckks(client, store, global_test, hospitals, supervisor, encrypted, clock)
     elif variant is Variant.B:
@@ -249,4 +254,38 @@ def build(
         backend = SealedBackend(store, model, training, clock, recipients=directory.encryption_keys, keys=keys)
     else:
         backend = PlainBackend(store, model, training, clock)
-    return Coalition(client, store, backend, policy, global_test, hospitals, directory, votes=votes)
+    return Coalition(client, store, backend, policy, global_test, hospitals, directory, votes=votes, watermark=mark)
+
+
+def watermark_key(
+    store: BlobStore, policy: AcceptancePolicy, variant: Variant, hospitals: Sequence[Hospital]
+) -> MarkKey | None:
+    """The coalition's watermark key as the policy commits to it, read by each of `hospitals` (unsealed with its own
+    key in variant B); None without a watermark. An error naming the hospital where one cannot open it or it is not
+    the key committed to (the error of the read, named)."""
+    if policy.watermark is None:
+        return None
+    if variant is Variant.C:
+        raise ConfigError(
+            "the coalition's policy names a watermark, which variant C cannot carry (docs/traceability.md)"
+        )
+    readers = [(h.name, h.address, h.key if variant is Variant.B else None) for h in hospitals] or [("", "", None)]
+    key = None
+    for name, address, private in readers:  # every hospital of this process must open it: each trains with it
+        try:
+            key = read_key(store, policy.watermark, address, private)
+        except TclearnError as exc:
+            who = name or "this site"
+            raise type(exc)(f"{who} cannot open the coalition's watermark key: {exc}", **exc.details) from None
+    return key
+
+
+def follow_policy(co: Coalition, policy: AcceptancePolicy) -> None:
+    """Applies a newly declared `policy` to `co` in place; a changed watermark is read again (and checked against
+    its commitment) and trained from then on."""
+    if policy.watermark != co.policy.watermark:
+        key = watermark_key(co.store, policy, co.backend.variant, co.hospitals)
+        if isinstance(co.backend, TensorBackend):
+            co.backend.training = marked(co.backend.training, policy, key)
+        co.watermark = key
+    co.policy = policy

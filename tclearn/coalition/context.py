@@ -46,7 +46,9 @@ class Coalition:
         return clock
 
     def trained_with(self, training: TrainConfig) -> Coalition:
-        """The same coalition whose members train with `training` (models in tensors only)."""
+        """The same coalition whose members train with `training` (models in tensors only), the coalition's
+        watermark written as the policy says."""
+        training = marked(training, self.policy, self.watermark)
         return dataclasses.replace(
             self, backend=dataclasses.replace(tensors(self.backend, "training"), training=training)
         )
@@ -66,3 +68,10 @@ class Coalition:
     def name_of(self, address: str) -> str:
         found = next((h for h in self.hospitals if h.address == address), None)
         return found.name if found else address
+
+
+def marked(training: TrainConfig, policy: AcceptancePolicy, key: MarkKey | None) -> TrainConfig:
+    """`training` writing the coalition's watermark `key` at the policy's strength (no mark without a key)."""
+    if key is None or policy.watermark is None:
+        return dataclasses.replace(training, marks=())
+    return dataclasses.replace(training, marks=(key,), mark_strength=policy.watermark.strength)

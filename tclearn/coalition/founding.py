@@ -7,16 +7,18 @@ its public context hash as its key, and the genesis is the encrypted container i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from eth_account.signers.local import LocalAccount
 
 from tclearn.coalition.backend import store_weights
 from tclearn.coalition.blobs import vault_uri
-from tclearn.coalition.policy import AcceptancePolicy, chain_cap
-from tclearn.errors import NotFoundError
+from tclearn.coalition.policy import AcceptancePolicy, WatermarkPolicy, chain_cap
+from tclearn.coalition.watermark import store_key
+from tclearn.errors import ConfigError, NotFoundError
 from tclearn.learning.models import ModelConfig, build_model
+from tclearn.learning.watermark import MarkKey
 from tclearn.ledger.chain import Chain
 from tclearn.ledger.client import LedgerClient, TxResult
 from tclearn.ledger.governance import DEFAULT_MIN_VALIDATORS, DEFAULT_PROPOSAL_TIMEOUT, Admit, Parameters
@@ -54,6 +56,7 @@ def found(
     min_validators: int = DEFAULT_MIN_VALIDATORS,
     global_test_set_hash: bytes = b"\x00" * 32,
     predecessor: Predecessor | None = None,
+    watermark: MarkKey | None = None,
 ) -> tuple[LedgerClient, TxResult]:
     """Stores the genesis model and the acceptance `policy`, deploys the coalition around their hashes with its
     `founders` as members; returns the coalition and its deployment transaction. `deployer` pays for the
@@ -62,15 +65,20 @@ def found(
     Each member's privacy budget on chain is the policy's `privacy.epsilon_cap` (none without a privacy policy).
     `genesis` is the weights to store, or the hash of a genesis already in `store` (variant C: the encrypted
     container the supervisor made, `tclearn.he.encrypted.store_model`; a migration: the old coalition's head).
+    With a `watermark` key (`new_key(genesis, "coalition")`), the key is stored (sealed for the founders in B) and
+    the policy's `watermark` names its commitment and blob (max_ber and strength: the policy's, else the defaults),
+    so that the policy's hash on chain commits to the key.
     """
     check_founders(founders)
+    readers = {f.address: f.encryption_key for f in founders} if variant is Variant.B else None
     if isinstance(genesis, str):
         if not store.exists(genesis):
             raise NotFoundError(f"genesis model {genesis} is not in the vault")
         genesis_hash = genesis
     else:
-        readers = {f.address: f.encryption_key for f in founders} if variant is Variant.B else None
         genesis_hash = store_weights(store, genesis, readers)
+    if watermark is not None:
+        policy = with_watermark(policy, store, watermark, readers, variant)
     parameters = Parameters(
         policy_hash=bytes.fromhex(store.put(policy.encode())),
         global_test_set_hash=global_test_set_hash,
@@ -90,3 +98,24 @@ def found(
         founders=[Admit(f.address, f.roles, f.encryption_key, f.name) for f in founders],
         predecessor=predecessor,
     )
+
+
+def with_watermark(
+    policy: AcceptancePolicy,
+    store: BlobStore,
+    key: MarkKey,
+    readers: dict[str, bytes] | None,
+    variant: Variant,
+) -> AcceptancePolicy:
+    """`policy` committing to the watermark `key`, which is stored (sealed for `readers` when given)."""
+    if variant is Variant.C:
+        raise ConfigError(
+            "a variant C coalition cannot carry a watermark: its weights are encrypted, no member trains the mark and "
+            "no general can read it (docs/traceability.md)"
+        )
+    if key.purpose != "coalition":
+        raise ConfigError(f"the coalition's watermark needs a coalition key, not a {key.purpose} key")
+    section = WatermarkPolicy(key.sha256(), store_key(store, key, readers))
+    if policy.watermark is not None:  # the policy's bounds kept, its key replaced
+        section = replace(section, max_ber=policy.watermark.max_ber, strength=policy.watermark.strength)
+    return replace(policy, watermark=section)

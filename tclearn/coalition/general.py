@@ -7,7 +7,9 @@ meet policy (`integrity.policy_problem`); its differential privacy: required by 
 epsilon recomputed from the declared mechanism, and the charge on chain that epsilon (`integrity.privacy_problem`);
 the backend opens the model — hash, decryption, decoding to exactly
 the coalition's model, finite values (for an encrypted model: the coalition's context, shape and scaling, and
-its weights within the range its metadata declares, measured by the supervisor); the update — its distance
+its weights within the range its metadata declares, measured by the supervisor); the coalition's watermark, where
+its policy names one, reads within `max_ber` bit errors (`tclearn.coalition.watermark`; not measured in variant C);
+the update — its distance
 from its parent over the parent's norm — is the size the metadata declares and within the policy's
 `max_update` (not measured in variant C, whose weights the range check bounds, and the report says so).
 Fetching and writing happen here; the decisions are the pure functions of `tclearn.coalition.integrity`.
@@ -19,13 +21,16 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from tclearn.coalition.backend import tensors
 from tclearn.coalition.blobs import get_record, put_record
 from tclearn.coalition.blobs import metadata_hash as metadata_of
 from tclearn.coalition.context import Coalition, Hospital
 from tclearn.coalition.integrity import declared_problem, policy_problem, privacy_problem
-from tclearn.errors import TclearnError
+from tclearn.coalition.watermark import reading_note, watermark_problem
+from tclearn.errors import ConfigError, TclearnError
+from tclearn.learning.watermark import measure
 from tclearn.records import CandidateMetadata, Check, IntegrityReport
-from tclearn.types import ModelRecord
+from tclearn.types import ModelRecord, Variant
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +84,9 @@ def inspect(co: Coalition, general: Hospital, candidate: ModelRecord) -> list[Ch
         opened.append(co.backend.open(general, model_hash))
         return co.backend.inspect(general, opened[0], model_hash)
 
+    def watermark() -> str | None:
+        return watermark_check(co, opened[0], notes)
+
     def update() -> str | None:
         measured = co.backend.update_size(co.backend.open(general, parents[0]), opened[0])
         if measured is None:
@@ -96,12 +104,30 @@ def inspect(co: Coalition, general: Hospital, candidate: ModelRecord) -> list[Ch
         ("policy", policy),
         ("privacy", privacy),
         ("weights", weights),
+        ("watermark", watermark),
         ("update", update),
     ]
     for name, test in steps:
         if not _run(checks, name, test, notes):
             break
     return checks
+
+
+def watermark_check(co: Coalition, model: Any, notes: dict[str, str]) -> str | None:
+    """The candidate read against the coalition's watermark key: a problem when it lost the mark; a note otherwise."""
+    if co.policy.watermark is None:
+        notes["watermark"] = "the coalition has no watermark"
+        return None
+    if co.backend.variant is Variant.C:
+        notes["watermark"] = "not measured: variant C weights are encrypted (docs/traceability.md)"
+        return None
+    if co.watermark is None:
+        raise ConfigError("the coalition's policy names a watermark and this site holds no key to read it")
+    tensors(co.backend, "the watermark check")  # a model in clear: a state dict
+    with co.clock("evaluation"):
+        reading = measure(model, co.watermark)
+    notes["watermark"] = reading_note(reading)
+    return watermark_problem(reading, co.policy.watermark)
 
 
 def report_of(general: Hospital, candidate: ModelRecord, checks: list[Check]) -> IntegrityReport:

@@ -31,7 +31,8 @@ def _load(path: Path, safetensors: bool) -> StateDict:
             from safetensors.torch import load_file
 
             return load_file(str(path))
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with open(path, "rb") as handle:  # a handle, not the name: torch would take a `.safetensors` name for the form
+            state = torch.load(handle, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise DataError(f"cannot read model file {str(path)!r}: {exc}", path=str(path)) from None
     if not isinstance(state, dict):

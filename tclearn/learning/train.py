@@ -288,6 +288,28 @@ def _facts(
     )
 
 
+def _mark_step(model: nn.Module, config: TrainConfig) -> Callable[[], None]:
+    """After each private step: one plain step of `mark_strength * MarkLoss` on the carrier, by its own optimiser.
+    The mark loss reads no data, so the step is post-processing of a DP output and spends no privacy."""
+    if not config.marks:
+        return lambda: None
+    marks = MarkLoss(model, config.marks)
+    params = dict(model.named_parameters())
+    carrier = [params[n] for n in dict.fromkeys(n for key in config.marks for n in key.carrier)]
+    optimiser = make_optimiser(config, iter(carrier))
+
+    def step() -> None:
+        saved = [p.grad for p in carrier]  # the DP optimiser's own gradients stay as they were
+        for p in carrier:
+            p.grad = None
+        (config.mark_strength * marks()).backward()
+        optimiser.step()
+        for p, grad in zip(carrier, saved, strict=True):
+            p.grad = grad
+
+    return step
+
+
 def _train_private(
     parent: nn.Module,
     data: Samples,
@@ -298,7 +320,8 @@ def _train_private(
     admit: Callable[[Privacy], None] | None,
 ) -> Increment:
     """`train_increment` with `config.dp` (`tclearn.learning.dpsgd`): every check before the first step, Poisson
-    batches, float32 (no AMP); the same seed and `dp.secret_seed` give the same draws, noise and weights."""
+    batches, float32 (no AMP); the same seed and `dp.secret_seed` give the same draws, noise and weights; the marks
+    of `config.marks` written after each step (`_mark_step`)."""
     assert config.dp is not None
     device = choose_device(config.device)
     model = copy.deepcopy(parent).to(device)
@@ -316,6 +339,7 @@ def _train_private(
         loss_fn = make_loss(data.task, config.loss, int(out.shape[1]))
         optimiser = make_optimiser(config, (p for p in model.parameters() if p.requires_grad))
         steps = PrivateSteps(run, model, loss_fn, optimiser, config.batch_size, device)
+        mark = _mark_step(model, config)
         last = torch.zeros(())
         with _progress(config.progress, run.steps) as advance:
             for step in range(run.steps):
@@ -327,6 +351,7 @@ def _train_private(
                     xb, yb = next(iter(batches(source, len(items), items)))
                     x, y = xb.float().to(device), as_targets(yb, data.task).to(device)
                 loss = steps.step(x, y, owners)
+                mark()
                 last = last if loss is None else loss
                 advance()
                 if on_step is not None:

@@ -24,6 +24,7 @@ from tclearn.learning.evaluate import evaluate
 from tclearn.learning.models import ModelConfig
 from tclearn.learning.samples import Samples, pooled
 from tclearn.learning.train import train_increment
+from tclearn.learning.watermark import new_key
 from tclearn.ledger.chain import Chain
 from tclearn.ledger.client import LedgerClient
 from tclearn.types import Variant
@@ -67,6 +68,7 @@ class TensorReference:
     model: ModelConfig
     seed: int
     with_baselines: bool = True  # False: score the head only (benches that compare runs, not baselines)
+    watermark: bool = False  # found with a coalition watermark (a key drawn for the genesis)
     genesis: StateDict | None = None
 
     def found(
@@ -78,7 +80,8 @@ class TensorReference:
         policy: AcceptancePolicy,
     ) -> LedgerClient:
         self.genesis = genesis_weights(self.model, self.seed)
-        client, _ = found(chain, admin, store, self.variant, self.genesis, founders, policy=policy)
+        key = new_key(self.genesis, "coalition") if self.watermark else None
+        client, _ = found(chain, admin, store, self.variant, self.genesis, founders, policy=policy, watermark=key)
         return client
 
     def connect(self) -> ConnectSupervisor | None:

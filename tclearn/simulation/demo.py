@@ -132,6 +132,7 @@ class DemoSettings(RunSpec):
     # spends its share, the cap over the increments a hospital proposes (`rounds` over `members`, rounded up)
     dp_epsilon: float | None = None
     cases: int = DEMO_TRAIN  # synthetic data: labelled training cases per hospital
+    watermark: bool = False  # found the coalition with a watermark every candidate must carry (variants A and B)
 
     def model_config(self, data: Samples) -> ModelConfig:
         """The network for the task, shaped by the data (channels, spatial dims, labels); in variant C, whose model
@@ -224,6 +225,8 @@ class DemoSettings(RunSpec):
             raise ConfigError("variant C (encrypted model) runs in incremental mode only")
         if self.he_steps < 1:
             raise ConfigError(f"he_steps must be at least 1, got {self.he_steps}")
+        if self.watermark and self.variant is Variant.C:
+            raise ConfigError("--watermark is for variants A and B: variant C's weights are encrypted")
         if self.mode not in MODES:
             raise ConfigError(f"mode {self.mode!r} is not implemented yet; available: {', '.join(MODES)}")
         try:
@@ -301,7 +304,9 @@ def reference_for(
         rows = tuple(features(d.train)[0] for d in data)
         sites = SiteRows(table_columns(global_test), rows, names=names)
         return EncryptedRun(global_test, sites, chain.dev_keys[settings.members + 1], out / "supervisor", settings.seed)
-    return TensorReference(settings.variant, settings.model_config(global_test), settings.seed, settings.baselines)
+    return TensorReference(
+        settings.variant, settings.model_config(global_test), settings.seed, settings.baselines, settings.watermark
+    )
 
 
 def setup(settings: DemoSettings, chain: Chain, out: Path) -> tuple[Coalition, Reference]:

@@ -46,6 +46,7 @@ from tclearn.learning.models import ModelConfig
 from tclearn.learning.synth import GLOBAL, hospital_name, synth_coalition
 from tclearn.learning.tables import read_table
 from tclearn.learning.tabular import GLOBAL_CSV, LABEL, synth_tabular
+from tclearn.learning.watermark import new_key
 from tclearn.ledger.accounts import DEV_CHAIN_IDS, dev_accounts
 from tclearn.ledger.chain import Chain, connect
 from tclearn.ledger.client import LedgerClient
@@ -78,6 +79,7 @@ class UpSettings(RunSpec):
     out: Path = Path("out/coalition")
     round_timeout: float = 600.0
     policy: AcceptancePolicy | None = None  # the policy to found with (`--policy`); None: the defaults
+    watermark: bool = False  # found with a coalition watermark (a key drawn for the genesis; variants A and B)
     MIN_MEMBERS: ClassVar[tuple[int, str]] = (3, "a proposer and two validators")
     MIN_ROUNDS: ClassVar[int] = 0
 
@@ -91,6 +93,8 @@ class UpSettings(RunSpec):
                 f"the policy's min_batch_size {self.founding_policy().min_batch_size} is above the sites' batch "
                 f"size {COALITION_TRAINING.batch_size}: the general would refuse every candidate"
             )
+        if self.watermark and self.variant is Variant.C:
+            raise ConfigError("--watermark is for variants A and B: variant C's weights are encrypted")
         if self.chain not in NODES:
             host = urlparse(self.chain).hostname
             if not self.chain.startswith("http://") or host not in LOOPBACK:
@@ -200,8 +204,9 @@ def prepare(
             config = site / f"{role}.toml"
             sites.append((config, _site_file(config, settings, i, urls, training)))
     policy = settings.founding_policy()  # the sites read it from the chain
+    key = new_key(genesis, "coalition") if settings.watermark and not isinstance(genesis, str) else None
     client, deployed = found(
-        chain, accounts[0], store, settings.variant, genesis, [*founders, *supervisors], policy=policy
+        chain, accounts[0], store, settings.variant, genesis, [*founders, *supervisors], policy=policy, watermark=key
     )
     save_deployment(
         deployment_of(client, deployed.block_number, deployed.tx_hash, settings.variant.name),

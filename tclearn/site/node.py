@@ -33,6 +33,7 @@ from tclearn.coalition import ballots
 from tclearn.coalition import general as general_duty
 from tclearn.coalition import keeper as keeper_duty
 from tclearn.coalition import validator as validator_duty
+from tclearn.coalition.build import follow_policy
 from tclearn.coalition.declared import check_expected, declared_policy
 from tclearn.coalition.dispatch import Decision, Duty, decide, settled
 from tclearn.config import load_deployment
@@ -210,7 +211,7 @@ class NodeRunner:
         if policy == co.policy:
             return
         check_expected(policy, digest, self.site.config.policy.expected())
-        co.policy = policy
+        follow_policy(co, policy)
         log.info("%s: applying the coalition's acceptance policy 0x%s", self.name, digest.hex())
 
     def watched(self) -> list[int]:

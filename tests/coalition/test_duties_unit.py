@@ -151,7 +151,16 @@ def test_an_honest_round_commits() -> None:
     assert stub_backend(co).open(co.hospitals[1], model_hash_of(co, row.id))["w"] == GENESIS_W + 1
     (opened,) = events(co, "CandidateOpened", row.id)
     report = IntegrityReport.parse(co.store.get(opened.args["reportHash"].hex()))
-    assert [c.name for c in report.checks] == ["blob", "metadata", "declared", "policy", "privacy", "weights", "update"]
+    assert [c.name for c in report.checks] == [
+        "blob",
+        "metadata",
+        "declared",
+        "policy",
+        "privacy",
+        "weights",
+        "watermark",
+        "update",
+    ]
     assert report.ok and metadata.update_norm == pytest.approx(1 / GENESIS_W)
     votes = evidence(co, row.id)
     assert [v.approve for v in votes] == [True, True]
@@ -277,7 +286,8 @@ def test_the_general_opens_an_honest_candidate_and_the_chain_holds_its_report() 
     co = stub_coalition()
     model_id = submit_model(co)
     ok, report_hash, report = general_verdict(co, model_id)
-    assert ok and report.ok and all(c.ok for c in report.checks) and len(report.checks) == 7
+    assert ok and report.ok and all(c.ok for c in report.checks) and len(report.checks) == 8
+    assert Check("watermark", True, "the coalition has no watermark") in report.checks
     assert co.client.get_model(model_id).state is ModelState.OPEN
     (opened,) = events(co, "CandidateOpened", model_id)
     assert opened.args["reportHash"].hex() == report_hash == report.sha256()
