@@ -18,7 +18,7 @@ from tclearn.coalition.policy import AcceptancePolicy, WatermarkPolicy, chain_ca
 from tclearn.coalition.watermark import store_key
 from tclearn.errors import ConfigError, NotFoundError
 from tclearn.learning.models import ModelConfig, build_model
-from tclearn.learning.watermark import MarkKey
+from tclearn.learning.watermark import MarkKey, stamp
 from tclearn.ledger.chain import Chain
 from tclearn.ledger.client import LedgerClient, TxResult
 from tclearn.ledger.governance import DEFAULT_MIN_VALIDATORS, DEFAULT_PROPOSAL_TIMEOUT, Admit, Parameters
@@ -65,12 +65,15 @@ def found(
     Each member's privacy budget on chain is the policy's `privacy.epsilon_cap` (none without a privacy policy).
     `genesis` is the weights to store, or the hash of a genesis already in `store` (variant C: the encrypted
     container the supervisor made, `tclearn.he.encrypted.store_model`; a migration: the old coalition's head).
-    With a `watermark` key (`new_key(genesis, "coalition")`), the key is stored (sealed for the founders in B) and
+    With a `watermark` key (`new_key(genesis, "coalition")`), the genesis weights are stamped with it
+    (`tclearn.learning.watermark.stamp`), the key is stored (sealed for the founders in B) and
     the policy's `watermark` names its commitment and blob (max_ber and strength: the policy's, else the defaults),
     so that the policy's hash on chain commits to the key.
     """
     check_founders(founders)
     readers = {f.address: f.encryption_key for f in founders} if variant is Variant.B else None
+    if watermark is not None and not isinstance(genesis, str):
+        genesis = stamp(genesis, watermark)  # the mark in the random start: training only keeps it
     if isinstance(genesis, str):
         if not store.exists(genesis):
             raise NotFoundError(f"genesis model {genesis} is not in the vault")

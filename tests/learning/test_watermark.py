@@ -23,6 +23,7 @@ from tclearn.learning.watermark import (
     fingerprint_secret,
     measure,
     new_key,
+    stamp,
     threshold,
 )
 
@@ -235,3 +236,19 @@ def test_int8_round_trip_is_within_half_a_step() -> None:
             assert len(torch.unique(rounded[name])) <= 255
         else:
             assert torch.equal(rounded[name], t)
+
+
+def test_stamping_writes_the_key_into_the_carrier_alone() -> None:
+    w = weights(5)
+    k = key(7)
+    stamped = stamp(w, k)
+    assert measure(w, k).errors > threshold(k.bits, 1) and measure(stamped, k).errors == 0
+    assert measure(stamped, k).margin >= k.margin
+    for name, t in w.items():
+        if name not in k.carrier:
+            assert torch.equal(stamped[name], t)
+    (name,) = k.carrier
+    moved = float((stamped[name] - w[name]).norm() / w[name].norm())
+    assert 0 < moved < 0.5  # another random start, near the first
+    with pytest.raises(IntegrityError, match="not of the coalition's architecture"):
+        stamp({n: t for n, t in w.items() if n != name}, k)
