@@ -38,19 +38,31 @@ def trouble() -> Iterator[None]:
 def key(
     genesis: Path = typer.Argument(..., help="The coalition's genesis model file (safetensors or torch .pt)."),
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the key record (readable by you alone)."),
+    stamped: Path | None = typer.Option(
+        None,
+        "--stamped",
+        help="Also write GENESIS stamped with the key here (safetensors): the genesis to found the coalition with, "
+        "already carrying the mark (as `found` does).",
+    ),
 ) -> None:
     """Draw a coalition watermark key for models shaped like GENESIS and write its record; prints its sha256 (the
     policy's watermark.key). Store the record in the vault (`tclearn vault put`, or `tclearn vault seal` for the
     founders in variant B; the hash printed is watermark.blob), then delete OUT: it holds the secret in clear."""
     import os
 
+    from tclearn.coalition.exports import write_bytes_atomically
     from tclearn.learning.modelfile import read_weights
-    from tclearn.learning.watermark import new_key
+    from tclearn.learning.watermark import new_key, stamp
+    from tclearn.vault.codec import encode_model
 
     with trouble():
-        if out.exists():
-            raise ConfigError(f"{out} already exists; move it away or choose another --out")
-        record = new_key(read_weights(genesis), "coalition")
+        for target in (out, stamped):
+            if target is not None and target.exists():
+                raise ConfigError(f"{target} already exists; move it away or choose another name")
+        weights = read_weights(genesis)
+        record = new_key(weights, "coalition")
+        if stamped is not None:
+            write_bytes_atomically(stamped, encode_model(stamp(weights, record)))
         descriptor = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(record.encode())

@@ -198,7 +198,7 @@ def write_export(path: Path, export: Export, about: Mapping[str, Any]) -> Path:
         (path, encode_model(export.weights)),
         (json_path(path), (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()),
     ):
-        _write_atomically(target, data)
+        write_bytes_atomically(target, data)
     return path
 
 
@@ -207,7 +207,8 @@ def json_path(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def _write_atomically(target: Path, data: bytes) -> None:
+def write_bytes_atomically(target: Path, data: bytes) -> None:
+    """`data` written to a file beside `target` and renamed onto it: a reader sees all of it or none."""
     fd, staging = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as out:

@@ -23,7 +23,7 @@ from tclearn.coalition.founding import genesis_weights
 from tclearn.coalition.policy import AcceptancePolicy, WatermarkPolicy
 from tclearn.coalition.rounds import run_round
 from tclearn.coalition.watermark import store_key
-from tclearn.learning.modelfile import save_state
+from tclearn.learning.modelfile import read_weights, save_state
 from tclearn.learning.synth import synth_coalition
 from tclearn.learning.watermark import MarkKey, measure, new_key
 from tclearn.ledger.chain import embedded_chain
@@ -179,6 +179,24 @@ def test_a_key_drawn_for_a_genesis_file_is_the_record_its_hash_names(tmp_path: P
     assert measure(weights, record).errors > 16  # a fresh secret: nothing carries it yet
     again = runner.invoke(app, ["watermark", "key", str(genesis), "--out", str(out)])
     assert again.exit_code == 2 and "already exists" in again.stderr and MarkKey.parse(out.read_bytes()) == record
+
+
+def test_a_key_with_the_genesis_stamped_to_found_with(tmp_path: Path) -> None:
+    genesis = tmp_path / "genesis.safetensors"
+    weights = {"conv.weight": torch.randn(64, 32, 3, 3), "conv.bias": torch.randn(64)}
+    genesis.write_bytes(encode_model(weights))
+    out, stamped = tmp_path / "key.json", tmp_path / "stamped.safetensors"
+    result = runner.invoke(app, ["watermark", "key", str(genesis), "--out", str(out), "--stamped", str(stamped)])
+    assert result.exit_code == 0, result.output
+    record = MarkKey.parse(out.read_bytes())
+    marked = read_weights(stamped)
+    assert measure(marked, record).errors == 0 and measure(weights, record).errors > 16
+    assert torch.equal(marked["conv.bias"], weights["conv.bias"])
+    again = runner.invoke(
+        app, ["watermark", "key", str(genesis), "--out", str(tmp_path / "k2.json"), "--stamped", str(stamped)]
+    )
+    assert again.exit_code == 2 and "stamped.safetensors already exists" in again.stderr
+    assert not (tmp_path / "k2.json").exists()
 
 
 @pytest.mark.slow
