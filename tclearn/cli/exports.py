@@ -12,8 +12,12 @@ import typer
 from tclearn.cli.common import DeploymentOpt, DevAccountOpt, KeystoreOpt, console, open_as, user_errors
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
     from tclearn.coalition.trace import StateDict, Trace
+    from tclearn.learning.watermark import MarkKey
     from tclearn.ledger.ledger import Ledger
+    from tclearn.vault.store import BlobStore
 
 ConfigOpt = typer.Option(
     Path("member.toml"), "--config", "-c", help="The site's member.toml; TCLEARN_MEMBER_* variables override it."
@@ -110,9 +114,28 @@ def _trace_as_account(
     private = load_key(key, key_password())
     store = HttpStore(vault, account.key, coalition=CoalitionId.of_client(client))
     try:
-        return run(client, store, account.address, private, weights), _names(client)
+        watermark = _coalition_key(client, store, account.address, private)
+        return run(client, store, account.address, private, weights, watermark), _names(client)
     finally:
         store.close()
+
+
+def _coalition_key(client: Ledger, store: BlobStore, reader: str, private: X25519PrivateKey) -> MarkKey | None:
+    """The coalition's watermark key where its policy names one and this account can read it (in variant B it is
+    sealed for the members: an auditor the founders did not grant it traces without it, and is told so)."""
+    from tclearn.coalition.declared import declared_policy
+    from tclearn.coalition.watermark import read_key
+    from tclearn.errors import TclearnError
+    from tclearn.types import Variant
+
+    policy, _ = declared_policy(client, store)
+    if policy.watermark is None:
+        return None
+    try:
+        return read_key(store, policy.watermark, reader, private if client.variant() is Variant.B else None)
+    except TclearnError as exc:
+        typer.echo(f"coalition watermark not read: {exc}", err=True)  # stdout may be JSON
+        return None
 
 
 def _names(client: Ledger) -> dict[str, str]:
