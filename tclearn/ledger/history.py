@@ -15,6 +15,7 @@ from typing import Any
 from tclearn.errors import IntegrityError
 from tclearn.ledger.events import LedgerEvent
 from tclearn.ledger.governance import Action, ActionKind, Parameters, ProposalState, decode_action, effective_state
+from tclearn.ledger.ledger import ModelExport as ModelExport  # re-exported: the history's exports
 from tclearn.ledger.values import epsilon_of
 from tclearn.protocol import approvals_needed, from_fixed
 from tclearn.types import ModelState, RejectReason, Role
@@ -97,19 +98,6 @@ class PrivacyCharge:
     charge: int
     spent: int
     cap: int
-    block: int
-
-
-@dataclass(frozen=True)
-class ModelExport:
-    """An `Exported` event: `member` took committed model `model_id` out, its copy fingerprinted (`fingerprint`
-    commits to the mark, `key_blob` is the vault hash of the sealed key). `ledger.ExportRecord` adds the time."""
-
-    id: int
-    model_id: int
-    member: str
-    fingerprint: bytes
-    key_blob: bytes
     block: int
 
 

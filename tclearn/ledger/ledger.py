@@ -50,10 +50,9 @@ class Submission:
 
 
 @dataclass(frozen=True)
-class ExportRecord:
-    """A committed model taken out of the coalition (`recordExport`, its `Exported` event): `member` (checksummed)
-    signed it; `fingerprint` commits to the mark its copy carries, `key_blob` is the vault hash of the sealed
-    fingerprint key; `timestamp` is its block's time."""
+class ModelExport:
+    """An `Exported` event: `member` (checksummed) took committed model `model_id` out, signed by its account;
+    `fingerprint` commits to the mark its copy carries, `key_blob` is the vault hash of the sealed fingerprint key."""
 
     id: int
     model_id: int
@@ -61,6 +60,12 @@ class ExportRecord:
     fingerprint: bytes
     key_blob: bytes
     block: int
+
+
+@dataclass(frozen=True)
+class ExportRecord(ModelExport):
+    """An export as a ledger reads it back (`recordExport`): the event and its block's time."""
+
     timestamp: int
 
 
