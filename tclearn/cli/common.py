@@ -55,13 +55,13 @@ def sizes(text: str | None, option: str) -> tuple[int, ...] | None:
 
 
 @contextmanager
-def user_errors() -> Iterator[None]:
-    """Inside a command: a `TclearnError` becomes one line on stderr and exit status 1, never a traceback."""
+def user_errors(status: int = 1) -> Iterator[None]:
+    """Inside a command: a `TclearnError` becomes one line on stderr and exit `status` (1), never a traceback."""
     try:
         yield
     except TclearnError as exc:
         report(exc)
-        raise typer.Exit(1) from None
+        raise typer.Exit(status) from None
 
 
 ConfigOpt = typer.Option(

@@ -10,28 +10,22 @@ the committed one, a coalition without a watermark) — as `grep` says found, no
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import typer
 
-from tclearn.cli.common import DeploymentOpt, DevAccountOpt, KeystoreOpt, UrlOpt, open_deployment, report
-from tclearn.errors import ConfigError, TclearnError
+from tclearn.cli.common import DeploymentOpt, DevAccountOpt, KeystoreOpt, UrlOpt, open_deployment, user_errors
+from tclearn.errors import ConfigError
 
 app = typer.Typer(help="The coalition's watermark: draw its key, check that a model carries it.", no_args_is_help=True)
 
 CARRIES, LACKS, TROUBLE = 0, 1, 2
 
 
-@contextmanager
-def trouble() -> Iterator[None]:
+def trouble() -> AbstractContextManager[None]:
     """A `TclearnError` becomes one line on stderr and exit status 2 (1 means: the mark is not there)."""
-    try:
-        yield
-    except TclearnError as exc:
-        report(exc)
-        raise typer.Exit(TROUBLE) from None
+    return user_errors(TROUBLE)
 
 
 @app.command("key")
