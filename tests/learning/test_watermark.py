@@ -12,9 +12,10 @@ import torch
 from tclearn.errors import ConfigError, DataError, IntegrityError
 from tclearn.learning.data import ImageData, load_segmentation
 from tclearn.learning.fingerprint import embed
-from tclearn.learning.models import build_model
+from tclearn.learning.models import ModelConfig, build_model
 from tclearn.learning.tampering import int8_round_trip, magnitude_prune
 from tclearn.learning.train import TrainConfig, train_increment
+from tclearn.learning.volumes import Intensity, segmentation_samples
 from tclearn.learning.watermark import (
     MarkKey,
     MarkLoss,
@@ -26,7 +27,9 @@ from tclearn.learning.watermark import (
     stamp,
     threshold,
 )
+from tests.learning.volumes import ct_volumes
 
+CT = Intensity("ct", (-100.0, 200.0))
 MODEL = {"arch": "unet", "options": {"channels": [8, 16, 32], "strides": [2, 2]}}
 
 
@@ -252,3 +255,24 @@ def test_stamping_writes_the_key_into_the_carrier_alone() -> None:
     assert 0 < moved < 0.5  # another random start, near the first
     with pytest.raises(IntegrityError, match="not of the coalition's architecture"):
         stamp({n: t for n, t in w.items() if n != name}, k)
+
+
+def test_a_3d_network_on_ct_volumes_carries_both_marks_through_tampering(tmp_path: Path) -> None:
+    data = segmentation_samples(ct_volumes(tmp_path, 6), CT)  # int16 NIfTI in HU, read from disk
+    config = ModelConfig(arch="unet", spatial_dims=3, options={"channels": [8, 16, 32], "strides": [2, 2]})  # type: ignore[arg-type]
+    torch.manual_seed(0)
+    genesis = build_model(config).state_dict()
+    coalition = new_key(genesis, "coalition", secret=b"c" * 32)
+    training = TrainConfig(epochs=2, batch_size=2, lr=0.01, loss="dice", seed=0, marks=(coalition,))  # type: ignore[arg-type]
+    parent = build_model(config)
+    parent.load_state_dict(stamp(genesis, coalition))
+    trained = train_increment(parent, data, training).weights
+    assert measure(trained, coalition).errors == 0
+    model = build_model(config)
+    model.load_state_dict(trained)
+    fp = new_key(trained, "fingerprint", bits=64, secret=b"v" * 32, carrier=choose_carrier(trained, minimum=10**9))
+    done = embed(model, data, [coalition, fp], batch_size=2, polish=10)
+    assert measure(done.weights, fp).errors == 0 and measure(done.weights, coalition).errors == 0
+    for tampered in (int8_round_trip(magnitude_prune(done.weights, 0.5)),):
+        assert measure(tampered, fp).errors <= threshold(64, 20)
+        assert measure(tampered, coalition).errors <= threshold(coalition.bits, 1)
