@@ -48,6 +48,7 @@ def _render(h: LedgerHistory) -> None:
         )
     console.print(models)
     _render_budgets(h)
+    _render_exports(h)
 
 
 def _epsilon(value: object) -> str:
@@ -71,13 +72,28 @@ def _render_budgets(h: LedgerHistory) -> None:
     console.print(table)
 
 
+def _render_exports(h: LedgerHistory) -> None:
+    """Every committed model taken out with a fingerprint (`tclearn export`), when there is one."""
+    if not h.exports:
+        return
+    table = Table(title="Exports (each copy carries its member's fingerprint: `tclearn trace` finds it)")
+    for col in ("export", "model", "member", "block", "fingerprint commitment", "key blob"):
+        table.add_column(col)
+    for e in h.exports:
+        table.add_row(
+            str(e.id), str(e.model_id), h.name_of(e.member), str(e.block), _short(e.fingerprint), _short(e.key_blob)
+        )
+    console.print(table)
+
+
 @app.command("show")
 def show(
     deployment: Path = DeploymentOpt,
     url: str | None = UrlOpt,
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
-    """Members, models, generals and votes, and each member's privacy budget, rebuilt from the contract's logs."""
+    """Members, models, generals and votes, each member's privacy budget and the exports, rebuilt from the contract's
+    logs."""
     from tclearn.audit.privacy import budgets
     from tclearn.ledger.history import rebuild, to_json
 
