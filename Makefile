@@ -69,6 +69,8 @@ bench: dev chain-tools
 	$(PY) bench/he.py
 	$(PY) bench/update_sizes.py
 	$(PY) bench/attacks.py
+	PYTHONPATH=. $(PY) bench/dp.py
+	PYTHONPATH=. $(PY) bench/watermark.py
 
 clean:
 	rm -rf $(VENV) $(NODE_MODULES) .pytest_cache .mypy_cache .ruff_cache out
