@@ -22,7 +22,11 @@ training images), as `tclearn export` does.
   master secret, the model's hash, a nonce), three on record per trial. Target: no accusation in 1,000 trials; the
   analytic bound (union over the exports on record of P(Binomial(64, 1/2) <= threshold)) <= 1e-6 is printed.
 
-Usage: PYTHONPATH=. python bench/watermark.py [--seeds 0,1,2,3,4] [--null 1000] [--threads 2] [--size 64]
+- stress (--stress): where the marks break, on the first seed's first export: fine-tuning at higher rates and for
+  longer, heavier pruning, and removal by an adversary who holds a key — training on its own data with the task loss
+  plus a hinge that pushes the key's bits to the wrong side — with the Dice on G and the bits wrong at each step.
+
+Usage: PYTHONPATH=. python bench/watermark.py [--seeds 0,1,2,3,4] [--null 1000] [--threads 2] [--size 64] [--stress]
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from tclearn.learning.fingerprint import embed
 from tclearn.learning.models import build_model
 from tclearn.learning.synth import synth_coalition
 from tclearn.learning.tampering import int8_round_trip, magnitude_prune
-from tclearn.learning.train import TrainConfig, train_increment
+from tclearn.learning.train import LossName, TrainConfig, train_increment
 from tclearn.learning.watermark import (
     FINGERPRINT_BITS,
     MAX_CARRIER,
@@ -85,8 +89,8 @@ def coalition(genesis: StateDict, hospitals: list[ImageData], seed: int, marks: 
     for r in range(ROUNDS):
         for i, data in enumerate(hospitals):
             config = TrainConfig(
-                epochs=EPOCHS, batch_size=BATCH, lr=LR, loss="dice", seed=seed * 100 + r * 10 + i, marks=marks
-            )  # type: ignore[arg-type]
+                epochs=EPOCHS, batch_size=BATCH, lr=LR, loss=LossName.DICE, seed=seed * 100 + r * 10 + i, marks=marks
+            )
             weights = train_increment(network(weights), data, config).weights
     return weights
 
@@ -105,7 +109,7 @@ def fingerprint_key(weights: StateDict) -> MarkKey:
 
 
 def tamperings(weights: StateDict, other: ImageData, seed: int) -> dict[str, StateDict]:
-    config = TrainConfig(epochs=TUNE_EPOCHS, batch_size=BATCH, lr=LR, loss="dice", seed=seed)  # type: ignore[arg-type]
+    config = TrainConfig(epochs=TUNE_EPOCHS, batch_size=BATCH, lr=LR, loss=LossName.DICE, seed=seed)
     tuned = train_increment(network(weights), other, config).weights
     return {
         "fine_tune": tuned,
@@ -169,6 +173,74 @@ def one_seed(seed: int, size: int) -> dict[str, Any]:
             result["traces"].append(entry)
             suspects.append(w)
     return result | {"_suspects": suspects, "_keys": keys}
+
+
+def removal(weights: StateDict, key: MarkKey, data: ImageData, g: ImageData, epochs: int) -> list[dict[str, Any]]:
+    """An adversary holding `key` trains on `data` with the Dice loss plus a hinge pushing every bit of the key to the
+    wrong side by its margin: bits wrong and Dice on G after each epoch."""
+    from monai.losses import DiceLoss
+
+    from tclearn.learning.samples import batches
+
+    model = network(weights)
+    model.train()
+    optimiser = torch.optim.Adam(model.parameters(), lr=LR)
+    dice_loss = DiceLoss(sigmoid=True)
+    generator = torch.Generator().manual_seed(0)
+    curve = []
+    for epoch in range(1, epochs + 1):
+        order = torch.randperm(len(data), generator=generator).tolist()
+        for xb, yb in batches(data, BATCH, order, drop_last=True):
+            params = dict(model.named_parameters())
+            w = torch.cat([params[n].flatten() for n in key.carrier])
+            u = (key.projection @ w) * key.dim**0.5 / w.norm() * key.signs.float()
+            loss = dice_loss(model(xb.float()), yb.float()) + torch.relu(key.margin + u).mean()
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+        now = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        curve.append({"epochs": epoch, "bits_wrong": measure(now, key).errors, "dice": dice(now, g)})
+    return curve
+
+
+def stress(seed: int, size: int) -> dict[str, Any]:
+    """Where the marks break: the first export of coalition `seed` under ever stronger tampering."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        synth_coalition(root, hospitals=HOSPITALS, train=TRAIN, test=8, global_size=GLOBAL, size=size, seed=seed)
+        hospitals = [load_segmentation(root / f"hospital-{i + 1}" / "train") for i in range(HOSPITALS)]
+        g = load_segmentation(root / "global")
+    torch.manual_seed(seed)
+    genesis = dict(build_model(MODEL).state_dict())
+    watermark = new_key(genesis, "coalition")
+    marked = coalition(stamp(genesis, watermark), hospitals, seed, (watermark,))
+    key = fingerprint_key(marked)
+    exported = embed(network(marked), hospitals[0], [watermark, key], seed=seed).weights
+    other = hospitals[1]
+
+    def read(w: StateDict) -> dict[str, Any]:
+        return {
+            "dice": dice(w, g),
+            "watermark_wrong": measure(w, watermark).errors,
+            "fingerprint_wrong": measure(w, key).errors,
+        }
+
+    tuned = {}
+    for lr in (0.003, 0.01, 0.03):
+        for epochs in (5, 20):
+            config = TrainConfig(epochs=epochs, batch_size=BATCH, lr=lr, loss=LossName.DICE, seed=seed)
+            tuned[f"lr {lr:g}, {epochs} epochs"] = read(train_increment(network(exported), other, config).weights)
+    return {
+        "export": read(exported),
+        "fine_tune": tuned,
+        "prune": {
+            f"{fraction:g}": read(magnitude_prune(exported, fraction)) for fraction in (0.5, 0.7, 0.8, 0.9, 0.95)
+        },
+        "removal_of_the_fingerprint_by_its_holder": removal(exported, key, other, g, 5),
+        "removal_of_the_watermark_by_a_member": removal(exported, watermark, other, g, 5),
+        "fingerprint_threshold": threshold(FINGERPRINT_BITS, HOSPITALS),
+        "watermark_threshold": threshold(128, 1),
+    }
 
 
 def null_trials(seeds: list[dict[str, Any]], trials: int) -> dict[str, Any]:
@@ -240,8 +312,15 @@ def main() -> None:
     parser.add_argument("--null", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--stress", action="store_true", help="Only the stress ladder, on the first seed (minutes).")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.stress:
+        first = int(args.seeds.split(",")[0])
+        print(
+            json.dumps({**machine(args.threads, args.size, MODEL, BATCH), "stress": stress(first, args.size)}, indent=2)
+        )
+        return
     seeds = [one_seed(int(s), args.size) for s in args.seeds.split(",")]
     null = null_trials(seeds, args.null)
     report = {

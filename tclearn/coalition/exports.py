@@ -157,7 +157,9 @@ def export_model(co: Coalition, member: Hospital, model_id: int, *, max_steps: i
     key = fingerprint_key(member, weights, model_hash)
     marks = [co.watermark, key] if co.watermark is not None else [key]
     with co.clock("training"):
-        embedded = embed(backend.network(weights), member.train, marks, max_steps=max_steps)
+        embedded = embed(
+            backend.network(weights), member.train, marks, max_steps=max_steps, batch_size=backend.training.batch_size
+        )
     wrong = {k.purpose: measure(embedded.weights, k).errors for k in marks}
     if any(wrong.values()):
         raise DataError(
