@@ -157,12 +157,14 @@ def _show(suspect: Path, found: Trace, names: dict[str, str]) -> None:
         e, got = r.export, r.reading
         console.print(
             f"  export {e.id} (model {e.model_id}, {names.get(e.member, e.member)}): {got.errors} of {got.bits} bits "
-            f"wrong (BER {got.ber:.3f}, p {got.p_value:.2g}; match at <= {r.threshold})" + (" MATCH" if r.match else "")
+            f"wrong (BER {got.ber:.3f}, p {r.p_value:.2g}; match at <= {r.threshold}, inverted at >= "
+            f"{got.bits - r.threshold})" + (" MATCH" if r.match else " INVERTED" if r.inverted else "")
         )
     if not found.accused:
-        console.print("nobody accused: no export's fingerprint reads within its threshold")
+        console.print("nobody accused: no export's fingerprint reads within its threshold, nor inverted")
     for r in found.accused:
+        how = " — its fingerprint read inverted: removed by a holder of its key" if r.inverted else ""
         console.print(
             f"accused: {names.get(r.export.member, r.export.member)} ({r.export.member}), export {r.export.id} of "
-            f"model {r.export.model_id} (p {r.reading.p_value:.2g})"
+            f"model {r.export.model_id} (p {r.p_value:.2g}){how}"
         )

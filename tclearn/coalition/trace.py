@@ -1,10 +1,12 @@
 """Tracing a model found outside the coalition back to the export it came from.
 
 Every export on chain (`Ledger.exports`) is read: its fingerprint key is fetched from the vault and unsealed by a
-tracer, checked against the commitment on chain, and the suspect model is measured against it. With `n` exports
-tried, a reading counts as a match when it has at most `threshold(bits, n)` bits wrong: the chance that a model
-which carries none of the marks matches any of them is then at most `FALSE_ACCUSATION` (a union bound over the
-`n` keys, each bit a fair coin under chance: `tclearn.learning.watermark`). `Trace.bound` is the bound actually kept.
+tracer, checked against the commitment on chain, and the suspect model is measured against it. The test is
+two-sided: a reading *matches* with at most `t` bits wrong, and reads *inverted* with at most `t` bits right — the
+mark of an adversary who held the key and pushed its bits to the wrong side, which only the exporter (and the
+tracers) could. With `n` exports tried, `t = threshold(bits, 2n)`: the chance that a model which carries none of
+the marks matches or inverts any of them is at most `FALSE_ACCUSATION` (a union bound over the `2n` tails, each bit
+a fair coin under chance: `tclearn.learning.watermark`). `Trace.bound` is the bound actually kept.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ StateDict = Mapping[str, torch.Tensor]
 
 @dataclass(frozen=True)
 class ExportReading:
-    """The suspect measured against one export's fingerprint; a match when at most `threshold` bits read wrong."""
+    """The suspect measured against one export's fingerprint; a match when at most `threshold` bits read wrong,
+    inverted when at most `threshold` bits read right (removed by a holder of its key)."""
 
     export: ExportRecord
     reading: Reading
@@ -36,6 +39,16 @@ class ExportReading:
     @property
     def match(self) -> bool:
         return self.reading.errors <= self.threshold
+
+    @property
+    def inverted(self) -> bool:
+        return self.reading.bits - self.reading.errors <= self.threshold
+
+    @property
+    def p_value(self) -> float:
+        """The chance, under chance, of a reading this far from half the bits wrong on either side."""
+        r = self.reading
+        return min(1.0, 2 * chance_tail(r.bits, min(r.errors, r.bits - r.errors)))
 
     def summary(self) -> dict[str, Any]:
         r = self.reading
@@ -50,6 +63,7 @@ class ExportReading:
             "p_value": r.p_value,
             "threshold": self.threshold,
             "match": self.match,
+            "inverted": self.inverted,
         }
 
 
@@ -63,12 +77,14 @@ class Trace:
 
     @property
     def accused(self) -> tuple[ExportReading, ...]:
-        return tuple(r for r in self.readings if r.match)
+        """The exports the suspect matches, or whose fingerprint it carries inverted."""
+        return tuple(r for r in self.readings if r.match or r.inverted)
 
     @property
     def bound(self) -> float:
-        """The chance, for a model that carries none of the marks, that any export matches (union bound)."""
-        return sum(chance_tail(r.reading.bits, r.threshold) for r in self.readings)
+        """The chance, for a model that carries none of the marks, that any export matches or reads inverted (union
+        bound over both tails)."""
+        return sum(2 * chance_tail(r.reading.bits, r.threshold) for r in self.readings)
 
     def summary(self) -> dict[str, Any]:
         mark = self.watermark
@@ -76,7 +92,7 @@ class Trace:
             "exports": len(self.readings),
             "readings": [r.summary() for r in self.readings],
             "accused": [
-                {"member": r.export.member, "export_id": r.export.id, "p_value": r.reading.p_value}
+                {"member": r.export.member, "export_id": r.export.id, "p_value": r.p_value, "inverted": r.inverted}
                 for r in self.accused
             ],
             "false_accusation_bound": self.bound,
@@ -139,5 +155,5 @@ def trace(
     readings = []
     for export in exports:
         key = fingerprint_key(store, export, tracer, private)
-        readings.append(ExportReading(export, measure(suspect, key), threshold(key.bits, len(exports))))
+        readings.append(ExportReading(export, measure(suspect, key), threshold(key.bits, 2 * len(exports))))
     return Trace(tuple(readings), mark)

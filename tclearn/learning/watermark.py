@@ -222,15 +222,17 @@ def threshold(bits: int, tests: int, alpha: float = FALSE_ACCUSATION) -> int:
 
 
 def matches(readings: Sequence[Reading], alpha: float = FALSE_ACCUSATION) -> list[int]:
-    """Which of `readings` — one model read against every key on record — are matches: at most `threshold(bits,
-    len(readings), alpha)` errors, so that a model carrying none of the keys matches any with chance <= `alpha`."""
-    return [i for i, r in enumerate(readings) if r.errors <= threshold(r.bits, len(readings), alpha)]
+    """Which of `readings` — one model read against every key on record — name their key: at most `t` bits wrong (the
+    mark is there) or at most `t` bits right (the mark was inverted by a holder of the key), `t = threshold(bits,
+    2 * len(readings), alpha)`, so that a model carrying none of the keys is named with chance <= `alpha`."""
+    tests = 2 * len(readings)
+    return [i for i, r in enumerate(readings) if min(r.errors, r.bits - r.errors) <= threshold(r.bits, tests, alpha)]
 
 
 def false_accusation_bound(bits: int, tests: int, alpha: float = FALSE_ACCUSATION) -> float:
-    """The chance that a model carrying none of `tests` keys of `bits` bits matches any of them (union bound), at the
-    threshold `matches` uses: at most `alpha`."""
-    return tests * chance_tail(bits, threshold(bits, tests, alpha))
+    """The chance that a model carrying none of `tests` keys of `bits` bits is named by `matches` (union bound over
+    both tails of every key): at most `alpha`."""
+    return 2 * tests * chance_tail(bits, threshold(bits, 2 * tests, alpha))
 
 
 def hinge(w: torch.Tensor, key: MarkKey) -> torch.Tensor:

@@ -24,7 +24,16 @@ from tclearn.learning.modelfile import read_weights
 from tclearn.learning.models import ModelConfig, build_model
 from tclearn.learning.synth import synth_coalition
 from tclearn.learning.tampering import int8_round_trip, magnitude_prune
-from tclearn.learning.watermark import FALSE_ACCUSATION, FINGERPRINT_BITS, measure, new_key, threshold
+from tclearn.learning.watermark import (
+    FALSE_ACCUSATION,
+    FINGERPRINT_BITS,
+    MarkKey,
+    chance_tail,
+    measure,
+    new_key,
+    stamp,
+    threshold,
+)
 from tclearn.ledger.chain import embedded_chain
 from tclearn.simulation.demo import DemoSettings, setup
 from tclearn.types import Member, Role, Variant
@@ -119,12 +128,30 @@ def test_the_bound_a_trace_keeps_and_a_model_never_exported_accuses_nobody(
     h = co.hospitals[0]
     found = trace(co.client, co.store, h.address, h.key, weights_of(co, co.client.head()))
     assert found.accused == () and len(found.readings) == len(co.client.exports())
-    assert all(r.threshold == threshold(FINGERPRINT_BITS, len(found.readings)) for r in found.readings)
+    two_sided = threshold(FINGERPRINT_BITS, 2 * len(found.readings))  # a match or an inverted reading, per export
+    assert all(r.threshold == two_sided for r in found.readings)
+    assert found.bound == pytest.approx(2 * len(found.readings) * chance_tail(FINGERPRINT_BITS, two_sided))
     assert 0 < found.bound <= FALSE_ACCUSATION
+    assert not any(r.match or r.inverted for r in found.readings)
     assert trace_as(co, 0, weights_of(co, 0)) == []  # the genesis
     summary = found.summary()
     assert summary["accused"] == [] and summary["false_accusation_bound"] == found.bound
     assert json.loads(json.dumps(summary)) == summary  # JSON as it is
+
+
+def test_a_fingerprint_its_holder_inverted_names_the_exporter(co: Coalition, exported: tuple[Export, Export]) -> None:
+    first = exported[0]
+    reader = co.hospitals[0]
+    key = fingerprint_key(co.store, co.client.exports()[0], reader.address, reader.key)
+    flipped = MarkKey.parse(key.encode())
+    flipped.__dict__["signs"] = -key.signs  # a holder of the key pushes every bit to the wrong side
+    removed = stamp(first.weights, flipped)
+    assert measure(removed, key).errors == FINGERPRINT_BITS
+    found = trace(co.client, co.store, reader.address, reader.key, removed)
+    (accused,) = found.accused
+    assert accused.export.member == co.hospitals[1].address and accused.inverted and not accused.match
+    assert accused.p_value == pytest.approx(2 * 2.0**-FINGERPRINT_BITS)
+    assert found.summary()["accused"][0]["inverted"] is True
 
 
 def test_a_trace_reads_the_coalition_watermark_an_export_keeps(co: Coalition) -> None:

@@ -19,9 +19,12 @@ from tclearn.learning.volumes import Intensity, segmentation_samples
 from tclearn.learning.watermark import (
     MarkKey,
     MarkLoss,
+    Reading,
     chance_tail,
     choose_carrier,
+    false_accusation_bound,
     fingerprint_secret,
+    matches,
     measure,
     new_key,
     stamp,
@@ -276,3 +279,17 @@ def test_a_3d_network_on_ct_volumes_carries_both_marks_through_tampering(tmp_pat
     for tampered in (int8_round_trip(magnitude_prune(done.weights, 0.5)),):
         assert measure(tampered, fp).errors <= threshold(64, 20)
         assert measure(tampered, coalition).errors <= threshold(coalition.bits, 1)
+
+
+def test_a_trace_names_a_key_read_right_or_inverted_and_nothing_between() -> None:
+    t = threshold(64, 2 * 5)  # five keys on record, two tails each
+    readings = [Reading(64, e, 0.0) for e in (t, 64 - t, 32, t + 1, 64 - t - 1)]
+    assert matches(readings) == [0, 1]
+
+
+@pytest.mark.parametrize("keys", [1, 3, 20, 1000])
+def test_the_false_accusation_bound_covers_both_tails(keys: int) -> None:
+    t = threshold(64, 2 * keys)
+    bound = false_accusation_bound(64, keys)
+    assert bound == pytest.approx(2 * keys * chance_tail(64, t)) and bound <= 1e-6
+    assert 2 * keys * chance_tail(64, t + 1) > 1e-6  # the threshold is the largest within the bound
