@@ -103,8 +103,9 @@ def test_export_and_trace_from_the_command_line(coalition_a: Coalition3, tmp_pat
     traced = json.loads(invoke("trace", str(out), *as_account, env=env).output)  # type: ignore[attr-defined]
     assert [a["member"] for a in traced["accused"]] == [record["member"]] and traced["watermark"] is None
     shown = invoke("ledger", "show", "-d", str(folder / "deployment.json"), env={"COLUMNS": "250"}).output  # type: ignore[attr-defined]
-    row = next(line for line in shown.splitlines() if f"│ {record['export_id']} " in line and "hospital-3" in line)
-    assert f"0x{record['fingerprint'][:12]}…" in row and str(record["model_id"]) in row
+    exports_table = shown.split("Exports (")[1]  # the table after the members' and the models'
+    row = next(line for line in exports_table.splitlines() if line.startswith(f"│ {record['export_id']} "))
+    assert f"0x{record['fingerprint'][:12]}…" in row and str(record["model_id"]) in row and "hospital-3" in row
     unknown = runner.invoke(app, ["export", "99", "--out", str(tmp_path / "no.safetensors"), "-c", str(configs[2])])
     assert unknown.exit_code == 1 and "no model 99 on chain" in unknown.output
     assert not (tmp_path / "no.safetensors").exists() and not (tmp_path / "no.safetensors.json").exists()
