@@ -235,12 +235,13 @@ def false_accusation_bound(bits: int, tests: int, alpha: float = FALSE_ACCUSATIO
     return 2 * tests * chance_tail(bits, threshold(bits, 2 * tests, alpha))
 
 
-def hinge(w: torch.Tensor, key: MarkKey) -> torch.Tensor:
+def hinge(w: torch.Tensor, key: MarkKey, x: torch.Tensor | None = None, s: torch.Tensor | None = None) -> torch.Tensor:
     """The mean of `relu(margin - s_i u_i)` over the key's bits for the carrier vector `w` (differentiable): 0 once
-    every bit reads right by the key's margin."""
-    x = key.projection.to(w.device, w.dtype)
+    every bit reads right by the key's margin. `x` and `s`: the key's projection and signs already on `w`'s device."""
+    x = key.projection.to(w.device, w.dtype) if x is None else x
+    s = key.signs.to(w.device, w.dtype) if s is None else s
     u = (x @ w) * math.sqrt(key.dim) / w.norm()
-    return torch.relu(key.margin - u * key.signs.to(w.device, w.dtype)).mean()
+    return torch.relu(key.margin - u * s).mean()
 
 
 def stamp(weights: StateDict, key: MarkKey, *, max_steps: int = 2000, lr: float = 1e-3) -> dict[str, torch.Tensor]:
@@ -279,6 +280,7 @@ class MarkLoss(nn.Module):
         params = dict(model.named_parameters())
         buffers = dict(model.state_dict())
         self._model = [model]  # not a submodule: the loss holds no parameters of its own
+        self._moved: dict[tuple[str, torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
         self.keys = tuple(keys)
         for key in self.keys:
             carrier_of(buffers, key)  # the model carries the key's tensors in its shapes
@@ -290,5 +292,13 @@ class MarkLoss(nn.Module):
         params = dict(self._model[0].named_parameters())
         total = torch.zeros((), device=next(iter(params.values())).device)
         for key in self.keys:
-            total = total + hinge(torch.cat([params[n].flatten() for n in key.carrier]), key)
+            w = torch.cat([params[n].flatten() for n in key.carrier])
+            total = total + hinge(w, key, *self._on(key, w))
         return total / len(self.keys)
+
+    def _on(self, key: MarkKey, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The key's projection and signs on `w`'s device and dtype, moved there once (not at every step)."""
+        where = (key.secret, w.device, w.dtype)
+        if where not in self._moved:
+            self._moved[where] = (key.projection.to(w.device, w.dtype), key.signs.to(w.device, w.dtype))
+        return self._moved[where]
