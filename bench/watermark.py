@@ -120,7 +120,8 @@ def tamperings(weights: StateDict, other: ImageData, seed: int) -> dict[str, Sta
     }
 
 
-def one_seed(seed: int, size: int) -> dict[str, Any]:
+def founded(seed: int, size: int) -> tuple[list[ImageData], ImageData, StateDict, MarkKey]:
+    """Coalition `seed`'s hospitals' training sets, its G, its genesis and its watermark key."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         synth_coalition(root, hospitals=HOSPITALS, train=TRAIN, test=8, global_size=GLOBAL, size=size, seed=seed)
@@ -129,6 +130,11 @@ def one_seed(seed: int, size: int) -> dict[str, Any]:
     torch.manual_seed(seed)
     genesis = dict(build_model(MODEL).state_dict())
     watermark = new_key(genesis, "coalition")
+    return hospitals, g, genesis, watermark
+
+
+def one_seed(seed: int, size: int) -> dict[str, Any]:
+    hospitals, g, genesis, watermark = founded(seed, size)
     started = time.perf_counter()
     plain = coalition(genesis, hospitals, seed, ())
     marked = coalition(stamp(genesis, watermark), hospitals, seed, (watermark,))  # founding stamps the genesis
@@ -206,14 +212,7 @@ def removal(weights: StateDict, key: MarkKey, data: ImageData, g: ImageData, epo
 
 def stress(seed: int, size: int) -> dict[str, Any]:
     """Where the marks break: the first export of coalition `seed` under ever stronger tampering."""
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        synth_coalition(root, hospitals=HOSPITALS, train=TRAIN, test=8, global_size=GLOBAL, size=size, seed=seed)
-        hospitals = [load_segmentation(root / f"hospital-{i + 1}" / "train") for i in range(HOSPITALS)]
-        g = load_segmentation(root / "global")
-    torch.manual_seed(seed)
-    genesis = dict(build_model(MODEL).state_dict())
-    watermark = new_key(genesis, "coalition")
+    hospitals, g, genesis, watermark = founded(seed, size)
     marked = coalition(stamp(genesis, watermark), hospitals, seed, (watermark,))
     key = fingerprint_key(marked)
     exported = embed(network(marked), hospitals[0], [watermark, key], seed=seed).weights
