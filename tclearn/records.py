@@ -87,13 +87,29 @@ class TrainingFacts(Record):
 
 
 @dataclass(frozen=True)
+class DataCompression(Record):
+    """The coding the training images had (`tclearn.learning.coding`): how many were JPEG 2000 (files `.jp2` /
+    `.j2k`, or DICOM in a JPEG 2000 transfer syntax), how many of those lossy, and the highest ratio among them
+    (the images' raw bytes over their coded bytes)."""
+
+    KIND = "data compression"
+    coded: int
+    lossy: int
+    max_ratio: float
+
+
+@dataclass(frozen=True)
 class DataSummary(Record):
-    """A fingerprint of the training-set manifest (`tclearn.learning.manifest`): never the data."""
+    """A fingerprint of the training-set manifest (`tclearn.learning.manifest`): never the data. With it, how
+    many of the training images the coalition's committee chose for annotation (`tclearn.learning.active`) and
+    the compression the images had (None: none was coded)."""
 
     KIND = "data summary"
     manifest_sha256: str
     files: int
     bytes: int
+    committee_chosen: int = 0
+    compression: DataCompression | None = None
 
 
 @dataclass(frozen=True)
