@@ -85,7 +85,8 @@ for hospital in co.hospitals:
     rows.append(row)
     print(
         f"candidate {row.id} by {row.proposer:<11} general {row.general:<11} "
-        f"votes +{row.approvals}/-{row.rejections}  score on G {row.score_global}  -> {row.state}"
+        f"votes +{row.approvals}/-{row.rejections}  Dice on G "
+        f"{'-' if row.score_global is None else f'{row.score_global:.3f}'}  -> {row.state}"
     )
 
 # %%
@@ -100,7 +101,8 @@ assert co.client.head() == rows[1].id
 
 # %%
 head = co.client.get_model(co.client.head(), with_uri=False)
-head
+print(f"model {head.id}: parent {head.parent_id}, proposer {head.proposer}, {head.state.name.lower()}")
+print(f"  blob sha256 {head.model_hash.hex()}, approvals {head.approvals} of {head.eligible} eligible")
 
 # %%
 assert head.parent_id == rows[0].id and head.proposer == co.hospitals[1].address
@@ -110,7 +112,8 @@ assert head.parent_id == rows[0].id and head.proposer == co.hospitals[1].address
 #
 # The coalition's head against each hospital training alone and against a model trained on all data pooled
 # (what no hospital may do), each with the same number of optimisation steps. Scores are Dice on G and on each
-# hospital's L. A tiny run like this one is far from converged: it shows the mechanics, not the final quality.
+# hospital's L. A run this small is far from converged (the head has had two short increments): it shows the
+# mechanics, not the final quality; docs/coalition.md has the figures of the full `tclearn demo`.
 
 # %%
 table = reference.score_table(co, rounds=len(rows), trainers=1)
@@ -137,29 +140,31 @@ plt.show()
 # %% [markdown]
 # ## See it
 #
-# A model is trusted once it is *seen*: the head's prediction on one image of G, beside the truth. A member
-# opens the head from the vault with its own key (variant B decrypts it for members only).
+# A model is trusted once it is *seen*: the head's foreground probability on the image of G with the largest
+# finding, beside the truth. A member opens the head from the vault with its own key (variant B decrypts it for
+# members only); `evaluate.probabilities` turns the network's logits into probabilities.
 
 # %%
 from tclearn.coalition.backend import tensors  # noqa: E402
-from tclearn.learning.samples import first_pair  # noqa: E402
+from tclearn.learning.evaluate import probabilities  # noqa: E402
 
 backend = tensors(co.backend, "the notebook")
-weights = backend.open(co.hospitals[0], head.model_hash.hex())
-model = backend.network(weights).eval()
-x, y = first_pair(co.global_test)
+model = backend.network(backend.open(co.hospitals[0], head.model_hash.hex())).eval()
+cases = co.global_test.dataset()
+index = max(range(len(cases)), key=lambda i: float(cases[i][1].sum()))
+image, truth = cases[index]
 with torch.no_grad():
-    logits = model(x)
-predicted = logits.argmax(1)[0] if logits.shape[1] > 1 else (logits[0, 0] > 0)
+    probability = probabilities(model(image.unsqueeze(0)))[0]
+foreground = probability[0] if probability.shape[0] == 1 else 1.0 - probability[0]
 
 fig, axes = plt.subplots(1, 3, figsize=(9, 3))
-for ax, picture, title in zip(
-    axes, (x[0, 0], y[0, 0], predicted), ("image (G)", "truth", "coalition head"), strict=True
-):
-    ax.imshow(picture, cmap="gray")
+panels = ((image[0], "image (G)", "gray"), (truth[0], "truth", "gray"), (foreground, "head: P(finding)", "magma"))
+for ax, (picture, title, cmap) in zip(axes, panels, strict=True):
+    ax.imshow(picture, cmap=cmap, vmin=0, vmax=1)  # the PNGs read in [0, 1], as masks and probabilities do
     ax.set_title(title)
     ax.axis("off")
 plt.show()
 
 # %%
-assert predicted.shape == y[0, 0].shape
+assert foreground.shape == truth[0].shape and 0.0 <= float(foreground.min()) <= float(foreground.max()) <= 1.0
+assert truth.sum() > 0
