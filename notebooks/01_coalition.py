@@ -35,7 +35,7 @@ from tclearn.types import Variant
 torch.manual_seed(0)
 torch.set_num_threads(2)
 work = Path(tempfile.mkdtemp(prefix="tclearn-nb01-"))
-work
+print("writing under", work)
 
 # %% [markdown]
 # ## The data
@@ -168,3 +168,11 @@ plt.show()
 # %%
 assert foreground.shape == truth[0].shape and 0.0 <= float(foreground.min()) <= float(foreground.max()) <= 1.0
 assert truth.sum() > 0
+
+# %% [markdown]
+# Everything this notebook wrote is under `work`; remove it.
+
+# %%
+import shutil  # noqa: E402
+
+shutil.rmtree(work)

@@ -189,3 +189,11 @@ display(Image(filename=str(work / "report" / "votes.png")))
 
 # %%
 assert page.exists() and "audit" in page.read_text().lower()
+
+# %% [markdown]
+# Everything this notebook wrote is under `work`; remove it.
+
+# %%
+import shutil  # noqa: E402
+
+shutil.rmtree(work)

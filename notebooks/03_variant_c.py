@@ -136,8 +136,16 @@ table = reference.score_table(co, rounds=2, trainers=1)
 for name, scores in table.items():
     print(f"{name:<12}" + "".join(f"  {s} {v:.3f}" for s, v in scores.items()))
 decrypts = [(e["account"], e["model"]) for e in reference.log() if e["action"] == "decrypt"]
-decrypts
+print("decrypt requests:", decrypts)
 
 # %%
 assert decrypts == [(reference.account.address, head_hash)]
 assert set(table) >= {"coalition", "centralized"}
+
+# %% [markdown]
+# Everything this notebook wrote is under `work`; remove it.
+
+# %%
+import shutil  # noqa: E402
+
+shutil.rmtree(work)

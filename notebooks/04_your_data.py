@@ -36,7 +36,7 @@ for dims, size in ((2, 48), (3, 24)):
     synth_coalition(work / f"synth-{dims}d", hospitals=2, train=4, test=2, global_size=4, size=size, dims=dims)
 for folder in sorted(p for p in (work / "synth-3d").rglob("*") if p.name in ("images", "masks")):
     files = sorted(folder.iterdir())
-    print(f"{str(folder.relative_to(work)):<32} {len(files)} files, e.g. {files[0].name}")
+    print(f"{folder.relative_to(work)!s:<32} {len(files)} files, e.g. {files[0].name}")
 
 # %% [markdown]
 # ## The preflight scan
@@ -55,7 +55,7 @@ for dims in (2, 3):
 # ## Your own volume, written by hand
 #
 # Say your CT and its segmentation are arrays (from your PACS export, a research pipeline, ...). Save them as NIfTI
-# with nibabel, giving the affine that maps voxels to millimetres: here 1.5 mm × 1.5 mm in-plane, 3 mm slices. The
+# with nibabel, giving the affine that maps voxels to millimetres: here 1.5 x 1.5 mm in-plane, 3 mm slices. The
 # image keeps its real values (Hounsfield units); windowing is training's business, not the reader's.
 
 # %%
@@ -102,6 +102,7 @@ assert volume[mask > 0].mean() > volume[mask == 0].mean() + 30  # the lesion is 
 #
 # Each problem is one `DataError` naming the file and the way out — no traceback to read. `check` runs the scan
 # and prints what it says.
+
 
 # %%
 def check(folder: Path) -> str:
@@ -153,3 +154,11 @@ assert shapes.startswith("DataError") and "case2" in shapes
 # %% [markdown]
 # Once the scan passes, the folder is ready: give its parent as `--data` to `tclearn demo`, or as a site's `data`
 # in `tclearn coalition up` (docs/node.md).
+
+# %% [markdown]
+# Everything this notebook wrote is under `work`; remove it.
+
+# %%
+import shutil  # noqa: E402
+
+shutil.rmtree(work)
