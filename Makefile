@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt
 NODE_MODULES := contracts/node_modules
 
-.PHONY: demo test lint types contracts contracts-check bench install dev chain-tools browser-tools postgres-tools clean
+.PHONY: demo test notebooks lint types contracts contracts-check bench install dev chain-tools browser-tools postgres-tools clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,12 @@ contracts-check: dev chain-tools
 
 test: dev chain-tools browser-tools postgres-tools lint types contracts-check
 	$(PY) -m pytest -q -p no:cacheprovider
+	$(NBMAKE)
+
+## Every notebook top to bottom in a fresh kernel (notebooks/README.md); each under 2 minutes, a cell under 100 s.
+NBMAKE = $(PY) -m pytest -q -p no:cacheprovider --nbmake --nbmake-timeout=100 --timeout=120 notebooks/*.ipynb
+notebooks: dev
+	$(NBMAKE)
 
 bench: dev chain-tools
 	$(PY) bench/cli.py
