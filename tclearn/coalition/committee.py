@@ -58,3 +58,13 @@ def committee(co: Coalition, member: Hospital, k: int) -> list[CommitteeModel]:
             models=len(seated),
         )
     return seated
+
+
+def head_model(co: Coalition, member: Hospital) -> CommitteeModel:
+    """The head, opened and verified by `member`: the one model of single-model uncertainty (tta, dropout); it may
+    be the genesis, whose uncertainty is that of a random network."""
+    backend = tensors(co.backend, "ranking by one model's uncertainty")
+    head = co.client.head()
+    record = co.client.get_model(head, with_uri=False)
+    weights = backend.open(member, record.model_hash.hex())
+    return CommitteeModel(head, record.proposer, record.model_hash.hex(), backend.network(weights))

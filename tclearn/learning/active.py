@@ -19,7 +19,6 @@ the image downsampled to 16 pixels a side, centred), so near-duplicates are not 
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import itertools
 import json
@@ -33,6 +32,7 @@ from torch import nn
 from torch.nn import functional
 
 from tclearn.errors import ConfigError, DataError
+from tclearn.learning.choices import Measure
 from tclearn.learning.data import is_image
 from tclearn.learning.evaluate import probabilities
 
@@ -40,27 +40,6 @@ COMMITTEE_FILE = "committee.json"
 COMMITTEE_SCHEMA = "tclearn.committee/1"
 DESCRIPTOR_EDGE = 16
 DROPOUT_RUNS = 8
-
-
-class Method(enum.StrEnum):
-    COMMITTEE = "committee"  # the coalition's models disagree (query by committee)
-    TTA = "tta"  # one model disagrees with itself under flips of the input
-    DROPOUT = "dropout"  # one model disagrees with itself under dropout (networks with dropout only)
-    RANDOM = "random"  # a seeded random order: the baseline
-
-
-class Measure(enum.StrEnum):
-    DICE = "dice"  # pairwise Dice disagreement
-    ENTROPY = "entropy"  # vote entropy
-
-
-def choice(enum_type: type[enum.StrEnum], value: str, what: str) -> enum.StrEnum:
-    """`value` as a member of `enum_type`; a `ConfigError` naming the choices otherwise."""
-    try:
-        return enum_type(value)
-    except ValueError:
-        options = ", ".join(m.value for m in enum_type)
-        raise ConfigError(f"unknown {what} {value!r}; expected one of {options}") from None
 
 
 def votes(maps: torch.Tensor) -> torch.Tensor:

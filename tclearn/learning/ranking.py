@@ -31,8 +31,6 @@ from tclearn.learning.active import (
     COMMITTEE_FILE,
     COMMITTEE_SCHEMA,
     MEASURES,
-    Measure,
-    Method,
     descriptor,
     dropout_maps,
     file_sha256,
@@ -42,6 +40,7 @@ from tclearn.learning.active import (
     tta_maps,
     votes,
 )
+from tclearn.learning.choices import Measure, Method
 from tclearn.learning.data import Task, find_mask, list_images, read_image, read_mask, stem
 from tclearn.learning.evaluate import probabilities
 from tclearn.learning.inference import infer
