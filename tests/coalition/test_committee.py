@@ -10,26 +10,15 @@ import torch
 
 from tclearn.coalition.committee import committee
 from tclearn.coalition.context import Coalition
-from tclearn.coalition.rounds import run_round
 from tclearn.errors import ConfigError, ConflictError, IntegrityError
-from tclearn.learning.synth import synth_coalition
-from tclearn.ledger.chain import embedded_chain
-from tclearn.simulation.demo import DemoSettings, setup
 from tclearn.types import Variant
-
-MEMBERS = 3
+from tests.site.lineage import founded, grow
 
 
 @pytest.fixture(scope="module")
 def co(tmp_path_factory: pytest.TempPathFactory) -> Coalition:
-    """A variant B coalition of three hospitals, model 1 committed by hospital 0 (the only one so far)."""
-    torch.set_num_threads(1)
-    data = tmp_path_factory.mktemp("committee") / "data"
-    synth_coalition(data, hospitals=MEMBERS, train=8, test=4, global_size=8, size=32, seed=0)
-    settings = DemoSettings(members=MEMBERS, byzantine=0, variant=Variant.B, data=data, epochs=1, baselines=False)
-    co, _ = setup(settings, embedded_chain(MEMBERS + 3), tmp_path_factory.mktemp("coalition"))
-    assert run_round(co, co.hospitals[0]).state == "committed"
-    return co
+    """Model 1 committed by hospital 0, the only hospital so far."""
+    return founded(tmp_path_factory.mktemp("committee"))
 
 
 def test_one_hospital_is_no_committee(co: Coalition) -> None:
@@ -40,8 +29,7 @@ def test_one_hospital_is_no_committee(co: Coalition) -> None:
 @pytest.fixture(scope="module")
 def grown(co: Coalition) -> Coalition:
     """Models 2 (hospital 1) and 3 (hospital 1 again) committed on top of model 1."""
-    for hospital in (1, 1):
-        assert run_round(co, co.hospitals[hospital]).state == "committed"
+    grow(co)
     assert co.client.head() == 3
     return co
 
