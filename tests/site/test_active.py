@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import Result
 from PIL import Image
+from typer.testing import Result
 
 from tclearn.cli.app import app
 from tclearn.coalition.context import Coalition
