@@ -277,7 +277,9 @@ class RankIn(BaseModel):
     measure: Measure = Measure.DICE
     unlabelled: str | None = Field(default=None, description="a sub-folder of the site's unlabelled folder")
     seed: int = Field(default=0, description="the random method's seed")
-    diversity: float = Field(default=0.3, ge=0, description="weight against near-duplicates (0: none)")
+    diversity: float = Field(
+        default=0.3, ge=0, allow_inf_nan=False, description="weight against near-duplicates (0: none)"
+    )
 
 
 class CommitteeModelOut(BaseModel):

@@ -148,8 +148,8 @@ def cosine(descriptors: np.ndarray) -> np.ndarray:
 def select(scores: Sequence[float], descriptors: np.ndarray, diversity: float) -> list[int]:
     """Every index of `scores`, in the order picked: greedily the largest score (scaled to [0, 1] over the pool)
     minus `diversity` x its largest cosine similarity to an index already picked; ties go to the lower index."""
-    if diversity < 0:
-        raise ConfigError(f"diversity must be >= 0, got {diversity!r}")
+    if not math.isfinite(diversity) or diversity < 0:
+        raise ConfigError(f"diversity must be a number >= 0, got {diversity!r}")
     values = np.asarray(scores, dtype=np.float64)
     if len(values) != len(descriptors):
         raise DataError(f"{len(values)} scores for {len(descriptors)} descriptors")

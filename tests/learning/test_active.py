@@ -150,9 +150,10 @@ def test_select_by_score_alone(scores: list[float], order: list[int]) -> None:
     assert select(scores, np.zeros((len(scores), 4)), 0.0) == order
 
 
-def test_select_refuses_a_negative_diversity() -> None:
-    with pytest.raises(ConfigError, match="diversity"):
-        select([1.0], np.zeros((1, 4)), -1.0)
+@pytest.mark.parametrize("diversity", [-1.0, math.inf, math.nan])
+def test_select_refuses_a_bad_diversity(diversity: float) -> None:
+    with pytest.raises(ConfigError, match="diversity must be a number >= 0"):
+        select([1.0], np.zeros((1, 4)), diversity)
 
 
 def test_committee_chosen_counts_listed_images(tmp_path: Path) -> None:
