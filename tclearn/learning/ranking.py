@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,8 +91,14 @@ def parse_budget(text: str, pool: int) -> int:
 def _maps(models: Sequence[CommitteeModel], x: torch.Tensor, method: Method, task: Task, device: str) -> torch.Tensor:
     """The probability maps whose disagreement scores image `x` `(1, C, *spatial)`; `(K, ...)`."""
 
-    def predict(network: nn.Module) -> Any:
-        return lambda batch: probabilities(infer(network, batch, device=device, task=task))
+    def predict(network: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+        def run(batch: torch.Tensor) -> torch.Tensor:
+            probs = probabilities(infer(network, batch, device=device, task=task))
+            if task is Task.SEGMENTATION and probs.shape[1] > 1:  # channels: background first, any other is foreground
+                return 1.0 - probs[:, :1]
+            return probs
+
+        return run
 
     if method is Method.TTA:
         return tta_maps(predict(models[0].network), x)
