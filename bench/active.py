@@ -119,6 +119,8 @@ def one_seed(seed: int, pool_size: int, seed_size: int, test_size: int, steps: i
         "head_dice": float(evaluate(head, test, device="cpu").score),
         "seed_set_dice": score_with([]),
         "all_labels_dice": everything,
+        "pool_positive_share": float((pool.targets.flatten(1).amax(dim=1) > 0).float().mean()),
+        "pool_finding_pixels": float(pool.targets.mean()),
         "methods": {},
     }
     for method in ("committee", "random", "tta"):
@@ -128,7 +130,15 @@ def one_seed(seed: int, pool_size: int, seed_size: int, test_size: int, steps: i
         for budget in BUDGETS:
             picked = order[: max(1, round(budget * len(pool)))]
             dice = score_with(picked)
-            rows[f"{round(budget * 100)}%"] = {"picked": len(picked), "dice": dice, "ratio": dice / everything}
+            truth = pool.targets[picked]
+            rows[f"{round(budget * 100)}%"] = {
+                "picked": len(picked),
+                "dice": dice,
+                "ratio": dice / everything,
+                # what was picked: the share of images with a finding, and of pixels that are finding
+                "positive_share": float((truth.flatten(1).amax(dim=1) > 0).float().mean()),
+                "finding_pixels": float(truth.mean()),
+            }
         result["methods"][method] = rows
     result["seconds"] = round(time.perf_counter() - started, 1)
     return result
