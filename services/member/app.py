@@ -14,6 +14,8 @@
     POST /exports                    export a committed model with this hospital's fingerprint (operator only)
     GET  /exports                    this hospital's exports on chain
     GET  /exports/{id}/model         an export's file as this site wrote it (operator only)
+    POST /active/rank                rank the site's unlabelled images for annotation (operator only)
+    GET  /active/rankings/{id}/thumbnails/{file}  a ranked image's thumbnail PNG (operator only)
     GET  /privacy                    every member's privacy budget (spent, cap, left) and this hospital's charges
     GET  /gov/proposals              every governance proposal with its tally and ballots
     GET  /gov/proposals/{id}         one proposal
@@ -64,6 +66,8 @@ from services.member.schemas import (
     ModelSummary,
     Prediction,
     PrivacyOut,
+    RankIn,
+    RankingOut,
     SiteInfo,
 )
 from tclearn import __version__
@@ -73,6 +77,7 @@ from tclearn.learning.data import IMAGE_SUFFIXES, read_image
 from tclearn.learning.overlays import overlay
 from tclearn.learning.predict import check_predictable, predict_boxes
 from tclearn.ledger.directory import ChainDirectory
+from tclearn.site.active import RankRequest, rank_for_api, thumbnail_path
 from tclearn.site.config import MemberSettings, SiteConfig, site_from_env
 from tclearn.site.exports import export_to, listed, own_file
 from tclearn.site.finetune import FinetuneOptions
@@ -386,6 +391,31 @@ def create_app(
             raise AccessDenied("an export's file is this hospital's: only its operator downloads it")
         path = await run_in_threadpool(own_file, site, export_id, (await current()).exports)
         return FileResponse(path, media_type="application/octet-stream", filename=f"export-{export_id}.safetensors")
+
+    @app.post("/active/rank", responses={**AUTH_ERRORS, **error_responses(400, 404, 409)})
+    async def active_rank(body: RankIn, who: Authenticated) -> RankingOut:
+        """Ranks the images of this site's unlabelled folder (or a sub-folder of it) for annotation by the
+        committee's disagreement (or one model's, or at random); the first `budget` are chosen. Operator only;
+        answers when done. 409 when fewer than two hospitals' models are committed."""
+        if not who.operator:
+            raise AccessDenied("a ranking reads this hospital's unlabelled images: its operator asks for it")
+        request = RankRequest(str(body.budget), body.committee, body.method, body.measure, body.seed, body.diversity)
+        ranking_id, ranking = await run_in_threadpool(rank_for_api, site, request, body.unlabelled)
+        base = f"/active/rankings/{ranking_id}/"
+        rows = [{**r, "thumbnail": base + r["thumbnail"]} for r in ranking["ranked"]]
+        return RankingOut.model_validate({**ranking, "ranking_id": ranking_id, "ranked": rows})
+
+    @app.get(
+        "/active/rankings/{ranking_id}/thumbnails/{name}",
+        response_class=FileResponse,
+        responses={200: {"content": {"image/png": {}}}, **AUTH_ERRORS, **error_responses(404)},
+    )
+    async def active_thumbnail(ranking_id: str, name: str, who: Authenticated) -> Response:
+        """A thumbnail of a ranking this site wrote: the image with the committee's mean probability. Operator
+        only."""
+        if not who.operator:
+            raise AccessDenied("a thumbnail shows this hospital's images: only its operator gets it")
+        return FileResponse(thumbnail_path(site, ranking_id, name), media_type="image/png")
 
     app.include_router(governance_router(site))
     return app

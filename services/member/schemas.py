@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tclearn.learning.choices import Measure, Method
 from tclearn.site.jobs import Job, JobKind, JobState
 
 
@@ -264,3 +265,46 @@ class ExportOut(BaseModel):
     tx_hash: str | None = None
     scores: list[ScoreOut] = Field(default_factory=list)
     file: bool = Field(description="whether this site holds the file (GET /exports/{id}/model)")
+
+
+class RankIn(BaseModel):
+    """Which images of this site's unlabelled folder an expert should annotate first (docs/active.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+    budget: int | str = Field(description="how many to choose: a count, or a share of the folder such as '10%'")
+    committee: int = Field(default=3, ge=2, description="committee size K: the last K hospitals' committed models")
+    method: Method = Method.COMMITTEE
+    measure: Measure = Measure.DICE
+    unlabelled: str | None = Field(default=None, description="a sub-folder of the site's unlabelled folder")
+    seed: int = Field(default=0, description="the random method's seed")
+    diversity: float = Field(
+        default=0.3, ge=0, allow_inf_nan=False, description="weight against near-duplicates (0: none)"
+    )
+
+
+class CommitteeModelOut(BaseModel):
+    model_id: int
+    proposer: str
+    model_hash: str
+
+
+class RankedOut(BaseModel):
+    rank: int
+    name: str
+    sha256: str
+    score: float
+    chosen: bool
+    thumbnail: str = Field(description="the thumbnail's URL path (GET, operator only)")
+
+
+class RankingOut(BaseModel):
+    """A ranking this site wrote under its `rankings` folder."""
+
+    ranking_id: str
+    method: Method
+    measure: Measure | None
+    budget: int
+    diversity: float
+    seed: int
+    committee: list[CommitteeModelOut]
+    ranked: list[RankedOut]

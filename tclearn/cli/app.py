@@ -9,6 +9,7 @@ import typer
 from tclearn import __version__
 from tclearn.cli import (
     account,
+    active,
     audit,
     auditor,
     chain,
@@ -53,6 +54,7 @@ def _options(
 
 
 app.add_typer(chain.app, name="chain")
+app.add_typer(active.app, name="active")
 app.add_typer(account.app, name="account")
 app.add_typer(coalition.app, name="coalition")
 app.add_typer(member.app, name="member")

@@ -70,3 +70,19 @@ class Aggregator(enum.StrEnum):
 
 # The one default, for the coalition policy, the demo and the CLI: robust to a minority of poisoned contributions.
 DEFAULT_AGGREGATOR = Aggregator.MEDIAN
+
+
+class Method(enum.StrEnum):
+    """How active learning ranks unlabelled images (`tclearn.learning.active`)."""
+
+    COMMITTEE = "committee"  # the coalition's models disagree (query by committee)
+    TTA = "tta"  # one model disagrees with itself under flips of the input
+    DROPOUT = "dropout"  # one model disagrees with itself under dropout (networks with dropout only)
+    RANDOM = "random"  # a seeded random order: the baseline
+
+
+class Measure(enum.StrEnum):
+    """How a committee's disagreement on one image is measured."""
+
+    DICE = "dice"  # pairwise Dice disagreement
+    ENTROPY = "entropy"  # vote entropy

@@ -138,6 +138,8 @@ class SiteConfig(ServiceSettings):
     state: str = "sqlite:///state.db"  # SQLAlchemy URL: event cursor, jobs, votes cast
     finetuned: Path = Path("finetuned")  # the hospital's own fine-tuned models (never in the vault or on chain)
     exports: Path = Path("exports")  # member API: the fingerprinted copies this hospital exported (each on chain)
+    unlabelled: Path | None = None  # active learning: the images waiting for annotation (the member API ranks these)
+    rankings: Path = Path("rankings")  # member API: the rankings it wrote (ranking.json and thumbnails each)
     attack: Attack = Attack.NONE  # simulations only: makes this site a Byzantine member
     poll_interval: float = Field(default=1.0, gt=0)
     keeper_interval: float = Field(default=10.0, gt=0)  # node: how often deadlines are checked without events
@@ -179,6 +181,8 @@ class SiteConfig(ServiceSettings):
                 "nonce_locks",
                 "finetuned",
                 "exports",
+                "unlabelled",
+                "rankings",
             )
             if isinstance(value := getattr(self, name), Path) and not value.is_absolute()
         }
