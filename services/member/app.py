@@ -62,7 +62,7 @@ from services.member.schemas import (
     PrivacyOut,
     SiteInfo,
 )
-from services.member.uploads import ModelCache, check_size, read_upload
+from services.member.uploads import ModelCache, check_committed, check_size, read_upload, upload_body
 from tclearn import __version__
 from tclearn.coalition.backend import tensors
 from tclearn.errors import AccessDenied, ConflictError, DataError
@@ -75,7 +75,6 @@ from tclearn.site.finetune import FinetuneOptions
 from tclearn.site.jobs import JobRunner
 from tclearn.site.open import Site, open_site
 from tclearn.state.db import Database
-from tclearn.types import ModelState
 from tclearn.vault.audience import Audience, CoalitionId, service_url
 from tclearn.vault.replay import ReplayStore
 from tclearn.vault.replay_db import open_replay_store
@@ -212,20 +211,7 @@ def create_app(
             **AUTH_ERRORS,
             **error_responses(400, 404, 409, 413),
         },
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "multipart/form-data": {
-                        "schema": {
-                            "type": "object",
-                            "properties": {"image": {"type": "string", "format": "binary"}},
-                            "required": ["image"],
-                        }
-                    }
-                },
-            }
-        },
+        openapi_extra=upload_body(),
     )
     async def predict(
         model_id: int,
@@ -239,8 +225,7 @@ def create_app(
         TIFF, NIfTI or DICOM, by its file name); `?format=png` answers the overlay picture instead."""
         check_size(request)
         model = await snapshot_model(model_id)
-        if model.state != ModelState.COMMITTED.name.lower():
-            raise ConflictError(f"model {model_id} is {model.state}; predictions use committed models only")
+        check_committed(model_id, model.state)
         backend = tensors(co.backend, f"model {model_id}")
         check_predictable(backend.config, threshold, dims=(2,))  # BoxOut and the overlay are 2-D
         form = await request.form(max_files=1, max_fields=10)

@@ -27,32 +27,15 @@ from services.member.auth import Authenticated
 from services.member.history import HistoryCache, Snapshot
 from services.member.predictions import Predicted, PredictionCache, find, picture, truth_of
 from services.member.schemas import ModelDetail, ModelSummary
-from services.member.uploads import ModelCache, check_size, read_upload, uploaded
+from services.member.uploads import ModelCache, check_committed, check_size, read_upload, upload_body, uploaded
 from tclearn.coalition.backend import tensors
-from tclearn.errors import ConflictError, DataError
+from tclearn.errors import DataError
 from tclearn.site.open import Site
-from tclearn.types import ModelState
 
 STATIC = Path(__file__).parent / "static"
 ERRORS = error_responses(400, 401, 403, 404, 409, 413, 422)
 PNG: dict[int | str, dict[str, Any]] = {200: {"content": {"image/png": {}}, "description": "the overlay picture"}}
-UPLOAD_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "image": {"type": "string", "format": "binary"},
-                        "mask": {"type": "string", "format": "binary", "description": "optional truth mask"},
-                    },
-                    "required": ["image"],
-                }
-            }
-        },
-    }
-}
+UPLOAD_BODY = upload_body(mask="optional truth mask, the same shape as the image")
 
 
 class ScoredModel(ModelSummary):
@@ -140,8 +123,7 @@ def install_console(app: FastAPI, site: Site, models: ModelCache, history: Histo
         without running the model again; nothing is written to disk."""
         check_size(request)
         model = (await current()).model(model_id)
-        if model.state != ModelState.COMMITTED.name.lower():
-            raise ConflictError(f"model {model_id} is {model.state}; predictions use committed models only")
+        check_committed(model_id, model.state)
         backend = tensors(co.backend, f"model {model_id}")
         form = await request.form(max_files=2, max_fields=10)
         image_file = await uploaded(form, "image")

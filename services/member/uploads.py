@@ -7,6 +7,7 @@ import tempfile
 import threading
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from fastapi import Request
@@ -14,9 +15,10 @@ from starlette.datastructures import FormData, UploadFile
 from torch import nn
 
 from tclearn.coalition.backend import tensors
-from tclearn.errors import DataError, TooLargeError
+from tclearn.errors import ConflictError, DataError, TooLargeError
 from tclearn.learning.data import IMAGE_SUFFIXES, read_image
 from tclearn.site.open import Site
+from tclearn.types import ModelState
 
 MAX_UPLOAD_BYTES = 32 << 20
 MAX_PIXELS = 4096 * 4096
@@ -44,6 +46,25 @@ class ModelCache:
             while len(self._models) > self.size:
                 self._models.popitem(last=False)
         return model
+
+
+def upload_body(**optional: str) -> dict[str, Any]:
+    """The OpenAPI request body of a prediction route: the file field `image`, and each of `optional` (a field's
+    name and description)."""
+    fields = {name: {"type": "string", "format": "binary", "description": text} for name, text in optional.items()}
+    schema = {"type": "object", "properties": {"image": {"type": "string", "format": "binary"}, **fields}}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": {**schema, "required": ["image"]}}},
+        }
+    }
+
+
+def check_committed(model_id: int, state: str) -> None:
+    """Predictions use committed models only: 409 naming the model's state otherwise."""
+    if state != ModelState.COMMITTED.name.lower():
+        raise ConflictError(f"model {model_id} is {state}; predictions use committed models only")
 
 
 def _upload_suffix(filename: str) -> str:

@@ -49,7 +49,7 @@ function fillTable(id, rows) {
 // ---- the bearer token --------------------------------------------------------------------------------
 // Given once: in the URL's fragment (`#token=...`, which never reaches the server), or typed into the page's
 // #login form. Kept for this browser tab only (sessionStorage under `key`), sent as a bearer token; a 401 shows
-// the form again. `what` names the token in messages ("auditor token", "operator token").
+// the form again. `what` names the token in the form and messages ("auditor token", "operator token").
 function bearerSession(key, what) {
   const token = () => sessionStorage.getItem(key);
 
@@ -70,9 +70,10 @@ function bearerSession(key, what) {
     if (token()) headers.authorization = `Bearer ${token()}`;
     const response = await fetch(path, { ...options, headers });
     if (response.status === 401) {
-      const body = await response.json();
-      showLogin(body.message || `this page needs the ${what}`);
-      throw new Error(`${body.message || "unauthorized"}: enter the ${what}`);
+      // Without a token the API's refusal speaks of what it lacks (for a member API: a peer's signature).
+      const reason = token() ? (await response.json()).message || "unauthorized" : `this page needs the ${what}`;
+      showLogin(reason);
+      throw new Error(`${reason}: enter the ${what}`);
     }
     return response;
   }
@@ -102,14 +103,17 @@ function bearerSession(key, what) {
     setTimeout(() => URL.revokeObjectURL(url), 10_000);
   }
 
-  // The #login form stores the typed token, hides itself and calls `signedIn`.
+  // Fills the page's empty <form id="login">: it stores the typed token, hides itself and calls `signedIn`.
   function bindLogin(signedIn) {
-    document.getElementById("login").addEventListener("submit", (event) => {
+    const form = document.getElementById("login");
+    const field = el("input", { id: "token", name: "token", type: "password", autocomplete: "off", required: "" });
+    const label = el("label", { for: "token" }, what[0].toUpperCase() + what.slice(1));
+    form.replaceChildren(label, field, el("button", { type: "submit" }, "Sign in"), el("span", { id: "login-message", class: "muted" }));
+    form.addEventListener("submit", (event) => {
       event.preventDefault();
-      const field = document.getElementById("token");
       sessionStorage.setItem(key, field.value.trim());
       field.value = "";
-      document.getElementById("login").hidden = true;
+      form.hidden = true;
       signedIn();
     });
   }

@@ -4,8 +4,8 @@ loopback over the Anvil coalition with a committed model.
 As the hospital's staff would: open the console with the operator token in the URL's fragment, see the lineage,
 upload an image with its truth mask and see both models' overlays side by side, fine-tune locally and watch the
 job's progress move to done, then upload a non-image and ask for the committee's ranking (not on this member
-API yet): a clear message each time. No console error but the 4xx answers of those last two. Screenshots are
-kept in out/test-artifacts/console*.png.
+API yet): a clear message each time. No console error but the 4xx answers of those last two. A new tab without
+the token is asked for it and signs in. Screenshots are kept in out/test-artifacts/console*.png.
 """
 
 from __future__ import annotations
@@ -98,10 +98,20 @@ def test_the_console_predicts_compares_fine_tunes_and_names_bad_input(
                 "Committee ranking is not available on this member service."
             )
             page.screenshot(path=str(ARTIFACTS / "console-bad-upload.png"), full_page=True)
+
+            fresh = browser.new_context().new_page()  # a new tab's session: no token yet, the form asks for it
+            fresh.goto(f"{console_url}/console")
+            fresh.locator("#login #token").wait_for(timeout=20_000)
+            asked = fresh.inner_text("#login-message")
+            fresh.fill("#token", OPERATOR_TOKEN)
+            fresh.click("#login button[type=submit]")
+            expect(fresh.locator("#status")).to_contain_text(f"head: model {coalition_a.committed}", timeout=20_000)
+            form_hidden = fresh.locator("#login").is_hidden()
         finally:
             browser.close()
 
     assert "token=" not in address_bar
+    assert "operator token" in asked and form_hidden
     assert lineage_rows == coalition_a.deployed.client.model_count()
     assert "committed" in head_row
     assert shown == [coalition_a.committed, 0] and overlays == [[512, 256], [512, 256]]  # truth beside prediction
