@@ -10,14 +10,19 @@ the token is asked for it and signs in. Screenshots are kept in out/test-artifac
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 
 from services.member.app import create_app
+from services.member.console import PredictionOut
+from services.member.predictions import picture
 from tests.services.conftest import OPERATOR_TOKEN, Coalition3
 from tests.services.test_auditor_browser import ARTIFACTS, browser_binary
+from tests.services.test_console_predictions import UNET_3D, kept, volume_with_cube
 from tests.vault.conftest import serve_app
 
 pytestmark = [pytest.mark.anvil, pytest.mark.browser, pytest.mark.slow]
@@ -122,3 +127,63 @@ def test_the_console_predicts_compares_fine_tunes_and_names_bad_input(
     assert results_after_bad == 0
     assert len(problems) == 2 and all("Failed to load resource" in p for p in problems[len(clean) :]), problems
     assert all((ARTIFACTS / name).stat().st_size > 10_000 for name in ("console.png", "console-jobs.png"))
+
+
+def test_the_slice_browser_steps_through_a_volume_without_predicting_again(
+    console_url: str, coalition_a: Coalition3, tmp_path: Path
+) -> None:
+    """The coalition here is 2-D: the page is given a real 3-D prediction (a cube found in a 16x16x12 volume) and
+    its real slice pictures by intercepting the two prediction routes; everything else is the live service."""
+    executable = browser_binary()
+    from playwright.sync_api import Route, expect, sync_playwright
+
+    volume = volume_with_cube()
+    predicted = kept(volume, UNET_3D)
+    asked: dict[str, list[int | None]] = {"predictions": [], "slices": []}
+
+    def prediction(route: Route) -> None:
+        asked["predictions"].append(None)
+        body = PredictionOut.of(predicted).model_dump()
+        route.fulfill(status=201, content_type="application/json", body=json.dumps(body))
+
+    def slice_picture(route: Route) -> None:
+        z = int(parse_qs(urlparse(route.request.url).query)["z"][0])
+        asked["slices"].append(z)
+        route.fulfill(status=200, content_type="image/png", body=picture(predicted, z))
+
+    upload = tmp_path / "volume.nii"
+    upload.write_bytes(b"the page sends it; the intercepted route answers")
+    problems: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+            page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+            page.route("**/models/*/predictions*", prediction)
+            page.route("**/predictions/*/overlay.png*", slice_picture)
+            page.goto(f"{console_url}/console#token={OPERATOR_TOKEN}")
+            expect(page.locator("#status")).to_contain_text("head: model", timeout=20_000)
+
+            page.set_input_files("#image", str(upload))
+            page.click("#predict-button")
+            first = predicted.slices[0]
+            expect(page.locator("#result-a .slice-label")).to_have_text(f"z {first} of 11", timeout=20_000)
+            slider_max = page.get_attribute("#result-a input.slice", "max")
+            page.click("#result-a button.next")
+            expect(page.locator("#result-a .slice-label")).to_have_text(f"z {first + 1} of 11")
+            page.locator("#result-a input.slice").fill("5")  # a range input: fill sets it and fires change
+            expect(page.locator("#result-a img.overlay")).to_have_attribute("data-z", "5")
+            in_slice = page.locator("#boxes-a tbody tr.in-slice").count()
+            page.locator("#result-a input.slice").fill("10")
+            expect(page.locator("#result-a img.overlay")).to_have_attribute("data-z", "10")
+            outside = page.locator("#boxes-a tbody tr.in-slice").count()
+            page.screenshot(path=str(ARTIFACTS / "console-volume.png"), full_page=True)
+        finally:
+            browser.close()
+
+    assert slider_max == "11"
+    assert asked["predictions"] == [None]  # one prediction, every slice drawn from it
+    assert asked["slices"] == [first, first + 1, 5, 10]
+    assert in_slice == 1 and outside == 0  # the cube spans z 3 to 6
+    assert problems == []

@@ -9,6 +9,7 @@ const MAX_UPLOAD_BYTES = 32 * 1024 * 1024; // services/member/uploads.py
 const POLL_MS = 500;
 const state = { models: [], jobs: new Map(), polling: null };
 
+const findings = (n) => `${n} finding${n === 1 ? "" : "s"}`;
 const mean = (value) => (value === null || value === undefined ? "—" : value.toFixed(3));
 
 function message(id, text, isError = false) {
@@ -95,7 +96,7 @@ async function showSlice(panel, prediction, z) {
 
 function resultPanel(which, prediction) {
   const panel = el("div", { class: "result", id: `result-${which}`, "data-model": prediction.model_id, "data-prediction": prediction.id });
-  const found = `${prediction.boxes.length} finding${prediction.boxes.length === 1 ? "" : "s"}`;
+  const found = findings(prediction.boxes.length);
   const truth = prediction.truth === null ? "" : `; truth: ${prediction.truth.length}`;
   panel.append(
     el("h3", {}, `Model ${prediction.model_id}: ${found}${truth} (${prediction.dims}-D, ${prediction.shape.slice(1).join(" × ")})`),
@@ -149,7 +150,7 @@ async function predict(event) {
     const panels = predictions.map((p, i) => resultPanel(i ? "b" : "a", p));
     results.replaceChildren(...panels.map((p) => p.panel));
     await Promise.all(panels.map((p, i) => showSlice(p.panel, predictions[i], p.z)));
-    message("predict-message", predictions.map((p) => `model ${p.model_id}: ${p.boxes.length} findings`).join("; "));
+    message("predict-message", predictions.map((p) => `model ${p.model_id}: ${findings(p.boxes.length)}`).join("; "));
   } catch (error) {
     results.replaceChildren();
     message("predict-message", error.message, true);
