@@ -71,7 +71,8 @@ def test_the_lineage_carries_each_models_mean_scores(api: TestClient, coalition_
     detail = api.get(f"/models/{coalition_a.committed}", headers=OPERATOR).json()
     scores = [v["score_global"] for v in detail["votes"]]
     committed = by_id[coalition_a.committed]
-    assert committed["votes"] == len(scores) == 2 and committed["head"] and committed["state"] == "committed"
+    assert committed["votes"] == len(scores) == 2 and committed["state"] == "committed"
+    assert [m["id"] for m in by_id.values() if m["head"]] == [coalition_a.deployed.client.head()]
     assert committed["score_global"] == pytest.approx(sum(scores) / len(scores))
     assert by_id[0]["votes"] == 0 and by_id[0]["score_global"] is None
 
