@@ -1,5 +1,5 @@
 """What every tclearn service shares: the app itself (`service_app`), errors mapped to HTTP in one place,
-signed-request callers, serving.
+signed-request callers, serving, the pages' shared static files and their CSP.
 
 Every error response is JSON `{"code": ..., "message": ..., ...details}`: a `TclearnError` gives its own
 code, HTTP status and details; FastAPI's request validation gives 422 `invalid_request` naming each bad
@@ -17,7 +17,8 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException
 
@@ -31,6 +32,11 @@ from tclearn.vault.signing import RequestVerifier
 
 log = logging.getLogger(__name__)
 
+
+SHARED_STATIC = Path(__file__).parent / "static"
+# A service page loads nothing from elsewhere, runs no inline script and sends data only to its service; pictures
+# fetched with the token are shown from blob: URLs.
+PAGE_CSP = "default-src 'self'; img-src 'self' data: blob:; frame-ancestors 'none'"
 
 MAX_LOG_ENTRIES = 100_000
 LogLimit = Annotated[int, Query(ge=1, le=MAX_LOG_ENTRIES, description="the most entries to return, newest first")]
@@ -92,6 +98,16 @@ def service_app(title: str, *, registry: CollectorRegistry | None = None, **opti
     install_observability(app, registry)
     install_docs(app)
     return app
+
+
+def mount_shared_static(app: FastAPI) -> None:
+    """The pages' shared script and style (`services/static`: DOM helpers, the bearer token) under /shared."""
+    app.mount("/shared", StaticFiles(directory=SHARED_STATIC), name="shared")
+
+
+def page(index: Path) -> FileResponse:
+    """A service page's HTML under the strict `PAGE_CSP`."""
+    return FileResponse(index, headers={"content-security-policy": PAGE_CSP})
 
 
 def signed_caller(

@@ -1,6 +1,6 @@
 """The auditor service: a read-only dashboard and JSON API over a coalition's chain and vault.
 
-    GET  /                        the dashboard (static HTML + JS, no network beyond this service)
+    GET  /                        the dashboard (static HTML + JS, no network beyond this service; /static, /shared)
     GET  /health                  chain reachable, the head the auditor has read up to         200
     GET  /api/lineage             every model: state, parent, proposer, general, votes, hashes    200
     GET  /api/models/{id}         one model with its votes (scores, evidence, strata), blob checks 200 / 404
@@ -14,7 +14,7 @@
     GET  /report.html             the audit report as one self-contained HTML page                200
     GET  /report.json             the same as JSON: audit verdict, history, integrity, scores     200
 
-Everything but /, /static and /health needs `Authorization: Bearer <auditor token>`: the token whose sha256 is
+Everything but /, /static, /shared and /health needs `Authorization: Bearer <auditor token>`: the token whose sha256 is
 `token_sha256` in the settings (`tclearn auditor token` makes one; `tclearn auditor serve` without one makes a
 token for that run and prints the dashboard's URL with it). The dashboard reads the token from the URL's
 fragment (`/#token=...`, never sent to the server) or asks for it once, and keeps it for the browser tab.
@@ -45,7 +45,7 @@ from services.auditor.schemas import (
     PrivacyAudit,
     ScorePoint,
 )
-from services.common import LogLimit, error_responses, service_app
+from services.common import LogLimit, error_responses, mount_shared_static, page, service_app
 from services.member.schemas import ProposalOut
 from tclearn.audit.config import AccessLog, AuditorSettings, no_access_log, open_access_log, open_store
 from tclearn.audit.evidence import all_evidence, votes_evidence
@@ -66,8 +66,6 @@ from tclearn.types import ModelState
 from tclearn.vault.store import BlobStore
 
 STATIC = Path(__file__).parent / "static"
-# The dashboard loads nothing from elsewhere, runs no inline script and sends data only to this service.
-DASHBOARD_CSP = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
 AUDITOR_SCHEME = HTTPBearer(auto_error=False, description="the auditor token (its sha256 is token_sha256)")
 AUTH_ERRORS = error_responses(401, 422)
 
@@ -86,6 +84,7 @@ def create_app(
     metadata: dict[bytes, Privacy | None] = {}  # metadata hash -> the Privacy it declares (blobs never change)
     app = service_app("tclearn auditor")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    mount_shared_static(app)
 
     def auditor(request: Request, _bearer: Annotated[Any, Security(AUDITOR_SCHEME)] = None) -> None:
         """Checks the header itself (the scheme is declared for the OpenAPI document): every refusal named."""
@@ -95,7 +94,7 @@ def create_app(
 
     @app.get("/", include_in_schema=False)
     def dashboard() -> FileResponse:
-        return FileResponse(STATIC / "index.html", headers={"content-security-policy": DASHBOARD_CSP})
+        return page(STATIC / "index.html")
 
     @app.get("/health", response_model=Health)
     def health() -> dict[str, Any]:

@@ -11,6 +11,7 @@
     GET  /jobs                       the caller's jobs
     GET  /jobs/{id}                  one of the caller's jobs (progress, candidate, error)
     POST /jobs/{id}/cancel           stop one of the caller's jobs
+    GET  /console                    the member console, a page for the hospital's staff (`console.py`)
     POST /exports                    export a committed model with this hospital's fingerprint (operator only)
     GET  /exports                    this hospital's exports on chain
     GET  /exports/{id}/model         an export's file as this site wrote it (operator only)
@@ -34,24 +35,19 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import tempfile
-import threading
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 from fastapi import FastAPI, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, StreamingResponse
 from starlette.datastructures import UploadFile
-from torch import nn
 
 from services.common import error_responses, service_app
 from services.member.auth import Authenticated, Authenticator
+from services.member.console import install_console
 from services.member.governance import governance_router
 from services.member.history import HistoryCache, Snapshot
 from services.member.schemas import (
@@ -70,10 +66,10 @@ from services.member.schemas import (
     RankingOut,
     SiteInfo,
 )
+from services.member.uploads import ModelCache, check_committed, check_size, read_upload, upload_body
 from tclearn import __version__
 from tclearn.coalition.backend import tensors
-from tclearn.errors import AccessDenied, ConflictError, DataError, TooLargeError
-from tclearn.learning.data import IMAGE_SUFFIXES, read_image
+from tclearn.errors import AccessDenied, ConflictError, DataError
 from tclearn.learning.overlays import overlay
 from tclearn.learning.predict import check_predictable, predict_boxes
 from tclearn.ledger.directory import ChainDirectory
@@ -84,68 +80,17 @@ from tclearn.site.finetune import FinetuneOptions
 from tclearn.site.jobs import JobRunner
 from tclearn.site.open import Site, open_site
 from tclearn.state.db import Database
-from tclearn.types import ModelState
 from tclearn.vault.audience import Audience, CoalitionId, service_url
 from tclearn.vault.replay import ReplayStore
 from tclearn.vault.replay_db import open_replay_store
 from tclearn.vault.signing import RequestVerifier
 
-MAX_UPLOAD_BYTES = 32 << 20
-MAX_PIXELS = 4096 * 4096
-MODEL_CACHE = 4  # decoded models kept for prediction
 AUTH_ERRORS = error_responses(401, 403, 422)
 
 
 class ImageFormat(StrEnum):
     JSON = "json"
     PNG = "png"
-
-
-class ModelCache:
-    """The last few decoded models, by id (a committed model never changes)."""
-
-    def __init__(self, site: Site, size: int = MODEL_CACHE) -> None:
-        self.site, self.size = site, size
-        self._models: OrderedDict[int, nn.Module] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, model_id: int, model_hash: str) -> nn.Module:
-        with self._lock:
-            if model_id in self._models:
-                self._models.move_to_end(model_id)
-                return self._models[model_id]
-        backend = tensors(self.site.coalition.backend, f"model {model_id}")
-        model = backend.network(backend.open(self.site.hospital, model_hash))
-        model.eval()
-        with self._lock:
-            self._models[model_id] = model
-            while len(self._models) > self.size:
-                self._models.popitem(last=False)
-        return model
-
-
-def _upload_suffix(filename: str) -> str:
-    name = filename.lower()
-    suffix = next((s for s in sorted(IMAGE_SUFFIXES, key=len, reverse=True) if name.endswith(s)), None)
-    if suffix is None:
-        raise DataError(f"unsupported image type {filename!r}; expected one of {', '.join(IMAGE_SUFFIXES)}")
-    return suffix
-
-
-def read_upload(filename: str, data: bytes) -> np.ndarray:
-    """An uploaded image read by tclearn's readers (by its suffix); `DataError` naming the upload otherwise."""
-    if not data:
-        raise DataError(f"uploaded image {filename!r} is empty")
-    with tempfile.TemporaryDirectory(prefix="tclearn-upload-") as folder:
-        path = Path(folder) / f"upload{_upload_suffix(filename)}"
-        path.write_bytes(data)
-        try:
-            image = read_image(path)
-        except DataError as exc:
-            raise DataError(exc.message.replace(str(path), filename), upload=filename) from None
-    if int(np.prod(image.shape[1:])) > MAX_PIXELS:
-        raise DataError(f"uploaded image {filename!r} has shape {image.shape}; the limit is {MAX_PIXELS} pixels")
-    return image
 
 
 def create_app(
@@ -271,20 +216,7 @@ def create_app(
             **AUTH_ERRORS,
             **error_responses(400, 404, 409, 413),
         },
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "multipart/form-data": {
-                        "schema": {
-                            "type": "object",
-                            "properties": {"image": {"type": "string", "format": "binary"}},
-                            "required": ["image"],
-                        }
-                    }
-                },
-            }
-        },
+        openapi_extra=upload_body(),
     )
     async def predict(
         model_id: int,
@@ -296,12 +228,9 @@ def create_app(
     ) -> Response:
         """Boxes around what a committed model finds in one uploaded image (form field `image`: PNG, JPEG,
         TIFF, NIfTI or DICOM, by its file name); `?format=png` answers the overlay picture instead."""
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
-            raise TooLargeError(f"upload of {declared} bytes exceeds {MAX_UPLOAD_BYTES} bytes", limit=MAX_UPLOAD_BYTES)
+        check_size(request)
         model = await snapshot_model(model_id)
-        if model.state != ModelState.COMMITTED.name.lower():
-            raise ConflictError(f"model {model_id} is {model.state}; predictions use committed models only")
+        check_committed(model_id, model.state)
         backend = tensors(co.backend, f"model {model_id}")
         check_predictable(backend.config, threshold, dims=(2,))  # BoxOut and the overlay are 2-D
         form = await request.form(max_files=1, max_fields=10)
@@ -418,6 +347,7 @@ def create_app(
         return FileResponse(thumbnail_path(site, ranking_id, name), media_type="image/png")
 
     app.include_router(governance_router(site))
+    app.state.predictions = install_console(app, site, models, history)
     return app
 
 

@@ -2,7 +2,6 @@
 // Every value from the chain is written with textContent / setAttribute, never parsed as HTML.
 "use strict";
 
-const SVG = "http://www.w3.org/2000/svg";
 const STATE_COLOURS = {
   committed: "#2e7d32",
   rejected: "#c62828",
@@ -13,71 +12,10 @@ const STATE_COLOURS = {
 };
 const state = { lineage: null, selected: null, names: {} };
 
-function el(tag, attrs = {}, text = null) {
-  const node = tag.startsWith("svg:") ? document.createElementNS(SVG, tag.slice(4)) : document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, String(value));
-  if (text !== null) node.textContent = String(text);
-  return node;
-}
+// The auditor token (shared page.js): from `/#token=...`, which `tclearn auditor serve` prints, or the form.
+const session = bearerSession("tclearn-auditor-token", "auditor token");
+const api = session.api;
 
-// ---- the auditor token -------------------------------------------------------------------------------
-// Given once: in the URL's fragment (`/#token=...`, which `tclearn auditor serve` prints and which never reaches
-// the server), or typed into the form. Kept for this browser tab only (sessionStorage), sent as a bearer token.
-const TOKEN_KEY = "tclearn-auditor-token";
-
-function takeTokenFromUrl() {
-  const match = /(?:^#|&)token=([^&]+)/.exec(window.location.hash);
-  if (!match) return;
-  sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(match[1]));
-  window.history.replaceState(null, "", window.location.pathname + window.location.search);
-}
-
-const token = () => sessionStorage.getItem(TOKEN_KEY);
-
-function showLogin(message) {
-  document.getElementById("login").hidden = false;
-  document.getElementById("login-message").textContent = message;
-}
-
-async function authorized(path, options = {}) {
-  const headers = { accept: "application/json", ...(options.headers || {}) };
-  if (token()) headers.authorization = `Bearer ${token()}`;
-  const response = await fetch(path, { ...options, headers });
-  if (response.status === 401) {
-    const body = await response.json();
-    showLogin(body.message || "this auditor needs its token");
-    throw new Error(`${body.message || "unauthorized"}: enter the auditor token`);
-  }
-  return response;
-}
-
-async function api(path, options = {}) {
-  const response = await authorized(path, options);
-  const body = await response.json();
-  if (!response.ok) throw new Error(body.message || `${path}: HTTP ${response.status}`);
-  return body;
-}
-
-// A report is fetched with the token, then saved as a file (a plain link could not carry the header).
-async function download(path, filename) {
-  const response = await authorized(path);
-  if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
-  const url = URL.createObjectURL(await response.blob());
-  const link = el("a", { href: url, download: filename });
-  document.body.append(link);
-  link.click();
-  link.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 10_000);
-}
-
-function setStatus(text, isError = false) {
-  const status = document.getElementById("status");
-  status.textContent = text;
-  status.className = isError ? "error" : "muted";
-}
-
-const short = (hash) => (hash ? `${hash.slice(0, 10)}…${hash.slice(-6)}` : "—");
-const score = (value) => (value === null || value === undefined ? "—" : value.toFixed(4));
 const ZERO_ADDRESS = /^0x0{40}$/;
 const ADDRESS = /0x[0-9a-fA-F]{40}/g;
 // A member's registered name, else a shortened address ("—" for the zero address of genesis's general).
@@ -86,32 +24,8 @@ function who(address) {
   return state.names[address] || `${address.slice(0, 6)}…${address.slice(-4)}`;
 }
 
-function fillTable(id, rows) {
-  const body = document.querySelector(`#${id} tbody`);
-  body.replaceChildren(
-    ...rows.map(({ cells, className, onClick }) => {
-      const tr = el("tr", className ? { class: className } : {});
-      for (const cell of cells) {
-        const td = el("td");
-        if (cell instanceof Node) td.append(cell);
-        else td.textContent = cell;
-        tr.append(td);
-      }
-      if (onClick) {
-        tr.classList.add("clickable");
-        tr.addEventListener("click", onClick);
-      }
-      return tr;
-    }),
-  );
-}
-
 function stateBadge(name) {
   return el("span", { class: `badge state-${name}` }, name);
-}
-
-function guarded(action) {
-  return () => action().catch((error) => setStatus(error.message, true));
 }
 
 const pick = (id) => guarded(() => selectModel(id));
@@ -443,21 +357,14 @@ async function reverify(path, what) {
 
 
 document.addEventListener("DOMContentLoaded", () => {
-  takeTokenFromUrl();
+  session.takeFromUrl();
   drawLegend();
-  document.getElementById("login").addEventListener("submit", (event) => {
-    event.preventDefault();
-    const field = document.getElementById("token");
-    sessionStorage.setItem(TOKEN_KEY, field.value.trim());
-    field.value = "";
-    document.getElementById("login").hidden = true;
-    guarded(load)();
-  });
+  session.bindLogin(guarded(load));
   document.getElementById("export-html").addEventListener(
-    "click", guarded(() => download("/report.html", "audit-report.html")),
+    "click", guarded(() => session.download("/report.html", "audit-report.html")),
   );
   document.getElementById("export-json").addEventListener(
-    "click", guarded(() => download("/report.json", "audit-report.json")),
+    "click", guarded(() => session.download("/report.json", "audit-report.json")),
   );
   document.getElementById("reload").addEventListener("click", guarded(load));
   document.getElementById("verify-all").addEventListener("click", guarded(() => reverify("/api/integrity", "every blob")));
