@@ -77,6 +77,7 @@ bench: dev chain-tools
 	$(PY) bench/attacks.py
 	PYTHONPATH=. $(PY) bench/dp.py
 	PYTHONPATH=. $(PY) bench/watermark.py
+	PYTHONPATH=. $(PY) bench/active.py
 
 clean:
 	rm -rf $(VENV) $(NODE_MODULES) .pytest_cache .mypy_cache .ruff_cache out

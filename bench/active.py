@@ -4,11 +4,11 @@ The synthetic coalition (`tclearn.learning.synth`, 2-D, 3 hospitals with their s
 outliers). The committee is the coalition's lineage, as its increments would be, without a chain: hospital 1
 trains from scratch, hospital 2 fine-tunes that model on its data, hospital 3 fine-tunes hospital 2's. Hospital 1
 then holds a pool of unlabelled images and a small labelled seed set. For budgets of 5, 10 and 25 % of the pool,
-each method picks images (committee: pairwise Dice disagreement of the three models with the diversity term;
-committee_entropy: their vote entropy, same diversity; random; tta: the head's disagreement under flips), and
-the head is fine-tuned on seed + picked (the same number of optimisation steps whatever the set's size); Dice on
-hospital 1's test set. "all" fine-tunes on seed + the
-whole pool (100 % of the labels). Per seed and the mean over seeds: each score over the all-labels score; the
+each method picks images (committee: pairwise Dice disagreement of the three models' despeckled masks, smoothed,
+with the diversity term; committee_entropy: their vote entropy, the default measure, same diversity; random; tta:
+the head's disagreement under flips), and the head is fine-tuned on seed + picked (the same number of optimisation
+steps whatever the set's size); Dice on hospital 1's test set. "all" fine-tunes on seed + the whole pool (100 % of
+the labels). Per seed and the mean over seeds: each score over the all-labels score; the
 targets: committee >= 0.99x all-labels at <= 25 %, and committee > random at every budget (on the mean). Each
 budget row also says what was picked: the share of images with a finding, and of pixels that are finding.
 
@@ -45,7 +45,7 @@ BATCH = 8
 LR = 3e-3
 BUDGETS = (0.05, 0.10, 0.25)
 DIVERSITY = 0.3
-# committee: pairwise Dice disagreement (the default measure); committee_entropy: vote entropy (the other one)
+# committee: pairwise (smoothed) Dice disagreement; committee_entropy: vote entropy (the default measure)
 METHODS = ("committee", "committee_entropy", "random", "tta")
 HOSPITAL_TRAIN = 32  # labelled cases of each hospital for the committee's lineage
 
@@ -191,7 +191,7 @@ def main() -> None:
             "steps": args.steps,
             "lr": LR,
             "diversity": DIVERSITY,
-            "measure": "dice (committee_entropy: vote entropy; tta: dice)",
+            "measure": "dice, smoothed (committee_entropy: vote entropy; tta: dice)",
         },
         "runs": runs,
         "summary": summary(runs),

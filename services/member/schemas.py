@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tclearn.learning.choices import Measure, Method
+from tclearn.learning.choices import DEFAULT_MEASURE, Measure, Method
 from tclearn.site.jobs import Job, JobKind, JobState
 
 
@@ -274,7 +274,7 @@ class RankIn(BaseModel):
     budget: int | str = Field(description="how many to choose: a count, or a share of the folder such as '10%'")
     committee: int = Field(default=3, ge=2, description="committee size K: the last K hospitals' committed models")
     method: Method = Method.COMMITTEE
-    measure: Measure = Measure.DICE
+    measure: Measure = DEFAULT_MEASURE
     unlabelled: str | None = Field(default=None, description="a sub-folder of the site's unlabelled folder")
     seed: int = Field(default=0, description="the random method's seed")
     diversity: float = Field(

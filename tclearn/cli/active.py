@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from tclearn.cli.common import console, user_errors
-from tclearn.learning.choices import Measure, Method
+from tclearn.learning.choices import DEFAULT_MEASURE, Measure, Method
 
 app = typer.Typer(help="Active learning: rank unlabelled images for annotation; add the annotated ones.")
 
@@ -24,7 +24,7 @@ def rank_command(
     budget: str = typer.Option(..., "--budget", help="How many to annotate: a count (25) or a share (10%)."),
     committee: int = typer.Option(3, "--committee", help="Committee size K: the last K hospitals' models (>= 2)."),
     method: Method = typer.Option(Method.COMMITTEE, "--method", help="committee, tta, dropout or random."),
-    measure: Measure = typer.Option(Measure.DICE, "--measure", help="dice (pairwise Dice) or entropy (votes)."),
+    measure: Measure = typer.Option(DEFAULT_MEASURE, "--measure", help="entropy (votes) or dice (pairwise Dice)."),
     out: Path = typer.Option(Path("ranking"), "--out", "-o", help="A new folder: ranking.json and thumbnails/."),
     seed: int = typer.Option(0, "--seed", help="The random method's seed."),
     diversity: float = typer.Option(0.3, "--diversity", min=0.0, help="Weight against near-duplicates (0: none)."),

@@ -3,10 +3,13 @@ images are worth an expert's time.
 
 A committee is K models' probability maps for one image, stacked `(K, *rest)`: segmentation `(K, 1, *spatial)`
 (the foreground probability), classification `(K, C)` (class probabilities). Each model votes (`votes`): a mask
-thresholded at 0.5, or the one-hot of its most probable class. Two measures of their disagreement, both in [0, 1]:
+thresholded at 0.5 without its specks (components smaller than `MIN_FINDING_AREA`, as `predict` and `evaluate`
+drop them: a vote is what the model's prediction would be), or the one-hot of its most probable class. Two
+measures of their disagreement, both in [0, 1]:
 
-- `pairwise_dice_disagreement`: 1 - the mean over model pairs of the Dice between their votes (two empty masks
-  agree: Dice 1); for classes the Dice of two one-hot votes is 1 when they name the same class, else 0;
+- `pairwise_dice_disagreement`: 1 - the mean over model pairs of the smoothed Dice between their masks
+  (`smoothed_dice`: two empty masks agree, a small finding against nothing disagrees little); for classes the
+  share of pairs that vote differently;
 - `vote_entropy`: the entropy of the vote fraction, over log(2) per voxel (segmentation, averaged over voxels),
   over log(C) for C classes.
 
@@ -34,7 +37,8 @@ from torch.nn import functional
 from tclearn.errors import ConfigError, DataError
 from tclearn.learning.choices import Measure
 from tclearn.learning.data import is_image
-from tclearn.learning.evaluate import probabilities
+from tclearn.learning.defaults import MIN_FINDING_AREA
+from tclearn.learning.evaluate import drop_specks, probabilities
 
 COMMITTEE_FILE = "committee.json"
 COMMITTEE_SCHEMA = "tclearn.committee/1"
@@ -42,23 +46,37 @@ DESCRIPTOR_EDGE = 16
 DROPOUT_RUNS = 8
 
 
-def votes(maps: torch.Tensor) -> torch.Tensor:
-    """Each model's vote, boolean: `(K, 1, *spatial)` probabilities above 0.5, or `(K, C)` the one-hot argmax."""
+def votes(maps: torch.Tensor, min_area: int = MIN_FINDING_AREA) -> torch.Tensor:
+    """Each model's vote, boolean: `(K, 1, *spatial)` probabilities above 0.5 without the connected components
+    smaller than `min_area` (`drop_specks`), or `(K, C)` the one-hot argmax."""
     if maps.dim() == 2:
         return functional.one_hot(maps.argmax(dim=1), maps.shape[1]).bool()
-    return maps > 0.5
+    return drop_specks((maps.detach().cpu() > 0.5).float(), min_area).bool()
 
 
-def pairwise_dice_disagreement(maps: torch.Tensor) -> float:
-    """1 - mean Dice over the model pairs of `maps` `(K, ...)`, K >= 2; two empty votes agree (Dice 1)."""
+def smoothed_dice(a: torch.Tensor, b: torch.Tensor, smoothing: float = MIN_FINDING_AREA) -> float:
+    """(2|a & b| + s) / (|a| + |b| + s) of two boolean masks, s = `smoothing` (> 0), in (0, 1].
+
+    s is the size of the smallest finding a prediction keeps (`MIN_FINDING_AREA` pixels, voxels in 3-D): two empty
+    masks agree (Dice 1), a finding of that size against nothing scores 1/2, and one of n >> s pixels against
+    nothing or against a disjoint one scores near 0, so the disagreement grows with the size of what is in dispute
+    rather than jumping to its maximum for a few pixels."""
+    if not smoothing > 0:
+        raise ConfigError(f"the Dice smoothing must be above 0, got {smoothing!r}")
+    overlap = float((a & b).sum())
+    return (2.0 * overlap + smoothing) / (float(a.sum()) + float(b.sum()) + smoothing)
+
+
+def pairwise_dice_disagreement(maps: torch.Tensor, smoothing: float = MIN_FINDING_AREA) -> float:
+    """1 - the mean over the model pairs of `maps` `(K, ...)`, K >= 2, of the `smoothed_dice` of their votes;
+    classification `(K, C)`: the share of pairs whose votes differ."""
     if maps.shape[0] < 2:
         raise ConfigError(f"a disagreement needs at least two maps, got {maps.shape[0]}")
-    flat = votes(maps).reshape(maps.shape[0], -1).float()
-    dices = []
-    for i, j in itertools.combinations(range(flat.shape[0]), 2):
-        total = float(flat[i].sum() + flat[j].sum())
-        dices.append(1.0 if total == 0 else 2.0 * float((flat[i] * flat[j]).sum()) / total)
-    return 1.0 - sum(dices) / len(dices)
+    flat = votes(maps).reshape(maps.shape[0], -1)
+    pairs = list(itertools.combinations(range(flat.shape[0]), 2))
+    if maps.dim() == 2:
+        return sum(not torch.equal(flat[i], flat[j]) for i, j in pairs) / len(pairs)
+    return 1.0 - sum(smoothed_dice(flat[i], flat[j], smoothing) for i, j in pairs) / len(pairs)
 
 
 def voxel_entropy(maps: torch.Tensor) -> torch.Tensor:

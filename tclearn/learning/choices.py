@@ -5,6 +5,7 @@ FedAvg contributions — kept apart from the code that carries them out (`attack
 from __future__ import annotations
 
 import enum
+from typing import Final
 
 
 class Attack(enum.StrEnum):
@@ -86,3 +87,8 @@ class Measure(enum.StrEnum):
 
     DICE = "dice"  # pairwise Dice disagreement
     ENTROPY = "entropy"  # vote entropy
+
+
+# Vote entropy counts the voxels in dispute, the labels an expert would settle; Dice weighs a dispute by the size
+# of the findings, however small they are. It also did better in bench/active.py (docs/active.md, "The measure").
+DEFAULT_MEASURE: Final = Measure.ENTROPY

@@ -40,7 +40,7 @@ from tclearn.learning.active import (
     tta_maps,
     votes,
 )
-from tclearn.learning.choices import Measure, Method
+from tclearn.learning.choices import DEFAULT_MEASURE, Measure, Method
 from tclearn.learning.data import Task, find_mask, list_images, read_image, read_mask, stem
 from tclearn.learning.evaluate import probabilities
 from tclearn.learning.inference import infer
@@ -145,7 +145,7 @@ def rank(
     budget: int,
     out: Path,
     method: Method = Method.COMMITTEE,
-    measure: Measure = Measure.DICE,
+    measure: Measure = DEFAULT_MEASURE,
     intensity: Intensity = Intensity(),
     seed: int = 0,
     diversity: float = DEFAULT_DIVERSITY,

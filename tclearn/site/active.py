@@ -16,7 +16,7 @@ from typing import Any
 from tclearn.coalition.backend import tensors
 from tclearn.coalition.committee import committee, head_model
 from tclearn.errors import AccessDenied, ConfigError, NotFoundError
-from tclearn.learning.choices import Measure, Method
+from tclearn.learning.choices import DEFAULT_MEASURE, Measure, Method
 from tclearn.learning.data import list_images
 from tclearn.learning.ranking import DEFAULT_DIVERSITY, THUMBNAILS, CommitteeModel, parse_budget, rank
 from tclearn.learning.volumes import Intensity
@@ -34,7 +34,7 @@ class RankRequest:
     budget: str  # a count ("25") or a share of the folder ("10%")
     committee: int = DEFAULT_COMMITTEE
     method: Method = Method.COMMITTEE
-    measure: Measure = Measure.DICE
+    measure: Measure = DEFAULT_MEASURE
     seed: int = 0
     diversity: float = DEFAULT_DIVERSITY
 

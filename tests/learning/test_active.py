@@ -22,47 +22,111 @@ from tclearn.learning.active import (
     pairwise_dice_disagreement,
     random_scores,
     select,
+    smoothed_dice,
     tta_maps,
     vote_entropy,
+    votes,
 )
+from tclearn.learning.defaults import MIN_FINDING_AREA
 from tclearn.learning.models import build_model
 
 
-def seg(*masks: list[list[int]]) -> torch.Tensor:
-    """Probability maps `(K, 1, H, W)` from 0/1 masks (1 -> 0.9, 0 -> 0.1)."""
-    return torch.tensor([[m] for m in masks], dtype=torch.float32) * 0.8 + 0.1
+def box(rows: tuple[int, int], cols: tuple[int, int], edge: int = 8) -> torch.Tensor:
+    """A boolean `edge` x `edge` mask, true on `rows` x `cols` (half-open ranges)."""
+    mask = torch.zeros(edge, edge, dtype=torch.bool)
+    mask[rows[0] : rows[1], cols[0] : cols[1]] = True
+    return mask
 
 
-A = [[1, 1], [0, 0]]
-B = [[1, 0], [0, 0]]
-C = [[0, 0], [1, 1]]
-EMPTY = [[0, 0], [0, 0]]
+def seg(*masks: torch.Tensor) -> torch.Tensor:
+    """Probability maps `(K, 1, H, W)` from boolean masks (true -> 0.9, false -> 0.1)."""
+    return torch.stack(masks)[:, None].float() * 0.8 + 0.1
+
+
+EMPTY = box((0, 0), (0, 0))
+BIG = box((0, 4), (0, 4))  # 16 pixels
+OTHER = box((4, 8), (4, 8))  # 16 pixels, none of BIG's
+HALF = box((0, 4), (0, 2))  # 8 pixels, all in BIG
+SMALL = box((7, 8), (0, 5))  # 5 pixels: the smallest finding a prediction keeps (MIN_FINDING_AREA)
+SPECK = box((7, 8), (0, 4))  # 4 pixels: a speck, dropped
+S = MIN_FINDING_AREA
 
 
 @pytest.mark.parametrize(
     ("maps", "expected"),
     [
-        (seg(A, A), 0.0),
+        (seg(BIG, BIG), 0.0),
         (seg(EMPTY, EMPTY), 0.0),  # both empty: agreement
-        (seg(A, C), 1.0),
-        (seg(A, EMPTY), 1.0),
-        (seg(A, B), 1 - 2 / 3),  # Dice 2*1/(2+1)
-        (seg(A, A, C), 1 - (1 + 0 + 0) / 3),
+        (seg(SPECK, EMPTY), 0.0),  # a speck is no finding: it is dropped, as predict drops it
+        (seg(SMALL, EMPTY), 0.5),  # the smallest finding kept against nothing: s / (s + s)
+        (seg(BIG, EMPTY), 1 - S / (16 + S)),  # a large finding against nothing: high
+        (seg(BIG, SPECK), 1 - S / (16 + S)),
+        (seg(BIG, OTHER), 1 - S / (32 + S)),  # two different large findings: high
+        (seg(BIG, HALF), 1 - (16 + S) / (24 + S)),
+        (seg(BIG, BIG, OTHER), 1 - (1 + 2 * S / (32 + S)) / 3),
         (torch.tensor([[0.7, 0.3], [0.2, 0.8]]), 1.0),  # classes: two votes differ
         (torch.tensor([[0.7, 0.3], [0.6, 0.4], [0.9, 0.1]]), 0.0),
+        (torch.tensor([[0.7, 0.3], [0.6, 0.4], [0.1, 0.9]]), 2 / 3),
     ],
 )
 def test_pairwise_dice_disagreement(maps: torch.Tensor, expected: float) -> None:
     assert pairwise_dice_disagreement(maps) == pytest.approx(expected)
 
 
+def test_disagreement_grows_with_what_is_in_dispute() -> None:
+    assert (
+        pairwise_dice_disagreement(seg(SPECK, EMPTY))
+        < pairwise_dice_disagreement(seg(SMALL, EMPTY))
+        < pairwise_dice_disagreement(seg(BIG, EMPTY))
+        < pairwise_dice_disagreement(seg(BIG, OTHER))
+    )
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "smoothing", "expected"),
+    [
+        (EMPTY, EMPTY, S, 1.0),  # two empty masks agree
+        (box((0, 1), (0, 1)), EMPTY, S, S / (1 + S)),  # one pixel against nothing: near agreement
+        (BIG, EMPTY, S, S / (16 + S)),
+        (BIG, OTHER, S, S / (32 + S)),  # two different large findings: near 0
+        (BIG, HALF, S, (16 + S) / (24 + S)),
+        (BIG, BIG, S, 1.0),
+        (BIG, HALF, 1e-9, 16 / 24),  # s -> 0: plain Dice
+    ],
+)
+def test_smoothed_dice(a: torch.Tensor, b: torch.Tensor, smoothing: float, expected: float) -> None:
+    assert smoothed_dice(a, b, smoothing) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, -1.0, math.nan])
+def test_smoothing_must_be_positive(smoothing: float) -> None:
+    with pytest.raises(ConfigError, match="smoothing"):
+        smoothed_dice(BIG, BIG, smoothing)
+
+
+@pytest.mark.parametrize(
+    ("mask", "min_area", "kept"),
+    [
+        (SPECK, MIN_FINDING_AREA, 0),
+        (SMALL, MIN_FINDING_AREA, 5),
+        (SPECK | BIG, MIN_FINDING_AREA, 16),  # two components: the speck goes, the finding stays
+        (SPECK, 1, 4),  # min_area 1: every pixel above 0.5 votes
+    ],
+)
+def test_votes_drop_specks(mask: torch.Tensor, min_area: int, kept: int) -> None:
+    voted = votes(seg(mask, mask), min_area)
+    assert voted.dtype == torch.bool and voted.shape == (2, 1, 8, 8)
+    assert int(voted[0].sum()) == int(voted[1].sum()) == kept
+
+
 @pytest.mark.parametrize(
     ("maps", "expected"),
     [
-        (seg(A, A), 0.0),
-        (seg(A, C), 1.0),  # every voxel split 1:1 -> 1 bit
-        (seg(A, B), 0.25),  # one voxel of four split
-        (seg(A, A, B), 0.25 * -(2 / 3 * math.log2(2 / 3) + 1 / 3 * math.log2(1 / 3))),
+        (seg(BIG, BIG), 0.0),
+        (seg(BIG, OTHER), 0.5),  # 32 of 64 pixels split 1:1 -> 1 bit each
+        (seg(BIG, HALF), 8 / 64),  # 8 pixels of 64 split
+        (seg(SPECK, EMPTY), 0.0),  # the speck is dropped
+        (seg(BIG, BIG, HALF), 8 / 64 * -(2 / 3 * math.log2(2 / 3) + 1 / 3 * math.log2(1 / 3))),
         (torch.tensor([[0.9, 0.1, 0.0], [0.1, 0.9, 0.0]]), math.log(2) / math.log(3)),
         (torch.tensor([[0.9, 0.1], [0.8, 0.2]]), 0.0),
     ],
@@ -73,7 +137,7 @@ def test_vote_entropy(maps: torch.Tensor, expected: float) -> None:
 
 def test_one_map_is_no_committee() -> None:
     with pytest.raises(ConfigError, match="at least two"):
-        pairwise_dice_disagreement(seg(A))
+        pairwise_dice_disagreement(seg(BIG))
 
 
 @pytest.mark.parametrize(("dims", "count"), [(2, 3), (3, 4)])

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from tclearn.errors import ConfigError
-from tclearn.learning.active import pairwise_dice_disagreement
+from tclearn.learning.active import vote_entropy
 from tclearn.learning.data import Task, read_image
 from tclearn.learning.inference import infer
 from tclearn.learning.models import build_model
@@ -96,7 +96,8 @@ def test_rank_a_folder(tmp_path: Path, config: dict[str, object], task: Task) ->
     maps = [torch.softmax(infer(m.network, x, device="cpu", task=task), dim=1) for m in models]
     if task is Task.SEGMENTATION:
         maps = [1 - p[:, :1] for p in maps]  # the foreground, not each channel
-    assert first["score"] == pytest.approx(pairwise_dice_disagreement(torch.cat(maps)))
+    assert ranking["measure"] == "entropy"  # the default
+    assert first["score"] == pytest.approx(vote_entropy(torch.cat(maps)))
     assert json.loads((tmp_path / "out" / "ranking.json").read_text()) == ranking
     assert [m["model_id"] for m in ranking["committee"]] == [1, 2]
     assert all(0.0 <= r["score"] <= 1.0 for r in ranking["ranked"])

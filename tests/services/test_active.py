@@ -57,6 +57,7 @@ def test_the_operator_ranks_the_unlabelled_folder(api: TestClient) -> None:
     assert made.status_code == 200, made.text
     body = made.json()
     assert [m["model_id"] for m in body["committee"]] == [3, 1] and body["budget"] == 2
+    assert body["measure"] == "entropy"  # the default
     assert len(body["ranked"]) == POOL and [r["chosen"] for r in body["ranked"]].count(True) == 2
     first = body["ranked"][0]["thumbnail"]
     assert first.startswith(f"/active/rankings/{body['ranking_id']}/thumbnails/1-")

@@ -64,7 +64,7 @@ def test_the_committee_ranks_the_folder(site: Site, pool: Path, tmp_path: Path) 
     ranking = json.loads(done.output)
     assert ranking == json.loads((out / "ranking.json").read_text())
     assert [m["model_id"] for m in ranking["committee"]] == [3, 1]
-    assert ranking["method"] == "committee" and ranking["budget"] == 2
+    assert ranking["method"] == "committee" and ranking["measure"] == "entropy" and ranking["budget"] == 2
     rows = ranking["ranked"]
     assert [r["rank"] for r in rows] == list(range(1, POOL + 1))
     assert [r["chosen"] for r in rows] == [True, True] + [False] * (POOL - 2)
@@ -78,10 +78,10 @@ def test_the_committee_ranks_the_folder(site: Site, pool: Path, tmp_path: Path) 
 
 
 def test_a_percentage_budget_and_the_text_output(site: Site, pool: Path, tmp_path: Path) -> None:
-    done = rank("--unlabelled", str(pool), "--budget", "50%", "--out", str(tmp_path / "r"), "--measure", "entropy")
+    done = rank("--unlabelled", str(pool), "--budget", "50%", "--out", str(tmp_path / "r"), "--measure", "dice")
     assert done.exit_code == 0, done.output
     ranking = json.loads((tmp_path / "r" / "ranking.json").read_text())
-    assert ranking["budget"] == POOL // 2 and ranking["measure"] == "entropy"
+    assert ranking["budget"] == POOL // 2 and ranking["measure"] == "dice"
     assert "ranked by committee (models 3, 1)" in done.output
 
 
