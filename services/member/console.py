@@ -7,7 +7,8 @@
     GET  /predictions/{pid}/overlay.png?z=     its overlay PNG: the 2-D picture, or slice z of a volume
 
 Every data route takes the operator token (or a peer's signed request) like the rest of the API; a prediction
-belongs to its caller. The page starts training and fine-tuning jobs through /jobs.
+belongs to its caller. The page starts training and fine-tuning jobs through /jobs and asks /active/rank for the
+committee's ranking of the site's unlabelled images (services/member/app.py).
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ def test_the_console_page_is_served_without_auth_under_a_strict_csp(api: TestCli
     page = api.get("/console")
     own, shared = api.get("/console/static/app.js"), api.get("/shared/page.js")
 
-    assert page.status_code == 200 and 'id="predict-form"' in page.text and 'id="ranking"' in page.text
+    assert page.status_code == 200 and 'id="predict-form"' in page.text and 'id="rank-form"' in page.text
     csp = page.headers["content-security-policy"]
     assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp and "blob:" in csp
     assert own.status_code == 200 and "showSlice" in own.text

@@ -216,24 +216,111 @@ async function loadJobs() {
   }
 }
 
-// ---- committee ranking (the /active routes; 404 until this member API has them) ----------------------
+// ---- committee ranking (POST /active/rank; its thumbnails fetched with the token into blob: URLs) ------------
+
+const THUMBNAIL_FETCHES = 4; // at once
+const ranking = { generation: 0, urls: [] };
+
+function rankRequest() {
+  const budget = document.getElementById("rank-budget").value.trim();
+  const folder = document.getElementById("rank-folder").value.trim();
+  const body = {
+    budget: /^[0-9]+$/.test(budget) ? Number(budget) : budget, // a count, or a share such as "10%"
+    committee: Number(document.getElementById("rank-committee").value),
+    method: document.getElementById("rank-method").value,
+    measure: document.getElementById("rank-measure").value,
+  };
+  if (folder) body.unlabelled = folder;
+  return body;
+}
+
+function proposerName(modelId, address) {
+  const model = state.models.find((m) => m.id === modelId);
+  return model && model.proposer_name ? `${model.proposer_name} (${address})` : address;
+}
+
+function drawRanking(result) {
+  fillTable(
+    "ranking-committee",
+    result.committee.map((m) => ({ cells: [`model ${m.model_id}`, proposerName(m.model_id, m.proposer), short(m.model_hash)] })),
+  );
+  fillTable(
+    "ranked",
+    result.ranked.map((r) => ({
+      cells: [
+        String(r.rank),
+        el("img", { class: "thumbnail", alt: r.name, "data-src": r.thumbnail }),
+        r.name,
+        r.score.toFixed(3),
+        r.chosen ? el("span", { class: "badge state-committed" }, "chosen") : "",
+        short(r.sha256),
+      ],
+      className: r.chosen ? "ranked chosen" : "ranked",
+    })),
+  );
+  document.getElementById("ranking-result").hidden = false;
+}
+
+// Each thumbnail fetched with the token (an <img src> could not carry it), a few at a time; a newer ranking stops
+// the loading of an older one.
+async function loadThumbnails(generation) {
+  const pending = [...document.querySelectorAll("#ranked img.thumbnail")];
+  const worker = async () => {
+    for (let img = pending.shift(); img && generation === ranking.generation; img = pending.shift()) {
+      const response = await session.authorized(img.dataset.src);
+      if (!response.ok) {
+        img.alt += `: no thumbnail (HTTP ${response.status})`;
+        continue;
+      }
+      const blob = await response.blob();
+      if (generation !== ranking.generation) return;
+      const url = URL.createObjectURL(blob);
+      ranking.urls.push(url);
+      img.src = url;
+    }
+  };
+  await Promise.all(Array.from({ length: THUMBNAIL_FETCHES }, worker));
+}
+
+function forgetRanking() {
+  ranking.generation += 1;
+  for (const url of ranking.urls.splice(0)) URL.revokeObjectURL(url);
+  document.getElementById("ranking-result").hidden = true;
+  fillTable("ranking-committee", []);
+  fillTable("ranked", []);
+}
 
 async function rank() {
-  message("ranking-message", "ranking…");
+  const body = rankRequest();
+  const button = document.getElementById("rank");
+  forgetRanking();
+  const generation = ranking.generation;
+  message("ranking-message", `ranking by ${body.method}…`);
+  button.disabled = true;
+  let result;
   try {
-    const ranked = await api("/active/rank", { method: "POST" });
-    const rows = Array.isArray(ranked) ? ranked : ranked.images || [];
-    message("ranking-message", `${rows.length} images ranked, most worth labelling first`);
-    const list = el("ol");
-    for (const r of rows) list.append(el("li", {}, typeof r === "object" ? JSON.stringify(r) : String(r)));
-    document.getElementById("ranking-result").replaceChildren(list);
+    result = await api("/active/rank", {
+      method: "POST",
+      body: JSON.stringify(body),
+      headers: { "content-type": "application/json" },
+    });
   } catch (error) {
     // A 404 of the router itself (code http_error): this member service has no /active routes.
     const text = error.status === 404 && error.code === "http_error"
       ? "Committee ranking is not available on this member service."
       : error.message;
-    message("ranking-message", text, true);
+    return message("ranking-message", text, true);
+  } finally {
+    button.disabled = false;
   }
+  const how = result.measure ? `${result.method} (${result.measure})` : result.method;
+  message(
+    "ranking-message",
+    `${result.ranked.length} images ranked by ${how}; the first ${result.budget} chosen (ranking ${result.ranking_id})`,
+  );
+  if (result.committee.some((m) => !state.models.some((known) => known.id === m.model_id))) await loadLineage();
+  drawRanking(result);
+  await loadThumbnails(generation);
 }
 
 // ---- page --------------------------------------------------------------------------------------------
@@ -257,6 +344,9 @@ document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("finetune").addEventListener("click", () =>
     startJob("/jobs/finetune", { epochs: Number(document.getElementById("finetune-epochs").value) || 1 }),
   );
-  document.getElementById("rank").addEventListener("click", rank);
+  document.getElementById("rank-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    guarded(rank)();
+  });
   guarded(load)();
 });
