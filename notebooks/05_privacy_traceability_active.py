@@ -98,12 +98,15 @@ assert private_settings.epsilon_per_increment == CAP / 2
 
 # %%
 from tclearn.coalition.blobs import get_record  # noqa: E402
+from tclearn.ledger.values import epsilon_units  # noqa: E402
 from tclearn.records import CandidateMetadata  # noqa: E402
 
 h1, h2 = dp.hospitals
+declarations = {}
 for hospital in (h1, h2, h1):
     row = run_round(dp, hospital)
     declared = get_record(dp, dp.client.get_model(row.id).metadata_hex, CandidateMetadata).privacy
+    declarations[row.id] = declared
     print(
         f"model {row.id} by {row.proposer}: {row.state:<9} declares epsilon {declared.epsilon:.3f} at delta "
         f"{declared.delta:g} (noise {declared.noise_multiplier:.3f}, sample rate {declared.sample_rate:.2f}, "
@@ -111,7 +114,9 @@ for hospital in (h1, h2, h1):
     )
 
 # %%
-assert declared.epsilon <= CAP / 2 and dp.client.privacy_charge(row.id) >= declared.epsilon * 1e6
+for model_id, declared in declarations.items():  # each spends at most its share, and is charged what it declares
+    assert declared.mechanism == "dp-sgd" and declared.epsilon <= CAP / 2
+    assert dp.client.privacy_charge(model_id) == epsilon_units(declared.epsilon)
 
 # %% [markdown]
 # ### What is left
@@ -280,9 +285,9 @@ assert all(found.watermark.errors == 0 for found in traces.values())  # both are
 # docs/active.md's benchmark; the CLI's default is pairwise Dice) — orders the folder with a diversity term, marks
 # the first `budget` as chosen, and writes `ranking.json` and a thumbnail per image: the image in grey, the
 # committee's mean foreground probability in red. Outside the notebook: `tclearn active rank --unlabelled DIR
-# --budget 3 --measure entropy`. Two short increments make young models (Dice on G about 0.2), which disagree over
-# much of every image; a coalition further along separates the scores more. Below each thumbnail, the truth set
-# aside at the start: the findings are the small blobs, not the bright lines.
+# --budget 3 --measure entropy`. Two short increments make young models (the head's Dice on G is about 0.2),
+# which disagree over much of every image; a coalition further along separates the scores more. Below each
+# thumbnail, the truth set aside at the start: the findings are the small blobs, not the bright lines.
 
 # %%
 from tclearn.coalition.committee import committee  # noqa: E402
