@@ -328,7 +328,9 @@ def create_app(
         answers when done. 409 when fewer than two hospitals' models are committed."""
         if not who.operator:
             raise AccessDenied("a ranking reads this hospital's unlabelled images: its operator asks for it")
-        request = RankRequest(str(body.budget), body.committee, body.method, body.measure, body.seed, body.diversity)
+        request = RankRequest(
+            str(body.budget), body.committee, body.method, body.measure, body.seed, body.diversity, body.density
+        )
         ranking_id, ranking = await run_in_threadpool(rank_for_api, site, request, body.unlabelled)
         base = f"/active/rankings/{ranking_id}/"
         rows = [{**r, "thumbnail": base + r["thumbnail"]} for r in ranking["ranked"]]

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tclearn.learning.choices import DEFAULT_MEASURE, Measure, Method
+from tclearn.learning.choices import DEFAULT_DENSITY, DEFAULT_MEASURE, Measure, Method
 from tclearn.site.jobs import Job, JobKind, JobState
 
 
@@ -280,6 +280,12 @@ class RankIn(BaseModel):
     diversity: float = Field(
         default=0.3, ge=0, allow_inf_nan=False, description="weight against near-duplicates (0: none)"
     )
+    density: float = Field(
+        default=DEFAULT_DENSITY,
+        ge=0,
+        allow_inf_nan=False,
+        description="exponent of the information density weight: typical images before outliers (0: none)",
+    )
 
 
 class CommitteeModelOut(BaseModel):
@@ -305,6 +311,7 @@ class RankingOut(BaseModel):
     measure: Measure | None
     budget: int
     diversity: float
+    density: float
     seed: int
     committee: list[CommitteeModelOut]
     ranked: list[RankedOut]

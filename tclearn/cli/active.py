@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from tclearn.cli.common import console, user_errors
-from tclearn.learning.choices import DEFAULT_MEASURE, Measure, Method
+from tclearn.learning.choices import DEFAULT_DENSITY, DEFAULT_MEASURE, Measure, Method
 
 app = typer.Typer(help="Active learning: rank unlabelled images for annotation; add the annotated ones.")
 
@@ -28,16 +28,20 @@ def rank_command(
     out: Path = typer.Option(Path("ranking"), "--out", "-o", help="A new folder: ranking.json and thumbnails/."),
     seed: int = typer.Option(0, "--seed", help="The random method's seed."),
     diversity: float = typer.Option(0.3, "--diversity", min=0.0, help="Weight against near-duplicates (0: none)."),
+    density: float = typer.Option(
+        DEFAULT_DENSITY, "--density", min=0.0, help="Exponent of the weight for typical images over outliers (0: none)."
+    ),
     config: Path = ConfigOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the ranking as JSON."),
 ) -> None:
     """Rank the images of --unlabelled by the disagreement of the coalition's last models of different hospitals
-    (read from the chain, verified from the vault), with a diversity term; the first --budget are chosen."""
+    (read from the chain, verified from the vault), weighted by information density, with a diversity term; the
+    first --budget are chosen."""
     from tclearn.site.active import RankRequest, rank_folder
     from tclearn.site.config import MemberSettings, load_site_config
     from tclearn.site.open import open_site
 
-    request = RankRequest(budget, committee, method, measure, seed, diversity)
+    request = RankRequest(budget, committee, method, measure, seed, diversity, density)
     with user_errors():
         from tclearn.learning.data import list_images
         from tclearn.learning.ranking import parse_budget

@@ -15,8 +15,10 @@ measures of their disagreement, both in [0, 1]:
 
 One model's uncertainty is the same measures over its own maps: under flips of the input (`tta_maps`, test-time
 augmentation) or under dropout left on (`dropout_maps`, for networks that have dropout). `select` ranks a pool
-greedily by score minus `diversity` x the largest cosine similarity to an image already picked (of `descriptor`s:
-the image downsampled to 16 pixels a side, centred), so near-duplicates are not all picked.
+greedily by score, weighted by the image's `density` (its mean similarity to the rest of the pool, to the power
+`density`: information density, so outliers do not come first), minus `diversity` x the largest cosine similarity
+to an image already picked (of `descriptor`s: the image downsampled to 16 pixels a side, centred), so
+near-duplicates are not all picked.
 `committee_chosen` counts the images of a training folder that the loop added from a ranking (`committee.json`).
 """
 
@@ -163,22 +165,47 @@ def cosine(descriptors: np.ndarray) -> np.ndarray:
     return unit @ unit.T
 
 
-def select(scores: Sequence[float], descriptors: np.ndarray, diversity: float) -> list[int]:
-    """Every index of `scores`, in the order picked: greedily the largest score (scaled to [0, 1] over the pool)
-    minus `diversity` x its largest cosine similarity to an index already picked; ties go to the lower index."""
-    if not math.isfinite(diversity) or diversity < 0:
-        raise ConfigError(f"diversity must be a number >= 0, got {diversity!r}")
+def density(descriptors: np.ndarray) -> np.ndarray:
+    """How typical each row of `descriptors` `(N, D)` is of the pool, in [0, 1]: the mean over the other rows of
+    (1 + cosine) / 2, the cosine similarity mapped onto [0, 1] (1 alike, 1/2 unrelated, 0 opposite); 1 for a
+    pool of one. Settles & Craven's (2008) information density, for centred descriptors."""
+    count = len(descriptors)
+    if count < 2:
+        return np.ones(count)
+    similar = (1.0 + cosine(descriptors)) / 2.0
+    return (similar.sum(axis=1) - np.diag(similar)) / (count - 1)
+
+
+def scaled(values: np.ndarray) -> np.ndarray:
+    """`values` mapped linearly onto [0, 1] (all zeros when they are all equal)."""
+    span = float(values.max() - values.min()) if len(values) else 0.0
+    return (values - values.min()) / span if span > 0 else np.zeros_like(values)
+
+
+def _check_weight(name: str, value: float) -> None:
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{name} must be a number >= 0, got {value!r}")
+
+
+def select(scores: Sequence[float], descriptors: np.ndarray, diversity: float, density_power: float = 0.0) -> list[int]:
+    """Every index of `scores`, in the order picked: greedily the largest worth minus `diversity` x its largest
+    cosine similarity to an index already picked; ties go to the lower index. The worth is the score scaled to
+    [0, 1] over the pool times its `density` to the power `density_power` (0: the score alone), scaled again to
+    [0, 1] so that `diversity` weighs the same whatever the power."""
+    _check_weight("diversity", diversity)
+    _check_weight("the density exponent", density_power)
     values = np.asarray(scores, dtype=np.float64)
     if len(values) != len(descriptors):
         raise DataError(f"{len(values)} scores for {len(descriptors)} descriptors")
-    span = float(values.max() - values.min()) if len(values) else 0.0
-    scaled = (values - values.min()) / span if span > 0 else np.zeros_like(values)
+    worth = scaled(values)
+    if density_power > 0:
+        worth = scaled(worth * density(descriptors) ** density_power)
     similar = cosine(descriptors) if diversity > 0 else np.zeros((len(values), len(values)))
     closest = np.zeros(len(values))  # an image unlike every pick (or opposite to one) pays nothing
     left = np.ones(len(values), dtype=bool)
     order: list[int] = []
     for _ in range(len(values)):
-        gain = np.where(left, scaled - diversity * closest, -np.inf)
+        gain = np.where(left, worth - diversity * closest, -np.inf)
         pick = int(np.argmax(gain))
         order.append(pick)
         left[pick] = False

@@ -92,3 +92,6 @@ class Measure(enum.StrEnum):
 # Vote entropy counts the voxels in dispute, the labels an expert would settle; Dice weighs a dispute by the size
 # of the findings, however small they are. It also did better in bench/active.py (docs/active.md, "The measure").
 DEFAULT_MEASURE: Final = Measure.ENTROPY
+# Information density's exponent (Settles & Craven 2008, beta = 1): a score is weighted by the image's mean
+# similarity to the pool, so outliers do not outrank typical images by a little more disagreement.
+DEFAULT_DENSITY: Final = 1.0

@@ -2,11 +2,11 @@
 training folder (`tclearn active add`).
 
 `rank` reads every image as training does (`read_image`, then the site's `Intensity`), scores it by the chosen
-method (`tclearn.learning.active`), orders the folder with the diversity term and writes, atomically (a temporary
-folder renamed into place), `OUT/ranking.json` and `OUT/thumbnails/<rank>-<name>.png`: the image in grey with the
-committee's mean probability in red (a volume: its axial slice where the committee disagrees most). `add` copies
-each chosen image that has a mask, and its mask, into a segmentation training folder and lists their sha256 in its
-`committee.json`; it stages everything beside the folder and changes nothing on any error.
+method (`tclearn.learning.active`), orders the folder with the density and diversity terms and writes, atomically
+(a temporary folder renamed into place), `OUT/ranking.json` and `OUT/thumbnails/<rank>-<name>.png`: the image in
+grey with the committee's mean probability in red (a volume: its axial slice where the committee disagrees most).
+`add` copies each chosen image that has a mask, and its mask, into a segmentation training folder and lists their
+sha256 in its `committee.json`; it stages everything beside the folder and changes nothing on any error.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from tclearn.learning.active import (
     tta_maps,
     votes,
 )
-from tclearn.learning.choices import DEFAULT_MEASURE, Measure, Method
+from tclearn.learning.choices import DEFAULT_DENSITY, DEFAULT_MEASURE, Measure, Method
 from tclearn.learning.data import Task, find_mask, list_images, read_image, read_mask, stem
 from tclearn.learning.evaluate import probabilities
 from tclearn.learning.inference import infer
@@ -151,6 +151,7 @@ def rank(
     diversity: float = DEFAULT_DIVERSITY,
     task: Task = Task.SEGMENTATION,
     device: str = "auto",
+    density: float = DEFAULT_DENSITY,
 ) -> dict[str, Any]:
     """Rank the images of `unlabelled` by `method` and write `out` (see the module); returns the ranking."""
     files = list_images(unlabelled)
@@ -175,7 +176,7 @@ def rank(
         pictures.append(thumbnail(image, maps))
     if method is Method.RANDOM:
         scores = [float(s) for s in random_scores(len(files), seed)]
-    order = select(scores, np.stack(descriptors), diversity)
+    order = select(scores, np.stack(descriptors), diversity, density)
     ranked: list[dict[str, Any]] = []
     for position, index in enumerate(order, start=1):
         file = files[index]
@@ -194,6 +195,7 @@ def rank(
         "method": method.value,
         "measure": measure.value if method is not Method.RANDOM else None,
         "diversity": diversity,
+        "density": density,
         "seed": seed,
         "unlabelled": str(unlabelled.resolve()),
         "budget": budget,

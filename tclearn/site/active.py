@@ -16,7 +16,7 @@ from typing import Any
 from tclearn.coalition.backend import tensors
 from tclearn.coalition.committee import committee, head_model
 from tclearn.errors import AccessDenied, ConfigError, NotFoundError
-from tclearn.learning.choices import DEFAULT_MEASURE, Measure, Method
+from tclearn.learning.choices import DEFAULT_DENSITY, DEFAULT_MEASURE, Measure, Method
 from tclearn.learning.data import list_images
 from tclearn.learning.ranking import DEFAULT_DIVERSITY, THUMBNAILS, CommitteeModel, parse_budget, rank
 from tclearn.learning.volumes import Intensity
@@ -29,7 +29,7 @@ THUMBNAIL_FILE = re.compile(r"^[0-9]+-[^/\\]+\.png$")
 
 @dataclass(frozen=True)
 class RankRequest:
-    """What an operator asks for: how many images, which method and measure, the committee's size."""
+    """What an operator asks for: how many images, which method and measure, the committee's size, the weights."""
 
     budget: str  # a count ("25") or a share of the folder ("10%")
     committee: int = DEFAULT_COMMITTEE
@@ -37,6 +37,7 @@ class RankRequest:
     measure: Measure = DEFAULT_MEASURE
     seed: int = 0
     diversity: float = DEFAULT_DIVERSITY
+    density: float = DEFAULT_DENSITY  # information density's exponent (0: off)
 
 
 def models_for(site: Site, method: Method, k: int) -> list[CommitteeModel]:
@@ -65,6 +66,7 @@ def rank_folder(site: Site, request: RankRequest, unlabelled: Path, out: Path) -
         request.seed,
         request.diversity,
         tensors(site.coalition.backend, "ranking images").config.task,
+        density=request.density,
     )
 
 

@@ -1,4 +1,5 @@
-"""The maths of active learning: disagreement measures, test-time augmentation, dropout, diversity, the loop's count."""
+"""The maths of active learning: disagreement measures, test-time augmentation, dropout, density, diversity, the
+loop's count."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from tclearn.errors import ConfigError, DataError
 from tclearn.learning.active import (
     COMMITTEE_SCHEMA,
     committee_chosen,
+    density,
     descriptor,
     dropout_maps,
     file_sha256,
@@ -218,6 +220,56 @@ def test_select_by_score_alone(scores: list[float], order: list[int]) -> None:
 def test_select_refuses_a_bad_diversity(diversity: float) -> None:
     with pytest.raises(ConfigError, match="diversity must be a number >= 0"):
         select([1.0], np.zeros((1, 4)), diversity)
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        ([[1.0, -1.0], [1.0, -1.0]], [1.0, 1.0]),  # alike
+        ([[1.0, -1.0], [-1.0, 1.0]], [0.0, 0.0]),  # opposite
+        ([[1.0, -1.0, 0.0, 0.0], [0.0, 0.0, 1.0, -1.0]], [0.5, 0.5]),  # unrelated
+        ([[0.0, 0.0], [1.0, -1.0]], [0.5, 0.5]),  # a constant picture is unrelated to all
+        ([[1.0, -1.0], [1.0, -1.0], [-1.0, 1.0]], [0.5, 0.5, 0.0]),  # the odd one out is the least typical
+        ([[1.0, -1.0]], [1.0]),  # a pool of one
+    ],
+)
+def test_density_is_the_mean_similarity_to_the_rest(rows: list[list[float]], expected: list[float]) -> None:
+    assert np.allclose(density(np.array(rows)), expected)
+
+
+def _pool_with_outlier(typical: int) -> np.ndarray:
+    """`typical` noisy copies of one picture, then one unrelated picture: descriptors."""
+    rng = np.random.default_rng(1)
+    base = torch.from_numpy(rng.random((1, 32, 32)))
+    pictures = [base + 0.2 * torch.from_numpy(rng.random((1, 32, 32))) for _ in range(typical)]
+    return np.stack([descriptor(p) for p in [*pictures, torch.from_numpy(rng.random((1, 32, 32)))]])
+
+
+@pytest.mark.parametrize(
+    ("power", "diversity", "first"),
+    [
+        (0.0, 0.0, 5),  # by score alone the outlier's top disagreement comes first
+        (0.0, 0.3, 5),
+        (1.0, 0.0, 0),  # weighted by density, the typical image with a little less disagreement comes first
+        (1.0, 0.3, 0),
+        (2.0, 0.0, 0),
+    ],
+)
+def test_density_puts_a_typical_image_before_an_outlier(power: float, diversity: float, first: int) -> None:
+    descriptors = _pool_with_outlier(5)
+    order = select([0.9, 0.5, 0.4, 0.3, 0.1, 1.0], descriptors, diversity, power)
+    assert order[0] == first and sorted(order) == list(range(6))
+
+
+def test_density_leaves_a_uniform_pool_in_score_order() -> None:
+    descriptors = np.tile(descriptor(_pictures(1)[0]), (4, 1))
+    assert select([0.2, 0.9, 0.5, 0.7], descriptors, 0.0, 1.0) == [1, 3, 2, 0]
+
+
+@pytest.mark.parametrize("power", [-0.5, math.inf, math.nan])
+def test_select_refuses_a_bad_density_exponent(power: float) -> None:
+    with pytest.raises(ConfigError, match="the density exponent must be a number >= 0"):
+        select([1.0], np.zeros((1, 4)), 0.0, power)
 
 
 def test_committee_chosen_counts_listed_images(tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 
 from tclearn.errors import ConfigError
-from tclearn.learning.active import vote_entropy
+from tclearn.learning.active import descriptor, select, vote_entropy
+from tclearn.learning.choices import DEFAULT_DENSITY
 from tclearn.learning.data import Task, read_image
 from tclearn.learning.inference import infer
 from tclearn.learning.models import build_model
@@ -96,7 +97,7 @@ def test_rank_a_folder(tmp_path: Path, config: dict[str, object], task: Task) ->
     maps = [torch.softmax(infer(m.network, x, device="cpu", task=task), dim=1) for m in models]
     if task is Task.SEGMENTATION:
         maps = [1 - p[:, :1] for p in maps]  # the foreground, not each channel
-    assert ranking["measure"] == "entropy"  # the default
+    assert ranking["measure"] == "entropy" and ranking["density"] == DEFAULT_DENSITY  # the defaults
     assert first["score"] == pytest.approx(vote_entropy(torch.cat(maps)))
     assert json.loads((tmp_path / "out" / "ranking.json").read_text()) == ranking
     assert [m["model_id"] for m in ranking["committee"]] == [1, 2]
@@ -104,3 +105,15 @@ def test_rank_a_folder(tmp_path: Path, config: dict[str, object], task: Task) ->
     assert sorted(p.name for p in (tmp_path / "out" / "thumbnails").iterdir()) == sorted(
         r["thumbnail"].removeprefix("thumbnails/") for r in ranking["ranked"]
     )
+
+
+@pytest.mark.parametrize("density", [0.0, 1.0, 4.0])
+def test_the_order_is_select_with_the_density_asked(tmp_path: Path, density: float) -> None:
+    folder = _folder(tmp_path, 6)
+    ranking = rank(_models({"arch": "unet"}), folder, 2, tmp_path / "out", density=density, device="cpu")
+    by_name = {r["name"]: r["score"] for r in ranking["ranked"]}
+    names = sorted(by_name)
+    descriptors = np.stack([descriptor(torch.from_numpy(read_image(folder / n))) for n in names])
+    expected = select([by_name[n] for n in names], descriptors, ranking["diversity"], density)
+    assert ranking["density"] == density
+    assert [r["name"] for r in ranking["ranked"]] == [names[k] for k in expected]

@@ -14,6 +14,7 @@ from eth_account.signers.local import LocalAccount
 from fastapi.testclient import TestClient
 
 from tclearn.coalition.context import Coalition
+from tclearn.learning.choices import DEFAULT_DENSITY
 from tclearn.state.db import Database
 from tclearn.vault.signing import sign_request
 from tests.services.conftest import member_client, operator_headers
@@ -57,7 +58,7 @@ def test_the_operator_ranks_the_unlabelled_folder(api: TestClient) -> None:
     assert made.status_code == 200, made.text
     body = made.json()
     assert [m["model_id"] for m in body["committee"]] == [3, 1] and body["budget"] == 2
-    assert body["measure"] == "entropy"  # the default
+    assert body["measure"] == "entropy" and body["density"] == DEFAULT_DENSITY  # the defaults
     assert len(body["ranked"]) == POOL and [r["chosen"] for r in body["ranked"]].count(True) == 2
     first = body["ranked"][0]["thumbnail"]
     assert first.startswith(f"/active/rankings/{body['ranking_id']}/thumbnails/1-")
@@ -67,9 +68,10 @@ def test_the_operator_ranks_the_unlabelled_folder(api: TestClient) -> None:
 
 
 def test_a_sub_folder_may_be_ranked(api: TestClient) -> None:
-    made = api.post("/active/rank", headers=OPERATOR, json={"budget": 1, "unlabelled": "ward-2", "method": "tta"})
+    body = {"budget": 1, "unlabelled": "ward-2", "method": "tta", "density": 0}
+    made = api.post("/active/rank", headers=OPERATOR, json=body)
     assert made.status_code == 200, made.text
-    assert len(made.json()["ranked"]) == 1 and made.json()["method"] == "tta"
+    assert len(made.json()["ranked"]) == 1 and made.json()["method"] == "tta" and made.json()["density"] == 0.0
 
 
 @pytest.mark.parametrize(
@@ -79,6 +81,7 @@ def test_a_sub_folder_may_be_ranked(api: TestClient) -> None:
         ({"budget": 99, "unlabelled": "ward-1"}, 400, "budget 99 must be between 1 and the 5 images"),
         ({"budget": 1, "method": "vote"}, 422, ""),
         ({"budget": 1, "committee": 1}, 422, ""),
+        ({"budget": 1, "density": -1}, 422, "greater than or equal to 0"),
         ({"budget": 1, "method": "dropout", "unlabelled": "ward-1"}, 400, "no dropout layer"),
     ],
 )

@@ -17,6 +17,7 @@ from tclearn.cli.app import app
 from tclearn.coalition.context import Coalition
 from tclearn.errors import IntegrityError
 from tclearn.learning.active import committee_chosen, file_sha256
+from tclearn.learning.choices import DEFAULT_DENSITY
 from tclearn.site import config as config_module
 from tclearn.site import open as open_module
 from tclearn.site.open import Site
@@ -65,6 +66,7 @@ def test_the_committee_ranks_the_folder(site: Site, pool: Path, tmp_path: Path) 
     assert ranking == json.loads((out / "ranking.json").read_text())
     assert [m["model_id"] for m in ranking["committee"]] == [3, 1]
     assert ranking["method"] == "committee" and ranking["measure"] == "entropy" and ranking["budget"] == 2
+    assert ranking["density"] == DEFAULT_DENSITY
     rows = ranking["ranked"]
     assert [r["rank"] for r in rows] == list(range(1, POOL + 1))
     assert [r["chosen"] for r in rows] == [True, True] + [False] * (POOL - 2)
@@ -78,10 +80,11 @@ def test_the_committee_ranks_the_folder(site: Site, pool: Path, tmp_path: Path) 
 
 
 def test_a_percentage_budget_and_the_text_output(site: Site, pool: Path, tmp_path: Path) -> None:
-    done = rank("--unlabelled", str(pool), "--budget", "50%", "--out", str(tmp_path / "r"), "--measure", "dice")
+    args = ("--budget", "50%", "--measure", "dice", "--density", "0")
+    done = rank("--unlabelled", str(pool), *args, "--out", str(tmp_path / "r"))
     assert done.exit_code == 0, done.output
     ranking = json.loads((tmp_path / "r" / "ranking.json").read_text())
-    assert ranking["budget"] == POOL // 2 and ranking["measure"] == "dice"
+    assert ranking["budget"] == POOL // 2 and ranking["measure"] == "dice" and ranking["density"] == 0.0
     assert "ranked by committee (models 3, 1)" in done.output
 
 
@@ -110,6 +113,7 @@ def test_random_is_seeded(site: Site, pool: Path, tmp_path: Path) -> None:
         (("--budget", "2", "--method", "vote"), 2, "'vote' is not one of"),
         (("--budget", "2", "--committee", "1"), 1, "a committee has at least 2 models, got 1"),
         (("--budget", "2", "--method", "dropout"), 1, "the model has no dropout layer"),
+        (("--budget", "2", "--density", "-1"), 2, "Invalid value for '--density'"),
     ],
 )
 def test_bad_input_is_one_clear_error(
