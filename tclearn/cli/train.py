@@ -49,7 +49,9 @@ def train(
     lr: float = typer.Option(LOCAL_TRAINING.lr),
     optimiser: str = typer.Option("adam", help="adam, adamw or sgd."),
     seed: int = typer.Option(LOCAL_TRAINING.seed),
-    augment: str = typer.Option("", "--augment", help="Comma-separated: flip, rotate90, rotate, intensity, noise."),
+    augment: str = typer.Option(
+        "", "--augment", help="Comma-separated: flip, rotate90, rotate, intensity, noise, j2k:R (JPEG 2000 to R:1)."
+    ),
     patch: str = typer.Option("", "--patch", help="Train on random crops of this size, e.g. 64,64,64."),
     intensity: str = typer.Option("as_stored", "--intensity", help="as_stored, ct (with --window) or zscore."),
     window: str = typer.Option("", "--window", help="CT window in HU, e.g. -100,200."),
