@@ -37,7 +37,7 @@ from tclearn.learning.synth import WINDOW_HU, draw_case, profile_for, to_int16
 from tclearn.learning.train import TrainConfig, train_increment
 
 MODEL = {"arch": "unet", "options": {"channels": [16, 32, 64], "strides": [2, 2]}}
-SIZE, TEST, BATCH, LR = 128, 48, 8, 0.003
+SIZE, TEST, BATCH = 128, 48, 8
 RATIOS = (1.0, 10.0, 20.0, 40.0, 64.0)
 AUGMENT = "j2k:64"
 
@@ -70,10 +70,10 @@ def ct_slices(count: int, seed: int, split: int) -> ImageData:
     )
 
 
-def trained(data: ImageData, seed: int, epochs: int, augment: tuple[str, ...]) -> tuple[nn.Module, float]:
+def trained(data: ImageData, seed: int, epochs: int, lr: float, augment: tuple[str, ...]) -> tuple[nn.Module, float]:
     torch.manual_seed(seed)
     parent = network()
-    config = TrainConfig(epochs=epochs, batch_size=BATCH, lr=LR, seed=seed, loss="dice", augment=augment)
+    config = TrainConfig(epochs=epochs, batch_size=BATCH, lr=lr, seed=seed, augment=augment)
     started = time.perf_counter()
     parent.load_state_dict(train_increment(parent, data, config).weights)
     return parent, time.perf_counter() - started
@@ -115,6 +115,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--train", type=int, default=96)
+    parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -124,8 +125,8 @@ def main() -> None:
     runs: dict[str, Any] = {}
     for seed in seeds:
         train, test = ct_slices(args.train, seed, 0), ct_slices(TEST, seed, 1)
-        plain, plain_s = trained(train, seed, args.epochs, ())
-        augmented, augmented_s = trained(train, seed, args.epochs, (AUGMENT,))
+        plain, plain_s = trained(train, seed, args.epochs, args.lr, ())
+        augmented, augmented_s = trained(train, seed, args.epochs, args.lr, (AUGMENT,))
         plain_scores, augmented_scores = scores(plain, test), scores(augmented, test)
         runs[str(seed)] = {
             "plain": plain_scores,
@@ -146,7 +147,7 @@ def main() -> None:
         mean[f"{kind}_dice_as_stored"] = round(statistics.mean(run[kind]["as_stored"] for run in runs.values()), 4)
     report = {
         **machine(args.threads, SIZE, MODEL, BATCH),
-        "data": {"train": args.train, "test": TEST, "stored": "int16 HU", "epochs": args.epochs, "lr": LR},
+        "data": {"train": args.train, "test": TEST, "stored": "int16 HU", "epochs": args.epochs, "lr": args.lr},
         "augment": AUGMENT,
         "seeds": runs,
         "mean": mean,
