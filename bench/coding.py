@@ -36,7 +36,7 @@ from tclearn.learning.robustness import robustness
 from tclearn.learning.synth import WINDOW_HU, draw_case, profile_for, to_int16
 from tclearn.learning.train import TrainConfig, train_increment
 
-MODEL = {"arch": "unet", "options": {"channels": [16, 32, 64], "strides": [2, 2]}}
+MODEL = {"arch": "unet"}  # the default U-Net (8-16-32), as bench/train.py
 SIZE, TEST, BATCH = 128, 48, 8
 RATIOS = (1.0, 10.0, 20.0, 40.0, 64.0)
 AUGMENT = "j2k:64"
