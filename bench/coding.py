@@ -2,8 +2,9 @@
 
 Synthetic CT slices as a scanner stores them (`tclearn.learning.synth`: int16 Hounsfield units, drawn from the
 first three hospitals' case mixes and scanners in equal parts), 2-D at 128 x 128 — a side where a 64:1 codestream
-still holds more than its headers. The model is the demo's small U-Net behind a soft-tissue window (the window
-is part of the model, so the images coded are the stored HU, as an archive codes them). Per seed, two models
+still holds more than its headers. The model is the default U-Net (8-16-32, as bench/train.py) behind a soft-tissue
+window (the window is part of the model, so the images coded are the stored HU, as an archive codes them), trained
+with Adam and the default Dice + cross-entropy loss. Per seed, two models
 are trained on the same training set with the same seed: one plain, one with the `j2k:64` augmentation (half
 of the items coded at a ratio log-uniform in [1, 64] as they are read). Each is scored (Dice) on the test set
 as stored and at each ratio (`tclearn.learning.robustness`: every plane coded and decoded).
@@ -13,7 +14,7 @@ as stored and at each ratio (`tclearn.learning.robustness`: every plane coded an
 - decode: slices/s decoding one 512 x 512 int16 CT slice (lossless, 10:1, 20:1, 64:1) on one core
   (openjpeg decodes on one thread; torch threads set to 1), median of repeats. Target >= 50.
 
-Usage: PYTHONPATH=. python bench/coding.py [--seeds 0,1,2] [--threads 2] [--epochs 30] [--train 96]
+Usage: PYTHONPATH=. python bench/coding.py [--seeds 0,1,2] [--threads 2] [--epochs 30] [--train 96] [--lr 0.01]
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from typing import Any
 
@@ -128,6 +130,8 @@ def main() -> None:
         plain, plain_s = trained(train, seed, args.epochs, args.lr, ())
         augmented, augmented_s = trained(train, seed, args.epochs, args.lr, (AUGMENT,))
         plain_scores, augmented_scores = scores(plain, test), scores(augmented, test)
+        shown = f"plain {plain_scores['by_ratio']}, augmented {augmented_scores['by_ratio']}"
+        print(f"seed {seed}: {shown}", file=sys.stderr)
         runs[str(seed)] = {
             "plain": plain_scores,
             "augmented": augmented_scores,

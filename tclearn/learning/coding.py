@@ -13,6 +13,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -142,7 +143,7 @@ def is_lossy_codestream(head: bytes) -> bool:
     return head[at + 13] == 0
 
 
-def _dicom_header(path: Path):  # type: ignore[no-untyped-def]
+def _dicom_header(path: Path) -> Any:
     import pydicom
 
     try:
