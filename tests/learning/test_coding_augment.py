@@ -80,3 +80,13 @@ def test_train_cli_accepts_j2k(tmp_path: Path) -> None:
     assert json.loads(result.stdout)["training"]["augmentation"] == ["flip", "j2k:20"]
     bad = runner.invoke(train_app, [*args, "--augment", "j2k:0.5"])
     assert bad.exit_code != 0 and "augmentation 'j2k:0.5'" in bad.output
+
+
+def test_a_sites_training_section_takes_j2k() -> None:
+    from tclearn.site.config import TrainingSection
+
+    section = TrainingSection(augment=["flip", "j2k:64"])
+    config = TrainConfig(**section.model_dump(exclude={"privacy"}))  # as `open_site` builds it
+    assert config.augment == ("flip", "j2k:64")
+    with pytest.raises(ConfigError, match="j2k:0"):
+        TrainConfig(**TrainingSection(augment=["j2k:0"]).model_dump(exclude={"privacy"}))
