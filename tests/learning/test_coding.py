@@ -178,3 +178,22 @@ def test_dicom_j2k_slice_and_series_read(tmp_path: Path, lossless: bool) -> None
         np.testing.assert_array_equal(single, single_ref)
     else:
         assert 0 < float(np.abs(volume - reference).mean()) < 20
+
+
+@pytest.mark.parametrize(
+    ("values", "dtype", "offset", "scale"),
+    [
+        ([-1024.0, 0.0, 3071.0], np.int16, 0.0, 1.0),  # HU: kept as they are
+        ([0.0, 0.5, 1.0], np.uint16, 0.0, 1.0 / 65535),  # display values: over their range
+        ([40000.0, 40001.0, 40002.0], np.uint16, 40000.0, 2.0 / 65535),  # integral but beyond int16
+        ([7.0, 7.0, 7.0], np.int16, 0.0, 1.0),  # constant
+    ],
+)
+def test_quantise_table(values: list[float], dtype: type, offset: float, scale: float) -> None:
+    from tclearn.learning.coding import quantise
+
+    image = np.array(values, np.float32)
+    stored, got_offset, got_scale = quantise(image)
+    assert stored.dtype == dtype
+    assert (got_offset, got_scale) == pytest.approx((offset, scale))
+    np.testing.assert_allclose(stored * got_scale + got_offset, image, rtol=1e-6)
