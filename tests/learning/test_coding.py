@@ -196,4 +196,4 @@ def test_quantise_table(values: list[float], dtype: type, offset: float, scale: 
     stored, got_offset, got_scale = quantise(image)
     assert stored.dtype == dtype
     assert (got_offset, got_scale) == pytest.approx((offset, scale))
-    np.testing.assert_allclose(stored * got_scale + got_offset, image, rtol=1e-6)
+    np.testing.assert_allclose(stored * got_scale + got_offset, image, atol=got_scale / 2 + 1e-9)  # half a step
