@@ -13,6 +13,8 @@ from tclearn.cli.common import sizes, user_errors
 from tclearn.learning.defaults import LOCAL_TRAINING
 
 if TYPE_CHECKING:
+    import torch
+
     from tclearn.learning.volumes import Intensity
 
 
@@ -49,7 +51,9 @@ def train(
     lr: float = typer.Option(LOCAL_TRAINING.lr),
     optimiser: str = typer.Option("adam", help="adam, adamw or sgd."),
     seed: int = typer.Option(LOCAL_TRAINING.seed),
-    augment: str = typer.Option("", "--augment", help="Comma-separated: flip, rotate90, rotate, intensity, noise."),
+    augment: str = typer.Option(
+        "", "--augment", help="Comma-separated: flip, rotate90, rotate, intensity, noise, j2k:R (JPEG 2000 to R:1)."
+    ),
     patch: str = typer.Option("", "--patch", help="Train on random crops of this size, e.g. 64,64,64."),
     intensity: str = typer.Option("as_stored", "--intensity", help="as_stored, ct (with --window) or zscore."),
     window: str = typer.Option("", "--window", help="CT window in HU, e.g. -100,200."),
@@ -99,22 +103,69 @@ def train(
 
 @app.command()
 def evaluate(
-    model: str = typer.Option(..., "--model", help="Model file (.pt or .safetensors) with its config beside it."),
+    model: str | None = typer.Option(
+        None, "--model", help="Model file (.pt or .safetensors) with its config beside it."
+    ),
+    model_id: int | None = typer.Option(
+        None,
+        "--model-id",
+        min=0,
+        help="Instead of --model: a committed model on chain, opened by the site of --config.",
+    ),
     data: Path = typer.Option(..., "--data", help="Test folder or CSV (G or a local L)."),
     task: str = typer.Option("segmentation", help="segmentation, classification or multilabel (folders)."),
-    config: Path | None = typer.Option(None, "--config", help="Model config JSON (default: beside the model)."),
+    config: Path | None = typer.Option(
+        None, "--config", help="Model config JSON (default: beside the model); with --model-id the site's member.toml."
+    ),
     batch_size: int = typer.Option(16, "--batch-size", min=1),
     roi: str = typer.Option("", "--roi", help="Sliding window for volumes, e.g. 64,64,64 (default: whole)."),
     intensity: str = typer.Option("as_stored", "--intensity", help="as_stored, ct (with --window) or zscore."),
     window: str = typer.Option("", "--window", help="CT window in HU, e.g. -100,200."),
+    j2k_ratios: str = typer.Option(
+        "", "--j2k-ratios", help="Robustness report: also score at these JPEG 2000 ratios, e.g. 1,10,20,40,64."
+    ),
+    report: Path | None = typer.Option(
+        None, "--report", help="With --j2k-ratios: write robustness.json and robustness.png into this folder."
+    ),
 ) -> None:
-    """Print a model's metrics on a data set as JSON (Dice/IoU, accuracy/AUC/precision/recall, or per-label AUC)."""
+    """Print a model's metrics on a data set as JSON (Dice/IoU, accuracy/AUC/precision/recall, or per-label AUC);
+    with --j2k-ratios, its score on the data as read and after JPEG 2000 coding at each ratio."""
+    from tclearn.errors import ConfigError
     from tclearn.learning.evaluate import evaluate as run_evaluation
     from tclearn.learning.folders import open_folder
-    from tclearn.learning.modelfile import load_model
+    from tclearn.learning.robustness import parse_ratios, robustness, write_report
 
     with user_errors():
-        net, _ = load_model(model, config)
+        if (model is None) == (model_id is None):
+            raise ConfigError("name the model to evaluate: either --model FILE or --model-id N (with --config)")
+        if report is not None and not j2k_ratios:
+            raise ConfigError("--report writes the robustness report: give --j2k-ratios too")
+        ratios = parse_ratios(j2k_ratios) if j2k_ratios else ()
+        net = _network(model, model_id, config)
         samples = open_folder(data, task, reading(intensity, window))
+        if ratios:
+            found = robustness(net, samples, ratios, batch_size, roi_size=sizes(roi, "--roi"))
+            if report is not None:
+                write_report(found, report)
+            console.print_json(json.dumps({"samples": len(samples), **found.to_dict()}))
+            return
         result = run_evaluation(net, samples, batch_size, roi_size=sizes(roi, "--roi"))
     console.print_json(json.dumps({"samples": result.samples, "score": result.score, **result.metrics}))
+
+
+def _network(model: str | None, model_id: int | None, config: Path | None) -> torch.nn.Module:
+    """The model file's network, or committed model `model_id` opened verified as the site of `config`."""
+    if model is not None:
+        from tclearn.learning.modelfile import load_model
+
+        return load_model(model, config)[0]
+    from tclearn.coalition.committed import committed_network
+    from tclearn.site.config import MemberSettings, load_site_config
+    from tclearn.site.open import open_site
+
+    assert model_id is not None
+    site = open_site(load_site_config(config or Path("member.toml"), MemberSettings))
+    try:
+        return committed_network(site.coalition, site.hospital, model_id)
+    finally:
+        site.close()

@@ -5,19 +5,26 @@ names go into the candidate's training facts, so validators and auditors see wha
 are seeded from the run's seed: the same data, seed and names give the same batches. Spatial transforms move
 a segmentation mask with its image (nearest-neighbour for the mask); intensity transforms touch the image only.
 A `patch` (3-D volumes larger than what fits a batch) crops a random window per item, half of them centred on
-foreground, as MONAI's `RandCropByPosNegLabeld` does.
+foreground, as MONAI's `RandCropByPosNegLabeld` does. `j2k:R` (e.g. `j2k:64`) codes half of the images with JPEG
+2000 at a ratio drawn log-uniformly in [1, R] (`coding.round_trip`), so that a model learns to read compressed
+images.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+import torch
 from monai.transforms import (
     Compose,
+    MapTransform,
     RandCropByPosNegLabeld,
     RandFlipd,
     RandGaussianNoised,
+    RandomizableTransform,
     RandRotate90d,
     RandRotated,
     RandScaleIntensityd,
@@ -26,9 +33,11 @@ from monai.transforms import (
 )
 
 from tclearn.errors import ConfigError
+from tclearn.learning.coding import check_ratio, round_trip
 
 IMAGE, LABEL = "image", "label"
 ROTATION = 0.26  # radians (15 degrees), in the axial plane
+J2K_PREFIX = "j2k:"
 
 Maker = Callable[[tuple[str, ...], int], list[Any]]
 
@@ -55,6 +64,48 @@ def _noise(keys: tuple[str, ...], dims: int) -> list[Any]:
     return [RandGaussianNoised(IMAGE, prob=0.3, std=0.05)]
 
 
+class RandJpeg2000d(RandomizableTransform, MapTransform):
+    """With probability `prob`, the image coded and decoded by JPEG 2000 at a ratio log-uniform in [1, `max_ratio`]."""
+
+    def __init__(self, keys: str, max_ratio: float, prob: float = 0.5) -> None:
+        RandomizableTransform.__init__(self, prob)
+        MapTransform.__init__(self, keys)
+        self.max_ratio = check_ratio(max_ratio)
+        self.ratio = 1.0
+
+    def randomize(self, data: Any = None) -> None:
+        super().randomize(None)
+        self.ratio = math.exp(self.R.uniform(0.0, math.log(self.max_ratio)))
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        out = dict(data)
+        self.randomize()
+        if not self._do_transform:
+            return out
+        for key in self.key_iterator(out):
+            image = np.asarray(torch.as_tensor(out[key]).detach().cpu().numpy(), dtype=np.float32)
+            out[key] = torch.from_numpy(round_trip(image, self.ratio))
+        return out
+
+
+def j2k_ratio(name: str) -> float | None:
+    """The ratio R of a `j2k:R` name, None for any other name; a `ConfigError` when R is not a number >= 1."""
+    if not name.startswith(J2K_PREFIX):
+        return None
+    text = name[len(J2K_PREFIX) :]
+    try:
+        return check_ratio(float(text))
+    except (ValueError, ConfigError):
+        raise ConfigError(f"augmentation {name!r}: the ratio after 'j2k:' must be a number >= 1, e.g. j2k:64") from None
+
+
+def _maker(name: str) -> Maker | None:
+    ratio = j2k_ratio(name)
+    if ratio is not None:
+        return lambda keys, dims: [RandJpeg2000d(IMAGE, ratio)]
+    return AUGMENTATIONS.get(name)
+
+
 AUGMENTATIONS: dict[str, Maker] = {
     "flip": _flip,
     "rotate90": _rotate90,
@@ -66,9 +117,11 @@ AUGMENTATIONS: dict[str, Maker] = {
 
 def check_augment(names: Sequence[str]) -> tuple[str, ...]:
     """The names as a tuple, each known and named once; a `ConfigError` naming the unknown ones."""
-    unknown = [n for n in names if n not in AUGMENTATIONS]
+    unknown = [n for n in names if _maker(n) is None]
     if unknown:
-        raise ConfigError(f"unknown augmentation(s) {', '.join(unknown)}; choose from {', '.join(AUGMENTATIONS)}")
+        raise ConfigError(
+            f"unknown augmentation(s) {', '.join(unknown)}; choose from {', '.join(AUGMENTATIONS)} or j2k:R (R >= 1)"
+        )
     if len(set(names)) != len(names):
         raise ConfigError(f"augmentations named twice: {', '.join(names)}")
     return tuple(names)
@@ -104,7 +157,9 @@ def training_transform(
         else:
             steps.append(RandSpatialCropd(keys, roi_size=list(patch), random_size=False))
     for name in check_augment(names):
-        steps += AUGMENTATIONS[name](keys, spatial_dims)
+        maker = _maker(name)
+        assert maker is not None  # checked above
+        steps += maker(keys, spatial_dims)
     if not steps:
         return None
     transform = Compose(steps)

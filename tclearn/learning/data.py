@@ -7,11 +7,13 @@ Layouts (the same one `tclearn data synth` writes):
 - multi-label: `ROOT/images/<name>.<ext>` and `ROOT/labels.csv` (`multilabel.py`);
 - tabular: one CSV file with a label column, every other column a numeric feature.
 
-Images are PNG/JPEG/TIFF (PIL), NIfTI (nibabel) or DICOM (pydicom): a `.dcm` file is one slice, a
-sub-folder of `.dcm` slices is one series, one volume (`dicom.py`). PIL images are display pictures, scaled
-to [0, 1] by their type's range; NIfTI and DICOM keep their real values (Hounsfield units for CT), and their
-volumes are turned to RAS axes (as `nibabel.as_closest_canonical`) so that a DICOM series and a NIfTI mask of
-the same scan line up voxel for voxel. Every user mistake is a `DataError` that names the file.
+Images are PNG/JPEG/TIFF (PIL), JPEG 2000 (`.jp2`/`.j2k`/`.j2c`, `coding.py`), NIfTI (nibabel) or DICOM
+(pydicom, JPEG 2000 transfer syntaxes included): a `.dcm` file is one slice, a sub-folder of `.dcm` slices is
+one series, one volume (`dicom.py`). PIL images are display pictures, scaled to [0, 1] by their type's range;
+so are unsigned JPEG 2000 images (8-bit /255, 16-bit /65535: a PNG and its `.jp2` read the same). NIfTI,
+DICOM and signed JPEG 2000 keep their real values (Hounsfield units for CT), and volumes are turned to RAS
+axes (as `nibabel.as_closest_canonical`) so that a DICOM series and a NIfTI mask of the same scan line up
+voxel for voxel. Every user mistake is a `DataError` that names the file.
 """
 
 from __future__ import annotations
@@ -34,12 +36,13 @@ from nibabel.orientations import apply_orientation, io_orientation
 from torch.utils.data import Dataset, TensorDataset
 
 from tclearn.errors import DataError, NotFoundError
+from tclearn.learning.coding import J2K_SUFFIXES, decode
 from tclearn.learning.dicom import read_series, read_slice
 
 PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 DICOM_SUFFIXES = (".dcm",)
-IMAGE_SUFFIXES = PIL_SUFFIXES + NIFTI_SUFFIXES + DICOM_SUFFIXES
+IMAGE_SUFFIXES = PIL_SUFFIXES + J2K_SUFFIXES + NIFTI_SUFFIXES + DICOM_SUFFIXES
 
 
 class Task(enum.StrEnum):
@@ -131,9 +134,10 @@ def _loader_for(kind: str) -> LoadImage:
 
 
 def image_kind(path: Path) -> str:
-    """`pil`, `nifti` or `dicom` by the file's suffix; a `DataError` for any other file."""
+    """`pil`, `j2k`, `nifti` or `dicom` by the file's suffix; a `DataError` for any other file."""
     name = path.name.lower()
-    for kind, suffixes in (("pil", PIL_SUFFIXES), ("nifti", NIFTI_SUFFIXES), ("dicom", DICOM_SUFFIXES)):
+    kinds = (("pil", PIL_SUFFIXES), ("j2k", J2K_SUFFIXES), ("nifti", NIFTI_SUFFIXES), ("dicom", DICOM_SUFFIXES))
+    for kind, suffixes in kinds:
         if name.endswith(suffixes):
             return kind
     raise DataError(f"unsupported image type {path.name!r}; expected one of {', '.join(IMAGE_SUFFIXES)}")
@@ -175,6 +179,17 @@ def to_ras(array: np.ndarray, affine: np.ndarray) -> np.ndarray:
 _READER_NOISE = ("NvImgCodecPydicomReader: nvImageCodec", "The given NumPy array is not writable")
 
 
+def read_j2k(path: Path) -> np.ndarray:
+    """A JPEG 2000 file as float32 `(C, rows, columns)`: unsigned scaled to [0, 1] as PIL pictures, signed as is."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read image {str(path)!r}: {exc}", path=str(path)) from None
+    pixels = decode(data, str(path))
+    planes = pixels[np.newaxis] if pixels.ndim == 2 else np.moveaxis(pixels, -1, 0)
+    return planes.astype(np.float32) if pixels.dtype.kind == "i" else _normalise(planes)
+
+
 def read_image(path: Path) -> np.ndarray:
     """One image as float32 `(C, *spatial)`; a `DataError` naming the file when it cannot be read.
 
@@ -186,6 +201,8 @@ def read_image(path: Path) -> np.ndarray:
     kind = image_kind(path)
     if kind == "dicom":
         return read_slice(path)
+    if kind == "j2k":
+        return read_j2k(path)
     try:
         with warnings.catch_warnings():
             for message in _READER_NOISE:

@@ -2,10 +2,10 @@
 
 `scan_segmentation(ROOT)` walks `ROOT/images` and `ROOT/masks` (the layout of `data.py`) and returns one
 `ScanItem` per image: its mask, its shape as `read_image` will return it and its number of spatial axes.
-Images are sized from their headers (PIL's header, nibabel's header, pydicom with `stop_before_pixels`), so a
-folder of large volumes is checked without loading them; masks are read whole, since only their voxels say
-whether the set has any foreground. It reads and never writes. A disk-backed loader takes the items as
-they are.
+Images are sized from their headers (PIL's header, the JPEG 2000 SIZ marker, nibabel's header, pydicom with
+`stop_before_pixels`), so a folder of large volumes is checked without loading them; masks are read whole,
+since only their voxels say whether the set has any foreground. It reads and never writes. A disk-backed
+loader takes the items as they are.
 """
 
 from __future__ import annotations
@@ -57,6 +57,8 @@ def image_shape(path: Path) -> tuple[int, ...]:
             raise DataError(problem, path=str(path))
         return (header.samples, header.rows, header.columns)
     try:
+        if kind == "j2k":
+            return _j2k_shape(path)
         return _nifti_shape(path) if kind == "nifti" else _pil_shape(path)
     except DataError:
         raise
@@ -71,6 +73,13 @@ def _pil_shape(path: Path) -> tuple[int, ...]:
         shape = (len(picture.getbands()), picture.height, picture.width)
         picture.verify()  # chunk checksums, without decoding the pixels
     return shape
+
+
+def _j2k_shape(path: Path) -> tuple[int, ...]:
+    from openjpeg.utils import get_parameters
+
+    header = get_parameters(str(path))
+    return (int(header["samples_per_pixel"]), int(header["rows"]), int(header["columns"]))
 
 
 def _nifti_shape(path: Path) -> tuple[int, ...]:

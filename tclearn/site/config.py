@@ -72,7 +72,7 @@ class TrainingSection(BaseModel):
     min_batch_size: int = Field(default=COALITION_TRAINING.min_batch_size, ge=1)
     seed: int = COALITION_TRAINING.seed
     loss: Literal["dice", "dice_ce", "ce"] | None = None  # None: dice_ce for segmentation, ce for classes
-    augment: list[str] = []  # MONAI random transforms by name: flip, rotate90, rotate, intensity, noise
+    augment: list[str] = []  # MONAI random transforms by name: flip, rotate90, rotate, intensity, noise, j2k:R
     patch: list[int] | None = None  # 3-D: train on random crops of this size, evaluate with a sliding window
     privacy: PrivacyTrainingSection | None = None  # DP-SGD; required where the coalition's policy requires DP
 
