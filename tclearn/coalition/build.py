@@ -12,7 +12,7 @@ registered on chain, re-hashed by the vault, with a supervisor client per hospit
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -22,6 +22,8 @@ from tclearn.coalition.declared import check_expected, declared_policy
 from tclearn.coalition.policy import AcceptancePolicy
 from tclearn.coalition.watermark import read_key
 from tclearn.errors import ConfigError, DataError, NotFoundError, TclearnError
+from tclearn.learning.active import committee_chosen
+from tclearn.learning.coding import declared
 from tclearn.learning.data import ImageData, Task
 from tclearn.learning.defaults import ENCRYPTED_TRAINING, EncryptedTraining
 from tclearn.learning.folders import read_patients
@@ -122,7 +124,13 @@ class Images:
                 f"{folder}'s labels ({', '.join(train.classes)}) are not G's ({', '.join(global_test.classes)})"
             )
         patients = read_patients(folder / "train", train.names)  # the patient privacy unit, where it is grouped
-        return HospitalData(train, test, fingerprint(folder / "train"), patients)
+        return HospitalData(train, test, training_manifest(folder / "train"), patients)
+
+
+def training_manifest(train: Path) -> Manifest:
+    """The manifest of an image training folder with what an increment declares about it: how many of its
+    images the committee chose (`train/committee.json`) and their JPEG 2000 coding."""
+    return replace(fingerprint(train), committee_chosen=committee_chosen(train), compression=declared(train))
 
 
 READERS: dict[Task, Callable[[Path, Intensity, int], FileSamples]] = {

@@ -16,10 +16,11 @@ from tclearn.coalition.blobs import put_record, vault_uri
 from tclearn.coalition.budget import admission, check_private_training
 from tclearn.coalition.context import Coalition, Hospital
 from tclearn.errors import ContractRevert, TrainingCancelled
+from tclearn.learning.manifest import Manifest
 from tclearn.learning.train import CancelToken
 from tclearn.ledger.client import Submission
 from tclearn.ledger.values import epsilon_units
-from tclearn.records import CandidateMetadata, DataSummary
+from tclearn.records import CandidateMetadata, DataCompression, DataSummary
 
 log = logging.getLogger(__name__)
 MAX_REBASES = 3
@@ -41,6 +42,17 @@ class Proposal:
     model_hash: str
     metadata_hash: str
     rebases: int
+
+
+def data_summary(manifest: Manifest) -> DataSummary:
+    """What a candidate declares of its training set: the manifest's fingerprint, the committee's picks among its
+    images and their coding."""
+    coding = manifest.compression
+    return DataSummary(
+        **manifest.summary(),
+        committee_chosen=manifest.committee_chosen,
+        compression=None if coding is None else DataCompression(coding.coded, coding.lossy, coding.max_ratio),
+    )
 
 
 def increment(
@@ -68,7 +80,7 @@ def increment(
         model=co.backend.describe(),
         training=trained.facts,
         tclearn_version=__version__,
-        data=DataSummary(**member.manifest.summary()),
+        data=data_summary(member.manifest),
         update_norm=co.backend.update_size(parent, trained.model),
         privacy=trained.privacy,
     )

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tclearn.errors import DataError, NotFoundError
+from tclearn.learning.coding import Compression
 
 CHUNK = 1 << 20
 
@@ -27,6 +28,9 @@ class ManifestEntry:
 @dataclass(frozen=True)
 class Manifest:
     entries: tuple[ManifestEntry, ...]
+    # what a training folder's manifest declares beside its files (`tclearn.coalition.build.training_manifest`):
+    committee_chosen: int = 0  # images the coalition's committee chose for annotation (`tclearn.learning.active`)
+    compression: Compression | None = None  # the images' JPEG 2000 coding (`tclearn.learning.coding`), if any
 
     @property
     def digest(self) -> str:

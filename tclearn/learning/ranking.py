@@ -174,8 +174,9 @@ def rank(
         maps = _maps(models, x[None], method, task, device)
         scores.append(score_of(maps))
         pictures.append(thumbnail(image, maps))
-    if method is Method.RANDOM:
+    if method is Method.RANDOM:  # the baseline: a uniform draw, neither weighted nor spread
         scores = [float(s) for s in random_scores(len(files), seed)]
+        diversity = density = 0.0
     order = select(scores, np.stack(descriptors), diversity, density)
     ranked: list[dict[str, Any]] = []
     for position, index in enumerate(order, start=1):

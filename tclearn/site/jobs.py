@@ -150,6 +150,7 @@ class JobRunner:
         """Queues a training job for `owner` and starts it; 409 while another job is queued or running."""
 
         def work(co: Coalition, token: CancelToken, progress: Progress) -> dict[str, object]:
+            self.site.reread()  # annotated images added since the site opened join this increment
             proposal = propose(co, self.site.hospital, cancel=token, progress=progress)
             return {"model_id": proposal.submission.model_id, "model_hash": proposal.model_hash}
 
@@ -162,6 +163,7 @@ class JobRunner:
         plan(site.coalition, site.hospital, site.config.finetuned, options)
 
         def work(co: Coalition, token: CancelToken, progress: Progress) -> dict[str, object]:
+            site.reread()
             done = finetune(
                 co, site.hospital, site.config.finetuned, options, run_id=job_id, cancel=token, progress=progress
             )

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from tclearn.coalition.build import build, data_format
+from tclearn.coalition.build import DataFormat, build, data_format
 from tclearn.coalition.context import Coalition, Hospital
 from tclearn.coalition.policy import AcceptancePolicy, PrivacyPolicy
 from tclearn.errors import ConfigError, DataError
@@ -47,6 +47,22 @@ class Site:
     coalition: Coalition
     hospital: Hospital
     opened: list[Closable] = field(default_factory=list)  # the connections `open_site` made, closed by `close`
+    form: DataFormat | None = None  # how the hospital's folder is read (`reread`); None: not from a folder
+
+    def reread(self) -> bool:
+        """Reads the hospital's data folder again, and takes it if its training files changed since it was read
+        (images annotated and added by `tclearn active add`, files a data manager put there): the next increment
+        trains on them and its metadata declares them. True when the data changed. A folder that no longer reads
+        raises its `DataError` and the site keeps the data it had."""
+        if self.form is None:
+            return False
+        data = self.form.hospital(self.config.data, self.coalition.global_test)
+        if data.manifest == self.hospital.manifest:
+            return False
+        hospital = self.hospital
+        hospital.train, hospital.local_test, hospital.manifest = data.train, data.local_test, data.manifest
+        hospital.patients = data.patients
+        return True
 
     @property
     def client(self) -> LedgerClient:
@@ -195,4 +211,4 @@ def open_site(config: SiteConfig) -> Site:
         for connection in opened:
             connection.close()
         raise
-    return Site(config, coalition, hospital, opened)
+    return Site(config, coalition, hospital, opened, form)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +15,14 @@ from PIL import Image
 from typer.testing import Result
 
 from tclearn.cli.app import app
+from tclearn.coalition.build import Images
 from tclearn.coalition.context import Coalition
+from tclearn.coalition.member import increment
 from tclearn.errors import IntegrityError
-from tclearn.learning.active import committee_chosen, file_sha256
+from tclearn.learning.active import committee_chosen, file_sha256, random_scores
 from tclearn.learning.choices import DEFAULT_DENSITY
+from tclearn.learning.coding import coded_ratio
+from tclearn.learning.compress import compress
 from tclearn.site import config as config_module
 from tclearn.site import open as open_module
 from tclearn.site.open import Site
@@ -96,12 +101,17 @@ def test_tta_uses_the_head_alone(site: Site, pool: Path, tmp_path: Path) -> None
 
 def test_random_is_seeded(site: Site, pool: Path, tmp_path: Path) -> None:
     def order(seed: int, name: str) -> list[str]:
-        args = ("--budget", "1", "--method", "random", "--seed", str(seed), "--diversity", "0")
+        args = ("--budget", "1", "--method", "random", "--seed", str(seed))
         done = rank("--unlabelled", str(pool), *args, "--out", str(tmp_path / name), "--json")
         assert done.exit_code == 0, done.output
-        return [r["name"] for r in json.loads(done.output)["ranked"]]
+        ranking = json.loads(done.output)
+        assert ranking["density"] == ranking["diversity"] == 0  # the plain baseline, whatever the defaults
+        return [r["name"] for r in ranking["ranked"]]
 
     assert order(1, "a") == order(1, "b") != order(2, "c")
+    names = sorted(p.name for p in pool.iterdir())
+    drawn = random_scores(len(names), 1)
+    assert order(1, "d") == [names[i] for i in np.argsort(-np.asarray(drawn), kind="stable")]
 
 
 @pytest.mark.parametrize(
@@ -235,3 +245,52 @@ def test_add_is_all_or_nothing(
     assert done.exit_code == 1 and expected in " ".join(done.output.split()), done.output
     assert snapshot(train) == before and not (train / "committee.json").exists()
     assert not [p for p in train.parent.iterdir() if p.name.startswith(".train")]
+
+
+def running_site(site: Site, data: Path) -> Site:
+    """A site like `site` (its own hospital record) reading `data`, a hospital folder whose training images are not
+    the pool's: hospital 3's test images and G's."""
+    for part in ("train", "test"):
+        shutil.copytree(Path(site.config.data) / "test", data / part)
+    for sub in ("images", "masks"):
+        shutil.copytree(Path(site.config.global_test) / sub, data / "train" / sub, dirs_exist_ok=True)
+    hospital = replace(site.hospital)  # the module's lineage keeps its own hospital untouched
+    return Site(site.config.model_copy(update={"data": data}), site.coalition, hospital, form=Images())
+
+
+def test_the_next_increment_declares_the_committees_picks(
+    site: Site, ranked: Path, lineage: tuple[Coalition, Path], tmp_path: Path
+) -> None:
+    """The loop closes: picks added to a running site's training folder join its next increment, whose metadata
+    counts them."""
+    co, _ = lineage
+    running = running_site(site, tmp_path / "hospital")
+    assert running.reread() and running.hospital.manifest.committee_chosen == 0  # the folder it now reads
+    train_set = running.hospital.train
+    before = len(train_set)
+    assert not running.reread() and running.hospital.train is train_set  # unchanged: the site keeps what it has
+    assert add(ranked, masks_of(lineage), Path(running.config.data) / "train").exit_code == 0
+    assert running.reread()
+    assert running.hospital.manifest.committee_chosen == 2
+    assert len(running.hospital.train) == before + 2
+    _, metadata = increment(co, running.hospital, co.client.head(), None, None)
+    assert metadata.data is not None and metadata.data.committee_chosen == 2
+    assert metadata.data.manifest_sha256 == running.hospital.manifest.digest != site.hospital.manifest.digest
+
+
+def test_an_increment_declares_its_images_coding(site: Site, lineage: tuple[Coalition, Path], tmp_path: Path) -> None:
+    co, _ = lineage
+    running = running_site(site, tmp_path / "hospital")
+    _, plain = increment(co, running.hospital, co.client.head(), None, None)
+    assert plain.data is not None and plain.data.compression is None
+    data = Path(running.config.data)
+    compress(data / "train", tmp_path / "coded", 10)
+    shutil.rmtree(data / "train")
+    shutil.move(tmp_path / "coded", data / "train")
+    assert running.reread()
+    images = len(list((data / "train" / "images").iterdir()))
+    _, coded = increment(co, running.hospital, co.client.head(), None, None)
+    assert coded.data is not None and coded.data.compression is not None
+    assert coded.data.compression.coded == coded.data.compression.lossy == images
+    ratios = [coded_ratio(f) for f in (data / "train" / "images").iterdir()]  # 32x32 pictures: headers weigh
+    assert coded.data.compression.max_ratio == round(max(ratios), 3) > 1
