@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import platform
 import signal
@@ -35,7 +34,7 @@ from PIL import Image
 # Run as a script, this file's folder comes first on sys.path and this file would shadow the `services` package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from bench.services import percentile, service  # noqa: E402
+from bench.services import emit, percentile, service  # noqa: E402
 from tclearn.ledger.localchain import LocalNode, free_port  # noqa: E402
 from tclearn.types import Variant  # noqa: E402
 from tests.services.conftest import OPERATOR_TOKEN, deploy_sites, operator_headers  # noqa: E402
@@ -124,10 +123,7 @@ def main() -> None:
         "rows": measured,
         "target": {"console_p90_s": TARGET_S, "met": p90 < TARGET_S},
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out is not None:
-        args.out.write_text(text + "\n")
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

@@ -159,6 +159,14 @@ def time_to_commit(member_url: str, deployed: Any) -> dict[str, Any]:
             site.close()
 
 
+def emit(report: dict[str, Any], out: Path | None) -> None:
+    """Prints the report as JSON, and writes it to `out` too when given."""
+    text = json.dumps(report, indent=2)
+    print(text)
+    if out is not None:
+        out.write_text(text + "\n")
+
+
 def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the clean-ups: services and Anvil stop too
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -227,10 +235,7 @@ def main() -> None:
         "target": {"models_p99_ms": TARGET_P99_MS, "met": p99 < TARGET_P99_MS},
         "post_to_commit": commit,
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out is not None:
-        args.out.write_text(text + "\n")
+    emit(report, args.out)
 
 
 if __name__ == "__main__":
