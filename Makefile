@@ -78,6 +78,8 @@ bench: dev chain-tools
 	PYTHONPATH=. $(PY) bench/dp.py
 	PYTHONPATH=. $(PY) bench/watermark.py
 	PYTHONPATH=. $(PY) bench/active.py
+	PYTHONPATH=. $(PY) bench/coding.py
+	PYTHONPATH=. $(PY) bench/console.py
 
 clean:
 	rm -rf $(VENV) $(NODE_MODULES) .pytest_cache .mypy_cache .ruff_cache out
