@@ -82,6 +82,7 @@ def test_member_jobs(database_url: str) -> None:
         coalition=SimpleNamespace(timed_by=lambda clock: SimpleNamespace(client=_Unreachable()))
     )
     site.hospital = SimpleNamespace(name="h", address="0xA")
+    site.reread = lambda: False  # the training folder is as it was
     runner = JobRunner(site, Database(database_url))
     job = runner.start("operator")
     runner.wait(10)
