@@ -19,10 +19,9 @@ from tclearn.coalition.context import Coalition
 from tclearn.coalition.hospital import Hospital
 from tclearn.errors import ConfigError, ConflictError, IntegrityError
 from tclearn.learning.ranking import CommitteeModel
+from tclearn.protocol import GENESIS
 
 log = logging.getLogger(__name__)
-
-GENESIS = 0
 
 
 def committee(co: Coalition, member: Hospital, k: int) -> list[CommitteeModel]:
